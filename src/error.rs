@@ -1,0 +1,118 @@
+//! The one error type of the crate.
+
+use std::fmt;
+
+/// Everything that can go wrong with a task, a future or an executor.
+///
+/// Every variant says what happened and, where there is one, what you can do
+/// about it. A task's own failure (a panic) is an `Error` on *that* task's
+/// future only: other tasks and the executor carry on.
+///
+/// ```
+/// use concurrent_futures::{Error, ThreadPoolExecutor};
+///
+/// let executor = ThreadPoolExecutor::new(1);
+/// let future = executor.submit(|n: u32| -> u32 { panic!("no {n} today") }, 7);
+/// match future.result() {
+///     Err(Error::Panicked { message, .. }) => assert_eq!(message, "no 7 today"),
+///     other => panic!("expected a panic, got {other:?}"),
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked. The worker caught the panic and goes on serving other tasks.
+    #[error("the task panicked{}: {message}", Location(location))]
+    Panicked {
+        /// The panic's message, or a placeholder when the payload was not a string.
+        message: String,
+        /// `file:line:column` of the panic, when it could be captured.
+        location: Option<String>,
+    },
+
+    /// The future was cancelled before its task ran, so it has no result.
+    #[error("the future was cancelled before its task ran, so there is no result")]
+    Cancelled,
+
+    /// The deadline passed before the result was ready.
+    ///
+    /// For [`Future::result_timeout`](crate::Future::result_timeout) the future
+    /// stays usable: ask again later, or [`cancel`](crate::Future::cancel) it.
+    #[error(
+        "timed out waiting for the result; the task may still finish, so you can wait again or cancel it"
+    )]
+    Timeout,
+
+    /// The executor was shut down before this task was submitted.
+    #[error(
+        "the executor has been shut down and takes no new tasks; create a new executor to run more work"
+    )]
+    Shutdown,
+
+    /// The executor can no longer run tasks, for the reason given.
+    ///
+    /// For example a worker's `initializer` panicked. Every pending task and
+    /// every later submission fails with this error; create a new executor.
+    #[error(
+        "the executor is broken and runs no more tasks ({reason}); fix the cause and create a new executor"
+    )]
+    BrokenExecutor {
+        /// Why the executor broke.
+        reason: String,
+    },
+
+    /// The result was already taken out of this future by an earlier call.
+    ///
+    /// A future hands its value over once, so that results need not be `Clone`.
+    #[error(
+        "the result was already taken by an earlier call to result(); a future hands its value over once"
+    )]
+    ResultTaken,
+
+    /// A worker could not be started, for the reason the operating system gave.
+    ///
+    /// The system is out of threads, processes or memory. Try a smaller
+    /// `max_workers`, or retry when the load is lower.
+    #[error(
+        "could not start a worker ({reason}); the system may be out of threads, processes or memory, so try fewer workers or retry later"
+    )]
+    SpawnFailed {
+        /// What the operating system said.
+        reason: String,
+    },
+
+    /// A setting or argument is out of range; the message names it and the valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// Formats an optional panic location as ` at file:line:col`.
+struct Location<'a>(&'a Option<String>);
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(location) => write!(f, " at {location}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panicked_names_the_location_when_known() {
+        let with = Error::Panicked {
+            message: "boom".into(),
+            location: Some("src/x.rs:1:2".into()),
+        };
+        assert_eq!(with.to_string(), "the task panicked at src/x.rs:1:2: boom");
+        let without = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+        };
+        assert_eq!(without.to_string(), "the task panicked: boom");
+    }
+}

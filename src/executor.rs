@@ -1,0 +1,137 @@
+//! The [`Executor`] trait: the contract every pool keeps.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{Future, Map};
+
+/// What a task's argument and result must be to run on any executor.
+///
+/// Process pools send both over a pipe, so they must serialize; every
+/// `serde` type that is `Send + 'static` qualifies automatically. The
+/// [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s own methods need only
+/// `Send`.
+///
+/// ```
+/// fn runs_anywhere<T: concurrent_futures::Payload>() {}
+/// runs_anywhere::<(u32, String, Vec<f64>)>();
+/// ```
+pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
+
+/// How [`Executor::shutdown_with`] stops a pool.
+///
+/// The default matches Python's `shutdown()`: wait for every submitted task,
+/// cancel nothing.
+///
+/// ```
+/// use concurrent_futures::{Executor, Shutdown, ThreadPoolExecutor};
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// executor.shutdown_with(Shutdown { cancel_futures: true, ..Shutdown::default() });
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shutdown {
+    /// Block until every task that will run has run, and the workers are gone.
+    pub wait: bool,
+    /// Cancel the tasks still queued; running tasks finish.
+    pub cancel_futures: bool,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            wait: true,
+            cancel_futures: false,
+        }
+    }
+}
+
+/// A pool that runs tasks and hands back [`Future`]s: the portable contract.
+///
+/// Code written against this trait runs unchanged on a thread pool or a
+/// process pool; switching is one identifier, as in Python ("Ganti
+/// `ThreadPoolExecutor` dengan `ProcessPoolExecutor`"). Tasks are plain
+/// functions `fn(A) -> R` (a closure that captures nothing coerces to one),
+/// and arguments and results are [`Payload`]s, because a process pool has to
+/// name the function and ship the data to another process.
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// fn tugas(n: u32) -> String {
+///     format!("Tugas {n} selesai")
+/// }
+///
+/// fn run_all(executor: &impl Executor) -> Vec<String> {
+///     executor.map(tugas, [1, 2, 3]).map(Result::unwrap).collect()
+/// }
+///
+/// let lines = run_all(&ThreadPoolExecutor::new(3));
+/// assert_eq!(lines, ["Tugas 1 selesai", "Tugas 2 selesai", "Tugas 3 selesai"]);
+/// ```
+pub trait Executor {
+    /// Schedules `task(arg)` and returns a future for its result.
+    ///
+    /// Never blocks and never panics: if the executor cannot take the task
+    /// (it was shut down, or is broken), the future holds that error.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn square(n: u64) -> u64 { n * n }
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// assert_eq!(Executor::submit(&executor, square, 9).result(), Ok(81));
+    /// ```
+    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R>;
+
+    /// Runs `task` over `inputs`, yielding each result in input order.
+    ///
+    /// The iterator is lazy and keeps a bounded number of tasks in flight, so
+    /// endless inputs are fine. Each item is a `Result`: a failing task is
+    /// that item's `Err`, and iteration goes on. See [`Map`] for the look-ahead,
+    /// the timeout and chunking.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let doubled: Vec<_> = Executor::map(&executor, |n: i32| n * 2, 1..=4).collect();
+    /// assert_eq!(doubled, [Ok(2), Ok(4), Ok(6), Ok(8)]);
+    /// ```
+    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>;
+
+    /// Stops taking tasks and waits for every submitted task to finish, like
+    /// leaving Python's `with` block. Later submissions fail with
+    /// [`Error::Shutdown`](crate::Error::Shutdown). Calling it again is harmless.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, Executor, ThreadPoolExecutor};
+    ///
+    /// fn one(_: ()) -> u8 { 1 }
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let before = Executor::submit(&executor, one, ());
+    /// Executor::shutdown(&executor);
+    /// assert!(before.done());
+    /// assert_eq!(Executor::submit(&executor, one, ()).result(), Err(Error::Shutdown));
+    /// ```
+    fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Shuts down as `how` says: with or without waiting, with or without
+    /// cancelling the queued tasks.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, Shutdown, ThreadPoolExecutor};
+    ///
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// Executor::shutdown_with(&executor, Shutdown { wait: false, cancel_futures: true });
+    /// ```
+    fn shutdown_with(&self, how: Shutdown);
+}

@@ -1,0 +1,605 @@
+//! [`Future`]: the handle to a task's eventual result, and its producer side.
+//!
+//! A future is in one of five states. The worker moves it from pending to
+//! running when it picks the task up; [`Future::cancel`] moves it from pending
+//! to cancelled. Only one of the two can win, because both are one
+//! compare-and-swap on the same atomic.
+//!
+//! ```text
+//! PENDING ──claim──▶ RUNNING ──finish──▶ FINISHED (Ok) | FAILED (Err)
+//!    │
+//!    └──cancel / task dropped unrun──▶ CANCELLED
+//! ```
+//!
+//! The state lives in an atomic so that `done()`, `running()` and the short
+//! spin in `result()` read it without a lock. Everything else (the outcome, the
+//! callbacks, the waiters) sits behind one mutex, and the state only becomes
+//! terminal while that mutex is held, so a waiter that checks the state under
+//! the lock can never miss its wake-up.
+
+use std::fmt;
+use std::hint;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::{Error, panic};
+
+const PENDING: u8 = 0;
+const RUNNING: u8 = 1;
+const FINISHED: u8 = 2;
+const FAILED: u8 = 3;
+const CANCELLED: u8 = 4;
+
+/// A callback registered with [`Future::add_done_callback`].
+type Callback<R> = Box<dyn FnOnce(&Future<R>) + Send>;
+
+/// The handle to the result of a task that runs on an executor.
+///
+/// `submit` and `map` hand you futures. A future is `Send` and `Sync`: any
+/// thread may wait on it, poll it or cancel it. It hands its value over once:
+/// the first successful [`result`](Future::result) moves the value out, and a
+/// later call returns [`Error::ResultTaken`]. That way results need not be
+/// `Clone`.
+///
+/// It also implements [`std::future::Future`], so async code can `.await` it;
+/// the waker is stored and woken on completion, with no polling loop.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// let future = executor.submit(|n: u64| n * n, 12);
+/// assert_eq!(future.result(), Ok(144));
+/// assert!(future.done());
+/// ```
+#[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
+pub struct Future<R> {
+    inner: Arc<Inner<R>>,
+}
+
+/// The producer side of a [`Future`], held by whoever runs the task.
+///
+/// Dropping a promise that was never completed resolves its future as
+/// cancelled, so no future is ever left waiting for a task that is gone.
+pub(crate) struct Promise<R> {
+    inner: Arc<Inner<R>>,
+}
+
+/// Makes a connected pair: the promise for the worker, the future for the user.
+pub(crate) fn pair<R>() -> (Promise<R>, Future<R>) {
+    let inner = Arc::new(Inner {
+        state: AtomicU8::new(PENDING),
+        slot: Mutex::new(Slot {
+            outcome: None,
+            sleepers: 0,
+            callbacks: Vec::new(),
+            watchers: Vec::new(),
+            waker: None,
+        }),
+        ready: Condvar::new(),
+    });
+    let future = Future {
+        inner: Arc::clone(&inner),
+    };
+    (Promise { inner }, future)
+}
+
+struct Inner<R> {
+    state: AtomicU8,
+    slot: Mutex<Slot<R>>,
+    /// Signalled when the state becomes terminal and `sleepers > 0`.
+    ready: Condvar,
+}
+
+struct Slot<R> {
+    /// `Some` from finish until the result is taken; `None` for a cancelled future.
+    outcome: Option<Result<R, Error>>,
+    /// Threads blocked on `ready`; finishing skips the notify when there are none.
+    sleepers: usize,
+    callbacks: Vec<Callback<R>>,
+    /// Registrations by [`wait`](crate::wait) and [`as_completed`](crate::as_completed).
+    watchers: Vec<Watcher>,
+    /// The waker of the last `.await` that found the future pending.
+    waker: Option<Waker>,
+}
+
+/// A request to be told, by index, when a future completes.
+struct Watcher {
+    key: u64,
+    index: usize,
+    notify: Sender<usize>,
+}
+
+/// Everything to tell once the state is terminal, gathered under the lock
+/// and then told after it is released.
+struct Wakeups<R> {
+    sleepers: bool,
+    callbacks: Vec<Callback<R>>,
+    watchers: Vec<Watcher>,
+    waker: Option<Waker>,
+}
+
+impl<R> Inner<R> {
+    fn state(&self) -> u8 {
+        // ORDERING: Acquire pairs with the Release store in `finish` and the
+        // AcqRel swaps in `claim`/`cancel`, so a reader that sees a terminal
+        // state also sees the outcome stored before it.
+        self.state.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot<R>> {
+        // A panic never happens while the lock is held (user code runs outside
+        // it), so a poisoned lock still holds consistent data.
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Moves a non-terminal future to `state`, storing `outcome`. Returns
+    /// what must be woken, or `None` if the future was already terminal.
+    fn finish(&self, state: u8, outcome: Option<Result<R, Error>>) -> Option<Wakeups<R>> {
+        let mut slot = self.lock();
+        if self.state() >= FINISHED {
+            return None;
+        }
+        slot.outcome = outcome;
+        // ORDERING: Release publishes `outcome` (written above) to lock-free
+        // readers of the state; the mutex orders it for everyone else.
+        self.state.store(state, Ordering::Release);
+        Some(Wakeups {
+            sleepers: slot.sleepers > 0,
+            callbacks: std::mem::take(&mut slot.callbacks),
+            watchers: std::mem::take(&mut slot.watchers),
+            waker: slot.waker.take(),
+        })
+    }
+}
+
+impl<R> Wakeups<R> {
+    /// Wakes every waiter, then runs the callbacks in the order they were added.
+    fn deliver(self, inner: &Arc<Inner<R>>) {
+        if self.sleepers {
+            inner.ready.notify_all();
+        }
+        for watcher in self.watchers {
+            // The receiver may be gone (the waiter timed out); that is fine.
+            let _ = watcher.notify.send(watcher.index);
+        }
+        if let Some(waker) = self.waker {
+            waker.wake();
+        }
+        if !self.callbacks.is_empty() {
+            let future = Future {
+                inner: Arc::clone(inner),
+            };
+            for callback in self.callbacks {
+                // A panicking callback must not stop the others or the worker;
+                // the panic hook has already reported it.
+                let _ = panic::catch(|| callback(&future));
+            }
+        }
+    }
+}
+
+impl<R> Promise<R> {
+    /// Moves the future from pending to running. Returns `false` if it was
+    /// cancelled first, in which case the task must not run.
+    pub(crate) fn claim(&self) -> bool {
+        // ORDERING: AcqRel makes the claim and a racing `cancel` agree on one
+        // winner; both are read-modify-writes on the same atomic.
+        self.inner
+            .state
+            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Resolves the future with the task's outcome; a no-op if it is already
+    /// resolved (for example, cancelled).
+    pub(crate) fn complete(self, outcome: Result<R, Error>) {
+        let state = if outcome.is_ok() { FINISHED } else { FAILED };
+        if let Some(wakeups) = self.inner.finish(state, Some(outcome)) {
+            wakeups.deliver(&self.inner);
+        }
+    }
+}
+
+impl<R> Drop for Promise<R> {
+    fn drop(&mut self) {
+        if self.inner.state() < FINISHED
+            && let Some(wakeups) = self.inner.finish(CANCELLED, None)
+        {
+            wakeups.deliver(&self.inner);
+        }
+    }
+}
+
+impl<R> Future<R> {
+    /// Attempts to cancel the task.
+    ///
+    /// Returns `true` if the future is now cancelled: it was still pending
+    /// (queued, not yet picked up by a worker), or it was already cancelled.
+    /// Returns `false` if the task is running or has finished; on a thread
+    /// pool a running task cannot be stopped from outside.
+    ///
+    /// Cancelling wakes every thread blocked in [`result`](Future::result)
+    /// with [`Error::Cancelled`] and runs the done callbacks.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::sync::mpsc;
+    ///
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let (release, gate) = mpsc::channel::<()>();
+    /// let busy = executor.submit(move |()| gate.recv().unwrap(), ());
+    /// let queued = executor.submit(|()| "never runs", ());
+    /// assert!(queued.cancel());                  // still queued behind `busy`
+    /// assert_eq!(queued.result(), Err(Error::Cancelled));
+    /// release.send(()).unwrap();
+    /// busy.result().unwrap();
+    /// assert!(!busy.cancel());                   // finished futures stay finished
+    /// ```
+    pub fn cancel(&self) -> bool {
+        match self.inner.state() {
+            CANCELLED => return true,
+            PENDING => {}
+            _ => return false,
+        }
+        let wakeups = {
+            let mut slot = self.inner.lock();
+            // ORDERING: AcqRel, paired with `Promise::claim`: exactly one of
+            // the two moves the future out of PENDING.
+            match self.inner.state.compare_exchange(
+                PENDING,
+                CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => Wakeups {
+                    sleepers: slot.sleepers > 0,
+                    callbacks: std::mem::take(&mut slot.callbacks),
+                    watchers: std::mem::take(&mut slot.watchers),
+                    waker: slot.waker.take(),
+                },
+                Err(now) => return now == CANCELLED,
+            }
+        };
+        wakeups.deliver(&self.inner);
+        true
+    }
+
+    /// Returns `true` if the future was cancelled.
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let future = ThreadPoolExecutor::new(1).submit(|()| 1, ());
+    /// future.result().unwrap();
+    /// assert!(!future.cancelled());
+    /// ```
+    pub fn cancelled(&self) -> bool {
+        self.inner.state() == CANCELLED
+    }
+
+    /// Returns `true` while a worker is running the task.
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// # use std::sync::mpsc;
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let (started, wait_started) = mpsc::channel();
+    /// let (release, gate) = mpsc::channel::<()>();
+    /// let future = executor.submit(move |()| { started.send(()).unwrap(); gate.recv().unwrap() }, ());
+    /// wait_started.recv().unwrap();
+    /// assert!(future.running());
+    /// release.send(()).unwrap();
+    /// future.result().unwrap();
+    /// assert!(!future.running());
+    /// ```
+    pub fn running(&self) -> bool {
+        self.inner.state() == RUNNING
+    }
+
+    /// Returns `true` once the future has finished (with a value or an error)
+    /// or was cancelled. A done future never changes state again.
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// let future = ThreadPoolExecutor::new(1).submit(|()| 1, ());
+    /// let _ = future.result();
+    /// assert!(future.done());
+    /// ```
+    pub fn done(&self) -> bool {
+        self.inner.state() >= FINISHED
+    }
+
+    /// Whether the task finished with an error (cancellation is not one).
+    pub(crate) fn failed_with_error(&self) -> bool {
+        self.inner.state() == FAILED
+    }
+
+    /// Blocks until the task is done, then hands over its result.
+    ///
+    /// Returns the task's value, or [`Error::Panicked`] if it panicked,
+    /// [`Error::Cancelled`] if it was cancelled, or the executor's error if it
+    /// could not run. The value moves out: a second call returns
+    /// [`Error::ResultTaken`].
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "tugas");
+    /// assert_eq!(future.result(), Ok(5));
+    /// assert_eq!(future.result(), Err(Error::ResultTaken));
+    /// ```
+    pub fn result(&self) -> Result<R, Error> {
+        self.wait_and_take(None)
+    }
+
+    /// Like [`result`](Future::result), but gives up after `timeout` with
+    /// [`Error::Timeout`]. The future stays usable after a timeout: wait again,
+    /// or cancel it. A zero timeout only checks.
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// # use std::{sync::mpsc, time::Duration};
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let (release, gate) = mpsc::channel::<()>();
+    /// let future = executor.submit(move |()| gate.recv().map(|()| "ready").unwrap(), ());
+    /// assert_eq!(future.result_timeout(Duration::ZERO), Err(Error::Timeout));
+    /// release.send(()).unwrap();
+    /// assert_eq!(future.result_timeout(Duration::from_secs(60)), Ok("ready"));
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<R, Error> {
+        // A deadline too far to represent is no deadline.
+        self.wait_and_take(Instant::now().checked_add(timeout))
+    }
+
+    /// Waits until `deadline` (forever if `None`) and takes the result.
+    pub(crate) fn wait_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
+        self.spin_briefly();
+        let mut slot = self.inner.lock();
+        loop {
+            match self.inner.state() {
+                CANCELLED => return Err(Error::Cancelled),
+                FINISHED | FAILED => return slot.outcome.take().unwrap_or(Err(Error::ResultTaken)),
+                _ => {}
+            }
+            slot.sleepers += 1;
+            slot = match deadline {
+                None => self
+                    .inner
+                    .ready
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        slot.sleepers -= 1;
+                        return Err(Error::Timeout);
+                    }
+                    let (slot, _) = self
+                        .inner
+                        .ready
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    slot
+                }
+            };
+            slot.sleepers -= 1;
+        }
+    }
+
+    /// Spins for about a microsecond before the caller sleeps: a tiny task
+    /// finishes in that time, and then no thread has to be woken at all.
+    fn spin_briefly(&self) {
+        for step in 0..8 {
+            if self.done() {
+                return;
+            }
+            for _ in 0..(1 << step) {
+                hint::spin_loop();
+            }
+        }
+        if !self.done() {
+            thread::yield_now();
+        }
+    }
+
+    /// Runs `callback` with this future once it is done.
+    ///
+    /// Callbacks run in the order they were added, on the thread that
+    /// completes the future (a worker, or the thread that cancels it). A
+    /// callback added to a future that is already done runs at once, on the
+    /// calling thread. A callback that panics does not stop the others and
+    /// does not harm the worker.
+    ///
+    /// The callback may take the result with [`result`](Future::result); then
+    /// the future's owner gets [`Error::ResultTaken`].
+    ///
+    /// ```
+    /// # use concurrent_futures::ThreadPoolExecutor;
+    /// use std::sync::mpsc;
+    ///
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let (tx, rx) = mpsc::channel();
+    /// let future = executor.submit(|n: i32| n + 1, 1);
+    /// future.add_done_callback(move |f| tx.send(f.done()).unwrap());
+    /// assert_eq!(rx.recv(), Ok(true));
+    /// assert_eq!(future.result(), Ok(2));
+    /// ```
+    pub fn add_done_callback(&self, callback: impl FnOnce(&Future<R>) + Send + 'static) {
+        {
+            let mut slot = self.inner.lock();
+            if !self.done() {
+                slot.callbacks.push(Box::new(callback));
+                return;
+            }
+        }
+        let _ = panic::catch(|| callback(self));
+    }
+
+    /// Asks to be sent `index` on `notify` when this future is done; if it is
+    /// done already, sends at once. Returns `false` in that case.
+    pub(crate) fn watch(&self, key: u64, index: usize, notify: &Sender<usize>) -> bool {
+        let mut slot = self.inner.lock();
+        if self.done() {
+            drop(slot);
+            let _ = notify.send(index);
+            return false;
+        }
+        slot.watchers.push(Watcher {
+            key,
+            index,
+            notify: notify.clone(),
+        });
+        true
+    }
+
+    /// Withdraws the watchers registered under `key`.
+    pub(crate) fn unwatch(&self, key: u64) {
+        self.inner.lock().watchers.retain(|w| w.key != key);
+    }
+
+    /// An address that is the same for every handle to this future.
+    pub(crate) fn identity(&self) -> *const () {
+        Arc::as_ptr(&self.inner).cast()
+    }
+}
+
+/// A fresh key for one call of `wait` or `as_completed`.
+pub(crate) fn watch_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    // ORDERING: only uniqueness matters, which any ordering of an RMW gives.
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<R> std::future::Future for Future<R> {
+    type Output = Result<R, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.inner.lock();
+        match self.inner.state() {
+            CANCELLED => Poll::Ready(Err(Error::Cancelled)),
+            FINISHED | FAILED => {
+                Poll::Ready(slot.outcome.take().unwrap_or(Err(Error::ResultTaken)))
+            }
+            _ => {
+                match &mut slot.waker {
+                    Some(waker) if waker.will_wake(cx.waker()) => {}
+                    waker => *waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<R> fmt::Debug for Future<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.inner.state() {
+            PENDING => "pending",
+            RUNNING => "running",
+            FINISHED => "finished",
+            FAILED => "failed",
+            _ => "cancelled",
+        };
+        f.debug_struct("Future").field("state", &state).finish()
+    }
+}
+
+impl<R> fmt::Debug for Promise<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Promise").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_pending_future_cancels_and_stays_cancelled() {
+        let (promise, future) = pair::<u8>();
+        assert!(future.cancel());
+        assert!(future.cancel(), "cancel is idempotent");
+        assert!(future.cancelled() && future.done() && !future.running());
+        assert!(!promise.claim(), "a cancelled task must not run");
+        assert_eq!(future.result(), Err(Error::Cancelled));
+    }
+
+    #[test]
+    fn a_running_or_finished_future_does_not_cancel() {
+        let (promise, future) = pair::<u8>();
+        assert!(promise.claim());
+        assert!(future.running() && !future.done());
+        assert!(!future.cancel());
+        promise.complete(Ok(3));
+        assert!(!future.cancel());
+        assert_eq!(future.result(), Ok(3));
+    }
+
+    #[test]
+    fn a_dropped_promise_cancels_its_future() {
+        let (promise, future) = pair::<u8>();
+        drop(promise);
+        assert_eq!(future.result(), Err(Error::Cancelled));
+    }
+
+    #[test]
+    fn completing_a_cancelled_future_changes_nothing() {
+        let (promise, future) = pair::<u8>();
+        assert!(future.cancel());
+        promise.complete(Ok(1));
+        assert_eq!(future.result(), Err(Error::Cancelled));
+    }
+
+    #[test]
+    fn result_timeout_zero_leaves_the_future_usable() {
+        let (promise, future) = pair::<u8>();
+        assert_eq!(future.result_timeout(Duration::ZERO), Err(Error::Timeout));
+        promise.complete(Ok(9));
+        assert_eq!(future.result_timeout(Duration::ZERO), Ok(9));
+        assert_eq!(future.result(), Err(Error::ResultTaken));
+    }
+
+    #[test]
+    fn a_huge_timeout_is_no_deadline() {
+        let (promise, future) = pair::<u8>();
+        promise.complete(Ok(1));
+        assert_eq!(future.result_timeout(Duration::MAX), Ok(1));
+    }
+
+    #[test]
+    fn callbacks_run_in_order_even_when_one_panics() {
+        let (promise, future) = pair::<u8>();
+        let (tx, rx) = mpsc::channel();
+        for n in 0..3 {
+            let tx = tx.clone();
+            future.add_done_callback(move |f| {
+                tx.send((n, f.done())).unwrap();
+                assert_ne!(n, 1, "callback 1 panics");
+            });
+        }
+        promise.complete(Ok(1));
+        let seen: Vec<_> = rx.try_iter().collect();
+        assert_eq!(seen, [(0, true), (1, true), (2, true)]);
+        let (tx, rx) = mpsc::channel();
+        future.add_done_callback(move |_| tx.send(thread::current().id()).unwrap());
+        assert_eq!(
+            rx.try_recv(),
+            Ok(thread::current().id()),
+            "runs at once, here"
+        );
+    }
+
+    #[test]
+    fn debug_names_the_state() {
+        let (promise, future) = pair::<u8>();
+        assert_eq!(format!("{future:?}"), r#"Future { state: "pending" }"#);
+        promise.complete(Err(Error::Timeout));
+        assert_eq!(format!("{future:?}"), r#"Future { state: "failed" }"#);
+    }
+}

@@ -1,0 +1,103 @@
+//! Python's `concurrent.futures`, for Rust: run many tasks at once, on threads
+//! or on processes, behind one [`Executor`] trait, one [`Future`] and one `map`.
+//!
+//! # Threads or processes?
+//!
+//! Some programs spend their time **waiting**: for the network, the disk, a
+//! database. They are *I/O-bound*, and threads suit them: while one thread
+//! waits, another runs, and all of them share the process's memory. Three
+//! downloads of two seconds each take two seconds, not six:
+//!
+//! ```
+//! use concurrent_futures::ThreadPoolExecutor;
+//! use std::time::{Duration, Instant};
+//!
+//! fn unduh_halaman(url: &str) -> String {
+//!     std::thread::sleep(Duration::from_millis(200)); // the network delay
+//!     format!("Selesai mengunduh {url}")
+//! }
+//!
+//! let start = Instant::now();
+//! let executor = ThreadPoolExecutor::new(3);
+//! for line in executor.map(unduh_halaman, ["web1", "web2", "web3"]) {
+//!     println!("{}", line?);
+//! }
+//! assert!(start.elapsed() < Duration::from_millis(500)); // about 200 ms, not 600
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! Other programs spend their time **computing**. They are *CPU-bound*. Rust
+//! has no GIL, so threads already use every core for them; processes add
+//! isolation: each has its own memory, and a crash (a segfault, an abort, an
+//! out-of-memory kill) takes down one worker, not your program. Python needs
+//! processes to use more than one core; in Rust, reach for them when a task
+//! might crash or leak, or must be killable.
+//!
+//! | | threads | processes |
+//! |---|---|---|
+//! | memory | shared | separate |
+//! | start-up cost | low | higher |
+//! | suits | I/O-bound work | CPU-bound, crash-prone work |
+//!
+//! # The API in one screen
+//!
+//! ```
+//! use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, ThreadPoolExecutor};
+//! use std::time::Duration;
+//!
+//! fn tugas(n: u32) -> String {
+//!     format!("Tugas {n} selesai")
+//! }
+//!
+//! let executor = ThreadPoolExecutor::new(3);
+//!
+//! // map: results in input order, each a Result.
+//! for result in executor.map(tugas, [1, 2, 3]) {
+//!     println!("{}", result?);
+//! }
+//!
+//! // submit: one task, one Future.
+//! let future = executor.submit(tugas, 4);
+//! assert_eq!(future.result()?, "Tugas 4 selesai");
+//!
+//! // wait and as_completed: many futures at once.
+//! let futures: Vec<_> = (5..8).map(|n| executor.submit(tugas, n)).collect();
+//! let (done, not_done) = wait(&futures, ReturnWhen::AllCompleted, Some(Duration::from_secs(10)));
+//! assert_eq!((done.len(), not_done.len()), (3, 0));
+//! for future in as_completed(&futures) {
+//!     println!("{}", future.result()?);
+//! }
+//!
+//! executor.shutdown(); // also done on drop, like leaving Python's `with` block
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! Errors are values: a task that panics gives [`Error::Panicked`] on its own
+//! future and the pool carries on. Every way a task can fail is one variant
+//! of [`Error`].
+//!
+//! # Writing code for any executor
+//!
+//! The [`Executor`] trait takes plain functions `fn(A) -> R` with
+//! serializable arguments and results ([`Payload`]), so the same code can
+//! run on a process pool. [`ThreadPoolExecutor`]'s own methods of the same
+//! names are wider: any closure, any `Send` data.
+//!
+//! # Where the unsafe code is
+//!
+//! The thread pool and futures use no `unsafe` code.
+
+mod error;
+mod executor;
+mod future;
+mod map;
+mod panic;
+mod thread;
+mod wait;
+
+pub use error::Error;
+pub use executor::{Executor, Payload, Shutdown};
+pub use future::Future;
+pub use map::Map;
+pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
+pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};

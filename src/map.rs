@@ -1,0 +1,209 @@
+//! [`Map`]: the lazy, ordered, bounded iterator behind every executor's `map`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::Fuse;
+use std::time::{Duration, Instant};
+
+use crate::{Error, Future};
+
+/// How an executor submits one chunk of inputs: it drains `chunk` and pushes
+/// one future per item, in order, onto `out`.
+pub(crate) type SubmitChunk<'e, A, R> =
+    Box<dyn FnMut(&mut Vec<A>, &mut VecDeque<Future<R>>) + Send + 'e>;
+
+/// The iterator returned by `map`: each task's result, in input order.
+///
+/// - **Lazy and bounded.** Nothing is submitted until the first
+///   [`next`](Iterator::next). After that at most
+///   [`buffer_size`](Map::buffer_size) inputs are in flight (Python's
+///   `buffersize`): a million-item or endless input never sits in memory.
+///   The default is twice the pool's workers times the chunk size.
+/// - **Ordered.** Results come in input order even when later tasks finish
+///   first.
+/// - **Per-item errors.** A failing task is that item's `Err`; iteration goes
+///   on to the next item.
+/// - **One deadline.** With [`timeout`](Map::timeout), the whole iteration
+///   must finish within that time from the `map` call. When it passes, the
+///   iterator yields [`Error::Timeout`] once and ends.
+/// - **Clean stop.** When the deadline passes or the iterator is dropped, the
+///   tasks that have not started are cancelled.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use std::time::Duration;
+///
+/// let executor = ThreadPoolExecutor::new(4);
+/// let squares = executor
+///     .map(|n: u64| n * n, 1..)            // an endless input is fine
+///     .buffer_size(8)                      // at most 8 tasks in flight
+///     .timeout(Duration::from_secs(60))    // one deadline for the whole run
+///     .take(5)
+///     .collect::<Result<Vec<_>, _>>();
+/// assert_eq!(squares, Ok(vec![1, 4, 9, 16, 25]));
+/// ```
+#[must_use = "iterators are lazy: map submits nothing until it is iterated"]
+pub struct Map<'e, I: Iterator, R> {
+    inputs: Fuse<I>,
+    submit: SubmitChunk<'e, I::Item, R>,
+    in_flight: VecDeque<Future<R>>,
+    chunk: Vec<I::Item>,
+    workers: usize,
+    buffer_size: Option<usize>,
+    chunksize: usize,
+    started: Instant,
+    deadline: Option<Instant>,
+    /// A bad setting, reported by the first `next`.
+    invalid: Option<Error>,
+    /// Set once the deadline has passed: nothing more is yielded.
+    ended: bool,
+}
+
+impl<'e, I: Iterator, R> Map<'e, I, R> {
+    /// A map over `inputs` for a pool of `workers`, submitting through `submit`.
+    pub(crate) fn new(inputs: I, workers: usize, submit: SubmitChunk<'e, I::Item, R>) -> Self {
+        Self {
+            inputs: inputs.fuse(),
+            submit,
+            in_flight: VecDeque::new(),
+            chunk: Vec::new(),
+            workers,
+            buffer_size: None,
+            chunksize: 1,
+            started: Instant::now(),
+            deadline: None,
+            invalid: None,
+            ended: false,
+        }
+    }
+
+    /// Sets one deadline for the whole iteration, measured from the `map`
+    /// call. When it passes the iterator yields [`Error::Timeout`] once,
+    /// cancels what has not started, and ends.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::{sync::mpsc, time::Duration};
+    ///
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let (_keep_open, gate) = mpsc::channel::<()>();
+    /// let gate = std::sync::Mutex::new(gate);
+    /// let blocked = move |_: u8| gate.lock().unwrap().recv_timeout(Duration::from_secs(5)).ok();
+    /// let mut results = executor.map(blocked, [1, 2]).timeout(Duration::from_millis(20));
+    /// assert_eq!(results.next(), Some(Err(Error::Timeout)));
+    /// assert_eq!(results.next(), None);
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = self.started.checked_add(timeout);
+        self
+    }
+
+    /// Sets how many inputs may be in flight at once (Python's `buffersize`).
+    ///
+    /// Zero is an error, reported as the first item. The default is twice the
+    /// pool's workers times the chunk size.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let mut bad = executor.map(|n: u8| n, [1]).buffer_size(0);
+    /// assert!(matches!(bad.next(), Some(Err(Error::InvalidArgument(_)))));
+    /// assert_eq!(bad.next(), None);
+    /// ```
+    pub fn buffer_size(mut self, inputs_in_flight: usize) -> Self {
+        if inputs_in_flight == 0 {
+            self.invalid = Some(Error::InvalidArgument(
+                "map's buffer_size must be at least 1 input in flight".into(),
+            ));
+        }
+        self.buffer_size = Some(inputs_in_flight);
+        self
+    }
+
+    /// Sends inputs to workers in chunks of this many (Python's `chunksize`).
+    ///
+    /// Each item still has its own result and its own error: a failure inside
+    /// a chunk fails only that item. Chunks cut the per-task overhead of tiny
+    /// tasks, above all on a process pool. Zero is an error, reported as the
+    /// first item.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let total: u64 = executor.map(|n: u64| n, 0..1000).chunksize(100).map(Result::unwrap).sum();
+    /// assert_eq!(total, 499_500);
+    /// ```
+    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
+        if items_per_chunk == 0 {
+            self.invalid = Some(Error::InvalidArgument(
+                "map's chunksize must be at least 1 item per chunk".into(),
+            ));
+        }
+        self.chunksize = items_per_chunk.max(1);
+        self
+    }
+
+    /// Tops the in-flight queue up with whole chunks, within the look-ahead.
+    fn refill(&mut self) {
+        let look_ahead = self
+            .buffer_size
+            .unwrap_or(2 * self.workers * self.chunksize)
+            .max(self.chunksize);
+        while self.in_flight.len() + self.chunksize <= look_ahead {
+            self.chunk.extend(self.inputs.by_ref().take(self.chunksize));
+            if self.chunk.is_empty() {
+                return;
+            }
+            (self.submit)(&mut self.chunk, &mut self.in_flight);
+        }
+    }
+
+    /// Cancels every task that has not started and ends the iteration.
+    fn stop(&mut self) {
+        for future in self.in_flight.drain(..) {
+            future.cancel();
+        }
+        self.ended = true;
+    }
+}
+
+impl<I: Iterator, R> Iterator for Map<'_, I, R> {
+    type Item = Result<R, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.invalid.take() {
+            self.ended = true;
+            return Some(Err(error));
+        }
+        if self.ended {
+            return None;
+        }
+        self.refill();
+        let future = self.in_flight.pop_front()?;
+        let result = future.wait_and_take(self.deadline);
+        if matches!(result, Err(Error::Timeout)) && !future.done() {
+            future.cancel();
+            self.stop();
+        }
+        Some(result)
+    }
+}
+
+impl<I: Iterator, R> Drop for Map<'_, I, R> {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.in_flight.len())
+            .field("buffer_size", &self.buffer_size)
+            .field("chunksize", &self.chunksize)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

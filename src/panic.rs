@@ -1,0 +1,92 @@
+//! Turning a task's panic into [`Error::Panicked`].
+//!
+//! The panic message is in the payload, but its location is only given to the
+//! panic hook. So the first executor built installs a hook that records the
+//! location in a thread-local while a task runs under [`catch`], and then calls
+//! the hook that was there before (so the usual message still reaches stderr).
+//! A hook the program installs later replaces ours; `location` is then `None`.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+use crate::Error;
+
+thread_local! {
+    /// Whether this thread is inside [`catch`], so the hook records a location.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// The location of the last panic caught on this thread.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs the location-recording hook, once per process.
+pub(crate) fn install_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if CATCHING.get() {
+                let location = info.location().map(ToString::to_string);
+                LOCATION.with_borrow_mut(|slot| *slot = location);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into [`Error::Panicked`].
+pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
+    let outer = CATCHING.replace(true);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    CATCHING.set(outer);
+    outcome.map_err(|payload| Error::Panicked {
+        message: message(payload.as_ref()),
+        location: LOCATION.take(),
+    })
+}
+
+/// The text of a panic payload: `panic!` makes a `&str` or a `String`.
+pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "the panic payload was not a string".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_passes_values_through() {
+        assert_eq!(catch(|| 41 + 1), Ok(42));
+    }
+
+    #[test]
+    fn catch_records_message_and_location() {
+        install_hook();
+        let line = line!() + 1;
+        let error = catch(|| -> u8 { panic!("bad {}", 7) }).unwrap_err();
+        let Error::Panicked { message, location } = error else {
+            panic!("expected Panicked, got {error:?}");
+        };
+        assert_eq!(message, "bad 7");
+        let location = location.expect("the hook records the location");
+        assert!(
+            location.starts_with(&format!("{}:{line}:", file!())),
+            "{location}"
+        );
+    }
+
+    #[test]
+    fn non_string_payloads_get_a_placeholder() {
+        let error = catch(|| std::panic::panic_any(5_u8)).unwrap_err();
+        assert!(
+            matches!(error, Error::Panicked { message, .. } if message.contains("not a string"))
+        );
+    }
+}
