@@ -94,6 +94,7 @@ mod map;
 mod panic;
 mod thread;
 mod wait;
+mod workers;
 
 pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};

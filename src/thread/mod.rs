@@ -1,25 +1,20 @@
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
-//! Submitting puts a job on one shared queue (a crossbeam channel); workers
-//! take jobs off it. Threads start lazily, one per submit that finds no idle
-//! worker, up to `max_workers`. The queue's only sender sits behind the pool's
-//! mutex, so a submit that races a shutdown is either queued (and will run)
-//! or refused with [`Error::Shutdown`], never lost.
+//! The queue and the lazily started threads are [`Workers`]; each thread runs
+//! [`worker::work`]: the initializer, then job after job.
 
 mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle, ThreadId};
-
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::future::{self, Promise};
 use crate::map::Map;
+use crate::workers::Workers;
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
-use worker::{Chunk, Job, Task};
+use worker::{Chunk, Task, ThreadJob};
 
 /// A pool of threads for I/O-bound work: downloads, file and database access,
 /// anything that mostly waits.
@@ -44,31 +39,10 @@ use worker::{Chunk, Job, Task};
 /// assert!(start.elapsed() < Duration::from_millis(300), "the three waits overlap");
 /// ```
 pub struct ThreadPoolExecutor {
-    shared: Arc<Shared>,
-}
-
-/// What the pool and its workers share.
-pub(crate) struct Shared {
-    state: Mutex<State>,
-    /// A handle on the queue for draining it at shutdown or breakage.
-    jobs: Receiver<Box<dyn Job>>,
-    /// Workers waiting for a job, or about to.
-    idle: AtomicUsize,
-    max_workers: usize,
-    name_prefix: String,
-    stack_size: Option<usize>,
-    initializer: Option<Initializer>,
+    workers: Arc<Workers<ThreadJob>>,
 }
 
 type Initializer = Arc<dyn Fn() + Send + Sync>;
-
-struct State {
-    /// `None` once the pool is shut down or broken: the queue is closed.
-    sender: Option<Sender<Box<dyn Job>>>,
-    threads: Vec<JoinHandle<()>>,
-    /// Why the pool broke, if it did.
-    broken: Option<String>,
-}
 
 impl ThreadPoolExecutor {
     /// A pool of at most `max_workers` threads.
@@ -113,7 +87,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(ThreadPoolExecutor::new(5).max_workers(), 5);
     /// ```
     pub fn max_workers(&self) -> usize {
-        self.shared.max_workers
+        self.workers.max_workers()
     }
 
     /// Schedules `task(arg)` and returns a future for its result.
@@ -137,7 +111,7 @@ impl ThreadPoolExecutor {
         R: Send + 'static,
     {
         let (promise, future) = future::pair();
-        self.shared.enqueue(Box::new(Task { task, arg, promise }));
+        self.workers.enqueue(Box::new(Task { task, arg, promise }));
         future
     }
 
@@ -180,7 +154,7 @@ impl ThreadPoolExecutor {
                     (arg, promise)
                 })
                 .collect();
-            self.shared.enqueue(Box::new(Chunk {
+            self.workers.enqueue(Box::new(Chunk {
                 task: Arc::clone(&task),
                 items,
             }));
@@ -223,100 +197,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(queued.result(), Err(Error::Cancelled));  // queued ones are cancelled
     /// ```
     pub fn shutdown_with(&self, how: Shutdown) {
-        let threads = {
-            let mut state = self.shared.lock();
-            state.sender = None;
-            if how.wait {
-                std::mem::take(&mut state.threads)
-            } else {
-                Vec::new()
-            }
-        };
-        if how.cancel_futures {
-            // Dropping a job unrun resolves its futures as cancelled.
-            self.shared.jobs.try_iter().for_each(drop);
-        }
-        join_all_but_current(threads);
-    }
-}
-
-/// Joins `threads`, except the calling thread if it is one of them.
-fn join_all_but_current(threads: Vec<JoinHandle<()>>) {
-    let me: ThreadId = thread::current().id();
-    for handle in threads {
-        if handle.thread().id() != me {
-            // Workers catch every task panic, so a join error cannot happen;
-            // if it somehow did, there is nothing left to clean up.
-            let _ = handle.join();
-        }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // No code that can panic runs under this lock, so a poisoned lock
-        // still guards consistent state.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Queues `job`, starting a thread if no idle one will take it. A job
-    /// that cannot run (shut down, broken, no thread) fails with the reason.
-    fn enqueue(self: &Arc<Self>, job: Box<dyn Job>) {
-        let mut state = self.lock();
-        let refusal = match (&state.sender, &state.broken) {
-            (_, Some(reason)) => Error::BrokenExecutor {
-                reason: reason.clone(),
-            },
-            (None, None) => Error::Shutdown,
-            (Some(sender), None) => {
-                // The receiver lives in `self.jobs`, so the send cannot fail.
-                let _ = sender.send(job);
-                // ORDERING: a heuristic; see `worker::mark_idle`.
-                let idle = self.idle.load(Ordering::Relaxed);
-                if self.jobs.len() > idle
-                    && state.threads.len() < self.max_workers
-                    && let Err(error) = self.start_thread(&mut state)
-                    && state.threads.is_empty()
-                {
-                    // Nobody would ever run the queue: fail it now.
-                    drop(state);
-                    self.jobs.try_iter().for_each(|job| job.fail(error.clone()));
-                }
-                return;
-            }
-        };
-        drop(state);
-        job.fail(refusal);
-    }
-
-    fn start_thread(self: &Arc<Self>, state: &mut State) -> Result<(), Error> {
-        let name = format!("{}_{}", self.name_prefix, state.threads.len());
-        let mut builder = thread::Builder::new().name(name);
-        if let Some(bytes) = self.stack_size {
-            builder = builder.stack_size(bytes);
-        }
-        let shared = Arc::clone(self);
-        let jobs = self.jobs.clone();
-        let handle = builder
-            .spawn(move || worker::work(shared, jobs))
-            .map_err(|error| Error::SpawnFailed {
-                reason: error.to_string(),
-            })?;
-        state.threads.push(handle);
-        Ok(())
-    }
-
-    /// Marks the pool broken: closes the queue and fails every queued job.
-    fn break_pool(&self, reason: String) {
-        {
-            let mut state = self.lock();
-            state.sender = None;
-            state.broken.get_or_insert(reason.clone());
-        }
-        let error = Error::BrokenExecutor { reason };
-        self.jobs.try_iter().for_each(|job| job.fail(error.clone()));
+        self.workers.shutdown(how);
     }
 }
 
@@ -354,13 +235,8 @@ impl Executor for ThreadPoolExecutor {
 
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
-        f.debug_struct("ThreadPoolExecutor")
-            .field("max_workers", &self.shared.max_workers)
-            .field("threads", &state.threads.len())
-            .field("queued", &self.shared.jobs.len())
-            .field("shut_down", &state.sender.is_none())
-            .field("broken", &state.broken)
+        f.debug_tuple("ThreadPoolExecutor")
+            .field(&self.workers)
             .finish()
     }
 }
@@ -496,21 +372,14 @@ impl ThreadPoolBuilder {
             ),
         };
         panic::install_hook();
-        let (sender, jobs) = crossbeam_channel::unbounded();
+        let initializer = self.initializer;
         Ok(ThreadPoolExecutor {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    sender: Some(sender),
-                    threads: Vec::new(),
-                    broken: None,
-                }),
-                jobs,
-                idle: AtomicUsize::new(0),
-                max_workers: self.max_workers,
+            workers: Arc::new(Workers::new(
+                self.max_workers,
                 name_prefix,
-                stack_size: self.stack_size,
-                initializer: self.initializer,
-            }),
+                self.stack_size,
+                Arc::new(move |workers| worker::work(workers, initializer.as_deref())),
+            )),
         })
     }
 }

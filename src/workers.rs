@@ -1,0 +1,205 @@
+//! [`Workers`]: a lazily grown set of threads serving one job queue.
+//!
+//! Both pools are built on it. The thread pool's workers run jobs
+//! themselves; the process pool's workers each drive one child process.
+//!
+//! Submitting puts a job on one crossbeam channel and starts a thread when
+//! no idle one will take it, up to `max_workers`. The channel's only sender
+//! sits behind a mutex, so a submit that races a shutdown is either queued
+//! (and will be served) or refused with [`Error::Shutdown`], never lost.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::{Error, Shutdown};
+
+/// Work that can be refused: it must resolve its futures with the reason.
+pub(crate) trait Job: Send + 'static {
+    /// Resolves the job's futures with `error`, without running anything.
+    fn fail(self, error: Error);
+}
+
+/// What a worker thread runs; it calls [`Workers::next_job`] until `None`.
+pub(crate) type Body<J> = Arc<dyn Fn(&Arc<Workers<J>>) + Send + Sync>;
+
+/// The threads and queue of one pool.
+pub(crate) struct Workers<J> {
+    state: Mutex<State<J>>,
+    /// A handle on the queue, for workers and for draining it.
+    queue: Receiver<J>,
+    /// Workers waiting for a job, or about to.
+    idle: AtomicUsize,
+    max_workers: usize,
+    name_prefix: String,
+    stack_size: Option<usize>,
+    body: Body<J>,
+}
+
+struct State<J> {
+    /// `None` once shut down or broken: the queue is closed.
+    sender: Option<Sender<J>>,
+    threads: Vec<JoinHandle<()>>,
+    /// Why the pool broke, if it did.
+    broken: Option<String>,
+}
+
+impl<J: Job> Workers<J> {
+    pub(crate) fn new(
+        max_workers: usize,
+        name_prefix: String,
+        stack_size: Option<usize>,
+        body: Body<J>,
+    ) -> Self {
+        let (sender, queue) = crossbeam_channel::unbounded();
+        Self {
+            state: Mutex::new(State {
+                sender: Some(sender),
+                threads: Vec::new(),
+                broken: None,
+            }),
+            queue,
+            idle: AtomicUsize::new(0),
+            max_workers,
+            name_prefix,
+            stack_size,
+            body,
+        }
+    }
+
+    pub(crate) fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<J>> {
+        // No code that can panic runs under this lock, so a poisoned lock
+        // still guards consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job`, starting a worker if no idle one will take it. A job
+    /// that cannot be served (shut down, broken, no worker) fails with the
+    /// reason.
+    pub(crate) fn enqueue(self: &Arc<Self>, job: J) {
+        let mut state = self.lock();
+        let refusal = match (&state.sender, &state.broken) {
+            (_, Some(reason)) => Error::BrokenExecutor {
+                reason: reason.clone(),
+            },
+            (None, None) => Error::Shutdown,
+            (Some(sender), None) => {
+                // The receiver lives in `self.queue`, so the send cannot fail.
+                let _ = sender.send(job);
+                // ORDERING: a heuristic; see `mark_idle`.
+                let idle = self.idle.load(Ordering::Relaxed);
+                if self.queue.len() > idle
+                    && state.threads.len() < self.max_workers
+                    && let Err(error) = self.start_thread(&mut state)
+                    && state.threads.is_empty()
+                {
+                    // Nobody would ever serve the queue: fail it now.
+                    drop(state);
+                    self.queue
+                        .try_iter()
+                        .for_each(|job| job.fail(error.clone()));
+                }
+                return;
+            }
+        };
+        drop(state);
+        job.fail(refusal);
+    }
+
+    fn start_thread(self: &Arc<Self>, state: &mut State<J>) -> Result<(), Error> {
+        let name = format!("{}_{}", self.name_prefix, state.threads.len());
+        let mut builder = thread::Builder::new().name(name);
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        let workers = Arc::clone(self);
+        let handle = builder
+            .spawn(move || (workers.body)(&workers))
+            .map_err(|error| Error::SpawnFailed {
+                reason: error.to_string(),
+            })?;
+        state.threads.push(handle);
+        Ok(())
+    }
+
+    /// The next job for a worker, waiting for one; `None` once the queue is
+    /// closed and empty, when the worker should exit. The worker counts as
+    /// idle while it waits here.
+    pub(crate) fn next_job(&self) -> Option<J> {
+        let job = self.queue.recv().ok()?;
+        // ORDERING: as in `mark_idle`.
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+        Some(job)
+    }
+
+    /// Counts the calling worker as idle. A worker calls it once before its
+    /// first [`next_job`](Self::next_job), and then after each job, just
+    /// before completing the job's futures: a caller who sees a result and
+    /// submits again then finds the worker counted, and no thread is started.
+    pub(crate) fn mark_idle(&self) {
+        // ORDERING: `idle` only steers whether submit starts another thread;
+        // a stale value costs a thread or a short wait, never correctness.
+        // A caller who sees the result still sees this count, because
+        // completing the future (a Release) comes after it.
+        self.idle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the pool broken: closes the queue and fails every queued job.
+    pub(crate) fn break_pool(&self, reason: String) {
+        {
+            let mut state = self.lock();
+            state.sender = None;
+            state.broken.get_or_insert(reason.clone());
+        }
+        let error = Error::BrokenExecutor { reason };
+        self.queue
+            .try_iter()
+            .for_each(|job| job.fail(error.clone()));
+    }
+
+    /// Closes the queue, as `how` says. With `wait`, joins every worker
+    /// except the calling thread (a task may shut down its own pool).
+    pub(crate) fn shutdown(&self, how: Shutdown) {
+        let threads = {
+            let mut state = self.lock();
+            state.sender = None;
+            if how.wait {
+                std::mem::take(&mut state.threads)
+            } else {
+                Vec::new()
+            }
+        };
+        if how.cancel_futures {
+            // Dropping a job unrun resolves its futures as cancelled.
+            self.queue.try_iter().for_each(drop);
+        }
+        let me = thread::current().id();
+        for handle in threads {
+            if handle.thread().id() != me {
+                // Workers catch every task panic, so a join error cannot
+                // happen; if it did, there would be nothing left to clean up.
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl<J> fmt::Debug for Workers<J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Workers")
+            .field("max_workers", &self.max_workers)
+            .field("threads", &state.threads.len())
+            .field("queued", &self.queue.len())
+            .field("shut_down", &state.sender.is_none())
+            .field("broken", &state.broken)
+            .finish()
+    }
+}
