@@ -1,0 +1,358 @@
+//! `map`: results in input order, lazy with a bounded look-ahead, one
+//! deadline for the whole run, per-item errors, cancelling what has not
+//! started, and chunking. Ported in spirit from Python's `test_map` and
+//! `test_executor`'s buffersize tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, ThreadPoolExecutor};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Counts how many items are pulled out of an input iterator.
+fn counted<I: Iterator>(inputs: I) -> (impl Iterator<Item = I::Item>, Arc<AtomicUsize>) {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let inputs = inputs.inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (inputs, pulled)
+}
+
+/// Gates that tasks block on until the test opens them, by index.
+struct Gates {
+    senders: Vec<Sender<()>>,
+    receivers: Arc<Vec<Mutex<Receiver<()>>>>,
+}
+
+impl Gates {
+    fn new(count: usize) -> Self {
+        let (senders, receivers) = (0..count)
+            .map(|_| mpsc::channel())
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        Self {
+            senders,
+            receivers: Arc::new(receivers.into_iter().map(Mutex::new).collect()),
+        }
+    }
+
+    fn open(&self, index: usize) {
+        self.senders[index].send(()).unwrap();
+    }
+}
+
+/// Blocks until gate `index` opens (or its sender is dropped, which ends a
+/// failing test instead of hanging it). Returns whether it was opened.
+fn pass(gates: &[Mutex<Receiver<()>>], index: usize) -> bool {
+    gates[index].lock().unwrap().recv().is_ok()
+}
+
+#[test]
+fn results_come_in_input_order_even_when_later_tasks_finish_first() {
+    let executor = ThreadPoolExecutor::new(3);
+    let gates = Gates::new(3);
+    let (finished, finishes) = mpsc::channel();
+    let receivers = Arc::clone(&gates.receivers);
+    let finished = Mutex::new(finished);
+    let task = move |n: usize| {
+        if n < 2 {
+            assert!(pass(&receivers, n), "gate {n} dropped");
+        }
+        finished.lock().unwrap().send(n).unwrap();
+        n * 10
+    };
+    thread::scope(|s| {
+        let consumer = s.spawn(|| executor.map(task, 0..3).collect::<Vec<_>>());
+        // Task 2 finishes on its own; then open 1, then 0.
+        assert_eq!(finishes.recv_timeout(PATIENCE), Ok(2));
+        gates.open(1);
+        assert_eq!(finishes.recv_timeout(PATIENCE), Ok(1));
+        gates.open(0);
+        assert_eq!(finishes.recv_timeout(PATIENCE), Ok(0));
+        assert_eq!(consumer.join().unwrap(), [Ok(0), Ok(10), Ok(20)]);
+    });
+}
+
+#[test]
+fn nothing_is_submitted_before_the_first_next() {
+    let executor = ThreadPoolExecutor::new(2);
+    let (ran, runs) = mpsc::channel();
+    let ran = Mutex::new(ran);
+    let (inputs, pulled) = counted(0..10);
+    let mut results = executor.map(move |n: i32| ran.lock().unwrap().send(n).unwrap(), inputs);
+    assert_eq!(pulled.load(Ordering::SeqCst), 0, "no input pulled yet");
+    executor.shutdown();
+    // The pool is shut down, and nothing had been submitted to it.
+    assert_eq!(runs.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(results.next(), Some(Err(Error::Shutdown)));
+}
+
+#[test]
+fn buffer_size_bounds_how_far_ahead_inputs_are_pulled() {
+    let executor = ThreadPoolExecutor::new(2);
+    let (inputs, pulled) = counted(0..1000);
+    let mut results = executor.map(|n: u32| n, inputs).buffer_size(3);
+    for consumed in 1..=50 {
+        assert_eq!(results.next(), Some(Ok(consumed - 1)));
+        let pulled = pulled.load(Ordering::SeqCst);
+        assert!(
+            pulled <= consumed as usize + 3,
+            "pulled {pulled} inputs after consuming {consumed}, look-ahead 3"
+        );
+    }
+}
+
+#[test]
+fn an_endless_input_works_with_take() {
+    let executor = ThreadPoolExecutor::new(4);
+    let (inputs, pulled) = counted(1_u64..);
+    let squares: Vec<_> = executor
+        .map(|n: u64| n * n, inputs)
+        .buffer_size(5)
+        .take(6)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(squares, [1, 4, 9, 16, 25, 36]);
+    assert!(pulled.load(Ordering::SeqCst) <= 6 + 5);
+}
+
+#[test]
+fn the_default_look_ahead_is_bounded_too() {
+    let executor = ThreadPoolExecutor::new(2);
+    let (inputs, pulled) = counted(0_u32..);
+    let mut results = executor.map(|n: u32| n, inputs);
+    for consumed in 1..=20 {
+        assert_eq!(results.next(), Some(Ok(consumed - 1)));
+        // Documented default: twice the workers (times the chunk size, 1).
+        let pulled = pulled.load(Ordering::SeqCst);
+        assert!(pulled <= consumed as usize + 2 * 2, "pulled {pulled}");
+    }
+
+    let (inputs, pulled) = counted(0_u32..);
+    let mut chunked = executor.map(|n: u32| n, inputs).chunksize(3);
+    assert_eq!(chunked.next(), Some(Ok(0)));
+    let pulled = pulled.load(Ordering::SeqCst);
+    assert!(pulled <= 1 + 2 * 2 * 3, "pulled {pulled} with chunksize 3");
+}
+
+/// A task for a pool of one: item `held` reports on `started` and blocks on
+/// gate 0; every item after it reports on `ran`, so the test can tell
+/// whether it ever ran.
+fn held_task(
+    gates: &Gates,
+    held: usize,
+) -> (
+    impl Fn(usize) -> usize + Send + Sync + 'static,
+    Receiver<()>,
+    Receiver<usize>,
+) {
+    let receivers = Arc::clone(&gates.receivers);
+    let (started_tx, started) = mpsc::channel();
+    let (ran_tx, ran) = mpsc::channel();
+    let (started_tx, ran_tx) = (Mutex::new(started_tx), Mutex::new(ran_tx));
+    let task = move |n: usize| {
+        if n == held {
+            started_tx.lock().unwrap().send(()).unwrap();
+            pass(&receivers, 0);
+        } else if n > held {
+            ran_tx.lock().unwrap().send(n).unwrap();
+        }
+        n
+    };
+    (task, started, ran)
+}
+
+#[test]
+fn the_timeout_yields_timeout_once_then_ends() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    let (task, _started, ran) = held_task(&gates, 1);
+    // Item 0 is quick; the deadline only has to leave room for it.
+    let mut results = executor
+        .map(task, 0..6)
+        .buffer_size(6)
+        .timeout(Duration::from_secs(1));
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(results.next(), Some(Err(Error::Timeout)));
+    assert_eq!(results.next(), None);
+    assert_eq!(results.next(), None, "and stays ended");
+    gates.open(0);
+    executor.shutdown();
+    drop(results); // drops the task, and with it the senders
+    assert_eq!(
+        ran.try_recv(),
+        Err(TryRecvError::Disconnected),
+        "the items queued behind the held one were cancelled"
+    );
+}
+
+#[test]
+fn the_timeout_is_one_deadline_measured_from_the_call() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    let receivers = Arc::clone(&gates.receivers);
+    let timeout = Duration::from_millis(400);
+    let mut results = executor
+        .map(move |n: usize| pass(&receivers, n), [0])
+        .timeout(timeout);
+    // Time is the behaviour here: let the whole budget pass before iterating.
+    thread::sleep(timeout);
+    let start = Instant::now();
+    assert_eq!(results.next(), Some(Err(Error::Timeout)));
+    let waited = start.elapsed();
+    assert!(
+        waited < timeout / 2,
+        "the deadline had passed, yet next() waited {waited:?}"
+    );
+    gates.open(0);
+}
+
+#[test]
+fn a_timeout_that_does_not_pass_changes_nothing() {
+    let executor = ThreadPoolExecutor::new(3);
+    let results: Vec<_> = executor
+        .map(|n: u32| n + 1, 0..20)
+        .timeout(PATIENCE)
+        .collect();
+    assert_eq!(results, (1..=20).map(Ok).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_timeout_cancels_the_tasks_not_started() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    // Item 0 is held (if it starts in time at all); 1..6 queue behind it.
+    let (task, _started, ran) = held_task(&gates, 0);
+    let (inputs, pulled) = counted(0..6);
+    let mut results = executor
+        .map(task, inputs)
+        .buffer_size(6)
+        .timeout(Duration::from_millis(100));
+    assert_eq!(results.next(), Some(Err(Error::Timeout)));
+    assert_eq!(results.next(), None);
+    assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
+    gates.open(0);
+    executor.shutdown();
+    drop(results); // drops the task, and with it the senders
+    assert_eq!(
+        ran.try_recv(),
+        Err(TryRecvError::Disconnected),
+        "the queued tasks were cancelled, never run"
+    );
+}
+
+#[test]
+fn dropping_the_iterator_cancels_the_tasks_not_started() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    // Item 0 is quick, item 1 is held, items 2..6 queue behind it.
+    let (task, started, ran) = held_task(&gates, 1);
+    let (inputs, pulled) = counted(0..6);
+    let mut results = executor.map(task, inputs).buffer_size(6);
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
+    started.recv_timeout(PATIENCE).unwrap();
+    drop(results);
+    gates.open(0);
+    executor.shutdown();
+    assert_eq!(
+        ran.try_recv(),
+        Err(TryRecvError::Disconnected),
+        "dropping the map cancelled the queued tasks"
+    );
+}
+
+#[test]
+fn a_failing_item_is_its_own_error_and_iteration_goes_on() {
+    // gh-108518: an exception in one item must not end the iteration.
+    let executor = ThreadPoolExecutor::new(2);
+    let mut results = executor.map(
+        |n: u32| {
+            assert!(n % 3 != 1, "item {n} fails");
+            n
+        },
+        0..7,
+    );
+    for n in 0..7 {
+        let result = results.next().expect("one item per input");
+        if n % 3 == 1 {
+            assert!(
+                matches!(&result, Err(Error::Panicked { message, .. }) if *message == format!("item {n} fails")),
+                "item {n}: {result:?}"
+            );
+        } else {
+            assert_eq!(result, Ok(n));
+        }
+    }
+    assert_eq!(results.next(), None);
+}
+
+#[test]
+fn buffer_size_zero_is_an_invalid_argument_then_the_end() {
+    let executor = ThreadPoolExecutor::new(2);
+    let (inputs, pulled) = counted(0..5);
+    let mut results = executor.map(|n: u8| n, inputs).buffer_size(0);
+    assert!(
+        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("buffer_size"))
+    );
+    assert_eq!(results.next(), None);
+    assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
+}
+
+#[test]
+fn chunksize_zero_is_an_invalid_argument_then_the_end() {
+    let executor = ThreadPoolExecutor::new(2);
+    let (inputs, pulled) = counted(0..5);
+    let mut results = executor.map(|n: u8| n, inputs).chunksize(0);
+    assert!(
+        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("chunksize"))
+    );
+    assert_eq!(results.next(), None);
+    assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
+}
+
+fn sometimes_fails(n: u32) -> u32 {
+    assert!(n % 17 != 5, "item {n} fails");
+    n * n
+}
+
+#[test]
+fn chunksize_gives_the_same_results_as_one_at_a_time() {
+    let executor = ThreadPoolExecutor::new(3);
+    let one_by_one: Vec<_> = executor.map(sometimes_fails, 0..103).collect();
+    assert_eq!(one_by_one.len(), 103);
+    assert_eq!(one_by_one.iter().filter(|r| r.is_err()).count(), 6);
+    for chunksize in [2, 7, 10, 103, 500] {
+        let chunked: Vec<_> = executor
+            .map(sometimes_fails, 0..103)
+            .chunksize(chunksize)
+            .collect();
+        assert_eq!(chunked, one_by_one, "chunksize {chunksize}");
+    }
+}
+
+#[test]
+fn a_panic_inside_a_chunk_fails_only_that_item() {
+    let executor = ThreadPoolExecutor::new(1);
+    let results: Vec<_> = executor
+        .map(
+            |n: u32| {
+                if n == 2 {
+                    panic!("the middle of the chunk");
+                }
+                n
+            },
+            0..5,
+        )
+        .chunksize(5)
+        .collect();
+    assert_eq!(results[..2], [Ok(0), Ok(1)]);
+    assert!(
+        matches!(&results[2], Err(Error::Panicked { message, .. }) if message == "the middle of the chunk")
+    );
+    assert_eq!(results[3..], [Ok(3), Ok(4)]);
+}
