@@ -81,9 +81,75 @@ pub enum Error {
         reason: String,
     },
 
+    /// A task's argument or result could not be serialized or deserialized
+    /// for the trip to or from a worker process.
+    ///
+    /// Process pools send data with serde. The message says which side failed
+    /// and why; an argument that fails is reported before anything is sent.
+    #[error(
+        "{0}; process pools send arguments and results with serde, so make the type serialize cleanly"
+    )]
+    Serialization(String),
+
+    /// The worker process running this task died before it finished.
+    ///
+    /// Only this task fails: the pool starts a new worker and every other
+    /// task carries on. (Python's `BrokenProcessPool` would fail them all.)
+    #[error(
+        "the worker process died while running this task ({}); the pool replaced it and other tasks are unaffected",
+        Death(exit_code, signal)
+    )]
+    WorkerDied {
+        /// The worker's exit code, if it exited.
+        exit_code: Option<i32>,
+        /// The signal that killed the worker, if one did.
+        signal: Option<i32>,
+    },
+
+    /// A worker process sent something that breaks the wire protocol.
+    ///
+    /// The task fails and the worker is replaced. This points to a bug, or to
+    /// something else writing to the worker's private channel.
+    #[error("protocol error talking to a worker process: {0}; the worker was replaced")]
+    Protocol(String),
+
+    /// A process pool was used without calling [`init`](crate::init) first.
+    ///
+    /// Workers are fresh runs of your program; `init()` is what turns such a
+    /// run into a worker. Make it the first line of `main`.
+    #[error(
+        "concurrent_futures::init() was not called: make it the first line of main() (in tests, use a test target with `harness = false` whose main calls it)"
+    )]
+    InitMissing,
+
     /// A setting or argument is out of range; the message names it and the valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+}
+
+/// Formats how a worker died: its exit code or its signal, by name.
+struct Death<'a>(&'a Option<i32>, &'a Option<i32>);
+
+impl fmt::Display for Death<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (_, Some(signal)) => {
+                let name = match *signal {
+                    libc::SIGABRT => " (SIGABRT)",
+                    libc::SIGBUS => " (SIGBUS)",
+                    libc::SIGFPE => " (SIGFPE)",
+                    libc::SIGILL => " (SIGILL)",
+                    libc::SIGKILL => " (SIGKILL)",
+                    libc::SIGSEGV => " (SIGSEGV)",
+                    libc::SIGTERM => " (SIGTERM)",
+                    _ => "",
+                };
+                write!(f, "killed by signal {signal}{name}")
+            }
+            (Some(code), None) => write!(f, "exited with code {code}"),
+            (None, None) => f.write_str("it vanished"),
+        }
+    }
 }
 
 /// Formats an optional panic location as ` at file:line:col`.
@@ -114,5 +180,25 @@ mod tests {
             location: None,
         };
         assert_eq!(without.to_string(), "the task panicked: boom");
+    }
+
+    #[test]
+    fn worker_died_names_the_signal_or_the_exit_code() {
+        let killed = Error::WorkerDied {
+            exit_code: None,
+            signal: Some(libc::SIGSEGV),
+        };
+        assert!(
+            killed.to_string().contains("killed by signal 11 (SIGSEGV)"),
+            "{killed}"
+        );
+        let exited = Error::WorkerDied {
+            exit_code: Some(3),
+            signal: None,
+        };
+        assert!(
+            exited.to_string().contains("exited with code 3"),
+            "{exited}"
+        );
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! ```text
 //! PENDING ──claim──▶ RUNNING ──finish──▶ FINISHED (Ok) | FAILED (Err)
-//!    │
-//!    └──cancel / task dropped unrun──▶ CANCELLED
+//!    │                  │
+//!    │                  └──cancel, if a canceller is set (process pool)──▶ CANCELLED
+//!    └──cancel / task dropped unrun──────────────────────────────────────▶ CANCELLED
 //! ```
 //!
 //! The state lives in an atomic so that `done()`, `running()` and the short
@@ -38,6 +39,9 @@ const CANCELLED: u8 = 4;
 
 /// A callback registered with [`Future::add_done_callback`].
 type Callback<R> = Box<dyn FnOnce(&Future<R>) + Send>;
+
+/// Stops a running task from outside, for example by killing its process.
+pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 
 /// The handle to the result of a task that runs on an executor.
 ///
@@ -81,6 +85,7 @@ pub(crate) fn pair<R>() -> (Promise<R>, Future<R>) {
             callbacks: Vec::new(),
             watchers: Vec::new(),
             waker: None,
+            canceller: None,
         }),
         ready: Condvar::new(),
     });
@@ -107,6 +112,8 @@ struct Slot<R> {
     watchers: Vec<Watcher>,
     /// The waker of the last `.await` that found the future pending.
     waker: Option<Waker>,
+    /// Set while running, if the executor can stop the task from outside.
+    canceller: Option<Canceller>,
 }
 
 /// A request to be told, by index, when a future completes.
@@ -147,19 +154,25 @@ impl<R> Inner<R> {
             return None;
         }
         slot.outcome = outcome;
+        slot.canceller = None;
         // ORDERING: Release publishes `outcome` (written above) to lock-free
         // readers of the state; the mutex orders it for everyone else.
         self.state.store(state, Ordering::Release);
-        Some(Wakeups {
-            sleepers: slot.sleepers > 0,
-            callbacks: std::mem::take(&mut slot.callbacks),
-            watchers: std::mem::take(&mut slot.watchers),
-            waker: slot.waker.take(),
-        })
+        Some(Wakeups::take(&mut slot))
     }
 }
 
 impl<R> Wakeups<R> {
+    /// Takes everything to tell out of a slot that just turned terminal.
+    fn take(slot: &mut Slot<R>) -> Self {
+        Wakeups {
+            sleepers: slot.sleepers > 0,
+            callbacks: std::mem::take(&mut slot.callbacks),
+            watchers: std::mem::take(&mut slot.watchers),
+            waker: slot.waker.take(),
+        }
+    }
+
     /// Wakes every waiter, then runs the callbacks in the order they were added.
     fn deliver(self, inner: &Arc<Inner<R>>) {
         if self.sleepers {
@@ -195,6 +208,16 @@ impl<R> Promise<R> {
             .state
             .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Lets [`Future::cancel`] stop the task while it runs: `canceller` is
+    /// called once, after the future has turned cancelled. Ignored unless the
+    /// task is running.
+    pub(crate) fn set_canceller(&self, canceller: Canceller) {
+        let mut slot = self.inner.lock();
+        if self.inner.state() == RUNNING {
+            slot.canceller = Some(canceller);
+        }
     }
 
     /// Resolves the future with the task's outcome; a no-op if it is already
@@ -243,31 +266,44 @@ impl<R> Future<R> {
     /// assert!(!busy.cancel());                   // finished futures stay finished
     /// ```
     pub fn cancel(&self) -> bool {
-        match self.inner.state() {
-            CANCELLED => return true,
-            PENDING => {}
-            _ => return false,
-        }
-        let wakeups = {
+        self.cancel_if(RUNNING)
+    }
+
+    /// Cancels the task only if it has not started; what `map` does to the
+    /// inputs it abandons.
+    pub(crate) fn cancel_pending(&self) -> bool {
+        self.cancel_if(PENDING)
+    }
+
+    /// Cancels a pending task, or, if `up_to` is `RUNNING`, a running one
+    /// that has a canceller.
+    fn cancel_if(&self, up_to: u8) -> bool {
+        let (wakeups, canceller) = {
             let mut slot = self.inner.lock();
+            let from = match self.inner.state() {
+                CANCELLED => return true,
+                PENDING => PENDING,
+                RUNNING if up_to == RUNNING && slot.canceller.is_some() => RUNNING,
+                _ => return false,
+            };
             // ORDERING: AcqRel, paired with `Promise::claim`: exactly one of
-            // the two moves the future out of PENDING.
-            match self.inner.state.compare_exchange(
-                PENDING,
+            // the two moves the future out of PENDING. (RUNNING only changes
+            // under this lock.)
+            if let Err(now) = self.inner.state.compare_exchange(
+                from,
                 CANCELLED,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => Wakeups {
-                    sleepers: slot.sleepers > 0,
-                    callbacks: std::mem::take(&mut slot.callbacks),
-                    watchers: std::mem::take(&mut slot.watchers),
-                    waker: slot.waker.take(),
-                },
-                Err(now) => return now == CANCELLED,
+                // The worker claimed it first.
+                return now == CANCELLED;
             }
+            (Wakeups::take(&mut slot), slot.canceller.take())
         };
         wakeups.deliver(&self.inner);
+        if let Some(canceller) = canceller {
+            canceller();
+        }
         true
     }
 

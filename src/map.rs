@@ -163,7 +163,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     /// Cancels every task that has not started and ends the iteration.
     fn stop(&mut self) {
         for future in self.in_flight.drain(..) {
-            future.cancel();
+            future.cancel_pending();
         }
         self.ended = true;
     }
@@ -184,7 +184,7 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
         let future = self.in_flight.pop_front()?;
         let result = future.wait_and_take(self.deadline);
         if matches!(result, Err(Error::Timeout)) && !future.done() {
-            future.cancel();
+            future.cancel_pending();
             self.stop();
         }
         Some(result)

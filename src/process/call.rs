@@ -1,0 +1,253 @@
+//! Naming a function so that another process can call it: the unsafe core.
+//!
+//! A worker is a fresh run of the parent's own executable, so every function
+//! lies at the same distance from any fixed point of the image, whatever
+//! address the loader chose. A task travels as two such distances, measured
+//! from [`ANCHOR`] (a `static`: one item, one address, unlike a generic
+//! function that may be copied into several codegen units):
+//!
+//! - the **trampoline**: [`run::<A, R>`], monomorphised for the task's types,
+//!   which decodes the arguments, calls the task and encodes the outcomes;
+//! - the **function**: the user's `fn(A) -> R`.
+//!
+//! Turning a distance back into a function pointer is the only `unsafe` here
+//! ([`Call::invoke`] and the transmute in [`run`]). It is sound only if the
+//! worker runs the same binary and the pair really came from [`Call::of`].
+//! Two checks stand before it:
+//!
+//! 1. [`Fingerprint`]: at the handshake each side compares the other's
+//!    executable identity (device, inode, size, modification time of
+//!    `/proc/self/exe`) and code layout. While the parent lives, its
+//!    executable's inode cannot be reused or rewritten (Linux refuses to
+//!    write a running executable), so equal identities mean the same bytes.
+//! 2. A **tag**: a keyed hash of the pair under a secret the parent sends
+//!    over the private channel at the handshake. A frame whose tag does not
+//!    match (corrupted, truncated, forged, or from another pool) is refused
+//!    before any offset is used.
+
+use std::fs;
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+
+use super::wire;
+use crate::{Payload, panic};
+
+/// The fixed point every offset is measured from.
+static ANCHOR: u8 = 0;
+
+/// What every trampoline looks like: call the function at `function` on
+/// each of `count` encoded arguments in `args`, appending one encoded
+/// outcome per argument to `out`. `Err` means the arguments did not decode.
+type Trampoline =
+    fn(function: usize, count: u32, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+
+/// What an initializer trampoline looks like.
+type InitTrampoline = fn(function: usize) -> Result<(), String>;
+
+fn offset(address: usize) -> u64 {
+    address.wrapping_sub(&ANCHOR as *const u8 as usize) as u64
+}
+
+fn address(offset: u64) -> usize {
+    (&ANCHOR as *const u8 as usize).wrapping_add(offset as usize)
+}
+
+/// A function, named by offsets, that a worker of the same binary can call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub(crate) trampoline: u64,
+    pub(crate) function: u64,
+}
+
+impl Call {
+    /// Names `task`, with the trampoline for its argument and result types.
+    pub(crate) fn of<A: Payload, R: Payload>(task: fn(A) -> R) -> Self {
+        let trampoline: Trampoline = run::<A, R>;
+        Call {
+            trampoline: offset(trampoline as usize),
+            function: offset(task as usize),
+        }
+    }
+
+    /// Names an initializer.
+    pub(crate) fn of_initializer(initializer: fn()) -> Self {
+        let trampoline: InitTrampoline = run_initializer;
+        Call {
+            trampoline: offset(trampoline as usize),
+            function: offset(initializer as usize),
+        }
+    }
+
+    /// The tag that proves the pair came from the parent holding `secret`.
+    pub(crate) fn tag(&self, secret: &Secret) -> u64 {
+        // DefaultHasher::new() is SipHash with fixed keys; the secret comes
+        // first, so the tag cannot be made without it. Both sides run the
+        // same binary, hence the same hasher.
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(secret.0[0]);
+        hasher.write_u64(secret.0[1]);
+        hasher.write_u64(self.trampoline);
+        hasher.write_u64(self.function);
+        hasher.finish()
+    }
+
+    /// Runs the task on each encoded argument.
+    ///
+    /// # Safety
+    ///
+    /// `self` must have been made by [`Call::of`] in a process running this
+    /// same executable: the worker checks the [`Fingerprint`] at the
+    /// handshake and the [`tag`](Call::tag) of every task before calling.
+    pub(crate) unsafe fn invoke(
+        self,
+        count: u32,
+        args: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        // SAFETY: by this function's contract, `trampoline` is the offset of
+        // a `run::<A, R>` (a `Trampoline`) in this very image, so anchor +
+        // offset is that function's address.
+        let trampoline =
+            unsafe { std::mem::transmute::<usize, Trampoline>(address(self.trampoline)) };
+        trampoline(address(self.function), count, args, out)
+    }
+
+    /// Runs an initializer.
+    ///
+    /// # Safety
+    ///
+    /// As for [`invoke`](Call::invoke), with a `Call` made by
+    /// [`Call::of_initializer`].
+    pub(crate) unsafe fn invoke_initializer(self) -> Result<(), String> {
+        // SAFETY: by this function's contract, `trampoline` is the offset of
+        // `run_initializer` (an `InitTrampoline`) in this very image.
+        let trampoline =
+            unsafe { std::mem::transmute::<usize, InitTrampoline>(address(self.trampoline)) };
+        trampoline(address(self.function))
+    }
+}
+
+/// The trampoline for tasks `fn(A) -> R`: decode, call, encode, per item.
+/// A panic, or a result that fails to serialize, is that item's outcome.
+fn run<A: Payload, R: Payload>(
+    function: usize,
+    count: u32,
+    mut args: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    // SAFETY: `function` is anchor + the offset `Call::of::<A, R>` took of a
+    // `fn(A) -> R`, and this is the trampoline `Call::of` paired with it, so
+    // the address is a function of exactly this type (see `Call::invoke`).
+    let task = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    for _ in 0..count {
+        let (arg, rest) = postcard::take_from_bytes::<A>(args).map_err(|error| {
+            format!("the task's argument could not be deserialized in the worker: {error}")
+        })?;
+        args = rest;
+        wire::encode_outcome(panic::catch(|| task(arg)), out);
+    }
+    Ok(())
+}
+
+/// The trampoline for initializers `fn()`.
+fn run_initializer(function: usize) -> Result<(), String> {
+    // SAFETY: `function` is anchor + the offset `Call::of_initializer` took
+    // of a `fn()` (see `Call::invoke_initializer`).
+    let initializer = unsafe { std::mem::transmute::<usize, fn()>(function) };
+    panic::catch(initializer).map_err(|error| error.to_string())
+}
+
+/// A per-pool random key for [`Call::tag`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) [u64; 2]);
+
+impl Secret {
+    /// 128 fresh random bits, from the operating system's seed that std
+    /// draws for every `RandomState`.
+    pub(crate) fn random() -> Self {
+        Secret([
+            RandomState::new().hash_one(1_u8),
+            RandomState::new().hash_one(2_u8),
+        ])
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Who this executable is: identical for the parent and its workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fingerprint(pub(crate) [u64; 5]);
+
+impl Fingerprint {
+    /// The running executable's file identity and code layout.
+    pub(crate) fn of_this_process() -> io::Result<Self> {
+        let file = fs::metadata("/proc/self/exe")?;
+        let layout = Call::of::<(), ()>(drop).trampoline;
+        Ok(Fingerprint([
+            file.dev(),
+            file.ino(),
+            file.size(),
+            (file.mtime() as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(file.mtime_nsec() as u64),
+            layout,
+        ]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(n: u32) -> u64 {
+        u64::from(n) * 2
+    }
+
+    #[test]
+    fn a_call_round_trips_within_one_process() {
+        let call = Call::of(double);
+        let mut args = Vec::new();
+        for n in [1_u32, 20] {
+            wire::append(&n, &mut args).unwrap();
+        }
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        unsafe { call.invoke(2, &args, &mut out) }.unwrap();
+        let outcomes = wire::decode_outcomes::<u64>(&out, 2).unwrap();
+        assert_eq!(outcomes, [Ok(2), Ok(40)]);
+    }
+
+    #[test]
+    fn truncated_arguments_are_an_error_not_a_call() {
+        let call = Call::of(double);
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        let result = unsafe { call.invoke(1, &[], &mut out) };
+        assert!(result.unwrap_err().contains("could not be deserialized"));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn tags_depend_on_the_secret_and_the_pair() {
+        let secret = Secret::random();
+        let call = Call::of(double);
+        assert_eq!(call.tag(&secret), call.tag(&secret));
+        assert_ne!(call.tag(&secret), call.tag(&Secret::random()));
+        let other = Call {
+            function: call.function + 1,
+            ..call
+        };
+        assert_ne!(call.tag(&secret), other.tag(&secret));
+    }
+
+    #[test]
+    fn the_fingerprint_is_stable_within_a_process() {
+        let a = Fingerprint::of_this_process().unwrap();
+        assert_eq!(a, Fingerprint::of_this_process().unwrap());
+    }
+}

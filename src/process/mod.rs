@@ -1,0 +1,585 @@
+//! [`ProcessPoolExecutor`]: tasks in separate worker processes.
+//!
+//! - [`worker`]: [`init`] and the loop a worker process runs.
+//! - [`spawn`]: starting a worker, the handshake, calls, stopping it.
+//! - [`manager`]: the pool-side thread that feeds one worker.
+//! - [`wire`]: the frames on the private channel.
+//! - [`call`]: naming a function across processes, the unsafe core.
+//!
+//! The queue and the lazily started manager threads are [`Workers`], as in
+//! the thread pool: one manager (and so one worker process) per
+//! `max_workers`, started when a submit finds no idle one.
+
+mod call;
+mod manager;
+mod spawn;
+mod wire;
+mod worker;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::future::{self, Canceller, Promise};
+use crate::map::Map;
+use crate::workers::{self, Workers};
+use crate::{Error, Executor, Future, Payload, Shutdown, panic};
+use call::{Call, Fingerprint, Secret};
+use spawn::{Process, Recipe};
+use wire::TaskHeader;
+pub use worker::init;
+
+/// A pool of worker processes for CPU-bound work, and for work that must be
+/// isolated: a crash, an abort or a leak takes down one worker, never your
+/// program or the other tasks.
+///
+/// Each worker is a fresh run of your program, so `main` must start with
+/// [`init`]. Tasks are plain functions `fn(A) -> R` with
+/// [serde](https://serde.rs) arguments and results, like every
+/// [`Executor`].
+///
+/// Unlike Python's `ProcessPoolExecutor`, a dying worker fails only the task
+/// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
+/// be cancelled (its worker is killed and replaced); and a per-task timeout
+/// stops runaway tasks.
+///
+/// ```
+/// use concurrent_futures::{Executor, ProcessPoolExecutor};
+///
+/// fn hitung_kuadrat(n: u64) -> u64 {
+///     (0..n).map(|i| i * i).sum()
+/// }
+///
+/// fn main() -> Result<(), concurrent_futures::Error> {
+///     concurrent_futures::init(); // in a worker process, this never returns
+///     let executor = ProcessPoolExecutor::new(2);
+///     let sums: Vec<u64> = executor.map(hitung_kuadrat, [10, 100]).collect::<Result<_, _>>()?;
+///     assert_eq!(sums, [285, 328_350]);
+///     Ok(())
+/// }
+/// ```
+pub struct ProcessPoolExecutor {
+    workers: Arc<Workers<Work>>,
+    shared: Arc<Shared>,
+}
+
+/// What the executor and its manager threads share.
+struct Shared {
+    /// How to start a worker, or why workers cannot be started at all.
+    recipe: Recipe,
+    timeout: Option<Duration>,
+    max_tasks_per_child: Option<usize>,
+    chunksize: usize,
+    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
+    stopping: AtomicBool,
+    /// The live worker processes, for `terminate_workers`/`kill_workers`.
+    processes: Mutex<Vec<Weak<Process>>>,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
+        // that misses the flag still has its worker killed there.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Remembers a new worker's process, forgetting dead ones.
+    fn register(&self, worker: &spawn::Worker) {
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(&worker.process));
+    }
+}
+
+/// One frame's worth of work: a task, or a chunk of a `map`.
+pub(crate) struct Work {
+    header: TaskHeader,
+    args: Vec<u8>,
+    results: Box<dyn Results>,
+}
+
+impl workers::Job for Work {
+    fn fail(self, error: Error) {
+        self.results.fail(error);
+    }
+}
+
+/// The futures of one [`Work`], typed by the task's result.
+trait Results: Send {
+    /// Moves the futures to running; `false` if all were cancelled.
+    fn claim(&mut self) -> bool;
+    /// Lets a lone task be cancelled while it runs, by killing its worker.
+    fn set_canceller(&self, canceller: Canceller);
+    /// Completes the futures from the worker's outcomes. If they do not
+    /// decode, fails the futures with the protocol error and returns `Err`.
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()>;
+    /// Fails every future with `error`.
+    fn fail(self: Box<Self>, error: Error);
+}
+
+struct Promises<R>(Vec<Promise<R>>);
+
+impl<R: DeserializeOwned + Send> Results for Promises<R> {
+    fn claim(&mut self) -> bool {
+        let mut any = false;
+        for promise in &self.0 {
+            any |= promise.claim();
+        }
+        any
+    }
+
+    fn set_canceller(&self, canceller: Canceller) {
+        // An item of a chunk shares its worker with the others: killing it
+        // would take them down too, so only a lone task can be stopped.
+        if let [promise] = &self.0[..] {
+            promise.set_canceller(canceller);
+        }
+    }
+
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()> {
+        match wire::decode_outcomes::<R>(outcomes, self.0.len()) {
+            Ok(outcomes) => {
+                for (promise, outcome) in self.0.into_iter().zip(outcomes) {
+                    promise.complete(outcome);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.fail(error);
+                Err(())
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        for promise in self.0 {
+            promise.complete(Err(error.clone()));
+        }
+    }
+}
+
+/// Serializes one argument, turning a failure (or a panic in a `Serialize`
+/// impl) into that task's error.
+fn encode_arg<A: Serialize>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
+    let start = out.len();
+    let result = match panic::catch(|| wire::append(arg, out)) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(error)) => error.to_string(),
+        Err(panic) => panic.to_string(),
+    };
+    out.truncate(start);
+    Err(Error::Serialization(format!(
+        "the task's argument could not be serialized: {result}"
+    )))
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of at most `max_workers` worker processes.
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is 0. Use [`ProcessPoolExecutor::builder`] to get an
+    /// [`Error`] instead.
+    ///
+    /// ```
+    /// let executor = concurrent_futures::ProcessPoolExecutor::new(2);
+    /// assert_eq!(executor.max_workers(), 2);
+    /// ```
+    pub fn new(max_workers: usize) -> Self {
+        Self::builder()
+            .max_workers(max_workers)
+            .build()
+            .unwrap_or_else(|error| panic!("ProcessPoolExecutor::new: {error}"))
+    }
+
+    /// A builder for the pool's settings.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let executor = ProcessPoolExecutor::builder()
+    ///     .max_workers(4)
+    ///     .max_tasks_per_child(1000)
+    ///     .timeout(Duration::from_secs(60))
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// The most worker processes this pool will run.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// assert_eq!(ProcessPoolExecutor::new(3).max_workers(), 3);
+    /// ```
+    pub fn max_workers(&self) -> usize {
+        self.workers.max_workers()
+    }
+
+    /// Schedules `task(arg)` in a worker process; see [`Executor::submit`].
+    ///
+    /// The argument is serialized here, before anything is sent: if that
+    /// fails, the future holds [`Error::Serialization`]. Cancelling the
+    /// future while the task runs kills its worker (which is replaced).
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn pid(_: ()) -> u32 { std::process::id() }
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::new(1);
+    ///     let worker = executor.submit(pid, ()).result().unwrap();
+    ///     assert_ne!(worker, std::process::id(), "it ran in another process");
+    /// }
+    /// ```
+    pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
+        let (promise, future) = future::pair();
+        let mut args = Vec::new();
+        match encode_arg(&arg, &mut args) {
+            Ok(()) => self.enqueue(Call::of(task), 1, args, vec![promise]),
+            Err(error) => promise.complete(Err(error)),
+        }
+        future
+    }
+
+    /// Runs `task` over `inputs` in the worker processes, yielding the
+    /// results in input order; see [`Map`].
+    ///
+    /// Set [`Map::chunksize`] (or the builder's default) to send inputs in
+    /// chunks: far less overhead for tiny tasks, and a failure inside a
+    /// chunk still fails only its own item.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn square(n: u64) -> u64 { n * n }
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::new(2);
+    ///     let sum: u64 = executor.map(square, 0..1000).chunksize(100).map(Result::unwrap).sum();
+    ///     assert_eq!(sum, 332_833_500);
+    /// }
+    /// ```
+    pub fn map<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        let call = Call::of(task);
+        let submit = move |chunk: &mut Vec<A>, out: &mut VecDeque<Future<R>>| {
+            let mut args = Vec::new();
+            let mut promises = Vec::with_capacity(chunk.len());
+            for arg in chunk.drain(..) {
+                let (promise, future) = future::pair();
+                out.push_back(future);
+                match encode_arg(&arg, &mut args) {
+                    Ok(()) => promises.push(promise),
+                    Err(error) => promise.complete(Err(error)),
+                }
+            }
+            if !promises.is_empty() {
+                self.enqueue(call, promises.len(), args, promises);
+            }
+        };
+        Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
+            .chunksize(self.shared.chunksize)
+    }
+
+    fn enqueue<R: DeserializeOwned + Send + 'static>(
+        &self,
+        call: Call,
+        count: usize,
+        args: Vec<u8>,
+        promises: Vec<Promise<R>>,
+    ) {
+        let header = TaskHeader {
+            call,
+            tag: call.tag(&self.shared.recipe.secret),
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+        };
+        self.workers.enqueue(Work {
+            header,
+            args,
+            results: Box::new(Promises(promises)),
+        });
+    }
+
+    /// Stops taking tasks and waits for the queued ones; see
+    /// [`Executor::shutdown`]. Afterwards no worker process is left.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::new(1);
+    /// executor.shutdown();
+    /// ```
+    pub fn shutdown(&self) {
+        self.shutdown_with(Shutdown::default());
+    }
+
+    /// Shuts down as `how` says; see [`Shutdown`].
+    ///
+    /// ```
+    /// # use concurrent_futures::{ProcessPoolExecutor, Shutdown};
+    /// let executor = ProcessPoolExecutor::new(1);
+    /// executor.shutdown_with(Shutdown { cancel_futures: true, ..Shutdown::default() });
+    /// ```
+    pub fn shutdown_with(&self, how: Shutdown) {
+        self.workers.shutdown(how);
+    }
+
+    /// Stops everything now: cancels the queued tasks, sends SIGTERM to every
+    /// worker, and waits for them. Running tasks fail with
+    /// [`Error::WorkerDied`]; no worker process is left.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// ProcessPoolExecutor::new(2).terminate_workers();
+    /// ```
+    pub fn terminate_workers(&self) {
+        self.stop_now(libc::SIGTERM);
+    }
+
+    /// Like [`terminate_workers`](Self::terminate_workers), with SIGKILL.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// ProcessPoolExecutor::new(2).kill_workers();
+    /// ```
+    pub fn kill_workers(&self) {
+        self.stop_now(libc::SIGKILL);
+    }
+
+    fn stop_now(&self, signal: libc::c_int) {
+        // ORDERING: Release pairs with the Acquire in `is_stopping`.
+        self.shared.stopping.store(true, Ordering::Release);
+        self.workers.shutdown(Shutdown {
+            wait: false,
+            cancel_futures: true,
+        });
+        let processes = std::mem::take(
+            &mut *self
+                .shared
+                .processes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for process in processes.iter().filter_map(Weak::upgrade) {
+            process.kill(signal);
+        }
+        self.workers.shutdown(Shutdown {
+            wait: true,
+            cancel_futures: true,
+        });
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Executor for ProcessPoolExecutor {
+    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
+        ProcessPoolExecutor::submit(self, task, arg)
+    }
+
+    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        ProcessPoolExecutor::map(self, task, inputs)
+    }
+
+    fn shutdown_with(&self, how: Shutdown) {
+        ProcessPoolExecutor::shutdown_with(self, how);
+    }
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessPoolExecutor")
+            .field("workers", &self.workers)
+            .field("timeout", &self.shared.timeout)
+            .field("max_tasks_per_child", &self.shared.max_tasks_per_child)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`ProcessPoolExecutor`]; start from
+/// [`ProcessPoolExecutor::builder`].
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn connect() { /* open a per-process resource */ }
+///
+/// let executor = ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .initializer(connect)
+///     .chunksize(64)
+///     .build()?;
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ProcessPoolBuilder {
+    max_workers: usize,
+    initializer: Option<fn()>,
+    max_tasks_per_child: Option<usize>,
+    chunksize: usize,
+    timeout: Option<Duration>,
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        Self {
+            max_workers: num_cpus::get(),
+            initializer: None,
+            max_tasks_per_child: None,
+            chunksize: 1,
+            timeout: None,
+        }
+    }
+}
+
+impl ProcessPoolBuilder {
+    /// The most worker processes. Default: the number of CPUs. Zero makes
+    /// [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, ProcessPoolExecutor};
+    /// assert!(matches!(ProcessPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
+    /// ```
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = max_workers;
+        self
+    }
+
+    /// Runs `initializer` once in each worker process before its first task.
+    /// If it panics, the pool is broken: tasks fail with
+    /// [`Error::BrokenExecutor`], whose reason carries the panic message.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn warm_up() {}
+    /// let executor = ProcessPoolExecutor::builder().initializer(warm_up).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(initializer);
+        self
+    }
+
+    /// Replaces each worker after it has run this many calls (a task, or a
+    /// chunk of a `map`): a cure for leaks in the task code. Zero makes
+    /// [`build`](Self::build) fail. Default: never.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::builder().max_tasks_per_child(100).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn max_tasks_per_child(mut self, calls: usize) -> Self {
+        self.max_tasks_per_child = Some(calls);
+        self
+    }
+
+    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
+    /// Zero makes [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::builder().chunksize(256).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
+        self.chunksize = items_per_chunk;
+        self
+    }
+
+    /// Fails a task with [`Error::Timeout`] and kills its worker (which is
+    /// replaced) if it runs longer than this. With chunks, the limit is per
+    /// chunk. Default: no limit.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// # use std::time::Duration;
+    /// let executor = ProcessPoolExecutor::builder().timeout(Duration::from_secs(30)).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn timeout(mut self, per_task: Duration) -> Self {
+        self.timeout = Some(per_task);
+        self
+    }
+
+    /// Builds the pool. No process starts until the first task arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero `max_workers`,
+    /// `max_tasks_per_child` or `chunksize`; [`Error::SpawnFailed`] if this
+    /// system cannot identify its own executable (`/proc/self/exe`).
+    ///
+    /// ```
+    /// let executor = concurrent_futures::ProcessPoolExecutor::builder().build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        let invalid =
+            |what: &str| Err(Error::InvalidArgument(format!("{what} must be at least 1")));
+        if self.max_workers == 0 {
+            return invalid("max_workers");
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return invalid("max_tasks_per_child");
+        }
+        if self.chunksize == 0 {
+            return invalid("chunksize");
+        }
+        let fingerprint = Fingerprint::of_this_process().map_err(|error| Error::SpawnFailed {
+            reason: format!("cannot identify this executable through /proc/self/exe: {error}"),
+        })?;
+        panic::install_hook();
+        let shared = Arc::new(Shared {
+            recipe: Recipe {
+                fingerprint,
+                secret: Secret::random(),
+                initializer: self.initializer.map(Call::of_initializer),
+            },
+            timeout: self.timeout,
+            max_tasks_per_child: self.max_tasks_per_child,
+            chunksize: self.chunksize,
+            stopping: AtomicBool::new(false),
+            processes: Mutex::new(Vec::new()),
+        });
+        let manager_shared = Arc::clone(&shared);
+        let workers = Workers::new(
+            self.max_workers,
+            "ProcessPoolExecutor-manager".to_owned(),
+            None,
+            Arc::new(move |workers| manager::manage(workers, &manager_shared)),
+        );
+        Ok(ProcessPoolExecutor {
+            workers: Arc::new(workers),
+            shared,
+        })
+    }
+}

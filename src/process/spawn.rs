@@ -1,0 +1,309 @@
+//! The pool side of a worker process: starting it, the handshake, one call
+//! at a time over its channel, and stopping it.
+//!
+//! Workers are fresh runs of `/proc/self/exe` (not `fork()` of a
+//! multi-threaded parent), which reaches the executable this process started
+//! from even if the file was since rebuilt or moved.
+
+use std::io::{self, BufReader, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::call::{Call, Fingerprint, Secret};
+use super::wire::{self, Hello, Kind, TaskHeader, Welcome, WireError};
+use super::worker::{MARKER, init_called};
+use crate::Error;
+
+/// How long a new worker may take to greet the pool.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every worker of one pool is started with.
+#[derive(Debug)]
+pub(crate) struct Recipe {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) secret: Secret,
+    pub(crate) initializer: Option<Call>,
+}
+
+/// A live worker process and its channel, owned by one manager thread.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    reader: BufReader<Deadline>,
+    writer: UnixStream,
+    pub(crate) process: Arc<Process>,
+    /// The last frame received; the outcomes of the last call.
+    pub(crate) body: Vec<u8>,
+}
+
+/// Why a call did not return outcomes.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The deadline passed first.
+    TimedOut,
+    /// The worker is gone (or was killed); its exit status says how.
+    Died,
+    /// The worker broke the protocol.
+    Protocol(Error),
+}
+
+impl Worker {
+    /// Starts a worker and completes the handshake.
+    pub(crate) fn start(recipe: &Recipe) -> Result<Worker, Error> {
+        if !init_called() {
+            return Err(Error::InitMissing);
+        }
+        let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
+        let mut command = Command::new("/proc/self/exe");
+        if let Some(name) = std::env::args_os().next() {
+            command.arg0(name);
+        }
+        let child = command
+            .env(MARKER, std::process::id().to_string())
+            .stdin(Stdio::from(OwnedFd::from(theirs)))
+            .spawn()
+            .map_err(spawn_failed)?;
+        let mut worker = Worker {
+            reader: BufReader::new(Deadline {
+                stream: ours.try_clone().map_err(spawn_failed)?,
+                deadline: None,
+            }),
+            writer: ours,
+            process: Arc::new(Process {
+                state: Mutex::new(ProcessState {
+                    child,
+                    running: 0,
+                    killed: false,
+                    reaped: None,
+                }),
+            }),
+            body: Vec::new(),
+        };
+        match worker.handshake(recipe) {
+            Ok(()) => Ok(worker),
+            Err(error) => {
+                worker.process.kill(libc::SIGKILL);
+                worker.process.reap();
+                Err(error)
+            }
+        }
+    }
+
+    fn handshake(&mut self, recipe: &Recipe) -> Result<(), Error> {
+        self.reader.get_mut().deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
+        let hello = match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Hello) {
+            Ok(()) => Hello::decode(&self.body).map_err(WireError::into_error)?,
+            Err(WireError::Io(e)) if is_timeout(&e) => {
+                return Err(broken(format!(
+                    "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; \
+                     is concurrent_futures::init() the first line of main()?"
+                )));
+            }
+            Err(_) => {
+                let status = self.process.reap();
+                return Err(broken(format!(
+                    "a new worker {} before greeting the pool; is concurrent_futures::init() \
+                     the first line of main() (or, in tests, of a harness = false main)?",
+                    describe(status)
+                )));
+            }
+        };
+        if hello.fingerprint != recipe.fingerprint {
+            return Err(broken(
+                "a worker runs a different executable than the pool; refusing to send it tasks"
+                    .into(),
+            ));
+        }
+        let welcome = Welcome {
+            fingerprint: recipe.fingerprint,
+            secret: recipe.secret,
+            initializer: recipe.initializer,
+        };
+        wire::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
+            .map_err(|e| broken(format!("could not welcome a new worker: {e}")))?;
+        // The initializer may take as long as it likes.
+        self.reader.get_mut().deadline = None;
+        match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Ready) {
+            Ok(()) => match wire::decode_ready(&self.body).map_err(WireError::into_error)? {
+                Ok(()) => Ok(()),
+                Err(reason) => Err(broken(format!("a worker's initializer failed: {reason}"))),
+            },
+            Err(_) => {
+                let status = self.process.reap();
+                Err(broken(format!(
+                    "a worker {} while starting up",
+                    describe(status)
+                )))
+            }
+        }
+    }
+
+    /// Sends one task frame and waits, until `deadline`, for its outcomes,
+    /// which are left in `self.body`.
+    pub(crate) fn call(
+        &mut self,
+        header: &TaskHeader,
+        args: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), Fault> {
+        if wire::write_frame(&mut self.writer, Kind::Task, &[&header.encode(), args]).is_err() {
+            return Err(Fault::Died);
+        }
+        self.reader.get_mut().deadline = deadline;
+        match wire::read_frame(&mut self.reader, &mut self.body) {
+            Ok(Kind::Outcomes) => Ok(()),
+            Ok(kind) => Err(Fault::Protocol(Error::Protocol(format!(
+                "the worker answered a task with a {kind:?} frame"
+            )))),
+            Err(WireError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
+            Err(WireError::Closed | WireError::Io(_)) => Err(Fault::Died),
+            Err(error @ WireError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
+        }
+    }
+
+    /// Lets the worker finish: closing the channel makes it exit. Waits for it.
+    pub(crate) fn retire(self) {
+        let Worker {
+            writer,
+            reader,
+            process,
+            ..
+        } = self;
+        drop(writer);
+        drop(reader);
+        process.reap();
+    }
+}
+
+/// A worker's process: shared between its manager and cancellers, which
+/// kill it. Every kill happens under the lock, before the reap, so a pid
+/// is never signalled after it could have been reused.
+#[derive(Debug)]
+pub(crate) struct Process {
+    state: Mutex<ProcessState>,
+}
+
+#[derive(Debug)]
+struct ProcessState {
+    child: Child,
+    /// The sequence number of the call in flight, or 0.
+    running: u64,
+    killed: bool,
+    reaped: Option<ExitStatus>,
+}
+
+impl Process {
+    fn lock(&self) -> MutexGuard<'_, ProcessState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that call `seq` is in flight (0: none).
+    pub(crate) fn set_running(&self, seq: u64) {
+        self.lock().running = seq;
+    }
+
+    /// Kills the worker if call `seq` is still in flight on it: what
+    /// cancelling a running task does.
+    pub(crate) fn kill_if_running(&self, seq: u64) {
+        let mut state = self.lock();
+        if state.running == seq {
+            signal(&mut state, libc::SIGKILL);
+        }
+    }
+
+    /// Sends `sig` to the worker, unless it is already reaped.
+    pub(crate) fn kill(&self, sig: libc::c_int) {
+        signal(&mut self.lock(), sig);
+    }
+
+    /// Whether someone killed the worker.
+    pub(crate) fn was_killed(&self) -> bool {
+        self.lock().killed
+    }
+
+    /// Waits for the worker to exit, once, and returns how it ended.
+    pub(crate) fn reap(&self) -> Option<ExitStatus> {
+        let mut state = self.lock();
+        if state.reaped.is_none() {
+            state.reaped = state.child.wait().ok();
+        }
+        state.reaped
+    }
+}
+
+fn signal(state: &mut ProcessState, sig: libc::c_int) {
+    if state.reaped.is_some() {
+        return;
+    }
+    state.killed = true;
+    let Ok(pid) = libc::pid_t::try_from(state.child.id()) else {
+        return;
+    };
+    // SAFETY: kill(2) touches no memory of ours; `pid` is our own child,
+    // not yet reaped (checked above, under the lock that guards reaping),
+    // so it still names that process and no other.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The error a task gets when its worker died: the exit code or signal.
+pub(crate) fn died(status: Option<ExitStatus>) -> Error {
+    Error::WorkerDied {
+        exit_code: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+    }
+}
+
+fn describe(status: Option<ExitStatus>) -> String {
+    match status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with code {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            _ => "ended".to_owned(),
+        },
+        None => "vanished".to_owned(),
+    }
+}
+
+fn broken(reason: String) -> Error {
+    Error::BrokenExecutor { reason }
+}
+
+fn spawn_failed(error: io::Error) -> Error {
+    Error::SpawnFailed {
+        reason: error.to_string(),
+    }
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The reading end of a worker's channel, with an optional deadline.
+#[derive(Debug)]
+struct Deadline {
+    stream: UnixStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let timeout = match self.deadline {
+            None => None,
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                Some(left)
+            }
+        };
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.read(buf)
+    }
+}
