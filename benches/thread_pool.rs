@@ -1,0 +1,238 @@
+//! Per-task overhead of `ThreadPoolExecutor` next to its peers, all with the
+//! same worker count (2, the cores of the reference machine and what
+//! `shared/peers/overhead_python.py` uses on it).
+//!
+//! Groups (criterion IDs are `group/function`):
+//!
+//! - `submit_result`: submit a batch of [`BATCH`] identity tasks, then take
+//!   every result. One iteration is one batch; the throughput is set, so
+//!   criterion also reports elements/s. Peers: rayon `spawn` and threadpool
+//!   `execute`, each with a channel per task (the same contract as a
+//!   `Future`: one handle per task, results in any order of waiting) and with
+//!   one shared channel (cheaper, results unordered).
+//! - `round_trip`: submit one task, wait for its result, repeat. One
+//!   iteration is one round trip.
+//! - `map`: `map` over [`BATCH`] identity items, default settings, with
+//!   `chunksize`, and with a longer look-ahead (`buffer_size`). The rayon `par_iter` row is context only: it is not lazy,
+//!   not bounded and has no per-item error, so it is not the same contract.
+//!
+//! `benches/compare.sh` runs this, the memory check (`benches/map_memory.rs`)
+//! and the Python peer, and prints one table of medians and ratios.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use concurrent_futures::ThreadPoolExecutor;
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use crossbeam_channel::{bounded, unbounded};
+use rayon::prelude::*;
+
+/// Worker threads in every pool measured here.
+const WORKERS: usize = 2;
+/// Tasks per iteration of the batch benchmarks (Python's script uses 100k too).
+const BATCH: u64 = 100_000;
+
+/// The tiny task: the identity, opaque to the optimizer.
+fn ident(x: u64) -> u64 {
+    black_box(x)
+}
+
+fn rayon_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(WORKERS)
+        .build()
+        .expect("a rayon pool")
+}
+
+fn submit_result(c: &mut Criterion) {
+    let mut group = c.benchmark_group("submit_result");
+    group.throughput(Throughput::Elements(BATCH));
+    group.sampling_mode(SamplingMode::Flat);
+
+    let executor = ThreadPoolExecutor::new(WORKERS);
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            let futures: Vec<_> = (0..BATCH).map(|i| executor.submit(ident, i)).collect();
+            for future in futures {
+                black_box(future.result().expect("identity never fails"));
+            }
+        });
+    });
+    drop(executor);
+
+    let pool = rayon_pool();
+    group.bench_function("rayon_spawn_channel_per_task", |b| {
+        b.iter(|| {
+            let receivers: Vec<_> = (0..BATCH)
+                .map(|i| {
+                    let (tx, rx) = bounded(1);
+                    pool.spawn(move || {
+                        let _ = tx.send(ident(i));
+                    });
+                    rx
+                })
+                .collect();
+            for rx in receivers {
+                black_box(rx.recv().expect("the task sends"));
+            }
+        });
+    });
+    group.bench_function("rayon_spawn_shared_channel", |b| {
+        b.iter(|| {
+            let (tx, rx) = unbounded();
+            for i in 0..BATCH {
+                let tx = tx.clone();
+                pool.spawn(move || {
+                    let _ = tx.send(ident(i));
+                });
+            }
+            for _ in 0..BATCH {
+                black_box(rx.recv().expect("the task sends"));
+            }
+        });
+    });
+    drop(pool);
+
+    let pool = threadpool::ThreadPool::new(WORKERS);
+    group.bench_function("threadpool_execute_channel_per_task", |b| {
+        b.iter(|| {
+            let receivers: Vec<_> = (0..BATCH)
+                .map(|i| {
+                    let (tx, rx) = bounded(1);
+                    pool.execute(move || {
+                        let _ = tx.send(ident(i));
+                    });
+                    rx
+                })
+                .collect();
+            for rx in receivers {
+                black_box(rx.recv().expect("the task sends"));
+            }
+        });
+    });
+    group.bench_function("threadpool_execute_shared_channel", |b| {
+        b.iter(|| {
+            let (tx, rx) = unbounded();
+            for i in 0..BATCH {
+                let tx = tx.clone();
+                pool.execute(move || {
+                    let _ = tx.send(ident(i));
+                });
+            }
+            for _ in 0..BATCH {
+                black_box(rx.recv().expect("the task sends"));
+            }
+        });
+    });
+    pool.join();
+    group.finish();
+}
+
+fn round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("round_trip");
+
+    let executor = ThreadPoolExecutor::new(WORKERS);
+    let mut i = 0u64;
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            i += 1;
+            executor
+                .submit(ident, i)
+                .result()
+                .expect("identity never fails")
+        });
+    });
+    drop(executor);
+
+    let pool = rayon_pool();
+    group.bench_function("rayon_spawn_channel", |b| {
+        b.iter(|| {
+            i += 1;
+            let x = i;
+            let (tx, rx) = bounded(1);
+            pool.spawn(move || {
+                let _ = tx.send(ident(x));
+            });
+            rx.recv().expect("the task sends")
+        });
+    });
+    drop(pool);
+
+    let pool = threadpool::ThreadPool::new(WORKERS);
+    group.bench_function("threadpool_execute_channel", |b| {
+        b.iter(|| {
+            i += 1;
+            let x = i;
+            let (tx, rx) = bounded(1);
+            pool.execute(move || {
+                let _ = tx.send(ident(x));
+            });
+            rx.recv().expect("the task sends")
+        });
+    });
+    pool.join();
+    group.finish();
+}
+
+fn map(c: &mut Criterion) {
+    let mut group = c.benchmark_group("map");
+    group.throughput(Throughput::Elements(BATCH));
+    group.sampling_mode(SamplingMode::Flat);
+
+    let executor = ThreadPoolExecutor::new(WORKERS);
+    for chunksize in [1, 64, 1024] {
+        let name = if chunksize == 1 {
+            "ours_default".to_owned()
+        } else {
+            format!("ours_chunksize_{chunksize}")
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let results = executor.map(ident, 0..BATCH);
+                // The default row uses the default, not an explicit 1.
+                let results = if chunksize == 1 {
+                    results
+                } else {
+                    results.chunksize(chunksize)
+                };
+                let mut total = 0u64;
+                for result in results {
+                    total += result.expect("identity never fails");
+                }
+                black_box(total)
+            });
+        });
+    }
+    // The default look-ahead is 2 x workers = 4 inputs; a longer one lets
+    // the caller submit ahead instead of waiting on every other result.
+    group.bench_function("ours_buffer_size_32", |b| {
+        b.iter(|| {
+            let mut total = 0u64;
+            for result in executor.map(ident, 0..BATCH).buffer_size(32) {
+                total += result.expect("identity never fails");
+            }
+            black_box(total)
+        });
+    });
+    drop(executor);
+
+    let pool = rayon_pool();
+    group.bench_function("rayon_par_iter_collect_context", |b| {
+        b.iter(|| {
+            let all: Vec<u64> = pool.install(|| (0..BATCH).into_par_iter().map(ident).collect());
+            black_box(all)
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots();
+    targets = submit_result, round_trip, map
+}
+criterion_main!(benches);
