@@ -31,6 +31,10 @@ use crossbeam_channel::Sender;
 
 use crate::{Error, panic};
 
+/// How long `result()` yields, checking, before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
+const SPIN_MICROS: u64 = 50;
+
 const PENDING: u8 = 0;
 const RUNNING: u8 = 1;
 const FINISHED: u8 = 2;
@@ -427,8 +431,10 @@ impl<R> Future<R> {
         }
     }
 
-    /// Spins for about a microsecond before the caller sleeps: a tiny task
-    /// finishes in that time, and then no thread has to be woken at all.
+    /// Waits a little before the caller sleeps: first a microsecond of
+    /// spinning, then yielding the CPU for up to [`SPIN_FOR`]. A tiny task
+    /// (or a process round trip) finishes in that time, and then no thread
+    /// has to be woken; yielding leaves the CPU to the threads doing work.
     fn spin_briefly(&self) {
         for step in 0..8 {
             if self.done() {
@@ -438,7 +444,8 @@ impl<R> Future<R> {
                 hint::spin_loop();
             }
         }
-        if !self.done() {
+        let start = Instant::now();
+        while !self.done() && start.elapsed() < SPIN_FOR {
             thread::yield_now();
         }
     }

@@ -7,10 +7,39 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, Future};
 
-/// How an executor submits one chunk of inputs: it drains `chunk` and pushes
-/// one future per item, in order, onto `out`.
-pub(crate) type SubmitChunk<'e, A, R> =
-    Box<dyn FnMut(&mut Vec<A>, &mut VecDeque<Future<R>>) + Send + 'e>;
+/// How an executor submits one chunk of inputs: it drains `chunk` (one or
+/// more inputs) and returns its future.
+pub(crate) type SubmitChunk<'e, A, R> = Box<dyn FnMut(&mut Vec<A>) -> Pending<R> + Send + 'e>;
+
+/// The future of one submitted chunk.
+#[derive(Debug)]
+pub(crate) enum Pending<R> {
+    /// A lone input's future.
+    One(Future<R>),
+    /// A chunk's future: one result per input, in order. If the whole chunk
+    /// fails (say its worker process died), each of its `len` items gets
+    /// that error.
+    Chunk {
+        future: Future<Vec<Result<R, Error>>>,
+        len: usize,
+    },
+}
+
+impl<R> Pending<R> {
+    fn len(&self) -> usize {
+        match self {
+            Pending::One(_) => 1,
+            Pending::Chunk { len, .. } => *len,
+        }
+    }
+
+    fn cancel_pending(&self) {
+        match self {
+            Pending::One(future) => future.cancel_pending(),
+            Pending::Chunk { future, .. } => future.cancel_pending(),
+        };
+    }
+}
 
 /// The iterator returned by `map`: each task's result, in input order.
 ///
@@ -46,7 +75,11 @@ pub(crate) type SubmitChunk<'e, A, R> =
 pub struct Map<'e, I: Iterator, R> {
     inputs: Fuse<I>,
     submit: SubmitChunk<'e, I::Item, R>,
-    in_flight: VecDeque<Future<R>>,
+    in_flight: VecDeque<Pending<R>>,
+    /// How many inputs `in_flight` holds.
+    in_flight_items: usize,
+    /// The rest of the chunk being yielded.
+    ready: std::vec::IntoIter<Result<R, Error>>,
     chunk: Vec<I::Item>,
     workers: usize,
     buffer_size: Option<usize>,
@@ -66,6 +99,8 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             inputs: inputs.fuse(),
             submit,
             in_flight: VecDeque::new(),
+            in_flight_items: 0,
+            ready: Vec::new().into_iter(),
             chunk: Vec::new(),
             workers,
             buffer_size: None,
@@ -151,21 +186,36 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             .buffer_size
             .unwrap_or(2 * self.workers * self.chunksize)
             .max(self.chunksize);
-        while self.in_flight.len() + self.chunksize <= look_ahead {
+        while self.in_flight_items + self.ready.len() + self.chunksize <= look_ahead {
             self.chunk.extend(self.inputs.by_ref().take(self.chunksize));
             if self.chunk.is_empty() {
                 return;
             }
-            (self.submit)(&mut self.chunk, &mut self.in_flight);
+            let pending = (self.submit)(&mut self.chunk);
+            self.in_flight_items += pending.len();
+            self.in_flight.push_back(pending);
         }
     }
 
     /// Cancels every task that has not started and ends the iteration.
     fn stop(&mut self) {
-        for future in self.in_flight.drain(..) {
-            future.cancel_pending();
+        for pending in self.in_flight.drain(..) {
+            pending.cancel_pending();
         }
+        self.in_flight_items = 0;
+        self.ready = Vec::new().into_iter();
         self.ended = true;
+    }
+
+    /// Ends the iteration with a timeout if the deadline passed while
+    /// waiting on an unfinished `future`.
+    fn timed_out<T>(&mut self, result: &Result<T, Error>, future: &Future<T>) -> bool {
+        let timed_out = matches!(result, Err(Error::Timeout)) && !future.done();
+        if timed_out {
+            future.cancel_pending();
+            self.stop();
+        }
+        timed_out
     }
 }
 
@@ -181,13 +231,28 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
             return None;
         }
         self.refill();
-        let future = self.in_flight.pop_front()?;
-        let result = future.wait_and_take(self.deadline);
-        if matches!(result, Err(Error::Timeout)) && !future.done() {
-            future.cancel_pending();
-            self.stop();
+        if let Some(result) = self.ready.next() {
+            return Some(result);
         }
-        Some(result)
+        let pending = self.in_flight.pop_front()?;
+        self.in_flight_items -= pending.len();
+        match pending {
+            Pending::One(future) => {
+                let result = future.wait_and_take(self.deadline);
+                self.timed_out(&result, &future);
+                Some(result)
+            }
+            Pending::Chunk { future, len } => {
+                let results = future.wait_and_take(self.deadline);
+                if self.timed_out(&results, &future) {
+                    return Some(Err(Error::Timeout));
+                }
+                let results =
+                    results.unwrap_or_else(|error| (0..len).map(|_| Err(error.clone())).collect());
+                self.ready = results.into_iter();
+                self.ready.next()
+            }
+        }
     }
 }
 

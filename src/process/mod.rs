@@ -16,7 +16,6 @@ mod spawn;
 mod wire;
 mod worker;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -26,7 +25,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::future::{self, Canceller, Promise};
-use crate::map::Map;
+use crate::map::{Map, Pending};
 use crate::workers::{self, Workers};
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
 use call::{Call, Fingerprint, Secret};
@@ -112,57 +111,84 @@ impl workers::Job for Work {
     }
 }
 
-/// The futures of one [`Work`], typed by the task's result.
+/// The future of one [`Work`], typed by the task's result.
 trait Results: Send {
-    /// Moves the futures to running; `false` if all were cancelled.
+    /// Moves the future to running; `false` if it was cancelled.
     fn claim(&mut self) -> bool;
     /// Lets a lone task be cancelled while it runs, by killing its worker.
     fn set_canceller(&self, canceller: Canceller);
-    /// Completes the futures from the worker's outcomes. If they do not
-    /// decode, fails the futures with the protocol error and returns `Err`.
+    /// Completes the future from the worker's outcomes. If they do not
+    /// decode, fails it with the protocol error and returns `Err`.
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()>;
-    /// Fails every future with `error`.
+    /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
 }
 
-struct Promises<R>(Vec<Promise<R>>);
+/// A lone task's future.
+struct One<R>(Promise<R>);
 
-impl<R: DeserializeOwned + Send> Results for Promises<R> {
+impl<R: DeserializeOwned + Send> Results for One<R> {
     fn claim(&mut self) -> bool {
-        let mut any = false;
-        for promise in &self.0 {
-            any |= promise.claim();
-        }
-        any
+        self.0.claim()
     }
 
     fn set_canceller(&self, canceller: Canceller) {
-        // An item of a chunk shares its worker with the others: killing it
-        // would take them down too, so only a lone task can be stopped.
-        if let [promise] = &self.0[..] {
-            promise.set_canceller(canceller);
-        }
+        self.0.set_canceller(canceller);
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()> {
-        match wire::decode_outcomes::<R>(outcomes, self.0.len()) {
-            Ok(outcomes) => {
-                for (promise, outcome) in self.0.into_iter().zip(outcomes) {
-                    promise.complete(outcome);
-                }
+        match wire::decode_outcomes::<R>(outcomes, 1) {
+            Ok(mut outcomes) => {
+                self.0.complete(outcomes.pop().expect("one outcome"));
                 Ok(())
             }
             Err(error) => {
-                self.fail(error);
+                self.0.complete(Err(error));
                 Err(())
             }
         }
     }
 
     fn fail(self: Box<Self>, error: Error) {
-        for promise in self.0 {
-            promise.complete(Err(error.clone()));
+        self.0.complete(Err(error));
+    }
+}
+
+/// A `map` chunk's future. Inputs that failed to serialize were not sent;
+/// their errors go back in at their positions.
+struct Chunk<R> {
+    promise: Promise<Vec<Result<R, Error>>>,
+    sent: usize,
+    refused: Vec<(usize, Error)>,
+}
+
+impl<R: DeserializeOwned + Send> Results for Chunk<R> {
+    fn claim(&mut self) -> bool {
+        self.promise.claim()
+    }
+
+    /// An item of a chunk shares its worker with the others: killing it
+    /// would take them down too, so a running chunk cannot be cancelled.
+    fn set_canceller(&self, _: Canceller) {}
+
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()> {
+        match wire::decode_outcomes::<R>(outcomes, self.sent) {
+            Ok(mut results) => {
+                for (index, error) in self.refused {
+                    results.insert(index, Err(error));
+                }
+                self.promise.complete(Ok(results));
+                Ok(())
+            }
+            Err(error) => {
+                self.promise.complete(Err(error));
+                Err(())
+            }
         }
+    }
+
+    fn fail(self: Box<Self>, error: Error) {
+        self.promise.complete(Err(error));
     }
 }
 
@@ -249,7 +275,7 @@ impl ProcessPoolExecutor {
         let (promise, future) = future::pair();
         let mut args = Vec::new();
         match encode_arg(&arg, &mut args) {
-            Ok(()) => self.enqueue(Call::of(task), 1, args, vec![promise]),
+            Ok(()) => self.enqueue(Call::of(task), 1, args, Box::new(One(promise))),
             Err(error) => promise.complete(Err(error)),
         }
         future
@@ -259,8 +285,8 @@ impl ProcessPoolExecutor {
     /// results in input order; see [`Map`].
     ///
     /// Set [`Map::chunksize`] (or the builder's default) to send inputs in
-    /// chunks: far less overhead for tiny tasks, and a failure inside a
-    /// chunk still fails only its own item.
+    /// chunks: far less overhead for tiny tasks. A panic inside a chunk still
+    /// fails only its own item; a worker that dies fails its whole chunk.
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -281,32 +307,45 @@ impl ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
     {
         let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<A>, out: &mut VecDeque<Future<R>>| {
+        let submit = move |chunk: &mut Vec<A>| {
+            if chunk.len() == 1 {
+                let arg = chunk.pop().expect("one item");
+                return Pending::One(self.submit(task, arg));
+            }
+            let len = chunk.len();
+            let (promise, future) = future::pair();
             let mut args = Vec::new();
-            let mut promises = Vec::with_capacity(chunk.len());
-            for arg in chunk.drain(..) {
-                let (promise, future) = future::pair();
-                out.push_back(future);
-                match encode_arg(&arg, &mut args) {
-                    Ok(()) => promises.push(promise),
-                    Err(error) => promise.complete(Err(error)),
+            let mut refused = Vec::new();
+            for (index, arg) in chunk.drain(..).enumerate() {
+                if let Err(error) = encode_arg(&arg, &mut args) {
+                    refused.push((index, error));
                 }
             }
-            if !promises.is_empty() {
-                self.enqueue(call, promises.len(), args, promises);
+            let sent = len - refused.len();
+            if sent == 0 {
+                promise.complete(Ok(refused
+                    .into_iter()
+                    .map(|(_, error)| Err(error))
+                    .collect()));
+            } else {
+                self.enqueue(
+                    call,
+                    sent,
+                    args,
+                    Box::new(Chunk {
+                        promise,
+                        sent,
+                        refused,
+                    }),
+                );
             }
+            Pending::Chunk { future, len }
         };
         Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
             .chunksize(self.shared.chunksize)
     }
 
-    fn enqueue<R: DeserializeOwned + Send + 'static>(
-        &self,
-        call: Call,
-        count: usize,
-        args: Vec<u8>,
-        promises: Vec<Promise<R>>,
-    ) {
+    fn enqueue(&self, call: Call, count: usize, args: Vec<u8>, results: Box<dyn Results>) {
         let header = TaskHeader {
             call,
             tag: call.tag(&self.shared.recipe.secret),
@@ -315,7 +354,7 @@ impl ProcessPoolExecutor {
         self.workers.enqueue(Work {
             header,
             args,
-            results: Box::new(Promises(promises)),
+            results,
         });
     }
 

@@ -70,6 +70,7 @@ impl Worker {
             reader: BufReader::new(Deadline {
                 stream: ours.try_clone().map_err(spawn_failed)?,
                 deadline: None,
+                timeout_set: false,
             }),
             writer: ours,
             process: Arc::new(Process {
@@ -289,21 +290,27 @@ fn is_timeout(error: &io::Error) -> bool {
 struct Deadline {
     stream: UnixStream,
     deadline: Option<Instant>,
+    /// Whether the socket has a read timeout set (a syscall to change).
+    timeout_set: bool,
 }
 
 impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let timeout = match self.deadline {
-            None => None,
+        match self.deadline {
+            None if self.timeout_set => {
+                self.stream.set_read_timeout(None)?;
+                self.timeout_set = false;
+            }
+            None => {}
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
-                Some(left)
+                self.stream.set_read_timeout(Some(left))?;
+                self.timeout_set = true;
             }
-        };
-        self.stream.set_read_timeout(timeout)?;
+        }
         self.stream.read(buf)
     }
 }

@@ -5,16 +5,15 @@
 
 mod worker;
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::future::{self, Promise};
-use crate::map::Map;
+use crate::future;
+use crate::map::{Map, Pending};
 use crate::workers::Workers;
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
-use worker::{Chunk, Task, ThreadJob};
+use worker::{Task, ThreadJob};
 
 /// A pool of threads for I/O-bound work: downloads, file and database access,
 /// anything that mostly waits.
@@ -139,25 +138,22 @@ impl ThreadPoolExecutor {
         I: IntoIterator<Item = A>,
     {
         let task = Arc::new(task);
-        let submit = move |chunk: &mut Vec<A>, out: &mut VecDeque<Future<R>>| {
+        let submit = move |chunk: &mut Vec<A>| {
+            let task = Arc::clone(&task);
             if chunk.len() == 1 {
-                let task = Arc::clone(&task);
                 let arg = chunk.pop().expect("one item");
-                out.push_back(self.submit(move |arg| task(arg), arg));
-                return;
+                return Pending::One(self.submit(move |arg| task(arg), arg));
             }
-            let items: Vec<(A, Promise<R>)> = chunk
-                .drain(..)
-                .map(|arg| {
-                    let (promise, future) = future::pair();
-                    out.push_back(future);
-                    (arg, promise)
-                })
-                .collect();
-            self.workers.enqueue(Box::new(Chunk {
-                task: Arc::clone(&task),
-                items,
-            }));
+            let len = chunk.len();
+            let run_all = move |args: Vec<A>| {
+                args.into_iter()
+                    .map(|arg| panic::catch(|| task(arg)))
+                    .collect()
+            };
+            Pending::Chunk {
+                future: self.submit(run_all, std::mem::take(chunk)),
+                len,
+            }
         };
         Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
     }
@@ -191,8 +187,8 @@ impl ThreadPoolExecutor {
     /// let running = executor.submit(move |()| { started.send(()).unwrap(); gate.recv().is_ok() }, ());
     /// let queued = executor.submit(|()| true, ());
     /// wait_started.recv().unwrap();
+    /// executor.shutdown_with(Shutdown { wait: false, cancel_futures: true });
     /// release.send(()).unwrap();
-    /// executor.shutdown_with(Shutdown { cancel_futures: true, ..Shutdown::default() });
     /// assert_eq!(running.result(), Ok(true));              // running tasks finish
     /// assert_eq!(queued.result(), Err(Error::Cancelled));  // queued ones are cancelled
     /// ```

@@ -1,4 +1,4 @@
-//! What a worker thread runs: the jobs it takes off the queue, and its loop.
+//! What a worker thread runs: the tasks it takes off the queue, and its loop.
 
 use std::sync::Arc;
 
@@ -6,16 +6,16 @@ use crate::future::Promise;
 use crate::workers::{self, Workers};
 use crate::{Error, panic};
 
-/// The thread pool's queue item: one task, or one chunk of a `map`.
+/// The thread pool's queue item: one task (a `map` chunk is one task too).
 pub(super) type ThreadJob = Box<dyn Run>;
 
 /// A job a worker thread can run.
 pub(super) trait Run: Send {
-    /// Runs the work and completes its futures, calling `workers.mark_idle()`
-    /// just before completing the last one.
+    /// Runs the task and completes its future, calling `workers.mark_idle()`
+    /// just before.
     fn run(self: Box<Self>, workers: &Workers<ThreadJob>);
 
-    /// Resolves the futures with `error` without running anything.
+    /// Resolves the future with `error` without running the task.
     fn fail_unrun(self: Box<Self>, error: Error);
 }
 
@@ -49,39 +49,6 @@ where
 
     fn fail_unrun(self: Box<Self>, error: Error) {
         self.promise.complete(Err(error));
-    }
-}
-
-/// Several inputs of one `map`, run one after another by one worker; each
-/// keeps its own future, so a failure fails only its own item.
-pub(super) struct Chunk<F, A, R> {
-    pub(super) task: Arc<F>,
-    pub(super) items: Vec<(A, Promise<R>)>,
-}
-
-impl<F, A, R> Run for Chunk<F, A, R>
-where
-    F: Fn(A) -> R + Send + Sync,
-    A: Send,
-    R: Send,
-{
-    fn run(self: Box<Self>, workers: &Workers<ThreadJob>) {
-        let mut items = self.items.into_iter().peekable();
-        while let Some((arg, promise)) = items.next() {
-            let outcome = promise.claim().then(|| panic::catch(|| (self.task)(arg)));
-            if items.peek().is_none() {
-                workers.mark_idle();
-            }
-            if let Some(outcome) = outcome {
-                promise.complete(outcome);
-            }
-        }
-    }
-
-    fn fail_unrun(self: Box<Self>, error: Error) {
-        for (_, promise) in self.items {
-            promise.complete(Err(error.clone()));
-        }
     }
 }
 
