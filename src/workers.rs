@@ -10,8 +10,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -29,6 +29,8 @@ pub(crate) type Body<J> = Arc<dyn Fn(&Arc<Workers<J>>) + Send + Sync>;
 /// The threads and queue of one pool.
 pub(crate) struct Workers<J> {
     state: Mutex<State<J>>,
+    /// Signalled when a shutdown finishes joining the threads it took.
+    joined: Condvar,
     /// A handle on the queue, for workers and for draining it.
     queue: Receiver<J>,
     /// Workers waiting for a job, or about to.
@@ -42,7 +44,12 @@ pub(crate) struct Workers<J> {
 struct State<J> {
     /// `None` once shut down or broken: the queue is closed.
     sender: Option<Sender<J>>,
+    /// The threads not joined yet.
     threads: Vec<JoinHandle<()>>,
+    /// Every thread ever started, so a shutdown can tell if a worker calls it.
+    ids: Vec<ThreadId>,
+    /// How many shutdowns are joining threads they took out of `threads`.
+    joining: usize,
     /// Why the pool broke, if it did.
     broken: Option<String>,
 }
@@ -59,8 +66,11 @@ impl<J: Job> Workers<J> {
             state: Mutex::new(State {
                 sender: Some(sender),
                 threads: Vec::new(),
+                ids: Vec::new(),
+                joining: 0,
                 broken: None,
             }),
+            joined: Condvar::new(),
             queue,
             idle: AtomicUsize::new(0),
             max_workers,
@@ -125,6 +135,7 @@ impl<J: Job> Workers<J> {
             .map_err(|error| Error::SpawnFailed {
                 reason: error.to_string(),
             })?;
+        state.ids.push(handle.thread().id());
         state.threads.push(handle);
         Ok(())
     }
@@ -164,28 +175,56 @@ impl<J: Job> Workers<J> {
             .for_each(|job| job.fail(error.clone()));
     }
 
-    /// Closes the queue, as `how` says. With `wait`, joins every worker
-    /// except the calling thread (a task may shut down its own pool).
+    /// Closes the queue, as `how` says. With `wait`, returns once every
+    /// worker has exited and been joined, even while another thread is
+    /// shutting down too. A worker that calls it (a task may shut down its
+    /// own pool) joins the others but cannot wait for itself: it puts its
+    /// own handle back, for a later shutdown (the pool's drop) to join.
     pub(crate) fn shutdown(&self, how: Shutdown) {
-        let threads = {
-            let mut state = self.lock();
-            state.sender = None;
-            if how.wait {
-                std::mem::take(&mut state.threads)
-            } else {
-                Vec::new()
-            }
-        };
+        self.lock().sender = None;
         if how.cancel_futures {
             // Dropping a job unrun resolves its futures as cancelled.
             self.queue.try_iter().for_each(drop);
         }
+        if !how.wait {
+            return;
+        }
         let me = thread::current().id();
-        for handle in threads {
-            if handle.thread().id() != me {
-                // Workers catch every task panic, so a join error cannot
-                // happen; if it did, there would be nothing left to clean up.
-                let _ = handle.join();
+        let mut state = self.lock();
+        let inside = state.ids.contains(&me);
+        loop {
+            let threads = std::mem::take(&mut state.threads);
+            if threads.is_empty() {
+                // Another shutdown may still be joining the threads it took:
+                // wait for it, unless this is a worker, which it may be
+                // joining.
+                if inside || state.joining == 0 {
+                    return;
+                }
+                state = self
+                    .joined
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.joining += 1;
+            drop(state);
+            let mut own = None;
+            for handle in threads {
+                if handle.thread().id() == me {
+                    own = Some(handle);
+                } else {
+                    // Workers catch every task panic, so a join error cannot
+                    // happen; if it did, there would be nothing left to clean up.
+                    let _ = handle.join();
+                }
+            }
+            state = self.lock();
+            state.joining -= 1;
+            state.threads.extend(own);
+            self.joined.notify_all();
+            if inside {
+                return;
             }
         }
     }
