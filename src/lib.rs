@@ -31,7 +31,26 @@
 //! isolation: each has its own memory, and a crash (a segfault, an abort, an
 //! out-of-memory kill) takes down one worker, not your program. Python needs
 //! processes to use more than one core; in Rust, reach for them when a task
-//! might crash or leak, or must be killable.
+//! might crash or leak, or must be killable. Workers are new runs of your
+//! program, so `main` starts with [`init`] (Python's
+//! `if __name__ == "__main__":`):
+//!
+//! ```
+//! use concurrent_futures::{Executor, ProcessPoolExecutor};
+//!
+//! fn hitung_kuadrat_berat(n: u64) -> u128 {
+//!     (0..n).map(|i| u128::from(i) * u128::from(i)).sum()
+//! }
+//!
+//! fn main() -> Result<(), concurrent_futures::Error> {
+//!     concurrent_futures::init(); // in a worker process, this serves tasks and never returns
+//!     let executor = ProcessPoolExecutor::new(2); // one process per core
+//!     for hasil in executor.map(hitung_kuadrat_berat, [1_000, 1_000]) {
+//!         assert_eq!(hasil?, 332_833_500);
+//!     }
+//!     Ok(())
+//! }
+//! ```
 //!
 //! | | threads | processes |
 //! |---|---|---|
@@ -79,13 +98,24 @@
 //! # Writing code for any executor
 //!
 //! The [`Executor`] trait takes plain functions `fn(A) -> R` with
-//! serializable arguments and results ([`Payload`]), so the same code can
-//! run on a process pool. [`ThreadPoolExecutor`]'s own methods of the same
-//! names are wider: any closure, any `Send` data.
+//! serializable arguments and results ([`Payload`]), so the same code runs
+//! on a [`ThreadPoolExecutor`] or a [`ProcessPoolExecutor`]: switching is one
+//! identifier. [`ThreadPoolExecutor`]'s own methods of the same names are
+//! wider: any closure, any `Send` data.
 //!
 //! # Where the unsafe code is
 //!
-//! The thread pool and futures use no `unsafe` code.
+//! The futures, `map`, `wait` and the thread pool use no `unsafe` code. The
+//! process pool has it in two places, each block with a `// SAFETY:` comment:
+//!
+//! - `process/call.rs`: turning a function's offset, received from the pool,
+//!   back into a function pointer. It is trusted only after the handshake
+//!   proved both sides run the same executable, and after the task's keyed
+//!   tag proved the offsets came from this pool.
+//! - `process/worker.rs` and `process/spawn.rs`: the system calls std has no
+//!   safe form of (`prctl` so a worker dies with its pool, `dup2` to take the
+//!   channel off standard input, `SO_PEERCRED` to check who is on the other
+//!   end, and `kill` for a signal other than SIGKILL).
 
 mod error;
 mod executor;
