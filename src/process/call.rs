@@ -37,10 +37,17 @@ use crate::{Payload, panic};
 static ANCHOR: u8 = 0;
 
 /// What every trampoline looks like: call the function at `function` on
-/// each of `count` encoded arguments in `args`, appending one encoded
-/// outcome per argument to `out`. `Err` means the arguments did not decode.
-type Trampoline =
-    fn(function: usize, count: u32, args: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+/// each of `count` encoded arguments in `frame[start..]`, appending one
+/// encoded outcome per argument to `out`. `Err` means the arguments did not
+/// decode. The trampoline may take `frame`'s buffer as a lone byte-vector
+/// argument, leaving it empty.
+type Trampoline = fn(
+    function: usize,
+    count: u32,
+    frame: &mut Vec<u8>,
+    start: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), String>;
 
 /// What an initializer trampoline looks like.
 type InitTrampoline = fn(function: usize) -> Result<(), String>;
@@ -102,7 +109,8 @@ impl Call {
     pub(crate) unsafe fn invoke(
         self,
         count: u32,
-        args: &[u8],
+        frame: &mut Vec<u8>,
+        start: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         // SAFETY: by this function's contract, `trampoline` is the offset of
@@ -110,7 +118,7 @@ impl Call {
         // offset is that function's address.
         let trampoline =
             unsafe { std::mem::transmute::<usize, Trampoline>(address(self.trampoline)) };
-        trampoline(address(self.function), count, args, out)
+        trampoline(address(self.function), count, frame, start, out)
     }
 
     /// Runs an initializer.
@@ -133,15 +141,23 @@ impl Call {
 fn run<A: Payload, R: Payload>(
     function: usize,
     count: u32,
-    mut args: &[u8],
+    frame: &mut Vec<u8>,
+    start: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     // SAFETY: `function` is anchor + the offset `Call::of::<A, R>` took of a
     // `fn(A) -> R`, and this is the trampoline `Call::of` paired with it, so
     // the address is a function of exactly this type (see `Call::invoke`).
     let task = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    if count == 1
+        && let Some(arg) = wire::take_whole::<A>(frame, start)
+    {
+        wire::encode_outcome(panic::catch(|| task(arg)), out);
+        return Ok(());
+    }
+    let mut args = &frame[start..];
     for _ in 0..count {
-        let (arg, rest) = postcard::take_from_bytes::<A>(args).map_err(|error| {
+        let (arg, rest) = wire::take::<A>(args).map_err(|error| {
             format!("the task's argument could not be deserialized in the worker: {error}")
         })?;
         args = rest;
@@ -217,9 +233,23 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &args, &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
         let outcomes = wire::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
+    }
+
+    #[test]
+    fn a_lone_byte_vector_takes_the_frame_buffer() {
+        fn len(bytes: Vec<u8>) -> usize {
+            bytes.len()
+        }
+        let mut frame = b"head".to_vec();
+        wire::append(&vec![7_u8; 1000], &mut frame).unwrap();
+        let mut out = Vec::new();
+        // SAFETY: the call was made by `Call::of` in this process.
+        unsafe { Call::of(len).invoke(1, &mut frame, 4, &mut out) }.unwrap();
+        assert_eq!(wire::decode_outcomes::<usize>(&out, 1).unwrap(), [Ok(1000)]);
+        assert!(frame.is_empty(), "the buffer itself became the argument");
     }
 
     #[test]
@@ -227,7 +257,7 @@ mod tests {
         let call = Call::of(double);
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let result = unsafe { call.invoke(1, &[], &mut out) };
+        let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut out) };
         assert!(result.unwrap_err().contains("could not be deserialized"));
         assert!(out.is_empty());
     }

@@ -63,7 +63,9 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
             }
         }));
         let deadline = shared.timeout.and_then(|t| Instant::now().checked_add(t));
-        let fault = live.call(&work.header, &work.args, deadline).err();
+        let fault = live
+            .call(&work.header, [&work.args, &work.tail], deadline)
+            .err();
         live.process.set_running(0);
         calls += 1;
 

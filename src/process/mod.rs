@@ -16,13 +16,11 @@ mod spawn;
 mod wire;
 mod worker;
 
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
-
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::future::{self, Canceller, Promise};
 use crate::map::{Map, Pending};
@@ -101,7 +99,10 @@ impl Shared {
 /// One frame's worth of work: a task, or a chunk of a `map`.
 pub(crate) struct Work {
     header: TaskHeader,
+    /// The encoded arguments, sent after the header, then `tail`.
     args: Vec<u8>,
+    /// A lone `Vec<u8>` argument's bytes, sent as they are: no copy.
+    tail: Vec<u8>,
     results: Box<dyn Results>,
 }
 
@@ -127,7 +128,7 @@ trait Results: Send {
 /// A lone task's future.
 struct One<R>(Promise<R>);
 
-impl<R: DeserializeOwned + Send> Results for One<R> {
+impl<R: Payload> Results for One<R> {
     fn claim(&mut self) -> bool {
         self.0.claim()
     }
@@ -162,7 +163,7 @@ struct Chunk<R> {
     refused: Vec<(usize, Error)>,
 }
 
-impl<R: DeserializeOwned + Send> Results for Chunk<R> {
+impl<R: Payload> Results for Chunk<R> {
     fn claim(&mut self) -> bool {
         self.promise.claim()
     }
@@ -194,7 +195,7 @@ impl<R: DeserializeOwned + Send> Results for Chunk<R> {
 
 /// Serializes one argument, turning a failure (or a panic in a `Serialize`
 /// impl) into that task's error.
-fn encode_arg<A: Serialize>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
+fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
     let start = out.len();
     let result = match panic::catch(|| wire::append(arg, out)) {
         Ok(Ok(())) => return Ok(()),
@@ -273,9 +274,22 @@ impl ProcessPoolExecutor {
     /// ```
     pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
         let (promise, future) = future::pair();
-        let mut args = Vec::new();
-        match encode_arg(&arg, &mut args) {
-            Ok(()) => self.enqueue(Call::of(task), 1, args, Box::new(One(promise))),
+        let (mut args, mut tail) = (Vec::new(), Vec::new());
+        let arg: Box<dyn Any> = Box::new(arg);
+        let encoded = match arg.downcast::<Vec<u8>>() {
+            // The bytes go out as they are, behind postcard's length prefix.
+            Ok(bytes) => {
+                wire::append_len(bytes.len(), &mut args);
+                tail = *bytes;
+                Ok(())
+            }
+            Err(arg) => encode_arg(
+                arg.downcast_ref::<A>().expect("the argument is an A"),
+                &mut args,
+            ),
+        };
+        match encoded {
+            Ok(()) => self.enqueue(Call::of(task), 1, [args, tail], Box::new(One(promise))),
             Err(error) => promise.complete(Err(error)),
         }
         future
@@ -331,7 +345,7 @@ impl ProcessPoolExecutor {
                 self.enqueue(
                     call,
                     sent,
-                    args,
+                    [args, Vec::new()],
                     Box::new(Chunk {
                         promise,
                         sent,
@@ -345,7 +359,13 @@ impl ProcessPoolExecutor {
             .chunksize(self.shared.chunksize)
     }
 
-    fn enqueue(&self, call: Call, count: usize, args: Vec<u8>, results: Box<dyn Results>) {
+    fn enqueue(
+        &self,
+        call: Call,
+        count: usize,
+        [args, tail]: [Vec<u8>; 2],
+        results: Box<dyn Results>,
+    ) {
         let header = TaskHeader {
             call,
             tag: call.tag(&self.shared.recipe.secret),
@@ -354,6 +374,7 @@ impl ProcessPoolExecutor {
         self.workers.enqueue(Work {
             header,
             args,
+            tail,
             results,
         });
     }

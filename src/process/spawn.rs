@@ -142,15 +142,22 @@ impl Worker {
         }
     }
 
-    /// Sends one task frame and waits, until `deadline`, for its outcomes,
+    /// Sends one task frame (the header, the encoded arguments, then the
+    /// bytes of a lone `Vec<u8>` argument) and waits, until `deadline`, for its outcomes,
     /// which are left in `self.body`.
     pub(crate) fn call(
         &mut self,
         header: &TaskHeader,
-        args: &[u8],
+        [args, tail]: [&[u8]; 2],
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
-        if wire::write_frame(&mut self.writer, Kind::Task, &[&header.encode(), args]).is_err() {
+        if wire::write_frame(
+            &mut self.writer,
+            Kind::Task,
+            &[&header.encode(), args, tail],
+        )
+        .is_err()
+        {
             return Err(Fault::Died);
         }
         self.reader.get_mut().deadline = deadline;

@@ -20,6 +20,7 @@
 //! be reserved for it is an error, not an abort, and every read is bounds
 //! checked. Nothing here is `unsafe`.
 
+use std::any::{Any, TypeId};
 use std::io::{self, IoSlice, Read, Write};
 
 use serde::Serialize;
@@ -353,7 +354,11 @@ pub(crate) fn decode_ready(body: &[u8]) -> Result<Result<(), String>, WireError>
 }
 
 /// Serializes `value` onto the end of `out`.
-pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
+///
+/// A `Vec<u8>` skips serde's one-call-per-byte path: its bytes are copied
+/// whole, after the same varint length postcard would write, so the wire
+/// format is postcard's either way.
+pub(crate) fn append<T: Serialize + 'static>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
     /// Lends a `Vec` to postcard, which wants to own an `Extend<u8>`.
     struct Tail<'a>(&'a mut Vec<u8>);
     impl Extend<u8> for Tail<'_> {
@@ -361,7 +366,65 @@ pub(crate) fn append<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> pos
             self.0.extend(bytes);
         }
     }
+    if let Some(bytes) = (value as &dyn Any).downcast_ref::<Vec<u8>>() {
+        append_len(bytes.len(), out);
+        out.extend_from_slice(bytes);
+        return Ok(());
+    }
     postcard::to_extend(value, Tail(out)).map(drop)
+}
+
+/// Appends a length as postcard does: a varint, seven bits a byte.
+pub(crate) fn append_len(mut len: usize, out: &mut Vec<u8>) {
+    while len >= 0x80 {
+        out.push(len as u8 | 0x80);
+        len >>= 7;
+    }
+    out.push(len as u8);
+}
+
+/// Deserializes a `T` from the front of `bytes`, returning the rest; the
+/// inverse of [`append`], with the same fast path for `Vec<u8>`.
+pub(crate) fn take<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Result<(T, &[u8])> {
+    if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() {
+        return postcard::take_from_bytes(bytes);
+    }
+    let (len, prefix) = read_len(bytes).ok_or(postcard::Error::DeserializeBadVarint)?;
+    let rest = &bytes[prefix..];
+    if rest.len() < len {
+        return Err(postcard::Error::DeserializeUnexpectedEnd);
+    }
+    let value: Box<dyn Any> = Box::new(rest[..len].to_vec());
+    let value = value.downcast::<T>().expect("T is Vec<u8>");
+    Ok((*value, &rest[len..]))
+}
+
+/// If `T` is `Vec<u8>` and `buf[start..]` is exactly one such vector, takes
+/// `buf` itself as the value: the bytes move down over the prefix in place,
+/// with no new allocation. This is how a big byte argument reaches its task.
+pub(crate) fn take_whole<T: 'static>(buf: &mut Vec<u8>, start: usize) -> Option<T> {
+    if TypeId::of::<T>() != TypeId::of::<Vec<u8>>() {
+        return None;
+    }
+    let (len, prefix) = read_len(buf.get(start..)?)?;
+    if start.checked_add(prefix)?.checked_add(len)? != buf.len() {
+        return None;
+    }
+    buf.drain(..start + prefix);
+    let value: Box<dyn Any> = Box::new(std::mem::take(buf));
+    value.downcast::<T>().ok().map(|value| *value)
+}
+
+/// Reads a postcard varint length: the length and how many bytes it took.
+fn read_len(bytes: &[u8]) -> Option<(usize, usize)> {
+    let mut len = 0_usize;
+    for (index, &byte) in bytes.iter().enumerate().take(10) {
+        len |= usize::from(byte & 0x7F).checked_shl(7 * index as u32)?;
+        if byte < 0x80 {
+            return Some((len, index + 1));
+        }
+    }
+    None
 }
 
 const VALUE: u8 = 0;
@@ -370,7 +433,7 @@ const UNSERIALIZABLE: u8 = 2;
 
 /// Appends one task's outcome: its value, its panic, or why the value
 /// could not be serialized.
-pub(crate) fn encode_outcome<R: Serialize>(outcome: Result<R, Error>, out: &mut Vec<u8>) {
+pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, out: &mut Vec<u8>) {
     let start = out.len();
     let failure = match outcome {
         Ok(value) => {
@@ -395,13 +458,15 @@ pub(crate) fn encode_outcome<R: Serialize>(outcome: Result<R, Error>, out: &mut 
 }
 
 /// Decodes `count` outcomes written by [`encode_outcome`].
-pub(crate) fn decode_outcomes<R: DeserializeOwned>(
+pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
     mut bytes: &[u8],
     count: usize,
 ) -> Result<Vec<Result<R, Error>>, Error> {
-    fn field<'a, T: DeserializeOwned>(bytes: &'a [u8], what: &str) -> Result<(T, &'a [u8]), Error> {
-        postcard::take_from_bytes(bytes)
-            .map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
+    fn field<'a, T: DeserializeOwned + 'static>(
+        bytes: &'a [u8],
+        what: &str,
+    ) -> Result<(T, &'a [u8]), Error> {
+        take(bytes).map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
     }
     let mut outcomes = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {
@@ -565,6 +630,22 @@ mod tests {
             decode_outcomes::<u8>(&[VALUE], 1).is_err(),
             "truncated value"
         );
+    }
+
+    #[test]
+    fn byte_vectors_take_the_fast_path_to_postcards_own_format() {
+        for len in [0, 1, 127, 128, 300, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut fast = Vec::new();
+            append(&bytes, &mut fast).unwrap();
+            assert_eq!(fast, postcard::to_allocvec(&bytes).unwrap(), "len {len}");
+            fast.push(42);
+            let (back, rest) = take::<Vec<u8>>(&fast).unwrap();
+            assert_eq!((back, rest), (bytes, &[42][..]));
+        }
+        let truncated = [5, 1, 2];
+        assert!(take::<Vec<u8>>(&truncated).is_err());
+        assert!(take::<Vec<u8>>(&[0xFF; 11]).is_err());
     }
 
     #[test]

@@ -124,7 +124,7 @@ fn serve(pool: u32) -> Result<(), String> {
             Err(WireError::Closed) => return Ok(()),
             Err(error) => return Err(fail(error)),
         }
-        let (header, args) = TaskHeader::decode(&body).map_err(fail)?;
+        let (header, _) = TaskHeader::decode(&body).map_err(fail)?;
         if header.tag != header.call.tag(&welcome.secret) {
             return Err(
                 "refused a task whose tag does not match: it did not come from this pool".into(),
@@ -133,7 +133,11 @@ fn serve(pool: u32) -> Result<(), String> {
         outcomes.clear();
         // SAFETY: the fingerprints matched at the handshake and the tag
         // proves the pool made this call with `Call::of` (see `call`).
-        if let Err(reason) = unsafe { header.call.invoke(header.count, args, &mut outcomes) } {
+        if let Err(reason) = unsafe {
+            header
+                .call
+                .invoke(header.count, &mut body, TaskHeader::LEN, &mut outcomes)
+        } {
             outcomes.clear();
             for _ in 0..header.count {
                 wire::encode_outcome::<()>(
