@@ -1,0 +1,203 @@
+//! What the process-pool tests share: scratch directories that tasks and
+//! tests synchronise through, bounded waits, a look at our child processes
+//! and open descriptors in /proc, and a few tasks.
+//!
+//! Nothing here sleeps and hopes: every wait polls for a condition and fails
+//! clearly when [`PATIENCE`] runs out.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, Future};
+
+/// How long any wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long a blocking task waits for its release before giving up.
+pub const BLOCK_AT_MOST: Duration = Duration::from_secs(30);
+
+/// A fresh directory under the system's temp dir, removed on drop.
+pub struct Scratch(PathBuf);
+
+impl Scratch {
+    pub fn new(label: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "concurrent-futures-{label}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The directory as a task argument.
+    pub fn arg(&self) -> String {
+        self.0.to_str().expect("a UTF-8 temp dir").to_owned()
+    }
+
+    /// Creates `name`, e.g. the file blocked tasks wait for.
+    pub fn touch(&self, name: &str) {
+        write_atomically(&self.path(name), "");
+    }
+
+    /// The names of the files whose name starts with `prefix`.
+    pub fn files(&self, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.0)
+            .expect("read the scratch dir")
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Waits until `count` files start with `prefix`; returns their names.
+    pub fn wait_for_files(&self, prefix: &str, count: usize) -> Vec<String> {
+        wait_until(&format!("{count} files named {prefix}*"), || {
+            let names = self.files(prefix);
+            (names.len() >= count).then_some(names)
+        })
+    }
+
+    /// Waits for the file `name` and reads the pid in it.
+    pub fn wait_for_pid(&self, name: &str) -> u32 {
+        self.wait_for_files(name, 1);
+        read_pid(&self.path(name))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a whole file at once (through a rename), so a reader never sees
+/// it half written.
+pub fn write_atomically(path: &Path, contents: &str) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    fs::write(&tmp, contents).expect("write a scratch file");
+    fs::rename(&tmp, path).expect("rename a scratch file");
+}
+
+pub fn read_pid(path: &Path) -> u32 {
+    let text = fs::read_to_string(path).expect("read a pid file");
+    text.trim().parse().expect("a pid file holds a pid")
+}
+
+/// Polls `check` until it gives `Some`, failing after [`PATIENCE`].
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {PATIENCE:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The future's outcome, failing the test if it is not resolved within
+/// [`PATIENCE`] (so a broken pool fails a test instead of hanging it).
+pub fn settle<R>(future: &Future<R>) -> Result<R, Error> {
+    match future.result_timeout(PATIENCE) {
+        Err(Error::Timeout) if !future.done() => {
+            panic!("a future was still unresolved after {PATIENCE:?}")
+        }
+        outcome => outcome,
+    }
+}
+
+/// The state letter of process `pid` (R, S, Z...), or `None` if it is gone.
+pub fn state(pid: u32) -> Option<char> {
+    stat(pid).map(|(state, _)| state)
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
+}
+
+/// Whether /proc still has an entry for `pid`, even a zombie one.
+pub fn exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Our child processes, zombies included: every pid whose parent is us.
+pub fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| matches!(stat(pid), Some((_, parent)) if parent == me))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Fails unless we have no child process at all, not even a zombie.
+pub fn assert_no_children() {
+    let left = children();
+    let described: Vec<String> = left
+        .iter()
+        .map(|&pid| format!("{pid} ({:?})", state(pid)))
+        .collect();
+    assert!(left.is_empty(), "child processes left: {described:?}");
+}
+
+/// (state, parent pid) from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(char, u32)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    let mut fields = text[text.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+/// How many descriptors this process has open.
+pub fn open_fds() -> usize {
+    fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
+}
+
+// ---- Tasks, run in the workers ------------------------------------------
+
+/// The worker's pid.
+pub fn pid(_: ()) -> u32 {
+    std::process::id()
+}
+
+/// Writes the worker's pid to `DIR/started-PID`, then waits for
+/// `DIR/release` (for at most [`BLOCK_AT_MOST`]); returns the pid.
+pub fn block_until_released(dir: String) -> u32 {
+    let dir = Path::new(&dir);
+    let me = std::process::id();
+    write_atomically(&dir.join(format!("started-{me}")), &me.to_string());
+    let deadline = Instant::now() + BLOCK_AT_MOST;
+    while !dir.join("release").exists() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(2));
+    }
+    me
+}
+
+/// Creates `DIR/ran-PID`: proof that the task ran.
+pub fn leave_a_mark(dir: String) -> u32 {
+    let me = std::process::id();
+    write_atomically(&Path::new(&dir).join(format!("ran-{me}")), "");
+    me
+}

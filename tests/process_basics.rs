@@ -1,0 +1,94 @@
+//! The process pool's basics: a round trip through another process, `map`
+//! in input order whatever the chunk size, and the `Executor` trait, so that
+//! switching from threads to processes is one identifier.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::thread;
+use std::time::Duration;
+
+use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+use fixtures::{PATIENCE, pid, settle};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        a_result_comes_back_from_another_process,
+        map_yields_results_in_input_order,
+        results_do_not_depend_on_the_chunk_size,
+        generic_executor_code_runs_on_processes,
+    ]);
+}
+
+fn describe(n: u64) -> (u64, String) {
+    (n * n, format!("tugas {n}"))
+}
+
+fn a_result_comes_back_from_another_process() {
+    let executor = ProcessPoolExecutor::new(2);
+    assert_eq!(
+        settle(&executor.submit(describe, 12)),
+        Ok((144, "tugas 12".to_owned()))
+    );
+    let worker = settle(&executor.submit(pid, ())).unwrap();
+    assert_ne!(worker, std::process::id(), "the task ran in this process");
+    assert!(
+        fixtures::children().contains(&worker),
+        "the worker is our child"
+    );
+}
+
+/// Sleeps less for later inputs, so they tend to finish first.
+fn later_is_faster(n: u64) -> u64 {
+    thread::sleep(Duration::from_millis(5 * (8 - n)));
+    n
+}
+
+fn map_yields_results_in_input_order() {
+    let executor = ProcessPoolExecutor::new(4);
+    let results: Vec<_> = executor
+        .map(later_is_faster, 0..8)
+        .timeout(PATIENCE)
+        .collect();
+    assert_eq!(results, (0..8).map(Ok).collect::<Vec<_>>());
+}
+
+fn results_do_not_depend_on_the_chunk_size() {
+    let executor = ProcessPoolExecutor::new(2);
+    let expected: Vec<_> = (0..2000).map(|n| Ok(describe(n))).collect();
+    for chunksize in [1, 7, 1000] {
+        let results: Vec<_> = executor
+            .map(describe, 0..2000)
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect();
+        assert!(
+            results == expected,
+            "chunksize {chunksize} changed the results"
+        );
+    }
+}
+
+fn tugas(n: u32) -> (String, u32) {
+    (format!("Tugas {n} selesai"), std::process::id())
+}
+
+/// Code written once against the trait.
+fn run_all(executor: &impl Executor) -> Vec<(String, u32)> {
+    let results = executor.map(tugas, [1, 2, 3]).map(Result::unwrap).collect();
+    let last = settle(&executor.submit(tugas, 4)).unwrap();
+    [results, vec![last]].concat()
+}
+
+fn generic_executor_code_runs_on_processes() {
+    let on_threads = run_all(&ThreadPoolExecutor::new(2));
+    let on_processes = run_all(&ProcessPoolExecutor::new(2));
+    let lines = |results: &[(String, u32)]| results.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(lines(&on_threads), lines(&on_processes));
+    let me = std::process::id();
+    assert!(on_threads.iter().all(|(_, pid)| *pid == me));
+    assert!(on_processes.iter().all(|(_, pid)| *pid != me));
+}

@@ -1,0 +1,132 @@
+//! A worker process that dies in the middle of a task (abort, segfault,
+//! `exit`, SIGKILL from outside) fails only that task, with
+//! `Error::WorkerDied` naming the exit code or signal. The tasks queued
+//! behind it and the tasks running beside it complete normally, on a
+//! replacement worker. (Python's `BrokenProcessPool` would fail them all.)
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::path::Path;
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{Scratch, block_until_released, pid, settle, write_atomically};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        an_abort_fails_only_its_task,
+        a_segfault_fails_only_its_task,
+        an_exit_fails_only_its_task,
+        a_sigkill_fails_only_its_task,
+        a_death_spares_the_task_running_beside_it,
+    ]);
+}
+
+fn died(exit_code: Option<i32>, signal: Option<i32>) -> Result<u32, Error> {
+    Err(Error::WorkerDied { exit_code, signal })
+}
+
+/// Notes the doomed worker's pid in `DIR/doomed`.
+fn note_pid(dir: &str) {
+    write_atomically(
+        &Path::new(dir).join("doomed"),
+        &std::process::id().to_string(),
+    );
+}
+
+fn aborts(dir: String) -> u32 {
+    note_pid(&dir);
+    std::process::abort()
+}
+
+fn segfaults(dir: String) -> u32 {
+    note_pid(&dir);
+    // SAFETY: signal() and raise() take plain integers. Resetting SIGSEGV
+    // to its default action first matters: std's stack-overflow handler
+    // would otherwise catch a raised SIGSEGV, reset itself, and return.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    unreachable!("SIGSEGV with its default action ends the process")
+}
+
+fn exits(dir: String) -> u32 {
+    note_pid(&dir);
+    std::process::exit(3)
+}
+
+/// Runs `doomed` on a one-worker pool between healthy tasks, and checks that
+/// only it fails, with `expected`, and that a new worker serves the rest.
+/// `kill` does whatever ends the doomed worker from outside, if anything.
+fn dies_alone(doomed: fn(String) -> u32, expected: Result<u32, Error>, kill: fn(&Scratch)) {
+    let scratch = Scratch::new("death");
+    let executor = ProcessPoolExecutor::new(1);
+    let first_worker = settle(&executor.submit(pid, ())).unwrap();
+    let victim = executor.submit(doomed, scratch.arg());
+    let queued_behind: Vec<_> = (0..3).map(|_| executor.submit(pid, ())).collect();
+    kill(&scratch);
+
+    assert_eq!(settle(&victim), expected);
+    let dead = fixtures::read_pid(&scratch.path("doomed"));
+    assert_eq!(dead, first_worker, "the task ran on the pool's one worker");
+    for future in &queued_behind {
+        let worker = settle(future).expect("a task queued behind the death is unaffected");
+        assert_ne!(worker, dead, "a replacement worker ran it");
+    }
+    assert!(!fixtures::exists(dead), "the dead worker was reaped");
+    let worker = settle(&executor.submit(pid, ())).expect("the pool keeps working");
+    assert!(fixtures::alive(worker));
+}
+
+fn nothing(_: &Scratch) {}
+
+fn an_abort_fails_only_its_task() {
+    dies_alone(aborts, died(None, Some(libc::SIGABRT)), nothing);
+}
+
+fn a_segfault_fails_only_its_task() {
+    dies_alone(segfaults, died(None, Some(libc::SIGSEGV)), nothing);
+}
+
+fn an_exit_fails_only_its_task() {
+    dies_alone(exits, died(Some(3), None), nothing);
+}
+
+/// Blocks (writing its pid to `DIR/doomed`) until killed.
+fn waits_to_be_killed(dir: String) -> u32 {
+    note_pid(&dir);
+    block_until_released(dir)
+}
+
+fn sigkill(scratch: &Scratch) {
+    let pid = scratch.wait_for_pid("doomed");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}: {status}");
+}
+
+fn a_sigkill_fails_only_its_task() {
+    dies_alone(waits_to_be_killed, died(None, Some(libc::SIGKILL)), sigkill);
+}
+
+fn a_death_spares_the_task_running_beside_it() {
+    let scratch = Scratch::new("beside");
+    let executor = ProcessPoolExecutor::new(2);
+    let beside = executor.submit(block_until_released, scratch.arg());
+    let [started] = &scratch.wait_for_files("started-", 1)[..] else {
+        unreachable!()
+    };
+    let victim = executor.submit(aborts, scratch.arg());
+    assert_eq!(settle(&victim), died(None, Some(libc::SIGABRT)));
+    assert!(!beside.done(), "the task beside it is still running");
+    scratch.touch("release");
+    let worker = settle(&beside).expect("the task beside the death completes");
+    assert_eq!(format!("started-{worker}"), *started);
+    assert_ne!(worker, fixtures::read_pid(&scratch.path("doomed")));
+}
