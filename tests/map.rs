@@ -123,7 +123,8 @@ fn an_endless_input_works_with_take() {
 #[test]
 fn the_default_look_ahead_is_bounded_too() {
     let executor = ThreadPoolExecutor::new(2);
-    let (inputs, pulled) = counted(0_u32..);
+    // Long but finite, so an unbounded look-ahead fails instead of hanging.
+    let (inputs, pulled) = counted(0_u32..100_000);
     let mut results = executor.map(|n: u32| n, inputs);
     for consumed in 1..=20 {
         assert_eq!(results.next(), Some(Ok(consumed - 1)));
@@ -132,7 +133,7 @@ fn the_default_look_ahead_is_bounded_too() {
         assert!(pulled <= consumed as usize + 2 * 2, "pulled {pulled}");
     }
 
-    let (inputs, pulled) = counted(0_u32..);
+    let (inputs, pulled) = counted(0_u32..100_000);
     let mut chunked = executor.map(|n: u32| n, inputs).chunksize(3);
     assert_eq!(chunked.next(), Some(Ok(0)));
     let pulled = pulled.load(Ordering::SeqCst);
