@@ -1,0 +1,91 @@
+//! Stopping process tasks: `cancel()` on a running task kills its worker
+//! (which is replaced), `cancel()` on a queued task means it never runs,
+//! and the builder's per-task `timeout` kills a task that runs too long.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{Scratch, block_until_released, leave_a_mark, pid, settle};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        cancelling_a_running_task_kills_its_worker,
+        a_cancelled_queued_task_never_runs,
+        a_task_past_its_timeout_is_killed,
+    ]);
+}
+
+fn cancelling_a_running_task_kills_its_worker() {
+    let scratch = Scratch::new("cancel-running");
+    let executor = ProcessPoolExecutor::new(1);
+    let running = executor.submit(block_until_released, scratch.arg());
+    let [started] = &scratch.wait_for_files("started-", 1)[..] else {
+        unreachable!()
+    };
+    let worker = fixtures::read_pid(&scratch.path(started));
+    assert!(running.running());
+
+    assert!(running.cancel(), "a running process task can be cancelled");
+    assert!(running.cancelled());
+    assert_eq!(settle(&running), Err(Error::Cancelled));
+
+    let next = settle(&executor.submit(pid, ())).expect("the pool goes on");
+    assert_ne!(next, worker, "a replacement worker serves the next task");
+    assert!(
+        !fixtures::exists(worker),
+        "the cancelled task's worker {worker} was killed and reaped ({:?})",
+        fixtures::state(worker)
+    );
+}
+
+fn a_cancelled_queued_task_never_runs() {
+    let scratch = Scratch::new("cancel-queued");
+    let executor = ProcessPoolExecutor::new(1);
+    let running = executor.submit(block_until_released, scratch.arg());
+    scratch.wait_for_files("started-", 1);
+    let queued = executor.submit(leave_a_mark, scratch.arg());
+    assert!(!queued.running());
+
+    assert!(queued.cancel(), "a queued task can be cancelled");
+    assert_eq!(settle(&queued), Err(Error::Cancelled));
+    scratch.touch("release");
+    let worker = settle(&running).unwrap();
+    // One worker serves the queue in order: once a later task has run, the
+    // cancelled one had its turn, and must have been skipped.
+    assert_eq!(settle(&executor.submit(pid, ())), Ok(worker));
+    assert_eq!(scratch.files("ran-"), Vec::<String>::new(), "it ran");
+}
+
+/// Sleeps for `millis`, far longer than the pool's timeout.
+fn sleeps(millis: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(millis));
+    std::process::id()
+}
+
+fn a_task_past_its_timeout_is_killed() {
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let worker = settle(&executor.submit(sleeps, 0)).expect("a quick task is fine");
+
+    let start = Instant::now();
+    let slow = executor.submit(sleeps, 30_000);
+    assert_eq!(settle(&slow), Err(Error::Timeout));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(5),
+        "the timeout fired after {took:?}, not at 200 ms"
+    );
+
+    let next = settle(&executor.submit(sleeps, 10)).expect("the next task works");
+    assert_ne!(next, worker, "the timed-out worker was replaced");
+    assert!(!fixtures::exists(worker), "and killed and reaped");
+}

@@ -1,0 +1,168 @@
+//! Data that cannot make the trip: an argument that fails to serialize is
+//! that future's `Error::Serialization`, reported in the parent before
+//! anything is sent; a result that fails to serialize is that future's
+//! error too; and in a chunked `map` either fails only its own item.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{PATIENCE, Scratch, pid, settle};
+use serde::{Deserialize, Serialize, Serializer};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        a_bad_argument_fails_before_anything_is_sent,
+        a_bad_result_fails_only_its_task,
+        a_bad_item_fails_only_itself_in_a_chunk,
+    ]);
+}
+
+/// A value that serializes unless `refuse` says otherwise: then its
+/// `Serialize` returns an error, or panics.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct Touchy {
+    n: u32,
+    dir: String,
+    refuse: Refuse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+enum Refuse {
+    No,
+    WithAnError,
+    WithAPanic,
+}
+
+impl Serialize for Touchy {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.refuse {
+            Refuse::No => (self.n, &self.dir, self.refuse).serialize(serializer),
+            Refuse::WithAnError => Err(serde::ser::Error::custom("Touchy refuses")),
+            Refuse::WithAPanic => panic!("Touchy panics"),
+        }
+    }
+}
+
+/// Leaves a mark in the directory, then echoes its argument back.
+fn touch(arg: Touchy) -> Touchy {
+    std::fs::write(format!("{}/ran-{}", arg.dir, arg.n), "").unwrap();
+    arg
+}
+
+fn a_bad_argument_fails_before_anything_is_sent() {
+    let scratch = Scratch::new("bad-argument");
+    let executor = ProcessPoolExecutor::new(1);
+    for refuse in [Refuse::WithAnError, Refuse::WithAPanic] {
+        let arg = Touchy {
+            n: 1,
+            dir: scratch.arg(),
+            refuse,
+        };
+        let future = executor.submit(touch, arg);
+        assert!(future.done(), "refused at submit, in this process");
+        let Err(Error::Serialization(message)) = settle(&future) else {
+            panic!("expected Error::Serialization for {refuse:?}");
+        };
+        assert!(message.contains("argument"), "{message}");
+    }
+    assert_eq!(fixtures::children(), [], "not even a worker was started");
+    let ok = Touchy {
+        n: 2,
+        dir: scratch.arg(),
+        refuse: Refuse::No,
+    };
+    assert_eq!(settle(&executor.submit(touch, ok.clone())), Ok(ok));
+    assert_eq!(scratch.files("ran-"), ["ran-2"], "only the good task ran");
+}
+
+/// Returns a value that refuses to serialize, in the worker.
+fn gives_back(refuse: Refuse) -> Touchy {
+    Touchy {
+        n: 0,
+        dir: String::new(),
+        refuse,
+    }
+}
+
+fn a_bad_result_fails_only_its_task() {
+    let executor = ProcessPoolExecutor::new(1);
+    let worker = settle(&executor.submit(pid, ())).unwrap();
+    for refuse in [Refuse::WithAnError, Refuse::WithAPanic] {
+        let Err(Error::Serialization(message)) = settle(&executor.submit(gives_back, refuse))
+        else {
+            panic!("expected Error::Serialization for {refuse:?}");
+        };
+        assert!(message.contains("result"), "{message}");
+    }
+    assert_eq!(
+        settle(&executor.submit(pid, ())),
+        Ok(worker),
+        "the worker survives and goes on"
+    );
+}
+
+/// Doubles `n`, unless it is 3, whose result refuses to serialize.
+fn double_but_not_3(n: u32) -> Touchy {
+    let refuse = if n == 3 {
+        Refuse::WithAnError
+    } else {
+        Refuse::No
+    };
+    Touchy {
+        n: n * 2,
+        dir: String::new(),
+        refuse,
+    }
+}
+
+fn value(arg: Touchy) -> u32 {
+    arg.n
+}
+
+fn a_bad_item_fails_only_itself_in_a_chunk() {
+    let executor = ProcessPoolExecutor::new(2);
+    for chunksize in [1, 4, 100] {
+        // Item 5's argument refuses to serialize.
+        let inputs = (0..20).map(|n| Touchy {
+            n,
+            dir: String::new(),
+            refuse: if n == 5 {
+                Refuse::WithAnError
+            } else {
+                Refuse::No
+            },
+        });
+        let results: Vec<_> = executor
+            .map(value, inputs)
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect();
+        for (n, outcome) in (0..20).zip(results) {
+            match n {
+                5 => assert!(
+                    matches!(&outcome, Err(Error::Serialization(m)) if m.contains("argument")),
+                    "item 5, chunksize {chunksize}: {outcome:?}"
+                ),
+                _ => assert_eq!(outcome, Ok(n), "item {n}, chunksize {chunksize}"),
+            }
+        }
+
+        // Item 3's result refuses to serialize.
+        let results: Vec<_> = executor
+            .map(double_but_not_3, 0..20)
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect();
+        for (n, outcome) in (0..20).zip(results) {
+            match (n, outcome) {
+                (3, Err(Error::Serialization(m))) => assert!(m.contains("result"), "{m}"),
+                (3, other) => panic!("item 3, chunksize {chunksize}: {other:?}"),
+                (n, outcome) => assert_eq!(outcome.map(|t| t.n), Ok(n * 2)),
+            }
+        }
+    }
+}
