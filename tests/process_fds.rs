@@ -1,0 +1,73 @@
+//! A process pool does not leak file descriptors: not over 10,000 tasks,
+//! and not over many worker replacements (retired, crashed or killed).
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{open_fds, pid, settle};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        ten_thousand_tasks_keep_the_fd_count_flat,
+        replacing_workers_keeps_the_fd_count_flat,
+    ]);
+}
+
+/// A little slack for descriptors the runtime may open once.
+const SLACK: usize = 3;
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn ten_thousand_tasks_keep_the_fd_count_flat() {
+    let executor = ProcessPoolExecutor::new(2);
+    // Warm up: both workers running.
+    let warm: Vec<_> = (0..100).map(|n| executor.submit(square, n)).collect();
+    warm.iter().for_each(|f| assert!(settle(f).is_ok()));
+    let before = open_fds();
+
+    let futures: Vec<_> = (0..10_000).map(|n| executor.submit(square, n)).collect();
+    for (n, future) in (0..).zip(&futures) {
+        assert_eq!(settle(future), Ok(n * n));
+    }
+    let after = open_fds();
+    assert!(
+        after <= before + SLACK,
+        "{before} fds before 10,000 tasks, {after} after"
+    );
+}
+
+fn exits(_: ()) -> u32 {
+    std::process::exit(3)
+}
+
+fn replacing_workers_keeps_the_fd_count_flat() {
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .max_tasks_per_child(5)
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    settle(&executor.submit(pid, ())).unwrap();
+    let before = open_fds();
+    for round in 0..20 {
+        let tasks: Vec<_> = (0..10).map(|_| executor.submit(pid, ())).collect();
+        let crash = executor.submit(exits, ());
+        tasks
+            .iter()
+            .for_each(|f| assert!(settle(f).is_ok(), "round {round}"));
+        assert!(matches!(settle(&crash), Err(Error::WorkerDied { .. })));
+    }
+    let after = open_fds();
+    assert!(
+        after <= before + SLACK,
+        "{before} fds before 60+ worker replacements, {after} after"
+    );
+    drop(executor);
+    fixtures::assert_no_children();
+}

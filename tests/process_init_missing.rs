@@ -1,0 +1,39 @@
+//! A program whose `main` does NOT call `concurrent_futures::init()` gets
+//! `Error::InitMissing` from a process pool, at once: no hang, and no fork
+//! bomb of runs of `main` starting pools of their own.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{PATIENCE, assert_no_children, pid, settle};
+
+fn main() {
+    // Deliberately no concurrent_futures::init() here.
+    harness::run(harness::cases![a_pool_without_init_says_so]);
+}
+
+fn a_pool_without_init_says_so() {
+    let start = Instant::now();
+    let executor = ProcessPoolExecutor::new(4);
+    let futures: Vec<_> = (0..8).map(|_| executor.submit(pid, ())).collect();
+    for future in &futures {
+        assert_eq!(settle(future), Err(Error::InitMissing));
+    }
+    let mapped: Vec<_> = executor.map(pid, [(); 5]).timeout(PATIENCE).collect();
+    assert_eq!(mapped, [const { Err(Error::InitMissing) }; 5]);
+    assert_no_children();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "it took {took:?}");
+    let message = Error::InitMissing.to_string();
+    assert!(
+        message.contains("init()") && message.contains("harness = false"),
+        "{message}"
+    );
+    drop(executor);
+    assert_no_children();
+}

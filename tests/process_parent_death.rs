@@ -1,0 +1,109 @@
+//! When the program that owns a process pool dies, even by SIGKILL, with no
+//! chance to shut the pool down, its worker processes die with it.
+//!
+//! The test runs this same binary again as the pool's owner (the helper:
+//! see `HELPER`), which starts two workers busy on long tasks and prints
+//! their pids. The test then SIGKILLs the helper and checks that both
+//! workers are gone within a second.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::ProcessPoolExecutor;
+use fixtures::{PATIENCE, Scratch, alive, block_until_released};
+
+/// Set to a scratch directory, this variable makes a run the helper.
+const HELPER: &str = "CONCURRENT_FUTURES_TEST_PARENT_DEATH_HELPER";
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    if let Ok(dir) = std::env::var(HELPER) {
+        helper(dir);
+    }
+    harness::run(harness::cases![workers_die_with_a_killed_parent]);
+}
+
+/// Starts two workers on tasks that block, prints `workers PID PID`, and
+/// waits to be killed.
+fn helper(dir: String) -> ! {
+    let executor = ProcessPoolExecutor::new(2);
+    let _running: Vec<_> = (0..2)
+        .map(|_| executor.submit(block_until_released, dir.clone()))
+        .collect();
+    let scratch_files = || {
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter_map(|name| Some(name.strip_prefix("started-")?.to_owned()))
+            .collect();
+        (names.len() == 2).then_some(names)
+    };
+    let pids = fixtures::wait_until("both workers", scratch_files);
+    println!("workers {}", pids.join(" "));
+    thread::sleep(Duration::from_secs(60));
+    std::process::exit(1); // not reached in a passing test: it is killed
+}
+
+fn workers_die_with_a_killed_parent() {
+    let scratch = Scratch::new("parent-death");
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .env(HELPER, scratch.arg())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the helper");
+    let stdout = parent.stdout.take().unwrap();
+    let (line_tx, line_rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx.recv_timeout(PATIENCE);
+    let workers: Vec<u32> = match &line {
+        Ok(line) if line.starts_with("workers ") => line
+            .split_whitespace()
+            .skip(1)
+            .map(|pid| pid.parse().unwrap())
+            .collect(),
+        _ => {
+            let _ = parent.kill();
+            let _ = parent.wait();
+            panic!("the helper did not report its workers: {line:?}");
+        }
+    };
+    assert_eq!(workers.len(), 2);
+    assert!(
+        workers.iter().all(|&pid| alive(pid)),
+        "workers {workers:?} run"
+    );
+
+    parent.kill().unwrap(); // SIGKILL: the pool gets no chance to clean up
+    let status = parent.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    let died = Instant::now();
+    let mut survivors = workers.clone();
+    while !survivors.is_empty() && died.elapsed() < Duration::from_secs(1) {
+        survivors.retain(|&pid| alive(pid));
+        thread::sleep(Duration::from_millis(2));
+    }
+    for &pid in &survivors {
+        // SAFETY: kill(2) touches no memory; `pid` is an orphaned worker
+        // that this test started (through the helper) and now cleans up.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    }
+    assert!(
+        survivors.is_empty(),
+        "workers {survivors:?} outlived their parent by 1 s"
+    );
+}
