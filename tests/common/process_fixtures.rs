@@ -37,6 +37,16 @@ impl Scratch {
         Scratch(dir)
     }
 
+    /// The directory that [`parents_scratch`] names in our workers, for
+    /// code that takes no argument, such as an initializer. One at a time.
+    pub fn for_workers(label: &str) -> Self {
+        let me = std::process::id();
+        let dir = std::env::temp_dir().join(format!("concurrent-futures-{label}-{me}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a scratch dir");
+        Scratch(dir)
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
@@ -81,6 +91,12 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// In a worker: the directory [`Scratch::for_workers`] made in the pool.
+pub fn parents_scratch(label: &str) -> PathBuf {
+    let parent = std::os::unix::process::parent_id();
+    std::env::temp_dir().join(format!("concurrent-futures-{label}-{parent}"))
 }
 
 /// Writes a whole file at once (through a rename), so a reader never sees

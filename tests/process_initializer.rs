@@ -1,0 +1,121 @@
+//! The builder's `initializer` runs once in each worker process, before its
+//! first task; one that panics breaks the pool with `Error::BrokenExecutor`,
+//! whose reason carries the panic message, for that task and later ones.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{Scratch, assert_no_children, settle};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::run(harness::cases![
+        the_initializer_runs_once_in_each_worker,
+        a_panicking_initializer_breaks_the_pool,
+    ]);
+}
+
+const COUNTED: &str = "counted-init";
+
+/// Appends a line to `init-PID` in the test's directory, per run.
+fn count_runs() {
+    let dir = fixtures::parents_scratch(COUNTED);
+    let path = dir.join(format!("init-{}", std::process::id()));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(file, "ran").unwrap();
+}
+
+/// Returns the worker's pid and whether its initializer ran before it. With
+/// `meet_another`, also waits (at most 10 s) until two workers have started
+/// such a task, to be sure that both workers are up.
+fn checks_init((dir, meet_another): (String, bool)) -> (u32, bool) {
+    let me = std::process::id();
+    let initialized = Path::new(&dir).join(format!("init-{me}")).exists();
+    if meet_another {
+        std::fs::write(Path::new(&dir).join(format!("met-{me}")), "").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("met-"))
+            .count()
+            < 2
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    (me, initialized)
+}
+
+fn the_initializer_runs_once_in_each_worker() {
+    let scratch = Scratch::for_workers(COUNTED);
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(count_runs)
+        .build()
+        .unwrap();
+    let meeting: Vec<_> = (0..2)
+        .map(|_| executor.submit(checks_init, (scratch.arg(), true)))
+        .collect();
+    let mut workers: Vec<u32> = meeting.iter().map(|f| settle(f).unwrap().0).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "two workers met");
+    for _ in 0..20 {
+        let (worker, initialized) =
+            settle(&executor.submit(checks_init, (scratch.arg(), false))).unwrap();
+        assert!(initialized, "the initializer ran before the task");
+        assert!(workers.contains(&worker));
+    }
+    let expected: Vec<String> = workers.iter().map(|pid| format!("init-{pid}")).collect();
+    assert_eq!(scratch.files("init-"), expected, "one file per worker");
+    for name in &expected {
+        let runs = std::fs::read_to_string(scratch.path(name)).unwrap();
+        assert_eq!(runs, "ran\n", "{name}: once, not per task");
+    }
+}
+
+fn fails_to_start() {
+    panic!("no database today");
+}
+
+fn a_panicking_initializer_breaks_the_pool() {
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(fails_to_start)
+        .build()
+        .unwrap();
+    let first = executor.submit(fixtures::pid, ());
+    let Err(Error::BrokenExecutor { reason }) = settle(&first) else {
+        panic!("expected BrokenExecutor");
+    };
+    assert!(reason.contains("no database today"), "{reason}");
+    for n in 0..3 {
+        let later = settle(&executor.submit(fixtures::pid, ()));
+        assert!(
+            matches!(&later, Err(Error::BrokenExecutor { reason }) if reason.contains("no database today")),
+            "submission {n} after the break: {later:?}"
+        );
+    }
+    let mapped: Vec<_> = executor.map(fixtures::pid, [(), ()]).collect();
+    assert!(
+        mapped
+            .iter()
+            .all(|r| matches!(r, Err(Error::BrokenExecutor { .. }))),
+        "{mapped:?}"
+    );
+    assert_no_children();
+}
