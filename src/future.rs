@@ -179,6 +179,11 @@ impl<R> Wakeups<R> {
 
     /// Wakes every waiter, then runs the callbacks in the order they were added.
     fn deliver(self, inner: &Arc<Inner<R>>) {
+        self.wake(inner).run();
+    }
+
+    /// Wakes every waiter and hands back the callbacks, not run yet.
+    fn wake(self, inner: &Arc<Inner<R>>) -> Callbacks<R> {
         if self.sleepers {
             inner.ready.notify_all();
         }
@@ -189,14 +194,36 @@ impl<R> Wakeups<R> {
         if let Some(waker) = self.waker {
             waker.wake();
         }
-        if !self.callbacks.is_empty() {
-            let future = Future {
-                inner: Arc::clone(inner),
-            };
+        let future = (!self.callbacks.is_empty()).then(|| Future {
+            inner: Arc::clone(inner),
+        });
+        Callbacks {
+            callbacks: self.callbacks,
+            future,
+        }
+    }
+}
+
+/// The done callbacks of a future that has just completed, not run yet.
+pub(crate) struct Callbacks<R> {
+    callbacks: Vec<Callback<R>>,
+    /// The future the callbacks are given; `None` when there are none.
+    future: Option<Future<R>>,
+}
+
+impl<R> Callbacks<R> {
+    /// Whether there is nothing to run.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.callbacks.is_empty()
+    }
+
+    /// Runs the callbacks in the order they were added.
+    pub(crate) fn run(self) {
+        if let Some(future) = &self.future {
             for callback in self.callbacks {
                 // A panicking callback must not stop the others or the worker;
                 // the panic hook has already reported it.
-                let _ = panic::catch(|| callback(&future));
+                let _ = panic::catch(|| callback(future));
             }
         }
     }
@@ -227,9 +254,20 @@ impl<R> Promise<R> {
     /// Resolves the future with the task's outcome; a no-op if it is already
     /// resolved (for example, cancelled).
     pub(crate) fn complete(self, outcome: Result<R, Error>) {
+        self.complete_deferring_callbacks(outcome).run();
+    }
+
+    /// Like [`complete`](Self::complete), but hands the done callbacks back
+    /// instead of running them, so that a worker can count itself busy while
+    /// they run: a callback may block, or submit more work and wait for it.
+    pub(crate) fn complete_deferring_callbacks(self, outcome: Result<R, Error>) -> Callbacks<R> {
         let state = if outcome.is_ok() { FINISHED } else { FAILED };
-        if let Some(wakeups) = self.inner.finish(state, Some(outcome)) {
-            wakeups.deliver(&self.inner);
+        match self.inner.finish(state, Some(outcome)) {
+            Some(wakeups) => wakeups.wake(&self.inner),
+            None => Callbacks {
+                callbacks: Vec::new(),
+                future: None,
+            },
         }
     }
 }

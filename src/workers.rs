@@ -162,6 +162,14 @@ impl<J: Job> Workers<J> {
         self.idle.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Undoes [`mark_idle`](Self::mark_idle) while a worker that counted
+    /// itself idle does more work for its last job: running its future's
+    /// done callbacks.
+    pub(crate) fn mark_busy(&self) {
+        // ORDERING: as in `mark_idle`.
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// Marks the pool broken: closes the queue and fails every queued job.
     pub(crate) fn break_pool(&self, reason: String) {
         {

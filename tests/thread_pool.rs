@@ -342,3 +342,24 @@ fn stack_size_is_applied() {
         Ok(expected)
     );
 }
+
+#[test]
+fn a_done_callback_that_submits_and_waits_gets_another_thread() {
+    // The worker running a done callback is busy, not idle: work the
+    // callback submits must start another thread (the pool has room for
+    // one), or the callback waits for work only its own thread could run.
+    let executor = Arc::new(named("callback", 2));
+    let held = submit_held(&executor, 1);
+    held.started.recv_timeout(PATIENCE).unwrap();
+    let pool = Arc::clone(&executor);
+    let (answer, got_answer) = mpsc::channel();
+    held.futures[0].add_done_callback(move |_| {
+        let inner = pool.submit(|()| current_name(), ());
+        answer.send(inner.result_timeout(PATIENCE)).unwrap();
+    });
+    held.releases[0].send(()).unwrap();
+    assert_eq!(
+        got_answer.recv_timeout(2 * PATIENCE).unwrap().as_deref(),
+        Ok("callback_1")
+    );
+}

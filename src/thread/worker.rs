@@ -43,7 +43,15 @@ where
         let outcome = promise.claim().then(|| panic::catch(|| task(arg)));
         workers.mark_idle();
         if let Some(outcome) = outcome {
-            promise.complete(outcome);
+            let callbacks = promise.complete_deferring_callbacks(outcome);
+            if !callbacks.is_empty() {
+                // A done callback may block, or submit more work and wait for
+                // it: while callbacks run, this worker is not idle, so such a
+                // submit starts another thread (up to max_workers).
+                workers.mark_busy();
+                callbacks.run();
+                workers.mark_idle();
+            }
         }
     }
 
