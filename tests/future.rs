@@ -256,6 +256,45 @@ fn a_thread_blocked_in_result_is_woken_by_cancel() {
     });
 }
 
+/// Runs `wait` on its own thread, after saying so on `waiting`, and hands
+/// its answer back; a detached thread, so a lost wake-up fails the test
+/// below (with a timeout) instead of hanging it.
+fn waiter<T: Send + 'static>(
+    wait: impl FnOnce() -> T + Send + 'static,
+) -> (Receiver<()>, Receiver<T>) {
+    let (waiting, wait_waiting) = mpsc::channel();
+    let (answer, got_answer) = mpsc::channel();
+    thread::spawn(move || {
+        waiting.send(()).unwrap();
+        answer.send(wait()).unwrap();
+    });
+    (wait_waiting, got_answer)
+}
+
+#[test]
+fn a_thread_blocked_in_result_without_a_timeout_is_woken_by_completion() {
+    let executor = ThreadPoolExecutor::new(1);
+    let (busy, release) = hold(&executor);
+    let (waiting, answer) = waiter(move || busy.result());
+    waiting.recv().unwrap();
+    release.send(()).unwrap();
+    assert_eq!(answer.recv_timeout(PATIENCE), Ok(Ok(true)));
+}
+
+#[test]
+fn a_thread_blocked_in_result_without_a_timeout_is_woken_by_cancel() {
+    let executor = ThreadPoolExecutor::new(1);
+    let (_busy, _release) = hold(&executor);
+    let queued = Arc::new(executor.submit(|()| "never", ()));
+    let (waiting, answer) = waiter({
+        let queued = Arc::clone(&queued);
+        move || queued.result()
+    });
+    waiting.recv().unwrap();
+    assert!(queued.cancel());
+    assert_eq!(answer.recv_timeout(PATIENCE), Ok(Err(Error::Cancelled)));
+}
+
 /// What a callback saw: its index, the future's state, and the thread it ran on.
 type Seen = Arc<Mutex<Vec<(usize, bool, bool, String)>>>;
 
