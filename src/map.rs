@@ -207,10 +207,14 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         self.ended = true;
     }
 
-    /// Ends the iteration with a timeout if the deadline passed while
-    /// waiting on an unfinished `future`.
+    /// Ends the iteration if `result` is a timeout and the map's deadline
+    /// has passed. (A task's own `Timeout` error, from a process pool's
+    /// per-task limit, is just that item's error.)
     fn timed_out<T>(&mut self, result: &Result<T, Error>, future: &Future<T>) -> bool {
-        let timed_out = matches!(result, Err(Error::Timeout)) && !future.done();
+        let timed_out = matches!(result, Err(Error::Timeout))
+            && self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline);
         if timed_out {
             future.cancel_pending();
             self.stop();
