@@ -22,6 +22,7 @@ fn main() {
         an_exit_fails_only_its_task,
         a_sigkill_fails_only_its_task,
         a_death_spares_the_task_running_beside_it,
+        an_idle_worker_that_dies_fails_no_task,
     ]);
 }
 
@@ -129,4 +130,21 @@ fn a_death_spares_the_task_running_beside_it() {
     let worker = settle(&beside).expect("the task beside the death completes");
     assert_eq!(format!("started-{worker}"), *started);
     assert_ne!(worker, fixtures::read_pid(&scratch.path("doomed")));
+}
+
+fn an_idle_worker_that_dies_fails_no_task() {
+    let executor = ProcessPoolExecutor::new(1);
+    let idle = settle(&executor.submit(pid, ())).unwrap();
+    // Killed between tasks, as the OOM killer might: no task is running.
+    // SAFETY: kill(2) touches no memory; `idle` is our own child, not yet
+    // reaped (the pool reaps it only once it notices the death).
+    assert_eq!(unsafe { libc::kill(idle as libc::pid_t, libc::SIGKILL) }, 0);
+    fixtures::wait_until("the idle worker to die", || {
+        (fixtures::state(idle) == Some('Z')).then_some(())
+    });
+    let next = settle(&executor.submit(pid, ()));
+    assert!(
+        matches!(next, Ok(worker) if worker != idle),
+        "the next task should run on a new worker: the dead one was not running it; got {next:?}"
+    );
 }
