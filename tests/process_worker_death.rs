@@ -23,6 +23,7 @@ fn main() {
         a_sigkill_fails_only_its_task,
         a_death_spares_the_task_running_beside_it,
         an_idle_worker_that_dies_fails_no_task,
+        a_death_in_a_map_chunk_fails_that_chunk_only,
     ]);
 }
 
@@ -147,4 +148,28 @@ fn an_idle_worker_that_dies_fails_no_task() {
         matches!(next, Ok(worker) if worker != idle),
         "the next task should run on a new worker: the dead one was not running it; got {next:?}"
     );
+}
+
+/// Aborts on 6; doubles everything else.
+fn aborts_on_6(n: u32) -> u32 {
+    if n == 6 {
+        std::process::abort();
+    }
+    n * 2
+}
+
+fn a_death_in_a_map_chunk_fails_that_chunk_only() {
+    let executor = ProcessPoolExecutor::new(2);
+    let results: Vec<_> = executor
+        .map(aborts_on_6, 0..12)
+        .chunksize(4)
+        .timeout(fixtures::PATIENCE)
+        .collect();
+    for (n, outcome) in (0..12).zip(results) {
+        match n {
+            // Items 4..8 shared a worker, and a call, with 6.
+            4..8 => assert_eq!(outcome, died(None, Some(libc::SIGABRT)), "item {n}"),
+            _ => assert_eq!(outcome, Ok(n * 2), "item {n}"),
+        }
+    }
 }
