@@ -26,7 +26,6 @@
 //! case still running after [`CASE_TIMEOUT`] fails the run at once rather
 //! than hang it; its worker processes die with the test process.
 
-use std::io::Write;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use std::{env, process, thread};
@@ -43,39 +42,33 @@ pub(crate) use cases;
 
 /// Runs the cases selected by the command line, prints a report, and exits.
 pub fn run(cases: &[(&'static str, fn())]) -> ! {
-    let (mut filters, mut exact, mut list, mut ignored_only) = (Vec::new(), false, false, false);
+    let (mut filters, mut skips, mut exact, mut list, mut ignored) =
+        (vec![], vec![], false, false, false);
     let mut args = env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--exact" => exact = true,
             "--list" => list = true,
-            "--ignored" => ignored_only = true, // no case here is #[ignore]d
-            "--test-threads" | "--format" | "--color" | "--logfile" | "--skip" | "-Z" => {
-                args.next(); // a flag that takes a value: skip both
-            }
-            flag if flag.starts_with('-') => {}
+            "--ignored" => ignored = true, // only #[ignore]d cases, and there are none
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => drop(args.next()),
+            flag if flag.starts_with('-') => {} // --quiet, --nocapture, --show-output...
             filter => filters.push(filter.to_owned()),
         }
     }
-    let wanted = |name: &str| {
-        !ignored_only
-            && (filters.is_empty()
-                || filters.iter().any(|f| {
-                    if exact {
-                        name == f
-                    } else {
-                        name.contains(f.as_str())
-                    }
-                }))
-    };
-    let selected: Vec<_> = cases.iter().filter(|(name, _)| wanted(name)).collect();
+    let matches = |name: &str, f: &String| name == f || !exact && name.contains(f.as_str());
+    let selected: Vec<_> = (cases.iter())
+        .filter(|(name, _)| !ignored && !skips.iter().any(|f| matches(name, f)))
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| matches(name, f)))
+        .collect();
     if list {
         selected
             .iter()
             .for_each(|(name, _)| println!("{name}: test"));
         process::exit(0);
     }
-    println!("\nrunning {} tests", selected.len());
+    let plural = if selected.len() == 1 { "" } else { "s" };
+    println!("\nrunning {} test{plural}", selected.len());
     let (start, mut failed) = (Instant::now(), Vec::new());
     for &&(name, case) in &selected {
         let (done, finished) = mpsc::channel();
@@ -109,6 +102,5 @@ pub fn run(cases: &[(&'static str, fn())]) -> ! {
         cases.len() - selected.len(),
         start.elapsed().as_secs_f64(),
     );
-    let _ = std::io::stdout().flush();
     process::exit(if failed.is_empty() { 0 } else { 101 });
 }
