@@ -22,7 +22,6 @@ static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 /// The body of a manager thread.
 pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
     let mut worker: Option<Worker> = None;
-    let mut calls = 0_usize;
     workers.mark_idle();
     while let Some(mut work) = workers.next_job() {
         if shared.is_stopping() || !work.results.claim() {
@@ -67,11 +66,19 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
             .call(&work.header, [&work.args, &work.tail], deadline)
             .err();
         live.process.set_running(0);
-        calls += 1;
 
         let Some(fault) = fault else {
             workers.mark_idle();
-            let garbled = work.results.deliver(&live.body).is_err();
+            let delivered = work.results.deliver(&live.body);
+            let garbled = delivered.is_err();
+            if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
+                // A done callback may block, or submit work and wait for it:
+                // meanwhile this manager is not idle, so such work gets
+                // another worker (up to max_workers).
+                workers.mark_busy();
+                callbacks();
+                workers.mark_idle();
+            }
             if garbled {
                 // The outcomes did not decode (the futures got the protocol
                 // error): the worker is not to be trusted any more.
@@ -80,7 +87,7 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
             if garbled
                 || shared
                     .max_tasks_per_child
-                    .is_some_and(|max| calls.is_multiple_of(max))
+                    .is_some_and(|max| live.calls >= max)
             {
                 worker.take().expect("the worker just answered").retire();
             }

@@ -118,11 +118,22 @@ trait Results: Send {
     fn claim(&mut self) -> bool;
     /// Lets a lone task be cancelled while it runs, by killing its worker.
     fn set_canceller(&self, canceller: Canceller);
-    /// Completes the future from the worker's outcomes. If they do not
-    /// decode, fails it with the protocol error and returns `Err`.
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()>;
+    /// Completes the future from the worker's outcomes (`Err` if they did
+    /// not decode: the future then holds the protocol error). Either way,
+    /// hands back its done callbacks to run, so that the manager can count
+    /// itself busy meanwhile.
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred>;
     /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
+}
+
+/// Done callbacks still to run, if there are any.
+type Deferred = Option<Box<dyn FnOnce() + Send>>;
+
+/// Completes `promise` with `outcome`, deferring its done callbacks.
+fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -> Deferred {
+    let callbacks = promise.complete_deferring_callbacks(outcome);
+    (!callbacks.is_empty()).then(|| Box::new(move || callbacks.run()) as Box<dyn FnOnce() + Send>)
 }
 
 /// A lone task's future.
@@ -137,16 +148,10 @@ impl<R: Payload> Results for One<R> {
         self.0.set_canceller(canceller);
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()> {
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
         match wire::decode_outcomes::<R>(outcomes, 1) {
-            Ok(mut outcomes) => {
-                self.0.complete(outcomes.pop().expect("one outcome"));
-                Ok(())
-            }
-            Err(error) => {
-                self.0.complete(Err(error));
-                Err(())
-            }
+            Ok(mut outcomes) => Ok(complete(self.0, outcomes.pop().expect("one outcome"))),
+            Err(error) => Err(complete(self.0, Err(error))),
         }
     }
 
@@ -172,19 +177,15 @@ impl<R: Payload> Results for Chunk<R> {
     /// would take them down too, so a running chunk cannot be cancelled.
     fn set_canceller(&self, _: Canceller) {}
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<(), ()> {
+    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
         match wire::decode_outcomes::<R>(outcomes, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));
                 }
-                self.promise.complete(Ok(results));
-                Ok(())
+                Ok(complete(self.promise, Ok(results)))
             }
-            Err(error) => {
-                self.promise.complete(Err(error));
-                Err(())
-            }
+            Err(error) => Err(complete(self.promise, Err(error))),
         }
     }
 

@@ -37,6 +37,8 @@ pub(crate) struct Worker {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
+    /// Calls made to this worker, for `max_tasks_per_child`.
+    pub(crate) calls: usize,
 }
 
 /// Why a call did not return outcomes.
@@ -82,6 +84,7 @@ impl Worker {
                 }),
             }),
             body: Vec::new(),
+            calls: 0,
         };
         match worker.handshake(recipe) {
             Ok(()) => Ok(worker),
@@ -151,6 +154,7 @@ impl Worker {
         [args, tail]: [&[u8]; 2],
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
+        self.calls += 1;
         if wire::write_frame(
             &mut self.writer,
             Kind::Task,
