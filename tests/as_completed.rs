@@ -4,42 +4,13 @@
 //! Python's `test_as_completed.py`.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, Future, ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+use concurrent_futures::{Error, Future, ThreadPoolExecutor, as_completed};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Submits a task that blocks until released, then returns `n`. Dropping the
-/// sender releases it too.
-fn held(executor: &ThreadPoolExecutor, n: u32) -> (Future<u32>, Sender<()>) {
-    let (release, gate) = mpsc::channel::<()>();
-    let future = executor.submit(
-        move |n: u32| {
-            let _ = gate.recv();
-            n
-        },
-        n,
-    );
-    (future, release)
-}
-
-/// A future that is already done with `n`.
-fn finished(executor: &ThreadPoolExecutor, n: u32) -> Future<u32> {
-    let future = executor.submit(|n: u32| n, n);
-    let (done, _) = wait([&future], ReturnWhen::AllCompleted, Some(PATIENCE));
-    assert_eq!(done.len(), 1, "the task should finish");
-    future
-}
-
-/// Which of `all` `future` is.
-fn position(all: &[&Future<u32>], future: &Future<u32>) -> usize {
-    all.iter()
-        .position(|g| std::ptr::eq(*g, future))
-        .expect("as_completed yields only futures it was given")
-}
+mod common;
+use common::{PATIENCE, finished, held, position};
 
 #[test]
 fn finished_futures_come_first_then_the_rest_in_completion_order() {

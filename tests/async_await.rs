@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, Future, Shutdown, ThreadPoolExecutor};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+mod common;
+use common::{PATIENCE, hold_with};
 
 /// Wakes a parked thread and counts how often it was asked to.
 struct Unpark {
@@ -74,19 +75,15 @@ fn block_on<F: std::future::Future>(future: F) -> Run<F::Output> {
     }
 }
 
-/// Submits a task that reports it started, then blocks until released.
+/// [`common::hold`], with a task that says whether it was `"released"` or
+/// its sender `"dropped"`.
 fn hold(executor: &ThreadPoolExecutor) -> (Future<&'static str>, Sender<()>) {
-    let (started, wait_started) = mpsc::channel();
-    let (release, gate) = mpsc::channel::<()>();
-    let future = executor.submit(
-        move |()| {
-            started.send(()).unwrap();
-            gate.recv().map_or("dropped", |()| "released")
+    hold_with(
+        executor,
+        |released| {
+            if released { "released" } else { "dropped" }
         },
-        (),
-    );
-    wait_started.recv_timeout(PATIENCE).unwrap();
-    (future, release)
+    )
 }
 
 #[test]

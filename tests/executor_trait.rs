@@ -9,7 +9,8 @@ use std::time::Duration;
 use concurrent_futures::{Error, Executor, Shutdown, ThreadPoolExecutor};
 use serde::{Deserialize, Serialize};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+mod common;
+use common::PATIENCE;
 
 fn tugas(n: u32) -> String {
     format!("Tugas {n} selesai")

@@ -12,43 +12,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, Future, ThreadPoolExecutor};
 
-/// Long enough that only a bug makes a test wait this long.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Submits a task that reports it started, then blocks until released.
-/// Returns once the task is running. Dropping the sender releases it too
-/// (with `false`), so a failing test never leaves the pool stuck.
-fn hold(executor: &ThreadPoolExecutor) -> (Future<bool>, Sender<()>) {
-    let (started, wait_started) = mpsc::channel();
-    let (release, gate) = mpsc::channel::<()>();
-    let future = executor.submit(
-        move |()| {
-            started.send(()).unwrap();
-            gate.recv().is_ok()
-        },
-        (),
-    );
-    wait_started
-        .recv_timeout(PATIENCE)
-        .expect("the held task should start");
-    (future, release)
-}
-
-/// A task that would report on `ran` if it ever ran.
-fn spy(executor: &ThreadPoolExecutor, ran: &Sender<u32>, n: u32) -> Future<u32> {
-    let ran = ran.clone();
-    executor.submit(
-        move |n| {
-            ran.send(n).unwrap();
-            n
-        },
-        n,
-    )
-}
-
-fn current_name() -> String {
-    thread::current().name().unwrap_or("<unnamed>").to_owned()
-}
+mod common;
+use common::{PATIENCE, current_name, hold, named, spy};
 
 #[test]
 fn cancel_is_true_on_pending_and_cancelled_false_on_running_and_finished() {
@@ -311,11 +276,7 @@ fn add_recording_callbacks<R>(future: &Future<R>, seen: &Seen, count: usize) {
 
 #[test]
 fn callbacks_run_in_order_on_success_in_the_worker() {
-    let executor = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .thread_name_prefix("cb")
-        .build()
-        .unwrap();
+    let executor = named("cb", 1);
     let (busy, release) = hold(&executor);
     let seen = Seen::default();
     add_recording_callbacks(&busy, &seen, 3);
@@ -407,11 +368,7 @@ fn a_callback_added_to_a_done_future_runs_at_once_in_the_caller() {
 
 #[test]
 fn a_panicking_callback_neither_stops_the_others_nor_kills_the_worker() {
-    let executor = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .thread_name_prefix("panicky")
-        .build()
-        .unwrap();
+    let executor = named("panicky", 1);
     let (busy, release) = hold(&executor);
     let (tx, rx) = mpsc::channel();
     for index in 0..3 {

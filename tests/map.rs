@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ThreadPoolExecutor};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+mod common;
+use common::PATIENCE;
 
 /// Counts how many items are pulled out of an input iterator.
 fn counted<I: Iterator>(inputs: I) -> (impl Iterator<Item = I::Item>, Arc<AtomicUsize>) {

@@ -4,24 +4,12 @@
 
 use std::collections::HashSet;
 use std::sync::mpsc::{self, Sender};
-use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{Error, Future, ReturnWhen, Shutdown, ThreadPoolExecutor, wait};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn current_name() -> String {
-    thread::current().name().unwrap_or("<unnamed>").to_owned()
-}
-
-fn one_worker(prefix: &str) -> ThreadPoolExecutor {
-    ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .thread_name_prefix(prefix)
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{PATIENCE, current_name, named};
 
 #[test]
 fn a_panic_becomes_panicked_with_its_message_and_location() {
@@ -62,7 +50,7 @@ fn a_panic_with_a_non_string_payload_still_fails_the_future() {
 
 #[test]
 fn the_worker_survives_a_panic_and_serves_the_next_task() {
-    let executor = one_worker("survivor");
+    let executor = named("survivor", 1);
     let failing = executor.submit(
         |()| -> String {
             let _ = current_name();
@@ -84,7 +72,7 @@ fn the_worker_survives_a_panic_and_serves_the_next_task() {
 
 #[test]
 fn many_panics_in_a_row_do_not_wear_the_pool_out() {
-    let executor = one_worker("sturdy");
+    let executor = named("sturdy", 1);
     let futures: Vec<_> = (0..50)
         .map(|n| {
             executor.submit(

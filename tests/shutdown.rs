@@ -12,14 +12,11 @@ use std::collections::HashSet;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
 
 use concurrent_futures::{Error, Executor, Future, Shutdown, ThreadPoolExecutor};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-/// How long the test gives a call that should block the chance to return
-/// wrongly. Only a buggy pool is affected by how long this is.
-const GRACE: Duration = Duration::from_millis(100);
+mod common;
+use common::{GRACE, PATIENCE, current_name, hold, named, spy};
 
 /// Runs `f` on its own thread and returns its result, failing the test
 /// (instead of hanging it) if `f` does not finish within `PATIENCE`.
@@ -31,36 +28,6 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
         Err(RecvTimeoutError::Timeout) => panic!("{what} hung"),
         Err(RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
     }
-}
-
-/// Submits a task that reports it started, then blocks until released.
-/// Returns once it runs. Dropping the sender releases it too (with `false`).
-fn hold(executor: &ThreadPoolExecutor) -> (Future<bool>, Sender<()>) {
-    let (started, wait_started) = mpsc::channel();
-    let (release, gate) = mpsc::channel::<()>();
-    let future = executor.submit(
-        move |()| {
-            started.send(()).unwrap();
-            gate.recv().is_ok()
-        },
-        (),
-    );
-    wait_started
-        .recv_timeout(PATIENCE)
-        .expect("the held task should start");
-    (future, release)
-}
-
-/// A task that reports `n` on `ran` if it ever runs.
-fn spy(executor: &ThreadPoolExecutor, ran: &Sender<u32>, n: u32) -> Future<u32> {
-    let ran = ran.clone();
-    executor.submit(
-        move |n| {
-            ran.send(n).unwrap();
-            n
-        },
-        n,
-    )
 }
 
 /// Asserts that the call running on another thread, which reports on
@@ -230,8 +197,7 @@ struct ExitSentinel {
 
 impl Drop for ExitSentinel {
     fn drop(&mut self) {
-        let name = thread::current().name().unwrap_or("<unnamed>").to_owned();
-        let _ = self.exited.send(name);
+        let _ = self.exited.send(current_name());
     }
 }
 
@@ -250,11 +216,7 @@ fn watch_exit(exited: &Sender<String>) {
 
 #[test]
 fn dropping_the_executor_waits_for_work_and_joins_every_thread() {
-    let executor = ThreadPoolExecutor::builder()
-        .max_workers(3)
-        .thread_name_prefix("dropped")
-        .build()
-        .unwrap();
+    let executor = named("dropped", 3);
     let (exited, exits) = mpsc::channel();
     let exited = Arc::new(Mutex::new(exited));
     // Three held tasks, so three threads; each watches its thread's exit.
@@ -312,13 +274,7 @@ fn dropping_the_executor_waits_for_work_and_joins_every_thread() {
 
 #[test]
 fn shutdown_from_inside_a_task_does_not_deadlock() {
-    let executor = Arc::new(
-        ThreadPoolExecutor::builder()
-            .max_workers(2)
-            .thread_name_prefix("inside")
-            .build()
-            .unwrap(),
-    );
+    let executor = Arc::new(named("inside", 2));
     let (release, gate) = mpsc::channel::<()>();
     let other = executor.submit(move |()| gate.recv().is_ok(), ());
     let pool = Arc::clone(&executor);

@@ -18,22 +18,8 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, Future, ThreadPoolExecutor};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-/// How long the test gives a thread that should not start the chance to
-/// start wrongly. Only a buggy pool is affected by how long this is.
-const GRACE: Duration = Duration::from_millis(100);
-
-fn current_name() -> String {
-    thread::current().name().unwrap_or("<unnamed>").to_owned()
-}
-
-fn named(prefix: &str, max_workers: usize) -> ThreadPoolExecutor {
-    ThreadPoolExecutor::builder()
-        .max_workers(max_workers)
-        .thread_name_prefix(prefix)
-        .build()
-        .unwrap()
-}
+mod common;
+use common::{GRACE, PATIENCE, current_name, named};
 
 /// Tasks that report their thread's name when they start, then block until
 /// released (or until the sender is dropped).

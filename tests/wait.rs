@@ -7,39 +7,17 @@
 //! *not* return early, a short timeout is given and the time spent must be at
 //! least that timeout, which can never flake.
 
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, Future, ReturnWhen, ThreadPoolExecutor, wait};
 
-const PATIENCE: Duration = Duration::from_secs(10);
+mod common;
+use common::{PATIENCE, finished, held, position};
+
 /// Far less than `PATIENCE`: a wait that took this long was not "at once".
 const PROMPTLY: Duration = Duration::from_secs(5);
-
-/// Submits a task that blocks until released, then returns `n` or, for a
-/// negative `n`, panics. Dropping the sender releases it too.
-fn held(executor: &ThreadPoolExecutor, n: i32) -> (Future<i32>, Sender<()>) {
-    let (release, gate) = mpsc::channel::<()>();
-    let future = executor.submit(
-        move |n: i32| {
-            let _ = gate.recv();
-            assert!(n >= 0, "task {n} fails");
-            n
-        },
-        n,
-    );
-    (future, release)
-}
-
-/// A future that is already done with `n` (or failed, for a negative `n`).
-fn finished(executor: &ThreadPoolExecutor, n: i32) -> Future<i32> {
-    let (future, release) = held(executor, n);
-    release.send(()).unwrap();
-    let (done, _) = wait([&future], ReturnWhen::AllCompleted, Some(PATIENCE));
-    assert_eq!(done.len(), 1, "the task should finish");
-    future
-}
 
 /// A future cancelled while queued behind a held task.
 fn cancelled(executor: &ThreadPoolExecutor) -> Future<i32> {
@@ -53,13 +31,7 @@ fn cancelled(executor: &ThreadPoolExecutor) -> Future<i32> {
 
 /// Which of `all` the futures in `some` are, by position.
 fn positions(all: &[&Future<i32>], some: &[&Future<i32>]) -> Vec<usize> {
-    some.iter()
-        .map(|f| {
-            all.iter()
-                .position(|g| std::ptr::eq(*f, *g))
-                .expect("wait returns only futures it was given")
-        })
-        .collect()
+    some.iter().map(|f| position(all, f)).collect()
 }
 
 #[test]
