@@ -29,29 +29,55 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
             workers.mark_idle();
             continue;
         }
+        let failed = match call(&mut worker, &mut work, shared) {
+            Ok(()) => {
+                deliver(workers, work, &mut worker, shared);
+                continue;
+            }
+            Err(failed) => failed,
+        };
+        workers.mark_idle();
+        match failed {
+            // Dropped unrun, its futures resolve as cancelled.
+            Failed::Stopping => drop(work),
+            Failed::Start(error) => {
+                if let Error::BrokenExecutor { reason } = &error {
+                    workers.break_pool(reason.clone());
+                }
+                work.fail(error);
+            }
+            Failed::Call(error) => work.fail(error),
+        }
+    }
+    if let Some(worker) = worker {
+        worker.retire();
+    }
+}
+
+/// Why work got no outcomes.
+enum Failed {
+    /// `terminate_workers`/`kill_workers` is stopping the pool.
+    Stopping,
+    /// No worker could be started.
+    Start(Error),
+    /// The call failed: the worker died, timed out or broke the protocol.
+    Call(Error),
+}
+
+/// Sends `work` to the manager's worker (starting one if there is none) and
+/// waits for its outcomes. A worker that died while idle shows up as a task
+/// that cannot even be sent; that task goes to a fresh worker, once.
+fn call(slot: &mut Option<Worker>, work: &mut Work, shared: &Shared) -> Result<(), Failed> {
+    let mut resent = false;
+    loop {
         // A worker killed by a cancel between calls must be replaced first.
-        if let Some(old) = worker.take_if(|w| w.process.was_killed()) {
+        if let Some(old) = slot.take_if(|w| w.process.was_killed()) {
             old.retire();
         }
-        let live = match &mut worker {
-            Some(live) => live,
-            None => match Worker::start(&shared.recipe) {
-                Ok(started) => {
-                    shared.register(&started);
-                    worker.insert(started)
-                }
-                Err(error) => {
-                    workers.mark_idle();
-                    if let Error::BrokenExecutor { reason } | Error::SpawnFailed { reason } = &error
-                    {
-                        workers.break_pool(reason.clone());
-                    }
-                    work.fail(error);
-                    continue;
-                }
-            },
-        };
-
+        if slot.is_none() {
+            *slot = Some(start(shared)?);
+        }
+        let live = slot.as_mut().expect("started above");
         // ORDERING: only uniqueness matters.
         let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
         live.process.set_running(call);
@@ -66,47 +92,67 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
             .call(&work.header, [&work.args, &work.tail], deadline)
             .err();
         live.process.set_running(0);
-
         let Some(fault) = fault else {
-            workers.mark_idle();
-            let delivered = work.results.deliver(&live.body);
-            let garbled = delivered.is_err();
-            if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
-                // A done callback may block, or submit work and wait for it:
-                // meanwhile this manager is not idle, so such work gets
-                // another worker (up to max_workers).
-                workers.mark_busy();
-                callbacks();
-                workers.mark_idle();
-            }
-            if garbled {
-                // The outcomes did not decode (the futures got the protocol
-                // error): the worker is not to be trusted any more.
-                live.process.kill(libc::SIGKILL);
-            }
-            if garbled
-                || shared
-                    .max_tasks_per_child
-                    .is_some_and(|max| live.calls >= max)
-            {
-                worker.take().expect("the worker just answered").retire();
-            }
-            continue;
+            return Ok(());
         };
-        let bad = worker.take().expect("a call was made, so a worker exists");
-        if !matches!(fault, Fault::Died) {
+        let bad = slot.take().expect("a call was made, so a worker exists");
+        if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
             bad.process.kill(libc::SIGKILL);
         }
         let status = bad.process.reap();
         bad.retire();
-        workers.mark_idle();
-        work.fail(match fault {
+        return Err(Failed::Call(match fault {
+            Fault::Undelivered if !resent => {
+                resent = true;
+                continue;
+            }
+            Fault::Undelivered | Fault::Died => died(status),
             Fault::TimedOut => Error::Timeout,
-            Fault::Died => died(status),
             Fault::Protocol(error) => error,
-        });
+        }));
     }
-    if let Some(worker) = worker {
-        worker.retire();
+}
+
+/// Starts a worker, registered with the pool from the moment it exists, so
+/// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
+fn start(shared: &Shared) -> Result<Worker, Failed> {
+    let started = Worker::start(&shared.recipe, |process| shared.register(process));
+    if shared.is_stopping() {
+        if let Ok(worker) = started {
+            worker.process.kill(libc::SIGKILL);
+            worker.retire();
+        }
+        return Err(Failed::Stopping);
+    }
+    started.map_err(Failed::Start)
+}
+
+/// Completes `work` from the outcomes the worker in `slot` sent back, and
+/// retires the worker if it broke the protocol or has served its
+/// `max_tasks_per_child`.
+fn deliver(workers: &Workers<Work>, work: Work, slot: &mut Option<Worker>, shared: &Shared) {
+    let live = slot.as_mut().expect("the worker just answered");
+    workers.mark_idle();
+    let delivered = work.results.deliver(&live.body);
+    let garbled = delivered.is_err();
+    if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
+        // A done callback may block, or submit work and wait for it:
+        // meanwhile this manager is not idle, so such work gets another
+        // worker (up to max_workers).
+        workers.mark_busy();
+        callbacks();
+        workers.mark_idle();
+    }
+    if garbled {
+        // The outcomes did not decode (the future got the protocol error):
+        // the worker is not to be trusted any more.
+        live.process.kill(libc::SIGKILL);
+    }
+    if garbled
+        || shared
+            .max_tasks_per_child
+            .is_some_and(|max| live.calls >= max)
+    {
+        slot.take().expect("the worker just answered").retire();
     }
 }

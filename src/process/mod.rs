@@ -86,13 +86,13 @@ impl Shared {
     }
 
     /// Remembers a new worker's process, forgetting dead ones.
-    fn register(&self, worker: &spawn::Worker) {
+    fn register(&self, process: &Arc<Process>) {
         let mut processes = self
             .processes
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         processes.retain(|p| p.strong_count() > 0);
-        processes.push(Arc::downgrade(&worker.process));
+        processes.push(Arc::downgrade(process));
     }
 }
 

@@ -46,6 +46,8 @@ pub(crate) struct Worker {
 pub(crate) enum Fault {
     /// The deadline passed first.
     TimedOut,
+    /// The task could not even be sent: the worker had died while idle.
+    Undelivered,
     /// The worker is gone (or was killed); its exit status says how.
     Died,
     /// The worker broke the protocol.
@@ -53,8 +55,13 @@ pub(crate) enum Fault {
 }
 
 impl Worker {
-    /// Starts a worker and completes the handshake.
-    pub(crate) fn start(recipe: &Recipe) -> Result<Worker, Error> {
+    /// Starts a worker and completes the handshake. `spawned` sees the
+    /// process as soon as it exists, before the handshake (which runs the
+    /// initializer, however long it takes), so that it can be killed.
+    pub(crate) fn start(
+        recipe: &Recipe,
+        spawned: impl FnOnce(&Arc<Process>),
+    ) -> Result<Worker, Error> {
         if !init_called() {
             return Err(Error::InitMissing);
         }
@@ -68,6 +75,9 @@ impl Worker {
             .stdin(Stdio::from(OwnedFd::from(theirs)))
             .spawn()
             .map_err(spawn_failed)?;
+        // The command holds the child's end of the channel: drop it now, or
+        // the channel would never report end-of-file when the child dies.
+        drop(command);
         let mut worker = Worker {
             reader: BufReader::new(Deadline {
                 stream: ours.try_clone().map_err(spawn_failed)?,
@@ -86,6 +96,7 @@ impl Worker {
             body: Vec::new(),
             calls: 0,
         };
+        spawned(&worker.process);
         match worker.handshake(recipe) {
             Ok(()) => Ok(worker),
             Err(error) => {
@@ -162,7 +173,7 @@ impl Worker {
         )
         .is_err()
         {
-            return Err(Fault::Died);
+            return Err(Fault::Undelivered);
         }
         self.reader.get_mut().deadline = deadline;
         match wire::read_frame(&mut self.reader, &mut self.body) {
