@@ -475,8 +475,12 @@ impl<R> Future<R> {
     /// has to be woken; yielding leaves the CPU to the threads doing work.
     fn spin_briefly(&self) {
         for step in 0..8 {
-            if self.done() {
-                return;
+            match self.inner.state() {
+                FINISHED.. => return,
+                // Not even picked up yet: spinning would only take the CPU
+                // from the worker that has to pick it up.
+                PENDING if step >= 4 => break,
+                _ => {}
             }
             for _ in 0..(1 << step) {
                 hint::spin_loop();

@@ -130,7 +130,7 @@ mod workers;
 pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
-pub use map::Map;
+pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, Future};
 
+/// The default look-ahead of `map`, in chunks per worker. Enough that
+/// workers never wait for the caller to hand out the next input, even when
+/// the caller shares a core with them; small enough to be a few KiB.
+pub const LOOK_AHEAD_PER_WORKER: usize = 16;
+
 /// How an executor submits one chunk of inputs: it drains `chunk` (one or
 /// more inputs) and returns its future.
 pub(crate) type SubmitChunk<'e, A, R> = Box<dyn FnMut(&mut Vec<A>) -> Pending<R> + Send + 'e>;
@@ -47,7 +52,8 @@ impl<R> Pending<R> {
 ///   [`next`](Iterator::next). After that at most
 ///   [`buffer_size`](Map::buffer_size) inputs are in flight (Python's
 ///   `buffersize`): a million-item or endless input never sits in memory.
-///   The default is twice the pool's workers times the chunk size.
+///   The default is [`LOOK_AHEAD_PER_WORKER`] times the pool's workers
+///   times the chunk size.
 /// - **Ordered.** Results come in input order even when later tasks finish
 ///   first.
 /// - **Per-item errors.** A failing task is that item's `Err`; iteration goes
@@ -135,8 +141,8 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
 
     /// Sets how many inputs may be in flight at once (Python's `buffersize`).
     ///
-    /// Zero is an error, reported as the first item. The default is twice the
-    /// pool's workers times the chunk size.
+    /// Zero is an error, reported as the first item. The default is
+    /// [`LOOK_AHEAD_PER_WORKER`] times the pool's workers times the chunk size.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -184,7 +190,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     fn refill(&mut self) {
         let look_ahead = self
             .buffer_size
-            .unwrap_or(2 * self.workers * self.chunksize)
+            .unwrap_or(LOOK_AHEAD_PER_WORKER * self.workers * self.chunksize)
             .max(self.chunksize);
         while self.in_flight_items + self.ready.len() + self.chunksize <= look_ahead {
             self.chunk.extend(self.inputs.by_ref().take(self.chunksize));

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, ThreadPoolExecutor};
+use concurrent_futures::{Error, LOOK_AHEAD_PER_WORKER, ThreadPoolExecutor};
 
 mod common;
 use common::PATIENCE;
@@ -129,16 +129,22 @@ fn the_default_look_ahead_is_bounded_too() {
     let mut results = executor.map(|n: u32| n, inputs);
     for consumed in 1..=20 {
         assert_eq!(results.next(), Some(Ok(consumed - 1)));
-        // Documented default: twice the workers (times the chunk size, 1).
+        // Documented default: LOOK_AHEAD_PER_WORKER chunks per worker.
         let pulled = pulled.load(Ordering::SeqCst);
-        assert!(pulled <= consumed as usize + 2 * 2, "pulled {pulled}");
+        assert!(
+            pulled <= consumed as usize + LOOK_AHEAD_PER_WORKER * 2,
+            "pulled {pulled}"
+        );
     }
 
     let (inputs, pulled) = counted(0_u32..100_000);
     let mut chunked = executor.map(|n: u32| n, inputs).chunksize(3);
     assert_eq!(chunked.next(), Some(Ok(0)));
     let pulled = pulled.load(Ordering::SeqCst);
-    assert!(pulled <= 1 + 2 * 2 * 3, "pulled {pulled} with chunksize 3");
+    assert!(
+        pulled <= 1 + LOOK_AHEAD_PER_WORKER * 2 * 3,
+        "pulled {pulled} with chunksize 3"
+    );
 }
 
 /// A task for a pool of one: item `held` reports on `started` and blocks on
