@@ -286,9 +286,11 @@ impl<R> Future<R> {
     /// Attempts to cancel the task.
     ///
     /// Returns `true` if the future is now cancelled: it was still pending
-    /// (queued, not yet picked up by a worker), or it was already cancelled.
-    /// Returns `false` if the task is running or has finished; on a thread
-    /// pool a running task cannot be stopped from outside.
+    /// (queued, not yet picked up by a worker), or it was already cancelled,
+    /// or it was running on a process pool as a lone task, whose worker
+    /// process is then killed (and replaced). Returns `false` if the task has
+    /// finished, or is running where it cannot be stopped from outside: on a
+    /// thread, or as part of a process pool's `map` chunk.
     ///
     /// Cancelling wakes every thread blocked in [`result`](Future::result)
     /// with [`Error::Cancelled`] and runs the done callbacks.
