@@ -69,15 +69,15 @@ pub enum Error {
     )]
     ResultTaken,
 
-    /// A worker could not be started, for the reason the operating system gave.
+    /// A worker could not be started for this task; the reason says why.
     ///
-    /// The system is out of threads, processes or memory. Try a smaller
-    /// `max_workers`, or retry when the load is lower.
-    #[error(
-        "could not start a worker ({reason}); the system may be out of threads, processes or memory, so try fewer workers or retry later"
-    )]
+    /// Either the operating system refused (out of threads, processes or
+    /// memory: try a smaller `max_workers`, or retry later), or a new worker
+    /// process died or stalled before it was ready. Only this task fails;
+    /// the pool tries again for the next one.
+    #[error("could not start a worker for this task: {reason}")]
     SpawnFailed {
-        /// What the operating system said.
+        /// What went wrong, in words.
         reason: String,
     },
 

@@ -107,19 +107,23 @@ impl Worker {
         }
     }
 
+    /// Greets a new worker. A worker that dies or stalls while starting
+    /// fails only the task it was started for ([`Error::SpawnFailed`]); a
+    /// failure every worker would repeat (a different executable, an
+    /// initializer that panics) breaks the pool ([`Error::BrokenExecutor`]).
     fn handshake(&mut self, recipe: &Recipe) -> Result<(), Error> {
         self.reader.get_mut().deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
         let hello = match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Hello) {
             Ok(()) => Hello::decode(&self.body).map_err(WireError::into_error)?,
             Err(WireError::Io(e)) if is_timeout(&e) => {
-                return Err(broken(format!(
+                return Err(not_started(format!(
                     "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; \
                      is concurrent_futures::init() the first line of main()?"
                 )));
             }
             Err(_) => {
                 let status = self.process.reap();
-                return Err(broken(format!(
+                return Err(not_started(format!(
                     "a new worker {} before greeting the pool; is concurrent_futures::init() \
                      the first line of main() (or, in tests, of a harness = false main)?",
                     describe(status)
@@ -138,7 +142,7 @@ impl Worker {
             initializer: recipe.initializer,
         };
         wire::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
-            .map_err(|e| broken(format!("could not welcome a new worker: {e}")))?;
+            .map_err(|e| not_started(format!("could not welcome a new worker: {e}")))?;
         // The initializer may take as long as it likes.
         self.reader.get_mut().deadline = None;
         match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Ready) {
@@ -148,7 +152,7 @@ impl Worker {
             },
             Err(_) => {
                 let status = self.process.reap();
-                Err(broken(format!(
+                Err(not_started(format!(
                     "a worker {} while starting up",
                     describe(status)
                 )))
@@ -290,6 +294,12 @@ fn describe(status: Option<ExitStatus>) -> String {
     }
 }
 
+/// A worker that did not start: this task fails, the pool goes on.
+fn not_started(reason: String) -> Error {
+    Error::SpawnFailed { reason }
+}
+
+/// A start-up failure that every worker would hit: the pool is broken.
 fn broken(reason: String) -> Error {
     Error::BrokenExecutor { reason }
 }
