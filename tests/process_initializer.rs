@@ -20,6 +20,7 @@ fn main() {
     harness::run(harness::cases![
         the_initializer_runs_once_in_each_worker,
         a_panicking_initializer_breaks_the_pool,
+        a_worker_that_dies_while_starting_fails_only_its_task,
     ]);
 }
 
@@ -117,5 +118,40 @@ fn a_panicking_initializer_breaks_the_pool() {
             .all(|r| matches!(r, Err(Error::BrokenExecutor { .. }))),
         "{mapped:?}"
     );
+    assert_no_children();
+}
+
+const DIES_ONCE: &str = "dies-once";
+
+/// The first worker to start dies in its initializer (as if killed while
+/// starting); later workers start normally.
+fn die_in_the_first_worker() {
+    let first = fixtures::parents_scratch(DIES_ONCE).join("died");
+    if OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(first)
+        .is_ok()
+    {
+        std::process::abort();
+    }
+}
+
+fn a_worker_that_dies_while_starting_fails_only_its_task() {
+    let _scratch = Scratch::for_workers(DIES_ONCE);
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(die_in_the_first_worker)
+        .build()
+        .unwrap();
+    let first = settle(&executor.submit(fixtures::pid, ()));
+    assert!(
+        matches!(&first, Err(Error::SpawnFailed { reason }) if reason.contains("signal 6")),
+        "the task the dying worker was started for fails: {first:?}"
+    );
+    // Not broken: the next task gets a fresh worker.
+    let second = settle(&executor.submit(fixtures::pid, ()));
+    assert!(second.is_ok(), "the pool goes on: {second:?}");
+    drop(executor);
     assert_no_children();
 }

@@ -31,7 +31,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 
 use super::wire;
-use crate::{Payload, panic};
+use crate::{Error, Payload, panic};
 
 /// The fixed point every offset is measured from.
 static ANCHOR: u8 = 0;
@@ -171,7 +171,13 @@ fn run_initializer(function: usize) -> Result<(), String> {
     // SAFETY: `function` is anchor + the offset `Call::of_initializer` took
     // of a `fn()` (see `Call::invoke_initializer`).
     let initializer = unsafe { std::mem::transmute::<usize, fn()>(function) };
-    panic::catch(initializer).map_err(|error| error.to_string())
+    panic::catch(initializer).map_err(|error| match error {
+        Error::Panicked { message, location } => match location {
+            Some(location) => format!("it panicked at {location}: {message}"),
+            None => format!("it panicked: {message}"),
+        },
+        other => other.to_string(),
+    })
 }
 
 /// A per-pool random key for [`Call::tag`].
