@@ -1,0 +1,405 @@
+//! Per-task overhead of `ProcessPoolExecutor` next to its peers, all with the
+//! same worker count (2, the cores of the reference machine and what
+//! `shared/peers/overhead_python.py` uses on it). The peer in Rust is
+//! procspawn's `Pool`; Python's `ProcessPoolExecutor` and the machine's raw
+//! limits (`shared/peers/limits.c`) come from `benches/compare.sh`.
+//!
+//! Groups (criterion IDs are `group/function`):
+//!
+//! - `process_start`: build a pool, submit one tiny task, take its result,
+//!   drop the pool (which waits for its workers to exit). procspawn:
+//!   `Pool::new(2)`, `spawn`, `join`, drop (which kills and reaps them).
+//! - `process_round_trip`: submit one task to a warm pool and wait for its
+//!   result, repeat. One iteration is one round trip.
+//! - `process_submit_result`: submit [`PENDING`] tasks, then take every
+//!   result; the throughput is set, so criterion reports elements/s. The
+//!   process's open descriptors are counted before, right after the last
+//!   submit (the peak) and after; a line `fds ...` reports them. procspawn
+//!   holds descriptors per pending task and runs out of them (EMFILE) near
+//!   10k, so its row has [`PROCSPAWN_PENDING`] pending, and one attempt at
+//!   [`PROCSPAWN_ATTEMPT`] records whether it fails.
+//! - `process_map`: `map` with `chunksize(1000)` over [`MAP_ITEMS`] items.
+//!   The procspawn row is context (it has no `map`): one `spawn` per chunk
+//!   of 1000 inputs, every chunk submitted before the first `join`.
+//! - `process_big_arg`: one task whose argument is a 64 MiB `Vec<u8>` and
+//!   which returns its length; the throughput is set in bytes, so
+//!   criterion reports GiB/s. Making the vector is not timed.
+//!
+//! The binary is its own worker: `main` calls `concurrent_futures::init()`
+//! first, then `procspawn::init()`, so it runs with `harness = false`.
+
+use std::hint::black_box;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use concurrent_futures::ProcessPoolExecutor;
+use criterion::{Criterion, SamplingMode, Throughput};
+
+/// Worker processes in every pool measured here.
+const WORKERS: usize = 2;
+/// Tasks pending at once in our `process_submit_result` row.
+const PENDING: u64 = 100_000;
+/// Tasks pending at once in procspawn's row: it needs ~3 descriptors each.
+const PROCSPAWN_PENDING: u64 = 1_000;
+/// procspawn's one attempt at a larger batch, to record whether it fails.
+const PROCSPAWN_ATTEMPT: u64 = 10_000;
+/// Items per `process_map` iteration.
+const MAP_ITEMS: u64 = 1_000_000;
+/// `process_map`'s chunk size (Python's figure is `chunksize=1000` too).
+const CHUNK: usize = 1_000;
+/// The big argument's size.
+const BIG: usize = 64 << 20;
+
+/// The tiny task: the identity, opaque to the optimizer.
+fn ident(x: u64) -> u64 {
+    black_box(x)
+}
+
+/// The worker's process id, to tell workers apart.
+fn pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+/// A chunk of tiny tasks, for procspawn's stand-in for `map`.
+fn ident_chunk(xs: Vec<u64>) -> Vec<u64> {
+    xs.into_iter().map(ident).collect()
+}
+
+/// The big-argument task: the length of its bytes.
+fn len(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+/// This process's open file descriptors.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Open descriptors around the batches of one row, reported on one line.
+struct Fds {
+    before: Option<usize>,
+    peak: usize,
+    after: usize,
+}
+
+impl Fds {
+    fn new() -> Self {
+        Fds {
+            before: None,
+            peak: 0,
+            after: 0,
+        }
+    }
+
+    fn before(&mut self) {
+        let now = open_fds();
+        self.before.get_or_insert(now);
+    }
+
+    fn peak(&mut self) {
+        self.peak = self.peak.max(open_fds());
+    }
+
+    fn after(&mut self) {
+        self.after = open_fds();
+    }
+
+    /// Prints the counts, if the row ran (a filter may skip it).
+    fn report(&self, who: &str, pending: u64) {
+        let Some(before) = self.before else {
+            return;
+        };
+        println!(
+            "fds {who} {pending} pending: before {}, peak {}, after {}",
+            before, self.peak, self.after
+        );
+    }
+}
+
+fn procspawn_pool() -> procspawn::Pool {
+    procspawn::Pool::new(WORKERS).expect("a procspawn pool")
+}
+
+fn process_start(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_start");
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            let executor = ProcessPoolExecutor::new(WORKERS);
+            let one = executor.submit(ident, 1).result().expect("identity");
+            drop(executor);
+            one
+        });
+    });
+    // Context: ours starts a worker only when a task finds none idle, so
+    // one task starts one process; procspawn starts all of them up front.
+    // Two tasks at once start both of ours.
+    let mut ran = false;
+    group.bench_function("ours_two_tasks_context", |b| {
+        ran = true;
+        b.iter(|| {
+            let executor = ProcessPoolExecutor::new(WORKERS);
+            let (one, two) = (executor.submit(pid, 1), executor.submit(pid, 2));
+            let pids = (one.result().expect("pid"), two.result().expect("pid"));
+            drop(executor);
+            pids
+        });
+    });
+    group.bench_function("procspawn_pool", |b| {
+        b.iter(|| {
+            let pool = procspawn_pool();
+            let one = pool.spawn(1, ident).join().expect("identity");
+            drop(pool);
+            one
+        });
+    });
+    group.finish();
+    if !ran {
+        return; // filtered out
+    }
+    let tries = 20;
+    let both = (0..tries)
+        .filter(|_| {
+            let executor = ProcessPoolExecutor::new(WORKERS);
+            let (one, two) = (executor.submit(pid, 1), executor.submit(pid, 2));
+            one.result().expect("pid") != two.result().expect("pid")
+        })
+        .count();
+    println!("start with two tasks: two worker processes answered in {both} of {tries} tries");
+}
+
+fn process_round_trip(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_round_trip");
+    let mut i = 0u64;
+
+    let executor = ProcessPoolExecutor::new(WORKERS);
+    group.bench_function("ours", |b| {
+        b.iter(|| {
+            i += 1;
+            executor.submit(ident, i).result().expect("identity")
+        });
+    });
+    drop(executor);
+
+    let pool = procspawn_pool();
+    group.bench_function("procspawn_pool", |b| {
+        b.iter(|| {
+            i += 1;
+            pool.spawn(i, ident).join().expect("identity")
+        });
+    });
+    drop(pool);
+    group.finish();
+}
+
+/// Times `iters` batches of `pending` submits followed by every result,
+/// counting descriptors outside the clock.
+fn batches<H>(
+    iters: u64,
+    pending: u64,
+    fds: &mut Fds,
+    mut submit: impl FnMut(u64) -> H,
+    mut take: impl FnMut(H),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        fds.before();
+        let start = Instant::now();
+        let handles: Vec<H> = (0..pending).map(&mut submit).collect();
+        total += start.elapsed();
+        fds.peak();
+        let start = Instant::now();
+        handles.into_iter().for_each(&mut take);
+        total += start.elapsed();
+        fds.after();
+    }
+    total
+}
+
+fn process_submit_result(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_submit_result");
+    group.sampling_mode(SamplingMode::Flat);
+
+    let executor = ProcessPoolExecutor::new(WORKERS);
+    // Both workers started, so their channels count in `before`.
+    let warm: Vec<_> = (0..100).map(|i| executor.submit(ident, i)).collect();
+    warm.into_iter().for_each(|f| drop(f.result()));
+    let mut fds = Fds::new();
+    group.throughput(Throughput::Elements(PENDING));
+    group.bench_function(format!("ours_{}k_pending", PENDING / 1000), |b| {
+        b.iter_custom(|iters| {
+            batches(
+                iters,
+                PENDING,
+                &mut fds,
+                |i| executor.submit(ident, i),
+                |f| {
+                    black_box(f.result().expect("identity"));
+                },
+            )
+        });
+    });
+    fds.report("ours", PENDING);
+    drop(executor);
+
+    let pool = procspawn_pool();
+    let warm: Vec<_> = (0..100).map(|i| pool.spawn(i, ident)).collect();
+    warm.into_iter().for_each(|h| drop(h.join()));
+    let mut fds = Fds::new();
+    group.throughput(Throughput::Elements(PROCSPAWN_PENDING));
+    group.bench_function(
+        format!("procspawn_pool_{}k_pending", PROCSPAWN_PENDING / 1000),
+        |b| {
+            b.iter_custom(|iters| {
+                batches(
+                    iters,
+                    PROCSPAWN_PENDING,
+                    &mut fds,
+                    |i| pool.spawn(i, ident),
+                    |h| {
+                        black_box(h.join().expect("identity"));
+                    },
+                )
+            });
+        },
+    );
+    fds.report("procspawn", PROCSPAWN_PENDING);
+    group.finish();
+    if fds.before.is_some() {
+        procspawn_attempt(&pool);
+    }
+}
+
+/// One batch of [`PROCSPAWN_ATTEMPT`] pending procspawn tasks, outside
+/// criterion: reports how far it got, and the descriptors it held.
+fn procspawn_attempt(pool: &procspawn::Pool) {
+    let before = open_fds();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    // The expected panic is reported below, on one line.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let submitted = catch_unwind(AssertUnwindSafe(|| {
+        for i in 0..PROCSPAWN_ATTEMPT {
+            handles.push(pool.spawn(i, ident));
+        }
+    }));
+    std::panic::set_hook(hook);
+    let peak = open_fds();
+    let spawned = handles.len();
+    let mut failures = 0;
+    for handle in handles {
+        failures += usize::from(handle.join().is_err());
+    }
+    let elapsed = start.elapsed();
+    let after = open_fds();
+    match submitted {
+        Ok(()) => println!(
+            "procspawn {PROCSPAWN_ATTEMPT} pending: all submitted, {failures} failed joins, \
+             {:.1} us/task; fds before {before}, peak {peak}, after {after}",
+            elapsed.as_secs_f64() * 1e6 / PROCSPAWN_ATTEMPT as f64
+        ),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            println!(
+                "procspawn {PROCSPAWN_ATTEMPT} pending: FAILED at task {spawned} ({message}); \
+                 fds before {before}, peak {peak}, after {after}"
+            );
+        }
+    }
+}
+
+fn process_map(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_map");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(MAP_ITEMS));
+
+    let executor = ProcessPoolExecutor::new(WORKERS);
+    group.bench_function(format!("ours_chunksize_{CHUNK}"), |b| {
+        b.iter(|| {
+            let mut total = 0u64;
+            for result in executor.map(ident, 0..MAP_ITEMS).chunksize(CHUNK) {
+                total += result.expect("identity");
+            }
+            black_box(total)
+        });
+    });
+    drop(executor);
+
+    let pool = procspawn_pool();
+    group.bench_function(format!("procspawn_pool_chunk_{CHUNK}_context"), |b| {
+        b.iter(|| {
+            let chunk = CHUNK as u64;
+            let handles: Vec<_> = (0..MAP_ITEMS / chunk)
+                .map(|c| pool.spawn((c * chunk..(c + 1) * chunk).collect(), ident_chunk))
+                .collect();
+            let mut total = 0u64;
+            for handle in handles {
+                total += handle.join().expect("identity").iter().sum::<u64>();
+            }
+            black_box(total)
+        });
+    });
+    group.finish();
+}
+
+/// Times `iters` calls of `send` on a fresh 64 MiB vector each, leaving
+/// the making of the vector off the clock.
+fn big_calls(iters: u64, mut send: impl FnMut(Vec<u8>) -> usize) -> Duration {
+    let template = vec![7u8; BIG];
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let bytes = template.clone();
+        let start = Instant::now();
+        assert_eq!(send(bytes), BIG);
+        total += start.elapsed();
+    }
+    total
+}
+
+fn process_big_arg(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_big_arg");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Bytes(BIG as u64));
+
+    let executor = ProcessPoolExecutor::new(WORKERS);
+    drop(executor.submit(ident, 0).result());
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            big_calls(iters, |bytes| {
+                executor.submit(len, bytes).result().expect("len")
+            })
+        });
+    });
+    drop(executor);
+
+    let pool = procspawn_pool();
+    drop(pool.spawn(0, ident).join());
+    group.bench_function("procspawn_pool", |b| {
+        b.iter_custom(|iters| {
+            big_calls(iters, |bytes| pool.spawn(bytes, len).join().expect("len"))
+        });
+    });
+    drop(pool);
+    group.finish();
+}
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    procspawn::init(); // likewise for procspawn's workers
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .without_plots()
+        .configure_from_args();
+    process_start(&mut c);
+    process_round_trip(&mut c);
+    process_submit_result(&mut c);
+    process_map(&mut c);
+    process_big_arg(&mut c);
+    c.final_summary();
+}
