@@ -23,6 +23,8 @@ parts=${PARTS:-thread process}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 has() { [[ " $parts " == *" $1 "* ]]; }
+# A failing bench is reported at the end (exit 1), after the other runs and the tables.
+failed=()
 
 echo "code: $(git describe --always --dirty 2>/dev/null || echo 'not a git checkout')"
 echo "machine: $(nproc) cores, $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
@@ -31,11 +33,12 @@ rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target
 rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg}
 touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt"
 if has thread; then
-    cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt"
-    cargo bench --bench map_memory -- "${MAP_MEMORY_ITEMS:-10000000}" 2>&1 | tee "$logs/memory.txt"
+    cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt" || failed+=(thread_pool)
+    cargo bench --bench map_memory -- "${MAP_MEMORY_ITEMS:-10000000}" 2>&1 | tee "$logs/memory.txt" \
+        || failed+=(map_memory)
 fi
 if has process; then
-    cargo bench --bench process_pool -- "$@" 2>&1 | tee "$logs/process.txt"
+    cargo bench --bench process_pool -- "$@" 2>&1 | tee "$logs/process.txt" || failed+=(process_pool)
     # The machine's floor: three runs on both cores and, where taskset exists,
     # three on one core; the table takes medians of each. On an idle VM the
     # two-core ping-pong pays for waking an idle vCPU (~45 us here against
@@ -58,7 +61,10 @@ else
     echo "no python3 or no $peers/overhead_python.py: no Python column" | tee "$logs/python.txt"
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
-command -v python3 >/dev/null || { echo "python3 is needed for the table"; exit 0; }
+report_failures() {
+    [ ${#failed[@]} -eq 0 ] || { echo "FAILED: ${failed[*]}"; exit 1; }
+}
+command -v python3 >/dev/null || { echo "python3 is needed for the table"; report_failures; exit 0; }
 
 python3 - "$target/criterion" "$logs" "$parts" <<'PY'
 import json, os, re, statistics, sys
@@ -251,3 +257,4 @@ if "thread" in parts:
 if "process" in parts:
     process_table()
 PY
+report_failures

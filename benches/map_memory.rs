@@ -2,7 +2,8 @@
 //!
 //! The inputs come from a counting iterator, so the check sees how far `map`
 //! has pulled ahead of what it has yielded; that must never exceed the
-//! look-ahead (twice the workers times the chunk size by default). The
+//! look-ahead ([`LOOK_AHEAD_PER_WORKER`] times the workers times the chunk
+//! size by default). The
 //! process's peak RSS (`VmHWM` in `/proc/self/status`) is read before and
 //! after: it must not grow with the input. For scale, the same is read around
 //! an eager batch of futures (the `submit`-everything-first pattern), which
@@ -16,7 +17,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Instant;
 
-use concurrent_futures::ThreadPoolExecutor;
+use concurrent_futures::{LOOK_AHEAD_PER_WORKER, ThreadPoolExecutor};
 
 const WORKERS: usize = 2;
 const ITEMS: u64 = 10_000_000;
@@ -76,7 +77,7 @@ fn main() {
         let ahead = max_pulled_ahead(&executor, items, chunksize);
         let secs = start.elapsed().as_secs_f64();
         let (rss1, hwm1) = (status_kib("VmRSS"), status_kib("VmHWM"));
-        let bound = (2 * WORKERS * chunksize) as u64;
+        let bound = (LOOK_AHEAD_PER_WORKER * WORKERS * chunksize) as u64;
         let ok = ahead <= bound && hwm1.saturating_sub(hwm0) < 4 * 1024;
         broken |= !ok;
         println!(
