@@ -95,6 +95,9 @@
 //! future and the pool carries on. Every way a task can fail is one variant
 //! of [`Error`].
 //!
+//! Coming from Python? The [`guide`] maps every part of `concurrent.futures`
+//! to its Rust form and says where the behaviour differs.
+//!
 //! # Writing code for any executor
 //!
 //! The [`Executor`] trait takes plain functions `fn(A) -> R` with
@@ -120,6 +123,7 @@
 mod error;
 mod executor;
 mod future;
+pub mod guide;
 mod map;
 mod panic;
 mod process;

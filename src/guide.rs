@@ -1,0 +1,238 @@
+//! Coming from Python: every part of `concurrent.futures`, and its Rust form.
+//!
+//! This page walks through Python's `concurrent.futures` module (as of
+//! Python 3.14) in the order of its documentation: the executors and their
+//! parameters, the `Future` methods, the module functions and constants, and
+//! the exceptions. Each row names the Rust form; each section ends with a
+//! runnable example. The last section lists where the behaviour differs and
+//! why.
+//!
+//! The one-line summary: the names are the same, a task's failure is a value
+//! (`Result<R, Error>`) instead of an exception, and a pool is closed by
+//! dropping it instead of by leaving a `with` block.
+//!
+//! # Executors
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `ThreadPoolExecutor()` | [`ThreadPoolExecutor::default()`](crate::ThreadPoolExecutor), with Python's `min(32, cpus + 4)` threads |
+//! | `ThreadPoolExecutor(max_workers=3)` | [`ThreadPoolExecutor::new(3)`](crate::ThreadPoolExecutor::new); 0 panics with a clear message, [`builder().max_workers(0).build()`](crate::ThreadPoolBuilder::build) returns [`Error::InvalidArgument`](crate::Error::InvalidArgument) |
+//! | `thread_name_prefix="unduh"` | [`.thread_name_prefix("unduh")`](crate::ThreadPoolBuilder::thread_name_prefix): threads `unduh_0`, `unduh_1`, ... |
+//! | `initializer=f, initargs=(a, b)` | [`.initializer(move \|\| f(a, b))`](crate::ThreadPoolBuilder::initializer): a closure carries its arguments |
+//! | (none) | [`.stack_size(bytes)`](crate::ThreadPoolBuilder::stack_size) |
+//! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::builder().build()?`](crate::ProcessPoolBuilder), one worker per CPU, after [`init()`](crate::init) in `main` |
+//! | `ProcessPoolExecutor(max_workers=2)` | [`ProcessPoolExecutor::new(2)`](crate::ProcessPoolExecutor::new) |
+//! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
+//! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
+//! | `max_tasks_per_child=n` | [`.max_tasks_per_child(n)`](crate::ProcessPoolBuilder::max_tasks_per_child) |
+//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::Timeout`](crate::Error::Timeout) |
+//! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): the default for every `map` |
+//! | `InterpreterPoolExecutor` (3.14) | no counterpart needed: Rust has no GIL, so [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s threads already run Rust code on every core |
+//! | `if __name__ == "__main__":` | [`concurrent_futures::init();`](crate::init) as the first line of `main`; forgetting it is [`Error::InitMissing`](crate::Error::InitMissing), never a fork bomb |
+//! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
+//! | subclassing `Executor` | the [`Executor`](crate::Executor) trait, written against by generic code that runs on either pool |
+//!
+//! ```
+//! use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
+//!
+//! fn main() -> Result<(), Error> {
+//!     concurrent_futures::init(); // if __name__ == "__main__":
+//!
+//!     // ThreadPoolExecutor(max_workers=3, thread_name_prefix="unduh",
+//!     //                    initializer=print, initargs=("siap",))
+//!     let greeting = String::from("siap");
+//!     let threads = ThreadPoolExecutor::builder()
+//!         .max_workers(3)
+//!         .thread_name_prefix("unduh")
+//!         .initializer(move || println!("{greeting}"))
+//!         .build()?;
+//!     let name = threads.submit(|()| std::thread::current().name().map(String::from), ());
+//!     assert_eq!(name.result()?.as_deref(), Some("unduh_0"));
+//!
+//!     // ProcessPoolExecutor(max_workers=2, max_tasks_per_child=100)
+//!     let processes = ProcessPoolExecutor::builder()
+//!         .max_workers(2)
+//!         .max_tasks_per_child(100)
+//!         .build()?;
+//!     assert_eq!(processes.max_workers(), 2);
+//!     Ok(()) // leaving the `with` block: both pools are dropped, which waits
+//! }
+//! ```
+//!
+//! # Executor methods
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `submit(fn, arg)` | `submit(fn, arg)`, returning a [`Future<R>`](crate::Future) |
+//! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))` |
+//! | `submit(fn, x, key=v)` (keyword arguments) | a struct with named fields as the argument |
+//! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
+//! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
+//! | `map(..., timeout=t)` | [`.timeout(t)`](crate::Map::timeout): one deadline from the call, as in Python |
+//! | `map(..., chunksize=c)` | [`.chunksize(c)`](crate::Map::chunksize), on both pools |
+//! | `map(..., buffersize=b)` (3.14) | [`.buffer_size(b)`](crate::Map::buffer_size); bounded by default, see below |
+//! | `shutdown()` | [`shutdown()`](crate::Executor::shutdown), or drop the executor |
+//! | `shutdown(wait=False, cancel_futures=True)` | [`shutdown_with(Shutdown { wait: false, cancel_futures: true })`](crate::Executor::shutdown_with) |
+//! | `terminate_workers()`, `kill_workers()` (3.14) | [`terminate_workers()`](crate::ProcessPoolExecutor::terminate_workers), [`kill_workers()`](crate::ProcessPoolExecutor::kill_workers): every open future gets an error |
+//!
+//! On the [`Executor`](crate::Executor) trait, a task is a plain
+//! `fn(A) -> R` with serde arguments and results, so that the same code runs
+//! on a process pool. [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s own
+//! `submit` and `map` take any closure and any `Send` data, as Python's do.
+//!
+//! ```
+//! use concurrent_futures::{Executor, Shutdown, ThreadPoolExecutor};
+//! use std::time::Duration;
+//!
+//! fn pangkat((basis, eksponen): (u64, u32)) -> u64 {
+//!     basis.pow(eksponen)
+//! }
+//!
+//! let executor = ThreadPoolExecutor::new(2);
+//!
+//! // executor.submit(pow, 2, 10)
+//! assert_eq!(executor.submit(pangkat, (2, 10)).result(), Ok(1024));
+//!
+//! // executor.map(pow, [2, 3], [5, 2], timeout=60, chunksize=2)
+//! let hasil: Vec<_> = executor
+//!     .map(pangkat, [2, 3].into_iter().zip([5, 2]))
+//!     .timeout(Duration::from_secs(60))
+//!     .chunksize(2)
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(hasil, [32, 9]);
+//!
+//! // executor.shutdown(wait=True, cancel_futures=True)
+//! executor.shutdown_with(Shutdown { wait: true, cancel_futures: true });
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! # `Future` methods
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `cancel()` | [`cancel()`](crate::Future::cancel); on a process pool it also stops a *running* task |
+//! | `cancelled()`, `running()`, `done()` | [`cancelled()`](crate::Future::cancelled), [`running()`](crate::Future::running), [`done()`](crate::Future::done) |
+//! | `result()` | [`result()`](crate::Future::result): blocks, then `Ok(value)` or `Err(error)` |
+//! | `result(timeout=t)` | [`result_timeout(t)`](crate::Future::result_timeout): `Err(Error::Timeout)` leaves the future usable |
+//! | `exception()`, `exception(timeout=t)` | the `Err` of `result()` or `result_timeout(t)` |
+//! | `add_done_callback(fn)` | [`add_done_callback(fn)`](crate::Future::add_done_callback): the callback gets `&Future<R>`; one added to a done future runs at once |
+//! | `asyncio.wrap_future(f)`, `await` | `f.await`: [`Future`](crate::Future) implements [`std::future::Future`] |
+//! | `set_running_or_notify_cancel()`, `set_result()`, `set_exception()` | not public: only executors make and complete futures |
+//!
+//! ```
+//! use concurrent_futures::{Error, ThreadPoolExecutor};
+//! use std::sync::mpsc;
+//! use std::time::Duration;
+//!
+//! let executor = ThreadPoolExecutor::new(1);
+//! let (buka, gerbang) = mpsc::channel::<()>();
+//! let berjalan = executor.submit(move |()| gerbang.recv().is_ok(), ()); // held until `buka`
+//! let menunggu = executor.submit(|()| "tidak pernah", ());              // queued behind it
+//!
+//! assert_eq!(menunggu.result_timeout(Duration::ZERO), Err(Error::Timeout)); // result(timeout=0)
+//! assert!(menunggu.cancel());                                   // pending: cancelled
+//! assert!(menunggu.cancelled() && menunggu.done());
+//! assert_eq!(menunggu.result(), Err(Error::Cancelled));        // CancelledError
+//!
+//! let (kabar, catatan) = mpsc::channel();
+//! berjalan.add_done_callback(move |f| kabar.send(f.done()).unwrap());
+//! buka.send(()).unwrap();
+//! assert_eq!(berjalan.result(), Ok(true));
+//! assert_eq!(catatan.recv(), Ok(true)); // the callback saw a done future
+//! ```
+//!
+//! # Module functions and constants
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `wait(fs)` | [`wait(&fs, ReturnWhen::AllCompleted, None)`](crate::wait), returning `(done, not_done)` |
+//! | `wait(fs, timeout=t, return_when=FIRST_COMPLETED)` | `wait(&fs, ReturnWhen::FirstCompleted, Some(t))` |
+//! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen::FirstCompleted`](crate::ReturnWhen), `FirstException`, `AllCompleted` |
+//! | `as_completed(fs)` | [`as_completed(&fs)`](crate::as_completed): an iterator of `&Future<R>` |
+//! | `as_completed(fs, timeout=t)` | [`as_completed(&fs).timeout(t)`](crate::AsCompleted::timeout): items are `Result`s, and the deadline yields `Err(Error::Timeout)` once instead of raising |
+//!
+//! ```
+//! use concurrent_futures::{as_completed, wait, ReturnWhen, ThreadPoolExecutor};
+//! use std::time::Duration;
+//!
+//! let executor = ThreadPoolExecutor::new(3);
+//! let futures: Vec<_> = (1..=3).map(|n| executor.submit(|n: u32| n * n, n)).collect();
+//!
+//! let (done, not_done) = wait(&futures, ReturnWhen::AllCompleted, Some(Duration::from_secs(60)));
+//! assert_eq!((done.len(), not_done.len()), (3, 0));
+//!
+//! let mut total = 0;
+//! for future in as_completed(&futures).timeout(Duration::from_secs(60)) {
+//!     total += future?.result()?;
+//! }
+//! assert_eq!(total, 1 + 4 + 9);
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! # Exceptions
+//!
+//! Every failure is a variant of one [`Error`](crate::Error), returned where Python raises.
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | an exception raised by the task | [`Error::Panicked { message, location }`](crate::Error::Panicked): the panic is caught, and the worker carries on |
+//! | `CancelledError` | [`Error::Cancelled`](crate::Error::Cancelled) |
+//! | `TimeoutError` | [`Error::Timeout`](crate::Error::Timeout) |
+//! | `BrokenExecutor`, `BrokenThreadPool` (an initializer failed) | [`Error::BrokenExecutor { reason }`](crate::Error::BrokenExecutor), naming the cause |
+//! | `BrokenProcessPool` (a worker died) | [`Error::WorkerDied { exit_code, signal }`](crate::Error::WorkerDied) on the one task that worker ran; the pool replaces the worker and goes on |
+//! | `BrokenProcessPool` (a worker could not start) | [`Error::SpawnFailed { reason }`](crate::Error::SpawnFailed) on that task |
+//! | `RuntimeError: cannot schedule new futures after shutdown` | [`Error::Shutdown`](crate::Error::Shutdown) on the future |
+//! | `PicklingError` | [`Error::Serialization`](crate::Error::Serialization), on the one future whose argument or result would not serialize |
+//! | `InvalidStateError` | no counterpart: futures cannot be completed from outside |
+//! | (none) | [`Error::ResultTaken`](crate::Error::ResultTaken): `result()` hands the value over once |
+//! | (none) | [`Error::Protocol`](crate::Error::Protocol): a worker's channel carried garbage; that worker was replaced |
+//! | `RuntimeError` from a missing `__main__` guard | [`Error::InitMissing`](crate::Error::InitMissing), naming the fix |
+//! | `ValueError` (`max_workers <= 0`, `chunksize < 1`) | [`Error::InvalidArgument`](crate::Error::InvalidArgument) |
+//!
+//! ```
+//! use concurrent_futures::{Error, ThreadPoolExecutor};
+//!
+//! let executor = ThreadPoolExecutor::new(1);
+//! let gagal = executor.submit(|n: u32| if n > 2 { panic!("terlalu besar: {n}") } else { n }, 3);
+//! match gagal.result() {
+//!     Err(Error::Panicked { message, .. }) => assert_eq!(message, "terlalu besar: 3"),
+//!     other => panic!("expected a panic, got {other:?}"),
+//! }
+//! assert_eq!(executor.submit(|n: u32| n, 2).result(), Ok(2)); // the pool goes on
+//! ```
+//!
+//! # What differs from Python, and why
+//!
+//! - **A dead worker fails one task, not the pool.** Python marks the whole
+//!   `ProcessPoolExecutor` broken when one worker dies (`BrokenProcessPool`
+//!   on every pending future, and the pool is unusable). Here the task that
+//!   worker ran gets [`Error::WorkerDied`](crate::Error::WorkerDied), the worker is replaced, and every
+//!   other task completes: one segfault in a million tasks costs one result.
+//! - **A running task can be cancelled.** Python's `cancel()` returns `False`
+//!   once a task runs. On a process pool, [`cancel()`](crate::Future::cancel)
+//!   kills the running task's worker, replaces it and returns `true`; the
+//!   pool's per-task [`timeout`](crate::ProcessPoolBuilder::timeout) does the
+//!   same for a task that runs too long. (Threads cannot be killed safely, so
+//!   on the thread pool `cancel()` behaves as in Python.)
+//! - **`map` is lazy and bounded.** Python's `map` submits every input at
+//!   the call, unless `buffersize` is given. Here nothing is submitted until
+//!   the first `next()`, and at most [`LOOK_AHEAD_PER_WORKER`](crate::LOOK_AHEAD_PER_WORKER)
+//!   chunks per worker are in flight by default, so an endless or huge input
+//!   uses constant memory. As in Python, dropping the iterator cancels what
+//!   has not started.
+//! - **Each item is its own `Result`.** Python's `map` raises the first
+//!   exception and loses the results after it. Here a failing item is that
+//!   item's `Err`, and iteration goes on; with `chunksize`, a failure inside
+//!   a chunk fails only that item (Python's newest behaviour, gh-108518).
+//! - **Failures are values, with a location.** A panic becomes
+//!   [`Error::Panicked`](crate::Error::Panicked) with its message and `file:line`, instead of a
+//!   traceback re-raised in another thread.
+//! - **A result is moved out once.** `result()` hands the value over, so it
+//!   need not be `Clone`; a second call is [`Error::ResultTaken`](crate::Error::ResultTaken). Python
+//!   keeps a reference and returns it every time.
+//! - **No fork.** Workers are fresh runs of the same executable, checked at a
+//!   handshake to be the same binary, so a multi-threaded parent cannot
+//!   deadlock a child the way `fork()` can.
+//! - **Futures are awaitable without a wrapper.** `.await` a
+//!   [`Future`](crate::Future) from any async runtime; Python needs
+//!   `asyncio.wrap_future`.
