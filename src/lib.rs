@@ -135,6 +135,10 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+/// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub use process::fuzz_wire;
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};

@@ -29,6 +29,8 @@ use crate::{Error, Executor, Future, Payload, Shutdown, panic};
 use call::{Call, Fingerprint, Secret};
 use spawn::{Process, Recipe};
 use wire::TaskHeader;
+#[cfg(fuzzing)]
+pub use wire::fuzz as fuzz_wire;
 pub use worker::init;
 
 /// A pool of worker processes for CPU-bound work, and for work that must be
