@@ -87,6 +87,11 @@
 //!     println!("{}", future.result()?);
 //! }
 //!
+//! // scope and map_scoped: tasks that borrow local data, no 'static or Arc.
+//! let names = vec![String::from("web1"), String::from("web2")];
+//! let lengths = executor.map_scoped(|name| name.len(), &names);
+//! assert_eq!(lengths, [Ok(4), Ok(4)]);
+//!
 //! executor.shutdown(); // also done on drop, like leaving Python's `with` block
 //! # Ok::<(), concurrent_futures::Error>(())
 //! ```
@@ -108,9 +113,14 @@
 //!
 //! # Where the unsafe code is
 //!
-//! The futures, `map`, `wait` and the thread pool use no `unsafe` code. The
-//! process pool has it in two places, each block with a `// SAFETY:` comment:
+//! The futures, `map` and `wait` use no `unsafe` code. The thread pool has
+//! one block, for scoped tasks; the process pool has it in two places. Each
+//! block has a `// SAFETY:` comment:
 //!
+//! - `thread/scope.rs`, `Scope::enqueue`: erasing a scoped task's lifetime
+//!   so the pool's `'static` queue can hold it. Each task is boxed with a
+//!   count that drops only after the task has been run or dropped, and
+//!   `scope` does not return or unwind until that count is zero.
 //! - `process/call.rs`: turning a function's offset, received from the pool,
 //!   back into a function pointer. It is trusted only after the handshake
 //!   proved both sides run the same executable, and after the task's keyed
@@ -140,5 +150,5 @@ pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 #[doc(hidden)]
 pub use process::fuzz_wire;
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
-pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
+pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};

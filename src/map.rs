@@ -257,13 +257,20 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
                 if self.timed_out(&results, &future) {
                     return Some(Err(Error::Timeout));
                 }
-                let results =
-                    results.unwrap_or_else(|error| (0..len).map(|_| Err(error.clone())).collect());
-                self.ready = results.into_iter();
+                self.ready = chunk_results(results, len).into_iter();
                 self.ready.next()
             }
         }
     }
+}
+
+/// The results of a chunk of `len` items: its own, or, if the whole chunk
+/// failed, that error for each item.
+pub(crate) fn chunk_results<R>(
+    results: Result<Vec<Result<R, Error>>, Error>,
+    len: usize,
+) -> Vec<Result<R, Error>> {
+    results.unwrap_or_else(|error| (0..len).map(|_| Err(error.clone())).collect())
 }
 
 impl<I: Iterator, R> Drop for Map<'_, I, R> {

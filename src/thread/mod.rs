@@ -1,9 +1,13 @@
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
 //! The queue and the lazily started threads are [`Workers`]; each thread runs
-//! [`worker::work`]: the initializer, then job after job.
+//! [`worker::work`]: the initializer, then job after job. Scoped tasks,
+//! which borrow, are in [`scope`].
 
+mod scope;
 mod worker;
+
+pub use scope::Scope;
 
 use std::fmt;
 use std::sync::Arc;
@@ -156,6 +160,69 @@ impl ThreadPoolExecutor {
             }
         };
         Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
+    }
+
+    /// Runs `f` with a [`Scope`] whose tasks may borrow from the caller's
+    /// stack, like [`std::thread::scope`], and returns what `f` returns.
+    ///
+    /// Returns only when every task submitted in the scope has run (or was
+    /// cancelled and dropped), even if `f` panics: the panic then goes on
+    /// once the tasks are done. A task's panic is its own future's
+    /// [`Error::Panicked`].
+    ///
+    /// Once `f` returns, the calling thread runs the scope's tasks that no
+    /// worker has started (without the pool's thread name or initializer),
+    /// so a scope inside one of this pool's own tasks finishes even when
+    /// every worker is busy. But blocking inside `f` on a task of the scope
+    /// can wait forever if no worker is free: return the futures from `f`
+    /// and read them after.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let mut data = vec![1, 2, 3, 4];
+    /// let factor = 10; // borrowed by every task
+    /// executor.scope(|s| {
+    ///     for half in data.chunks_mut(2) {
+    ///         drop(s.submit(|()| half.iter_mut().for_each(|n| *n *= factor), ()));
+    ///     }
+    /// });
+    /// assert_eq!(data, [10, 20, 30, 40]);
+    /// ```
+    pub fn scope<'env, F, T>(&self, f: F) -> T
+    where
+        F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+    {
+        scope::run(&self.workers, f)
+    }
+
+    /// Runs `task` on every item of `items`, in a few chunks per worker, and
+    /// returns the results in input order.
+    ///
+    /// Like [`map`](Self::map) for borrowed data: `task` and the items need
+    /// not be `'static`, and nothing needs an `Arc`. Each item has its own
+    /// result: a panic fails only that item. Returns once all are done.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let urls = vec![String::from("web1"), String::from("web22")];
+    /// let prefix = String::from("https://");
+    /// let full = executor.map_scoped(|url| format!("{prefix}{url}"), &urls);
+    /// assert_eq!(full, [Ok("https://web1".to_string()), Ok("https://web22".to_string())]);
+    /// ```
+    pub fn map_scoped<T, R>(
+        &self,
+        task: impl Fn(&T) -> R + Sync,
+        items: &[T],
+    ) -> Vec<Result<R, Error>>
+    where
+        T: Sync,
+        R: Send,
+    {
+        scope::map_slice(&self.workers, task, items)
     }
 
     /// Stops taking tasks and waits for the queued ones to run; see

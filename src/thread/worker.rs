@@ -11,9 +11,11 @@ pub(super) type ThreadJob = Box<dyn Run>;
 
 /// A job a worker thread can run.
 pub(super) trait Run: Send {
-    /// Runs the task and completes its future, calling `workers.mark_idle()`
-    /// just before.
-    fn run(self: Box<Self>, workers: &Workers<ThreadJob>);
+    /// Runs the task and completes its future. A pool worker passes its
+    /// `workers` and is marked idle just before the future completes; a
+    /// scope's waiting thread, which runs its own tasks and is never idle in
+    /// the pool's count, passes `None`.
+    fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>);
 
     /// Resolves the future with `error` without running the task.
     fn fail_unrun(self: Box<Self>, error: Error);
@@ -38,19 +40,24 @@ where
     A: Send,
     R: Send,
 {
-    fn run(self: Box<Self>, workers: &Workers<ThreadJob>) {
+    fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>) {
         let Task { task, arg, promise } = *self;
         let outcome = promise.claim().then(|| panic::catch(|| task(arg)));
-        workers.mark_idle();
+        if let Some(workers) = workers {
+            workers.mark_idle();
+        }
         if let Some(outcome) = outcome {
             let callbacks = promise.complete_deferring_callbacks(outcome);
-            if !callbacks.is_empty() {
-                // A done callback may block, or submit more work and wait for
-                // it: while callbacks run, this worker is not idle, so such a
-                // submit starts another thread (up to max_workers).
-                workers.mark_busy();
-                callbacks.run();
-                workers.mark_idle();
+            match workers {
+                Some(workers) if !callbacks.is_empty() => {
+                    // A done callback may block, or submit more work and wait
+                    // for it: while callbacks run, this worker is not idle, so
+                    // such a submit starts another thread (up to max_workers).
+                    workers.mark_busy();
+                    callbacks.run();
+                    workers.mark_idle();
+                }
+                _ => callbacks.run(),
             }
         }
     }
@@ -74,6 +81,6 @@ pub(super) fn work(
     }
     workers.mark_idle();
     while let Some(job) = workers.next_job() {
-        job.run(workers);
+        job.run(Some(workers));
     }
 }
