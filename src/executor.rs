@@ -106,6 +106,39 @@ pub trait Executor {
         R: Payload,
         I: IntoIterator<Item = A>;
 
+    /// Like [`map`](Executor::map), but yields each result as soon as its
+    /// task finishes (Python's `Pool.imap_unordered`, mpi4py's
+    /// `map(..., unordered=True)`): for throughput, when order does not
+    /// matter. The look-ahead refills as results are taken, so one slow task
+    /// never holds back the others.
+    ///
+    /// To know which input a result belongs to, have the task return it.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn panjang(kata: String) -> (String, usize) {
+    ///     let n = kata.chars().count();
+    ///     (kata, n)
+    /// }
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let words = ["satu", "dua", "tiga"].map(String::from);
+    /// let mut lengths: Vec<_> = Executor::map_unordered(&executor, panjang, words)
+    ///     .collect::<Result<_, _>>()?;
+    /// lengths.sort(); // in whatever order they finished
+    /// assert_eq!(lengths, [("dua".into(), 3), ("satu".into(), 4), ("tiga".into(), 4)]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    fn map_unordered<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
+    }
+
     /// Stops taking tasks and waits for every submitted task to finish, like
     /// leaving Python's `with` block. Later submissions fail with
     /// [`Error::Shutdown`](crate::Error::Shutdown). Calling it again is harmless.

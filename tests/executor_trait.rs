@@ -1,5 +1,6 @@
 //! Generic code over `impl Executor`, with plain `fn` tasks and `Payload`
-//! data: submit, map (with its settings), errors, and shutdown. Everything
+//! data: submit, map (with its settings), map_unordered, errors, and
+//! shutdown. Everything
 //! here is written once against the trait and run on a thread pool.
 
 use std::sync::Mutex;
@@ -85,6 +86,25 @@ fn generic_map_settings_work_through_the_trait() {
     let executor = ThreadPoolExecutor::new(2);
     let expected: Vec<_> = (0..100).map(|n| Ok(n * n)).collect();
     assert_eq!(chunked(&executor), expected);
+}
+
+#[test]
+fn generic_map_unordered_yields_every_result_once() {
+    fn squares_as_they_finish<E: Executor>(executor: &E) -> Vec<u64> {
+        let mut squares: Vec<_> = executor
+            .map_unordered(square, 0..100)
+            .chunksize(3)
+            .timeout(PATIENCE)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        squares.sort_unstable();
+        squares
+    }
+    let executor = ThreadPoolExecutor::new(3);
+    assert_eq!(
+        squares_as_they_finish(&executor),
+        (0..100).map(|n| n * n).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -360,6 +360,33 @@ impl ProcessPoolExecutor {
             .chunksize(self.shared.chunksize)
     }
 
+    /// Like [`map`](Self::map), but yields each result as soon as its task
+    /// (or its chunk) finishes; see [`Executor::map_unordered`].
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn kuadrat(n: u64) -> (u64, u64) {
+    ///     (n, n * n) // the input travels with its result
+    /// }
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::new(2);
+    ///     let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    ///     pairs.sort();
+    ///     assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
+    /// }
+    /// ```
+    pub fn map_unordered<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
+    }
+
     fn enqueue(
         &self,
         call: Call,

@@ -158,6 +158,34 @@ impl ThreadPoolExecutor {
         Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
     }
 
+    /// Like [`map`](Self::map), but yields each result as soon as its task
+    /// finishes, for throughput; see [`Executor::map_unordered`].
+    ///
+    /// To know which input a result belongs to, have the task return it.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let executor = ThreadPoolExecutor::new(3);
+    /// let unduh = |detik: u64| {
+    ///     std::thread::sleep(Duration::from_millis(100 * detik));
+    ///     format!("web{detik}")
+    /// };
+    /// let selesai: Vec<_> = executor.map_unordered(unduh, [3, 1, 2]).collect::<Result<_, _>>()?;
+    /// assert_eq!(selesai.len(), 3); // most likely web1, web2, web3: the fastest first
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map_unordered<F, A, R, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
+    }
+
     /// Stops taking tasks and waits for the queued ones to run; see
     /// [`Executor::shutdown`]. Called by `Drop`.
     ///
