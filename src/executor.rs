@@ -106,6 +106,74 @@ pub trait Executor {
         R: Payload,
         I: IntoIterator<Item = A>;
 
+    /// Runs a function of two arguments over pairs of them, yielding the
+    /// results in input order: Python's `Pool.starmap` and
+    /// `itertools.starmap`, which call `task(*args)`. The iterator is a
+    /// [`Map`], with its settings.
+    ///
+    /// Pass the function itself; a closure that captures nothing coerces too.
+    /// For three or more arguments, give [`map`](Executor::map) a function
+    /// that takes one tuple and destructures it, as the second half of the
+    /// example does. [`ThreadPoolExecutor::starmap`](crate::ThreadPoolExecutor::starmap)
+    /// takes any closure of one to six arguments.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
+    ///     basis.pow(eksponen)
+    /// }
+    ///
+    /// fn volume((panjang, lebar, tinggi): (u32, u32, u32)) -> u32 {
+    ///     panjang * lebar * tinggi
+    /// }
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let powers: Vec<_> = Executor::starmap(&executor, pangkat, [(2, 3), (3, 2)]).collect();
+    /// assert_eq!(powers, [Ok(8), Ok(9)]);
+    /// let volumes: Vec<_> = Executor::map(&executor, volume, [(1, 2, 3), (2, 2, 2)]).collect();
+    /// assert_eq!(volumes, [Ok(6), Ok(8)]);
+    /// ```
+    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        B: Payload,
+        R: Payload,
+        I: IntoIterator<Item = (A, B)>;
+
+    /// Like [`map`](Executor::map), but yields each result as soon as its
+    /// task finishes (Python's `Pool.imap_unordered`, mpi4py's
+    /// `map(..., unordered=True)`): for throughput, when order does not
+    /// matter. The look-ahead refills as results are taken, so one slow task
+    /// never holds back the others.
+    ///
+    /// To know which input a result belongs to, have the task return it.
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn panjang(kata: String) -> (String, usize) {
+    ///     let n = kata.chars().count();
+    ///     (kata, n)
+    /// }
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let words = ["satu", "dua", "tiga"].map(String::from);
+    /// let mut lengths: Vec<_> = Executor::map_unordered(&executor, panjang, words)
+    ///     .collect::<Result<_, _>>()?;
+    /// lengths.sort(); // in whatever order they finished
+    /// assert_eq!(lengths, [("dua".into(), 3), ("satu".into(), 4), ("tiga".into(), 4)]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    fn map_unordered<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
+    }
+
     /// Stops taking tasks and waits for every submitted task to finish, like
     /// leaving Python's `with` block. Later submissions fail with
     /// [`Error::Shutdown`](crate::Error::Shutdown). Calling it again is harmless.

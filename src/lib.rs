@@ -75,6 +75,15 @@
 //!     println!("{}", result?);
 //! }
 //!
+//! // map_unordered: each result as soon as its task finishes, for throughput.
+//! let mut lines = executor.map_unordered(tugas, [1, 2, 3]).collect::<Result<Vec<_>, _>>()?;
+//! lines.sort();
+//! assert_eq!(lines, ["Tugas 1 selesai", "Tugas 2 selesai", "Tugas 3 selesai"]);
+//!
+//! // starmap: a tuple of arguments per task, in input order.
+//! let sums: Vec<_> = executor.starmap(|a: u32, b: u32| a + b, [(1, 2), (3, 4)]).collect();
+//! assert_eq!(sums, [Ok(3), Ok(7)]);
+//!
 //! // submit: one task, one Future.
 //! let future = executor.submit(tugas, 4);
 //! assert_eq!(future.result()?, "Tugas 4 selesai");
@@ -109,7 +118,8 @@
 //! serializable arguments and results ([`Payload`]), so the same code runs
 //! on a [`ThreadPoolExecutor`] or a [`ProcessPoolExecutor`]: switching is one
 //! identifier. [`ThreadPoolExecutor`]'s own methods of the same names are
-//! wider: any closure, any `Send` data.
+//! wider: any closure, any `Send` data, and for `starmap` one to six
+//! arguments ([`Spread`]) where the trait takes two.
 //!
 //! # Where the unsafe code is
 //!
@@ -137,6 +147,7 @@ pub mod guide;
 mod map;
 mod panic;
 mod process;
+mod spread;
 mod thread;
 mod wait;
 mod workers;
@@ -150,5 +161,6 @@ pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 #[doc(hidden)]
 pub use process::fuzz_wire;
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
+pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};

@@ -1,10 +1,19 @@
-//! [`Map`]: the lazy, ordered, bounded iterator behind every executor's `map`.
+//! [`Map`]: the lazy, bounded iterator behind every executor's `map`,
+//! `map_unordered` and `starmap`.
+//!
+//! In input order, the next chunk to yield is the oldest one submitted. As
+//! they finish, each submitted chunk's future has a watcher (the mechanism of
+//! [`wait`](crate::wait)) that sends the chunk's number down one channel, and
+//! the next chunk to yield is the next number received.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::future::watch_key;
 use crate::{Error, Future};
 
 /// The default look-ahead of `map`, in chunks per worker. Enough that
@@ -44,9 +53,26 @@ impl<R> Pending<R> {
             Pending::Chunk { future, .. } => future.cancel_pending(),
         };
     }
+
+    /// Has `number` sent to `completions` once this chunk is done.
+    fn watch(&self, completions: &Completions, number: usize) {
+        let Completions { key, notify, .. } = completions;
+        match self {
+            Pending::One(future) => future.watch(*key, number, notify),
+            Pending::Chunk { future, .. } => future.watch(*key, number, notify),
+        };
+    }
 }
 
-/// The iterator returned by `map`: each task's result, in input order.
+/// Where the chunks of a `map_unordered` report, by number, that they are done.
+struct Completions {
+    key: u64,
+    notify: Sender<usize>,
+    finished: Receiver<usize>,
+}
+
+/// The iterator returned by `map`, `map_unordered` and `starmap`: each
+/// task's result, in input order or as the tasks finish.
 ///
 /// - **Lazy and bounded.** Nothing is submitted until the first
 ///   [`next`](Iterator::next). After that at most
@@ -54,8 +80,10 @@ impl<R> Pending<R> {
 ///   `buffersize`): a million-item or endless input never sits in memory.
 ///   The default is [`LOOK_AHEAD_PER_WORKER`] times the pool's workers
 ///   times the chunk size.
-/// - **Ordered.** Results come in input order even when later tasks finish
-///   first.
+/// - **Ordered, or as they finish.** `map` and `starmap` yield in input
+///   order even when later tasks finish first. `map_unordered` yields each
+///   result as soon as its task finishes (with chunks, each chunk's results
+///   together, as soon as the chunk finishes).
 /// - **Per-item errors.** A failing task is that item's `Err`; iteration goes
 ///   on to the next item.
 /// - **One deadline.** With [`timeout`](Map::timeout), the whole iteration
@@ -81,7 +109,12 @@ impl<R> Pending<R> {
 pub struct Map<'e, I: Iterator, R> {
     inputs: Fuse<I>,
     submit: SubmitChunk<'e, I::Item, R>,
-    in_flight: VecDeque<Pending<R>>,
+    /// The chunks submitted and not yet yielded, by number.
+    in_flight: BTreeMap<usize, Pending<R>>,
+    /// How many chunks have been submitted: the next one's number.
+    submitted: usize,
+    /// `Some` for `map_unordered`: yield chunks as they finish.
+    completions: Option<Completions>,
     /// How many inputs `in_flight` holds.
     in_flight_items: usize,
     /// The rest of the chunk being yielded.
@@ -104,7 +137,9 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         Self {
             inputs: inputs.fuse(),
             submit,
-            in_flight: VecDeque::new(),
+            in_flight: BTreeMap::new(),
+            submitted: 0,
+            completions: None,
             in_flight_items: 0,
             ready: Vec::new().into_iter(),
             chunk: Vec::new(),
@@ -116,6 +151,18 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             invalid: None,
             ended: false,
         }
+    }
+
+    /// Yields results as their chunks finish instead of in input order.
+    /// Called before the first `next`, so every chunk is watched.
+    pub(crate) fn unordered(mut self) -> Self {
+        let (notify, finished) = crossbeam_channel::unbounded();
+        self.completions = Some(Completions {
+            key: watch_key(),
+            notify,
+            finished,
+        });
+        self
     }
 
     /// Sets one deadline for the whole iteration, measured from the `map`
@@ -198,14 +245,39 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
                 return;
             }
             let pending = (self.submit)(&mut self.chunk);
+            if let Some(completions) = &self.completions {
+                pending.watch(completions, self.submitted);
+            }
             self.in_flight_items += pending.len();
-            self.in_flight.push_back(pending);
+            self.in_flight.insert(self.submitted, pending);
+            self.submitted += 1;
         }
+    }
+
+    /// Takes the next chunk to yield: the oldest, or for `map_unordered` the
+    /// next to finish. Once the deadline has passed, the oldest, whose wait
+    /// then reports the timeout.
+    fn next_pending(&mut self) -> Option<Pending<R>> {
+        if let Some(completions) = &self.completions {
+            while !self.in_flight.is_empty() {
+                let finished = match self.deadline {
+                    None => completions.finished.recv().ok(),
+                    Some(deadline) => completions.finished.recv_deadline(deadline).ok(),
+                };
+                let Some(number) = finished else { break };
+                // A number not in flight was taken as the oldest after the
+                // deadline, and finished just in time: skip it.
+                if let Some(pending) = self.in_flight.remove(&number) {
+                    return Some(pending);
+                }
+            }
+        }
+        self.in_flight.pop_first().map(|(_, pending)| pending)
     }
 
     /// Cancels every task that has not started and ends the iteration.
     fn stop(&mut self) {
-        for pending in self.in_flight.drain(..) {
+        for pending in std::mem::take(&mut self.in_flight).into_values() {
             pending.cancel_pending();
         }
         self.in_flight_items = 0;
@@ -244,7 +316,7 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
         if let Some(result) = self.ready.next() {
             return Some(result);
         }
-        let pending = self.in_flight.pop_front()?;
+        let pending = self.next_pending()?;
         self.in_flight_items -= pending.len();
         match pending {
             Pending::One(future) => {
@@ -283,6 +355,7 @@ impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
             .field("in_flight", &self.in_flight.len())
+            .field("ordered", &self.completions.is_none())
             .field("buffer_size", &self.buffer_size)
             .field("chunksize", &self.chunksize)
             .field("deadline", &self.deadline)

@@ -1,5 +1,6 @@
 //! Generic code over `impl Executor`, with plain `fn` tasks and `Payload`
-//! data: submit, map (with its settings), errors, and shutdown. Everything
+//! data: submit, map (with its settings), map_unordered, starmap, errors,
+//! and shutdown. Everything
 //! here is written once against the trait and run on a thread pool.
 
 use std::sync::Mutex;
@@ -85,6 +86,55 @@ fn generic_map_settings_work_through_the_trait() {
     let executor = ThreadPoolExecutor::new(2);
     let expected: Vec<_> = (0..100).map(|n| Ok(n * n)).collect();
     assert_eq!(chunked(&executor), expected);
+}
+
+#[test]
+fn generic_map_unordered_yields_every_result_once() {
+    fn squares_as_they_finish<E: Executor>(executor: &E) -> Vec<u64> {
+        let mut squares: Vec<_> = executor
+            .map_unordered(square, 0..100)
+            .chunksize(3)
+            .timeout(PATIENCE)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        squares.sort_unstable();
+        squares
+    }
+    let executor = ThreadPoolExecutor::new(3);
+    assert_eq!(
+        squares_as_they_finish(&executor),
+        (0..100).map(|n| n * n).collect::<Vec<_>>()
+    );
+}
+
+fn pangkat(basis: u64, eksponen: u32) -> u64 {
+    basis.pow(eksponen)
+}
+
+#[test]
+fn generic_starmap_spreads_pairs_in_input_order() {
+    fn powers<E: Executor>(executor: &E) -> Vec<Result<u64, Error>> {
+        executor
+            .starmap(pangkat, (0..30).map(|n| (2, n)))
+            .chunksize(4)
+            .timeout(PATIENCE)
+            .collect()
+    }
+    let executor = ThreadPoolExecutor::new(3);
+    assert_eq!(
+        powers(&executor),
+        (0..30).map(|n| Ok(2_u64.pow(n))).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn generic_starmap_takes_a_closure_that_captures_nothing() {
+    fn sums(executor: &impl Executor) -> Vec<Result<i64, Error>> {
+        executor
+            .starmap(|a: i64, b: i64| a + b, [(1, 2), (-5, 5)])
+            .collect()
+    }
+    assert_eq!(sums(&ThreadPoolExecutor::new(1)), [Ok(3), Ok(0)]);
 }
 
 #[test]

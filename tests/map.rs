@@ -3,8 +3,8 @@
 //! started, and chunking. Ported in spirit from Python's `test_map` and
 //! `test_executor`'s buffersize tests.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -12,45 +12,7 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, LOOK_AHEAD_PER_WORKER, ThreadPoolExecutor};
 
 mod common;
-use common::PATIENCE;
-
-/// Counts how many items are pulled out of an input iterator.
-fn counted<I: Iterator>(inputs: I) -> (impl Iterator<Item = I::Item>, Arc<AtomicUsize>) {
-    let pulled = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&pulled);
-    let inputs = inputs.inspect(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    (inputs, pulled)
-}
-
-/// Gates that tasks block on until the test opens them, by index.
-struct Gates {
-    senders: Vec<Sender<()>>,
-    receivers: Arc<Vec<Mutex<Receiver<()>>>>,
-}
-
-impl Gates {
-    fn new(count: usize) -> Self {
-        let (senders, receivers) = (0..count)
-            .map(|_| mpsc::channel())
-            .unzip::<_, _, Vec<_>, Vec<_>>();
-        Self {
-            senders,
-            receivers: Arc::new(receivers.into_iter().map(Mutex::new).collect()),
-        }
-    }
-
-    fn open(&self, index: usize) {
-        self.senders[index].send(()).unwrap();
-    }
-}
-
-/// Blocks until gate `index` opens (or its sender is dropped, which ends a
-/// failing test instead of hanging it). Returns whether it was opened.
-fn pass(gates: &[Mutex<Receiver<()>>], index: usize) -> bool {
-    gates[index].lock().unwrap().recv().is_ok()
-}
+use common::{Gates, PATIENCE, counted, held_task, pass};
 
 #[test]
 fn results_come_in_input_order_even_when_later_tasks_finish_first() {
@@ -145,33 +107,6 @@ fn the_default_look_ahead_is_bounded_too() {
         pulled <= 1 + LOOK_AHEAD_PER_WORKER * 2 * 3,
         "pulled {pulled} with chunksize 3"
     );
-}
-
-/// A task for a pool of one: item `held` reports on `started` and blocks on
-/// gate 0; every item after it reports on `ran`, so the test can tell
-/// whether it ever ran.
-fn held_task(
-    gates: &Gates,
-    held: usize,
-) -> (
-    impl Fn(usize) -> usize + Send + Sync + 'static,
-    Receiver<()>,
-    Receiver<usize>,
-) {
-    let receivers = Arc::clone(&gates.receivers);
-    let (started_tx, started) = mpsc::channel();
-    let (ran_tx, ran) = mpsc::channel();
-    let (started_tx, ran_tx) = (Mutex::new(started_tx), Mutex::new(ran_tx));
-    let task = move |n: usize| {
-        if n == held {
-            started_tx.lock().unwrap().send(()).unwrap();
-            pass(&receivers, 0);
-        } else if n > held {
-            ran_tx.lock().unwrap().send(n).unwrap();
-        }
-        n
-    };
-    (task, started, ran)
 }
 
 #[test]

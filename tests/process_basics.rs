@@ -1,6 +1,7 @@
 //! The process pool's basics: a round trip through another process, `map`
-//! in input order whatever the chunk size, and the `Executor` trait, so that
-//! switching from threads to processes is one identifier.
+//! in input order whatever the chunk size, `map_unordered` in completion
+//! order, `starmap` over pairs, and the `Executor` trait, so that switching
+//! from threads to processes is one identifier.
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
@@ -11,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
-use fixtures::{PATIENCE, pid, settle};
+use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
 fn main() {
     concurrent_futures::init(); // first line: in a worker it never returns
@@ -19,6 +20,8 @@ fn main() {
         a_result_comes_back_from_another_process,
         map_yields_results_in_input_order,
         results_do_not_depend_on_the_chunk_size,
+        map_unordered_does_not_wait_for_a_held_task,
+        starmap_spreads_pairs_over_two_arguments,
         generic_executor_code_runs_on_processes,
     ]);
 }
@@ -72,15 +75,69 @@ fn results_do_not_depend_on_the_chunk_size() {
     }
 }
 
+/// Item 0 waits for the test's release file; the others return at once.
+fn first_waits((dir, n): (String, u32)) -> u32 {
+    if n == 0 {
+        block_until_released(dir);
+    }
+    n
+}
+
+fn map_unordered_does_not_wait_for_a_held_task() {
+    let scratch = Scratch::new("unordered");
+    let executor = ProcessPoolExecutor::new(2);
+    let inputs = (0..6).map(|n| (scratch.arg(), n));
+    let mut results = executor
+        .map_unordered(first_waits, inputs)
+        .timeout(PATIENCE);
+    // One worker holds item 0; the other runs the rest, in order.
+    let rest: Vec<_> = results.by_ref().take(5).collect();
+    assert_eq!(rest, (1..6).map(Ok).collect::<Vec<_>>());
+    scratch.touch("release");
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(results.next(), None);
+}
+
+fn harga(barang: String, jumlah: u32) -> (String, u32) {
+    (format!("{jumlah} {barang}"), jumlah * 2500)
+}
+
+fn starmap_spreads_pairs_over_two_arguments() {
+    let executor = ProcessPoolExecutor::new(2);
+    let orders = || (1..=50).map(|n| (format!("kopi-{n}"), n));
+    let expected: Vec<_> = orders().map(|(b, j)| Ok(harga(b, j))).collect();
+    for chunksize in [1, 8] {
+        let results: Vec<_> = executor
+            .starmap(harga, orders())
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect();
+        assert!(results == expected, "chunksize {chunksize}");
+    }
+}
+
 fn tugas(n: u32) -> (String, u32) {
     (format!("Tugas {n} selesai"), std::process::id())
+}
+
+fn tugas_ke(n: u32, dari: u32) -> (String, u32) {
+    tugas(n * 100 + dari)
 }
 
 /// Code written once against the trait.
 fn run_all(executor: &impl Executor) -> Vec<(String, u32)> {
     let results = executor.map(tugas, [1, 2, 3]).map(Result::unwrap).collect();
     let last = settle(&executor.submit(tugas, 4)).unwrap();
-    [results, vec![last]].concat()
+    let mut unordered: Vec<_> = executor
+        .map_unordered(tugas, [5, 6])
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort();
+    let spread = executor
+        .starmap(tugas_ke, [(7, 1), (8, 2)])
+        .map(Result::unwrap)
+        .collect();
+    [results, vec![last], unordered, spread].concat()
 }
 
 fn generic_executor_code_runs_on_processes() {

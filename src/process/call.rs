@@ -6,9 +6,11 @@
 //! from [`ANCHOR`] (a `static`: one item, one address, unlike a generic
 //! function that may be copied into several codegen units):
 //!
-//! - the **trampoline**: [`run::<A, R>`], monomorphised for the task's types,
-//!   which decodes the arguments, calls the task and encodes the outcomes;
-//! - the **function**: the user's `fn(A) -> R`.
+//! - the **trampoline**: [`run::<T>`], monomorphised for the task's
+//!   function pointer type `T` (a [`Task`]: `fn(A) -> R`, or `fn(A, B) -> R`
+//!   for `starmap`), which decodes the arguments, calls the task and encodes
+//!   the outcomes;
+//! - the **function**: the user's `fn(A) -> R` or `fn(A, B) -> R`.
 //!
 //! Turning a distance back into a function pointer is the only `unsafe` here
 //! ([`Call::invoke`] and the transmute in [`run`]). It is sound only if the
@@ -60,6 +62,47 @@ fn address(offset: u64) -> usize {
     (&ANCHOR as *const u8 as usize).wrapping_add(offset as usize)
 }
 
+/// A task's function pointer type: what [`run`] calls, one trampoline body
+/// for every arity. [`run`] turns an address back into a `Self`, so this
+/// must be implemented for function pointer types only.
+pub(crate) trait Task: Copy + Send + Sync + 'static {
+    /// The one value the task is called with: its argument, or the tuple of
+    /// its arguments.
+    type Args: Payload;
+    /// What the task returns.
+    type Output: Payload;
+    /// The function's address.
+    fn address(self) -> usize;
+    /// Calls the function with `args`.
+    fn call(self, args: Self::Args) -> Self::Output;
+}
+
+impl<A: Payload, R: Payload> Task for fn(A) -> R {
+    type Args = A;
+    type Output = R;
+
+    fn address(self) -> usize {
+        self as usize
+    }
+
+    fn call(self, arg: A) -> R {
+        self(arg)
+    }
+}
+
+impl<A: Payload, B: Payload, R: Payload> Task for fn(A, B) -> R {
+    type Args = (A, B);
+    type Output = R;
+
+    fn address(self) -> usize {
+        self as usize
+    }
+
+    fn call(self, (a, b): (A, B)) -> R {
+        self(a, b)
+    }
+}
+
 /// A function, named by offsets, that a worker of the same binary can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Call {
@@ -68,12 +111,12 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// Names `task`, with the trampoline for its argument and result types.
-    pub(crate) fn of<A: Payload, R: Payload>(task: fn(A) -> R) -> Self {
-        let trampoline: Trampoline = run::<A, R>;
+    /// Names `task`, with the trampoline for its type.
+    pub(crate) fn of<T: Task>(task: T) -> Self {
+        let trampoline: Trampoline = run::<T>;
         Call {
             trampoline: offset(trampoline as usize),
-            function: offset(task as usize),
+            function: offset(task.address()),
         }
     }
 
@@ -114,7 +157,7 @@ impl Call {
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         // SAFETY: by this function's contract, `trampoline` is the offset of
-        // a `run::<A, R>` (a `Trampoline`) in this very image, so anchor +
+        // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
         let trampoline =
             unsafe { std::mem::transmute::<usize, Trampoline>(address(self.trampoline)) };
@@ -136,32 +179,34 @@ impl Call {
     }
 }
 
-/// The trampoline for tasks `fn(A) -> R`: decode, call, encode, per item.
+/// The trampoline for tasks of type `T`: decode, call, encode, per item.
 /// A panic, or a result that fails to serialize, is that item's outcome.
-fn run<A: Payload, R: Payload>(
+fn run<T: Task>(
     function: usize,
     count: u32,
     frame: &mut Vec<u8>,
     start: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    // SAFETY: `function` is anchor + the offset `Call::of::<A, R>` took of a
-    // `fn(A) -> R`, and this is the trampoline `Call::of` paired with it, so
-    // the address is a function of exactly this type (see `Call::invoke`).
-    let task = unsafe { std::mem::transmute::<usize, fn(A) -> R>(function) };
+    const { assert!(size_of::<T>() == size_of::<usize>()) };
+    // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
+    // `T`, and this is the trampoline `Call::of` paired with it, so the
+    // address is a function of exactly this type (see `Call::invoke`). `T`
+    // is a function pointer, the size of the `usize` read (checked above).
+    let task = unsafe { std::mem::transmute_copy::<usize, T>(&function) };
     if count == 1
-        && let Some(arg) = wire::take_whole::<A>(frame, start)
+        && let Some(arg) = wire::take_whole::<T::Args>(frame, start)
     {
-        wire::encode_outcome(panic::catch(|| task(arg)), out);
+        wire::encode_outcome(panic::catch(|| task.call(arg)), out);
         return Ok(());
     }
     let mut args = &frame[start..];
     for _ in 0..count {
-        let (arg, rest) = wire::take::<A>(args).map_err(|error| {
+        let (arg, rest) = wire::take::<T::Args>(args).map_err(|error| {
             format!("the task's argument could not be deserialized in the worker: {error}")
         })?;
         args = rest;
-        wire::encode_outcome(panic::catch(|| task(arg)), out);
+        wire::encode_outcome(panic::catch(|| task.call(arg)), out);
     }
     Ok(())
 }
@@ -209,7 +254,7 @@ impl Fingerprint {
     /// The running executable's file identity and code layout.
     pub(crate) fn of_this_process() -> io::Result<Self> {
         let file = fs::metadata("/proc/self/exe")?;
-        let layout = Call::of::<(), ()>(drop).trampoline;
+        let layout = Call::of(drop as fn(())).trampoline;
         Ok(Fingerprint([
             file.dev(),
             file.ino(),
@@ -230,9 +275,13 @@ mod tests {
         u64::from(n) * 2
     }
 
+    fn power(base: u64, exp: u32) -> u64 {
+        base.pow(exp)
+    }
+
     #[test]
     fn a_call_round_trips_within_one_process() {
-        let call = Call::of(double);
+        let call = Call::of(double as fn(_) -> _);
         let mut args = Vec::new();
         for n in [1_u32, 20] {
             wire::append(&n, &mut args).unwrap();
@@ -245,6 +294,20 @@ mod tests {
     }
 
     #[test]
+    fn a_two_argument_call_takes_a_tuple() {
+        let call = Call::of(power as fn(_, _) -> _);
+        let mut args = Vec::new();
+        for pair in [(2_u64, 10_u32), (3, 3)] {
+            wire::append(&pair, &mut args).unwrap();
+        }
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
+        let outcomes = wire::decode_outcomes::<u64>(&out, 2).unwrap();
+        assert_eq!(outcomes, [Ok(1024), Ok(27)]);
+    }
+
+    #[test]
     fn a_lone_byte_vector_takes_the_frame_buffer() {
         fn len(bytes: Vec<u8>) -> usize {
             bytes.len()
@@ -253,14 +316,14 @@ mod tests {
         wire::append(&vec![7_u8; 1000], &mut frame).unwrap();
         let mut out = Vec::new();
         // SAFETY: the call was made by `Call::of` in this process.
-        unsafe { Call::of(len).invoke(1, &mut frame, 4, &mut out) }.unwrap();
+        unsafe { Call::of(len as fn(_) -> _).invoke(1, &mut frame, 4, &mut out) }.unwrap();
         assert_eq!(wire::decode_outcomes::<usize>(&out, 1).unwrap(), [Ok(1000)]);
         assert!(frame.is_empty(), "the buffer itself became the argument");
     }
 
     #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
-        let call = Call::of(double);
+        let call = Call::of(double as fn(_) -> _);
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut out) };
@@ -271,7 +334,7 @@ mod tests {
     #[test]
     fn tags_depend_on_the_secret_and_the_pair() {
         let secret = Secret::random();
-        let call = Call::of(double);
+        let call = Call::of(double as fn(_) -> _);
         assert_eq!(call.tag(&secret), call.tag(&secret));
         assert_ne!(call.tag(&secret), call.tag(&Secret::random()));
         let other = Call {

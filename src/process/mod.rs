@@ -26,7 +26,7 @@ use crate::future::{self, Canceller, Promise};
 use crate::map::{Map, Pending};
 use crate::workers::{self, Workers};
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
-use call::{Call, Fingerprint, Secret};
+use call::{Call, Fingerprint, Secret, Task};
 use spawn::{Process, Recipe};
 use wire::TaskHeader;
 #[cfg(fuzzing)]
@@ -276,6 +276,11 @@ impl ProcessPoolExecutor {
     /// }
     /// ```
     pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
+        self.submit_task(task, arg)
+    }
+
+    /// [`submit`](Self::submit), for a task of any [`Task`] type.
+    fn submit_task<T: Task>(&self, task: T, arg: T::Args) -> Future<T::Output> {
         let (promise, future) = future::pair();
         let (mut args, mut tail) = (Vec::new(), Vec::new());
         let arg: Box<dyn Any> = Box::new(arg);
@@ -287,7 +292,8 @@ impl ProcessPoolExecutor {
                 Ok(())
             }
             Err(arg) => encode_arg(
-                arg.downcast_ref::<A>().expect("the argument is an A"),
+                arg.downcast_ref::<T::Args>()
+                    .expect("the argument is a T::Args"),
                 &mut args,
             ),
         };
@@ -323,11 +329,47 @@ impl ProcessPoolExecutor {
         R: Payload,
         I: IntoIterator<Item = A>,
     {
+        self.map_task(task, inputs)
+    }
+
+    /// Runs a function of two arguments over pairs of them in the worker
+    /// processes, yielding the results in input order: Python's
+    /// `Pool.starmap`. See [`Executor::starmap`].
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
+    ///     basis.pow(eksponen)
+    /// }
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::new(2);
+    ///     let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
+    ///     assert_eq!(hasil, [8, 9]);
+    /// }
+    /// ```
+    pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        A: Payload,
+        B: Payload,
+        R: Payload,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        self.map_task(task, inputs)
+    }
+
+    /// [`map`](Self::map), for a task of any [`Task`] type.
+    fn map_task<T: Task, I>(&self, task: T, inputs: I) -> Map<'_, I::IntoIter, T::Output>
+    where
+        I: IntoIterator<Item = T::Args>,
+    {
         let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<A>| {
+        let submit = move |chunk: &mut Vec<T::Args>| {
             if chunk.len() == 1 {
                 let arg = chunk.pop().expect("one item");
-                return Pending::One(self.submit(task, arg));
+                return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
             let (promise, future) = future::pair();
@@ -360,6 +402,33 @@ impl ProcessPoolExecutor {
         };
         Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
             .chunksize(self.shared.chunksize)
+    }
+
+    /// Like [`map`](Self::map), but yields each result as soon as its task
+    /// (or its chunk) finishes; see [`Executor::map_unordered`].
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn kuadrat(n: u64) -> (u64, u64) {
+    ///     (n, n * n) // the input travels with its result
+    /// }
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::new(2);
+    ///     let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    ///     pairs.sort();
+    ///     assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
+    /// }
+    /// ```
+    pub fn map_unordered<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        A: Payload,
+        R: Payload,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
     }
 
     fn enqueue(
@@ -469,6 +538,16 @@ impl Executor for ProcessPoolExecutor {
         I: IntoIterator<Item = A>,
     {
         ProcessPoolExecutor::map(self, task, inputs)
+    }
+
+    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        B: Payload,
+        R: Payload,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        ProcessPoolExecutor::starmap(self, task, inputs)
     }
 
     fn shutdown_with(&self, how: Shutdown) {

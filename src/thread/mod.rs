@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::future;
 use crate::map::{Map, Pending};
 use crate::workers::Workers;
-use crate::{Error, Executor, Future, Payload, Shutdown, panic};
+use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
 use worker::{Task, ThreadJob};
 
 /// A pool of threads for I/O-bound work: downloads, file and database access,
@@ -225,6 +225,68 @@ impl ThreadPoolExecutor {
         scope::map_slice(&self.workers, task, items)
     }
 
+    /// Runs `task` over tuples of arguments, yielding the results in input
+    /// order: Python's `starmap`, which calls `task(*args)` for each tuple.
+    ///
+    /// `task` may be any shared closure or function of one to six arguments
+    /// (see [`Spread`]); a closure's argument types must be written out. The
+    /// iterator is a [`Map`], with its settings.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    ///
+    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
+    ///     basis.pow(eksponen)
+    /// }
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let hasil: Vec<_> = executor.starmap(pangkat, [(2, 5), (3, 2)]).collect::<Result<_, _>>()?;
+    /// assert_eq!(hasil, [32, 9]);
+    ///
+    /// let sapa = String::from("Halo");
+    /// let salam = move |nama: &str, kota: &str, kali: usize| format!("{sapa} {nama} dari {kota}").repeat(kali);
+    /// let mut baris = executor.starmap(salam, [("Budi", "Bandung", 1)]);
+    /// assert_eq!(baris.next(), Some(Ok("Halo Budi dari Bandung".to_owned())));
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn starmap<F, Args, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
+    where
+        F: Spread<Args> + Send + Sync + 'static,
+        F::Output: Send + 'static,
+        Args: Send + 'static,
+        I: IntoIterator<Item = Args>,
+    {
+        self.map(move |args| task.call_with(args), inputs)
+    }
+
+    /// Like [`map`](Self::map), but yields each result as soon as its task
+    /// finishes, for throughput; see [`Executor::map_unordered`].
+    ///
+    /// To know which input a result belongs to, have the task return it.
+    ///
+    /// ```
+    /// use concurrent_futures::ThreadPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let executor = ThreadPoolExecutor::new(3);
+    /// let unduh = |detik: u64| {
+    ///     std::thread::sleep(Duration::from_millis(100 * detik));
+    ///     format!("web{detik}")
+    /// };
+    /// let selesai: Vec<_> = executor.map_unordered(unduh, [3, 1, 2]).collect::<Result<_, _>>()?;
+    /// assert_eq!(selesai.len(), 3); // most likely web1, web2, web3: the fastest first
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn map_unordered<F, A, R, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, R>
+    where
+        F: Fn(A) -> R + Send + Sync + 'static,
+        A: Send + 'static,
+        R: Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.map(task, inputs).unordered()
+    }
+
     /// Stops taking tasks and waits for the queued ones to run; see
     /// [`Executor::shutdown`]. Called by `Drop`.
     ///
@@ -289,6 +351,16 @@ impl Executor for ThreadPoolExecutor {
         I: IntoIterator<Item = A>,
     {
         ThreadPoolExecutor::map(self, task, inputs)
+    }
+
+    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
+    where
+        A: Payload,
+        B: Payload,
+        R: Payload,
+        I: IntoIterator<Item = (A, B)>,
+    {
+        ThreadPoolExecutor::starmap(self, task, inputs)
     }
 
     fn shutdown_with(&self, how: Shutdown) {

@@ -1,5 +1,6 @@
 //! What the thread-pool tests share: how long they wait, tasks held running
-//! until the test releases them, and a look at which thread runs a task.
+//! until the test releases them, a look at which thread runs a task, and the
+//! gates and input counters of the `map` tests.
 //!
 //! Each thread-pool test file says `mod common;`. The process-pool tests do
 //! not use this module; they include `process_fixtures.rs` and
@@ -10,7 +11,9 @@
 #![allow(dead_code)]
 
 use std::fmt::Display;
-use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -114,4 +117,70 @@ pub fn position<T>(all: &[&Future<T>], future: &Future<T>) -> usize {
     all.iter()
         .position(|g| std::ptr::eq(*g, future))
         .expect("only futures it was given are handed back")
+}
+
+/// Counts how many items are pulled out of an input iterator.
+pub fn counted<I: Iterator>(inputs: I) -> (impl Iterator<Item = I::Item>, Arc<AtomicUsize>) {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let inputs = inputs.inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    (inputs, pulled)
+}
+
+/// Gates that tasks block on until the test opens them, by index.
+pub struct Gates {
+    senders: Vec<Sender<()>>,
+    /// What the tasks hold, to [`pass`] one gate each.
+    pub receivers: Arc<Vec<Mutex<Receiver<()>>>>,
+}
+
+impl Gates {
+    pub fn new(count: usize) -> Self {
+        let (senders, receivers) = (0..count)
+            .map(|_| mpsc::channel())
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        Self {
+            senders,
+            receivers: Arc::new(receivers.into_iter().map(Mutex::new).collect()),
+        }
+    }
+
+    pub fn open(&self, index: usize) {
+        self.senders[index].send(()).unwrap();
+    }
+}
+
+/// Blocks until gate `index` opens (or its sender is dropped, which ends a
+/// failing test instead of hanging it). Returns whether it was opened.
+pub fn pass(gates: &[Mutex<Receiver<()>>], index: usize) -> bool {
+    gates[index].lock().unwrap().recv().is_ok()
+}
+
+/// A task for a pool of one: item `held` reports on `started` and blocks on
+/// gate 0; every item after it reports on `ran`, so the test can tell
+/// whether it ever ran.
+pub fn held_task(
+    gates: &Gates,
+    held: usize,
+) -> (
+    impl Fn(usize) -> usize + Send + Sync + 'static,
+    Receiver<()>,
+    Receiver<usize>,
+) {
+    let receivers = Arc::clone(&gates.receivers);
+    let (started_tx, started) = mpsc::channel();
+    let (ran_tx, ran) = mpsc::channel();
+    let (started_tx, ran_tx) = (Mutex::new(started_tx), Mutex::new(ran_tx));
+    let task = move |n: usize| {
+        if n == held {
+            started_tx.lock().unwrap().send(()).unwrap();
+            pass(&receivers, 0);
+        } else if n > held {
+            ran_tx.lock().unwrap().send(n).unwrap();
+        }
+        n
+    };
+    (task, started, ran)
 }

@@ -1,0 +1,50 @@
+//! [`Spread`]: calling a function of several arguments with one tuple.
+
+/// A function of several arguments, called with one tuple of them: what
+/// [`ThreadPoolExecutor::starmap`](crate::ThreadPoolExecutor::starmap) takes,
+/// as Python's `itertools.starmap` calls `f(*args)`.
+///
+/// Every `Fn` of one to six arguments is one, with the tuple of its argument
+/// types as `Args`: `Fn(A) -> R` takes `(A,)`, `Fn(A, B) -> R` takes
+/// `(A, B)`, and so on.
+///
+/// ```
+/// use concurrent_futures::Spread;
+///
+/// fn harga(barang: &str, jumlah: u32, satuan: u32) -> String {
+///     format!("{jumlah} {barang}: Rp{}", jumlah * satuan)
+/// }
+///
+/// assert_eq!(harga.call_with(("kopi", 2, 5000)), "2 kopi: Rp10000");
+/// ```
+pub trait Spread<Args> {
+    /// What the function returns.
+    type Output;
+
+    /// Calls the function with the tuple's elements as its arguments.
+    fn call_with(&self, args: Args) -> Self::Output;
+}
+
+/// Implements [`Spread`] for the functions of one arity, given as
+/// `argument Type` pairs.
+macro_rules! spread {
+    ($($arg:ident $type:ident),+) => {
+        impl<F, $($type,)+ R> Spread<($($type,)+)> for F
+        where
+            F: Fn($($type),+) -> R,
+        {
+            type Output = R;
+
+            fn call_with(&self, ($($arg,)+): ($($type,)+)) -> R {
+                self($($arg),+)
+            }
+        }
+    };
+}
+
+spread!(a A);
+spread!(a A, b B);
+spread!(a A, b B, c C);
+spread!(a A, b B, c C, d D);
+spread!(a A, b B, c C, d D, e E);
+spread!(a A, b B, c C, d D, e E, f G);
