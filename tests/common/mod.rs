@@ -1,5 +1,6 @@
 //! What the thread-pool tests share: how long they wait, tasks held running
-//! until the test releases them, and a look at which thread runs a task.
+//! until the test releases them, a look at which thread runs a task, and a
+//! waker that counts its wake-ups.
 //!
 //! Each thread-pool test file says `mod common;`. The process-pool tests do
 //! not use this module; they include `process_fixtures.rs` and
@@ -10,9 +11,12 @@
 #![allow(dead_code)]
 
 use std::fmt::Display;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::thread;
-use std::time::Duration;
+use std::task::Wake;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use concurrent_futures::{Future, ReturnWhen, ThreadPoolExecutor, wait};
 
@@ -114,4 +118,48 @@ pub fn position<T>(all: &[&Future<T>], future: &Future<T>) -> usize {
     all.iter()
         .position(|g| std::ptr::eq(*g, future))
         .expect("only futures it was given are handed back")
+}
+
+/// A waker that unparks the thread that made it and counts its wake-ups.
+pub struct Unpark {
+    thread: Thread,
+    wakes: AtomicUsize,
+}
+
+impl Unpark {
+    /// A waker for this thread, not woken yet; `Waker::from` it.
+    pub fn here() -> Arc<Self> {
+        Arc::new(Unpark {
+            thread: thread::current(),
+            wakes: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many wake-ups so far.
+    pub fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+
+    /// Parks until there have been `n` wake-ups; a spurious unpark does not
+    /// count. Panics after `PATIENCE`, so a lost wake-up fails the test
+    /// instead of hanging it.
+    pub fn park_until(&self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.wakes() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the waker was never woken");
+            thread::park_timeout(left);
+        }
+    }
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
 }
