@@ -133,4 +133,6 @@ pub use future::Future;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use thread::{ThreadPoolBuilder, ThreadPoolExecutor};
-pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};
+pub use wait::{
+    AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, as_completed, wait,
+};
