@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{Error, panic};
 
@@ -124,7 +124,55 @@ struct Slot<R> {
 struct Watcher {
     key: u64,
     index: usize,
-    notify: Sender<usize>,
+    notify: Arc<Notify>,
+}
+
+/// Where the watchers of one `wait` or `as_completed` report: a channel of
+/// the indexes of completed futures, for a thread to block on, and the waker
+/// of a task polling that channel as a stream.
+pub(crate) struct Notify {
+    completed: Sender<usize>,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Notify {
+    /// A new `Notify` and the receiving end of its channel.
+    pub(crate) fn channel() -> (Arc<Self>, Receiver<usize>) {
+        let (completed, completions) = crossbeam_channel::unbounded();
+        let notify = Arc::new(Notify {
+            completed,
+            waker: Mutex::new(None),
+        });
+        (notify, completions)
+    }
+
+    /// Wakes `waker` at the next completion.
+    pub(crate) fn set_waker(&self, waker: &Waker) {
+        register(&mut self.waker_slot(), waker);
+    }
+
+    /// Reports that the future at `index` completed.
+    fn send(&self, index: usize) {
+        // The receiver may be gone (the waiter timed out); that is fine.
+        let _ = self.completed.send(index);
+        let waker = self.waker_slot().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn waker_slot(&self) -> MutexGuard<'_, Option<Waker>> {
+        // Nothing panics while this lock is held.
+        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Stores `waker` in `slot`, unless the one there already wakes the same task.
+fn register(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(old) if old.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
 }
 
 /// Everything to tell once the state is terminal, gathered under the lock
@@ -188,8 +236,7 @@ impl<R> Wakeups<R> {
             inner.ready.notify_all();
         }
         for watcher in self.watchers {
-            // The receiver may be gone (the waiter timed out); that is fine.
-            let _ = watcher.notify.send(watcher.index);
+            watcher.notify.send(watcher.index);
         }
         if let Some(waker) = self.waker {
             waker.wake();
@@ -529,17 +576,17 @@ impl<R> Future<R> {
 
     /// Asks to be sent `index` on `notify` when this future is done; if it is
     /// done already, sends at once. Returns `false` in that case.
-    pub(crate) fn watch(&self, key: u64, index: usize, notify: &Sender<usize>) -> bool {
+    pub(crate) fn watch(&self, key: u64, index: usize, notify: &Arc<Notify>) -> bool {
         let mut slot = self.inner.lock();
         if self.done() {
             drop(slot);
-            let _ = notify.send(index);
+            notify.send(index);
             return false;
         }
         slot.watchers.push(Watcher {
             key,
             index,
-            notify: notify.clone(),
+            notify: Arc::clone(notify),
         });
         true
     }
@@ -573,10 +620,7 @@ impl<R> std::future::Future for Future<R> {
                 Poll::Ready(slot.outcome.take().unwrap_or(Err(Error::ResultTaken)))
             }
             _ => {
-                match &mut slot.waker {
-                    Some(waker) if waker.will_wake(cx.waker()) => {}
-                    waker => *waker = Some(cx.waker().clone()),
-                }
+                register(&mut slot.waker, cx.waker());
                 Poll::Pending
             }
         }

@@ -105,6 +105,30 @@
 //! # Ok::<(), concurrent_futures::Error>(())
 //! ```
 //!
+//! In async code, `.await` a [`Future`] instead of calling `result()`, and
+//! turn `as_completed` into a [`Stream`](futures_core::Stream) with
+//! [`AsCompleted::into_stream`]. Neither blocks the runtime's thread; both
+//! are woken by the completing task (`examples/async_bridge.rs` is a whole
+//! tokio program):
+//!
+//! ```
+//! use concurrent_futures::{as_completed, ThreadPoolExecutor};
+//! use futures_util::StreamExt;
+//!
+//! let executor = ThreadPoolExecutor::new(2);
+//! let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! runtime.block_on(async {
+//!     assert_eq!(executor.submit(|n: u32| n * 2, 21).await, Ok(42));
+//!     let futures: Vec<_> = (1..=3).map(|n| executor.submit(|n: u32| n, n)).collect();
+//!     let mut completed = as_completed(&futures).into_stream();
+//!     while let Some(future) = completed.next().await {
+//!         println!("{}", future.result()?); // done already: returns at once
+//!     }
+//!     Ok::<(), concurrent_futures::Error>(())
+//! })?;
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
 //! Errors are values: a task that panics gives [`Error::Panicked`] on its own
 //! future and the pool carries on. Every way a task can fail is one variant
 //! of [`Error`].
@@ -163,4 +187,6 @@ pub use process::fuzz_wire;
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
-pub use wait::{AsCompleted, AsCompletedTimeout, ReturnWhen, as_completed, wait};
+pub use wait::{
+    AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, as_completed, wait,
+};

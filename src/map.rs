@@ -1,19 +1,20 @@
 //! [`Map`]: the lazy, bounded iterator behind every executor's `map`,
 //! `map_unordered` and `starmap`.
 //!
-//! In input order, the next chunk to yield is the oldest one submitted. As
-//! they finish, each submitted chunk's future has a watcher (the mechanism of
-//! [`wait`](crate::wait)) that sends the chunk's number down one channel, and
-//! the next chunk to yield is the next number received.
+//! In input order, the next chunk to yield is the oldest one submitted.
+//! Unordered, each submitted chunk's future has a watcher (the mechanism of
+//! [`wait`](crate::wait)) that sends the chunk's number down one channel as
+//! it finishes, and the next chunk to yield is the next number received.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 
-use crate::future::watch_key;
+use crate::future::{Notify, watch_key};
 use crate::{Error, Future};
 
 /// The default look-ahead of `map`, in chunks per worker. Enough that
@@ -67,7 +68,7 @@ impl<R> Pending<R> {
 /// Where the chunks of a `map_unordered` report, by number, that they are done.
 struct Completions {
     key: u64,
-    notify: Sender<usize>,
+    notify: Arc<Notify>,
     finished: Receiver<usize>,
 }
 
@@ -156,7 +157,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     /// Yields results as their chunks finish instead of in input order.
     /// Called before the first `next`, so every chunk is watched.
     pub(crate) fn unordered(mut self) -> Self {
-        let (notify, finished) = crossbeam_channel::unbounded();
+        let (notify, finished) = Notify::channel();
         self.completions = Some(Completions {
             key: watch_key(),
             notify,

@@ -2,16 +2,22 @@
 //!
 //! Both register a watcher on each future: a completing future sends its
 //! index down one channel, and the caller blocks on that channel, so there
-//! is no polling. Watchers are withdrawn before returning, so waiting again
-//! and again on a long-running future does not pile them up.
+//! is no polling. [`AsCompletedStream`] reads the same channel without
+//! blocking and leaves a waker, woken by the next completion. Watchers are
+//! withdrawn before returning, so waiting again and again on a long-running
+//! future does not pile them up.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use futures_core::Stream;
 
-use crate::future::watch_key;
+use crate::future::{Notify, watch_key};
 use crate::{Error, Future};
 
 /// When [`wait`] returns.
@@ -71,7 +77,8 @@ where
 /// Yields `futures` as they complete: those already done first, then the
 /// rest in completion order. A future that appears twice is yielded once.
 ///
-/// Use [`AsCompleted::timeout`] for one deadline over the whole iteration.
+/// Use [`AsCompleted::timeout`] for one deadline over the whole iteration,
+/// and [`AsCompleted::into_stream`] to `.await` the futures in async code.
 ///
 /// ```
 /// use concurrent_futures::{as_completed, ThreadPoolExecutor};
@@ -120,6 +127,37 @@ impl<'a, R> AsCompleted<'a, R> {
             inner: Some(self),
         }
     }
+
+    /// The same futures as a [`Stream`], for async code: the stream yields
+    /// what the iterator would, but where the iterator blocks, the stream
+    /// returns `Pending` and is woken by the next completion. It never blocks
+    /// the executor's thread and never polls in a loop; each completion
+    /// costs one channel message and at most one wake-up, however many
+    /// futures are watched. A yielded future is done, so its
+    /// [`result`](Future::result) returns at once.
+    ///
+    /// For a deadline, wrap each `next()` in your runtime's timeout.
+    ///
+    /// ```
+    /// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+    /// use futures_util::StreamExt;
+    ///
+    /// let executor = ThreadPoolExecutor::new(4);
+    /// let futures: Vec<_> = (1..=4).map(|n| executor.submit(|n: u32| n * 10, n)).collect();
+    /// let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// let total = runtime.block_on(async {
+    ///     let mut completed = as_completed(&futures).into_stream();
+    ///     let mut total = 0;
+    ///     while let Some(future) = completed.next().await {
+    ///         total += future.result().unwrap();
+    ///     }
+    ///     total
+    /// });
+    /// assert_eq!(total, 100);
+    /// ```
+    pub fn into_stream(self) -> AsCompletedStream<'a, R> {
+        AsCompletedStream { watch: self.watch }
+    }
 }
 
 impl<'a, R> Iterator for AsCompleted<'a, R> {
@@ -159,6 +197,24 @@ impl<'a, R> Iterator for AsCompletedTimeout<'a, R> {
     }
 }
 
+/// The stream of [`AsCompleted::into_stream`]: futures as they complete.
+pub struct AsCompletedStream<'a, R> {
+    watch: Watch<'a, R>,
+}
+
+impl<'a, R> Stream for AsCompletedStream<'a, R> {
+    type Item = &'a Future<R>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let watch = &mut self.get_mut().watch;
+        watch.poll_next(cx).map(|i| i.map(|i| watch.futures[i]))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.watch.left))
+    }
+}
+
 /// The futures in input order, each once.
 fn distinct<'a, R>(futures: impl IntoIterator<Item = &'a Future<R>>) -> Vec<&'a Future<R>> {
     let mut seen = HashSet::new();
@@ -172,6 +228,7 @@ fn distinct<'a, R>(futures: impl IntoIterator<Item = &'a Future<R>>) -> Vec<&'a 
 struct Watch<'a, R> {
     futures: Vec<&'a Future<R>>,
     key: u64,
+    notify: Arc<Notify>,
     completions: Receiver<usize>,
     /// How many completions have not been received yet.
     left: usize,
@@ -180,7 +237,7 @@ struct Watch<'a, R> {
 impl<'a, R> Watch<'a, R> {
     fn new(futures: Vec<&'a Future<R>>) -> Self {
         let key = watch_key();
-        let (notify, completions) = crossbeam_channel::unbounded();
+        let (notify, completions) = Notify::channel();
         for (index, future) in futures.iter().enumerate() {
             future.watch(key, index, &notify);
         }
@@ -188,6 +245,7 @@ impl<'a, R> Watch<'a, R> {
             left: futures.len(),
             futures,
             key,
+            notify,
             completions,
         }
     }
@@ -220,6 +278,27 @@ impl<'a, R> Watch<'a, R> {
         self.left -= 1;
         Some(index)
     }
+
+    /// The index of the next future to complete, `Ready(None)` if none is
+    /// left, or `Pending` with the waker left to be woken by the next one.
+    fn poll_next(&mut self, cx: &Context<'_>) -> Poll<Option<usize>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        // Leave the waker only when the channel is empty, then look again: a
+        // completion sent in between would not have woken it.
+        let index = self.completions.try_recv().or_else(|_| {
+            self.notify.set_waker(cx.waker());
+            self.completions.try_recv()
+        });
+        match index {
+            Ok(index) => {
+                self.left -= 1;
+                Poll::Ready(Some(index))
+            }
+            Err(_) => Poll::Pending,
+        }
+    }
 }
 
 impl<R> Drop for Watch<'_, R> {
@@ -231,6 +310,14 @@ impl<R> Drop for Watch<'_, R> {
 impl<R> fmt::Debug for AsCompleted<'_, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
+            .field("left", &self.watch.left)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> fmt::Debug for AsCompletedStream<'_, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompletedStream")
             .field("left", &self.watch.left)
             .finish_non_exhaustive()
     }

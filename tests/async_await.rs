@@ -2,38 +2,20 @@
 //! stored and woken on completion (or cancel), and nothing polls in a loop.
 //!
 //! No async runtime: a tiny `block_on` built from `std::task::Wake` over a
-//! thread unpark, which counts its polls and its wake-ups.
+//! thread unpark ([`common::Unpark`]), which counts its polls and its
+//! wake-ups.
 
 use std::future::Future as _;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::thread;
 
 use concurrent_futures::{Error, Future, Shutdown, ThreadPoolExecutor};
 
 mod common;
-use common::{PATIENCE, hold_with};
-
-/// Wakes a parked thread and counts how often it was asked to.
-struct Unpark {
-    thread: Thread,
-    wakes: AtomicUsize,
-}
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.wakes.fetch_add(1, Ordering::SeqCst);
-        self.thread.unpark();
-    }
-}
+use common::{PATIENCE, Unpark, hold_with};
 
 /// What `block_on` saw.
 #[derive(Debug)]
@@ -44,34 +26,25 @@ struct Run<T> {
 }
 
 /// Polls `future` to completion on this thread, parking between polls and
-/// polling again only after a wake-up. Panics after `PATIENCE`, so a lost
-/// wake-up fails the test instead of hanging it.
+/// polling again only after a wake-up. Panics after `PATIENCE` without one,
+/// so a lost wake-up fails the test instead of hanging it.
 fn block_on<F: std::future::Future>(future: F) -> Run<F::Output> {
-    let unpark = Arc::new(Unpark {
-        thread: thread::current(),
-        wakes: AtomicUsize::new(0),
-    });
+    let unpark = Unpark::here();
     let waker = Waker::from(Arc::clone(&unpark));
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
-    let deadline = Instant::now() + PATIENCE;
     let mut polls = 0;
     loop {
-        let wakes_before = unpark.wakes.load(Ordering::SeqCst);
+        let wakes_before = unpark.wakes();
         polls += 1;
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Run {
                 output,
                 polls,
-                wakes: unpark.wakes.load(Ordering::SeqCst),
+                wakes: unpark.wakes(),
             };
         }
-        // Park until woken: a spurious unpark does not count as a wake-up.
-        while unpark.wakes.load(Ordering::SeqCst) == wakes_before {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "the waker was never woken");
-            thread::park_timeout(left);
-        }
+        unpark.park_until(wakes_before + 1);
     }
 }
 
@@ -154,37 +127,19 @@ fn poll_once<R>(future: &mut Future<R>, wakes: &Arc<Unpark>) -> Poll<Result<R, E
     Pin::new(future).poll(&mut Context::from_waker(&waker))
 }
 
-fn counter() -> Arc<Unpark> {
-    Arc::new(Unpark {
-        thread: thread::current(),
-        wakes: AtomicUsize::new(0),
-    })
-}
-
 #[test]
 fn only_the_waker_of_the_latest_poll_is_woken() {
     let executor = ThreadPoolExecutor::new(1);
     let (mut future, release) = hold(&executor);
-    let (old, new) = (counter(), counter());
+    let (old, new) = (Unpark::here(), Unpark::here());
     assert!(poll_once(&mut future, &old).is_pending());
     assert!(poll_once(&mut future, &new).is_pending());
     // Polling again with the same waker keeps it registered.
     assert!(poll_once(&mut future, &new).is_pending());
     release.send(()).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while new.wakes.load(Ordering::SeqCst) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the latest waker was never woken"
-        );
-        thread::park_timeout(Duration::from_millis(100));
-    }
-    assert_eq!(new.wakes.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        old.wakes.load(Ordering::SeqCst),
-        0,
-        "a replaced waker stays quiet"
-    );
+    new.park_until(1);
+    assert_eq!(new.wakes(), 1);
+    assert_eq!(old.wakes(), 0, "a replaced waker stays quiet");
     assert_eq!(poll_once(&mut future, &new), Poll::Ready(Ok("released")));
 }
 

@@ -1,6 +1,7 @@
 //! What the thread-pool tests share: how long they wait, tasks held running
-//! until the test releases them, a look at which thread runs a task, and the
-//! gates and input counters of the `map` tests.
+//! until the test releases them, a look at which thread runs a task, the
+//! gates and input counters of the `map` tests, and a waker that counts its
+//! wake-ups.
 //!
 //! Each thread-pool test file says `mod common;`. The process-pool tests do
 //! not use this module; they include `process_fixtures.rs` and
@@ -14,8 +15,9 @@ use std::fmt::Display;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
+use std::task::Wake;
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
 use concurrent_futures::{Future, ReturnWhen, ThreadPoolExecutor, wait};
 
@@ -183,4 +185,48 @@ pub fn held_task(
         n
     };
     (task, started, ran)
+}
+
+/// A waker that unparks the thread that made it and counts its wake-ups.
+pub struct Unpark {
+    thread: Thread,
+    wakes: AtomicUsize,
+}
+
+impl Unpark {
+    /// A waker for this thread, not woken yet; `Waker::from` it.
+    pub fn here() -> Arc<Self> {
+        Arc::new(Unpark {
+            thread: thread::current(),
+            wakes: AtomicUsize::new(0),
+        })
+    }
+
+    /// How many wake-ups so far.
+    pub fn wakes(&self) -> usize {
+        self.wakes.load(Ordering::SeqCst)
+    }
+
+    /// Parks until there have been `n` wake-ups; a spurious unpark does not
+    /// count. Panics after `PATIENCE`, so a lost wake-up fails the test
+    /// instead of hanging it.
+    pub fn park_until(&self, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.wakes() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the waker was never woken");
+            thread::park_timeout(left);
+        }
+    }
+}
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
 }
