@@ -13,16 +13,20 @@ import contextlib, io, json, math, os, re, statistics, sys
 crit, logs, parts = sys.argv[1], sys.argv[2], sys.argv[3].split()
 markdown, svg_path = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else (None, None)
 
-def ours(bench):
-    """Criterion's median in microseconds per task (per element if a throughput is set)."""
+def figure(bench):
+    """Criterion's median in ns per iteration and the throughput, or (None, {})."""
     base = os.path.join(crit, bench, "new")
     try:
         median = json.load(open(os.path.join(base, "estimates.json")))["median"]["point_estimate"]
         meta = json.load(open(os.path.join(base, "benchmark.json")))
     except (OSError, KeyError, ValueError):
-        return None
-    elements = (meta.get("throughput") or {}).get("Elements", 1)
-    return median / elements / 1e3
+        return None, {}
+    return median, meta.get("throughput") or {}
+
+def ours(bench):
+    """Criterion's median in microseconds per task (per element if a throughput is set)."""
+    median, throughput = figure(bench)
+    return None if median is None else median / throughput.get("Elements", 1) / 1e3
 
 python = {}
 for line in open(os.path.join(logs, "python.txt")):
@@ -80,16 +84,6 @@ def thread_table():
     for line in open(os.path.join(logs, "memory.txt")):
         if line.startswith("map_memory"):
             print("- " + line.rstrip())
-
-def figure(bench):
-    """Criterion's median in ns per iteration and the throughput, or (None, {})."""
-    base = os.path.join(crit, bench, "new")
-    try:
-        median = json.load(open(os.path.join(base, "estimates.json")))["median"]["point_estimate"]
-        meta = json.load(open(os.path.join(base, "benchmark.json")))
-    except (OSError, KeyError, ValueError):
-        return None, {}
-    return median, meta.get("throughput") or {}
 
 def ms(bench):
     median, _ = figure(bench)
