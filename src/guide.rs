@@ -201,6 +201,47 @@
 //! assert_eq!(executor.submit(|n: u32| n, 2).result(), Ok(2)); // the pool goes on
 //! ```
 //!
+//! # Beyond `concurrent.futures`
+//!
+//! A few calls Python users reach for in neighbouring modules have a form
+//! here too.
+//!
+//! | Python | Rust |
+//! |---|---|
+//! | `multiprocessing.Pool.imap_unordered(f, xs)`, mpi4py's `map(f, xs, unordered=True)` | [`executor.map_unordered(f, xs)`](crate::Executor::map_unordered): results as they finish, with `map`'s settings |
+//! | `multiprocessing.Pool.starmap(f, pairs)`, `itertools.starmap` | [`executor.starmap(f, pairs)`](crate::Executor::starmap); the thread pool's takes one to six arguments |
+//! | `loop.run_in_executor(executor, f, x)`, `asyncio.wrap_future(f)` | `executor.submit(f, x).await` |
+//! | `asyncio.as_completed(fs)` | [`as_completed(&fs).into_stream()`](crate::AsCompleted::into_stream), a `futures_core::Stream` |
+//! | a task that reads the caller's local data (threads share it freely) | [`executor.scope(..)`](crate::ThreadPoolExecutor::scope) and [`executor.map_scoped(f, &slice)`](crate::ThreadPoolExecutor::map_scoped): borrows, no `Arc`, no `'static` |
+//!
+//! ```
+//! use concurrent_futures::ThreadPoolExecutor;
+//!
+//! fn pangkat(basis: u64, eksponen: u32) -> u64 {
+//!     basis.pow(eksponen)
+//! }
+//!
+//! let executor = ThreadPoolExecutor::new(2);
+//!
+//! // Pool.starmap(pow, [(2, 5), (3, 2)])
+//! let hasil: Vec<u64> = executor.starmap(pangkat, [(2, 5), (3, 2)]).collect::<Result<_, _>>()?;
+//! assert_eq!(hasil, [32, 9]);
+//!
+//! // Pool.imap_unordered(len, words): in whatever order they finish
+//! let mut panjang: Vec<usize> = executor
+//!     .map_unordered(|kata: &str| kata.len(), ["satu", "dua", "tiga"])
+//!     .collect::<Result<_, _>>()?;
+//! panjang.sort_unstable();
+//! assert_eq!(panjang, [3, 4, 4]);
+//!
+//! // Borrowed data, no Arc: the caller's slice and prefix stay on its stack.
+//! let halaman = vec![String::from("web1"), String::from("web2")];
+//! let awalan = String::from("https://");
+//! let alamat = executor.map_scoped(|h| format!("{awalan}{h}"), &halaman);
+//! assert_eq!(alamat, [Ok("https://web1".to_owned()), Ok("https://web2".to_owned())]);
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
 //! # What differs from Python, and why
 //!
 //! - **A dead worker fails one task, not the pool.** Python marks the whole
