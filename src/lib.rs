@@ -172,6 +172,7 @@ mod map;
 mod panic;
 mod process;
 mod spread;
+mod sync;
 mod thread;
 mod wait;
 mod workers;
