@@ -17,6 +17,21 @@
 //! callbacks, the waiters) sits behind one mutex, and the state only becomes
 //! terminal while that mutex is held, so a waiter that checks the state under
 //! the lock can never miss its wake-up.
+//!
+//! # Model-checked with loom
+//!
+//! The races between these steps (complete against cancel, against a timed
+//! wait running out, against `add_done_callback`, a watcher or a poll; cancel
+//! against the worker's claim; either side dropped first) are checked under
+//! every interleaving by [loom](https://docs.rs/loom), in `future/models.rs`:
+//! each future resolves exactly once and every waiter wakes. The primitives
+//! come from `crate::sync`, which is std's in a normal build and loom's with
+//! `--cfg concurrent_futures_loom`. Run them (as CI does) with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg concurrent_futures_loom" cargo test --lib --release \
+//!     --target-dir target/loom future::models
+//! ```
 
 use std::fmt;
 use std::hint;
@@ -648,6 +663,9 @@ impl<R> fmt::Debug for Promise<R> {
         f.debug_struct("Promise").finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, concurrent_futures_loom))]
+mod models;
 
 #[cfg(test)]
 mod tests {
