@@ -17,18 +17,34 @@
 //! callbacks, the waiters) sits behind one mutex, and the state only becomes
 //! terminal while that mutex is held, so a waiter that checks the state under
 //! the lock can never miss its wake-up.
+//!
+//! # Model-checked with loom
+//!
+//! The races between these steps (complete against cancel, against a timed
+//! wait running out, against `add_done_callback`, a watcher or a poll; cancel
+//! against the worker's claim; either side dropped first) are checked under
+//! every interleaving by [loom](https://docs.rs/loom), in `future/models.rs`:
+//! each future resolves exactly once and every waiter wakes. The primitives
+//! come from `crate::sync`, which is std's in a normal build and loom's with
+//! `--cfg concurrent_futures_loom`. Run them (as CI does) with
+//!
+//! ```text
+//! RUSTFLAGS="--cfg concurrent_futures_loom" cargo test --lib --release \
+//!     --target-dir target/loom future::models
+//! ```
 
 use std::fmt;
 use std::hint;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
 
 /// How long `result()` yields, checking, before it sleeps.
@@ -501,17 +517,12 @@ impl<R> Future<R> {
                     .wait(slot)
                     .unwrap_or_else(PoisonError::into_inner),
                 Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = sync::time_left(deadline);
                     if left.is_zero() {
                         slot.sleepers -= 1;
                         return Err(Error::Timeout);
                     }
-                    let (slot, _) = self
-                        .inner
-                        .ready
-                        .wait_timeout(slot, left)
-                        .unwrap_or_else(PoisonError::into_inner);
-                    slot
+                    sync::wait_timeout(&self.inner.ready, &self.inner.slot, slot, left)
                 }
             };
             slot.sleepers -= 1;
@@ -523,6 +534,11 @@ impl<R> Future<R> {
     /// (or a process round trip) finishes in that time, and then no thread
     /// has to be woken; yielding leaves the CPU to the threads doing work.
     fn spin_briefly(&self) {
+        // Under loom, skipped: its length is real time, which loom cannot
+        // replay, and all it does is delay the caller (see `crate::sync`).
+        if cfg!(concurrent_futures_loom) {
+            return;
+        }
         for step in 0..8 {
             match self.inner.state() {
                 FINISHED.. => return,
@@ -604,6 +620,8 @@ impl<R> Future<R> {
 
 /// A fresh key for one call of `wait` or `as_completed`.
 pub(crate) fn watch_key() -> u64 {
+    // std's atomic even under loom: a static needs a const constructor, and
+    // the key is no part of the state machine.
     static NEXT: AtomicU64 = AtomicU64::new(0);
     // ORDERING: only uniqueness matters, which any ordering of an RMW gives.
     NEXT.fetch_add(1, Ordering::Relaxed)
@@ -645,6 +663,9 @@ impl<R> fmt::Debug for Promise<R> {
         f.debug_struct("Promise").finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, concurrent_futures_loom))]
+mod models;
 
 #[cfg(test)]
 mod tests {

@@ -147,7 +147,10 @@
 //!
 //! # Where the unsafe code is
 //!
-//! The futures, `map` and `wait` use no `unsafe` code. The thread pool has
+//! The futures, `map` and `wait` use no `unsafe` code, and the future's
+//! state machine (pending, running, done, cancelled, with its callbacks,
+//! waiters and wakers) is model-checked under every interleaving with loom;
+//! see `future.rs` for the command. The thread pool has
 //! one block, for scoped tasks; the process pool has it in two places. Each
 //! block has a `// SAFETY:` comment:
 //!
@@ -172,6 +175,7 @@ mod map;
 mod panic;
 mod process;
 mod spread;
+mod sync;
 mod thread;
 mod wait;
 mod workers;

@@ -9,12 +9,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::iter::Fuse;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
 use crate::future::{Notify, watch_key};
+use crate::sync::Arc;
 use crate::{Error, Future};
 
 /// The default look-ahead of `map`, in chunks per worker. Enough that

@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use crossbeam_channel::Receiver;
 use futures_core::Stream;
 
 use crate::future::{Notify, watch_key};
+use crate::sync::Arc;
 use crate::{Error, Future};
 
 /// When [`wait`] returns.
