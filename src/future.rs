@@ -304,14 +304,17 @@ impl<R> Promise<R> {
             .is_ok()
     }
 
-    /// Lets [`Future::cancel`] stop the task while it runs: `canceller` is
-    /// called once, after the future has turned cancelled. Ignored unless the
-    /// task is running.
-    pub(crate) fn set_canceller(&self, canceller: Canceller) {
+    /// Like [`claim`](Self::claim), and lets [`Future::cancel`] stop the
+    /// task while it runs: `canceller` is called once, after the future has
+    /// turned cancelled. Both happen under the lock `cancel` takes, so a
+    /// cancel never finds the task running without its canceller.
+    pub(crate) fn claim_cancellable(&self, canceller: Canceller) -> bool {
         let mut slot = self.inner.lock();
-        if self.inner.state() == RUNNING {
+        let claimed = self.claim();
+        if claimed {
             slot.canceller = Some(canceller);
         }
+        claimed
     }
 
     /// Resolves the future with the task's outcome; a no-op if it is already

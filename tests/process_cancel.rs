@@ -18,6 +18,7 @@ fn main() {
         cancelling_a_running_task_kills_its_worker,
         a_cancelled_queued_task_never_runs,
         a_task_past_its_timeout_is_killed,
+        a_task_running_while_its_worker_starts_can_be_cancelled,
     ]);
 }
 
@@ -88,4 +89,37 @@ fn a_task_past_its_timeout_is_killed() {
     let next = settle(&executor.submit(sleeps, 10)).expect("the next task works");
     assert_ne!(next, worker, "the timed-out worker was replaced");
     assert!(!fixtures::exists(worker), "and killed and reaped");
+}
+
+/// An initializer that holds a new worker in its start-up until the test
+/// creates `release-start` in the pool's scratch directory.
+fn wait_for_release_start() {
+    let release = fixtures::parents_scratch("cancel-starting").join("release-start");
+    let deadline = Instant::now() + fixtures::BLOCK_AT_MOST;
+    while !release.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Found by the soak test: a task counts as running from the moment its
+/// manager takes it, which may be before its worker process has started.
+/// `cancel()` then said `false` (there was nothing to kill yet) and the task
+/// ran to the end anyway.
+fn a_task_running_while_its_worker_starts_can_be_cancelled() {
+    let scratch = Scratch::for_workers("cancel-starting");
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(wait_for_release_start)
+        .build()
+        .unwrap();
+    let task = executor.submit(leave_a_mark, scratch.arg());
+    fixtures::wait_until("the task to be taken", || task.running().then_some(()));
+
+    assert!(task.cancel(), "a running process task can be cancelled");
+    assert_eq!(settle(&task), Err(Error::Cancelled));
+    scratch.touch("release-start");
+    // One worker serves tasks in order: once the next has run, the
+    // cancelled one has had every chance to.
+    settle(&executor.submit(pid, ())).expect("the pool goes on");
+    assert_eq!(scratch.files("ran-"), Vec::<String>::new(), "it ran");
 }

@@ -8,12 +8,13 @@
 //! gets a fresh worker.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
-use super::spawn::{Fault, Worker, died};
+use super::spawn::{Fault, Process, Worker, died};
 use super::{Shared, Work};
 use crate::Error;
+use crate::future::Canceller;
 use crate::workers::{Job, Workers};
 
 /// Numbers calls, so a late cancel cannot kill a worker's next call.
@@ -24,12 +25,13 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
     let mut worker: Option<Worker> = None;
     workers.mark_idle();
     while let Some(mut work) = workers.next_job() {
-        if shared.is_stopping() || !work.results.claim() {
+        let target = Arc::new(Mutex::new(Target::default()));
+        if shared.is_stopping() || !work.results.claim(Target::canceller(&target)) {
             // Dropped unrun, its futures resolve as cancelled.
             workers.mark_idle();
             continue;
         }
-        let failed = match call(&mut worker, &mut work, shared) {
+        let failed = match call(&mut worker, &mut work, shared, &target) {
             Ok(()) => {
                 deliver(workers, work, &mut worker, shared);
                 continue;
@@ -38,8 +40,8 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
         };
         workers.mark_idle();
         match failed {
-            // Dropped unrun, its futures resolve as cancelled.
-            Failed::Stopping => drop(work),
+            // Dropped unrun, its futures resolve as cancelled (or already are).
+            Failed::Stopping | Failed::Cancelled => drop(work),
             Failed::Start(error) => {
                 if let Error::BrokenExecutor { reason } = &error {
                     workers.break_pool(reason.clone());
@@ -54,10 +56,47 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
     }
 }
 
+/// Where a cancel finds the worker running its task. The task is claimed
+/// (and so can be cancelled) before its worker is known: maybe before one is
+/// even started. A cancel then leaves `cancelled` for the manager, which
+/// sends nothing; once the manager has set `process`, a cancel kills it.
+#[derive(Default)]
+struct Target {
+    cancelled: bool,
+    /// The worker and the number of the call it is running for this task.
+    process: Option<(Weak<Process>, u64)>,
+}
+
+impl Target {
+    fn lock(target: &Mutex<Target>) -> std::sync::MutexGuard<'_, Target> {
+        // Nothing that can panic runs under this lock.
+        target.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What cancelling the running task does.
+    fn canceller(target: &Arc<Mutex<Target>>) -> Canceller {
+        let target = Arc::clone(target);
+        Box::new(move || {
+            let process = {
+                let mut target = Target::lock(&target);
+                target.cancelled = true;
+                target.process.take()
+            };
+            if let Some((process, call)) = process
+                && let Some(process) = Weak::upgrade(&process)
+            {
+                process.kill_if_running(call);
+            }
+        })
+    }
+}
+
 /// Why work got no outcomes.
 enum Failed {
     /// `terminate_workers`/`kill_workers` is stopping the pool.
     Stopping,
+    /// The task was cancelled before it was sent.
+    Cancelled,
     /// No worker could be started.
     Start(Error),
     /// The call failed: the worker died, timed out or broke the protocol.
@@ -67,7 +106,12 @@ enum Failed {
 /// Sends `work` to the manager's worker (starting one if there is none) and
 /// waits for its outcomes. A worker that died while idle shows up as a task
 /// that cannot even be sent; that task goes to a fresh worker, once.
-fn call(slot: &mut Option<Worker>, work: &mut Work, shared: &Shared) -> Result<(), Failed> {
+fn call(
+    slot: &mut Option<Worker>,
+    work: &mut Work,
+    shared: &Shared,
+    target: &Mutex<Target>,
+) -> Result<(), Failed> {
     let mut resent = false;
     loop {
         // A worker killed by a cancel between calls must be replaced first.
@@ -81,12 +125,14 @@ fn call(slot: &mut Option<Worker>, work: &mut Work, shared: &Shared) -> Result<(
         // ORDERING: only uniqueness matters.
         let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
         live.process.set_running(call);
-        let process = Arc::downgrade(&live.process);
-        work.results.set_canceller(Box::new(move || {
-            if let Some(process) = Weak::upgrade(&process) {
-                process.kill_if_running(call);
+        {
+            let mut target = Target::lock(target);
+            if target.cancelled {
+                live.process.set_running(0);
+                return Err(Failed::Cancelled);
             }
-        }));
+            target.process = Some((Arc::downgrade(&live.process), call));
+        }
         let deadline = shared.timeout.and_then(|t| Instant::now().checked_add(t));
         let fault = live
             .call(&work.header, [&work.args, &work.tail], deadline)

@@ -116,10 +116,9 @@ impl workers::Job for Work {
 
 /// The future of one [`Work`], typed by the task's result.
 trait Results: Send {
-    /// Moves the future to running; `false` if it was cancelled.
-    fn claim(&mut self) -> bool;
-    /// Lets a lone task be cancelled while it runs, by killing its worker.
-    fn set_canceller(&self, canceller: Canceller);
+    /// Moves the future to running; `false` if it was cancelled. A lone
+    /// task can then be cancelled while it runs: `canceller` kills its worker.
+    fn claim(&mut self, canceller: Canceller) -> bool;
     /// Completes the future from the worker's outcomes (`Err` if they did
     /// not decode: the future then holds the protocol error). Either way,
     /// hands back its done callbacks to run, so that the manager can count
@@ -142,12 +141,8 @@ fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -
 struct One<R>(Promise<R>);
 
 impl<R: Payload> Results for One<R> {
-    fn claim(&mut self) -> bool {
-        self.0.claim()
-    }
-
-    fn set_canceller(&self, canceller: Canceller) {
-        self.0.set_canceller(canceller);
+    fn claim(&mut self, canceller: Canceller) -> bool {
+        self.0.claim_cancellable(canceller)
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
@@ -171,13 +166,11 @@ struct Chunk<R> {
 }
 
 impl<R: Payload> Results for Chunk<R> {
-    fn claim(&mut self) -> bool {
-        self.promise.claim()
-    }
-
     /// An item of a chunk shares its worker with the others: killing it
     /// would take them down too, so a running chunk cannot be cancelled.
-    fn set_canceller(&self, _: Canceller) {}
+    fn claim(&mut self, _: Canceller) -> bool {
+        self.promise.claim()
+    }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
         match wire::decode_outcomes::<R>(outcomes, self.sent) {

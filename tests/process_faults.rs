@@ -1,0 +1,290 @@
+//! Fault injection on the process pool: while a pool of [`WORKERS`] runs
+//! `FAULT_TASKS` tasks (default 10,000, each 0.2 to 2 ms long), another
+//! thread hits random workers `FAULT_KILLS` times (default 100), in turn
+//! with SIGKILL, SIGSEGV, and SIGSTOP followed a few ms later by SIGCONT.
+//!
+//! Then: every task that succeeded has its right value (each task returns
+//! its input and the pid it ran in); every failure is `WorkerDied` by
+//! SIGKILL or SIGSEGV, and no more of them than such signals were
+//! delivered (a stopped and continued worker fails nothing: the pool has no
+//! per-task timeout); the faults did hit running tasks; no zombie is left;
+//! the pool then runs a last batch correctly; and once it is dropped, no
+//! child process, thread or descriptor of its remains.
+//!
+//! Only workers that have served a task are hit (each writes `ready-PID`
+//! once, see [`work`]): a worker killed in its start-up handshake fails its
+//! task with `SpawnFailed`, a different property from the one tested here.
+//! `FAULT_SEED` picks the victims' sequence (printed, to replay a failure).
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+
+use std::collections::HashSet;
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::{PATIENCE, Scratch};
+
+const LABEL: &str = "faults";
+const WORKERS: usize = 4;
+/// How long the killer waits between two faults.
+const PACE: Duration = Duration::from_millis(15);
+/// How long a stopped worker stays stopped.
+const STOPPED_FOR: Duration = Duration::from_millis(5);
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("process_faults: test");
+        return;
+    }
+    let filtered_out = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .any(|f| !"process_faults".contains(f.as_str()));
+    if filtered_out || args.iter().any(|a| a == "--ignored") {
+        println!("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
+        return;
+    }
+    let number = |name: &str, default: u64| {
+        std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let tasks = number("FAULT_TASKS", 10_000);
+    let kills = number("FAULT_KILLS", 100);
+    let seed = number("FAULT_SEED", u64::from(std::process::id()));
+    println!("\nrunning 1 test");
+    let start = Instant::now();
+    faults(tasks, kills, seed);
+    println!("test process_faults ... ok");
+    println!(
+        "\ntest result: ok. 1 passed; 0 failed; finished in {:.2}s\n",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+fn expected(n: u64) -> u64 {
+    n * 2 + 1
+}
+
+/// The task: marks its worker ready (once per worker), works for 0.2 to
+/// 2 ms, and returns its input, its worker's pid and `expected(n)`.
+fn work(n: u64) -> (u64, u32, u64) {
+    static READY: Once = Once::new();
+    let me = std::process::id();
+    READY.call_once(|| {
+        let dir = fixtures::parents_scratch(LABEL);
+        fixtures::write_atomically(&dir.join(format!("ready-{me}")), "");
+    });
+    thread::sleep(Duration::from_micros(200 + n * 7919 % 1800));
+    (n, me, expected(n))
+}
+
+/// What the killer did.
+#[derive(Debug, Default)]
+struct Faults {
+    sigkill: u64,
+    sigsegv: u64,
+    stop_cont: u64,
+}
+
+impl Faults {
+    fn total(&self) -> u64 {
+        self.sigkill + self.sigsegv + self.stop_cont
+    }
+}
+
+/// A small xorshift generator: reproducible victims from a seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill(2) touches no memory of ours. `pid` is a child of this
+    // process that /proc showed alive a moment ago; the pool reaps a worker
+    // only after it died, and a pid is not reused within microseconds, so
+    // it names that worker (or its zombie, which ignores signals).
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// Hits a random ready worker every [`PACE`] until `kills` faults are
+/// delivered or `stop` is set.
+fn killer(scratch: &Scratch, kills: u64, seed: u64, stop: &AtomicBool) -> Faults {
+    let mut rng = Rng(seed | 1);
+    let mut faults = Faults::default();
+    let mut dead = HashSet::new();
+    while faults.total() < kills && !stop.load(Ordering::Relaxed) {
+        thread::sleep(PACE);
+        let children: HashSet<u32> = fixtures::children().into_iter().collect();
+        let ready: Vec<u32> = scratch
+            .files("ready-")
+            .iter()
+            .filter_map(|name| name.strip_prefix("ready-")?.parse().ok())
+            .filter(|pid| children.contains(pid) && !dead.contains(pid) && fixtures::alive(*pid))
+            .collect();
+        if ready.is_empty() {
+            continue;
+        }
+        let victim = ready[rng.below(ready.len())];
+        match faults.total() % 3 {
+            0 => {
+                if signal(victim, libc::SIGKILL) {
+                    dead.insert(victim);
+                    faults.sigkill += 1;
+                }
+            }
+            1 => {
+                if signal(victim, libc::SIGSEGV) {
+                    faults.sigsegv += 1;
+                }
+            }
+            _ => {
+                if signal(victim, libc::SIGSTOP) {
+                    thread::sleep(STOPPED_FOR);
+                    assert!(signal(victim, libc::SIGCONT), "SIGCONT {victim}");
+                    faults.stop_cont += 1;
+                }
+            }
+        }
+    }
+    faults
+}
+
+fn faults(tasks: u64, kills: u64, seed: u64) {
+    let threads_before = thread_count();
+    let fds_before = fixtures::open_fds();
+    fixtures::assert_no_children();
+    let scratch = Arc::new(Scratch::for_workers(LABEL));
+    let executor = ProcessPoolExecutor::new(WORKERS);
+    let start = Instant::now();
+    let futures: Vec<_> = (0..tasks).map(|n| executor.submit(work, n)).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (faults_tx, faults_rx) = mpsc::channel();
+    let killer_thread = {
+        let (scratch, stop) = (Arc::clone(&scratch), Arc::clone(&stop));
+        thread::spawn(move || drop(faults_tx.send(killer(&scratch, kills, seed, &stop))))
+    };
+
+    let (mut ok, mut died_kill, mut died_segv) = (0_u64, 0_u64, 0_u64);
+    let mut workers = HashSet::new();
+    let mut unexpected = Vec::new();
+    for (n, future) in (0..).zip(&futures) {
+        // Tasks run in order on 4 workers: PATIENCE per task is ample.
+        match future.result_timeout(PATIENCE) {
+            Ok((input, pid, value)) => {
+                assert_eq!((input, value), (n, expected(n)), "task {n} ran in {pid}");
+                assert_ne!(pid, std::process::id(), "task {n} ran in a worker");
+                workers.insert(pid);
+                ok += 1;
+            }
+            Err(Error::WorkerDied {
+                exit_code: None,
+                signal: Some(libc::SIGKILL),
+            }) => died_kill += 1,
+            Err(Error::WorkerDied {
+                exit_code: None,
+                signal: Some(libc::SIGSEGV),
+            }) => died_segv += 1,
+            Err(Error::Timeout) if !future.done() => {
+                panic!("task {n} was unresolved after {PATIENCE:?}")
+            }
+            Err(other) => unexpected.push((n, other)),
+        }
+    }
+    let run_time = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let faults = faults_rx
+        .recv_timeout(PATIENCE)
+        .expect("the killer finished");
+    killer_thread.join().unwrap();
+
+    println!(
+        "faults: tasks={tasks} seed={seed} injected={} (sigkill={} sigsegv={} stop/cont={}) \
+         ok={ok} died_sigkill={died_kill} died_sigsegv={died_segv} other_errors={} \
+         lost={} workers_used={} in {:.2} s",
+        faults.total(),
+        faults.sigkill,
+        faults.sigsegv,
+        faults.stop_cont,
+        unexpected.len(),
+        tasks - ok - died_kill - died_segv - unexpected.len() as u64,
+        workers.len(),
+        run_time.as_secs_f64(),
+    );
+    assert!(
+        unexpected.is_empty(),
+        "errors other than WorkerDied: {unexpected:?}"
+    );
+    assert_eq!(
+        faults.total(),
+        kills,
+        "the run ended before every fault was injected: raise FAULT_TASKS"
+    );
+    assert!(
+        died_kill <= faults.sigkill,
+        "{died_kill} tasks died of SIGKILL, but only {} were sent",
+        faults.sigkill
+    );
+    assert!(
+        died_segv <= faults.sigsegv,
+        "{died_segv} tasks died of SIGSEGV, but only {} were sent",
+        faults.sigsegv
+    );
+    if faults.sigkill >= 10 {
+        // Workers are busy nearly all the time: some kills hit a task.
+        assert!(died_kill > 0, "{} SIGKILLs failed no task", faults.sigkill);
+    }
+
+    // No zombie: every child is a live worker, and there are no more of them
+    // than the pool's size.
+    let children = fixtures::children();
+    assert!(
+        children.iter().all(|&pid| fixtures::alive(pid)) && children.len() <= WORKERS,
+        "children after the run: {:?}",
+        children
+            .iter()
+            .map(|&pid| (pid, fixtures::state(pid)))
+            .collect::<Vec<_>>()
+    );
+    // Healthy: a last batch runs right.
+    let last: Vec<_> = (0..200).map(|n| executor.submit(work, n)).collect();
+    for (n, future) in (0..).zip(&last) {
+        let (input, _, value) = fixtures::settle(future).expect("the pool is healthy again");
+        assert_eq!((input, value), (n, expected(n)));
+    }
+
+    drop(executor);
+    fixtures::assert_no_children();
+    let settled = fixtures::wait_until("threads and fds back to their level", || {
+        let now = (thread_count(), fixtures::open_fds());
+        (now == (threads_before, fds_before)).then_some(now)
+    });
+    println!(
+        "faults: after the pool: threads {threads_before}->{} fds {fds_before}->{} children 0",
+        settled.0, settled.1
+    );
+}
+
+fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
