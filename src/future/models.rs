@@ -5,7 +5,7 @@
 //! nothing deadlocks.
 //!
 //! They sit beside the module, not in `tests/`, because they drive the
-//! worker's side (`pair`, `Promise::claim`, `complete`, `set_canceller`) and
+//! worker's side (`pair`, `Promise::claim`, `claim_cancellable`, `complete`) and
 //! the watchers of `wait`/`as_completed`, which are crate-private; exposing
 //! them only for the models would widen the public API for no user. Run:
 //!
@@ -101,12 +101,11 @@ fn complete_vs_cancel_of_a_pending_future() {
 fn complete_vs_cancel_of_a_running_future_with_a_canceller() {
     model(|| {
         let (promise, future) = pair::<u8>();
-        assert!(promise.claim());
         let killed = Count::default();
-        promise.set_canceller(Box::new({
+        assert!(promise.claim_cancellable(Box::new({
             let killed = killed.clone();
             move || killed.add()
-        }));
+        })));
         let worker = thread::spawn(move || promise.complete(Ok(7)));
         let cancelled = future.cancel();
         worker.join().unwrap();

@@ -142,7 +142,16 @@ fn read_frame_reserving(
     reserve_ahead: usize,
 ) -> Result<Kind, WireError> {
     let mut header = [0_u8; 9];
-    match input.read(&mut header[..1]) {
+    // A signal that stops and continues the process (SIGSTOP, SIGCONT)
+    // interrupts a blocked read even with SA_RESTART; std's read_exact and
+    // read_to_end retry that themselves, this first plain read must too.
+    let first = loop {
+        match input.read(&mut header[..1]) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            first => break first,
+        }
+    };
+    match first {
         Ok(0) => return Err(WireError::Closed),
         Ok(_) => input.read_exact(&mut header[1..])?,
         Err(error) => return Err(error.into()),
@@ -584,6 +593,43 @@ mod tests {
         assert_eq!(body, b"abc");
         assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Ready);
         assert!(body.is_empty());
+        assert!(matches!(
+            read_frame(&mut input, &mut body),
+            Err(WireError::Closed)
+        ));
+    }
+
+    /// Yields `Interrupted` before each read that would deliver data, as a
+    /// read blocked through SIGSTOP and SIGCONT does.
+    struct Interrupting<'a> {
+        bytes: &'a [u8],
+        interrupt_next: bool,
+    }
+
+    impl Read for Interrupting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt_next = !self.interrupt_next;
+            if !self.interrupt_next {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.bytes.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_not_a_broken_channel() {
+        // Caught by tests/process_faults.rs: a worker stopped and continued
+        // while waiting for its next task took the interrupted read for a
+        // failed channel and exited, failing a task it never ran.
+        let bytes = [frame(Kind::Task, b"abc"), frame(Kind::Ready, b"")].concat();
+        let mut input = Interrupting {
+            bytes: &bytes,
+            interrupt_next: true,
+        };
+        let mut body = Vec::new();
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Task);
+        assert_eq!(body, b"abc");
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Ready);
         assert!(matches!(
             read_frame(&mut input, &mut body),
             Err(WireError::Closed)
