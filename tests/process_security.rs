@@ -1,0 +1,224 @@
+//! The process pool's security posture (README, "Safety"): a run becomes a
+//! worker only when its marker names its parent *and* its standard input is
+//! a socket from that parent; a worker checks the pool's executable at the
+//! handshake and the keyed tag of every task before using any offset; and no
+//! socket listens anywhere.
+//!
+//! The tests play the pool by hand: they start this same binary with the
+//! marker and speak the wire protocol (`src/process/wire.rs`) themselves.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Output, Stdio};
+
+use concurrent_futures::ProcessPoolExecutor;
+use fixtures::{pid, settle};
+
+/// The marker a pool sets on its workers (`src/process/worker.rs`).
+const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
+
+/// Printed by a run that `init()` let through as an ordinary program.
+const ORDINARY: &str = "an ordinary run";
+
+/// Set, this makes a run print `ORDINARY` and exit right after `init()`.
+const PROBE: &str = "CONCURRENT_FUTURES_TEST_SECURITY_PROBE";
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker it never returns
+    if std::env::var_os(PROBE).is_some() {
+        println!("{ORDINARY}");
+        std::process::exit(0);
+    }
+    harness::run(harness::cases![
+        a_marker_naming_another_process_is_ignored,
+        a_marker_without_the_parents_socket_serves_nothing,
+        a_worker_refuses_a_pool_running_another_executable,
+        a_worker_refuses_a_task_whose_tag_does_not_match,
+        no_socket_listens,
+    ]);
+}
+
+/// This binary as a probe with `marker` set, its stdin `stdin`.
+fn probe(marker: &str, stdin: Stdio) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .env(MARKER, marker)
+        .env(PROBE, "1")
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn a_marker_naming_another_process_is_ignored() {
+    // PID 1 is not our probe's parent: the run is an ordinary program.
+    let output = probe("1", Stdio::null()).wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(text(&output.stdout).trim(), ORDINARY);
+}
+
+/// Exited with code 1, saying `why` on stderr, never reaching the program.
+fn assert_refused(output: &Output, why: &str) {
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(why), "expected {why:?} in {stderr:?}");
+    assert!(
+        !stdout.contains(ORDINARY),
+        "it went on as a program: {stdout}"
+    );
+}
+
+fn a_marker_without_the_parents_socket_serves_nothing() {
+    // The marker names us, the parent, but stdin is a pipe, not our socket.
+    let me = std::process::id().to_string();
+    let mut child = probe(&me, Stdio::piped());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"CFut anything")
+        .unwrap();
+    assert_refused(
+        &child.wait_with_output().unwrap(),
+        "standard input is not the pool's private channel",
+    );
+}
+
+/// One frame: 8-byte little-endian length (kind + body), kind, body.
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = (1 + body.len() as u64).to_le_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(body);
+    out
+}
+
+fn read_frame(channel: &mut UnixStream) -> (u8, Vec<u8>) {
+    let mut header = [0; 9];
+    channel.read_exact(&mut header).unwrap();
+    let len = u64::from_le_bytes(header[..8].try_into().unwrap()) as usize;
+    let mut body = vec![0; len - 1];
+    channel.read_exact(&mut body).unwrap();
+    (header[8], body)
+}
+
+const HELLO: u8 = 1;
+const WELCOME: u8 = 2;
+const READY: u8 = 3;
+const TASK: u8 = 4;
+
+/// Starts a worker the way a pool does (marker and socket) and reads its
+/// Hello; returns the child, our end, and the fingerprint it sent.
+fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let me = std::process::id().to_string();
+    let child = probe(&me, Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    let mut channel = ours;
+    let (kind, hello) = read_frame(&mut channel);
+    assert_eq!(kind, HELLO);
+    assert_eq!(&hello[..4], b"CFut");
+    let fingerprint = hello[6..].to_vec();
+    assert_eq!(fingerprint.len(), 40, "five 64-bit words");
+    (child, channel, fingerprint)
+}
+
+/// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
+fn welcome(fingerprint: &[u8]) -> Vec<u8> {
+    let mut body = b"CFut".to_vec();
+    body.extend_from_slice(&1_u16.to_le_bytes());
+    body.extend_from_slice(fingerprint);
+    body.extend_from_slice(&[0x5A; 16]);
+    body.push(0);
+    frame(WELCOME, &body)
+}
+
+fn a_worker_refuses_a_pool_running_another_executable() {
+    let (child, mut channel, mut fingerprint) = worker_by_hand();
+    fingerprint[8] ^= 1; // another inode: another executable
+    channel.write_all(&welcome(&fingerprint)).unwrap();
+    drop(channel);
+    assert_refused(
+        &child.wait_with_output().unwrap(),
+        "the pool runs a different executable",
+    );
+}
+
+fn a_worker_refuses_a_task_whose_tag_does_not_match() {
+    let (child, mut channel, fingerprint) = worker_by_hand();
+    channel.write_all(&welcome(&fingerprint)).unwrap();
+    assert_eq!(read_frame(&mut channel), (READY, vec![]));
+    // Offsets that would crash if anything called them, with a made-up tag.
+    let mut task = Vec::new();
+    for word in [0xDEAD_BEEF_u64, 0xBAD_F00D, 0x1234_5678] {
+        task.extend_from_slice(&word.to_le_bytes());
+    }
+    task.extend_from_slice(&1_u32.to_le_bytes());
+    task.push(0);
+    channel.write_all(&frame(TASK, &task)).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_refused(&output, "refused a task whose tag does not match");
+}
+
+/// The socket inodes open in process `pid`.
+fn socket_inodes(pid: u32) -> HashSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|entry| {
+                    let target = std::fs::read_link(entry.path()).ok()?;
+                    let target = target.to_str()?;
+                    target
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn no_socket_listens() {
+    let executor = ProcessPoolExecutor::new(2);
+    let workers: HashSet<u32> = (0..20)
+        .map(|_| executor.submit(pid, ()))
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|future| settle(future).unwrap())
+        .collect();
+    let mut ours: HashSet<u64> = socket_inodes(std::process::id());
+    for &worker in &workers {
+        ours.extend(socket_inodes(worker));
+    }
+    assert!(!ours.is_empty(), "the pool's channels are sockets");
+    // Unix sockets: a listening one has __SO_ACCEPTCON (0x10000) in Flags.
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    for line in unix.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (flags, inode) = (fields[3], fields[6].parse::<u64>().unwrap());
+        let listening = u32::from_str_radix(flags, 16).unwrap() & 0x10000 != 0;
+        assert!(
+            !(listening && ours.contains(&inode)),
+            "a listening Unix socket: {line}"
+        );
+    }
+    // Internet sockets: none at all.
+    for table in ["tcp", "tcp6", "udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let inode: u64 = line.split_whitespace().nth(9).unwrap().parse().unwrap();
+            assert!(!ours.contains(&inode), "an internet socket: {line}");
+        }
+    }
+}
