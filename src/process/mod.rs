@@ -10,11 +10,11 @@
 //! the thread pool: one manager (and so one worker process) per
 //! `max_workers`, started when a submit finds no idle one.
 
-mod call;
+pub(crate) mod call;
 mod manager;
 mod spawn;
-mod wire;
-mod worker;
+pub(crate) mod wire;
+pub(crate) mod worker;
 
 use std::any::Any;
 use std::fmt;
@@ -115,7 +115,7 @@ impl workers::Job for Work {
 }
 
 /// The future of one [`Work`], typed by the task's result.
-trait Results: Send {
+pub(crate) trait Results: Send {
     /// Moves the future to running; `false` if it was cancelled.
     fn claim(&mut self) -> bool;
     /// Lets a lone task be cancelled while it runs, by killing its worker.
@@ -130,7 +130,7 @@ trait Results: Send {
 }
 
 /// Done callbacks still to run, if there are any.
-type Deferred = Option<Box<dyn FnOnce() + Send>>;
+pub(crate) type Deferred = Option<Box<dyn FnOnce() + Send>>;
 
 /// Completes `promise` with `outcome`, deferring its done callbacks.
 fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -> Deferred {
@@ -139,7 +139,7 @@ fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -
 }
 
 /// A lone task's future.
-struct One<R>(Promise<R>);
+pub(crate) struct One<R>(pub(crate) Promise<R>);
 
 impl<R: Payload> Results for One<R> {
     fn claim(&mut self) -> bool {
@@ -164,10 +164,10 @@ impl<R: Payload> Results for One<R> {
 
 /// A `map` chunk's future. Inputs that failed to serialize were not sent;
 /// their errors go back in at their positions.
-struct Chunk<R> {
-    promise: Promise<Vec<Result<R, Error>>>,
-    sent: usize,
-    refused: Vec<(usize, Error)>,
+pub(crate) struct Chunk<R> {
+    pub(crate) promise: Promise<Vec<Result<R, Error>>>,
+    pub(crate) sent: usize,
+    pub(crate) refused: Vec<(usize, Error)>,
 }
 
 impl<R: Payload> Results for Chunk<R> {
@@ -198,7 +198,7 @@ impl<R: Payload> Results for Chunk<R> {
 
 /// Serializes one argument, turning a failure (or a panic in a `Serialize`
 /// impl) into that task's error.
-fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
     let start = out.len();
     let result = match panic::catch(|| wire::append(arg, out)) {
         Ok(Ok(())) => return Ok(()),
