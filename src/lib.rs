@@ -169,6 +169,8 @@ mod executor;
 mod future;
 pub mod guide;
 mod map;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod panic;
 mod process;
 mod spread;
@@ -180,6 +182,8 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiPoolBuilder, MpiPoolExecutor};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
 #[cfg(fuzzing)]
 #[doc(hidden)]
