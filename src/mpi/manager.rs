@@ -219,7 +219,13 @@ impl Manager {
                 }
             }
             self.dispatch();
-            progressed |= self.receive();
+            if self.receive() {
+                progressed = true;
+                // The ranks that answered are idle: give them the queued
+                // work now, or the loop would block on the channel with
+                // work queued and nothing out.
+                self.dispatch();
+            }
             self.retire_drained();
             if progressed {
                 backoff.reset();
