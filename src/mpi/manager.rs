@@ -8,7 +8,8 @@
 //! process exits, when an `atexit` hook has it stop the serving ranks and
 //! finalize MPI. MPI cannot be initialized twice in one process, so every
 //! executor of the process shares this thread; each executor is one *pool*
-//! here: its own ranks, queue and tasks in flight.
+//! here: its own ranks, queue and tasks in flight. Spawned ranks outlive
+//! their executor, for the next one of the same size.
 //!
 //! The loop hands queued work to idle ranks (one message each, so it knows
 //! which work every rank holds), then receives outcomes from any rank,
@@ -37,7 +38,7 @@ use crate::process::call::{Fingerprint, Secret};
 use crate::process::wire::{self, Hello, Welcome};
 
 /// How long a new rank may take to greet and report ready.
-const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(60);
+const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long the exit hook waits for the manager to stop the ranks.
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
@@ -122,6 +123,7 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
             initializer: None,
         },
         world: Vec::new(),
+        groups: Vec::new(),
         pools: HashMap::new(),
         next_pool: 1,
         callbacks,
@@ -151,12 +153,19 @@ enum Lease {
     Refused(String),
 }
 
+/// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
+struct Group {
+    /// The intercommunicator whose remote group they are.
+    comm: InterCommunicator,
+    leased: Option<u64>,
+}
+
 /// Which communicator a pool's ranks are on.
 enum Link {
     /// Ranks of `MPI_COMM_WORLD` (static-world mode).
     World,
-    /// The remote group of an intercommunicator from `MPI_Comm_spawn`.
-    Spawned(InterCommunicator),
+    /// All the ranks of `groups[index]` (spawn mode).
+    Spawned(usize),
 }
 
 /// One executor's ranks and work.
@@ -173,6 +182,8 @@ struct Manager {
     universe: Universe,
     welcome: Welcome,
     world: Vec<WorldRank>,
+    /// The spawned ranks, kept for later executors until the program exits.
+    groups: Vec<Group>,
     pools: HashMap<u64, Pool>,
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
@@ -238,13 +249,9 @@ impl Manager {
         let id = self.next_pool;
         self.next_pool += 1;
         let (link, ranks) = if self.world.is_empty() {
-            let comm = self.spawn(workers)?;
-            let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
-            if let Err(reason) = handshake(&comm, &ranks, &self.welcome) {
-                stop(&comm, &ranks);
-                return Err(Error::BrokenExecutor { reason });
-            }
-            (Link::Spawned(comm), ranks)
+            let group = self.spawned_group(id, workers)?;
+            let ranks = (0..self.groups[group].comm.remote_size()).collect();
+            (Link::Spawned(group), ranks)
         } else {
             (Link::World, self.lease(id, workers)?)
         };
@@ -264,6 +271,32 @@ impl Manager {
             },
         );
         Ok(opened)
+    }
+
+    /// A free group of `workers` spawned ranks, leased to pool `id`: one
+    /// left by an earlier executor, or a new one. Reusing them saves a
+    /// spawn (tenths of a second) per executor, and Open MPI's spawn and
+    /// disconnect are its least robust paths.
+    fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
+        let free = self.groups.iter().position(|group| {
+            group.leased.is_none()
+                && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
+        });
+        let index = match free {
+            Some(index) => index,
+            None => {
+                let comm = self.spawn(workers)?;
+                let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
+                if let Err(reason) = handshake(&comm, &ranks, &self.welcome) {
+                    stop(&comm, &ranks);
+                    return Err(Error::BrokenExecutor { reason });
+                }
+                self.groups.push(Group { comm, leased: None });
+                self.groups.len() - 1
+            }
+        };
+        self.groups[index].leased = Some(id);
+        Ok(index)
     }
 
     /// Starts `workers` copies of this executable with `MPI_Comm_spawn`.
@@ -403,7 +436,8 @@ impl Manager {
                     Link::World => world
                         .process_at_rank(rank)
                         .send_with_tag(&work.message[..], tags::TASK),
-                    Link::Spawned(comm) => comm
+                    Link::Spawned(group) => self.groups[*group]
+                        .comm
                         .process_at_rank(rank)
                         .send_with_tag(&work.message[..], tags::TASK),
                 }
@@ -421,7 +455,7 @@ impl Manager {
             while !pool.busy.is_empty() {
                 let arrived = match &pool.link {
                     Link::World => receive_outcomes(&world),
-                    Link::Spawned(comm) => receive_outcomes(comm),
+                    Link::Spawned(group) => receive_outcomes(&self.groups[*group].comm),
                 };
                 let Some((rank, outcomes)) = arrived else {
                     break;
@@ -456,11 +490,7 @@ impl Manager {
 
     fn retire(&mut self, id: u64, pool: Pool) {
         match pool.link {
-            Link::Spawned(comm) => {
-                let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
-                stop(&comm, &ranks);
-                drop(comm); // MPI_Comm_disconnect: waits for the ranks to disconnect too
-            }
+            Link::Spawned(group) => self.groups[group].leased = None,
             Link::World => {
                 for slot in &mut self.world {
                     if matches!(slot.state, Lease::Leased(pool) if pool == id) {
@@ -489,6 +519,11 @@ impl Manager {
                 });
             }
             self.retire(id, pool);
+        }
+        for group in self.groups.drain(..) {
+            let ranks: Vec<Rank> = (0..group.comm.remote_size()).collect();
+            stop(&group.comm, &ranks);
+            drop(group.comm); // MPI_Comm_disconnect: the ranks disconnect too
         }
         let world = self.universe.world();
         let serving: Vec<Rank> = (self.world.iter())

@@ -115,8 +115,9 @@ impl Backoff {
 ///
 /// - **Spawn mode.** Run alone (or as `mpiexec -n 1`), the executor starts
 ///   `max_workers` copies of this executable with `MPI_Comm_spawn`; they
-///   become workers inside [`init`](crate::init). Closing the pool stops
-///   them.
+///   become workers inside [`init`](crate::init). When the pool closes they
+///   wait for the next executor of the same size, which takes them instead
+///   of spawning anew; they exit with the program.
 /// - **Static-world mode.** Under `mpiexec -n N ./program` with N > 1, rank 0
 ///   runs `main` and ranks 1 to N-1 serve tasks from inside `init`, like
 ///   `python -m mpi4py.futures`. An executor uses up to `max_workers` of
@@ -382,8 +383,8 @@ impl MpiPoolExecutor {
     }
 
     /// Stops taking tasks and waits for the submitted ones; see
-    /// [`Executor::shutdown`]. In spawn mode the spawned ranks exit; in
-    /// static-world mode the ranks are free for the next executor.
+    /// [`Executor::shutdown`]. Its ranks are then free for the next
+    /// executor; they exit with the program.
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see the type's documentation.
