@@ -37,6 +37,8 @@ fn main() {
         a_closed_pool_refuses_new_tasks,
         pools_come_and_go,
         bad_settings_are_errors,
+        // Last: it kills a spawned job (spawn mode only).
+        a_dead_rank_breaks_its_pool_without_hanging,
     ]);
 }
 
@@ -243,4 +245,35 @@ fn bad_settings_are_errors() {
         MpiPoolExecutor::builder().chunksize(0).build(),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+fn exit_with(code: i32) -> i32 {
+    if code != 0 {
+        std::process::exit(code);
+    }
+    code
+}
+
+/// Spawn mode: a rank that exits mid-task makes Open MPI abort the spawned
+/// job, so the pool breaks: the task, and later ones, fail with
+/// `BrokenExecutor` instead of hanging, and a new executor spawns afresh.
+/// (In a static world Open MPI aborts the whole job, this process included,
+/// so this case only runs alone.)
+fn a_dead_rank_breaks_its_pool_without_hanging() {
+    if world_size().is_some() {
+        return;
+    }
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(settle(&executor.submit(exit_with, 0)), Ok(0));
+    match settle(&executor.submit(exit_with, 3)) {
+        Err(Error::BrokenExecutor { reason }) => assert!(reason.contains("died"), "{reason}"),
+        other => panic!("expected BrokenExecutor, got {other:?}"),
+    }
+    assert!(matches!(
+        settle(&executor.submit(exit_with, 0)),
+        Err(Error::BrokenExecutor { .. })
+    ));
+    drop(executor);
+    let fresh = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(settle(&fresh.submit(square, 7)), Ok(49));
 }

@@ -40,6 +40,9 @@ use crate::process::wire::{self, Hello, Welcome};
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How often the ranks of busy spawned pools are checked for life.
+const LIVENESS_CHECK: Duration = Duration::from_millis(200);
+
 /// How long the exit hook waits for the manager to stop the ranks.
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -158,6 +161,11 @@ struct Group {
     /// The intercommunicator whose remote group they are.
     comm: InterCommunicator,
     leased: Option<u64>,
+    /// Each rank's pid, if it runs on this host: how a death is noticed.
+    pids: Vec<Option<u32>>,
+    /// A rank died: Open MPI aborted the whole spawned job. Never used or
+    /// spoken to again.
+    dead: bool,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -176,6 +184,8 @@ struct Pool {
     queue: VecDeque<Work>,
     /// Set by `Close`: the replies to send once the pool is drained.
     closing: Option<Vec<Sender<()>>>,
+    /// Why the pool can run nothing more, if it cannot.
+    broken: Option<String>,
 }
 
 struct Manager {
@@ -194,8 +204,13 @@ impl Manager {
     /// gone; returns the finalize reply, if any.
     fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
         let mut backoff = Backoff::default();
+        let mut checked = Instant::now();
         loop {
             let out = self.pools.values().any(|pool| !pool.busy.is_empty());
+            if out && checked.elapsed() > LIVENESS_CHECK {
+                checked = Instant::now();
+                self.check_spawned();
+            }
             let command = if out {
                 match backoff.delay() {
                     None => inbox.try_recv().ok(),
@@ -218,6 +233,12 @@ impl Manager {
                         let _ = reply.send(self.open(workers));
                     }
                     Command::Task { pool, work } => match self.pools.get_mut(&pool) {
+                        Some(Pool {
+                            broken: Some(reason),
+                            ..
+                        }) => work.results.fail(Error::BrokenExecutor {
+                            reason: reason.clone(),
+                        }),
                         Some(pool) if pool.closing.is_none() => pool.queue.push_back(work),
                         _ => work.results.fail(Error::Shutdown),
                     },
@@ -268,6 +289,7 @@ impl Manager {
                 busy: HashMap::new(),
                 queue: VecDeque::new(),
                 closing: None,
+                broken: None,
             },
         );
         Ok(opened)
@@ -280,6 +302,7 @@ impl Manager {
     fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
             group.leased.is_none()
+                && !group.dead
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
@@ -287,11 +310,19 @@ impl Manager {
             None => {
                 let comm = self.spawn(workers)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
-                if let Err(reason) = handshake(&comm, &ranks, &self.welcome) {
-                    stop(&comm, &ranks);
-                    return Err(Error::BrokenExecutor { reason });
-                }
-                self.groups.push(Group { comm, leased: None });
+                let pids = match handshake(&comm, &ranks, &self.welcome) {
+                    Ok(pids) => pids,
+                    Err(reason) => {
+                        stop(&comm, &ranks);
+                        return Err(Error::BrokenExecutor { reason });
+                    }
+                };
+                self.groups.push(Group {
+                    comm,
+                    leased: None,
+                    pids,
+                    dead: false,
+                });
                 self.groups.len() - 1
             }
         };
@@ -364,6 +395,8 @@ impl Manager {
         let world = self.universe.world();
         let ranks: Vec<Rank> = (1..size).filter_map(|r| Rank::try_from(r).ok()).collect();
         let refused = handshake(&world, &ranks, &self.welcome).err();
+        // A rank of a static world that dies takes the job down with it
+        // (Open MPI aborts it), so its pid is not needed.
         self.world = ranks
             .into_iter()
             .map(|rank| WorldRank {
@@ -447,6 +480,41 @@ impl Manager {
         }
     }
 
+    /// Breaks the pools whose spawned ranks died. Open MPI aborts a whole
+    /// spawned job when one of its ranks dies, so the pool's every rank is
+    /// gone: its tasks fail with [`Error::BrokenExecutor`] rather than wait
+    /// forever, and its group is never spoken to again.
+    fn check_spawned(&mut self) {
+        for pool in self.pools.values_mut() {
+            let Link::Spawned(index) = pool.link else {
+                continue;
+            };
+            let group = &mut self.groups[index];
+            let Some((rank, pid)) = (0..)
+                .zip(&group.pids)
+                .find_map(|(rank, pid)| pid.filter(|&pid| !alive(pid)).map(|pid| (rank, pid)))
+            else {
+                continue;
+            };
+            group.dead = true;
+            let reason = format!(
+                "MPI rank {rank} (pid {pid}) died; Open MPI aborts the whole spawned job, \
+                 so this executor has no ranks left"
+            );
+            pool.idle.clear();
+            for work in pool
+                .queue
+                .drain(..)
+                .chain(pool.busy.drain().map(|(_, w)| w))
+            {
+                work.results.fail(Error::BrokenExecutor {
+                    reason: reason.clone(),
+                });
+            }
+            pool.broken = Some(reason);
+        }
+    }
+
     /// Receives every outcome that has arrived; `true` if there was one.
     fn receive(&mut self) -> bool {
         let world = self.universe.world();
@@ -521,6 +589,12 @@ impl Manager {
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {
+            if group.dead {
+                // Its processes are gone: a message or a disconnect could
+                // block for ever.
+                std::mem::forget(group.comm);
+                continue;
+            }
             let ranks: Vec<Rank> = (0..group.comm.remote_size()).collect();
             stop(&group.comm, &ranks);
             drop(group.comm); // MPI_Comm_disconnect: the ranks disconnect too
@@ -534,13 +608,26 @@ impl Manager {
     }
 }
 
-/// The greeting: each rank's `Hello`, then our `Welcome`, then its `Ready`.
-/// `Err` names the first rank that failed, and why.
-fn handshake<C: Communicator>(comm: &C, ranks: &[Rank], welcome: &Welcome) -> Result<(), String> {
+/// The greeting: each rank's `Hello` and where it runs, then our
+/// `Welcome`, then its `Ready`. `Ok` holds each rank's pid if it runs on
+/// this host; `Err` names the first rank that failed, and why.
+fn handshake<C: Communicator>(
+    comm: &C,
+    ranks: &[Rank],
+    welcome: &Welcome,
+) -> Result<Vec<Option<u32>>, String> {
     let deadline = Instant::now() + HANDSHAKE_PATIENCE;
     let mut refusal = None;
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut pids = Vec::new();
     for &rank in ranks {
         let body = receive_within(comm, rank, tags::HELLO, deadline)?;
+        let place = receive_within(comm, rank, tags::WHERE, deadline)?;
+        let place = String::from_utf8_lossy(&place);
+        pids.push(match place.split_once(' ') {
+            Some((pid, host)) if host == here.trim() && !host.is_empty() => pid.parse().ok(),
+            _ => None,
+        });
         match Hello::decode(&body) {
             Ok(hello) if hello.fingerprint == welcome.fingerprint => {}
             Ok(_) => {
@@ -568,7 +655,16 @@ fn handshake<C: Communicator>(comm: &C, ranks: &[Rank], welcome: &Welcome) -> Re
             refusal.get_or_insert(format!("MPI rank {rank} refused to serve: {reason}"));
         }
     }
-    refusal.map_or(Ok(()), Err)
+    refusal.map_or(Ok(pids), Err)
+}
+
+/// Whether process `pid` of this host is still running (not gone, not a
+/// zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 /// Receives the message with `tag` from `rank`, polling until `deadline`.

@@ -40,6 +40,8 @@ mod tags {
     pub(crate) const OUTCOMES: ::mpi::Tag = Kind::Outcomes as ::mpi::Tag;
     /// Stop serving (an empty message).
     pub(crate) const STOP: ::mpi::Tag = 6;
+    /// Where a rank runs: `"<pid> <hostname>"`, sent after its `Hello`.
+    pub(crate) const WHERE: ::mpi::Tag = 7;
 }
 
 /// What an executor asks of the manager thread.
@@ -136,10 +138,16 @@ impl Backoff {
 /// program exits, when the serving ranks are stopped and MPI is finalized.
 ///
 /// **A rank that dies.** Open MPI 4 (without its fault-tolerance extension)
-/// aborts the whole job when a rank dies, the parent included, and so does
-/// this pool: it cannot report one failed task as the process pool does.
-/// Use a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) for tasks that
-/// may crash. See `README.md` for the commands to run both modes.
+/// reacts by aborting the job the rank belongs to. In spawn mode that is
+/// the spawned job: the manager notices (it checks the pids of busy ranks
+/// on this host every 200 ms), and the executor is broken: its pending
+/// tasks and later submissions fail with [`Error::BrokenExecutor`], as in
+/// mpi4py, and a new executor spawns fresh ranks. In static-world mode the
+/// job is the whole program: `mpiexec` kills rank 0 too, so nothing can
+/// report it. Either way, one failed task cannot be reported alone as the
+/// process pool does; use a
+/// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) for tasks that may
+/// crash. See `README.md` for the commands to run both modes.
 ///
 /// This example is `no_run`: it needs an MPI runtime, and a doc test's
 /// binary cannot serve as its own worker. `tests/mpi.rs` and

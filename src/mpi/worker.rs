@@ -130,6 +130,10 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
     let fingerprint = Fingerprint::of_executable_contents()
         .map_err(|e| format!("cannot identify the executable: {e}"))?;
     manager.send_with_tag(&Hello { fingerprint }.encode()[..], tags::HELLO);
+    // So that a parent on the same host can tell when this rank has died.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let place = format!("{} {}", std::process::id(), host.trim());
+    manager.send_with_tag(place.as_bytes(), tags::WHERE);
     let (body, _) = manager.receive_vec_with_tag::<u8>(tags::WELCOME);
     let welcome = Welcome::decode(&body).map_err(|e| e.into_error().to_string());
     let ready = match &welcome {
