@@ -145,14 +145,24 @@
 //! wider: any closure, any `Send` data, and for `starmap` one to six
 //! arguments ([`Spread`]) where the trait takes two.
 //!
+//! # Beyond one machine: MPI
+//!
+//! With the cargo feature `mpi`, `MpiPoolExecutor` runs tasks on MPI
+//! ranks, as Python's `mpi4py.futures.MPIPoolExecutor` does: alone, it
+//! spawns copies of the program with `MPI_Comm_spawn`; under
+//! `mpiexec -n N`, rank 0 runs `main` and the other ranks serve from inside
+//! [`init`]. It implements the same [`Executor`] trait, so generic code
+//! switches by one identifier. Default builds need no MPI library. The
+//! README has the commands.
+//!
 //! # Where the unsafe code is
 //!
 //! The futures, `map` and `wait` use no `unsafe` code, and the future's
 //! state machine (pending, running, done, cancelled, with its callbacks,
 //! waiters and wakers) is model-checked under every interleaving with loom;
-//! see `future.rs` for the command. The thread pool has
-//! one block, for scoped tasks; the process pool has it in two places. Each
-//! block has a `// SAFETY:` comment:
+//! see `future.rs` for the command. The thread pool has one block, for
+//! scoped tasks; the process pool has it in two places; the MPI executor
+//! (feature `mpi`) in two more. Each block has a `// SAFETY:` comment:
 //!
 //! - `thread/scope.rs`, `Scope::enqueue`: erasing a scoped task's lifetime
 //!   so the pool's `'static` queue can hold it. Each task is boxed with a
@@ -166,12 +176,23 @@
 //!   safe form of (`prctl` so a worker dies with its pool, `dup2` to take the
 //!   channel off standard input, `SO_PEERCRED` to check who is on the other
 //!   end, and `kill` for a signal other than SIGKILL).
+//! - `mpi/worker.rs`: calling a received task, as in `process/worker.rs`,
+//!   trusted after the rank's handshake proved the same executable
+//!   (a fingerprint of its contents) and the task's tag checked.
+//! - `mpi/manager.rs`: the MPI calls the `mpi` crate has no form of that
+//!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
+//!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
+//!   `MPI_Error_string`, reading the library's handle constants, wrapping
+//!   the new intercommunicator; and `atexit`, so that the serving ranks are
+//!   stopped and MPI finalized when the program exits.
 
 mod error;
 mod executor;
 mod future;
 pub mod guide;
 mod map;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod panic;
 mod process;
 mod spread;
@@ -184,6 +205,8 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+#[cfg(feature = "mpi")]
+pub use mpi::{MpiPoolBuilder, MpiPoolExecutor};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
 #[cfg(fuzzing)]
 #[doc(hidden)]

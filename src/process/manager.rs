@@ -26,7 +26,7 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
     workers.mark_idle();
     while let Some(mut work) = workers.next_job() {
         let target = Arc::new(Mutex::new(Target::default()));
-        if shared.is_stopping() || !work.results.claim(Target::canceller(&target)) {
+        if shared.is_stopping() || !work.results.claim(Some(Target::canceller(&target))) {
             // Dropped unrun, its futures resolve as cancelled.
             workers.mark_idle();
             continue;

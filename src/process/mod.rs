@@ -10,11 +10,11 @@
 //! the thread pool: one manager (and so one worker process) per
 //! `max_workers`, started when a submit finds no idle one.
 
-mod call;
+pub(crate) mod call;
 mod manager;
 mod spawn;
-mod wire;
-mod worker;
+pub(crate) mod wire;
+pub(crate) mod worker;
 
 use std::any::Any;
 use std::fmt;
@@ -115,10 +115,11 @@ impl workers::Job for Work {
 }
 
 /// The future of one [`Work`], typed by the task's result.
-trait Results: Send {
+pub(crate) trait Results: Send {
     /// Moves the future to running; `false` if it was cancelled. A lone
-    /// task can then be cancelled while it runs: `canceller` kills its worker.
-    fn claim(&mut self, canceller: Canceller) -> bool;
+    /// task given a `canceller` (the process pool's kills its worker) can
+    /// then be cancelled while it runs; without one, only before.
+    fn claim(&mut self, canceller: Option<Canceller>) -> bool;
     /// Completes the future from the worker's outcomes (`Err` if they did
     /// not decode: the future then holds the protocol error). Either way,
     /// hands back its done callbacks to run, so that the manager can count
@@ -129,7 +130,7 @@ trait Results: Send {
 }
 
 /// Done callbacks still to run, if there are any.
-type Deferred = Option<Box<dyn FnOnce() + Send>>;
+pub(crate) type Deferred = Option<Box<dyn FnOnce() + Send>>;
 
 /// Completes `promise` with `outcome`, deferring its done callbacks.
 fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -> Deferred {
@@ -138,11 +139,14 @@ fn complete<T: Send + 'static>(promise: Promise<T>, outcome: Result<T, Error>) -
 }
 
 /// A lone task's future.
-struct One<R>(Promise<R>);
+pub(crate) struct One<R>(pub(crate) Promise<R>);
 
 impl<R: Payload> Results for One<R> {
-    fn claim(&mut self, canceller: Canceller) -> bool {
-        self.0.claim_cancellable(canceller)
+    fn claim(&mut self, canceller: Option<Canceller>) -> bool {
+        match canceller {
+            Some(canceller) => self.0.claim_cancellable(canceller),
+            None => self.0.claim(),
+        }
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
@@ -159,16 +163,16 @@ impl<R: Payload> Results for One<R> {
 
 /// A `map` chunk's future. Inputs that failed to serialize were not sent;
 /// their errors go back in at their positions.
-struct Chunk<R> {
-    promise: Promise<Vec<Result<R, Error>>>,
-    sent: usize,
-    refused: Vec<(usize, Error)>,
+pub(crate) struct Chunk<R> {
+    pub(crate) promise: Promise<Vec<Result<R, Error>>>,
+    pub(crate) sent: usize,
+    pub(crate) refused: Vec<(usize, Error)>,
 }
 
 impl<R: Payload> Results for Chunk<R> {
     /// An item of a chunk shares its worker with the others: killing it
     /// would take them down too, so a running chunk cannot be cancelled.
-    fn claim(&mut self, _: Canceller) -> bool {
+    fn claim(&mut self, _: Option<Canceller>) -> bool {
         self.promise.claim()
     }
 
@@ -191,7 +195,7 @@ impl<R: Payload> Results for Chunk<R> {
 
 /// Serializes one argument, turning a failure (or a panic in a `Serialize`
 /// impl) into that task's error.
-fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
     let start = out.len();
     let result = match panic::catch(|| wire::append(arg, out)) {
         Ok(Ok(())) => return Ok(()),

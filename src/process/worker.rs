@@ -60,6 +60,10 @@ pub fn init() {
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
     let Some(pool) = spawned_by_pool() else {
+        // Not a process-pool worker: perhaps an MPI worker rank, which
+        // serves and exits here too.
+        #[cfg(feature = "mpi")]
+        crate::mpi::worker::init();
         return;
     };
     let code = match serve(pool) {

@@ -1,0 +1,739 @@
+//! The manager: the one thread of a process that owns MPI.
+//!
+//! Open MPI's communicators are not `Send`, so a single thread initializes
+//! MPI, owns the universe and every communicator, and makes every MPI call
+//! of the parent side. Executors talk to it over a channel of [`Command`]s.
+//! It starts with the first [`MpiPoolExecutor`](super::MpiPoolExecutor) (or
+//! in [`init`](crate::init) on rank 0 of a static world) and lives until the
+//! process exits, when an `atexit` hook has it stop the serving ranks and
+//! finalize MPI. MPI cannot be initialized twice in one process, so every
+//! executor of the process shares this thread; each executor is one *pool*
+//! here: its own ranks, queue and tasks in flight. Spawned ranks outlive
+//! their executor, for the next one of the same size.
+//!
+//! The loop hands queued work to idle ranks (one message each, so it knows
+//! which work every rank holds), then receives outcomes from any rank,
+//! polling with a [`Backoff`] while work is out and blocking on the channel
+//! while none is. Done callbacks run on a separate thread, so that a slow
+//! callback never stalls MPI.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{CString, c_char, c_int};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ::mpi::Rank;
+use ::mpi::environment::{Threading, Universe};
+use ::mpi::ffi;
+use ::mpi::point_to_point::{Destination, Source};
+use ::mpi::topology::{Communicator, InterCommunicator};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::worker::{Role, WORKER_ARG};
+use super::{Backoff, Command, Opened, Work, tags};
+use crate::Error;
+use crate::process::call::{Fingerprint, Secret};
+use crate::process::wire::{self, Hello, Welcome};
+
+/// How long a new rank may take to greet and report ready.
+const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How often the ranks of busy spawned pools are checked for life.
+const LIVENESS_CHECK: Duration = Duration::from_millis(200);
+
+/// How long the exit hook waits for the manager to stop the ranks.
+const EXIT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The manager's channel, or why it could not start.
+static MANAGER: OnceLock<Result<Sender<Command>, String>> = OnceLock::new();
+
+/// The channel to the manager, starting it on first use.
+pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
+    MANAGER
+        .get_or_init(|| start(Role::of_this_process()))
+        .as_ref()
+        .map_err(|reason| Error::BrokenExecutor {
+            reason: reason.clone(),
+        })
+}
+
+/// Rank 0 of a static world: starts the manager at once, so that it
+/// greets the serving ranks now and stops them when the program ends,
+/// even if the program never builds an executor.
+pub(crate) fn start_for_world() {
+    if let Err(error) = commands() {
+        eprintln!("concurrent-futures: {error}");
+    }
+}
+
+fn start(role: Role) -> Result<Sender<Command>, String> {
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let (started, outcome) = crossbeam_channel::bounded(1);
+    thread::Builder::new()
+        .name("concurrent-futures-mpi-manager".into())
+        .spawn(move || run(role, &started, &inbox))
+        .map_err(|e| format!("cannot start the MPI manager thread: {e}"))?;
+    outcome
+        .recv()
+        .unwrap_or_else(|_| Err("the MPI manager thread died while starting".into()))?;
+    // SAFETY: `atexit` stores a pointer to a function that takes nothing,
+    // returns nothing and lives for the whole program.
+    if unsafe { libc::atexit(finalize_at_exit) } != 0 {
+        eprintln!("concurrent-futures: cannot register the MPI exit hook; MPI is not finalized");
+    }
+    Ok(commands)
+}
+
+/// Runs at process exit: asks the manager to stop every rank and finalize.
+extern "C" fn finalize_at_exit() {
+    if let Some(Ok(commands)) = MANAGER.get() {
+        let (reply, done) = crossbeam_channel::bounded(1);
+        if commands.send(Command::Finalize { reply }).is_ok() {
+            let _ = done.recv_timeout(EXIT_PATIENCE);
+        }
+    }
+}
+
+/// The body of the manager thread.
+fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Command>) {
+    let Some((universe, _)) = ::mpi::initialize_with_threading(Threading::Funneled) else {
+        let _ = started.send(Err(
+            "MPI was already initialized in this process by other code; \
+             the MPI executor must be the one to initialize it"
+                .into(),
+        ));
+        return;
+    };
+    errors_return_on_self();
+    let fingerprint = match Fingerprint::of_executable_contents() {
+        Ok(fingerprint) => fingerprint,
+        Err(error) => {
+            let _ = started.send(Err(format!("cannot identify this executable: {error}")));
+            return;
+        }
+    };
+    let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+    let _ = thread::Builder::new()
+        .name("concurrent-futures-mpi-callbacks".into())
+        .spawn(move || deferred.iter().for_each(|callback| callback()));
+    let mut manager = Manager {
+        universe,
+        welcome: Welcome {
+            fingerprint,
+            secret: Secret::random(),
+            initializer: None,
+        },
+        world: Vec::new(),
+        groups: Vec::new(),
+        pools: HashMap::new(),
+        next_pool: 1,
+        callbacks,
+    };
+    if let Role::World { size, .. } = role {
+        manager.greet_world(size);
+    }
+    let _ = started.send(Ok(()));
+    let reply = manager.serve(inbox);
+    manager.finish();
+    drop(manager); // finalizes MPI
+    if let Some(reply) = reply {
+        let _ = reply.send(());
+    }
+}
+
+/// A serving rank of the static world, and who uses it.
+struct WorldRank {
+    rank: Rank,
+    state: Lease,
+}
+
+enum Lease {
+    Free,
+    Leased(u64),
+    /// It failed the handshake, for this reason.
+    Refused(String),
+}
+
+/// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
+struct Group {
+    /// The intercommunicator whose remote group they are.
+    comm: InterCommunicator,
+    leased: Option<u64>,
+    /// Each rank's pid, if it runs on this host: how a death is noticed.
+    pids: Vec<Option<u32>>,
+    /// A rank died: Open MPI aborted the whole spawned job. Never used or
+    /// spoken to again.
+    dead: bool,
+}
+
+/// Which communicator a pool's ranks are on.
+enum Link {
+    /// Ranks of `MPI_COMM_WORLD` (static-world mode).
+    World,
+    /// All the ranks of `groups[index]` (spawn mode).
+    Spawned(usize),
+}
+
+/// One executor's ranks and work.
+struct Pool {
+    link: Link,
+    idle: Vec<Rank>,
+    busy: HashMap<Rank, Work>,
+    queue: VecDeque<Work>,
+    /// Set by `Close`: the replies to send once the pool is drained.
+    closing: Option<Vec<Sender<()>>>,
+    /// Why the pool can run nothing more, if it cannot.
+    broken: Option<String>,
+}
+
+struct Manager {
+    universe: Universe,
+    welcome: Welcome,
+    world: Vec<WorldRank>,
+    /// The spawned ranks, kept for later executors until the program exits.
+    groups: Vec<Group>,
+    pools: HashMap<u64, Pool>,
+    next_pool: u64,
+    callbacks: Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Manager {
+    /// Serves commands until `Finalize`, or until every executor handle is
+    /// gone; returns the finalize reply, if any.
+    fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
+        let mut backoff = Backoff::default();
+        let mut checked = Instant::now();
+        loop {
+            let out = self.pools.values().any(|pool| !pool.busy.is_empty());
+            if out && checked.elapsed() > LIVENESS_CHECK {
+                checked = Instant::now();
+                self.check_spawned();
+            }
+            let command = if out {
+                match backoff.delay() {
+                    None => inbox.try_recv().ok(),
+                    Some(delay) => match inbox.recv_timeout(delay) {
+                        Ok(command) => Some(command),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => return None,
+                    },
+                }
+            } else {
+                match inbox.recv() {
+                    Ok(command) => Some(command),
+                    Err(_) => return None,
+                }
+            };
+            let mut progressed = command.is_some();
+            if let Some(command) = command {
+                match command {
+                    Command::Open { workers, reply } => {
+                        let _ = reply.send(self.open(workers));
+                    }
+                    Command::Task { pool, work } => match self.pools.get_mut(&pool) {
+                        Some(Pool {
+                            broken: Some(reason),
+                            ..
+                        }) => work.results.fail(Error::BrokenExecutor {
+                            reason: reason.clone(),
+                        }),
+                        Some(pool) if pool.closing.is_none() => pool.queue.push_back(work),
+                        _ => work.results.fail(Error::Shutdown),
+                    },
+                    Command::Close {
+                        pool,
+                        cancel,
+                        reply,
+                    } => self.close(pool, cancel, reply),
+                    Command::Finalize { reply } => return Some(reply),
+                }
+            }
+            self.dispatch();
+            if self.receive() {
+                progressed = true;
+                // The ranks that answered are idle: give them the queued
+                // work now, or the loop would block on the channel with
+                // work queued and nothing out.
+                self.dispatch();
+            }
+            self.retire_drained();
+            if progressed {
+                backoff.reset();
+            }
+        }
+    }
+
+    /// A new pool of up to `workers` ranks.
+    fn open(&mut self, workers: usize) -> Result<Opened, Error> {
+        let id = self.next_pool;
+        self.next_pool += 1;
+        let (link, ranks) = if self.world.is_empty() {
+            let group = self.spawned_group(id, workers)?;
+            let ranks = (0..self.groups[group].comm.remote_size()).collect();
+            (Link::Spawned(group), ranks)
+        } else {
+            (Link::World, self.lease(id, workers)?)
+        };
+        let opened = Opened {
+            pool: id,
+            workers: ranks.len(),
+            secret: self.welcome.secret,
+        };
+        self.pools.insert(
+            id,
+            Pool {
+                link,
+                idle: ranks.into_iter().rev().collect(),
+                busy: HashMap::new(),
+                queue: VecDeque::new(),
+                closing: None,
+                broken: None,
+            },
+        );
+        Ok(opened)
+    }
+
+    /// A free group of `workers` spawned ranks, leased to pool `id`: one
+    /// left by an earlier executor, or a new one. Reusing them saves a
+    /// spawn (tenths of a second) per executor, and Open MPI's spawn and
+    /// disconnect are its least robust paths.
+    fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
+        let free = self.groups.iter().position(|group| {
+            group.leased.is_none()
+                && !group.dead
+                && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
+        });
+        let index = match free {
+            Some(index) => index,
+            None => {
+                let comm = self.spawn(workers)?;
+                let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
+                let pids = match handshake(&comm, &ranks, &self.welcome) {
+                    Ok(pids) => pids,
+                    Err(reason) => {
+                        stop(&comm, &ranks);
+                        return Err(Error::BrokenExecutor { reason });
+                    }
+                };
+                self.groups.push(Group {
+                    comm,
+                    leased: None,
+                    pids,
+                    dead: false,
+                });
+                self.groups.len() - 1
+            }
+        };
+        self.groups[index].leased = Some(id);
+        Ok(index)
+    }
+
+    /// Starts `workers` copies of this executable with `MPI_Comm_spawn`.
+    fn spawn(&self, workers: usize) -> Result<InterCommunicator, Error> {
+        let failed = |reason: String| Error::SpawnFailed { reason };
+        let program = std::env::current_exe()
+            .map_err(|e| failed(format!("cannot find this executable: {e}")))?;
+        let program = CString::new(program.as_os_str().as_bytes())
+            .map_err(|_| failed("this executable's path contains a NUL byte".into()))?;
+        let arg = CString::new(WORKER_ARG).expect("no NUL");
+        let mut argv = [arg.as_ptr().cast_mut(), std::ptr::null_mut()];
+        let count = c_int::try_from(workers)
+            .map_err(|_| failed(format!("{workers} workers are more than MPI can spawn")))?;
+        let mut errcodes: Vec<c_int> = vec![-1; workers];
+        // SAFETY: reading the MPI library's handle constants; MPI is
+        // initialized (this thread did it).
+        let (mut intercomm, info, self_comm) = unsafe {
+            (
+                ffi::RSMPI_COMM_NULL,
+                ffi::RSMPI_INFO_NULL,
+                ffi::RSMPI_COMM_SELF,
+            )
+        };
+        // SAFETY: `program` and the strings of `argv` are NUL-terminated and
+        // outlive the call, `argv` ends with a null pointer, `errcodes` has
+        // room for `count` codes, and `intercomm` is valid for a write. MPI
+        // copies what it keeps. This thread initialized MPI, and it alone
+        // calls MPI.
+        let status = unsafe {
+            ffi::MPI_Comm_spawn(
+                program.as_ptr(),
+                argv.as_mut_ptr(),
+                count,
+                info,
+                0,
+                self_comm,
+                &mut intercomm,
+                errcodes.as_mut_ptr(),
+            )
+        };
+        // SAFETY: as above, reading a handle constant.
+        let null = unsafe { ffi::RSMPI_COMM_NULL };
+        let bad = errcodes.iter().filter(|&&code| code != 0).count();
+        if status != ffi::MPI_SUCCESS as c_int || intercomm == null || bad > 0 {
+            let code = if status != 0 {
+                status
+            } else {
+                errcodes.iter().copied().find(|&c| c != 0).unwrap_or(status)
+            };
+            return Err(failed(format!(
+                "MPI_Comm_spawn of {workers} workers failed ({}); on a machine with fewer \
+                 cores than processes, Open MPI needs OMPI_MCA_rmaps_base_oversubscribe=1, \
+                 and as root OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                error_string(code)
+            )));
+        }
+        // SAFETY: `intercomm` is the valid intercommunicator MPI_Comm_spawn
+        // just made; from now on only the returned value uses it.
+        unsafe { InterCommunicator::try_from_raw(intercomm) }
+            .ok_or_else(|| failed("MPI_Comm_spawn gave no intercommunicator".into()))
+    }
+
+    /// Greets the serving ranks of a static world of `size` processes.
+    fn greet_world(&mut self, size: usize) {
+        let world = self.universe.world();
+        let ranks: Vec<Rank> = (1..size).filter_map(|r| Rank::try_from(r).ok()).collect();
+        let refused = handshake(&world, &ranks, &self.welcome).err();
+        // A rank of a static world that dies takes the job down with it
+        // (Open MPI aborts it), so its pid is not needed.
+        self.world = ranks
+            .into_iter()
+            .map(|rank| WorldRank {
+                rank,
+                state: match &refused {
+                    None => Lease::Free,
+                    Some(reason) => Lease::Refused(reason.clone()),
+                },
+            })
+            .collect();
+    }
+
+    /// Takes up to `workers` free ranks of the static world for pool `id`.
+    fn lease(&mut self, id: u64, workers: usize) -> Result<Vec<Rank>, Error> {
+        let mut ranks = Vec::new();
+        for slot in &mut self.world {
+            if ranks.len() < workers && matches!(slot.state, Lease::Free) {
+                slot.state = Lease::Leased(id);
+                ranks.push(slot.rank);
+            }
+        }
+        if !ranks.is_empty() {
+            return Ok(ranks);
+        }
+        Err(
+            match self.world.iter().find_map(|slot| match &slot.state {
+                Lease::Refused(reason) => Some(reason.clone()),
+                _ => None,
+            }) {
+                Some(reason) => Error::BrokenExecutor { reason },
+                None => Error::SpawnFailed {
+                    reason: format!(
+                        "all {} serving ranks of this MPI world are in use by another \
+                     MpiPoolExecutor; shut it down first, or run with more ranks",
+                        self.world.len()
+                    ),
+                },
+            },
+        )
+    }
+
+    /// Stops a pool from taking tasks; it is retired once drained.
+    fn close(&mut self, id: u64, cancel: bool, reply: Option<Sender<()>>) {
+        let Some(pool) = self.pools.get_mut(&id) else {
+            if let Some(reply) = reply {
+                let _ = reply.send(());
+            }
+            return;
+        };
+        if cancel {
+            // Dropped unrun, their futures resolve as cancelled.
+            pool.queue.clear();
+        }
+        pool.closing.get_or_insert_with(Vec::new).extend(reply);
+    }
+
+    /// Hands queued work to idle ranks.
+    fn dispatch(&mut self) {
+        let world = self.universe.world();
+        for pool in self.pools.values_mut() {
+            while !pool.idle.is_empty() {
+                let Some(mut work) = pool.queue.pop_front() else {
+                    break;
+                };
+                if !work.results.claim(None) {
+                    continue; // cancelled: dropped unrun
+                }
+                let rank = pool.idle.pop().expect("not empty");
+                match &pool.link {
+                    Link::World => world
+                        .process_at_rank(rank)
+                        .send_with_tag(&work.message[..], tags::TASK),
+                    Link::Spawned(group) => self.groups[*group]
+                        .comm
+                        .process_at_rank(rank)
+                        .send_with_tag(&work.message[..], tags::TASK),
+                }
+                work.message = Vec::new();
+                pool.busy.insert(rank, work);
+            }
+        }
+    }
+
+    /// Breaks the pools whose spawned ranks died. Open MPI aborts a whole
+    /// spawned job when one of its ranks dies, so the pool's every rank is
+    /// gone: its tasks fail with [`Error::BrokenExecutor`] rather than wait
+    /// forever, and its group is never spoken to again.
+    fn check_spawned(&mut self) {
+        for pool in self.pools.values_mut() {
+            let Link::Spawned(index) = pool.link else {
+                continue;
+            };
+            let group = &mut self.groups[index];
+            let Some((rank, pid)) = (0..)
+                .zip(&group.pids)
+                .find_map(|(rank, pid)| pid.filter(|&pid| !alive(pid)).map(|pid| (rank, pid)))
+            else {
+                continue;
+            };
+            group.dead = true;
+            let reason = format!(
+                "MPI rank {rank} (pid {pid}) died; Open MPI aborts the whole spawned job, \
+                 so this executor has no ranks left"
+            );
+            pool.idle.clear();
+            for work in pool
+                .queue
+                .drain(..)
+                .chain(pool.busy.drain().map(|(_, w)| w))
+            {
+                work.results.fail(Error::BrokenExecutor {
+                    reason: reason.clone(),
+                });
+            }
+            pool.broken = Some(reason);
+        }
+    }
+
+    /// Receives every outcome that has arrived; `true` if there was one.
+    fn receive(&mut self) -> bool {
+        let world = self.universe.world();
+        let mut received = false;
+        for pool in self.pools.values_mut() {
+            while !pool.busy.is_empty() {
+                let arrived = match &pool.link {
+                    Link::World => receive_outcomes(&world),
+                    Link::Spawned(group) => receive_outcomes(&self.groups[*group].comm),
+                };
+                let Some((rank, outcomes)) = arrived else {
+                    break;
+                };
+                received = true;
+                let Some(work) = pool.busy.remove(&rank) else {
+                    continue; // not ours: a stray message, ignored
+                };
+                pool.idle.push(rank);
+                let deferred = match work.results.deliver(&outcomes) {
+                    Ok(deferred) | Err(deferred) => deferred,
+                };
+                if let Some(callbacks) = deferred {
+                    let _ = self.callbacks.send(callbacks);
+                }
+            }
+        }
+        received
+    }
+
+    /// Retires the closing pools that have nothing left to run.
+    fn retire_drained(&mut self) {
+        let drained: Vec<u64> = (self.pools.iter())
+            .filter(|(_, p)| p.closing.is_some() && p.queue.is_empty() && p.busy.is_empty())
+            .map(|(&id, _)| id)
+            .collect();
+        for id in drained {
+            let pool = self.pools.remove(&id).expect("listed above");
+            self.retire(id, pool);
+        }
+    }
+
+    fn retire(&mut self, id: u64, pool: Pool) {
+        match pool.link {
+            Link::Spawned(group) => self.groups[group].leased = None,
+            Link::World => {
+                for slot in &mut self.world {
+                    if matches!(slot.state, Lease::Leased(pool) if pool == id) {
+                        slot.state = Lease::Free;
+                    }
+                }
+            }
+        }
+        for reply in pool.closing.into_iter().flatten() {
+            let _ = reply.send(());
+        }
+    }
+
+    /// At exit: stops every rank. Work still queued fails; the outcomes of
+    /// work still running are not waited for.
+    fn finish(&mut self) {
+        let reason = "the program is exiting, and MPI with it".to_owned();
+        for (id, mut pool) in std::mem::take(&mut self.pools) {
+            for work in pool
+                .queue
+                .drain(..)
+                .chain(pool.busy.drain().map(|(_, w)| w))
+            {
+                work.results.fail(Error::BrokenExecutor {
+                    reason: reason.clone(),
+                });
+            }
+            self.retire(id, pool);
+        }
+        for group in self.groups.drain(..) {
+            if group.dead {
+                // Its processes are gone: a message or a disconnect could
+                // block for ever.
+                std::mem::forget(group.comm);
+                continue;
+            }
+            let ranks: Vec<Rank> = (0..group.comm.remote_size()).collect();
+            stop(&group.comm, &ranks);
+            drop(group.comm); // MPI_Comm_disconnect: the ranks disconnect too
+        }
+        let world = self.universe.world();
+        let serving: Vec<Rank> = (self.world.iter())
+            .filter(|slot| !matches!(slot.state, Lease::Refused(_)))
+            .map(|slot| slot.rank)
+            .collect();
+        stop(&world, &serving);
+    }
+}
+
+/// The greeting: each rank's `Hello` and where it runs, then our
+/// `Welcome`, then its `Ready`. `Ok` holds each rank's pid if it runs on
+/// this host; `Err` names the first rank that failed, and why.
+fn handshake<C: Communicator>(
+    comm: &C,
+    ranks: &[Rank],
+    welcome: &Welcome,
+) -> Result<Vec<Option<u32>>, String> {
+    let deadline = Instant::now() + HANDSHAKE_PATIENCE;
+    let mut refusal = None;
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut pids = Vec::new();
+    for &rank in ranks {
+        let body = receive_within(comm, rank, tags::HELLO, deadline)?;
+        let place = receive_within(comm, rank, tags::WHERE, deadline)?;
+        let place = String::from_utf8_lossy(&place);
+        pids.push(match place.split_once(' ') {
+            Some((pid, host)) if host == here.trim() && !host.is_empty() => pid.parse().ok(),
+            _ => None,
+        });
+        match Hello::decode(&body) {
+            Ok(hello) if hello.fingerprint == welcome.fingerprint => {}
+            Ok(_) => {
+                refusal.get_or_insert(format!(
+                    "MPI rank {rank} runs a different executable; every rank must run the same \
+                     build of the program"
+                ));
+            }
+            Err(error) => {
+                refusal.get_or_insert(format!(
+                    "MPI rank {rank} sent a bad greeting: {}",
+                    error.into_error()
+                ));
+            }
+        }
+    }
+    let encoded = welcome.encode();
+    for &rank in ranks {
+        comm.process_at_rank(rank)
+            .send_with_tag(&encoded[..], tags::WELCOME);
+    }
+    for &rank in ranks {
+        let body = receive_within(comm, rank, tags::READY, deadline)?;
+        if let Err(reason) = wire::decode_ready(&body).map_err(|e| e.into_error().to_string())? {
+            refusal.get_or_insert(format!("MPI rank {rank} refused to serve: {reason}"));
+        }
+    }
+    refusal.map_or(Ok(pids), Err)
+}
+
+/// Whether process `pid` of this host is still running (not gone, not a
+/// zombie).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+/// Receives the message with `tag` from `rank`, polling until `deadline`.
+fn receive_within<C: Communicator>(
+    comm: &C,
+    rank: Rank,
+    tag: ::mpi::Tag,
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
+    let process = comm.process_at_rank(rank);
+    let mut backoff = Backoff::default();
+    loop {
+        if process.immediate_probe_with_tag(tag).is_some() {
+            return Ok(process.receive_vec_with_tag::<u8>(tag).0);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "MPI rank {rank} did not finish the handshake within {HANDSHAKE_PATIENCE:?}"
+            ));
+        }
+        backoff.pause();
+    }
+}
+
+/// One arrived outcomes message, if any: its sender and bytes.
+fn receive_outcomes<C: Communicator>(comm: &C) -> Option<(Rank, Vec<u8>)> {
+    // A probe, then a receive from the rank it found: this thread alone
+    // receives, so the message is still there. Not a matched probe
+    // (`MPI_Mprobe`): Open MPI's has been unreliable (mpi4py turns it off),
+    // and here it left spawned ranks crashing in `MPI_Comm_disconnect`.
+    let status = comm
+        .any_process()
+        .immediate_probe_with_tag(tags::OUTCOMES)?;
+    let rank = status.source_rank();
+    let (bytes, _) = comm
+        .process_at_rank(rank)
+        .receive_vec_with_tag::<u8>(tags::OUTCOMES);
+    Some((rank, bytes))
+}
+
+/// Tells each of `ranks` to stop serving.
+fn stop<C: Communicator>(comm: &C, ranks: &[Rank]) {
+    for &rank in ranks {
+        comm.process_at_rank(rank)
+            .send_with_tag(&[][..] as &[u8], tags::STOP);
+    }
+}
+
+/// Makes errors on `MPI_COMM_SELF` (the spawning communicator) return codes
+/// instead of aborting the job: a failing spawn is then an `Err`.
+fn errors_return_on_self() {
+    // SAFETY: MPI is initialized (by this thread, the only one calling MPI);
+    // both arguments are the library's own predefined handles.
+    unsafe {
+        ffi::MPI_Comm_set_errhandler(ffi::RSMPI_COMM_SELF, ffi::RSMPI_ERRORS_RETURN);
+    }
+}
+
+/// MPI's words for an error code.
+fn error_string(code: c_int) -> String {
+    let mut buffer = [0 as c_char; ffi::MPI_MAX_ERROR_STRING as usize + 1];
+    let mut len: c_int = 0;
+    // SAFETY: the buffer holds MPI_MAX_ERROR_STRING characters and more, as
+    // MPI_Error_string requires, and `len` is valid for a write.
+    let status = unsafe { ffi::MPI_Error_string(code, buffer.as_mut_ptr(), &mut len) };
+    if status != 0 {
+        return format!("MPI error code {code}");
+    }
+    let len = usize::try_from(len).unwrap_or(0).min(buffer.len());
+    let bytes: Vec<u8> = buffer[..len].iter().map(|&c| c as u8).collect();
+    format!("{}, MPI error code {code}", String::from_utf8_lossy(&bytes))
+}

@@ -1,0 +1,279 @@
+//! The MPI executor (feature `mpi`), in whichever mode this binary was
+//! launched in:
+//!
+//! - `cargo test --features mpi --test mpi` runs it alone (an MPI
+//!   singleton): every executor spawns its workers with `MPI_Comm_spawn`;
+//! - `mpiexec -n 3 <this test binary>` runs it as a static world: rank 0
+//!   runs these cases, ranks 1 and 2 serve from inside `init()`.
+//!
+//! `.ci/run` does both, oversubscribed on two cores. Running as root needs
+//! `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, and more
+//! processes than cores `OMPI_MCA_rmaps_base_oversubscribe=1`.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/process_harness.rs"]
+mod harness;
+
+use std::thread;
+use std::time::Duration;
+
+use concurrent_futures::{
+    Error, Executor, MpiPoolExecutor, Shutdown, ThreadPoolExecutor, as_completed,
+};
+use fixtures::{PATIENCE, settle};
+
+fn main() {
+    concurrent_futures::init(); // first line: in a worker rank it never returns
+    harness::run(harness::cases![
+        a_result_comes_back_from_another_rank,
+        the_mode_follows_the_launch,
+        map_yields_results_in_input_order,
+        results_do_not_depend_on_the_chunk_size,
+        a_panic_fails_only_its_own_task,
+        starmap_and_map_unordered_work,
+        generic_executor_code_runs_on_mpi,
+        futures_work_with_as_completed,
+        a_closed_pool_refuses_new_tasks,
+        pools_come_and_go,
+        bad_settings_are_errors,
+        // Last: it kills a spawned job (spawn mode only).
+        a_dead_rank_breaks_its_pool_without_hanging,
+    ]);
+}
+
+/// The static world's size, if this binary runs under `mpiexec -n N > 1`.
+fn world_size() -> Option<usize> {
+    let size: usize = std::env::var("OMPI_COMM_WORLD_SIZE").ok()?.parse().ok()?;
+    (size > 1).then_some(size)
+}
+
+/// Where a task ran: its pid, whether it was spawned as a worker, and its
+/// rank in its own `MPI_COMM_WORLD`.
+fn where_am_i(_: ()) -> (u32, bool, Option<String>) {
+    let spawned = std::env::args()
+        .nth(1)
+        .is_some_and(|a| a.contains("mpi-worker"));
+    (
+        std::process::id(),
+        spawned,
+        std::env::var("OMPI_COMM_WORLD_RANK").ok(),
+    )
+}
+
+fn describe(n: u64) -> (u64, String) {
+    (n * n, format!("tugas {n}"))
+}
+
+fn square(n: u64) -> u64 {
+    n * n
+}
+
+fn a_result_comes_back_from_another_rank() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(
+        settle(&executor.submit(describe, 12)),
+        Ok((144, "tugas 12".to_owned()))
+    );
+    let (pid, _, _) = settle(&executor.submit(where_am_i, ())).unwrap();
+    assert_ne!(pid, std::process::id(), "the task ran in this process");
+}
+
+fn the_mode_follows_the_launch() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let places: Vec<_> = executor
+        .map(where_am_i, vec![(); 8])
+        .timeout(PATIENCE)
+        .map(Result::unwrap)
+        .collect();
+    for (pid, spawned, rank) in places {
+        assert_ne!(pid, std::process::id());
+        match world_size() {
+            Some(size) => {
+                assert!(!spawned, "static-world mode must not spawn");
+                let rank: usize = rank.expect("a world rank").parse().unwrap();
+                assert!((1..size).contains(&rank), "served by world rank {rank}");
+            }
+            None => assert!(spawned, "spawn mode runs tasks on spawned workers"),
+        }
+    }
+    match world_size() {
+        Some(size) => assert_eq!(executor.max_workers(), 2.min(size - 1)),
+        None => assert_eq!(executor.max_workers(), 2),
+    }
+}
+
+/// Sleeps less for later inputs, so they tend to finish first.
+fn later_is_faster(n: u64) -> u64 {
+    thread::sleep(Duration::from_millis(5 * (8 - n)));
+    n
+}
+
+fn map_yields_results_in_input_order() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let results: Vec<_> = executor
+        .map(later_is_faster, 0..8)
+        .timeout(PATIENCE)
+        .collect();
+    assert_eq!(results, (0..8).map(Ok).collect::<Vec<_>>());
+}
+
+fn results_do_not_depend_on_the_chunk_size() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let expected: Vec<u64> = (0..1000).map(square).collect();
+    for chunksize in [1, 7, 100, 1000] {
+        let results: Vec<u64> = executor
+            .map(square, 0..1000)
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(results, expected, "chunksize {chunksize}");
+    }
+}
+
+fn no_twos(n: u32) -> u32 {
+    assert_ne!(n, 2, "two is not allowed");
+    n
+}
+
+fn a_panic_fails_only_its_own_task() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    for chunksize in [1, 3] {
+        let results: Vec<_> = executor
+            .map(no_twos, [1, 2, 3])
+            .chunksize(chunksize)
+            .timeout(PATIENCE)
+            .collect();
+        assert_eq!(results[0], Ok(1));
+        match &results[1] {
+            Err(Error::Panicked { message, location }) => {
+                assert!(message.contains("two is not allowed"), "{message}");
+                assert!(location.as_deref().is_some_and(|l| l.contains("mpi.rs")));
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
+        assert_eq!(results[2], Ok(3));
+    }
+    // The rank that caught the panic goes on serving.
+    assert_eq!(settle(&executor.submit(square, 9)), Ok(81));
+}
+
+fn pangkat(basis: u64, eksponen: u32) -> u64 {
+    basis.pow(eksponen)
+}
+
+fn starmap_and_map_unordered_work() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let powers: Vec<_> = executor
+        .starmap(pangkat, [(2, 10), (3, 3)])
+        .timeout(PATIENCE)
+        .collect();
+    assert_eq!(powers, [Ok(1024), Ok(27)]);
+    let mut squares: Vec<u64> = executor
+        .map_unordered(square, 1..=5)
+        .timeout(PATIENCE)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    squares.sort_unstable();
+    assert_eq!(squares, [1, 4, 9, 16, 25]);
+}
+
+/// Code written for any executor: the thread and MPI pools run it alike.
+fn run_all(executor: &impl Executor) -> Vec<(u64, String)> {
+    executor
+        .map(describe, [1, 2, 3])
+        .timeout(PATIENCE)
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn generic_executor_code_runs_on_mpi() {
+    let on_threads = run_all(&ThreadPoolExecutor::new(2));
+    let on_mpi = run_all(&MpiPoolExecutor::new(2).unwrap());
+    assert_eq!(on_threads, on_mpi);
+    assert_eq!(on_mpi[2], (9, "tugas 3".to_owned()));
+}
+
+fn futures_work_with_as_completed() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let futures: Vec<_> = (1..=6).map(|n| executor.submit(square, n)).collect();
+    let mut total = 0;
+    for future in as_completed(&futures).timeout(PATIENCE) {
+        total += future.unwrap().result().unwrap();
+    }
+    assert_eq!(total, 91);
+}
+
+fn a_closed_pool_refuses_new_tasks() {
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let before = executor.submit(square, 4);
+    executor.shutdown();
+    assert!(before.done(), "shutdown waits for the submitted tasks");
+    assert_eq!(before.result(), Ok(16));
+    assert_eq!(executor.submit(square, 5).result(), Err(Error::Shutdown));
+    executor.shutdown_with(Shutdown {
+        wait: false,
+        cancel_futures: true,
+    }); // again: harmless
+}
+
+fn pools_come_and_go() {
+    for round in 0..3_u64 {
+        let executor = MpiPoolExecutor::new(1).unwrap();
+        assert_eq!(settle(&executor.submit(square, round)), Ok(round * round));
+    }
+    if let Some(size) = world_size() {
+        // Every serving rank is leased: one more pool has none to use.
+        let all = MpiPoolExecutor::new(size).unwrap();
+        assert_eq!(all.max_workers(), size - 1);
+        match MpiPoolExecutor::new(1) {
+            Err(Error::SpawnFailed { reason }) => assert!(reason.contains("in use"), "{reason}"),
+            other => panic!("expected SpawnFailed, got {other:?}"),
+        }
+        drop(all);
+        assert_eq!(MpiPoolExecutor::new(1).unwrap().max_workers(), 1);
+    }
+}
+
+fn bad_settings_are_errors() {
+    assert!(matches!(
+        MpiPoolExecutor::new(0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        MpiPoolExecutor::builder().chunksize(0).build(),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+fn exit_with(code: i32) -> i32 {
+    if code != 0 {
+        std::process::exit(code);
+    }
+    code
+}
+
+/// Spawn mode: a rank that exits mid-task makes Open MPI abort the spawned
+/// job, so the pool breaks: the task, and later ones, fail with
+/// `BrokenExecutor` instead of hanging, and a new executor spawns afresh.
+/// (In a static world Open MPI aborts the whole job, this process included,
+/// so this case only runs alone.)
+fn a_dead_rank_breaks_its_pool_without_hanging() {
+    if world_size().is_some() {
+        return;
+    }
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(settle(&executor.submit(exit_with, 0)), Ok(0));
+    match settle(&executor.submit(exit_with, 3)) {
+        Err(Error::BrokenExecutor { reason }) => assert!(reason.contains("died"), "{reason}"),
+        other => panic!("expected BrokenExecutor, got {other:?}"),
+    }
+    assert!(matches!(
+        settle(&executor.submit(exit_with, 0)),
+        Err(Error::BrokenExecutor { .. })
+    ));
+    drop(executor);
+    let fresh = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(settle(&fresh.submit(square, 7)), Ok(49));
+}
