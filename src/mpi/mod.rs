@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::future::{self};
+use crate::future;
 use crate::map::{Map, Pending};
 use crate::process::call::{Call, Secret, Task};
 use crate::process::wire::{Kind, TaskHeader};
@@ -338,23 +338,9 @@ impl MpiPoolExecutor {
                 return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
-            let (promise, future) = future::pair();
-            let (mut args, mut refused) = (Vec::new(), Vec::new());
-            for (index, arg) in chunk.drain(..).enumerate() {
-                if let Err(error) = encode_arg(&arg, &mut args) {
-                    refused.push((index, error));
-                }
-            }
-            let sent = len - refused.len();
-            if sent == 0 {
-                promise.complete(Ok(refused.into_iter().map(|(_, e)| Err(e)).collect()));
-            } else {
-                let results = Box::new(Chunk {
-                    promise,
-                    sent,
-                    refused,
-                });
-                self.send(call, sent, &args, results);
+            let (future, encoded) = Chunk::encode(chunk);
+            if let Some(chunk) = encoded {
+                self.send(call, chunk.sent, &chunk.args, chunk.results);
             }
             Pending::Chunk { future, len }
         };

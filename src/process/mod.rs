@@ -169,6 +169,51 @@ pub(crate) struct Chunk<R> {
     pub(crate) refused: Vec<(usize, Error)>,
 }
 
+impl<R: Payload> Chunk<R> {
+    /// Serializes a `map` chunk's inputs (draining `inputs`) for one task
+    /// message, and returns the chunk's future with the message to send:
+    /// `None` if no input serialized, and then the future already holds
+    /// each input's error.
+    pub(crate) fn encode<A: Payload>(
+        inputs: &mut Vec<A>,
+    ) -> (Future<Vec<Result<R, Error>>>, Option<ChunkMessage>) {
+        let (promise, future) = future::pair();
+        let len = inputs.len();
+        let (mut args, mut refused) = (Vec::new(), Vec::new());
+        for (index, arg) in inputs.drain(..).enumerate() {
+            if let Err(error) = encode_arg(&arg, &mut args) {
+                refused.push((index, error));
+            }
+        }
+        let sent = len - refused.len();
+        if sent == 0 {
+            promise.complete(Ok(refused.into_iter().map(|(_, e)| Err(e)).collect()));
+            return (future, None);
+        }
+        let results = Box::new(Chunk {
+            promise,
+            sent,
+            refused,
+        });
+        (
+            future,
+            Some(ChunkMessage {
+                args,
+                sent,
+                results,
+            }),
+        )
+    }
+}
+
+/// A `map` chunk ready to send: its encoded arguments, how many, and the
+/// results to complete from the answer.
+pub(crate) struct ChunkMessage {
+    pub(crate) args: Vec<u8>,
+    pub(crate) sent: usize,
+    pub(crate) results: Box<dyn Results>,
+}
+
 impl<R: Payload> Results for Chunk<R> {
     /// An item of a chunk shares its worker with the others: killing it
     /// would take them down too, so a running chunk cannot be cancelled.
@@ -369,31 +414,9 @@ impl ProcessPoolExecutor {
                 return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
-            let (promise, future) = future::pair();
-            let mut args = Vec::new();
-            let mut refused = Vec::new();
-            for (index, arg) in chunk.drain(..).enumerate() {
-                if let Err(error) = encode_arg(&arg, &mut args) {
-                    refused.push((index, error));
-                }
-            }
-            let sent = len - refused.len();
-            if sent == 0 {
-                promise.complete(Ok(refused
-                    .into_iter()
-                    .map(|(_, error)| Err(error))
-                    .collect()));
-            } else {
-                self.enqueue(
-                    call,
-                    sent,
-                    [args, Vec::new()],
-                    Box::new(Chunk {
-                        promise,
-                        sent,
-                        refused,
-                    }),
-                );
+            let (future, encoded) = Chunk::encode(chunk);
+            if let Some(chunk) = encoded {
+                self.enqueue(call, chunk.sent, [chunk.args, Vec::new()], chunk.results);
             }
             Pending::Chunk { future, len }
         };
