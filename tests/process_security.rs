@@ -81,13 +81,9 @@ fn assert_refused(output: &Output, why: &str) {
 fn a_marker_without_the_parents_socket_serves_nothing() {
     // The marker names us, the parent, but stdin is a pipe, not our socket.
     let me = std::process::id().to_string();
-    let mut child = probe(&me, Stdio::piped());
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"CFut anything")
-        .unwrap();
+    // Nothing is written: the refusal must come before any read, and a
+    // write could race the child's exit (EPIPE).
+    let child = probe(&me, Stdio::piped());
     assert_refused(
         &child.wait_with_output().unwrap(),
         "standard input is not the pool's private channel",
