@@ -1,12 +1,29 @@
-//! [`Workers`]: a lazily grown set of threads serving one job queue.
+//! Layer: core, under the pools. May use `Error` and `Shutdown`; no pool,
+//! no transport. [`Crew`]: a lazily grown set of threads serving one job
+//! queue.
 //!
-//! Both pools are built on it. The thread pool's workers run jobs
-//! themselves; the process pool's workers each drive one child process.
+//! The thread pool and the process transport are built on it. The thread
+//! pool's crew threads run jobs themselves; the process transport's (its
+//! managers) each drive one child process.
 //!
 //! Submitting puts a job on one crossbeam channel and starts a thread when
 //! no idle one will take it, up to `max_workers`. The channel's only sender
 //! sits behind a mutex, so a submit that races a shutdown is either queued
 //! (and will be served) or refused with [`Error::Shutdown`], never lost.
+//!
+//! The queue's lifecycle is [`Intake`]; once closed it never opens again:
+//!
+//! ```text
+//! Open ──shutdown──▶ ShutDown
+//!   │                   │
+//!   └──break_pool──▶ Broken ◀──break_pool──┘
+//! ```
+//!
+//! A crew thread counts as idle while it waits for a job. It takes jobs
+//! through its [`Seat`]: each job comes with a [`Turn`], which counts the
+//! thread idle again exactly once, when it [ends](Turn::end) or is
+//! dropped, and which borrows the seat, so that no next job can be taken
+//! while a turn is open.
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,17 +40,18 @@ pub(crate) trait Job: Send + 'static {
     fn fail(self, error: Error);
 }
 
-/// What a worker thread runs; it calls [`Workers::next_job`] until `None`.
-pub(crate) type Body<J> = Arc<dyn Fn(&Arc<Workers<J>>) + Send + Sync>;
+/// What a crew thread runs; it takes jobs from its [`Crew::seat`] until
+/// `None`.
+pub(crate) type Body<J> = Arc<dyn Fn(&Arc<Crew<J>>) + Send + Sync>;
 
 /// The threads and queue of one pool.
-pub(crate) struct Workers<J> {
+pub(crate) struct Crew<J> {
     state: Mutex<State<J>>,
     /// Signalled when a shutdown finishes joining the threads it took.
     joined: Condvar,
-    /// A handle on the queue, for workers and for draining it.
+    /// A handle on the queue, for the crew threads and for draining it.
     queue: Receiver<J>,
-    /// Workers waiting for a job, or about to.
+    /// Crew threads waiting for a job, or about to.
     idle: AtomicUsize,
     max_workers: usize,
     name_prefix: String,
@@ -41,20 +59,25 @@ pub(crate) struct Workers<J> {
     body: Body<J>,
 }
 
+/// Whether the queue takes jobs; see the module's diagram.
+enum Intake<J> {
+    Open(Sender<J>),
+    ShutDown,
+    /// The pool broke, for this reason.
+    Broken(String),
+}
+
 struct State<J> {
-    /// `None` once shut down or broken: the queue is closed.
-    sender: Option<Sender<J>>,
+    intake: Intake<J>,
     /// The threads not joined yet.
     threads: Vec<JoinHandle<()>>,
     /// Every thread ever started, so a shutdown can tell if a worker calls it.
     ids: Vec<ThreadId>,
     /// How many shutdowns are joining threads they took out of `threads`.
     joining: usize,
-    /// Why the pool broke, if it did.
-    broken: Option<String>,
 }
 
-impl<J: Job> Workers<J> {
+impl<J: Job> Crew<J> {
     pub(crate) fn new(
         max_workers: usize,
         name_prefix: String,
@@ -64,11 +87,10 @@ impl<J: Job> Workers<J> {
         let (sender, queue) = crossbeam_channel::unbounded();
         Self {
             state: Mutex::new(State {
-                sender: Some(sender),
+                intake: Intake::Open(sender),
                 threads: Vec::new(),
                 ids: Vec::new(),
                 joining: 0,
-                broken: None,
             }),
             joined: Condvar::new(),
             queue,
@@ -95,12 +117,12 @@ impl<J: Job> Workers<J> {
     /// reason.
     pub(crate) fn enqueue(self: &Arc<Self>, job: J) {
         let mut state = self.lock();
-        let refusal = match (&state.sender, &state.broken) {
-            (_, Some(reason)) => Error::BrokenExecutor {
+        let refusal = match &state.intake {
+            Intake::Broken(reason) => Error::BrokenExecutor {
                 reason: reason.clone(),
             },
-            (None, None) => Error::Shutdown,
-            (Some(sender), None) => {
+            Intake::ShutDown => Error::Shutdown,
+            Intake::Open(sender) => {
                 // The receiver lives in `self.queue`, so the send cannot fail.
                 let _ = sender.send(job);
                 // ORDERING: a heuristic; see `mark_idle`.
@@ -129,43 +151,34 @@ impl<J: Job> Workers<J> {
         if let Some(bytes) = self.stack_size {
             builder = builder.stack_size(bytes);
         }
-        let workers = Arc::clone(self);
-        let handle = builder
-            .spawn(move || (workers.body)(&workers))
-            .map_err(|error| Error::SpawnFailed {
-                reason: error.to_string(),
-            })?;
+        let crew = Arc::clone(self);
+        let handle =
+            builder
+                .spawn(move || (crew.body)(&crew))
+                .map_err(|error| Error::SpawnFailed {
+                    reason: error.to_string(),
+                })?;
         state.ids.push(handle.thread().id());
         state.threads.push(handle);
         Ok(())
     }
 
-    /// The next job for a worker, waiting for one; `None` once the queue is
-    /// closed and empty, when the worker should exit. The worker counts as
-    /// idle while it waits here.
-    pub(crate) fn next_job(&self) -> Option<J> {
-        let job = self.queue.recv().ok()?;
-        // ORDERING: as in `mark_idle`.
-        self.idle.fetch_sub(1, Ordering::Relaxed);
-        Some(job)
+    /// A seat for the calling crew thread, which counts it idle: the one
+    /// way to take jobs. Each thread takes one, once.
+    pub(crate) fn seat(&self) -> Seat<'_, J> {
+        self.mark_idle();
+        Seat { crew: self }
     }
 
-    /// Counts the calling worker as idle. A worker calls it once before its
-    /// first [`next_job`](Self::next_job), and then after each job, just
-    /// before completing the job's futures: a caller who sees a result and
-    /// submits again then finds the worker counted, and no thread is started.
-    pub(crate) fn mark_idle(&self) {
+    fn mark_idle(&self) {
         // ORDERING: `idle` only steers whether submit starts another thread;
         // a stale value costs a thread or a short wait, never correctness.
-        // A caller who sees the result still sees this count, because
+        // A caller who sees a result still sees this count, because
         // completing the future (a Release) comes after it.
         self.idle.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Undoes [`mark_idle`](Self::mark_idle) while a worker that counted
-    /// itself idle does more work for its last job: running its future's
-    /// done callbacks.
-    pub(crate) fn mark_busy(&self) {
+    fn mark_busy(&self) {
         // ORDERING: as in `mark_idle`.
         self.idle.fetch_sub(1, Ordering::Relaxed);
     }
@@ -174,8 +187,9 @@ impl<J: Job> Workers<J> {
     pub(crate) fn break_pool(&self, reason: String) {
         {
             let mut state = self.lock();
-            state.sender = None;
-            state.broken.get_or_insert(reason.clone());
+            if !matches!(state.intake, Intake::Broken(_)) {
+                state.intake = Intake::Broken(reason.clone());
+            }
         }
         let error = Error::BrokenExecutor { reason };
         self.queue
@@ -189,7 +203,12 @@ impl<J: Job> Workers<J> {
     /// own pool) joins the others but cannot wait for itself: it puts its
     /// own handle back, for a later shutdown (the pool's drop) to join.
     pub(crate) fn shutdown(&self, how: Shutdown) {
-        self.lock().sender = None;
+        {
+            let mut state = self.lock();
+            if let Intake::Open(_) = state.intake {
+                state.intake = Intake::ShutDown;
+            }
+        }
         if how.cancel_futures {
             // Dropping a job unrun resolves its futures as cancelled.
             self.queue.try_iter().for_each(drop);
@@ -222,7 +241,7 @@ impl<J: Job> Workers<J> {
                 if handle.thread().id() == me {
                     own = Some(handle);
                 } else {
-                    // Workers catch every task panic, so a join error cannot
+                    // Crew threads catch every task panic, so a join error cannot
                     // happen; if it did, there would be nothing left to clean up.
                     let _ = handle.join();
                 }
@@ -238,15 +257,99 @@ impl<J: Job> Workers<J> {
     }
 }
 
-impl<J> fmt::Debug for Workers<J> {
+/// A crew thread's place at the queue; see [`Crew::seat`].
+pub(crate) struct Seat<'c, J> {
+    crew: &'c Crew<J>,
+}
+
+impl<J: Job> Seat<'_, J> {
+    /// The next job, waiting for one, with the turn that ends it; `None`
+    /// once the queue is closed and empty, when the thread should exit.
+    /// The thread counts as idle while it waits here, and busy during the
+    /// turn.
+    pub(crate) fn next_job(&mut self) -> Option<(J, Turn<'_, J>)> {
+        let job = self.crew.queue.recv().ok()?;
+        self.crew.mark_busy();
+        Some((job, Turn { crew: self.crew }))
+    }
+}
+
+impl<J> fmt::Debug for Seat<'_, J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Seat").finish_non_exhaustive()
+    }
+}
+
+/// A crew thread's work on one job: it counts the thread idle again when it
+/// [ends](Turn::end), or when it is dropped, whichever comes first, once.
+#[must_use = "a turn counts its thread busy until it ends"]
+pub(crate) struct Turn<'s, J> {
+    crew: &'s Crew<J>,
+}
+
+impl<'s, J> Turn<'s, J> {
+    /// Ends the turn: the thread counts as idle again. Call it just before
+    /// completing the job's futures, so that a caller who sees a result and
+    /// submits again finds the thread counted, and no thread is started.
+    /// The returned [`Idle`] runs the futures' done callbacks as busy.
+    pub(crate) fn end(self) -> Idle<'s, J> {
+        let crew = self.crew;
+        drop(self);
+        Idle { crew }
+    }
+}
+
+impl<J> Drop for Turn<'_, J> {
+    fn drop(&mut self) {
+        // ORDERING: as in `Crew::mark_idle`.
+        self.crew.idle.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A thread whose turn has ended, until it takes the next job.
+pub(crate) struct Idle<'s, J> {
+    crew: &'s Crew<J>,
+}
+
+impl<J> Idle<'_, J> {
+    /// Runs `callbacks` (a job's done callbacks) counted busy: a callback
+    /// may block, or submit work and wait for it, and such work must then
+    /// get another thread (up to `max_workers`), not wait for this one.
+    pub(crate) fn busy_while(&self, callbacks: impl FnOnce()) {
+        // ORDERING: as in `Crew::mark_idle`.
+        self.crew.idle.fetch_sub(1, Ordering::Relaxed);
+        callbacks();
+        self.crew.idle.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl<J> fmt::Debug for Turn<'_, J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Turn").finish_non_exhaustive()
+    }
+}
+
+impl<J> fmt::Debug for Idle<'_, J> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Idle").finish_non_exhaustive()
+    }
+}
+
+impl<J> fmt::Debug for Crew<J> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        f.debug_struct("Workers")
+        f.debug_struct("Crew")
             .field("max_workers", &self.max_workers)
             .field("threads", &state.threads.len())
             .field("queued", &self.queue.len())
-            .field("shut_down", &state.sender.is_none())
-            .field("broken", &state.broken)
+            .field("shut_down", &!matches!(state.intake, Intake::Open(_)))
+            .field(
+                "broken",
+                &match &state.intake {
+                    Intake::Broken(reason) => Some(reason),
+                    _ => None,
+                },
+            )
             .finish()
     }
 }

@@ -186,32 +186,36 @@
 //!   the new intercommunicator; and `atexit`, so that the serving ranks are
 //!   stopped and MPI finalized when the program exits.
 
+mod crew;
 mod error;
 mod executor;
 mod future;
 pub mod guide;
+mod init;
 mod map;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod panic;
 mod process;
+mod remote;
 mod spread;
 mod sync;
 mod thread;
 mod wait;
-mod workers;
 
 pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
+pub use init::init;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 #[cfg(feature = "mpi")]
-pub use mpi::{MpiPoolBuilder, MpiPoolExecutor};
+pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub use process::fuzz_wire;
-pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
+pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
+pub use remote::{RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{

@@ -1,4 +1,6 @@
-//! The manager: the one thread of a process that owns MPI.
+//! Layer: MPI transport. May use the remote layer's messages and work,
+//! `ffi` and `rank`; no other transport. The hub: the one thread of a
+//! process that owns MPI, with its event loop and the leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -18,24 +20,22 @@
 //! callback never stalls MPI.
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::{CString, c_char, c_int};
-use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ::mpi::Rank;
 use ::mpi::environment::{Threading, Universe};
-use ::mpi::ffi;
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::{Communicator, InterCommunicator};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::worker::{Role, WORKER_ARG};
-use super::{Backoff, Command, Opened, Work, tags};
+use super::rank::Role;
+use super::{Backoff, Command, Opened, ffi, tags};
 use crate::Error;
-use crate::process::call::{Fingerprint, Secret};
-use crate::process::wire::{self, Hello, Welcome};
+use crate::remote::call::Secret;
+use crate::remote::message::{self, Hello, TaskHeader, Welcome};
+use crate::remote::work::Work;
 
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
@@ -78,9 +78,7 @@ fn start(role: Role) -> Result<Sender<Command>, String> {
     outcome
         .recv()
         .unwrap_or_else(|_| Err("the MPI manager thread died while starting".into()))?;
-    // SAFETY: `atexit` stores a pointer to a function that takes nothing,
-    // returns nothing and lives for the whole program.
-    if unsafe { libc::atexit(finalize_at_exit) } != 0 {
+    if !ffi::at_exit(finalize_at_exit) {
         eprintln!("concurrent-futures: cannot register the MPI exit hook; MPI is not finalized");
     }
     Ok(commands)
@@ -106,8 +104,8 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
         ));
         return;
     };
-    errors_return_on_self();
-    let fingerprint = match Fingerprint::of_executable_contents() {
+    ffi::errors_return_on_self();
+    let fingerprint = match super::rank::fingerprint() {
         Ok(fingerprint) => fingerprint,
         Err(error) => {
             let _ = started.send(Err(format!("cannot identify this executable: {error}")));
@@ -149,23 +147,34 @@ struct WorldRank {
     state: Lease,
 }
 
+/// Who may use a serving rank, or a group of spawned ranks:
+///
+/// ```text
+/// Free ──open──▶ Leased(pool) ──retire──▶ Free
+///   │                 │
+///   │                 └──a rank died──▶ Lost        (spawned groups)
+///   └──handshake refused──▶ Refused(why)            (static world)
+/// ```
+///
+/// `Refused` and `Lost` are final: such ranks are never used or spoken to
+/// again (a lost group's whole job was aborted by Open MPI).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Lease {
     Free,
     Leased(u64),
     /// It failed the handshake, for this reason.
     Refused(String),
+    /// A rank of the group died.
+    Lost,
 }
 
 /// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
 struct Group {
     /// The intercommunicator whose remote group they are.
     comm: InterCommunicator,
-    leased: Option<u64>,
+    lease: Lease,
     /// Each rank's pid, if it runs on this host: how a death is noticed.
     pids: Vec<Option<u32>>,
-    /// A rank died: Open MPI aborted the whole spawned job. Never used or
-    /// spoken to again.
-    dead: bool,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -301,14 +310,13 @@ impl Manager {
     /// disconnect are its least robust paths.
     fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
-            group.leased.is_none()
-                && !group.dead
+            group.lease == Lease::Free
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
             Some(index) => index,
             None => {
-                let comm = self.spawn(workers)?;
+                let comm = ffi::spawn(workers)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
                 let pids = match handshake(&comm, &ranks, &self.welcome) {
                     Ok(pids) => pids,
@@ -319,75 +327,14 @@ impl Manager {
                 };
                 self.groups.push(Group {
                     comm,
-                    leased: None,
+                    lease: Lease::Free,
                     pids,
-                    dead: false,
                 });
                 self.groups.len() - 1
             }
         };
-        self.groups[index].leased = Some(id);
+        self.groups[index].lease = Lease::Leased(id);
         Ok(index)
-    }
-
-    /// Starts `workers` copies of this executable with `MPI_Comm_spawn`.
-    fn spawn(&self, workers: usize) -> Result<InterCommunicator, Error> {
-        let failed = |reason: String| Error::SpawnFailed { reason };
-        let program = std::env::current_exe()
-            .map_err(|e| failed(format!("cannot find this executable: {e}")))?;
-        let program = CString::new(program.as_os_str().as_bytes())
-            .map_err(|_| failed("this executable's path contains a NUL byte".into()))?;
-        let arg = CString::new(WORKER_ARG).expect("no NUL");
-        let mut argv = [arg.as_ptr().cast_mut(), std::ptr::null_mut()];
-        let count = c_int::try_from(workers)
-            .map_err(|_| failed(format!("{workers} workers are more than MPI can spawn")))?;
-        let mut errcodes: Vec<c_int> = vec![-1; workers];
-        // SAFETY: reading the MPI library's handle constants; MPI is
-        // initialized (this thread did it).
-        let (mut intercomm, info, self_comm) = unsafe {
-            (
-                ffi::RSMPI_COMM_NULL,
-                ffi::RSMPI_INFO_NULL,
-                ffi::RSMPI_COMM_SELF,
-            )
-        };
-        // SAFETY: `program` and the strings of `argv` are NUL-terminated and
-        // outlive the call, `argv` ends with a null pointer, `errcodes` has
-        // room for `count` codes, and `intercomm` is valid for a write. MPI
-        // copies what it keeps. This thread initialized MPI, and it alone
-        // calls MPI.
-        let status = unsafe {
-            ffi::MPI_Comm_spawn(
-                program.as_ptr(),
-                argv.as_mut_ptr(),
-                count,
-                info,
-                0,
-                self_comm,
-                &mut intercomm,
-                errcodes.as_mut_ptr(),
-            )
-        };
-        // SAFETY: as above, reading a handle constant.
-        let null = unsafe { ffi::RSMPI_COMM_NULL };
-        let bad = errcodes.iter().filter(|&&code| code != 0).count();
-        if status != ffi::MPI_SUCCESS as c_int || intercomm == null || bad > 0 {
-            let code = if status != 0 {
-                status
-            } else {
-                errcodes.iter().copied().find(|&c| c != 0).unwrap_or(status)
-            };
-            return Err(failed(format!(
-                "MPI_Comm_spawn of {workers} workers failed ({}); on a machine with fewer \
-                 cores than processes, Open MPI needs OMPI_MCA_rmaps_base_oversubscribe=1, \
-                 and as root OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-                error_string(code)
-            )));
-        }
-        // SAFETY: `intercomm` is the valid intercommunicator MPI_Comm_spawn
-        // just made; from now on only the returned value uses it.
-        unsafe { InterCommunicator::try_from_raw(intercomm) }
-            .ok_or_else(|| failed("MPI_Comm_spawn gave no intercommunicator".into()))
     }
 
     /// Greets the serving ranks of a static world of `size` processes.
@@ -465,16 +412,18 @@ impl Manager {
                     continue; // cancelled: dropped unrun
                 }
                 let rank = pool.idle.pop().expect("not empty");
+                // One contiguous message: header, arguments, tail.
+                let message = [&work.header.encode()[..], &work.args, &work.tail].concat();
                 match &pool.link {
                     Link::World => world
                         .process_at_rank(rank)
-                        .send_with_tag(&work.message[..], tags::TASK),
+                        .send_with_tag(&message[..], tags::TASK),
                     Link::Spawned(group) => self.groups[*group]
                         .comm
                         .process_at_rank(rank)
-                        .send_with_tag(&work.message[..], tags::TASK),
+                        .send_with_tag(&message[..], tags::TASK),
                 }
-                work.message = Vec::new();
+                (work.args, work.tail) = (Vec::new(), Vec::new());
                 pool.busy.insert(rank, work);
             }
         }
@@ -496,7 +445,7 @@ impl Manager {
             else {
                 continue;
             };
-            group.dead = true;
+            group.lease = Lease::Lost;
             let reason = format!(
                 "MPI rank {rank} (pid {pid}) died; Open MPI aborts the whole spawned job, \
                  so this executor has no ranks left"
@@ -558,7 +507,12 @@ impl Manager {
 
     fn retire(&mut self, id: u64, pool: Pool) {
         match pool.link {
-            Link::Spawned(group) => self.groups[group].leased = None,
+            Link::Spawned(group) => {
+                let group = &mut self.groups[group];
+                if group.lease == Lease::Leased(id) {
+                    group.lease = Lease::Free;
+                }
+            }
             Link::World => {
                 for slot in &mut self.world {
                     if matches!(slot.state, Lease::Leased(pool) if pool == id) {
@@ -589,7 +543,7 @@ impl Manager {
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {
-            if group.dead {
+            if group.lease == Lease::Lost {
                 // Its processes are gone: a message or a disconnect could
                 // block for ever.
                 std::mem::forget(group.comm);
@@ -651,7 +605,7 @@ fn handshake<C: Communicator>(
     }
     for &rank in ranks {
         let body = receive_within(comm, rank, tags::READY, deadline)?;
-        if let Err(reason) = wire::decode_ready(&body).map_err(|e| e.into_error().to_string())? {
+        if let Err(reason) = message::decode_ready(&body).map_err(|e| e.into_error().to_string())? {
             refusal.get_or_insert(format!("MPI rank {rank} refused to serve: {reason}"));
         }
     }
@@ -711,29 +665,4 @@ fn stop<C: Communicator>(comm: &C, ranks: &[Rank]) {
         comm.process_at_rank(rank)
             .send_with_tag(&[][..] as &[u8], tags::STOP);
     }
-}
-
-/// Makes errors on `MPI_COMM_SELF` (the spawning communicator) return codes
-/// instead of aborting the job: a failing spawn is then an `Err`.
-fn errors_return_on_self() {
-    // SAFETY: MPI is initialized (by this thread, the only one calling MPI);
-    // both arguments are the library's own predefined handles.
-    unsafe {
-        ffi::MPI_Comm_set_errhandler(ffi::RSMPI_COMM_SELF, ffi::RSMPI_ERRORS_RETURN);
-    }
-}
-
-/// MPI's words for an error code.
-fn error_string(code: c_int) -> String {
-    let mut buffer = [0 as c_char; ffi::MPI_MAX_ERROR_STRING as usize + 1];
-    let mut len: c_int = 0;
-    // SAFETY: the buffer holds MPI_MAX_ERROR_STRING characters and more, as
-    // MPI_Error_string requires, and `len` is valid for a write.
-    let status = unsafe { ffi::MPI_Error_string(code, buffer.as_mut_ptr(), &mut len) };
-    if status != 0 {
-        return format!("MPI error code {code}");
-    }
-    let len = usize::try_from(len).unwrap_or(0).min(buffer.len());
-    let bytes: Vec<u8> = buffer[..len].iter().map(|&c| c as u8).collect();
-    format!("{}, MPI error code {code}", String::from_utf8_lossy(&bytes))
 }

@@ -1,19 +1,24 @@
-//! [`MpiPoolExecutor`]: tasks on MPI ranks, like `mpi4py.futures`.
+//! Layer: MPI transport. May use the remote layer, the crate's core and
+//! `init::init_called`; never another transport. [`MpiPoolExecutor`]:
+//! tasks on MPI ranks, like `mpi4py.futures`; the remote front end over
+//! [`MpiTransport`].
 //!
-//! - [`worker`]: how [`init`](crate::init) recognises a worker rank, and
-//!   the loop it runs.
-//! - [`manager`]: the one thread of the parent that owns MPI.
+//! - [`hub`]: the one thread of the parent that owns MPI: its event loop
+//!   and the leasing of ranks to executors.
+//! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
+//!   endpoint for the remote layer's serve loop.
+//! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
 //!
-//! Tasks travel exactly as in the process pool: a [`TaskHeader`] (the
-//! trampoline and function offsets of [`Call::of`], a keyed tag, a count)
-//! followed by the postcard-encoded arguments, answered by the encoded
-//! outcomes. The handshake is the process pool's `Hello`/`Welcome`/`Ready`,
-//! with a fingerprint of the executable's *contents* (ranks on other
-//! machines see another inode for the same program). Each message kind is
-//! an MPI tag ([`tags`]).
+//! Tasks travel as in every remote pool: a task header (the offsets of
+//! `Call::of`, a keyed tag, a count) and the encoded arguments, answered by
+//! the encoded outcomes, after the remote layer's handshake, with a
+//! fingerprint of the executable's *contents* (ranks on other machines see
+//! another inode for the same program). Each message kind is an MPI tag
+//! ([`tags`]).
 
-mod manager;
-pub(crate) mod worker;
+mod ffi;
+mod hub;
+pub(crate) mod rank;
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -22,29 +27,39 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::future;
-use crate::map::{Map, Pending};
-use crate::process::call::{Call, Secret, Task};
-use crate::process::wire::{Kind, TaskHeader};
-use crate::process::{Chunk, One, Results, encode_arg};
-use crate::{Error, Executor, Future, Payload, Shutdown, panic};
+use crate::remote::call::Secret;
+use crate::remote::message::Kind;
+use crate::remote::work::Work;
+use crate::remote::{RemoteExecutor, Transport, at_least_one, sealed};
+use crate::{Error, Shutdown, panic};
 
-/// The MPI tags of the messages between the manager and a rank: the
-/// process pool's frame kinds, and one more to stop.
+/// The MPI tags of the messages between the hub and a rank: the remote
+/// layer's message kinds, and two more.
 mod tags {
     use super::Kind;
-    pub(crate) const HELLO: ::mpi::Tag = Kind::Hello as ::mpi::Tag;
-    pub(crate) const WELCOME: ::mpi::Tag = Kind::Welcome as ::mpi::Tag;
-    pub(crate) const READY: ::mpi::Tag = Kind::Ready as ::mpi::Tag;
-    pub(crate) const TASK: ::mpi::Tag = Kind::Task as ::mpi::Tag;
-    pub(crate) const OUTCOMES: ::mpi::Tag = Kind::Outcomes as ::mpi::Tag;
+
+    /// The tag that carries messages of `kind`.
+    pub(crate) const fn of(kind: Kind) -> ::mpi::Tag {
+        kind as ::mpi::Tag
+    }
+
+    /// The kind a tag carries, if it carries one.
+    pub(crate) fn kind(tag: ::mpi::Tag) -> Option<Kind> {
+        u8::try_from(tag).ok().and_then(Kind::from_byte)
+    }
+
+    pub(crate) const HELLO: ::mpi::Tag = of(Kind::Hello);
+    pub(crate) const WELCOME: ::mpi::Tag = of(Kind::Welcome);
+    pub(crate) const READY: ::mpi::Tag = of(Kind::Ready);
+    pub(crate) const TASK: ::mpi::Tag = of(Kind::Task);
+    pub(crate) const OUTCOMES: ::mpi::Tag = of(Kind::Outcomes);
     /// Stop serving (an empty message).
     pub(crate) const STOP: ::mpi::Tag = 6;
-    /// Where a rank runs: `"<pid> <hostname>"`, sent after its `Hello`.
+    /// Where a rank runs: `"<pid> <hostname>"`, sent with its `Hello`.
     pub(crate) const WHERE: ::mpi::Tag = 7;
 }
 
-/// What an executor asks of the manager thread.
+/// What an executor asks of the hub.
 pub(crate) enum Command {
     /// Make a pool of up to `workers` ranks.
     Open {
@@ -64,18 +79,11 @@ pub(crate) enum Command {
     Finalize { reply: Sender<()> },
 }
 
-/// A new pool, as the manager made it.
+/// A new pool, as the hub made it.
 pub(crate) struct Opened {
     pool: u64,
     workers: usize,
     secret: Secret,
-}
-
-/// One message's worth of work: a task, or a chunk of a `map`.
-pub(crate) struct Work {
-    /// The task message: header and encoded arguments.
-    message: Vec<u8>,
-    results: Box<dyn Results>,
 }
 
 /// Polling without burning a shared core: a few yields, then sleeps that
@@ -168,17 +176,89 @@ impl Backoff {
 ///     Ok(())
 /// }
 /// ```
-pub struct MpiPoolExecutor {
+pub type MpiPoolExecutor = RemoteExecutor<MpiTransport>;
+
+/// How an [`MpiPoolExecutor`] reaches its ranks: through the process's one
+/// MPI hub thread. You never name it; it is the type parameter behind
+/// [`MpiPoolExecutor`].
+pub struct MpiTransport {
     pool: u64,
     workers: usize,
     secret: Secret,
-    chunksize: usize,
     /// `None` once shut down. Tasks are sent while holding it, so that none
     /// follows the pool's `Close`.
     commands: Mutex<Option<Sender<Command>>>,
 }
 
-impl MpiPoolExecutor {
+impl Transport for MpiTransport {}
+
+// Sealed, so crate-private types are fine here: see `remote::sealed`.
+#[allow(private_interfaces)]
+impl sealed::Transport for MpiTransport {
+    const POOL: &'static str = "MpiPoolExecutor";
+
+    fn max_workers(&self) -> usize {
+        self.workers
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.secret
+    }
+
+    /// Sends one task message to the hub, or fails its results if the pool
+    /// is shut down or the hub is gone.
+    fn send(&self, work: Work) {
+        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(commands) = commands.as_ref() else {
+            return work.results.fail(Error::Shutdown);
+        };
+        let command = Command::Task {
+            pool: self.pool,
+            work,
+        };
+        if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
+            commands.send(command)
+        {
+            work.results.fail(Error::BrokenExecutor {
+                reason: "the MPI hub thread has stopped".into(),
+            });
+        }
+    }
+
+    /// Running tasks always finish: an MPI rank cannot be interrupted. Its
+    /// ranks are then free for the next executor; they exit with the
+    /// program.
+    fn shutdown(&self, how: Shutdown) {
+        let commands = self
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(commands) = commands else {
+            return;
+        };
+        let (reply, done) = crossbeam_channel::bounded(1);
+        let close = Command::Close {
+            pool: self.pool,
+            cancel: how.cancel_futures,
+            reply: how.wait.then_some(reply),
+        };
+        if commands.send(close).is_ok() && how.wait {
+            let _ = done.recv();
+        }
+    }
+}
+
+impl fmt::Debug for MpiTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MpiTransport")
+            .field("pool", &self.pool)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteExecutor<MpiTransport> {
     /// A pool of up to `max_workers` ranks: spawned ones, or those of the
     /// static world.
     ///
@@ -215,256 +295,6 @@ impl MpiPoolExecutor {
     /// ```
     pub fn builder() -> MpiPoolBuilder {
         MpiPoolBuilder::default()
-    }
-
-    /// How many ranks serve this pool. In static-world mode this can be
-    /// fewer than asked for: the world's serving ranks not already in use.
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// println!("{} ranks serve this pool", executor.max_workers());
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn max_workers(&self) -> usize {
-        self.workers
-    }
-
-    /// Schedules `task(arg)` on a rank; see [`Executor::submit`]. An
-    /// argument that fails to serialize is the future's
-    /// [`Error::Serialization`], before anything is sent.
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn pid(_: ()) -> u32 { std::process::id() }
-    ///
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(1)?;
-    /// assert_ne!(executor.submit(pid, ()).result()?, std::process::id());
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
-        self.submit_task(task, arg)
-    }
-
-    fn submit_task<T: Task>(&self, task: T, arg: T::Args) -> Future<T::Output> {
-        let (promise, future) = future::pair();
-        let mut args = Vec::new();
-        match encode_arg(&arg, &mut args) {
-            Ok(()) => self.send(Call::of(task), 1, &args, Box::new(One(promise))),
-            Err(error) => promise.complete(Err(error)),
-        }
-        future
-    }
-
-    /// Runs `task` over `inputs` on the ranks, yielding the results in
-    /// input order; see [`Map`]. Set [`Map::chunksize`] (or the builder's)
-    /// to send many inputs per message: far less overhead for tiny tasks.
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn square(n: u64) -> u64 { n * n }
-    ///
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// let sum: u64 = executor.map(square, 0..1000).chunksize(100).map(Result::unwrap).sum();
-    /// assert_eq!(sum, 332_833_500);
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn map<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        self.map_task(task, inputs)
-    }
-
-    /// Runs a function of two arguments over pairs, in input order; see
-    /// [`Executor::starmap`].
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 { basis.pow(eksponen) }
-    ///
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).collect();
-    /// assert_eq!(hasil, [Ok(8), Ok(9)]);
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
-    where
-        A: Payload,
-        B: Payload,
-        R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-    {
-        self.map_task(task, inputs)
-    }
-
-    /// Like [`map`](Self::map), but yields each result as soon as its task
-    /// (or chunk) finishes; see [`Executor::map_unordered`].
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn kuadrat(n: u64) -> (u64, u64) { (n, n * n) }
-    ///
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=3).map(Result::unwrap).collect();
-    /// pairs.sort();
-    /// assert_eq!(pairs, [(1, 1), (2, 4), (3, 9)]);
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn map_unordered<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        self.map(task, inputs).unordered()
-    }
-
-    fn map_task<T: Task, I>(&self, task: T, inputs: I) -> Map<'_, I::IntoIter, T::Output>
-    where
-        I: IntoIterator<Item = T::Args>,
-    {
-        let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<T::Args>| {
-            if chunk.len() == 1 {
-                let arg = chunk.pop().expect("one item");
-                return Pending::One(self.submit_task(task, arg));
-            }
-            let len = chunk.len();
-            let (future, encoded) = Chunk::encode(chunk);
-            if let Some(chunk) = encoded {
-                self.send(call, chunk.sent, &chunk.args, chunk.results);
-            }
-            Pending::Chunk { future, len }
-        };
-        Map::new(inputs.into_iter(), self.workers, Box::new(submit)).chunksize(self.chunksize)
-    }
-
-    /// Sends one task message to the manager, or fails `results` if the
-    /// pool is shut down or the manager is gone.
-    fn send(&self, call: Call, count: usize, args: &[u8], results: Box<dyn Results>) {
-        let header = TaskHeader {
-            call,
-            tag: call.tag(&self.secret),
-            count: u32::try_from(count).unwrap_or(u32::MAX),
-        };
-        let mut message = Vec::with_capacity(TaskHeader::LEN + args.len());
-        message.extend_from_slice(&header.encode());
-        message.extend_from_slice(args);
-        let work = Work { message, results };
-        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(commands) = commands.as_ref() else {
-            return work.results.fail(Error::Shutdown);
-        };
-        let command = Command::Task {
-            pool: self.pool,
-            work,
-        };
-        if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
-            commands.send(command)
-        {
-            work.results.fail(Error::BrokenExecutor {
-                reason: "the MPI manager thread has stopped".into(),
-            });
-        }
-    }
-
-    /// Stops taking tasks and waits for the submitted ones; see
-    /// [`Executor::shutdown`]. Its ranks are then free for the next
-    /// executor; they exit with the program.
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// concurrent_futures::init();
-    /// let executor = concurrent_futures::MpiPoolExecutor::new(1)?;
-    /// executor.shutdown();
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn shutdown(&self) {
-        self.shutdown_with(Shutdown::default());
-    }
-
-    /// Shuts down as `how` says; see [`Shutdown`]. Running tasks always
-    /// finish: an MPI rank cannot be interrupted.
-    ///
-    /// ```no_run
-    /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// use concurrent_futures::{MpiPoolExecutor, Shutdown};
-    /// concurrent_futures::init();
-    /// let executor = MpiPoolExecutor::new(1)?;
-    /// executor.shutdown_with(Shutdown { wait: false, cancel_futures: true });
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn shutdown_with(&self, how: Shutdown) {
-        let commands = self
-            .commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(commands) = commands else {
-            return;
-        };
-        let (reply, done) = crossbeam_channel::bounded(1);
-        let close = Command::Close {
-            pool: self.pool,
-            cancel: how.cancel_futures,
-            reply: how.wait.then_some(reply),
-        };
-        if commands.send(close).is_ok() && how.wait {
-            let _ = done.recv();
-        }
-    }
-}
-
-impl Drop for MpiPoolExecutor {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-impl Executor for MpiPoolExecutor {
-    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
-        MpiPoolExecutor::submit(self, task, arg)
-    }
-
-    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        MpiPoolExecutor::map(self, task, inputs)
-    }
-
-    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        B: Payload,
-        R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-    {
-        MpiPoolExecutor::starmap(self, task, inputs)
-    }
-
-    fn shutdown_with(&self, how: Shutdown) {
-        MpiPoolExecutor::shutdown_with(self, how);
-    }
-}
-
-impl fmt::Debug for MpiPoolExecutor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MpiPoolExecutor")
-            .field("pool", &self.pool)
-            .field("workers", &self.workers)
-            .field("chunksize", &self.chunksize)
-            .finish_non_exhaustive()
     }
 }
 
@@ -508,7 +338,7 @@ impl MpiPoolBuilder {
         self
     }
 
-    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
+    /// The default [`Map::chunksize`](crate::Map::chunksize) of this pool's `map`. Default: 1.
     /// Zero makes [`build`](Self::build) fail.
     ///
     /// ```
@@ -534,37 +364,30 @@ impl MpiPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn build(self) -> Result<MpiPoolExecutor, Error> {
-        let invalid =
-            |what: &str| Err(Error::InvalidArgument(format!("{what} must be at least 1")));
-        if self.max_workers == 0 {
-            return invalid("max_workers");
-        }
-        if self.chunksize == 0 {
-            return invalid("chunksize");
-        }
-        if !crate::process::worker::init_called() {
+        at_least_one("max_workers", self.max_workers)?;
+        at_least_one("chunksize", self.chunksize)?;
+        if !crate::init::init_called() {
             return Err(Error::InitMissing);
         }
         panic::install_hook();
-        let commands = manager::commands()?.clone();
+        let commands = hub::commands()?.clone();
+        let stopped = || Error::BrokenExecutor {
+            reason: "the MPI hub thread has stopped".into(),
+        };
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
             .send(Command::Open {
                 workers: self.max_workers,
                 reply,
             })
-            .map_err(|_| Error::BrokenExecutor {
-                reason: "the MPI manager thread has stopped".into(),
-            })?;
-        let opened = opened.recv().map_err(|_| Error::BrokenExecutor {
-            reason: "the MPI manager thread has stopped".into(),
-        })??;
-        Ok(MpiPoolExecutor {
+            .map_err(|_| stopped())?;
+        let opened = opened.recv().map_err(|_| stopped())??;
+        let transport = MpiTransport {
             pool: opened.pool,
             workers: opened.workers,
             secret: opened.secret,
-            chunksize: self.chunksize,
             commands: Mutex::new(Some(commands)),
-        })
+        };
+        Ok(RemoteExecutor::over(transport, self.chunksize))
     }
 }

@@ -1,5 +1,7 @@
-//! The rank's side: how [`init`](crate::init) recognises an MPI worker, and
-//! the loop a worker rank runs.
+//! Layer: MPI transport. May use the remote layer's `serve`, `call` and
+//! `message`; no other transport. The rank's side: how
+//! [`init`](crate::init) recognises a serving rank, and its endpoint for the
+//! remote layer's serve loop.
 //!
 //! A run of the program is an MPI worker in one of two ways:
 //!
@@ -10,15 +12,14 @@
 //!   `mpiexec -n N` with N > 1 (Open MPI's `OMPI_COMM_WORLD_SIZE`/`_RANK`,
 //!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra). It serves rank 0 over
 //!   `MPI_COMM_WORLD`. Rank 0 returns from `init` to run `main`, with the
-//!   manager thread already started, so that the serving ranks are told to
+//!   hub thread already started, so that the serving ranks are told to
 //!   stop when rank 0's program ends, whether or not it used them.
 //!
-//! Either way the rank greets the manager ([`Hello`] with its
-//! [`Fingerprint`]), checks the manager's [`Welcome`] (the same executable,
-//! and the secret for task tags), reports `Ready`, and then answers each
-//! task message with its outcomes until told to stop. A task whose tag does
-//! not match is refused (every item gets an error); nothing it names is
-//! called.
+//! Either way the rank serves with the remote layer's loop
+//! ([`serve`](crate::remote::serve)), through its [`Endpoint`] over the
+//! communicator, until the hub says stop: the handshake, then task after
+//! task. A task whose tag does not match ends the service, as on every
+//! transport: nothing it names is called.
 
 use std::env;
 
@@ -26,9 +27,9 @@ use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
 use super::{Backoff, tags};
-use crate::process::call::Fingerprint;
-use crate::process::wire::{self, Hello, TaskHeader, Welcome};
-use crate::{Error, panic};
+use crate::remote::call::Fingerprint;
+use crate::remote::message::Kind;
+use crate::remote::serve::{self, Endpoint};
 
 /// The argument a spawned worker is started with.
 pub(crate) const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";
@@ -66,13 +67,13 @@ impl Role {
 }
 
 /// Called by [`init`](crate::init): serves and exits if this run is an MPI
-/// worker; on rank 0 of a static world starts the manager; otherwise does
+/// worker; on rank 0 of a static world starts the hub; otherwise does
 /// nothing.
-pub(crate) fn init() {
+pub(crate) fn serve_if_rank() {
     let code = match Role::of_this_process() {
         Role::Alone => return,
         Role::World { rank: 0, .. } => {
-            super::manager::start_for_world();
+            super::hub::start_for_world();
             return;
         }
         Role::Spawned => serve_spawned(),
@@ -103,7 +104,7 @@ fn serve_spawned() -> i32 {
             "started with {WORKER_ARG}, but not spawned by an MpiPoolExecutor (no MPI parent)"
         )));
     };
-    let result = serve(&parent);
+    let result = serve_hub(&parent);
     // The mpi crate hands out the parent as an owned intercommunicator:
     // dropping it disconnects from the parent (which disconnects too when
     // it closes the pool). It must go before the universe, whose drop
@@ -118,99 +119,81 @@ fn serve_world() -> i32 {
     let Some(universe) = ::mpi::initialize() else {
         return report(Err("MPI was already initialized".into()));
     };
-    let result = serve(&universe.world());
+    let result = serve_hub(&universe.world());
     drop(universe);
     report(result)
 }
 
-/// Serves rank 0 of `comm` until it says stop.
-fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
-    panic::install_hook();
-    let manager = comm.process_at_rank(0);
-    let fingerprint = Fingerprint::of_executable_contents()
-        .map_err(|e| format!("cannot identify the executable: {e}"))?;
-    manager.send_with_tag(&Hello { fingerprint }.encode()[..], tags::HELLO);
+/// This executable's fingerprint as the MPI transport measures it: its
+/// contents, equal for equal files wherever they lie, for ranks on other
+/// machines, which see another device and inode for the same program.
+/// Reads the whole file once (a few milliseconds for a typical binary).
+pub(super) fn fingerprint() -> std::io::Result<Fingerprint> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let bytes = std::fs::read("/proc/self/exe")?;
+    // Two independent 64-bit hashes (SipHash with two fixed keys, the
+    // same in every run of this binary) make a 128-bit digest.
+    let mut hashes = [DefaultHasher::new(), DefaultHasher::new()];
+    hashes[1].write_u64(0x6d70_6920_7261_6e6b);
+    for hasher in &mut hashes {
+        bytes.hash(hasher);
+    }
+    Ok(Fingerprint::new([
+        bytes.len() as u64,
+        hashes[0].finish(),
+        hashes[1].finish(),
+        u64::from_le_bytes(*b"contents"),
+    ]))
+}
+
+/// Serves the hub at rank 0 of `comm` until it says stop.
+fn serve_hub<C: Communicator>(comm: &C) -> Result<(), String> {
+    let hub = comm.process_at_rank(0);
+    let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     // So that a parent on the same host can tell when this rank has died.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let place = format!("{} {}", std::process::id(), host.trim());
-    manager.send_with_tag(place.as_bytes(), tags::WHERE);
-    let (body, _) = manager.receive_vec_with_tag::<u8>(tags::WELCOME);
-    let welcome = Welcome::decode(&body).map_err(|e| e.into_error().to_string());
-    let ready = match &welcome {
-        Ok(welcome) if welcome.fingerprint != fingerprint => {
-            Err("this rank runs a different executable than rank 0; refusing its tasks".into())
-        }
-        Ok(_) => Ok(()),
-        Err(reason) => Err(reason.clone()),
-    };
-    let reason = ready.as_ref().err().map_or(&[][..], |r| r.as_bytes());
-    manager.send_with_tag(reason, tags::READY);
-    ready?;
-    let secret = welcome.expect("checked above").secret;
-
-    let mut backoff = Backoff::default();
-    let mut outcomes = Vec::new();
-    loop {
-        // Polling with a backoff, not a blocking probe: Open MPI's blocking
-        // calls spin, which would steal the core an oversubscribed rank
-        // shares with the others.
-        // A probe, then a receive of what it found (not a matched probe:
-        // see `manager::receive_outcomes`).
-        let Some(status) = manager.immediate_probe() else {
-            backoff.pause();
-            continue;
-        };
-        backoff.reset();
-        let (mut body, status) = manager.receive_vec_with_tag::<u8>(status.tag());
-        match status.tag() {
-            tags::TASK => {}
-            tags::STOP => return Ok(()),
-            other => return Err(format!("unexpected message with tag {other}")),
-        }
-        outcomes.clear();
-        run_task(&mut body, &secret, &mut outcomes);
-        manager.send_with_tag(&outcomes[..], tags::OUTCOMES);
-    }
+    hub.send_with_tag(place.as_bytes(), tags::WHERE);
+    serve::serve(&mut Rank { comm }, fingerprint)
 }
 
-/// Runs one task message, leaving one outcome per item in `outcomes`.
-fn run_task(body: &mut Vec<u8>, secret: &crate::process::call::Secret, outcomes: &mut Vec<u8>) {
-    let (header, _) = match TaskHeader::decode(body) {
-        Ok(decoded) => decoded,
-        Err(error) => {
-            // Without a header there is no count: one error outcome, which
-            // the manager reports for the whole message.
-            wire::encode_outcome::<()>(Err(error.into_error()), outcomes);
-            return;
+/// A serving rank's end of the communicator: messages to and from rank 0,
+/// each kind under its tag.
+struct Rank<'c, C> {
+    comm: &'c C,
+}
+
+impl<C: Communicator> Endpoint for Rank<'_, C> {
+    fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
+        let hub = self.comm.process_at_rank(0);
+        match parts {
+            [one] => hub.send_with_tag(*one, tags::of(kind)),
+            _ => hub.send_with_tag(&parts.concat()[..], tags::of(kind)),
         }
-    };
-    let refuse = |reason: String, outcomes: &mut Vec<u8>| {
-        outcomes.clear();
-        for _ in 0..header.count {
-            wire::encode_outcome::<()>(Err(Error::Protocol(reason.clone())), outcomes);
-        }
-    };
-    if header.tag != header.call.tag(secret) {
-        refuse(
-            "the rank refused a task whose tag does not match: it did not come from this pool"
-                .into(),
-            outcomes,
-        );
-        return;
+        Ok(())
     }
-    // SAFETY: the fingerprints (contents and code layout of the executable)
-    // matched at the handshake, and the tag proves that the manager holding
-    // this session's secret made this call with `Call::of` (see
-    // `process::call`).
-    let invoked = unsafe {
-        header
-            .call
-            .invoke(header.count, body, TaskHeader::LEN, outcomes)
-    };
-    if let Err(reason) = invoked {
-        outcomes.clear();
-        for _ in 0..header.count {
-            wire::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
+
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+        let hub = self.comm.process_at_rank(0);
+        let mut backoff = Backoff::default();
+        // Polling with a backoff, not a blocking probe: Open MPI's blocking
+        // calls spin, which would steal the core an oversubscribed rank
+        // shares with the others. A probe, then a receive of what it found
+        // (not a matched probe: see `hub::receive_outcomes`).
+        let status = loop {
+            match hub.immediate_probe() {
+                Some(status) => break status,
+                None => backoff.pause(),
+            }
+        };
+        let (message, status) = hub.receive_vec_with_tag::<u8>(status.tag());
+        *body = message;
+        match status.tag() {
+            tags::STOP => Ok(None),
+            tag => match tags::kind(tag) {
+                Some(kind) => Ok(Some(kind)),
+                None => Err(format!("unexpected message with tag {tag}")),
+            },
         }
     }
 }

@@ -1,9 +1,13 @@
-//! The worker side: [`init`], and the loop a worker process runs.
+//! Layer: process transport. May use the remote layer's `serve` and `call`,
+//! and `frame`; no other transport. The child's side: how a run of the
+//! program knows it is a process pool's child, and its endpoint for the
+//! remote layer's serve loop. [`init`](crate::init) calls
+//! [`serve_if_child`].
 //!
-//! A worker is a fresh run of the program, started by the pool with the
+//! A child is a fresh run of the program, started by the pool with the
 //! environment variable [`MARKER`] set to the pool's process id and the
 //! private channel (one end of a socket pair) as its standard input. It
-//! becomes a worker only if all of this holds:
+//! becomes a child that serves only if all of this holds:
 //!
 //! - the marker names its parent process (a grandchild that inherited the
 //!   variable does not qualify);
@@ -18,55 +22,28 @@
 //! stay the terminal's: a task's `println!` shows up as usual.
 
 use std::env;
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufReader};
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::parent_id;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::call::Fingerprint;
-use super::wire::{self, Hello, Kind, TaskHeader, Welcome, WireError};
-use crate::{Error, panic};
+use super::frame::{self, FrameError};
+use crate::remote::call::Fingerprint;
+use crate::remote::message::Kind;
+use crate::remote::serve::{self, Endpoint};
 
-/// The environment variable that marks a worker; its value is the pool's pid.
+/// The environment variable that marks a child; its value is the pool's pid.
 pub(crate) const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
 
-static INIT_CALLED: AtomicBool = AtomicBool::new(false);
-
-/// Turns this run of the program into a process-pool worker, if it is one;
-/// otherwise returns at once. Make it the first line of `main`.
-///
-/// This is the Rust form of Python's `if __name__ == "__main__":` guard. A
-/// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) starts its workers
-/// by running your program again; in such a run `init()` serves tasks and
-/// exits the process when the pool is done with it, so the rest of `main`
-/// never runs there. In your own run it only notes that it was called: a
-/// pool refuses to start workers otherwise, with [`Error::InitMissing`],
-/// instead of running `main` again and again.
-///
-/// Tests need a `main` of their own for this: a test target with
-/// `harness = false` whose `main` calls `init()` first.
-///
-/// ```
-/// fn main() {
-///     concurrent_futures::init();
-///     // ... the program, which may use a ProcessPoolExecutor
-/// }
-/// # main();
-/// ```
-pub fn init() {
-    // ORDERING: only this thread's later pool creation reads it, or threads
-    // started after it, which synchronise with this one.
-    INIT_CALLED.store(true, Ordering::Relaxed);
+/// If this run is a process pool's child, serves the pool and exits the
+/// process; otherwise returns at once.
+pub(crate) fn serve_if_child() {
     let Some(pool) = spawned_by_pool() else {
-        // Not a process-pool worker: perhaps an MPI worker rank, which
-        // serves and exits here too.
-        #[cfg(feature = "mpi")]
-        crate::mpi::worker::init();
         return;
     };
-    let code = match serve(pool) {
+    let code = match serve_pool(pool) {
         Ok(()) => 0,
         Err(reason) => {
             eprintln!("concurrent-futures worker {}: {reason}", std::process::id());
@@ -76,87 +53,63 @@ pub fn init() {
     std::process::exit(code);
 }
 
-/// Whether [`init`] was called in this process.
-pub(crate) fn init_called() -> bool {
-    INIT_CALLED.load(Ordering::Relaxed)
+/// This executable's fingerprint as the process pool measures it: the
+/// identity of `/proc/self/exe` (device, inode, size, modification time).
+/// While the parent lives, its executable's inode cannot be reused or
+/// rewritten (Linux refuses to write a running executable), so equal
+/// identities mean the same bytes.
+pub(crate) fn fingerprint() -> io::Result<Fingerprint> {
+    let file = fs::metadata("/proc/self/exe")?;
+    Ok(Fingerprint::new([
+        file.dev(),
+        file.ino(),
+        file.size(),
+        (file.mtime() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(file.mtime_nsec() as u64),
+    ]))
 }
 
-/// The pid of the pool that started this process as a worker, if one did.
+/// The pid of the pool that started this process as its child, if one did.
 fn spawned_by_pool() -> Option<u32> {
     let pool: u32 = env::var(MARKER).ok()?.parse().ok()?;
     (pool == parent_id()).then_some(pool)
 }
 
 /// Serves the pool until it closes the channel.
-fn serve(pool: u32) -> Result<(), String> {
+fn serve_pool(pool: u32) -> Result<(), String> {
     die_with(pool)?;
     let channel = take_channel(pool)?;
-    panic::install_hook();
-    let fingerprint = Fingerprint::of_this_process()
-        .map_err(|e| format!("cannot identify the executable: {e}"))?;
-    let mut reader = BufReader::new(&channel);
-    let mut writer = &channel;
-    let mut body = Vec::new();
-    let fail = |error: WireError| error.into_error().to_string();
-
-    wire::write_frame(&mut writer, Kind::Hello, &[&Hello { fingerprint }.encode()])
-        .map_err(|e| format!("cannot greet the pool: {e}"))?;
-    wire::expect_frame(&mut reader, &mut body, Kind::Welcome).map_err(fail)?;
-    let welcome = Welcome::decode(&body).map_err(fail)?;
-    if welcome.fingerprint != fingerprint {
-        return Err("the pool runs a different executable; refusing its tasks".into());
-    }
-    let ready = match welcome.initializer {
-        // SAFETY: the call came in the Welcome, over the channel from our
-        // parent, which runs this same executable (fingerprints match).
-        Some(initializer) => unsafe { initializer.invoke_initializer() },
-        None => Ok(()),
+    let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
+    let mut endpoint = Channel {
+        reader: BufReader::new(&channel),
+        writer: &channel,
     };
-    let reason = ready
-        .as_ref()
-        .err()
-        .map_or(&[][..], |reason| reason.as_bytes());
-    wire::write_frame(&mut writer, Kind::Ready, &[reason])
-        .map_err(|e| format!("cannot report ready: {e}"))?;
-    ready?;
+    serve::serve(&mut endpoint, fingerprint)
+}
 
-    let mut outcomes = Vec::new();
-    loop {
-        match wire::read_frame(&mut reader, &mut body) {
-            Ok(Kind::Task) => {}
-            Ok(kind) => return Err(format!("unexpected {kind:?} frame")),
-            Err(WireError::Closed) => return Ok(()),
-            Err(error) => return Err(fail(error)),
+/// The child's end of the private channel, in frames.
+struct Channel<'a> {
+    reader: BufReader<&'a UnixStream>,
+    writer: &'a UnixStream,
+}
+
+impl Endpoint for Channel<'_> {
+    fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
+        frame::write_frame(&mut self.writer, kind, parts).map_err(|e| e.to_string())
+    }
+
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+        match frame::read_frame(&mut self.reader, body) {
+            Ok(kind) => Ok(Some(kind)),
+            Err(FrameError::Closed) => Ok(None),
+            Err(error) => Err(error.into_error().to_string()),
         }
-        let (header, _) = TaskHeader::decode(&body).map_err(fail)?;
-        if header.tag != header.call.tag(&welcome.secret) {
-            return Err(
-                "refused a task whose tag does not match: it did not come from this pool".into(),
-            );
-        }
-        outcomes.clear();
-        // SAFETY: the fingerprints matched at the handshake and the tag
-        // proves the pool made this call with `Call::of` (see `call`).
-        if let Err(reason) = unsafe {
-            header
-                .call
-                .invoke(header.count, &mut body, TaskHeader::LEN, &mut outcomes)
-        } {
-            outcomes.clear();
-            for _ in 0..header.count {
-                wire::encode_outcome::<()>(
-                    Err(Error::Serialization(reason.clone())),
-                    &mut outcomes,
-                );
-            }
-        }
-        wire::write_frame(&mut writer, Kind::Outcomes, &[&outcomes])
-            .map_err(|e| format!("cannot send results: {e}"))?;
     }
 }
 
 /// Asks the kernel to kill this process when the pool's thread that started
-/// it ends, so no worker outlives the pool, even one killed with SIGKILL.
+/// it ends, so no child outlives the pool, even one killed with SIGKILL.
 fn die_with(pool: u32) -> Result<(), String> {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no
     // memory of this process.

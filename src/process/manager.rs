@@ -1,70 +1,85 @@
-//! The manager: the pool-side thread that feeds one worker process.
+//! Layer: process transport. May use `spawn`, the remote layer's work,
+//! `crew` and the crate's futures. The manager: the crew thread that feeds
+//! one child process.
 //!
-//! Each manager takes work off the pool's queue, starts its worker process
-//! when it first needs one (and again after the last one died), sends the
-//! work and waits for the outcomes. One call is in flight per worker, so
-//! when a worker dies the manager knows exactly which work it was running:
-//! that work alone fails, with [`Error::WorkerDied`], and the next work
-//! gets a fresh worker.
+//! Each manager takes work off the pool's queue, starts its child when it
+//! first needs one (and again after the last one died), sends the work and
+//! waits for the outcomes. One call is in flight per child, so when a child
+//! dies the manager knows exactly which work it was running: that work
+//! alone fails, with [`Error::WorkerDied`], and the next work gets a fresh
+//! child.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
-use super::spawn::{Fault, Process, Worker, died};
-use super::{Shared, Work};
+use super::Shared;
+use super::spawn::{ChildLink, Fault, Process, died};
 use crate::Error;
+use crate::crew::{Crew, Job, Turn};
 use crate::future::Canceller;
-use crate::workers::{Job, Workers};
+use crate::remote::work::Work;
 
-/// Numbers calls, so a late cancel cannot kill a worker's next call.
+/// Numbers calls, so a late cancel cannot kill a child's next call.
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// The body of a manager thread.
-pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
-    let mut worker: Option<Worker> = None;
-    workers.mark_idle();
-    while let Some(mut work) = workers.next_job() {
-        let target = Arc::new(Mutex::new(Target::default()));
-        if shared.is_stopping() || !work.results.claim(Some(Target::canceller(&target))) {
+pub(super) fn manage(crew: &Arc<Crew<Work>>, shared: &Shared) {
+    let mut link: Option<ChildLink> = None;
+    let mut seat = crew.seat();
+    while let Some((mut work, turn)) = seat.next_job() {
+        // Only a lone task can be cancelled while it runs, by killing its
+        // child: only it needs a target for the cancel to find.
+        let target = work
+            .results
+            .cancellable_while_running()
+            .then(|| Arc::new(Mutex::new(Target::Unsent)));
+        if shared.is_stopping() || !work.results.claim(target.as_ref().map(Target::canceller)) {
             // Dropped unrun, its futures resolve as cancelled.
-            workers.mark_idle();
+            drop(turn);
             continue;
         }
-        let failed = match call(&mut worker, &mut work, shared, &target) {
+        let failed = match call(&mut link, &mut work, shared, target.as_deref()) {
             Ok(()) => {
-                deliver(workers, work, &mut worker, shared);
+                deliver(turn, work, &mut link, shared);
                 continue;
             }
             Err(failed) => failed,
         };
-        workers.mark_idle();
+        drop(turn);
         match failed {
             // Dropped unrun, its futures resolve as cancelled (or already are).
             Failed::Stopping | Failed::Cancelled => drop(work),
             Failed::Start(error) => {
                 if let Error::BrokenExecutor { reason } = &error {
-                    workers.break_pool(reason.clone());
+                    crew.break_pool(reason.clone());
                 }
                 work.fail(error);
             }
             Failed::Call(error) => work.fail(error),
         }
     }
-    if let Some(worker) = worker {
-        worker.retire();
+    if let Some(link) = link {
+        link.retire();
     }
 }
 
-/// Where a cancel finds the worker running its task. The task is claimed
-/// (and so can be cancelled) before its worker is known: maybe before one is
-/// even started. A cancel then leaves `cancelled` for the manager, which
-/// sends nothing; once the manager has set `process`, a cancel kills it.
-#[derive(Default)]
-struct Target {
-    cancelled: bool,
-    /// The worker and the number of the call it is running for this task.
-    process: Option<(Weak<Process>, u64)>,
+/// Where a cancel finds the child running its lone task. The task is
+/// claimed (and so can be cancelled) before its child is known: maybe
+/// before one is even started.
+///
+/// ```text
+/// Unsent ──manager sends──▶ Sent(child, call) ──cancel: kill──▶ Cancelled
+///    └───────────────cancel: nothing to kill─────────────────────▶┘
+/// ```
+///
+/// A cancel of an unsent task leaves `Cancelled` for the manager, which
+/// then sends nothing.
+enum Target {
+    Unsent,
+    /// The child and the number of the call it runs for this task.
+    Sent(Weak<Process>, u64),
+    Cancelled,
 }
 
 impl Target {
@@ -77,12 +92,8 @@ impl Target {
     fn canceller(target: &Arc<Mutex<Target>>) -> Canceller {
         let target = Arc::clone(target);
         Box::new(move || {
-            let process = {
-                let mut target = Target::lock(&target);
-                target.cancelled = true;
-                target.process.take()
-            };
-            if let Some((process, call)) = process
+            let sent = std::mem::replace(&mut *Target::lock(&target), Target::Cancelled);
+            if let Target::Sent(process, call) = sent
                 && let Some(process) = Weak::upgrade(&process)
             {
                 process.kill_if_running(call);
@@ -97,24 +108,24 @@ enum Failed {
     Stopping,
     /// The task was cancelled before it was sent.
     Cancelled,
-    /// No worker could be started.
+    /// No child could be started.
     Start(Error),
-    /// The call failed: the worker died, timed out or broke the protocol.
+    /// The call failed: the child died, timed out or broke the protocol.
     Call(Error),
 }
 
-/// Sends `work` to the manager's worker (starting one if there is none) and
-/// waits for its outcomes. A worker that died while idle shows up as a task
-/// that cannot even be sent; that task goes to a fresh worker, once.
+/// Sends `work` to the manager's child (starting one if there is none) and
+/// waits for its outcomes. A child that died while idle shows up as a task
+/// that cannot even be sent; that task goes to a fresh child, once.
 fn call(
-    slot: &mut Option<Worker>,
+    slot: &mut Option<ChildLink>,
     work: &mut Work,
     shared: &Shared,
-    target: &Mutex<Target>,
+    target: Option<&Mutex<Target>>,
 ) -> Result<(), Failed> {
     let mut resent = false;
     loop {
-        // A worker killed by a cancel between calls must be replaced first.
+        // A child killed by a cancel between calls must be replaced first.
         if let Some(old) = slot.take_if(|w| w.process.was_killed()) {
             old.retire();
         }
@@ -125,13 +136,13 @@ fn call(
         // ORDERING: only uniqueness matters.
         let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
         live.process.set_running(call);
-        {
+        if let Some(target) = target {
             let mut target = Target::lock(target);
-            if target.cancelled {
+            if let Target::Cancelled = *target {
                 live.process.set_running(0);
                 return Err(Failed::Cancelled);
             }
-            target.process = Some((Arc::downgrade(&live.process), call));
+            *target = Target::Sent(Arc::downgrade(&live.process), call);
         }
         let deadline = shared.timeout.and_then(|t| Instant::now().checked_add(t));
         let fault = live
@@ -141,7 +152,7 @@ fn call(
         let Some(fault) = fault else {
             return Ok(());
         };
-        let bad = slot.take().expect("a call was made, so a worker exists");
+        let bad = slot.take().expect("a call was made, so a child exists");
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
             bad.process.kill(libc::SIGKILL);
         }
@@ -159,39 +170,34 @@ fn call(
     }
 }
 
-/// Starts a worker, registered with the pool from the moment it exists, so
+/// Starts a child, registered with the pool from the moment it exists, so
 /// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
-fn start(shared: &Shared) -> Result<Worker, Failed> {
-    let started = Worker::start(&shared.recipe, |process| shared.register(process));
+fn start(shared: &Shared) -> Result<ChildLink, Failed> {
+    let started = ChildLink::start(&shared.recipe, |process| shared.register(process));
     if shared.is_stopping() {
-        if let Ok(worker) = started {
-            worker.process.kill(libc::SIGKILL);
-            worker.retire();
+        if let Ok(link) = started {
+            link.process.kill(libc::SIGKILL);
+            link.retire();
         }
         return Err(Failed::Stopping);
     }
     started.map_err(Failed::Start)
 }
 
-/// Completes `work` from the outcomes the worker in `slot` sent back, and
-/// retires the worker if it broke the protocol or has served its
-/// `max_tasks_per_child`.
-fn deliver(workers: &Workers<Work>, work: Work, slot: &mut Option<Worker>, shared: &Shared) {
-    let live = slot.as_mut().expect("the worker just answered");
-    workers.mark_idle();
+/// Completes `work` from the outcomes the child in `slot` sent back, ending
+/// the manager's `turn` just before, and retires the child if it broke the
+/// protocol or has served its `max_tasks_per_child`.
+fn deliver(turn: Turn<'_, Work>, work: Work, slot: &mut Option<ChildLink>, shared: &Shared) {
+    let live = slot.as_mut().expect("the child just answered");
+    let idle = turn.end();
     let delivered = work.results.deliver(&live.body);
     let garbled = delivered.is_err();
     if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
-        // A done callback may block, or submit work and wait for it:
-        // meanwhile this manager is not idle, so such work gets another
-        // worker (up to max_workers).
-        workers.mark_busy();
-        callbacks();
-        workers.mark_idle();
+        idle.busy_while(callbacks);
     }
     if garbled {
         // The outcomes did not decode (the future got the protocol error):
-        // the worker is not to be trusted any more.
+        // the child is not to be trusted any more.
         live.process.kill(libc::SIGKILL);
     }
     if garbled
@@ -199,6 +205,6 @@ fn deliver(workers: &Workers<Work>, work: Work, slot: &mut Option<Worker>, share
             .max_tasks_per_child
             .is_some_and(|max| live.calls >= max)
     {
-        slot.take().expect("the worker just answered").retire();
+        slot.take().expect("the child just answered").retire();
     }
 }

@@ -1,9 +1,22 @@
-//! The pool side of a worker process: starting it, the handshake, one call
-//! at a time over its channel, and stopping it.
+//! Layer: process transport. May use the remote layer's messages, `frame`,
+//! `child`'s marker and `init::init_called`. The parent's side of one
+//! child process: starting it, the handshake, one call at a time over its
+//! channel, and stopping it.
 //!
-//! Workers are fresh runs of `/proc/self/exe` (not `fork()` of a
+//! Children are fresh runs of `/proc/self/exe` (not `fork()` of a
 //! multi-threaded parent), which reaches the executable this process started
 //! from even if the file was since rebuilt or moved.
+//!
+//! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
+//!
+//! ```text
+//!            set_running(call) / set_running(0)
+//!              ┌──────┐
+//!              ▼      │
+//!   spawn ──▶ Running ┴──kill──▶ Killed ──reap──▶ Reaped(status)
+//!              │                                      ▲
+//!              └──────────────reap (it exited)────────┘
+//! ```
 
 use std::io::{self, BufReader, Read};
 use std::os::fd::OwnedFd;
@@ -13,10 +26,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::call::{Call, Fingerprint, Secret};
-use super::wire::{self, Hello, Kind, TaskHeader, Welcome, WireError};
-use super::worker::{MARKER, init_called};
+use super::child::MARKER;
+use super::frame::{self, FrameError};
 use crate::Error;
+use crate::init::init_called;
+use crate::remote::call::{Call, Fingerprint, Secret};
+use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
 /// How long a new worker may take to greet the pool.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,15 +44,16 @@ pub(crate) struct Recipe {
     pub(crate) initializer: Option<Call>,
 }
 
-/// A live worker process and its channel, owned by one manager thread.
+/// The parent's link to one live child: its process and channel, owned by
+/// one manager thread.
 #[derive(Debug)]
-pub(crate) struct Worker {
+pub(crate) struct ChildLink {
     reader: BufReader<Deadline>,
     writer: UnixStream,
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
-    /// Calls made to this worker, for `max_tasks_per_child`.
+    /// Calls made to this child, for `max_tasks_per_child`.
     pub(crate) calls: usize,
 }
 
@@ -54,14 +70,14 @@ pub(crate) enum Fault {
     Protocol(Error),
 }
 
-impl Worker {
+impl ChildLink {
     /// Starts a worker and completes the handshake. `spawned` sees the
     /// process as soon as it exists, before the handshake (which runs the
     /// initializer, however long it takes), so that it can be killed.
     pub(crate) fn start(
         recipe: &Recipe,
         spawned: impl FnOnce(&Arc<Process>),
-    ) -> Result<Worker, Error> {
+    ) -> Result<ChildLink, Error> {
         if !init_called() {
             return Err(Error::InitMissing);
         }
@@ -78,7 +94,7 @@ impl Worker {
         // The command holds the child's end of the channel: drop it now, or
         // the channel would never report end-of-file when the child dies.
         drop(command);
-        let mut worker = Worker {
+        let mut link = ChildLink {
             reader: BufReader::new(Deadline {
                 stream: ours.try_clone().map_err(spawn_failed)?,
                 deadline: None,
@@ -88,20 +104,18 @@ impl Worker {
             process: Arc::new(Process {
                 state: Mutex::new(ProcessState {
                     child,
-                    running: 0,
-                    killed: false,
-                    reaped: None,
+                    life: Life::Running { call: 0 },
                 }),
             }),
             body: Vec::new(),
             calls: 0,
         };
-        spawned(&worker.process);
-        match worker.handshake(recipe) {
-            Ok(()) => Ok(worker),
+        spawned(&link.process);
+        match link.handshake(recipe) {
+            Ok(()) => Ok(link),
             Err(error) => {
-                worker.process.kill(libc::SIGKILL);
-                worker.process.reap();
+                link.process.kill(libc::SIGKILL);
+                link.process.reap();
                 Err(error)
             }
         }
@@ -113,9 +127,9 @@ impl Worker {
     /// initializer that panics) breaks the pool ([`Error::BrokenExecutor`]).
     fn handshake(&mut self, recipe: &Recipe) -> Result<(), Error> {
         self.reader.get_mut().deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
-        let hello = match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Hello) {
-            Ok(()) => Hello::decode(&self.body).map_err(WireError::into_error)?,
-            Err(WireError::Io(e)) if is_timeout(&e) => {
+        let hello = match frame::expect_frame(&mut self.reader, &mut self.body, Kind::Hello) {
+            Ok(()) => Hello::decode(&self.body).map_err(message::Malformed::into_error)?,
+            Err(FrameError::Io(e)) if is_timeout(&e) => {
                 return Err(not_started(format!(
                     "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; \
                      is concurrent_futures::init() the first line of main()?"
@@ -141,15 +155,17 @@ impl Worker {
             secret: recipe.secret,
             initializer: recipe.initializer,
         };
-        wire::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
+        frame::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
             .map_err(|e| not_started(format!("could not welcome a new worker: {e}")))?;
         // The initializer may take as long as it likes.
         self.reader.get_mut().deadline = None;
-        match wire::expect_frame(&mut self.reader, &mut self.body, Kind::Ready) {
-            Ok(()) => match wire::decode_ready(&self.body).map_err(WireError::into_error)? {
-                Ok(()) => Ok(()),
-                Err(reason) => Err(broken(format!("a worker's initializer failed: {reason}"))),
-            },
+        match frame::expect_frame(&mut self.reader, &mut self.body, Kind::Ready) {
+            Ok(()) => {
+                match message::decode_ready(&self.body).map_err(message::Malformed::into_error)? {
+                    Ok(()) => Ok(()),
+                    Err(reason) => Err(broken(format!("a worker's initializer failed: {reason}"))),
+                }
+            }
             Err(_) => {
                 let status = self.process.reap();
                 Err(not_started(format!(
@@ -170,7 +186,7 @@ impl Worker {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         self.calls += 1;
-        if wire::write_frame(
+        if frame::write_frame(
             &mut self.writer,
             Kind::Task,
             &[&header.encode(), args, tail],
@@ -180,20 +196,20 @@ impl Worker {
             return Err(Fault::Undelivered);
         }
         self.reader.get_mut().deadline = deadline;
-        match wire::read_frame(&mut self.reader, &mut self.body) {
+        match frame::read_frame(&mut self.reader, &mut self.body) {
             Ok(Kind::Outcomes) => Ok(()),
             Ok(kind) => Err(Fault::Protocol(Error::Protocol(format!(
                 "the worker answered a task with a {kind:?} frame"
             )))),
-            Err(WireError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
-            Err(WireError::Closed | WireError::Io(_)) => Err(Fault::Died),
-            Err(error @ WireError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
+            Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
+            Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
+            Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
         }
     }
 
-    /// Lets the worker finish: closing the channel makes it exit. Waits for it.
+    /// Lets the child finish: closing the channel makes it exit. Waits for it.
     pub(crate) fn retire(self) {
-        let Worker {
+        let ChildLink {
             writer,
             reader,
             process,
@@ -205,7 +221,7 @@ impl Worker {
     }
 }
 
-/// A worker's process: shared between its manager and cancellers, which
+/// A child's process: shared between its manager and cancellers, which
 /// kill it. Every kill happens under the lock, before the reap, so a pid
 /// is never signalled after it could have been reused.
 #[derive(Debug)]
@@ -216,10 +232,18 @@ pub(crate) struct Process {
 #[derive(Debug)]
 struct ProcessState {
     child: Child,
-    /// The sequence number of the call in flight, or 0.
-    running: u64,
-    killed: bool,
-    reaped: Option<ExitStatus>,
+    life: Life,
+}
+
+/// Where a child is in its life; see the module's diagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// Running, and the number of the call in flight on it (0: none).
+    Running { call: u64 },
+    /// Signalled by us (a cancel, a timeout, a stop), not reaped yet.
+    Killed,
+    /// Waited for; how it ended, if the system could say.
+    Reaped(Option<ExitStatus>),
 }
 
 impl Process {
@@ -227,45 +251,49 @@ impl Process {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes that call `seq` is in flight (0: none).
+    /// Notes that call `seq` is in flight (0: none), if the child runs.
     pub(crate) fn set_running(&self, seq: u64) {
-        self.lock().running = seq;
+        if let Life::Running { call } = &mut self.lock().life {
+            *call = seq;
+        }
     }
 
-    /// Kills the worker if call `seq` is still in flight on it: what
+    /// Kills the child if call `seq` is still in flight on it: what
     /// cancelling a running task does.
     pub(crate) fn kill_if_running(&self, seq: u64) {
         let mut state = self.lock();
-        if state.running == seq {
+        if state.life == (Life::Running { call: seq }) {
             signal(&mut state, libc::SIGKILL);
         }
     }
 
-    /// Sends `sig` to the worker, unless it is already reaped.
+    /// Sends `sig` to the child, unless it is already reaped.
     pub(crate) fn kill(&self, sig: libc::c_int) {
         signal(&mut self.lock(), sig);
     }
 
-    /// Whether someone killed the worker.
+    /// Whether someone killed the child.
     pub(crate) fn was_killed(&self) -> bool {
-        self.lock().killed
+        self.lock().life == Life::Killed
     }
 
-    /// Waits for the worker to exit, once, and returns how it ended.
+    /// Waits for the child to exit, once, and returns how it ended.
     pub(crate) fn reap(&self) -> Option<ExitStatus> {
         let mut state = self.lock();
-        if state.reaped.is_none() {
-            state.reaped = state.child.wait().ok();
+        if let Life::Reaped(status) = state.life {
+            return status;
         }
-        state.reaped
+        let status = state.child.wait().ok();
+        state.life = Life::Reaped(status);
+        status
     }
 }
 
 fn signal(state: &mut ProcessState, sig: libc::c_int) {
-    if state.reaped.is_some() {
+    if let Life::Reaped(_) = state.life {
         return;
     }
-    state.killed = true;
+    state.life = Life::Killed;
     let Ok(pid) = libc::pid_t::try_from(state.child.id()) else {
         return;
     };

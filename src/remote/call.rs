@@ -1,10 +1,13 @@
-//! Naming a function so that another process can call it: the unsafe core.
+//! Layer: remote (shared by every remote transport). May use `codec`, the
+//! crate's `panic` and `Error`; no transport. Naming a function so that
+//! another run of the same executable can call it: the unsafe core.
 //!
-//! A worker is a fresh run of the parent's own executable, so every function
-//! lies at the same distance from any fixed point of the image, whatever
-//! address the loader chose. A task travels as two such distances, measured
-//! from [`ANCHOR`] (a `static`: one item, one address, unlike a generic
-//! function that may be copied into several codegen units):
+//! A serving process (a process pool's child, an MPI rank) is a fresh run
+//! of the front end's own executable, so every function lies at the same
+//! distance from any fixed point of the image, whatever address the loader
+//! chose. A task travels as two such distances, measured from [`ANCHOR`] (a
+//! `static`: one item, one address, unlike a generic function that may be
+//! copied into several codegen units):
 //!
 //! - the **trampoline**: [`run::<T>`], monomorphised for the task's
 //!   function pointer type `T` (a [`Task`]: `fn(A) -> R`, or `fn(A, B) -> R`
@@ -13,26 +16,26 @@
 //! - the **function**: the user's `fn(A) -> R` or `fn(A, B) -> R`.
 //!
 //! Turning a distance back into a function pointer is the only `unsafe` here
-//! ([`function_at`], used by [`Call::invoke`] and [`run`]). It is sound only if the
-//! worker runs the same binary and the pair really came from [`Call::of`].
-//! Two checks stand before it:
+//! ([`function_at`], used by [`Call::invoke`] and [`run`]). It is sound only
+//! if the serving side runs the same binary, the pair really came from
+//! [`Call::of`], and both functions lie in the same image as the anchor.
+//! Three checks stand before it:
 //!
-//! 1. [`Fingerprint`]: at the handshake each side compares the other's
-//!    executable identity (device, inode, size, modification time of
-//!    `/proc/self/exe`) and code layout. While the parent lives, its
-//!    executable's inode cannot be reused or rewritten (Linux refuses to
-//!    write a running executable), so equal identities mean the same bytes.
-//! 2. A **tag**: a keyed hash of the pair under a secret the parent sends
-//!    over the private channel at the handshake. A frame whose tag does not
-//!    match (corrupted, truncated, forged, or from another pool) is refused
-//!    before any offset is used.
+//! 1. [`Call::of`] refuses a function outside the anchor's image (one in a
+//!    dynamic library: `-C prefer-dynamic`, a `dylib` crate, a plugin),
+//!    whose distance from the anchor differs from run to run.
+//! 2. [`Fingerprint`]: at the handshake each side compares the other's
+//!    executable identity (which each transport measures its own way) and
+//!    code layout.
+//! 3. A **tag**: a keyed hash of the pair under a secret the front end sends
+//!    over the private channel at the handshake. A message whose tag does
+//!    not match (corrupted, truncated, forged, or from another pool) is
+//!    refused before any offset is used.
 
-use std::fs;
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::wire;
+use super::codec;
 use crate::{Error, Payload, panic};
 
 /// The fixed point every offset is measured from.
@@ -132,21 +135,30 @@ pub(crate) struct Call {
 
 impl Call {
     /// Names `task`, with the trampoline for its type.
-    pub(crate) fn of<T: Task>(task: T) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the task's function lies outside the
+    /// image that holds the anchor: see [`in_anchor_image`].
+    pub(crate) fn of<T: Task>(task: T) -> Result<Self, Error> {
         let trampoline: Trampoline = run::<T>;
-        Call {
-            trampoline: offset(trampoline as usize),
-            function: offset(task.address()),
-        }
+        Call::checked(trampoline as usize, task.address())
     }
 
-    /// Names an initializer.
-    pub(crate) fn of_initializer(initializer: fn()) -> Self {
+    /// Names an initializer; fails as [`Call::of`] does.
+    pub(crate) fn of_initializer(initializer: fn()) -> Result<Self, Error> {
         let trampoline: InitTrampoline = run_initializer;
-        Call {
-            trampoline: offset(trampoline as usize),
-            function: offset(initializer as usize),
+        Call::checked(trampoline as usize, initializer as usize)
+    }
+
+    fn checked(trampoline: usize, function: usize) -> Result<Self, Error> {
+        for address in [function, trampoline] {
+            in_anchor_image(address)?;
         }
+        Ok(Call {
+            trampoline: offset(trampoline),
+            function: offset(function),
+        })
     }
 
     /// The tag that proves the pair came from the parent holding `secret`.
@@ -212,18 +224,18 @@ fn run<T: Task>(
     // exactly this type (see `Call::invoke`).
     let task = unsafe { function_at::<T>(function) };
     if count == 1
-        && let Some(arg) = wire::take_whole::<T::Args>(frame, start)
+        && let Some(arg) = codec::take_whole::<T::Args>(frame, start)
     {
-        wire::encode_outcome(panic::catch(|| task.call(arg)), out);
+        codec::encode_outcome(panic::catch(|| task.call(arg)), out);
         return Ok(());
     }
     let mut args = &frame[start..];
     for _ in 0..count {
-        let (arg, rest) = wire::take::<T::Args>(args).map_err(|error| {
+        let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
             format!("the task's argument could not be deserialized in the worker: {error}")
         })?;
         args = rest;
-        wire::encode_outcome(panic::catch(|| task.call(arg)), out);
+        codec::encode_outcome(panic::catch(|| task.call(arg)), out);
     }
     Ok(())
 }
@@ -263,51 +275,107 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Who this executable is: identical for the parent and its workers.
+/// Who this executable is: identical for the front end and every serving
+/// process that may run its tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fingerprint(pub(crate) [u64; 5]);
 
 impl Fingerprint {
-    /// The running executable's file identity and code layout.
-    pub(crate) fn of_this_process() -> io::Result<Self> {
-        let file = fs::metadata("/proc/self/exe")?;
-        let layout = Call::of(drop as fn(())).trampoline;
-        Ok(Fingerprint([
-            file.dev(),
-            file.ino(),
-            file.size(),
-            (file.mtime() as u64)
-                .wrapping_mul(1_000_000_000)
-                .wrapping_add(file.mtime_nsec() as u64),
-            layout,
-        ]))
+    /// The executable's `identity`, measured by the transport (a file's
+    /// identity, a hash of its contents), with this image's code layout.
+    pub(crate) fn new([a, b, c, d]: [u64; 4]) -> Self {
+        let layout = offset(run::<fn(())> as Trampoline as usize);
+        Fingerprint([a, b, c, d, layout])
     }
 }
 
-impl Fingerprint {
-    /// The running executable's contents and code layout: equal for equal
-    /// files wherever they lie, for ranks on other machines, which see
-    /// another device and inode for the same program. Reads the whole file
-    /// once (a few milliseconds for a typical binary).
-    #[cfg(feature = "mpi")]
-    pub(crate) fn of_executable_contents() -> io::Result<Self> {
-        use std::hash::Hash;
-        let bytes = fs::read("/proc/self/exe")?;
-        // Two independent 64-bit hashes (SipHash with two fixed keys, the
-        // same in every run of this binary) make a 128-bit digest.
-        let mut hashes = [DefaultHasher::new(), DefaultHasher::new()];
-        hashes[1].write_u64(0x6d70_6920_7261_6e6b);
-        for hasher in &mut hashes {
-            bytes.hash(hasher);
+/// Whether `address` lies in the image (the executable or the shared
+/// library) that holds [`ANCHOR`]; an error that names the other image if
+/// not. A distance from the anchor to a function in another image changes
+/// with where the loader puts each: the serving side would jump to garbage.
+///
+/// `dladdr` takes the loader's lock and walks its list, so the answers are
+/// remembered in a few slots keyed by address: a `map` or repeated
+/// `submit` of one function asks once.
+fn in_anchor_image(address: usize) -> Result<(), Error> {
+    /// Addresses already found in the anchor's image (0: empty).
+    static KNOWN: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+    let slot = &KNOWN[(address >> 4) % KNOWN.len()];
+    // ORDERING: a memo of a pure function of `address`; any value seen is
+    // one some thread proved, so Relaxed suffices.
+    if slot.load(Ordering::Relaxed) == address {
+        return Ok(());
+    }
+    let anchor = image::of(&ANCHOR as *const u8 as usize);
+    let image = image::of(address);
+    if image.base != anchor.base {
+        return Err(Error::InvalidArgument(format!(
+            "the task function at {address:#x} lies in {}, not in {} with this crate: \
+             its offset would differ in a worker. Tasks must be functions of the \
+             program itself (no `-C prefer-dynamic`, `dylib` crate or plugin)",
+            image.describe(),
+            anchor.describe(),
+        )));
+    }
+    // ORDERING: as above.
+    slot.store(address, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Which loaded image holds an address, as the dynamic loader says.
+mod image {
+    /// The image's base address (`None`: the loader knows no image there,
+    /// as in a statically linked program, which is one image) and path.
+    pub(super) struct Image {
+        pub(super) base: Option<usize>,
+        path: Option<String>,
+    }
+
+    impl Image {
+        pub(super) fn describe(&self) -> String {
+            match (&self.path, self.base) {
+                (Some(path), _) => format!("`{path}`"),
+                (None, Some(base)) => format!("the image at {base:#x}"),
+                (None, None) => "no image the loader knows".to_owned(),
+            }
         }
-        let layout = Call::of(drop as fn(())).trampoline;
-        Ok(Fingerprint([
-            bytes.len() as u64,
-            hashes[0].finish(),
-            hashes[1].finish(),
-            u64::from_le_bytes(*b"contents"),
-            layout,
-        ]))
+    }
+
+    /// The image that holds `address`.
+    #[cfg(not(miri))]
+    pub(super) fn of(address: usize) -> Image {
+        // SAFETY: an all-zero `Dl_info` is valid (null pointers).
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        // SAFETY: dladdr only reads the loader's tables for `address` (any
+        // value is allowed) and writes `info`, valid for writes.
+        if unsafe { libc::dladdr(address as *const libc::c_void, &mut info) } == 0 {
+            return Image {
+                base: None,
+                path: None,
+            };
+        }
+        let path = (!info.dli_fname.is_null()).then(|| {
+            // SAFETY: dladdr set `dli_fname` to the loader's NUL-terminated
+            // path of the image, which lives while the image is loaded
+            // (the anchor's and a task's image stay loaded: we hold code
+            // addresses in them).
+            unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+                .to_string_lossy()
+                .into_owned()
+        });
+        Image {
+            base: Some(info.dli_fbase as usize),
+            path,
+        }
+    }
+
+    /// Miri runs no foreign code, and everything it runs is one image.
+    #[cfg(miri)]
+    pub(super) fn of(_: usize) -> Image {
+        Image {
+            base: None,
+            path: None,
+        }
     }
 }
 
@@ -325,29 +393,29 @@ mod tests {
 
     #[test]
     fn a_call_round_trips_within_one_process() {
-        let call = Call::of(double as fn(_) -> _);
+        let call = Call::of(double as fn(_) -> _).unwrap();
         let mut args = Vec::new();
         for n in [1_u32, 20] {
-            wire::append(&n, &mut args).unwrap();
+            codec::append(n, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
-        let outcomes = wire::decode_outcomes::<u64>(&out, 2).unwrap();
+        let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
 
     #[test]
     fn a_two_argument_call_takes_a_tuple() {
-        let call = Call::of(power as fn(_, _) -> _);
+        let call = Call::of(power as fn(_, _) -> _).unwrap();
         let mut args = Vec::new();
         for pair in [(2_u64, 10_u32), (3, 3)] {
-            wire::append(&pair, &mut args).unwrap();
+            codec::append(pair, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
-        let outcomes = wire::decode_outcomes::<u64>(&out, 2).unwrap();
+        let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
 
@@ -357,17 +425,22 @@ mod tests {
             bytes.len()
         }
         let mut frame = b"head".to_vec();
-        wire::append(&vec![7_u8; 1000], &mut frame).unwrap();
+        codec::append(vec![7_u8; 1000], &mut frame).unwrap();
         let mut out = Vec::new();
         // SAFETY: the call was made by `Call::of` in this process.
-        unsafe { Call::of(len as fn(_) -> _).invoke(1, &mut frame, 4, &mut out) }.unwrap();
-        assert_eq!(wire::decode_outcomes::<usize>(&out, 1).unwrap(), [Ok(1000)]);
+        let call = Call::of(len as fn(_) -> _).unwrap();
+        // SAFETY: as above.
+        unsafe { call.invoke(1, &mut frame, 4, &mut out) }.unwrap();
+        assert_eq!(
+            codec::decode_outcomes::<usize>(&out, 1).unwrap(),
+            [Ok(1000)]
+        );
         assert!(frame.is_empty(), "the buffer itself became the argument");
     }
 
     #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
-        let call = Call::of(double as fn(_) -> _);
+        let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut out) };
@@ -378,7 +451,7 @@ mod tests {
     #[test]
     fn tags_depend_on_the_secret_and_the_pair() {
         let secret = Secret::random();
-        let call = Call::of(double as fn(_) -> _);
+        let call = Call::of(double as fn(_) -> _).unwrap();
         assert_eq!(call.tag(&secret), call.tag(&secret));
         assert_ne!(call.tag(&secret), call.tag(&Secret::random()));
         let other = Call {
@@ -394,7 +467,28 @@ mod tests {
     // word taken from one call site is stable only in a real build.
     #[cfg_attr(miri, ignore = "miri varies function addresses by design")]
     fn the_fingerprint_is_stable_within_a_process() {
-        let a = Fingerprint::of_this_process().unwrap();
-        assert_eq!(a, Fingerprint::of_this_process().unwrap());
+        let a = Fingerprint::new([1, 2, 3, 4]);
+        assert_eq!(a, Fingerprint::new([1, 2, 3, 4]));
+        assert_ne!(a, Fingerprint::new([1, 2, 3, 5]));
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "miri cannot ask the dynamic loader")]
+    fn a_function_in_a_shared_library_is_refused() {
+        // `getpid` lives in the C library, a shared object of its own: its
+        // distance from the anchor changes from run to run.
+        let libc_function = libc::getpid as *const () as usize;
+        let error =
+            Call::checked(run::<fn(u32) -> u64> as Trampoline as usize, libc_function).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidArgument(m) if m.contains("libc")),
+            "{error:?}"
+        );
+        // The same check passes the program's own functions, again and
+        // again (the second time from the memo).
+        for _ in 0..2 {
+            Call::of(double as fn(_) -> _).unwrap();
+            Call::of_initializer(|| ()).unwrap();
+        }
     }
 }

@@ -1,27 +1,29 @@
-//! What a worker thread runs: the tasks it takes off the queue, and its loop.
+//! Layer: the thread pool. May use `crew`, the crate's futures and `panic`.
+//! What a crew thread of the thread pool runs: the jobs it takes off the
+//! queue, and its loop ([`run_jobs`]).
 
 use std::sync::Arc;
 
+use crate::crew::{self, Crew, Turn};
 use crate::future::Promise;
-use crate::workers::{self, Workers};
 use crate::{Error, panic};
 
 /// The thread pool's queue item: one task (a `map` chunk is one task too).
 pub(super) type ThreadJob = Box<dyn Run>;
 
-/// A job a worker thread can run.
+/// A job a crew thread can run.
 pub(super) trait Run: Send {
-    /// Runs the task and completes its future. A pool worker passes its
-    /// `workers` and is marked idle just before the future completes; a
-    /// scope's waiting thread, which runs its own tasks and is never idle in
-    /// the pool's count, passes `None`.
-    fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>);
+    /// Runs the task and completes its future. A crew thread passes its
+    /// turn and ends it just before the future completes; a scope's waiting
+    /// thread, which runs its own tasks and is never idle in the pool's
+    /// count, passes `None`.
+    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>);
 
     /// Resolves the future with `error` without running the task.
     fn fail_unrun(self: Box<Self>, error: Error);
 }
 
-impl workers::Job for ThreadJob {
+impl crew::Job for ThreadJob {
     fn fail(self, error: Error) {
         self.fail_unrun(error);
     }
@@ -40,23 +42,14 @@ where
     A: Send,
     R: Send,
 {
-    fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>) {
+    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>) {
         let Task { task, arg, promise } = *self;
         let outcome = promise.claim().then(|| panic::catch(|| task(arg)));
-        if let Some(workers) = workers {
-            workers.mark_idle();
-        }
+        let idle = turn.map(Turn::end);
         if let Some(outcome) = outcome {
             let callbacks = promise.complete_deferring_callbacks(outcome);
-            match workers {
-                Some(workers) if !callbacks.is_empty() => {
-                    // A done callback may block, or submit more work and wait
-                    // for it: while callbacks run, this worker is not idle, so
-                    // such a submit starts another thread (up to max_workers).
-                    workers.mark_busy();
-                    callbacks.run();
-                    workers.mark_idle();
-                }
+            match idle {
+                Some(idle) if !callbacks.is_empty() => idle.busy_while(|| callbacks.run()),
                 _ => callbacks.run(),
             }
         }
@@ -67,20 +60,20 @@ where
     }
 }
 
-/// The body of a worker thread: run the initializer, then jobs until the
+/// The body of a crew thread: run the initializer, then jobs until the
 /// queue is closed and empty.
-pub(super) fn work(
-    workers: &Arc<Workers<ThreadJob>>,
+pub(super) fn run_jobs(
+    crew: &Arc<Crew<ThreadJob>>,
     initializer: Option<&(dyn Fn() + Send + Sync)>,
 ) {
     if let Some(initializer) = initializer
         && let Err(error) = panic::catch(initializer)
     {
-        workers.break_pool(format!("a worker's initializer failed: {error}"));
+        crew.break_pool(format!("a worker's initializer failed: {error}"));
         return;
     }
-    workers.mark_idle();
-    while let Some(job) = workers.next_job() {
-        job.run(Some(workers));
+    let mut seat = crew.seat();
+    while let Some((job, turn)) = seat.next_job() {
+        job.run(Some(turn));
     }
 }

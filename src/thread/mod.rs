@@ -1,11 +1,13 @@
+//! Layer: front end (the thread pool). May use `crew`, `map`, the crate's
+//! futures and `Executor`; no remote layer, no transport.
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
-//! The queue and the lazily started threads are [`Workers`]; each thread runs
-//! [`worker::work`]: the initializer, then job after job. Scoped tasks,
+//! The queue and the lazily started threads are a [`Crew`]; each thread runs
+//! [`job::run_jobs`]: the initializer, then job after job. Scoped tasks,
 //! which borrow, are in [`scope`].
 
+mod job;
 mod scope;
-mod worker;
 
 pub use scope::Scope;
 
@@ -13,11 +15,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::crew::Crew;
 use crate::future;
 use crate::map::{Map, Pending};
-use crate::workers::Workers;
 use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
-use worker::{Task, ThreadJob};
+use job::{Task, ThreadJob};
 
 /// A pool of threads for I/O-bound work: downloads, file and database access,
 /// anything that mostly waits.
@@ -42,7 +44,7 @@ use worker::{Task, ThreadJob};
 /// assert!(start.elapsed() < Duration::from_millis(300), "the three waits overlap");
 /// ```
 pub struct ThreadPoolExecutor {
-    workers: Arc<Workers<ThreadJob>>,
+    crew: Arc<Crew<ThreadJob>>,
 }
 
 type Initializer = Arc<dyn Fn() + Send + Sync>;
@@ -90,7 +92,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(ThreadPoolExecutor::new(5).max_workers(), 5);
     /// ```
     pub fn max_workers(&self) -> usize {
-        self.workers.max_workers()
+        self.crew.max_workers()
     }
 
     /// Schedules `task(arg)` and returns a future for its result.
@@ -114,7 +116,7 @@ impl ThreadPoolExecutor {
         R: Send + 'static,
     {
         let (promise, future) = future::pair();
-        self.workers.enqueue(Box::new(Task { task, arg, promise }));
+        self.crew.enqueue(Box::new(Task { task, arg, promise }));
         future
     }
 
@@ -194,7 +196,7 @@ impl ThreadPoolExecutor {
     where
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
     {
-        scope::run(&self.workers, f)
+        scope::run(&self.crew, f)
     }
 
     /// Runs `task` on every item of `items`, in a few chunks per worker, and
@@ -222,7 +224,7 @@ impl ThreadPoolExecutor {
         T: Sync,
         R: Send,
     {
-        scope::map_slice(&self.workers, task, items)
+        scope::map_slice(&self.crew, task, items)
     }
 
     /// Runs `task` over tuples of arguments, yielding the results in input
@@ -322,7 +324,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(queued.result(), Err(Error::Cancelled));  // queued ones are cancelled
     /// ```
     pub fn shutdown_with(&self, how: Shutdown) {
-        self.workers.shutdown(how);
+        self.crew.shutdown(how);
     }
 }
 
@@ -371,7 +373,7 @@ impl Executor for ThreadPoolExecutor {
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ThreadPoolExecutor")
-            .field(&self.workers)
+            .field(&self.crew)
             .finish()
     }
 }
@@ -509,11 +511,11 @@ impl ThreadPoolBuilder {
         panic::install_hook();
         let initializer = self.initializer;
         Ok(ThreadPoolExecutor {
-            workers: Arc::new(Workers::new(
+            crew: Arc::new(Crew::new(
                 self.max_workers,
                 name_prefix,
                 self.stack_size,
-                Arc::new(move |workers| worker::work(workers, initializer.as_deref())),
+                Arc::new(move |crew| job::run_jobs(crew, initializer.as_deref())),
             )),
         })
     }

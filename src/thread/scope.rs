@@ -22,8 +22,8 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::worker::{Run, Task, ThreadJob};
-use crate::workers::Workers;
+use super::job::{Run, Task, ThreadJob};
+use crate::crew::{Crew, Turn};
 use crate::{Error, Future, future, map, panic};
 
 /// How many chunks `map_scoped` cuts per worker: a few, so that a worker
@@ -91,7 +91,7 @@ const CHUNKS_PER_WORKER: usize = 4;
 /// });
 /// ```
 pub struct Scope<'scope, 'env: 'scope> {
-    workers: &'scope Arc<Workers<ThreadJob>>,
+    crew: &'scope Arc<Crew<ThreadJob>>,
     shared: Arc<Shared>,
     scope: PhantomData<&'scope mut &'scope ()>,
     env: PhantomData<&'env mut &'env ()>,
@@ -161,15 +161,12 @@ impl Drop for Live {
 struct Ticket(Arc<Slot>);
 
 impl Run for Ticket {
-    fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>) {
+    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>) {
         match take(&self.0) {
-            Some(Counted { job, _live }) => job.run(workers),
-            // The scope's thread took the job: this worker is idle again.
-            None => {
-                if let Some(workers) = workers {
-                    workers.mark_idle();
-                }
-            }
+            Some(Counted { job, _live }) => job.run(turn),
+            // The scope's thread took the job: this crew thread is idle
+            // again as the turn drops.
+            None => drop(turn),
         }
     }
 
@@ -236,7 +233,7 @@ impl<'scope> Scope<'scope, '_> {
         let slot = Arc::new(Mutex::new(Some(Counted { job, _live: live })));
         self.shared.lock().unstarted.push_back(Arc::clone(&slot));
         self.shared.changed.notify_all();
-        self.workers.enqueue(Box::new(Ticket(slot)));
+        self.crew.enqueue(Box::new(Ticket(slot)));
     }
 
     /// Runs every job no worker has started, then waits for the others to
@@ -274,12 +271,12 @@ impl<'scope> Scope<'scope, '_> {
 /// [`ThreadPoolExecutor::scope`](crate::ThreadPoolExecutor::scope): runs `f`
 /// with a new scope, then waits for its tasks, even if `f` panicked; then
 /// resumes `f`'s panic, or else one from dropping a job.
-pub(super) fn run<'env, F, T>(workers: &Arc<Workers<ThreadJob>>, f: F) -> T
+pub(super) fn run<'env, F, T>(crew: &Arc<Crew<ThreadJob>>, f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
     let scope = Scope {
-        workers,
+        crew,
         shared: Arc::default(),
         scope: PhantomData,
         env: PhantomData,
@@ -294,7 +291,7 @@ where
 /// [`ThreadPoolExecutor::map_scoped`](crate::ThreadPoolExecutor::map_scoped):
 /// `f` over `items` in a few chunks per worker, one result per item.
 pub(super) fn map_slice<T, R>(
-    workers: &Arc<Workers<ThreadJob>>,
+    crew: &Arc<Crew<ThreadJob>>,
     f: impl Fn(&T) -> R + Sync,
     items: &[T],
 ) -> Vec<Result<R, Error>>
@@ -304,10 +301,10 @@ where
 {
     let chunk_len = items
         .len()
-        .div_ceil(workers.max_workers() * CHUNKS_PER_WORKER)
+        .div_ceil(crew.max_workers() * CHUNKS_PER_WORKER)
         .max(1);
     let f = &f;
-    let chunks = run(workers, |s| {
+    let chunks = run(crew, |s| {
         items
             .chunks(chunk_len)
             .map(|chunk| {

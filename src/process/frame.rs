@@ -1,0 +1,319 @@
+//! Layer: process transport. May use the remote layer's messages; no other
+//! transport. The frames on a child's private channel.
+//!
+//! Every message is a frame: an 8-byte little-endian length, one kind byte
+//! (the message's [`Kind`]), then the body (the length counts the kind byte
+//! and the body). The bodies are the remote layer's
+//! ([`message`](crate::remote::message)).
+//!
+//! Reading never trusts a length: at most [`RESERVE_AHEAD`] is reserved
+//! before a frame's bytes arrive, a frame longer than the memory that can be
+//! reserved for it is an error, not an abort. Nothing here is `unsafe`.
+//! `fuzz/` drives every decoder with arbitrary bytes through [`fuzz`].
+
+use std::io::{self, IoSlice, Read, Write};
+
+use crate::Error;
+use crate::remote::message::{Kind, Malformed};
+#[cfg(fuzzing)]
+use crate::remote::{
+    codec,
+    message::{Hello, TaskHeader, Welcome, decode_ready},
+};
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub(crate) enum FrameError {
+    /// The other side closed the channel (cleanly, between frames).
+    Closed,
+    /// The channel failed, or timed out.
+    Io(io::Error),
+    /// The bytes do not form a valid message.
+    Malformed(String),
+}
+
+impl From<io::Error> for FrameError {
+    fn from(error: io::Error) -> Self {
+        FrameError::Io(error)
+    }
+}
+
+impl From<Malformed> for FrameError {
+    fn from(Malformed(what): Malformed) -> Self {
+        FrameError::Malformed(what)
+    }
+}
+
+impl FrameError {
+    /// This error as it reaches a task's future.
+    pub(crate) fn into_error(self) -> Error {
+        Error::Protocol(match self {
+            FrameError::Closed => "the child closed the channel".to_owned(),
+            FrameError::Io(error) => format!("the channel to the child failed: {error}"),
+            FrameError::Malformed(what) => what,
+        })
+    }
+}
+
+fn malformed(what: impl Into<String>) -> FrameError {
+    FrameError::Malformed(what.into())
+}
+/// The most parts a frame's body is written from (a task: header,
+/// arguments, a lone byte vector's bytes).
+const MAX_PARTS: usize = 3;
+
+/// Writes one frame: its header, then the body's parts, in vectored writes
+/// straight from where the parts lie: no copy, no allocation.
+pub(crate) fn write_frame(out: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> io::Result<()> {
+    assert!(parts.len() <= MAX_PARTS, "a frame of {} parts", parts.len());
+    let len = 1 + parts.iter().map(|part| part.len() as u64).sum::<u64>();
+    let mut header = [0_u8; 9];
+    header[..8].copy_from_slice(&len.to_le_bytes());
+    header[8] = kind as u8;
+    let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
+    slices[0] = IoSlice::new(&header);
+    let mut used = 1;
+    for part in parts.iter().filter(|part| !part.is_empty()) {
+        slices[used] = IoSlice::new(part);
+        used += 1;
+    }
+    let mut slices = &mut slices[..used];
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => IoSlice::advance_slices(&mut slices, written),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    out.flush()
+}
+
+/// How much of a frame's claimed length is reserved before its bytes arrive.
+/// Larger frames grow as their bytes come (doubling, so at most twice what
+/// arrived is ever reserved): a corrupt or hostile length costs at most this
+/// much address space, and a 64 MiB argument still lands in one reservation.
+/// The fuzzer uses a small one, to go through the growth on small inputs and
+/// not spend its time mapping 256 MiB for every absurd length.
+const RESERVE_AHEAD: usize = if cfg!(fuzzing) { 1 << 10 } else { 256 << 20 };
+
+/// Reads one frame into `body` (reusing its memory) and returns its kind.
+pub(crate) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<Kind, FrameError> {
+    read_frame_reserving(input, body, RESERVE_AHEAD)
+}
+
+fn read_frame_reserving(
+    input: &mut impl Read,
+    body: &mut Vec<u8>,
+    reserve_ahead: usize,
+) -> Result<Kind, FrameError> {
+    let mut header = [0_u8; 9];
+    // A signal that stops and continues the process (SIGSTOP, SIGCONT)
+    // interrupts a blocked read even with SA_RESTART; std's read_exact and
+    // read_to_end retry that themselves, this first plain read must too.
+    let first = loop {
+        match input.read(&mut header[..1]) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            first => break first,
+        }
+    };
+    match first {
+        Ok(0) => return Err(FrameError::Closed),
+        Ok(_) => input.read_exact(&mut header[1..])?,
+        Err(error) => return Err(error.into()),
+    }
+    let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+    let kind = Kind::from_byte(header[8])
+        .ok_or_else(|| malformed(format!("unknown frame kind {}", header[8])))?;
+    let body_len = len
+        .checked_sub(1)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| malformed(format!("impossible frame length {len}")))?;
+    body.clear();
+    let mut goal = body_len.min(reserve_ahead);
+    loop {
+        body.try_reserve_exact(goal - body.len()).map_err(|_| {
+            malformed(format!(
+                "a frame of {body_len} bytes is larger than the memory that could be reserved for it"
+            ))
+        })?;
+        input
+            .by_ref()
+            .take((goal - body.len()) as u64)
+            .read_to_end(body)?;
+        if body.len() < goal {
+            return Err(malformed(format!(
+                "the frame ended after {} of {body_len} bytes",
+                body.len()
+            )));
+        }
+        if goal == body_len {
+            return Ok(kind);
+        }
+        goal = goal.saturating_mul(2).min(body_len);
+    }
+}
+
+/// Reads one frame and checks that it is of the `expected` kind.
+pub(crate) fn expect_frame(
+    input: &mut impl Read,
+    body: &mut Vec<u8>,
+    expected: Kind,
+) -> Result<(), FrameError> {
+    match read_frame(input, body)? {
+        kind if kind == expected => Ok(()),
+        kind => Err(malformed(format!(
+            "expected a {expected:?} frame, got {kind:?}"
+        ))),
+    }
+}
+/// Runs `bytes` through every decoder of the wire protocol, as the fuzzer's one
+/// entry point (`fuzz/fuzz_targets/wire.rs`): a stream of frames, each body
+/// decoded as the side that receives that kind would decode it. Whatever
+/// the bytes, this returns: every malformed input must be a clean error,
+/// never a panic, an abort or an allocation the bytes do not justify.
+#[cfg(fuzzing)]
+pub fn fuzz(mut bytes: &[u8]) {
+    let mut body = Vec::new();
+    while let Ok(kind) = read_frame(&mut bytes, &mut body) {
+        match kind {
+            Kind::Hello => drop(Hello::decode(&body)),
+            Kind::Welcome => drop(Welcome::decode(&body)),
+            Kind::Ready => drop(decode_ready(&body)),
+            Kind::Task => {
+                // What a trampoline does with the arguments (the tag check
+                // before it needs the pool's secret, which no input has).
+                if let Ok((header, mut args)) = TaskHeader::decode(&body) {
+                    for _ in 0..header.count.min(64) {
+                        match codec::take::<(u64, String, Vec<u8>)>(args) {
+                            Ok((_, rest)) => args = rest,
+                            Err(_) => break,
+                        }
+                    }
+                    let start = body.len() - args.len();
+                    drop(codec::take_whole::<Vec<u8>>(&mut body.clone(), start));
+                }
+            }
+            Kind::Outcomes => {
+                let count = body.first().map_or(0, |&n| usize::from(n));
+                let rest = body.get(1..).unwrap_or_default();
+                drop(codec::decode_outcomes::<u64>(rest, count));
+                drop(codec::decode_outcomes::<String>(rest, count));
+                drop(codec::decode_outcomes::<Vec<u8>>(rest, count));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(&mut out, kind, &[body]).unwrap();
+        out
+    }
+
+    #[test]
+    fn frames_round_trip_and_reuse_the_buffer() {
+        let bytes = [frame(Kind::Task, b"abc"), frame(Kind::Ready, b"")].concat();
+        let mut input = &bytes[..];
+        let mut body = Vec::new();
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Task);
+        assert_eq!(body, b"abc");
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Ready);
+        assert!(body.is_empty());
+        assert!(matches!(
+            read_frame(&mut input, &mut body),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    /// Yields `Interrupted` before each read that would deliver data, as a
+    /// read blocked through SIGSTOP and SIGCONT does.
+    struct Interrupting<'a> {
+        bytes: &'a [u8],
+        interrupt_next: bool,
+    }
+
+    impl Read for Interrupting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.interrupt_next = !self.interrupt_next;
+            if !self.interrupt_next {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.bytes.read(buf)
+        }
+    }
+
+    #[test]
+    fn an_interrupted_read_is_retried_not_a_broken_channel() {
+        // Caught by tests/process_faults.rs: a worker stopped and continued
+        // while waiting for its next task took the interrupted read for a
+        // failed channel and exited, failing a task it never ran.
+        let bytes = [frame(Kind::Task, b"abc"), frame(Kind::Ready, b"")].concat();
+        let mut input = Interrupting {
+            bytes: &bytes,
+            interrupt_next: true,
+        };
+        let mut body = Vec::new();
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Task);
+        assert_eq!(body, b"abc");
+        assert_eq!(read_frame(&mut input, &mut body).unwrap(), Kind::Ready);
+        assert!(matches!(
+            read_frame(&mut input, &mut body),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error() {
+        let bytes = frame(Kind::Task, b"abcdef");
+        let mut body = Vec::new();
+        for cut in 1..bytes.len() {
+            let result = read_frame(&mut &bytes[..cut], &mut body);
+            assert!(
+                matches!(result, Err(FrameError::Io(_) | FrameError::Malformed(_))),
+                "cut at {cut}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_absurd_length_is_refused_not_trusted() {
+        // Claims 16 EiB and sends nothing: refused after reserving at most
+        // RESERVE_AHEAD, never the claimed length (which would abort).
+        let mut bytes = u64::MAX.to_le_bytes().to_vec();
+        bytes.push(Kind::Outcomes as u8);
+        let result = read_frame(&mut &bytes[..], &mut Vec::new());
+        assert!(matches!(result, Err(FrameError::Malformed(m)) if m.contains("ended after 0 of")));
+        let zero = [0_u8; 9];
+        assert!(matches!(
+            read_frame(&mut &zero[..], &mut Vec::new()),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_frame_longer_than_the_reservation_grows_as_its_bytes_arrive() {
+        let payload: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let bytes = frame(Kind::Task, &payload);
+        let mut body = Vec::new();
+        let kind = read_frame_reserving(&mut &bytes[..], &mut body, 7).unwrap();
+        assert_eq!((kind, &body), (Kind::Task, &payload));
+        // Cut anywhere in the body: an error that says how much arrived.
+        let result = read_frame_reserving(&mut &bytes[..9 + 500], &mut body, 7);
+        assert!(matches!(result, Err(FrameError::Malformed(m)) if m.contains("after 500 of 1000")));
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused() {
+        let mut bytes = frame(Kind::Task, b"x");
+        bytes[8] = 99;
+        assert!(matches!(
+            read_frame(&mut &bytes[..], &mut Vec::new()),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}

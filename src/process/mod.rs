@@ -1,0 +1,381 @@
+//! Layer: process transport. May use the remote layer, `crew`, the crate's
+//! core and `init::init_called`; never another transport. Tasks in
+//! separate worker processes: [`ProcessPoolExecutor`], the remote front end
+//! over [`ProcessTransport`].
+//!
+//! - [`spawn`]: starting a child, the parent's side of the handshake, a
+//!   call, stopping it; a child process's lifecycle.
+//! - [`manager`]: the crew thread that feeds one child.
+//! - [`frame`]: the frames on the private channel.
+//! - [`child`]: the child's side: how a run knows it is one, and its
+//!   endpoint for the remote layer's serve loop.
+//!
+//! The queue and the lazily started manager threads are a [`Crew`], as in
+//! the thread pool: one manager (and so one child process) per
+//! `max_workers`, started when a submit finds no idle one. Everything here
+//! is Unix (Linux: `/proc`, `prctl`, `SO_PEERCRED`); other platforms plug
+//! in below this line, with the remote layer above unchanged.
+
+pub(crate) mod child;
+mod frame;
+mod manager;
+mod spawn;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use crate::crew::{self, Crew};
+use crate::remote::call::{Call, Secret};
+use crate::remote::work::Work;
+use crate::remote::{RemoteExecutor, Transport, at_least_one, sealed};
+use crate::{Error, Shutdown, panic};
+#[cfg(fuzzing)]
+pub use frame::fuzz as fuzz_wire;
+use spawn::{Process, Recipe};
+
+/// A pool of worker processes for CPU-bound work, and for work that must be
+/// isolated: a crash, an abort or a leak takes down one worker, never your
+/// program or the other tasks.
+///
+/// Each worker is a fresh run of your program, so `main` must start with
+/// [`init`]. Tasks are plain functions `fn(A) -> R` with
+/// [serde](https://serde.rs) arguments and results, like every
+/// [`Executor`].
+///
+/// Unlike Python's `ProcessPoolExecutor`, a dying worker fails only the task
+/// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
+/// be cancelled (its worker is killed and replaced); and a per-task timeout
+/// stops runaway tasks.
+///
+/// ```
+/// use concurrent_futures::{Executor, ProcessPoolExecutor};
+///
+/// fn hitung_kuadrat(n: u64) -> u64 {
+///     (0..n).map(|i| i * i).sum()
+/// }
+///
+/// fn main() -> Result<(), concurrent_futures::Error> {
+///     concurrent_futures::init(); // in a worker process, this never returns
+///     let executor = ProcessPoolExecutor::new(2);
+///     let sums: Vec<u64> = executor.map(hitung_kuadrat, [10, 100]).collect::<Result<_, _>>()?;
+///     assert_eq!(sums, [285, 328_350]);
+///     Ok(())
+/// }
+/// ```
+pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
+
+/// How a [`ProcessPoolExecutor`] reaches its worker processes: a crew of
+/// manager threads, each driving one child over a private socket. You never
+/// name it; it is the type parameter behind [`ProcessPoolExecutor`].
+pub struct ProcessTransport {
+    crew: Arc<Crew<Work>>,
+    shared: Arc<Shared>,
+}
+
+/// What the transport and its manager threads share.
+struct Shared {
+    /// How to start a child, or why children cannot be started at all.
+    recipe: Recipe,
+    timeout: Option<Duration>,
+    max_tasks_per_child: Option<usize>,
+    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
+    stopping: AtomicBool,
+    /// The live child processes, for `terminate_workers`/`kill_workers`.
+    processes: Mutex<Vec<Weak<Process>>>,
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
+        // that misses the flag still has its child killed there.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Remembers a new child's process, forgetting dead ones.
+    fn register(&self, process: &Arc<Process>) {
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(process));
+    }
+}
+
+impl crew::Job for Work {
+    fn fail(self, error: Error) {
+        self.results.fail(error);
+    }
+}
+
+impl Transport for ProcessTransport {}
+
+// Sealed, so crate-private types are fine here: see `remote::sealed`.
+#[allow(private_interfaces)]
+impl sealed::Transport for ProcessTransport {
+    const POOL: &'static str = "ProcessPoolExecutor";
+
+    fn max_workers(&self) -> usize {
+        self.crew.max_workers()
+    }
+
+    fn secret(&self) -> &Secret {
+        &self.shared.recipe.secret
+    }
+
+    fn send(&self, work: Work) {
+        self.crew.enqueue(work);
+    }
+
+    fn shutdown(&self, how: Shutdown) {
+        self.crew.shutdown(how);
+    }
+}
+
+impl fmt::Debug for ProcessTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessTransport")
+            .field("crew", &self.crew)
+            .field("timeout", &self.shared.timeout)
+            .field("max_tasks_per_child", &self.shared.max_tasks_per_child)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteExecutor<ProcessTransport> {
+    /// A pool of at most `max_workers` worker processes.
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is 0. Use [`ProcessPoolExecutor::builder`] to get an
+    /// [`Error`] instead.
+    ///
+    /// ```
+    /// let executor = concurrent_futures::ProcessPoolExecutor::new(2);
+    /// assert_eq!(executor.max_workers(), 2);
+    /// ```
+    pub fn new(max_workers: usize) -> Self {
+        Self::builder()
+            .max_workers(max_workers)
+            .build()
+            .unwrap_or_else(|error| panic!("ProcessPoolExecutor::new: {error}"))
+    }
+
+    /// A builder for the pool's settings.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    /// use std::time::Duration;
+    ///
+    /// let executor = ProcessPoolExecutor::builder()
+    ///     .max_workers(4)
+    ///     .max_tasks_per_child(1000)
+    ///     .timeout(Duration::from_secs(60))
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// Stops everything now: cancels the queued tasks, sends SIGTERM to every
+    /// worker, and waits for them. Running tasks fail with
+    /// [`Error::WorkerDied`]; no worker process is left.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// ProcessPoolExecutor::new(2).terminate_workers();
+    /// ```
+    pub fn terminate_workers(&self) {
+        self.stop_now(libc::SIGTERM);
+    }
+
+    /// Like [`terminate_workers`](Self::terminate_workers), with SIGKILL.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// ProcessPoolExecutor::new(2).kill_workers();
+    /// ```
+    pub fn kill_workers(&self) {
+        self.stop_now(libc::SIGKILL);
+    }
+
+    fn stop_now(&self, signal: libc::c_int) {
+        let ProcessTransport { crew, shared } = &self.transport;
+        // ORDERING: Release pairs with the Acquire in `is_stopping`.
+        shared.stopping.store(true, Ordering::Release);
+        crew.shutdown(Shutdown {
+            wait: false,
+            cancel_futures: true,
+        });
+        let processes = std::mem::take(
+            &mut *shared
+                .processes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for process in processes.iter().filter_map(Weak::upgrade) {
+            process.kill(signal);
+        }
+        crew.shutdown(Shutdown {
+            wait: true,
+            cancel_futures: true,
+        });
+    }
+}
+
+/// Settings for a [`ProcessPoolExecutor`]; start from
+/// [`ProcessPoolExecutor::builder`].
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn connect() { /* open a per-process resource */ }
+///
+/// let executor = ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .initializer(connect)
+///     .chunksize(64)
+///     .build()?;
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct ProcessPoolBuilder {
+    max_workers: usize,
+    initializer: Option<fn()>,
+    max_tasks_per_child: Option<usize>,
+    chunksize: usize,
+    timeout: Option<Duration>,
+}
+
+impl Default for ProcessPoolBuilder {
+    fn default() -> Self {
+        Self {
+            max_workers: num_cpus::get(),
+            initializer: None,
+            max_tasks_per_child: None,
+            chunksize: 1,
+            timeout: None,
+        }
+    }
+}
+
+impl ProcessPoolBuilder {
+    /// The most worker processes. Default: the number of CPUs. Zero makes
+    /// [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, ProcessPoolExecutor};
+    /// assert!(matches!(ProcessPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
+    /// ```
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = max_workers;
+        self
+    }
+
+    /// Runs `initializer` once in each worker process before its first task.
+    /// If it panics, the pool is broken: tasks fail with
+    /// [`Error::BrokenExecutor`], whose reason carries the panic message.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn warm_up() {}
+    /// let executor = ProcessPoolExecutor::builder().initializer(warm_up).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(initializer);
+        self
+    }
+
+    /// Replaces each worker after it has run this many calls (a task, or a
+    /// chunk of a `map`): a cure for leaks in the task code. Zero makes
+    /// [`build`](Self::build) fail. Default: never.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::builder().max_tasks_per_child(100).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn max_tasks_per_child(mut self, calls: usize) -> Self {
+        self.max_tasks_per_child = Some(calls);
+        self
+    }
+
+    /// The default [`Map::chunksize`](crate::Map::chunksize) of this pool's `map`. Default: 1.
+    /// Zero makes [`build`](Self::build) fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::builder().chunksize(256).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
+        self.chunksize = items_per_chunk;
+        self
+    }
+
+    /// Fails a task with [`Error::Timeout`] and kills its worker (which is
+    /// replaced) if it runs longer than this. With chunks, the limit is per
+    /// chunk. Default: no limit.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// # use std::time::Duration;
+    /// let executor = ProcessPoolExecutor::builder().timeout(Duration::from_secs(30)).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn timeout(mut self, per_task: Duration) -> Self {
+        self.timeout = Some(per_task);
+        self
+    }
+
+    /// Builds the pool. No process starts until the first task arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a zero `max_workers`,
+    /// `max_tasks_per_child` or `chunksize`; [`Error::SpawnFailed`] if this
+    /// system cannot identify its own executable (`/proc/self/exe`).
+    ///
+    /// ```
+    /// let executor = concurrent_futures::ProcessPoolExecutor::builder().build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        at_least_one("max_workers", self.max_workers)?;
+        at_least_one("max_tasks_per_child", self.max_tasks_per_child.unwrap_or(1))?;
+        at_least_one("chunksize", self.chunksize)?;
+        let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
+            reason: format!("cannot identify this executable through /proc/self/exe: {error}"),
+        })?;
+        let initializer = self.initializer.map(Call::of_initializer).transpose()?;
+        panic::install_hook();
+        let shared = Arc::new(Shared {
+            recipe: Recipe {
+                fingerprint,
+                secret: Secret::random(),
+                initializer,
+            },
+            timeout: self.timeout,
+            max_tasks_per_child: self.max_tasks_per_child,
+            stopping: AtomicBool::new(false),
+            processes: Mutex::new(Vec::new()),
+        });
+        let manager_shared = Arc::clone(&shared);
+        let crew = Crew::new(
+            self.max_workers,
+            "ProcessPoolExecutor-manager".to_owned(),
+            None,
+            Arc::new(move |crew| manager::manage(crew, &manager_shared)),
+        );
+        let transport = ProcessTransport {
+            crew: Arc::new(crew),
+            shared,
+        };
+        Ok(RemoteExecutor::over(transport, self.chunksize))
+    }
+}

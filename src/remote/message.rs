@@ -1,0 +1,306 @@
+//! Layer: remote. May use `call` and the crate's `Error`; no transport.
+//! The messages between a front end and a serving side, and their layouts.
+//!
+//! Each message has a [`Kind`] (a transport carries it as it likes: a byte
+//! of the process pool's frame header, an MPI tag) and a body. Bodies are
+//! fixed little-endian layouts, except task arguments and outcomes, which
+//! are the [`codec`](super::codec)'s.
+//!
+//! ```text
+//! serving side                        front end
+//!   ── Hello   (magic, version, fingerprint) ──▶   checks the fingerprint
+//!   ◀── Welcome (magic, version, fingerprint, secret, initializer?) ──
+//!   checks the fingerprint, runs the initializer
+//!   ── Ready   (empty, or why it will not serve) ──▶
+//!   ◀── Task    (call, tag, count, arguments) ──
+//!   ── Outcomes (one per argument) ──▶
+//!   ...                         until the transport says stop
+//! ```
+//!
+//! Decoding never trusts a length: every read is bounds checked, and a bad
+//! body is a [`Malformed`], never a panic. Nothing here is `unsafe`.
+
+use super::call::{Call, Fingerprint, Secret};
+use crate::Error;
+
+/// Bumped whenever a message's layout changes.
+pub(crate) const VERSION: u16 = 1;
+
+const MAGIC: [u8; 4] = *b"CFut";
+
+/// The kinds of message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Hello = 1,
+    Welcome = 2,
+    Ready = 3,
+    Task = 4,
+    Outcomes = 5,
+}
+
+impl Kind {
+    /// The kind numbered `byte`, if there is one.
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Kind::Hello,
+            Kind::Welcome,
+            Kind::Ready,
+            Kind::Task,
+            Kind::Outcomes,
+        ]
+        .into_iter()
+        .find(|kind| *kind as u8 == byte)
+    }
+}
+
+/// Why a message's body does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Malformed(pub(crate) String);
+
+impl Malformed {
+    /// This error as it reaches a task's future.
+    pub(crate) fn into_error(self) -> Error {
+        Error::Protocol(self.0)
+    }
+}
+
+fn malformed(what: impl Into<String>) -> Malformed {
+    Malformed(what.into())
+}
+
+/// A bounds-checked reader over a message's body.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
+        if self.0.len() < n {
+            return Err(malformed("the message is shorter than its fields"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        Ok(u64::from_le_bytes(
+            self.bytes(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        Ok(u32::from_le_bytes(
+            self.bytes(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    fn preamble(&mut self) -> Result<(), Malformed> {
+        if self.bytes(4)? != MAGIC {
+            return Err(malformed("not a concurrent-futures message (bad magic)"));
+        }
+        let version = u16::from_le_bytes(self.bytes(2)?.try_into().expect("2 bytes"));
+        if version != VERSION {
+            return Err(malformed(format!(
+                "protocol version {version}, expected {VERSION}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn fingerprint(&mut self) -> Result<Fingerprint, Malformed> {
+        let mut words = [0; 5];
+        for word in &mut words {
+            *word = self.u64()?;
+        }
+        Ok(Fingerprint(words))
+    }
+
+    fn end(&self) -> Result<(), Malformed> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(malformed("the message has trailing bytes"))
+        }
+    }
+}
+
+fn put_preamble(out: &mut Vec<u8>) {
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+}
+
+fn put_fingerprint(out: &mut Vec<u8>, fingerprint: &Fingerprint) {
+    for word in fingerprint.0 {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+}
+
+/// The serving side's first words: who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) fingerprint: Fingerprint,
+}
+
+impl Hello {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(46);
+        put_preamble(&mut out);
+        put_fingerprint(&mut out, &self.fingerprint);
+        out
+    }
+
+    pub(crate) fn decode(body: &[u8]) -> Result<Self, Malformed> {
+        let mut fields = Fields(body);
+        fields.preamble()?;
+        let fingerprint = fields.fingerprint()?;
+        fields.end()?;
+        Ok(Hello { fingerprint })
+    }
+}
+
+/// The front end's answer: who it is, the key for task tags, the initializer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Welcome {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) secret: Secret,
+    pub(crate) initializer: Option<Call>,
+}
+
+impl Welcome {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(80);
+        put_preamble(&mut out);
+        put_fingerprint(&mut out, &self.fingerprint);
+        for word in self.secret.0 {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        if let Some(call) = self.initializer {
+            out.push(1);
+            out.extend_from_slice(&call.trampoline.to_le_bytes());
+            out.extend_from_slice(&call.function.to_le_bytes());
+        } else {
+            out.push(0);
+        }
+        out
+    }
+
+    pub(crate) fn decode(body: &[u8]) -> Result<Self, Malformed> {
+        let mut fields = Fields(body);
+        fields.preamble()?;
+        let fingerprint = fields.fingerprint()?;
+        let secret = Secret([fields.u64()?, fields.u64()?]);
+        let initializer = match fields.u8()? {
+            0 => None,
+            1 => Some(Call {
+                trampoline: fields.u64()?,
+                function: fields.u64()?,
+            }),
+            other => return Err(malformed(format!("bad initializer flag {other}"))),
+        };
+        fields.end()?;
+        Ok(Welcome {
+            fingerprint,
+            secret,
+            initializer,
+        })
+    }
+}
+
+/// The head of a task message; the encoded arguments follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskHeader {
+    pub(crate) call: Call,
+    pub(crate) tag: u64,
+    pub(crate) count: u32,
+}
+
+impl TaskHeader {
+    pub(crate) const LEN: usize = 28;
+
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0; Self::LEN];
+        out[..8].copy_from_slice(&self.call.trampoline.to_le_bytes());
+        out[8..16].copy_from_slice(&self.call.function.to_le_bytes());
+        out[16..24].copy_from_slice(&self.tag.to_le_bytes());
+        out[24..].copy_from_slice(&self.count.to_le_bytes());
+        out
+    }
+
+    /// Splits a task message's body into its header and its arguments.
+    pub(crate) fn decode(body: &[u8]) -> Result<(Self, &[u8]), Malformed> {
+        let mut fields = Fields(body);
+        let header = TaskHeader {
+            call: Call {
+                trampoline: fields.u64()?,
+                function: fields.u64()?,
+            },
+            tag: fields.u64()?,
+            count: fields.u32()?,
+        };
+        Ok((header, fields.0))
+    }
+}
+
+/// The `Ready` body: empty when the serving side is ready, else why it is not.
+pub(crate) fn decode_ready(body: &[u8]) -> Result<Result<(), String>, Malformed> {
+    if body.is_empty() {
+        return Ok(Ok(()));
+    }
+    match std::str::from_utf8(body) {
+        Ok(reason) => Ok(Err(reason.to_owned())),
+        Err(_) => Err(malformed("the ready message is not UTF-8")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_messages_round_trip() {
+        let fingerprint = Fingerprint([1, 2, 3, 4, 5]);
+        let hello = Hello { fingerprint };
+        assert_eq!(Hello::decode(&hello.encode()).unwrap(), hello);
+        let welcome = Welcome {
+            fingerprint,
+            secret: Secret([7, 8]),
+            initializer: Some(Call {
+                trampoline: 9,
+                function: 10,
+            }),
+        };
+        assert_eq!(Welcome::decode(&welcome.encode()).unwrap(), welcome);
+        let header = TaskHeader {
+            call: Call {
+                trampoline: 1,
+                function: 2,
+            },
+            tag: 3,
+            count: 4,
+        };
+        let body = [&header.encode()[..], b"args"].concat();
+        assert_eq!(TaskHeader::decode(&body).unwrap(), (header, &b"args"[..]));
+    }
+
+    #[test]
+    fn handshakes_check_magic_version_and_length() {
+        let good = Hello {
+            fingerprint: Fingerprint([0; 5]),
+        }
+        .encode();
+        let mut bad_magic = good.clone();
+        bad_magic[0] = b'X';
+        assert!(Hello::decode(&bad_magic).is_err());
+        let mut bad_version = good.clone();
+        bad_version[4] = 0xFF;
+        assert!(matches!(Hello::decode(&bad_version), Err(Malformed(m)) if m.contains("version")));
+        for cut in 0..good.len() {
+            assert!(Hello::decode(&good[..cut]).is_err());
+        }
+        assert!(Hello::decode(&[&good[..], b"!"].concat()).is_err());
+    }
+}

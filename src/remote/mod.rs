@@ -1,0 +1,29 @@
+//! Layer: remote, between the front end and the transports. May use the
+//! crate's core (`future`, `map`, `Executor`, `Error`, `panic`); never a
+//! transport (`process`, `mpi`). Running a task in another run of this
+//! same executable, whatever carries the bytes:
+//!
+//! - [`front`]: [`RemoteExecutor`], the one public front end, generic over a
+//!   [`Transport`] (how the bytes travel);
+//! - [`call`]: naming a function by offsets, tags and fingerprints: the
+//!   unsafe core;
+//! - [`codec`]: arguments and outcomes as bytes;
+//! - [`message`]: the handshake and task messages;
+//! - [`work`]: a task message and the futures its answer completes;
+//! - [`serve`]: the serving side's loop, over a transport's [`Endpoint`]
+//!   (serve::Endpoint).
+//!
+//! A transport (`process/`, `mpi/`) implements [`Transport`] for the front
+//! end and an `Endpoint` for the serving side, and owns everything about
+//! its channel and its processes: that is where platform-specific code
+//! lives.
+
+pub(crate) mod call;
+pub(crate) mod codec;
+mod front;
+pub(crate) mod message;
+pub(crate) mod serve;
+pub(crate) mod work;
+
+pub use front::{RemoteExecutor, Transport};
+pub(crate) use front::{at_least_one, sealed};

@@ -1,0 +1,111 @@
+//! Layer: remote. May use the rest of the remote layer and the crate's
+//! `panic`; no transport (a transport implements [`Endpoint`] instead).
+//! The serving side's one loop, for a process pool's child and an MPI rank
+//! alike: the handshake, then task after task.
+//!
+//! One policy for everything that cannot be trusted: a message that is not
+//! a task, a task header that does not decode, or a tag that does not match
+//! ends the service with the reason ([`serve`] returns `Err`), and nothing
+//! the message names is called. The transport then reports the reason and
+//! exits; its front end sees a serving process gone, as after a crash.
+//! Arguments that do not deserialize are not a breach: each item of that
+//! task gets an [`Error::Serialization`] outcome, and the service goes on.
+
+use super::call::{Fingerprint, Secret};
+use super::codec;
+use super::message::{Hello, Kind, TaskHeader, Welcome};
+use crate::{Error, panic};
+
+/// The serving side's end of a transport's channel.
+pub(crate) trait Endpoint {
+    /// Sends one message of `kind`, made of `parts` in order.
+    fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String>;
+    /// Receives the next message into `body` (reusing its memory): its
+    /// kind, or `None` when the front end is done with this side.
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+}
+
+/// Serves the front end at the other end of `endpoint` until it is done;
+/// `fingerprint` is this executable's, as the transport measures it.
+pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<(), String> {
+    panic::install_hook();
+    let secret = handshake(endpoint, fingerprint)?;
+    let mut body = Vec::new();
+    let mut outcomes = Vec::new();
+    loop {
+        match endpoint.receive(&mut body)? {
+            Some(Kind::Task) => {}
+            Some(kind) => return Err(format!("unexpected {kind:?} message")),
+            None => return Ok(()),
+        }
+        outcomes.clear();
+        run_task(&mut body, &secret, &mut outcomes)?;
+        endpoint
+            .send(Kind::Outcomes, &[&outcomes])
+            .map_err(|e| format!("cannot send results: {e}"))?;
+    }
+}
+
+/// The serving side of the handshake (see [`message`](super::message)):
+/// `Hello`, the front end's `Welcome`, the initializer, `Ready`. Returns
+/// the key of the task tags. A refusal is reported in `Ready` as far as the
+/// channel still takes it, and returned.
+fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<Secret, String> {
+    endpoint
+        .send(Kind::Hello, &[&Hello { fingerprint }.encode()])
+        .map_err(|e| format!("cannot greet the pool: {e}"))?;
+    let mut body = Vec::new();
+    let welcome = match endpoint.receive(&mut body)? {
+        Some(Kind::Welcome) => Welcome::decode(&body).map_err(|e| e.into_error().to_string()),
+        Some(kind) => Err(format!("expected a Welcome message, got {kind:?}")),
+        None => Err("the pool left before welcoming this worker".to_owned()),
+    };
+    let ready = welcome.and_then(|welcome| {
+        if welcome.fingerprint != fingerprint {
+            return Err("the pool runs a different executable; refusing its tasks".to_owned());
+        }
+        match welcome.initializer {
+            // SAFETY: the call came in the Welcome, over the transport's
+            // private channel from a front end that runs this same
+            // executable (the fingerprints match).
+            Some(initializer) => unsafe { initializer.invoke_initializer() }?,
+            None => {}
+        }
+        Ok(welcome.secret)
+    });
+    let reason = ready
+        .as_ref()
+        .err()
+        .map_or(&[][..], |reason| reason.as_bytes());
+    let reported = endpoint.send(Kind::Ready, &[reason]);
+    // A refusal stands whether or not the front end is still listening.
+    let secret = ready?;
+    reported.map_err(|e| format!("cannot report ready: {e}"))?;
+    Ok(secret)
+}
+
+/// Runs one task message, leaving one outcome per item in `outcomes`;
+/// `Err` (nothing called) if the message cannot be trusted.
+fn run_task(body: &mut Vec<u8>, secret: &Secret, outcomes: &mut Vec<u8>) -> Result<(), String> {
+    let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
+    if header.tag != header.call.tag(secret) {
+        return Err(
+            "refused a task whose tag does not match: it did not come from this pool".into(),
+        );
+    }
+    // SAFETY: the fingerprints (executable and code layout) matched at the
+    // handshake, and the tag proves that the front end holding this
+    // session's secret made this call with `Call::of` (see `remote::call`).
+    let invoked = unsafe {
+        header
+            .call
+            .invoke(header.count, body, TaskHeader::LEN, outcomes)
+    };
+    if let Err(reason) = invoked {
+        outcomes.clear();
+        for _ in 0..header.count {
+            codec::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
+        }
+    }
+    Ok(())
+}
