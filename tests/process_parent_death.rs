@@ -43,6 +43,8 @@ fn helper(dir: String) -> ! {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .filter_map(|name| Some(name.strip_prefix("started-")?.to_owned()))
+            // A file still being written is `started-PID.tmpPID`.
+            .filter(|pid| pid.parse::<u32>().is_ok())
             .collect();
         (names.len() == 2).then_some(names)
     };
