@@ -1,3 +1,4 @@
+//! Layer: core. May use std and thiserror; nothing else of the crate.
 //! The one error type of the crate.
 
 use std::fmt;

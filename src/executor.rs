@@ -1,3 +1,5 @@
+//! Layer: core. May use `future` and `map` (the types in its signatures);
+//! no pool, no transport.
 //! The [`Executor`] trait: the contract every pool keeps.
 
 use serde::Serialize;

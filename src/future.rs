@@ -1,3 +1,4 @@
+//! Layer: core. May use `sync`, `panic` and `Error`; no pool, no transport.
 //! [`Future`]: the handle to a task's eventual result, and its producer side.
 //!
 //! A future is in one of five states. The worker moves it from pending to

@@ -1,3 +1,5 @@
+// Layer: the crate root, above everything: declares the modules and the
+// public API. (Plain comments: the `//!` lines below are the crate's docs.)
 //! Python's `concurrent.futures`, for Rust: run many tasks at once, on threads
 //! or on processes, behind one [`Executor`] trait, one [`Future`] and one `map`.
 //!
@@ -155,31 +157,62 @@
 //! switches by one identifier. Default builds need no MPI library. The
 //! README has the commands.
 //!
+//! # For maintainers: how a task flows
+//!
+//! The source is in layers; each file's first comment names its own and
+//! what it may use, and no transport imports another.
+//!
+//! 1. **Front end.** [`ThreadPoolExecutor`] (`thread/`) runs tasks itself,
+//!    on a `Crew` of threads (`crew.rs`). Every other pool is one
+//!    [`RemoteExecutor`] (`remote/front.rs`) over a [`Transport`]:
+//!    `submit` and `map` name the function (`remote/call.rs`: offsets from
+//!    an anchor, and a tag keyed with the pool's secret), encode the
+//!    arguments (`remote/codec.rs`) and hand the transport one `Work`: a
+//!    task header, the bytes, and the futures its answer completes
+//!    (`remote/work.rs`).
+//! 2. **Transport.** The process pool (`process/`) queues it on a crew of
+//!    manager threads, each driving one child over a private socket in
+//!    frames; the MPI executor (`mpi/`) hands it to the one hub thread
+//!    that owns MPI, which sends it to a leased rank. Everything about
+//!    processes, channels and the platform lives here.
+//! 3. **Serving side.** A child or a rank is this same program, which
+//!    [`init`] (`init.rs`) sends to its transport's endpoint; from there
+//!    both run the remote layer's one loop (`remote/serve.rs`): the
+//!    handshake (`remote/message.rs`), then, per task, the tag check, the
+//!    call, and the encoded outcomes.
+//! 4. **Back.** The transport returns the outcomes to `Work`'s results,
+//!    which decode them and complete the futures; done callbacks run
+//!    counted busy, so that work they submit finds another thread.
+//!
 //! # Where the unsafe code is
 //!
 //! The futures, `map` and `wait` use no `unsafe` code, and the future's
 //! state machine (pending, running, done, cancelled, with its callbacks,
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
-//! scoped tasks; the process pool has it in two places; the MPI executor
-//! (feature `mpi`) in two more. Each block has a `// SAFETY:` comment:
+//! scoped tasks; the remote layer has it in two files, the process
+//! transport in two, the MPI transport (feature `mpi`) in one. Each block
+//! has a `// SAFETY:` comment:
 //!
 //! - `thread/scope.rs`, `Scope::enqueue`: erasing a scoped task's lifetime
 //!   so the pool's `'static` queue can hold it. Each task is boxed with a
 //!   count that drops only after the task has been run or dropped, and
 //!   `scope` does not return or unwind until that count is zero.
-//! - `process/call.rs`: turning a function's offset, received from the pool,
-//!   back into a function pointer. It is trusted only after the handshake
-//!   proved both sides run the same executable, and after the task's keyed
-//!   tag proved the offsets came from this pool.
-//! - `process/worker.rs` and `process/spawn.rs`: the system calls std has no
-//!   safe form of (`prctl` so a worker dies with its pool, `dup2` to take the
-//!   channel off standard input, `SO_PEERCRED` to check who is on the other
-//!   end, and `kill` for a signal other than SIGKILL).
-//! - `mpi/worker.rs`: calling a received task, as in `process/worker.rs`,
-//!   trusted after the rank's handshake proved the same executable
-//!   (a fingerprint of its contents) and the task's tag checked.
-//! - `mpi/manager.rs`: the MPI calls the `mpi` crate has no form of that
+//! - `remote/call.rs`: turning a function's offset, received from the
+//!   front end, back into a function pointer. It is trusted only after the
+//!   handshake proved both sides run the same executable, and after the
+//!   task's keyed tag proved the offsets came from this pool. The rule
+//!   that makes offsets meaningful: **a task function must lie in the same
+//!   image as the anchor** (the executable, not a shared library: no
+//!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
+//!   with `dladdr` at `submit` and refuses the task otherwise; the
+//!   `dladdr` call itself is the file's other unsafe block.
+//! - `remote/serve.rs`: calling a received task, after those two checks.
+//! - `process/child.rs` and `process/spawn.rs`: the system calls std has
+//!   no safe form of (`prctl` so a child dies with its pool, `dup2` to take
+//!   the channel off standard input, `SO_PEERCRED` to check who is on the
+//!   other end, and `kill` for a signal other than SIGKILL).
+//! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
 //!   `MPI_Error_string`, reading the library's handle constants, wrapping

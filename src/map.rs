@@ -1,3 +1,4 @@
+//! Layer: core. May use `future`, `sync` and `Error`; no pool, no transport.
 //! [`Map`]: the lazy, bounded iterator behind every executor's `map`,
 //! `map_unordered` and `starmap`.
 //!

@@ -1,3 +1,4 @@
+//! Layer: core. May use std and `Error`; nothing else of the crate.
 //! Turning a task's panic into [`Error::Panicked`].
 //!
 //! The panic message is in the payload, but its location is only given to the

@@ -1,3 +1,4 @@
+//! Layer: core. May use `future`, `sync` and `Error`; no pool, no transport.
 //! [`wait`] and [`as_completed`]: waiting on many futures at once.
 //!
 //! Both register a watcher on each future: a completing future sends its

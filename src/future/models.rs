@@ -1,3 +1,4 @@
+//! Layer: core (tests only). May use `future` and `sync`.
 //! Model checks of the state machine with [loom]: each model runs a race
 //! under every interleaving loom can reach, and
 //! asserts that the future resolves exactly once, that everything waiting on

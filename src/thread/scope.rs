@@ -1,3 +1,5 @@
+//! Layer: the thread pool. May use `crew`, `job`, the crate's futures and
+//! `panic`; no remote layer, no transport.
 //! [`Scope`]: tasks that borrow from the caller's stack, on the pool's
 //! threads.
 //!
