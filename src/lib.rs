@@ -248,7 +248,7 @@ pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 #[doc(hidden)]
 pub use process::fuzz_wire;
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
-pub use remote::{RemoteExecutor, Transport};
+pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{

@@ -30,7 +30,7 @@ use crossbeam_channel::Sender;
 use crate::remote::call::Secret;
 use crate::remote::message::Kind;
 use crate::remote::work::Work;
-use crate::remote::{RemoteExecutor, Transport, at_least_one, sealed};
+use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
 use crate::{Error, Shutdown, panic};
 
 /// The MPI tags of the messages between the hub and a rank: the remote
@@ -196,6 +196,7 @@ impl Transport for MpiTransport {}
 #[allow(private_interfaces)]
 impl sealed::Transport for MpiTransport {
     const POOL: &'static str = "MpiPoolExecutor";
+    type Settings = ();
 
     fn max_workers(&self) -> usize {
         self.workers
@@ -299,7 +300,8 @@ impl RemoteExecutor<MpiTransport> {
 }
 
 /// Settings for an [`MpiPoolExecutor`]; start from
-/// [`MpiPoolExecutor::builder`].
+/// [`MpiPoolExecutor::builder`]. They are [`RemoteBuilder`]'s, which every
+/// remote pool has; MPI adds none.
 ///
 /// ```no_run
 /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
@@ -307,55 +309,22 @@ impl RemoteExecutor<MpiTransport> {
 /// let executor = concurrent_futures::MpiPoolExecutor::builder().max_workers(4).build()?;
 /// # Ok::<(), concurrent_futures::Error>(())
 /// ```
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until build() is called"]
-pub struct MpiPoolBuilder {
-    max_workers: usize,
-    chunksize: usize,
-}
+pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 
-impl Default for MpiPoolBuilder {
-    fn default() -> Self {
-        Self {
-            max_workers: num_cpus::get(),
-            chunksize: 1,
-        }
-    }
-}
-
-impl MpiPoolBuilder {
-    /// The most ranks. Default: the number of CPUs (in static-world mode,
-    /// at most the world's size minus one serve). Zero makes
-    /// [`build`](Self::build) fail.
-    ///
-    /// ```
-    /// # use concurrent_futures::{Error, MpiPoolExecutor};
-    /// // Checked before MPI is touched, so this runs anywhere.
-    /// assert!(matches!(MpiPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
-    /// ```
-    pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.max_workers = max_workers;
-        self
-    }
-
-    /// The default [`Map::chunksize`](crate::Map::chunksize) of this pool's `map`. Default: 1.
-    /// Zero makes [`build`](Self::build) fail.
-    ///
-    /// ```
-    /// # use concurrent_futures::{Error, MpiPoolExecutor};
-    /// assert!(matches!(MpiPoolExecutor::builder().chunksize(0).build(), Err(Error::InvalidArgument(_))));
-    /// ```
-    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
-        self.chunksize = items_per_chunk;
-        self
-    }
-
+impl RemoteBuilder<MpiTransport> {
     /// Builds the pool: starts MPI's manager thread if it is not running,
     /// then spawns the workers or takes ranks of the static world.
     ///
     /// # Errors
     ///
-    /// As [`MpiPoolExecutor::new`].
+    /// As [`MpiPoolExecutor::new`]. The settings are checked before MPI is
+    /// touched:
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, MpiPoolExecutor};
+    /// assert!(matches!(MpiPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
+    /// assert!(matches!(MpiPoolExecutor::builder().chunksize(0).build(), Err(Error::InvalidArgument(_))));
+    /// ```
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
@@ -364,8 +333,7 @@ impl MpiPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn build(self) -> Result<MpiPoolExecutor, Error> {
-        at_least_one("max_workers", self.max_workers)?;
-        at_least_one("chunksize", self.chunksize)?;
+        self.check()?;
         if !crate::init::init_called() {
             return Err(Error::InitMissing);
         }

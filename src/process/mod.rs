@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::crew::{self, Crew};
 use crate::remote::call::{Call, Secret};
 use crate::remote::work::Work;
-use crate::remote::{RemoteExecutor, Transport, at_least_one, sealed};
+use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
 use crate::{Error, Shutdown, panic};
 #[cfg(fuzzing)]
 pub use frame::fuzz as fuzz_wire;
@@ -40,9 +40,9 @@ use spawn::{Process, Recipe};
 /// program or the other tasks.
 ///
 /// Each worker is a fresh run of your program, so `main` must start with
-/// [`init`]. Tasks are plain functions `fn(A) -> R` with
+/// [`init`](crate::init). Tasks are plain functions `fn(A) -> R` with
 /// [serde](https://serde.rs) arguments and results, like every
-/// [`Executor`].
+/// [`Executor`](crate::Executor).
 ///
 /// Unlike Python's `ProcessPoolExecutor`, a dying worker fails only the task
 /// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
@@ -116,6 +116,7 @@ impl Transport for ProcessTransport {}
 #[allow(private_interfaces)]
 impl sealed::Transport for ProcessTransport {
     const POOL: &'static str = "ProcessPoolExecutor";
+    type Settings = ProcessSettings;
 
     fn max_workers(&self) -> usize {
         self.crew.max_workers()
@@ -227,55 +228,20 @@ impl RemoteExecutor<ProcessTransport> {
 }
 
 /// Settings for a [`ProcessPoolExecutor`]; start from
-/// [`ProcessPoolExecutor::builder`].
-///
-/// ```
-/// use concurrent_futures::ProcessPoolExecutor;
-///
-/// fn connect() { /* open a per-process resource */ }
-///
-/// let executor = ProcessPoolExecutor::builder()
-///     .max_workers(2)
-///     .initializer(connect)
-///     .chunksize(64)
-///     .build()?;
-/// # Ok::<(), concurrent_futures::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use = "a builder does nothing until build() is called"]
-pub struct ProcessPoolBuilder {
-    max_workers: usize,
+/// [`ProcessPoolExecutor::builder`]. The settings every remote pool has
+/// are [`RemoteBuilder`]'s; these are the process pool's own.
+pub type ProcessPoolBuilder = RemoteBuilder<ProcessTransport>;
+
+/// The settings only a process pool has. `pub` only for the sealed
+/// trait's associated type; this module is private, so no user can name it.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessSettings {
     initializer: Option<fn()>,
     max_tasks_per_child: Option<usize>,
-    chunksize: usize,
     timeout: Option<Duration>,
 }
 
-impl Default for ProcessPoolBuilder {
-    fn default() -> Self {
-        Self {
-            max_workers: num_cpus::get(),
-            initializer: None,
-            max_tasks_per_child: None,
-            chunksize: 1,
-            timeout: None,
-        }
-    }
-}
-
-impl ProcessPoolBuilder {
-    /// The most worker processes. Default: the number of CPUs. Zero makes
-    /// [`build`](Self::build) fail.
-    ///
-    /// ```
-    /// # use concurrent_futures::{Error, ProcessPoolExecutor};
-    /// assert!(matches!(ProcessPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
-    /// ```
-    pub fn max_workers(mut self, max_workers: usize) -> Self {
-        self.max_workers = max_workers;
-        self
-    }
-
+impl RemoteBuilder<ProcessTransport> {
     /// Runs `initializer` once in each worker process before its first task.
     /// If it panics, the pool is broken: tasks fail with
     /// [`Error::BrokenExecutor`], whose reason carries the panic message.
@@ -287,7 +253,7 @@ impl ProcessPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn initializer(mut self, initializer: fn()) -> Self {
-        self.initializer = Some(initializer);
+        self.settings.initializer = Some(initializer);
         self
     }
 
@@ -301,20 +267,7 @@ impl ProcessPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn max_tasks_per_child(mut self, calls: usize) -> Self {
-        self.max_tasks_per_child = Some(calls);
-        self
-    }
-
-    /// The default [`Map::chunksize`](crate::Map::chunksize) of this pool's `map`. Default: 1.
-    /// Zero makes [`build`](Self::build) fail.
-    ///
-    /// ```
-    /// # use concurrent_futures::ProcessPoolExecutor;
-    /// let executor = ProcessPoolExecutor::builder().chunksize(256).build()?;
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
-        self.chunksize = items_per_chunk;
+        self.settings.max_tasks_per_child = Some(calls);
         self
     }
 
@@ -329,7 +282,7 @@ impl ProcessPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn timeout(mut self, per_task: Duration) -> Self {
-        self.timeout = Some(per_task);
+        self.settings.timeout = Some(per_task);
         self
     }
 
@@ -346,13 +299,17 @@ impl ProcessPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
-        at_least_one("max_workers", self.max_workers)?;
-        at_least_one("max_tasks_per_child", self.max_tasks_per_child.unwrap_or(1))?;
-        at_least_one("chunksize", self.chunksize)?;
+        self.check()?;
+        let ProcessSettings {
+            initializer,
+            max_tasks_per_child,
+            timeout,
+        } = self.settings;
+        at_least_one("max_tasks_per_child", max_tasks_per_child.unwrap_or(1))?;
         let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
             reason: format!("cannot identify this executable through /proc/self/exe: {error}"),
         })?;
-        let initializer = self.initializer.map(Call::of_initializer).transpose()?;
+        let initializer = initializer.map(Call::of_initializer).transpose()?;
         panic::install_hook();
         let shared = Arc::new(Shared {
             recipe: Recipe {
@@ -360,8 +317,8 @@ impl ProcessPoolBuilder {
                 secret: Secret::random(),
                 initializer,
             },
-            timeout: self.timeout,
-            max_tasks_per_child: self.max_tasks_per_child,
+            timeout,
+            max_tasks_per_child,
             stopping: AtomicBool::new(false),
             processes: Mutex::new(Vec::new()),
         });

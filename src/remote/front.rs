@@ -34,6 +34,8 @@ pub(crate) mod sealed {
     pub trait Transport {
         /// The public name of the pool on this transport, for `Debug`.
         const POOL: &'static str;
+        /// The settings only this transport has, for its builder.
+        type Settings: Default + Clone + std::fmt::Debug;
         /// The most processes that serve this pool at once.
         fn max_workers(&self) -> usize;
         /// The key of this pool's task tags.
@@ -63,8 +65,8 @@ pub struct RemoteExecutor<T: Transport> {
 }
 
 impl<T: Transport> RemoteExecutor<T> {
-    /// A front end over `transport`. Call [`panic::install_hook`]
-    /// (crate::panic::install_hook) before, as every pool's build does.
+    /// A front end over `transport`. Call `panic::install_hook` before, as
+    /// every pool's build does.
     pub(crate) fn over(transport: T, chunksize: usize) -> Self {
         RemoteExecutor {
             transport,
@@ -312,6 +314,97 @@ impl<T: Transport> fmt::Debug for RemoteExecutor<T> {
             .field("transport", &self.transport)
             .field("chunksize", &self.chunksize)
             .finish()
+    }
+}
+
+/// Settings for a [`RemoteExecutor`]:
+/// [`ProcessPoolBuilder`](crate::ProcessPoolBuilder), or `MpiPoolBuilder`
+/// (feature `mpi`). Start
+/// from the pool's `builder()`. The settings every remote pool has are
+/// here; each transport adds its own, and its `build`.
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn connect() { /* open a per-process resource */ }
+///
+/// let executor = ProcessPoolExecutor::builder()
+///     .max_workers(2)
+///     .initializer(connect)
+///     .chunksize(64)
+///     .build()?;
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct RemoteBuilder<T: Transport> {
+    pub(crate) max_workers: usize,
+    pub(crate) chunksize: usize,
+    pub(crate) settings: T::Settings,
+}
+
+impl<T: Transport> Default for RemoteBuilder<T> {
+    fn default() -> Self {
+        RemoteBuilder {
+            max_workers: num_cpus::get(),
+            chunksize: 1,
+            settings: T::Settings::default(),
+        }
+    }
+}
+
+impl<T: Transport> Clone for RemoteBuilder<T> {
+    fn clone(&self) -> Self {
+        RemoteBuilder {
+            max_workers: self.max_workers,
+            chunksize: self.chunksize,
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+impl<T: Transport> fmt::Debug for RemoteBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteBuilder")
+            .field("pool", &T::POOL)
+            .field("max_workers", &self.max_workers)
+            .field("chunksize", &self.chunksize)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl<T: Transport> RemoteBuilder<T> {
+    /// The most worker processes. Default: the number of CPUs (an MPI pool
+    /// in static-world mode gets at most the world's serving ranks). Zero
+    /// makes `build` fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::{Error, ProcessPoolExecutor};
+    /// assert!(matches!(ProcessPoolExecutor::builder().max_workers(0).build(), Err(Error::InvalidArgument(_))));
+    /// ```
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = max_workers;
+        self
+    }
+
+    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
+    /// Zero makes `build` fail.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let executor = ProcessPoolExecutor::builder().chunksize(256).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
+        self.chunksize = items_per_chunk;
+        self
+    }
+
+    /// The checks of every remote pool's `build`: the counts that must be
+    /// at least 1.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        at_least_one("max_workers", self.max_workers)?;
+        at_least_one("chunksize", self.chunksize)
     }
 }
 

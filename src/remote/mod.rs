@@ -10,8 +10,8 @@
 //! - [`codec`]: arguments and outcomes as bytes;
 //! - [`message`]: the handshake and task messages;
 //! - [`work`]: a task message and the futures its answer completes;
-//! - [`serve`]: the serving side's loop, over a transport's [`Endpoint`]
-//!   (serve::Endpoint).
+//! - [`serve`]: the serving side's loop, over a transport's
+//!   [`Endpoint`](serve::Endpoint).
 //!
 //! A transport (`process/`, `mpi/`) implements [`Transport`] for the front
 //! end and an `Endpoint` for the serving side, and owns everything about
@@ -25,5 +25,5 @@ pub(crate) mod message;
 pub(crate) mod serve;
 pub(crate) mod work;
 
-pub use front::{RemoteExecutor, Transport};
+pub use front::{RemoteBuilder, RemoteExecutor, Transport};
 pub(crate) use front::{at_least_one, sealed};

@@ -64,12 +64,11 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         if welcome.fingerprint != fingerprint {
             return Err("the pool runs a different executable; refusing its tasks".to_owned());
         }
-        match welcome.initializer {
+        if let Some(initializer) = welcome.initializer {
             // SAFETY: the call came in the Welcome, over the transport's
             // private channel from a front end that runs this same
             // executable (the fingerprints match).
-            Some(initializer) => unsafe { initializer.invoke_initializer() }?,
-            None => {}
+            unsafe { initializer.invoke_initializer() }?;
         }
         Ok(welcome.secret)
     });

@@ -27,8 +27,8 @@ pub(crate) trait Results: Send {
     /// transport makes a canceller for such work alone.
     fn cancellable_while_running(&self) -> bool;
     /// Moves the future to running; `false` if it was cancelled. With a
-    /// `canceller` (only if [`cancellable_while_running`]
-    /// (Self::cancellable_while_running)), the work can then be cancelled
+    /// `canceller` (only if [`Self::cancellable_while_running`]), the work
+    /// can then be cancelled
     /// while it runs; without one, only before.
     fn claim(&mut self, canceller: Option<Canceller>) -> bool;
     /// Completes the future from the serving side's outcomes (`Err` if they
