@@ -74,7 +74,7 @@ fn garbage_on_the_channel_fails_only_its_task() {
 
 fn a_garbled_answer_fails_only_its_task() {
     // A well-formed frame (8-byte little-endian length, then the kind, 5 for
-    // outcomes: see src/process/wire.rs) whose body decodes to nothing.
+    // outcomes: see src/remote/codec.rs) whose body decodes to nothing.
     let mut frame = 4_u64.to_le_bytes().to_vec();
     frame.extend([5, 0x63, 0x63, 0x63]);
     fails_with_protocol_and_is_replaced(frame);

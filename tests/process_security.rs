@@ -5,7 +5,7 @@
 //! socket listens anywhere.
 //!
 //! The tests play the pool by hand: they start this same binary with the
-//! marker and speak the wire protocol (`src/process/wire.rs`) themselves.
+//! marker and speak the wire protocol (`src/process/frame.rs`, `src/remote/message.rs`) themselves.
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
@@ -20,7 +20,7 @@ use std::process::{Command, Output, Stdio};
 use concurrent_futures::ProcessPoolExecutor;
 use fixtures::{pid, settle};
 
-/// The marker a pool sets on its workers (`src/process/worker.rs`).
+/// The marker a pool sets on its workers (`src/process/child.rs`).
 const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
 
 /// Printed by a run that `init()` let through as an ordinary program.
