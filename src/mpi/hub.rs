@@ -34,7 +34,7 @@ use super::rank::Role;
 use super::{Backoff, Command, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
-use crate::remote::message::{self, Hello, TaskHeader, Welcome};
+use crate::remote::message::{self, Hello, Welcome};
 use crate::remote::work::Work;
 
 /// How long a new rank may take to greet and report ready.
