@@ -118,7 +118,7 @@ impl Backoff {
 }
 
 /// A pool of MPI ranks that run tasks: Python's
-/// `mpi4py.futures.MPIPoolExecutor`, behind the same [`Executor`] trait as
+/// `mpi4py.futures.MPIPoolExecutor`, behind the same [`Executor`](crate::Executor) trait as
 /// the thread and process pools. Needs the cargo feature `mpi`.
 ///
 /// It works in one of two modes, chosen by how the program was launched:
