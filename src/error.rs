@@ -114,12 +114,14 @@ pub enum Error {
     #[error("protocol error talking to a worker process: {0}; the worker was replaced")]
     Protocol(String),
 
-    /// A process pool was used without calling [`init`](crate::init) first.
+    /// A pool needs [`init`](crate::init) in `main`, and it was not called.
     ///
-    /// Workers are fresh runs of your program; `init()` is what turns such a
-    /// run into a worker. Make it the first line of `main`.
+    /// The MPI executor's ranks always serve from `init()`. A process pool
+    /// needs it only where its workers cannot serve before `main`: on a
+    /// platform without constructors, or when the linker left this crate's
+    /// out. Make `init()` the first line of `main`.
     #[error(
-        "concurrent_futures::init() was not called: make it the first line of main() (in tests, use a test target with `harness = false` whose main calls it)"
+        "concurrent_futures::init() was not called: make it the first line of main(). An MPI executor's ranks serve from there, and so do a process pool's workers where nothing of this crate can run before main"
     )]
     InitMissing,
 

@@ -1,31 +1,136 @@
 //! Layer: the crate's entry, above the transports. May use each transport's
 //! serving side; nothing uses it but the transports, which ask
-//! [`init_called`]. [`init`]: where a run of the program learns whether it
-//! was started to serve tasks, for any transport.
+//! [`can_serve`]. Where a run of the program learns whether it was started
+//! to serve tasks: before `main`, on its own, for a process pool's child;
+//! in [`init`], for the MPI executor's ranks and as the explicit form.
+//!
+//! # Serving before `main`
+//!
+//! A process pool's child is a fresh run of the program. If it reached
+//! `main`, a program would have to call [`init`] first, and a test binary,
+//! a doctest, a bench or a library that does not own `main` could not. So
+//! the child's side is entered from a constructor: [`BEFORE_MAIN`], a
+//! function pointer in the platform's table of functions that run before
+//! `main` (`.init_array` on ELF systems such as Linux, `__mod_init_func` on
+//! macOS, `.CRT$XCU` on Windows). It looks at one environment variable and,
+//! in a run that the child's checks prove to be a worker (the variable
+//! names its parent *and* standard input is that parent's private channel),
+//! serves until the pool is done and exits the process. Neither the
+//! program's `main` nor libtest's ever runs there, so a worker runs no test
+//! and prints nothing of its own. Every other run pays one environment look
+//! up and goes on to `main`.
+//!
+//! ## What this relies on
+//!
+//! std documents its use before `main` as best effort, not guaranteed; so
+//! here is what a worker uses and what it does without, checked by the
+//! process-pool tests on each platform CI runs.
+//!
+//! - **Initialised before `main`:** the C runtime and the loader are done
+//!   with this executable's libraries (constructors run after those of the
+//!   libraries it links); std's allocator, environment, files, sockets,
+//!   threads, thread-locals, `catch_unwind` and panic hooks need no set-up
+//!   of std's own, and `std::env::args` is filled on Linux (glibc, by
+//!   std's own earlier constructor), macOS and Windows.
+//! - **Not initialised, because std does it in `main`'s prologue
+//!   (`lang_start`):**
+//!   - SIGPIPE is not yet ignored: the child ignores it when it proves
+//!     itself a worker, as `lang_start` would, so a task writing to a
+//!     closed pipe gets an error, not a signal.
+//!   - std's stack-overflow handler is not installed: a task that overflows
+//!     its stack kills its worker with SIGSEGV (Windows: status
+//!     `0xC00000FD`), which its future reports as
+//!     [`Error::WorkerDied`](crate::Error::WorkerDied), without std's
+//!     "has overflowed its stack" line.
+//!   - The thread has no name: tasks run on the process's first thread (as
+//!     they did from `init()` in `main`, with the same stack), and a panic
+//!     message names it `<unnamed>` rather than `main`.
+//!   - Constructors of other crates (`ctor`, `inventory`) in the program may
+//!     or may not have run: their order is the link order. A task that
+//!     needs one must not rely on it in a worker.
+//! - **Panics:** every task, initializer and serde call runs under the
+//!   crate's catch, as in any worker. A panic that escaped anyway would
+//!   stop at the `extern "C"` boundary and abort the worker (a crash its
+//!   pool reports), never unwind into the C runtime.
+//! - **Output:** a task's `print!` goes to the worker's standard output,
+//!   the pool's own terminal or pipe, line-buffered as in `main`; leaving
+//!   through `std::process::exit` flushes it.
+//! - **Linking:** a linker keeps an object file of a library only if
+//!   something in it is used, and the constructor table alone is not a
+//!   use. [`can_serve`], which the process pool calls before it starts a
+//!   child, names [`BEFORE_MAIN`], so every program that can start a worker
+//!   contains it.
+//!
+//! Where no constructor runs (a platform without such a table, a linker
+//! that dropped it anyway), [`can_serve`] says so and the pool fails with
+//! [`Error::InitMissing`](crate::Error::InitMissing) instead of starting
+//! children that would run `main` again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
+/// Set by [`before_main`]: the constructor ran in this process.
+static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
+
+/// The constructor, in the platform's table of functions to run before
+/// `main`. The C runtime passes ELF and Mach-O constructors `argc`, `argv`
+/// and `envp`; a C function that takes no arguments may ignore them, as C
+/// constructors do.
+#[used]
+#[cfg_attr(
+    all(unix, not(target_vendor = "apple")),
+    // SAFETY: `.init_array` holds pointers to `extern "C" fn()`s that the
+    // C runtime calls once, before `main`: this static is one such pointer,
+    // and `before_main` is sound to call then (see the module docs).
+    unsafe(link_section = ".init_array")
+)]
+#[cfg_attr(
+    target_vendor = "apple",
+    // SAFETY: as for `.init_array`; dyld calls `__mod_init_func` entries.
+    unsafe(link_section = "__DATA,__mod_init_func")
+)]
+#[cfg_attr(
+    windows,
+    // SAFETY: as for `.init_array`; the C runtime calls the `.CRT$XCU`
+    // entries (C++ static initialisers) before `main`.
+    unsafe(link_section = ".CRT$XCU")
+)]
+static BEFORE_MAIN: extern "C" fn() = before_main;
+
+/// Runs before `main` in every run of the program: serves if this run is a
+/// process pool's child, which never returns; otherwise returns at once.
+extern "C" fn before_main() {
+    // ORDERING: read later by this thread, or by threads started after this
+    // point, which synchronise with their start.
+    BEFORE_MAIN_RAN.store(true, Ordering::Relaxed);
+    crate::process::child::serve_if_child(true);
+}
+
 /// Turns this run of the program into a worker, if it was started as one;
-/// otherwise returns at once. Make it the first line of `main`.
+/// otherwise returns at once. A process pool needs no call to it; the MPI
+/// executor's ranks serve from here.
 ///
-/// This is the Rust form of Python's `if __name__ == "__main__":` guard. A
-/// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) starts its workers
-/// by running your program again; in such a run `init()` serves tasks and
-/// exits the process when the pool is done with it, so the rest of `main`
-/// never runs there. The MPI executor's worker ranks (feature `mpi`) serve
-/// from here too. In your own run it only notes that it was called: a
-/// pool refuses to start workers otherwise, with
-/// [`Error::InitMissing`](crate::Error::InitMissing), instead of running
-/// `main` again and again.
+/// This is the explicit form of Python's `if __name__ == "__main__":`
+/// guard. A worker of a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor)
+/// is a fresh run of your program that starts serving before `main` (see
+/// the [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) docs), so plain
+/// programs, `#[test]`s, doctests, benches and libraries need nothing.
+/// Calling `init()` there is harmless: in your own run it returns at once.
 ///
-/// Tests need a `main` of their own for this: a test target with
-/// `harness = false` whose `main` calls `init()` first.
+/// Code before `init()` in `main` runs only in your own run: no process
+/// pool worker ever reaches `main`. Under `mpiexec` every rank runs it, as
+/// every rank runs `main` up to `init()`.
+///
+/// With the cargo feature `mpi`, `init()` must be the first line of `main`:
+/// an MPI worker rank serves from here and exits the process when its
+/// executor is done with it; an executor built without it fails with
+/// [`Error::InitMissing`](crate::Error::InitMissing). The same holds for a
+/// process pool on a platform where nothing runs before `main`.
 ///
 /// ```
 /// fn main() {
-///     concurrent_futures::init();
+///     concurrent_futures::init(); // optional unless you use the MPI executor
 ///     // ... the program, which may use a ProcessPoolExecutor
 /// }
 /// # main();
@@ -34,7 +139,7 @@ pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
-    crate::process::child::serve_if_child();
+    crate::process::child::serve_if_child(false);
     #[cfg(feature = "mpi")]
     crate::mpi::rank::serve_if_rank();
 }
@@ -42,4 +147,28 @@ pub fn init() {
 /// Whether [`init`] was called in this process.
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
+}
+
+/// Whether a run of this program, started as a process pool's child, will
+/// serve: the constructor ran here (so it runs in the child, the same
+/// executable), or [`init`] was called.
+pub(crate) fn can_serve() -> bool {
+    // Naming the constructor's table entry keeps its object file in every
+    // program that can start a worker (see "Linking" in the module docs).
+    std::hint::black_box(&BEFORE_MAIN);
+    // ORDERING: see `before_main`.
+    BEFORE_MAIN_RAN.load(Ordering::Relaxed) || init_called()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This unit-test binary has libtest's `main`, which calls no `init()`:
+    /// only the constructor can have set the flag, before `main`.
+    #[test]
+    fn the_constructor_ran_before_main() {
+        assert!(BEFORE_MAIN_RAN.load(Ordering::Relaxed));
+        assert!(can_serve());
+    }
 }

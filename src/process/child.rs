@@ -1,8 +1,8 @@
 //! Layer: process transport. May use the remote layer's `serve` and `call`,
 //! and `frame`; no other transport. The child's side: how a run of the
 //! program knows it is a process pool's child, and its endpoint for the
-//! remote layer's serve loop. [`init`](crate::init) calls
-//! [`serve_if_child`].
+//! remote layer's serve loop. The crate's constructor (before `main`, see
+//! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
 //!
 //! A child is a fresh run of the program, started by the pool with the
 //! environment variable [`MARKER`] set to the pool's process id and the
@@ -38,11 +38,16 @@ use crate::remote::serve::{self, Endpoint};
 pub(crate) const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
 
 /// If this run is a process pool's child, serves the pool and exits the
-/// process; otherwise returns at once.
-pub(crate) fn serve_if_child() {
+/// process; otherwise returns at once. `before_main`: called by the
+/// constructor, before std's `main` prologue, whose one setting a worker
+/// needs it makes here.
+pub(crate) fn serve_if_child(before_main: bool) {
     let Some(pool) = spawned_by_pool() else {
         return;
     };
+    if before_main {
+        ignore_sigpipe();
+    }
     let code = match serve_pool(pool) {
         Ok(()) => 0,
         Err(reason) => {
@@ -106,6 +111,16 @@ impl Endpoint for Channel<'_> {
             Err(error) => Err(error.into_error().to_string()),
         }
     }
+}
+
+/// Ignores SIGPIPE, as std does before `main`: a task writing to a closed
+/// pipe gets `EPIPE`, and a worker whose pool is gone fails to send rather
+/// than die of the signal.
+fn ignore_sigpipe() {
+    // SAFETY: signal() with SIG_IGN installs no handler, only a disposition;
+    // nothing else in this process depends on SIGPIPE's (std, later, would
+    // set the same).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
 /// Asks the kernel to kill this process when the pool's thread that started

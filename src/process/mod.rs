@@ -1,5 +1,5 @@
 //! Layer: process transport. May use the remote layer, `crew`, the crate's
-//! core and `init::init_called`; never another transport. Tasks in
+//! core and `init::can_serve`; never another transport. Tasks in
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
 //!

@@ -1,5 +1,5 @@
 //! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `child`'s marker and `init::init_called`. The parent's side of one
+//! `child`'s marker and `init::can_serve`. The parent's side of one
 //! child process: starting it, the handshake, one call at a time over its
 //! channel, and stopping it.
 //!
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use super::child::MARKER;
 use super::frame::{self, FrameError};
 use crate::Error;
-use crate::init::init_called;
+use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
 use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
@@ -78,7 +78,7 @@ impl ChildLink {
         recipe: &Recipe,
         spawned: impl FnOnce(&Arc<Process>),
     ) -> Result<ChildLink, Error> {
-        if !init_called() {
+        if !can_serve() {
             return Err(Error::InitMissing);
         }
         let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
@@ -131,15 +131,16 @@ impl ChildLink {
             Ok(()) => Hello::decode(&self.body).map_err(message::Malformed::into_error)?,
             Err(FrameError::Io(e)) if is_timeout(&e) => {
                 return Err(not_started(format!(
-                    "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; \
-                     is concurrent_futures::init() the first line of main()?"
+                    "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}: the \
+                     system is overloaded, or code that runs before main (another crate's \
+                     constructor) holds it up"
                 )));
             }
             Err(_) => {
                 let status = self.process.reap();
                 return Err(not_started(format!(
-                    "a new worker {} before greeting the pool; is concurrent_futures::init() \
-                     the first line of main() (or, in tests, of a harness = false main)?",
+                    "a new worker {} before greeting the pool (its standard error says why, \
+                     if it could)",
                     describe(status)
                 )));
             }

@@ -1,0 +1,135 @@
+//! Plain `#[test]`s, default harness, no `init()`: each builds its own
+//! `ProcessPoolExecutor`, and libtest runs them in parallel. A worker is a
+//! run of this very test binary, so it must serve before libtest's `main`:
+//! if it ran libtest instead, it would run these tests again (and start
+//! pools of its own), and print libtest's lines among ours.
+//!
+//! - `pool_in_test_0` .. `pool_in_test_9`: ten pools, each checking that
+//!   its tasks run in other processes in which no test ever started.
+//! - `ten_pools_in_parallel_print_only_libtests_lines`: runs this binary
+//!   again with the ten tests on ten threads, each waiting (boundedly) until
+//!   all ten hold a live pool at once, and checks that the whole output is
+//!   libtest's own ten results, in whatever order.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use concurrent_futures::ProcessPoolExecutor;
+use fixtures::PATIENCE;
+
+/// Tests started in this process. In a worker it must stay 0.
+static TESTS_STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Set by the outer test: how many tests must hold a live pool at once.
+const OVERLAP: &str = "PROCESS_ZERO_SETUP_OVERLAP";
+
+/// What a task reports about the process it ran in.
+fn report(n: u64) -> (u64, u32, usize) {
+    (
+        n * n,
+        std::process::id(),
+        TESTS_STARTED.load(Ordering::SeqCst),
+    )
+}
+
+/// One test's body: its own pool, tasks in other processes, none of which
+/// ran a test.
+fn pool_in_a_test() {
+    TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
+    let executor = ProcessPoolExecutor::new(2);
+    let reports: Vec<_> = executor
+        .map(report, 1..=8)
+        .timeout(PATIENCE)
+        .collect::<Result<_, _>>()
+        .expect("every task runs");
+    for (n, &(square, pid, tests)) in (1..=8).zip(&reports) {
+        assert_eq!(square, n * n);
+        assert_ne!(pid, std::process::id(), "task {n} ran in the test process");
+        assert_eq!(tests, 0, "worker {pid} had started {tests} tests");
+    }
+    if let Some(count) = std::env::var(OVERLAP).ok().and_then(|n| n.parse().ok()) {
+        // The pool's workers are alive (a pool keeps them until dropped):
+        // wait until every other test holds one too.
+        all_arrive(count);
+        assert_eq!(
+            executor
+                .submit(report, 3)
+                .result_timeout(PATIENCE)
+                .unwrap()
+                .0,
+            9
+        );
+    }
+}
+
+/// Blocks until `count` tests have called it, or fails after [`PATIENCE`].
+fn all_arrive(count: usize) {
+    static ARRIVED: Mutex<usize> = Mutex::new(0);
+    static ALL_IN: Condvar = Condvar::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut arrived = ARRIVED.lock().unwrap();
+    *arrived += 1;
+    ALL_IN.notify_all();
+    while *arrived < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "only {arrived} of {count} tests ran at once"
+        );
+        arrived = ALL_IN.wait_timeout(arrived, left).unwrap().0;
+    }
+}
+
+macro_rules! ten_tests {
+    ($($name:ident),*) => {$(
+        #[test]
+        fn $name() {
+            pool_in_a_test();
+        }
+    )*};
+}
+
+ten_tests!(
+    pool_in_test_0,
+    pool_in_test_1,
+    pool_in_test_2,
+    pool_in_test_3,
+    pool_in_test_4,
+    pool_in_test_5,
+    pool_in_test_6,
+    pool_in_test_7,
+    pool_in_test_8,
+    pool_in_test_9
+);
+
+#[test]
+fn ten_pools_in_parallel_print_only_libtests_lines() {
+    TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["pool_in_test_", "--test-threads=10", "--color=never"])
+        .env(OVERLAP, "10")
+        .output()
+        .expect("run this test binary again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    let summary = lines.pop().unwrap_or_default();
+    assert!(
+        summary.starts_with(
+            "test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out"
+        ),
+        "{stdout}"
+    );
+    lines.sort_unstable();
+    let mut expected = vec!["running 10 tests".to_owned()];
+    expected.extend((0..10).map(|n| format!("test pool_in_test_{n} ... ok")));
+    expected.sort_unstable();
+    assert_eq!(lines, expected, "the whole output:\n{stdout}");
+    assert_eq!(stderr, "", "nothing on standard error");
+}
