@@ -6,6 +6,9 @@
 //!
 //! - `pool_in_test_0` .. `pool_in_test_9`: ten pools, each checking that
 //!   its tasks run in other processes in which no test ever started.
+//! - `a_library_starts_a_pool_inside`: a library crate
+//!   (`tests/fixtures/squares`) builds a pool inside one of its functions;
+//!   nothing here knows, and nothing calls `init()`.
 //! - `ten_pools_in_parallel_print_only_libtests_lines`: runs this binary
 //!   again with the ten tests on ten threads, each waiting (boundedly) until
 //!   all ten hold a live pool at once, and checks that the whole output is
@@ -122,7 +125,7 @@ fn ten_pools_in_parallel_print_only_libtests_lines() {
     let summary = lines.pop().unwrap_or_default();
     assert!(
         summary.starts_with(
-            "test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out"
+            "test result: ok. 10 passed; 0 failed; 0 ignored; 0 measured; 2 filtered out"
         ),
         "{stdout}"
     );
@@ -132,4 +135,13 @@ fn ten_pools_in_parallel_print_only_libtests_lines() {
     expected.sort_unstable();
     assert_eq!(lines, expected, "the whole output:\n{stdout}");
     assert_eq!(stderr, "", "nothing on standard error");
+}
+
+#[test]
+fn a_library_starts_a_pool_inside() {
+    TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
+    let results = squares::squares(&[2, 3, 4]).expect("the library's pool works");
+    let (values, workers): (Vec<u64>, Vec<u32>) = results.into_iter().unzip();
+    assert_eq!(values, [4, 9, 16]);
+    assert!(!workers.contains(&std::process::id()), "{workers:?}");
 }

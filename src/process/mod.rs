@@ -12,7 +12,8 @@
 //!
 //! The queue and the lazily started manager threads are a [`Crew`], as in
 //! the thread pool: one manager (and so one child process) per
-//! `max_workers`, started when a submit finds no idle one. Everything here
+//! `max_workers`, started when a submit finds no idle one. A child serves
+//! from the crate's constructor, before `main` (`init.rs`). Everything here
 //! is Unix (Linux: `/proc`, `prctl`, `SO_PEERCRED`); other platforms plug
 //! in below this line, with the remote layer above unchanged.
 
@@ -39,10 +40,14 @@ use spawn::{Process, Recipe};
 /// isolated: a crash, an abort or a leak takes down one worker, never your
 /// program or the other tasks.
 ///
-/// Each worker is a fresh run of your program, so `main` must start with
-/// [`init`](crate::init). Tasks are plain functions `fn(A) -> R` with
-/// [serde](https://serde.rs) arguments and results, like every
-/// [`Executor`](crate::Executor).
+/// Each worker is a fresh run of your program that serves tasks before
+/// `main` and exits when the pool is done with it: nothing of your
+/// program's `main`, nor of libtest's, runs there. So a program, a
+/// `#[test]`, a doctest such as this one, a bench or a library function can
+/// start a pool with no set-up; [`init`](crate::init) is optional (see its
+/// docs for what code before it means). Tasks are plain functions
+/// `fn(A) -> R` with [serde](https://serde.rs) arguments and results, like
+/// every [`Executor`](crate::Executor).
 ///
 /// Unlike Python's `ProcessPoolExecutor`, a dying worker fails only the task
 /// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
@@ -52,17 +57,17 @@ use spawn::{Process, Recipe};
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
 ///
-/// fn hitung_kuadrat(n: u64) -> u64 {
-///     (0..n).map(|i| i * i).sum()
+/// fn hitung_kuadrat(n: u64) -> (u64, u32) {
+///     ((0..n).map(|i| i * i).sum(), std::process::id())
 /// }
 ///
-/// fn main() -> Result<(), concurrent_futures::Error> {
-///     concurrent_futures::init(); // in a worker process, this never returns
-///     let executor = ProcessPoolExecutor::new(2);
-///     let sums: Vec<u64> = executor.map(hitung_kuadrat, [10, 100]).collect::<Result<_, _>>()?;
-///     assert_eq!(sums, [285, 328_350]);
-///     Ok(())
-/// }
+/// let executor = ProcessPoolExecutor::new(2);
+/// let results: Vec<_> = executor.map(hitung_kuadrat, [10, 100]).collect::<Result<_, _>>()?;
+/// assert_eq!(results[0].0, 285);
+/// assert_eq!(results[1].0, 328_350);
+/// // Computed in worker processes, which ran no part of this doctest's main.
+/// assert!(results.iter().all(|&(_, worker)| worker != std::process::id()));
+/// # Ok::<(), concurrent_futures::Error>(())
 /// ```
 pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 
