@@ -22,7 +22,7 @@
 //! | `thread_name_prefix="unduh"` | [`.thread_name_prefix("unduh")`](crate::ThreadPoolBuilder::thread_name_prefix): threads `unduh_0`, `unduh_1`, ... |
 //! | `initializer=f, initargs=(a, b)` | [`.initializer(move \|\| f(a, b))`](crate::ThreadPoolBuilder::initializer): a closure carries its arguments |
 //! | (none) | [`.stack_size(bytes)`](crate::ThreadPoolBuilder::stack_size) |
-//! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::builder().build()?`](crate::ProcessPoolBuilder), one worker per CPU, after [`init()`](crate::init) in `main` |
+//! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::builder().build()?`](crate::ProcessPoolBuilder), one worker per CPU; no set-up in `main` (see "No `__main__` guard" below) |
 //! | `ProcessPoolExecutor(max_workers=2)` | [`ProcessPoolExecutor::new(2)`](crate::ProcessPoolExecutor::new) |
 //! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
 //! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
@@ -30,7 +30,7 @@
 //! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::Timeout`](crate::Error::Timeout) |
 //! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): the default for every `map` |
 //! | `InterpreterPoolExecutor` (3.14) | no counterpart needed: Rust has no GIL, so [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s threads already run Rust code on every core |
-//! | `if __name__ == "__main__":` | [`concurrent_futures::init();`](crate::init) as the first line of `main`; forgetting it is [`Error::InitMissing`](crate::Error::InitMissing), never a fork bomb |
+//! | `if __name__ == "__main__":` | nothing: a worker serves before `main`, so no part of `main` runs twice. [`concurrent_futures::init();`](crate::init) is the explicit, optional form (the MPI executor needs it) |
 //! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
 //! | subclassing `Executor` | the [`Executor`](crate::Executor) trait, written against by generic code that runs on either pool |
 //!
@@ -38,8 +38,6 @@
 //! use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
 //!
 //! fn main() -> Result<(), Error> {
-//!     concurrent_futures::init(); // if __name__ == "__main__":
-//!
 //!     // ThreadPoolExecutor(max_workers=3, thread_name_prefix="unduh",
 //!     //                    initializer=print, initargs=("siap",))
 //!     let greeting = String::from("siap");
@@ -188,7 +186,7 @@
 //! | `InvalidStateError` | no counterpart: futures cannot be completed from outside |
 //! | (none) | [`Error::ResultTaken`](crate::Error::ResultTaken): `result()` hands the value over once |
 //! | (none) | [`Error::Protocol`](crate::Error::Protocol): a worker's channel carried garbage; that worker was replaced |
-//! | `RuntimeError` from a missing `__main__` guard | [`Error::InitMissing`](crate::Error::InitMissing), naming the fix |
+//! | `RuntimeError` from a missing `__main__` guard | no counterpart for a process pool, which needs no guard; [`Error::InitMissing`](crate::Error::InitMissing) for the MPI executor without [`init()`](crate::init), naming the fix |
 //! | `ValueError` (`max_workers <= 0`, `chunksize < 1`) | [`Error::InvalidArgument`](crate::Error::InvalidArgument) |
 //!
 //! ```
@@ -276,6 +274,24 @@
 //! - **No fork.** Workers are fresh runs of the same executable, checked at a
 //!   handshake to be the same binary, so a multi-threaded parent cannot
 //!   deadlock a child the way `fork()` can.
+//! - **No `__main__` guard.** Python's spawned worker re-imports the main
+//!   module, so module-level code runs again in every worker unless it sits
+//!   under `if __name__ == "__main__":`, and forgetting the guard is a
+//!   `RuntimeError` (on Windows and macOS, where spawn is the default). Here
+//!   a worker is entered before `main`, from a constructor: nothing of
+//!   `main`, of libtest or of criterion runs in it, so a program, a
+//!   `#[test]` (even ten of them in parallel, each with its own pool), a
+//!   doctest, a bench or a library function that builds a pool needs no
+//!   line at all. procspawn, the nearest Rust crate, asks for
+//!   `procspawn::init()` at the top of `main`, and in each test binary for
+//!   its `enable_test_support!()` macro, which adds a helper `#[test]`: a
+//!   worker is the test binary run again, libtest and all, selecting only
+//!   that helper, which serves from inside the test (libtest's own output
+//!   silenced); doctests and benches get nothing. Here libtest never runs in
+//!   a worker. What a worker does without because it never reaches `main`
+//!   (std's stack-overflow message, the `main` thread name) is listed at
+//!   the top of `src/init.rs`; [`init()`](crate::init) stays as the
+//!   explicit form and for the MPI executor's ranks.
 //! - **Futures are awaitable without a wrapper.** `.await` a
 //!   [`Future`](crate::Future) from any async runtime; Python needs
 //!   `asyncio.wrap_future`.

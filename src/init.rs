@@ -113,10 +113,10 @@ extern "C" fn before_main() {
 ///
 /// This is the explicit form of Python's `if __name__ == "__main__":`
 /// guard. A worker of a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor)
-/// is a fresh run of your program that starts serving before `main` (see
-/// the [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) docs), so plain
-/// programs, `#[test]`s, doctests, benches and libraries need nothing.
-/// Calling `init()` there is harmless: in your own run it returns at once.
+/// is a fresh run of your program that starts serving before `main` (the
+/// top of `src/init.rs` says what it relies on), so plain programs,
+/// `#[test]`s, doctests, benches and libraries need nothing. Calling
+/// `init()` there is harmless: in your own run it returns at once.
 ///
 /// Code before `init()` in `main` runs only in your own run: no process
 /// pool worker ever reaches `main`. Under `mpiexec` every rank runs it, as

@@ -34,8 +34,9 @@
 //! out-of-memory kill) takes down one worker, not your program. Python needs
 //! processes to use more than one core; in Rust, reach for them when a task
 //! might crash or leak, or must be killable. Workers are new runs of your
-//! program, so `main` starts with [`init`] (Python's
-//! `if __name__ == "__main__":`):
+//! program that serve before `main` ever runs, so nothing needs guarding:
+//! Python's `if __name__ == "__main__":` has no counterpart to forget, in a
+//! program, a test, a doctest or a library ([`init`] remains, optional):
 //!
 //! ```
 //! use concurrent_futures::{Executor, ProcessPoolExecutor};
@@ -45,7 +46,6 @@
 //! }
 //!
 //! fn main() -> Result<(), concurrent_futures::Error> {
-//!     concurrent_futures::init(); // in a worker process, this serves tasks and never returns
 //!     let executor = ProcessPoolExecutor::new(2); // one process per core
 //!     for hasil in executor.map(hitung_kuadrat_berat, [1_000, 1_000]) {
 //!         assert_eq!(hasil?, 332_833_500);
@@ -176,7 +176,8 @@
 //!    that owns MPI, which sends it to a leased rank. Everything about
 //!    processes, channels and the platform lives here.
 //! 3. **Serving side.** A child or a rank is this same program, which
-//!    [`init`] (`init.rs`) sends to its transport's endpoint; from there
+//!    `init.rs` sends to its transport's endpoint: a child from a
+//!    constructor before `main`, a rank from [`init`]; from there
 //!    both run the remote layer's one loop (`remote/serve.rs`): the
 //!    handshake (`remote/message.rs`), then, per task, the tag check, the
 //!    call, and the encoded outcomes.
@@ -191,9 +192,13 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in two, the MPI transport (feature `mpi`) in one. Each block
-//! has a `// SAFETY:` comment:
+//! transport in two, the MPI transport (feature `mpi`) in one, and the
+//! crate's entry in one. Each block has a `// SAFETY:` comment:
 //!
+//! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
+//!   entry in the platform's table of constructors, run before `main`. The
+//!   module docs list what is and is not set up by then, and what a worker
+//!   does without.
 //! - `thread/scope.rs`, `Scope::enqueue`: erasing a scoped task's lifetime
 //!   so the pool's `'static` queue can hold it. Each task is boxed with a
 //!   count that drops only after the task has been run or dropped, and
@@ -209,7 +214,8 @@
 //!   `dladdr` call itself is the file's other unsafe block.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
 //! - `process/child.rs` and `process/spawn.rs`: the system calls std has
-//!   no safe form of (`prctl` so a child dies with its pool, `dup2` to take
+//!   no safe form of (`signal` to ignore SIGPIPE in a child that starts
+//!   before `main`, `prctl` so a child dies with its pool, `dup2` to take
 //!   the channel off standard input, `SO_PEERCRED` to check who is on the
 //!   other end, and `kill` for a signal other than SIGKILL).
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that

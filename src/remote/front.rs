@@ -97,12 +97,9 @@ impl<T: Transport> RemoteExecutor<T> {
     ///
     /// fn pid(_: ()) -> u32 { std::process::id() }
     ///
-    /// fn main() {
-    ///     concurrent_futures::init();
-    ///     let executor = ProcessPoolExecutor::new(1);
-    ///     let worker = executor.submit(pid, ()).result().unwrap();
-    ///     assert_ne!(worker, std::process::id(), "it ran in another process");
-    /// }
+    /// let executor = ProcessPoolExecutor::new(1);
+    /// let worker = executor.submit(pid, ()).result().unwrap();
+    /// assert_ne!(worker, std::process::id(), "it ran in another process");
     /// ```
     pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
         self.submit_task(task, arg)
@@ -130,12 +127,9 @@ impl<T: Transport> RemoteExecutor<T> {
     ///
     /// fn square(n: u64) -> u64 { n * n }
     ///
-    /// fn main() {
-    ///     concurrent_futures::init();
-    ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let sum: u64 = executor.map(square, 0..1000).chunksize(100).map(Result::unwrap).sum();
-    ///     assert_eq!(sum, 332_833_500);
-    /// }
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// let sum: u64 = executor.map(square, 0..1000).chunksize(100).map(Result::unwrap).sum();
+    /// assert_eq!(sum, 332_833_500);
     /// ```
     pub fn map<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
     where
@@ -157,12 +151,9 @@ impl<T: Transport> RemoteExecutor<T> {
     ///     basis.pow(eksponen)
     /// }
     ///
-    /// fn main() {
-    ///     concurrent_futures::init();
-    ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
-    ///     assert_eq!(hasil, [8, 9]);
-    /// }
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
+    /// assert_eq!(hasil, [8, 9]);
     /// ```
     pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
     where
@@ -184,13 +175,10 @@ impl<T: Transport> RemoteExecutor<T> {
     ///     (n, n * n) // the input travels with its result
     /// }
     ///
-    /// fn main() {
-    ///     concurrent_futures::init();
-    ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
-    ///     pairs.sort();
-    ///     assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
-    /// }
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    /// pairs.sort();
+    /// assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
     /// ```
     pub fn map_unordered<A, R, I>(&self, task: fn(A) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
     where
