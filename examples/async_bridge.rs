@@ -30,8 +30,6 @@ fn hitung_kuadrat_berat(n: u64) -> u128 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // First, before any runtime: in a worker process this never returns.
-    concurrent_futures::init();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()?;

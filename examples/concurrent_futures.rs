@@ -46,9 +46,6 @@ fn jalankan(executor: &impl Executor) -> Result<(), Error> {
 }
 
 fn main() -> Result<(), Error> {
-    // A process pool's workers are new runs of this program; in those runs
-    // `init()` serves tasks and never returns. Python's `if __name__ == "__main__":`.
-    concurrent_futures::init();
     let start = Instant::now();
 
     // `cargo run --example concurrent_futures -- thread` (the default).

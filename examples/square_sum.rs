@@ -18,6 +18,8 @@
 //! Run it with `cargo run --release --example square_sum [TASKS] [N]`
 //! (defaults: 2 tasks, N = 10^7). Each task sums i*i for i in 0..N in its own
 //! worker process; with two cores, two tasks take about as long as one.
+//! Python's `if __name__ == "__main__":` has no line here: the workers serve
+//! before `main`, so `main` runs once, in this process.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -40,9 +42,6 @@ fn hitung_kuadrat_berat((angka, n): Tugas) -> u128 {
 }
 
 fn main() -> Result<(), Error> {
-    // In a worker process this serves tasks and never returns.
-    concurrent_futures::init();
-
     let mut args = std::env::args().skip(1);
     let tasks: u32 = parse(args.next(), 2)?;
     let n: u64 = parse(args.next(), 10_u64.pow(7))?;
