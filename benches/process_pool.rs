@@ -25,8 +25,9 @@
 //!   which returns its length; the throughput is set in bytes, so
 //!   criterion reports GiB/s. Making the vector is not timed.
 //!
-//! The binary is its own worker: `main` calls `concurrent_futures::init()`
-//! first, then `procspawn::init()`, so it runs with `harness = false`.
+//! procspawn's workers serve from `procspawn::init()`, the first line of
+//! `main`, so this bench has a `main` of its own; our pool's workers need no
+//! line (see `process_no_setup.rs`, a bench under criterion's own main).
 
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -388,8 +389,7 @@ fn process_big_arg(c: &mut Criterion) {
 }
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    procspawn::init(); // likewise for procspawn's workers
+    procspawn::init(); // first line: in procspawn's workers it never returns
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
