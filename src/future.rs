@@ -34,6 +34,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::hint;
 use std::pin::Pin;
 use std::sync::PoisonError;
@@ -81,6 +82,44 @@ pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 /// let future = executor.submit(|n: u64| n * n, 12);
 /// assert_eq!(future.result(), Ok(144));
 /// assert!(future.done());
+/// ```
+///
+/// # Futures as keys: Python's `future_to_url`
+///
+/// A future is equal only to itself and hashes by its identity, never by
+/// its state or value, so it can key a `HashMap` while its task runs. That
+/// is the most copied example of Python's docs, line for line:
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use std::collections::HashMap;
+///
+/// fn load_url(url: &str) -> Result<usize, String> {
+///     // A real program would fetch the page; its length stands for it here.
+///     url.strip_prefix("https://").map(str::len).ok_or(format!("not https: {url}"))
+/// }
+///
+/// let urls = ["https://www.python.org/", "https://docs.rs/", "ftp://example.com/"];
+/// let executor = ThreadPoolExecutor::new(5);
+/// // future_to_url = {executor.submit(load_url, url): url for url in URLS}
+/// let future_to_url: HashMap<_, _> =
+///     urls.iter().map(|&url| (executor.submit(load_url, url), url)).collect();
+/// let mut report = Vec::new();
+/// // for future in concurrent.futures.as_completed(future_to_url):
+/// for future in as_completed(future_to_url.keys()) {
+///     let url = future_to_url[future];
+///     match future.result() {
+///         Ok(Ok(bytes)) => report.push(format!("{url} page is {bytes} bytes")),
+///         Ok(Err(exc)) => report.push(format!("{url} generated an exception: {exc}")),
+///         Err(error) => report.push(format!("{url} failed: {error}")), // a panic, a cancel
+///     }
+/// }
+/// report.sort(); // they complete in any order
+/// assert_eq!(report, [
+///     "ftp://example.com/ generated an exception: not https: ftp://example.com/",
+///     "https://docs.rs/ page is 8 bytes",
+///     "https://www.python.org/ page is 15 bytes",
+/// ]);
 /// ```
 #[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
 pub struct Future<R> {
@@ -475,7 +514,7 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use concurrent_futures::{Error, ThreadPoolExecutor};
-    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "tugas");
+    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "task");
     /// assert_eq!(future.result(), Ok(5));
     /// assert_eq!(future.result(), Err(Error::ResultTaken));
     /// ```
@@ -645,6 +684,23 @@ impl<R> std::future::Future for Future<R> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Equal only to itself: two futures are equal when they are the same one.
+impl<R> PartialEq for Future<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl<R> Eq for Future<R> {}
+
+/// Hashes the future's identity, which its state and value never change, so
+/// a future keeps its place in a `HashMap` or `HashSet` while its task runs.
+impl<R> Hash for Future<R> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
     }
 }
 
