@@ -220,7 +220,10 @@ fn run<T: Task>(
     let mut args = &frame[start..];
     for _ in 0..count {
         let (arg, rest) = wire::take::<T::Args>(args).map_err(|error| {
-            format!("the task's argument could not be deserialized in the worker: {error}")
+            format!(
+                "the task's argument could not be deserialized in the worker: {}",
+                wire::explain(&error)
+            )
         })?;
         args = rest;
         wire::encode_outcome(panic::catch(|| task.call(arg)), out);

@@ -244,7 +244,7 @@ pub(crate) fn encode_arg<A: Payload>(arg: &A, out: &mut Vec<u8>) -> Result<(), E
     let start = out.len();
     let result = match panic::catch(|| wire::append(arg, out)) {
         Ok(Ok(())) => return Ok(()),
-        Ok(Err(error)) => error.to_string(),
+        Ok(Err(error)) => wire::explain(&error),
         Err(panic) => panic.to_string(),
     };
     out.truncate(start);
@@ -265,11 +265,12 @@ impl ProcessPoolExecutor {
     /// let executor = concurrent_futures::ProcessPoolExecutor::new(2);
     /// assert_eq!(executor.max_workers(), 2);
     /// ```
+    #[track_caller] // the panic names the caller's line
     pub fn new(max_workers: usize) -> Self {
-        Self::builder()
-            .max_workers(max_workers)
-            .build()
-            .unwrap_or_else(|error| panic!("ProcessPoolExecutor::new: {error}"))
+        match Self::builder().max_workers(max_workers).build() {
+            Ok(executor) => executor,
+            Err(error) => panic!("ProcessPoolExecutor::new: {error}"),
+        }
     }
 
     /// A builder for the pool's settings.
@@ -381,15 +382,15 @@ impl ProcessPoolExecutor {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
-    ///     basis.pow(eksponen)
+    /// fn power(base: u64, exponent: u32) -> u64 {
+    ///     base.pow(exponent)
     /// }
     ///
     /// fn main() {
     ///     concurrent_futures::init();
     ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
-    ///     assert_eq!(hasil, [8, 9]);
+    ///     let powers: Vec<_> = executor.starmap(power, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
+    ///     assert_eq!(powers, [8, 9]);
     /// }
     /// ```
     pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
@@ -430,14 +431,14 @@ impl ProcessPoolExecutor {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn kuadrat(n: u64) -> (u64, u64) {
+    /// fn square(n: u64) -> (u64, u64) {
     ///     (n, n * n) // the input travels with its result
     /// }
     ///
     /// fn main() {
     ///     concurrent_futures::init();
     ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    ///     let mut pairs: Vec<_> = executor.map_unordered(square, 1..=4).map(Result::unwrap).collect();
     ///     pairs.sort();
     ///     assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
     /// }
@@ -537,6 +538,30 @@ impl ProcessPoolExecutor {
             wait: true,
             cancel_futures: true,
         });
+    }
+}
+
+impl Default for ProcessPoolExecutor {
+    /// A pool with Python's default size: one worker per CPU.
+    ///
+    /// # Panics
+    ///
+    /// If the pool cannot be built; [`ProcessPoolExecutor::builder`] returns
+    /// that [`Error`] instead.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::default(); // ProcessPoolExecutor()
+    ///     assert!(executor.max_workers() >= 1);
+    ///     assert_eq!(executor.submit(|n: u32| n + 1, 41).result(), Ok(42));
+    /// }
+    /// ```
+    #[track_caller]
+    fn default() -> Self {
+        Self::new(ProcessPoolBuilder::default().max_workers)
     }
 }
 

@@ -410,6 +410,26 @@ pub(crate) fn append<T: Serialize + 'static>(value: &T, out: &mut Vec<u8>) -> po
     postcard::to_extend(value, Tail(out)).map(drop)
 }
 
+/// A postcard error as text for [`Error::Serialization`], with the fix when
+/// the cause is a serde feature postcard cannot carry (see `Payload`'s docs).
+pub(crate) fn explain(error: &postcard::Error) -> String {
+    match error {
+        postcard::Error::WontImplement => format!(
+            "{error}: the type deserializes with `deserialize_any`, which needs a self-describing \
+             format, and postcard is not one; `#[serde(untagged)]` and `#[serde(tag = \"...\")]` \
+             enums, `#[serde(flatten)]` and `serde_json::Value` do this. Use an externally tagged \
+             enum (serde's default), write the flattened fields out, or send JSON as a `String`; \
+             the thread pool, which does not serialize, takes such types as they are"
+        ),
+        postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{error}: the type serializes a map or sequence without saying its length first, as \
+             `#[serde(flatten)]` does, and postcard needs the length; write the flattened fields \
+             out, or collect into a `Vec` or map first"
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Appends a length as postcard does: a varint, seven bits a byte.
 pub(crate) fn append_len(mut len: usize, out: &mut Vec<u8>) {
     while len >= 0x80 {
@@ -476,7 +496,10 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
             out.push(VALUE);
             match crate::panic::catch(|| append(&value, out)) {
                 Ok(Ok(())) => return,
-                Ok(Err(error)) => format!("the task's result could not be serialized: {error}"),
+                Ok(Err(error)) => format!(
+                    "the task's result could not be serialized: {}",
+                    explain(&error)
+                ),
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
         }
@@ -502,7 +525,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         bytes: &'a [u8],
         what: &str,
     ) -> Result<(T, &'a [u8]), Error> {
-        take(bytes).map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
+        take(bytes).map_err(|error| match error {
+            // The type, not the bytes: it cannot come out of postcard at all.
+            postcard::Error::WontImplement => Error::Serialization(format!(
+                "{what} could not be deserialized: {}",
+                explain(&error)
+            )),
+            _ => Error::Protocol(format!("{what} did not decode: {error}")),
+        })
     }
     let mut outcomes = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {
