@@ -286,12 +286,12 @@ impl MpiPoolExecutor {
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 { basis.pow(eksponen) }
+    /// fn power(base: u64, exponent: u32) -> u64 { base.pow(exponent) }
     ///
     /// concurrent_futures::init();
     /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).collect();
-    /// assert_eq!(hasil, [Ok(8), Ok(9)]);
+    /// let powers: Vec<_> = executor.starmap(power, [(2, 3), (3, 2)]).collect();
+    /// assert_eq!(powers, [Ok(8), Ok(9)]);
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
@@ -309,11 +309,11 @@ impl MpiPoolExecutor {
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see the type's documentation.
-    /// fn kuadrat(n: u64) -> (u64, u64) { (n, n * n) }
+    /// fn square(n: u64) -> (u64, u64) { (n, n * n) }
     ///
     /// concurrent_futures::init();
     /// let executor = concurrent_futures::MpiPoolExecutor::new(2)?;
-    /// let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=3).map(Result::unwrap).collect();
+    /// let mut pairs: Vec<_> = executor.map_unordered(square, 1..=3).map(Result::unwrap).collect();
     /// pairs.sort();
     /// assert_eq!(pairs, [(1, 1), (2, 4), (3, 9)]);
     /// # Ok::<(), concurrent_futures::Error>(())
