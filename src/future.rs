@@ -515,7 +515,7 @@ impl<R> Future<R> {
     /// ```
     /// # use concurrent_futures::{Error, ThreadPoolExecutor};
     /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "task");
-    /// assert_eq!(future.result(), Ok(5));
+    /// assert_eq!(future.result(), Ok(4));
     /// assert_eq!(future.result(), Err(Error::ResultTaken));
     /// ```
     pub fn result(&self) -> Result<R, Error> {

@@ -15,7 +15,8 @@ use fixtures::{PATIENCE, Scratch, pid, settle};
 use serde::{Deserialize, Serialize, Serializer};
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::quiet_expected_panics(); // before init(), so workers have it too
+    concurrent_futures::init(); // in a worker it never returns
     harness::run(harness::cases![
         a_bad_argument_fails_before_anything_is_sent,
         a_bad_result_fails_only_its_task,
@@ -45,7 +46,7 @@ impl Serialize for Touchy {
         match self.refuse {
             Refuse::No => (self.n, &self.dir, self.refuse).serialize(serializer),
             Refuse::WithAnError => Err(serde::ser::Error::custom("Touchy refuses")),
-            Refuse::WithAPanic => panic!("Touchy panics"),
+            Refuse::WithAPanic => panic!("{}Touchy panics", harness::EXPECTED),
         }
     }
 }

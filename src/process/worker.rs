@@ -53,7 +53,6 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 ///     concurrent_futures::init();
 ///     // ... the program, which may use a ProcessPoolExecutor
 /// }
-/// # main();
 /// ```
 pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
