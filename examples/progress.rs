@@ -12,14 +12,14 @@
 //! ```
 //!
 //! Here `indicatif` plays `tqdm`: `.progress_with(bar)` wraps any iterator,
-//! and the bar moves each time a task finishes, whichever it is. A `Future`
-//! is equal only to itself and hashes by identity, so, as in Python, a map
-//! from each future to its task number tells which task just finished. Run
+//! and the bar moves each time a task finishes, whichever it is. Python's
+//! dict from each future to its task number is a list of `(number, future)`
+//! pairs here: `as_completed` hands each pair back whole, so the number
+//! comes with the future that just finished. Run
 //! it with `cargo run --example progress` in a terminal: the bar is drawn on
 //! stderr only when that is a terminal. Piped (as in CI), indicatif hides
 //! the bar, and the summary line on stdout is the whole output.
 
-use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -57,9 +57,9 @@ fn main() -> Result<(), Error> {
     // Python's `ThreadPoolExecutor()`: min(32, cpus + 4) threads.
     let executor = ThreadPoolExecutor::default();
     // {executor.submit(kerja, ms): n for n, ms in enumerate(durasi, 1)}
-    let future_to_n: HashMap<_, _> = (1..)
+    let future_to_n: Vec<_> = (1..)
         .zip(durasi(TUGAS))
-        .map(|(n, ms)| (executor.submit(kerja, ms), n))
+        .map(|(n, ms)| (n, executor.submit(kerja, ms)))
         .collect();
 
     // `tqdm(as_completed(future_to_n), total=len(future_to_n))`
@@ -69,10 +69,10 @@ fn main() -> Result<(), Error> {
     );
     let mut total_ms = 0;
     let mut last = (0, 0);
-    for future in as_completed(future_to_n.keys()).progress_with(bar) {
+    for (n, future) in as_completed(&future_to_n).progress_with(bar) {
         let ms = future.result()?;
         total_ms += ms;
-        last = (future_to_n[future], ms); // which task this was
+        last = (*n, ms); // which task this was: future_to_n[future]
     }
 
     let elapsed = start.elapsed().as_secs_f64();

@@ -150,7 +150,7 @@
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen::FirstCompleted`](crate::ReturnWhen), `FirstException`, `AllCompleted` |
 //! | `as_completed(fs)` | [`as_completed(&fs)`](crate::as_completed): an iterator of `&Future<R>` |
 //! | `as_completed(fs, timeout=t)` | [`as_completed(&fs).timeout(t)`](crate::AsCompleted::timeout): items are `Result`s, and the deadline yields `Err(Error::Timeout)` once instead of raising |
-//! | `future_to_url = {executor.submit(load_url, url): url for url in urls}`, then `for future in as_completed(future_to_url)` and `future_to_url[future]` | the same: a [`Future`](crate::Future) is `Eq` and `Hash` by identity, so it keys a `HashMap`; `as_completed(future_to_url.keys())` and `future_to_url[future]` |
+//! | `future_to_url = {executor.submit(load_url, url): url for url in urls}`, then `for future in as_completed(future_to_url)` and `future_to_url[future]` | `(url, future)` pairs: `as_completed(&future_to_url)` hands each pair back ([`AsFuture`](crate::AsFuture)), so `for (url, future) in as_completed(&future_to_url)`; a future is also `Eq` and `Hash` by identity, for a `HashMap` |
 //!
 //! ```
 //! use concurrent_futures::{as_completed, wait, ReturnWhen, ThreadPoolExecutor};
@@ -171,12 +171,11 @@
 //! ```
 //!
 //! Python's most copied example keys a dict by futures, to know which input
-//! each completed future was for. A [`Future`](crate::Future) equals only
-//! itself and hashes by identity, so the port keeps its shape:
+//! each completed future was for. Here the futures travel with their keys:
+//! `as_completed` and `wait` take `(key, future)` pairs and hand them back.
 //!
 //! ```
 //! use concurrent_futures::{as_completed, ThreadPoolExecutor};
-//! use std::collections::HashMap;
 //!
 //! fn load_url(url: &str) -> usize {
 //!     url.len() // a real program would fetch the page
@@ -184,13 +183,12 @@
 //!
 //! let executor = ThreadPoolExecutor::new(5);
 //! // future_to_url = {executor.submit(load_url, url): url for url in URLS}
-//! let future_to_url: HashMap<_, _> = ["https://a.example/", "https://bb.example/"]
+//! let future_to_url: Vec<_> = ["https://a.example/", "https://bb.example/"]
 //!     .into_iter()
-//!     .map(|url| (executor.submit(load_url, url), url))
+//!     .map(|url| (url, executor.submit(load_url, url)))
 //!     .collect();
-//! // for future in as_completed(future_to_url):
-//! for future in as_completed(future_to_url.keys()) {
-//!     let url = future_to_url[future];
+//! // for future in as_completed(future_to_url): url = future_to_url[future]
+//! for (url, future) in as_completed(&future_to_url) {
 //!     let bytes = future.result()?; // the task's panic, if any, is this Err
 //!     println!("{url} page is {bytes} bytes");
 //!     assert_eq!(bytes, url.len());

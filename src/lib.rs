@@ -220,5 +220,5 @@ pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, init};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{
-    AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, as_completed, wait,
+    AsCompleted, AsCompletedStream, AsCompletedTimeout, AsFuture, ReturnWhen, as_completed, wait,
 };
