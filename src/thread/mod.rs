@@ -108,6 +108,10 @@ impl ThreadPoolExecutor {
     /// let future = executor.submit(move |name: &str| format!("{greeting}, {name}!"), "world");
     /// assert_eq!(future.result().unwrap(), "Hello, world!");
     /// ```
+    ///
+    /// Python's `submit(fn, a, b)` passes one tuple here, which the closure
+    /// destructures: `executor.submit(|(a, b): (u32, u32)| a + b, (1, 2))`;
+    /// [`starmap`](Self::starmap) spreads tuples over several arguments.
     pub fn submit<F, A, R>(&self, task: F, arg: A) -> Future<R>
     where
         F: FnOnce(A) -> R + Send + 'static,
