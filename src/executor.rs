@@ -66,17 +66,20 @@ use crate::{Future, Map};
 /// there, though they do on the thread pool, which moves values without
 /// serializing them:
 ///
-/// - `#[serde(untagged)]` enums, `#[serde(flatten)]` fields, and internally
-///   tagged enums (`#[serde(tag = "...")]`);
-/// - `serde_json::Value` and other types that deserialize "any" value;
-/// - `#[serde(skip_serializing_if = "...")]`, which leaves out a field the
-///   receiver still expects.
+/// - `#[serde(untagged)]` enums, internally tagged enums
+///   (`#[serde(tag = "...")]`), `serde_json::Value` and other types that
+///   deserialize "any" value;
+/// - `#[serde(flatten)]` fields, which serialize a map of unknown length.
 ///
 /// Such a task fails with [`Error::Serialization`](crate::Error::Serialization)
-/// on its own future, and the message names the serde feature and the fix:
-/// an externally tagged enum (serde's default) for `untagged`, the fields
-/// written out for `flatten`, a concrete type or a `String` of JSON for
-/// `serde_json::Value`.
+/// on its own future (a flattened argument at `submit`, the others when the
+/// worker or the pool decodes them), and the message names the serde
+/// feature and the fix: an externally tagged enum (serde's default), the
+/// fields written out instead of flattened, or JSON sent as a `String`.
+///
+/// One serde attribute fails silently instead, so avoid it on payloads:
+/// `#[serde(skip_serializing_if = "...")]` leaves out a field that the
+/// receiver still reads, so the value arrives wrong or does not decode.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a `Payload`: a task's argument and result must be `Serialize + DeserializeOwned + Send + 'static`",
     label = "not a `Payload`",
