@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 
-use concurrent_futures::{Executor, ProcessPoolExecutor};
+use concurrent_futures::ProcessPoolExecutor;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn ident(x: u64) -> u64 {

@@ -35,6 +35,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::hint;
 use std::pin::Pin;
 use std::sync::PoisonError;
@@ -82,6 +83,31 @@ pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 /// let future = executor.submit(|n: u64| n * n, 12);
 /// assert_eq!(future.result(), Ok(144));
 /// assert!(future.done());
+/// ```
+///
+/// # Which future is which: Python's `future_to_url`
+///
+/// [`as_completed`](crate::as_completed) and [`wait`](crate::wait) also take
+/// `(key, future)` pairs and hand each back whole, so a completed future
+/// comes with the input it was for; [`AsFuture`](crate::AsFuture) shows the
+/// port of Python's `future_to_url` example.
+///
+/// A future is also equal only to itself and hashes by its identity, never by
+/// its state or value, so it can key a `HashMap` or `HashSet` as in Python.
+/// Clippy's `mutable_key_type` lint cannot see that the hash ignores the
+/// state, and flags such a map; the pairs need no allowance.
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use std::collections::HashMap;
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// #[allow(clippy::mutable_key_type)] // the hash is the identity, which never changes
+/// let future_to_n: HashMap<_, _> = (1..=3).map(|n| (executor.submit(|n: u32| n * n, n), n)).collect();
+/// for future in as_completed(future_to_n.keys()) {
+///     let n = future_to_n[future];
+///     assert_eq!(future.result(), Ok(n * n));
+/// }
 /// ```
 #[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
 pub struct Future<R> {
@@ -476,8 +502,8 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use concurrent_futures::{Error, ThreadPoolExecutor};
-    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "tugas");
-    /// assert_eq!(future.result(), Ok(5));
+    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "task");
+    /// assert_eq!(future.result(), Ok(4));
     /// assert_eq!(future.result(), Err(Error::ResultTaken));
     /// ```
     pub fn result(&self) -> Result<R, Error> {
@@ -646,6 +672,23 @@ impl<R> std::future::Future for Future<R> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Equal only to itself: two futures are equal when they are the same one.
+impl<R> PartialEq for Future<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl<R> Eq for Future<R> {}
+
+/// Hashes the future's identity, which its state and value never change, so
+/// a future keeps its place in a `HashMap` or `HashSet` while its task runs.
+impl<R> Hash for Future<R> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
     }
 }
 

@@ -133,8 +133,10 @@ extern "C" fn before_main() {
 ///     concurrent_futures::init(); // optional unless you use the MPI executor
 ///     // ... the program, which may use a ProcessPoolExecutor
 /// }
-/// # main();
 /// ```
+// The example is about `main` itself. (A top-level `main();` would silence
+// this lint but make rustdoc warn that the doctest's main is not run.)
+#[allow(clippy::needless_doctest_main)]
 pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.

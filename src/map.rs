@@ -107,7 +107,31 @@ struct Completions {
 ///     .collect::<Result<Vec<_>, _>>();
 /// assert_eq!(squares, Ok(vec![1, 4, 9, 16, 25]));
 /// ```
-#[must_use = "iterators are lazy: map submits nothing until it is iterated"]
+///
+/// # Tasks run for their effects
+///
+/// Unlike Python's, this `map` submits nothing until it is iterated, so a
+/// bare `executor.map(f, xs);` runs no task, and neither does
+/// `let _ = executor.map(f, xs);`. Iterate it, and look at each result:
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static SENT: AtomicU32 = AtomicU32::new(0);
+/// // ORDERING: a count read after every task is done; the map's results
+/// // already order the reads after the writes.
+/// fn send(n: u32) { SENT.fetch_add(n, Ordering::Relaxed); }
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// for result in executor.map(send, [1, 2, 3]) {
+///     result?; // a task's panic is its item's Err
+/// }
+/// assert_eq!(SENT.load(Ordering::Relaxed), 6);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[must_use = "map is lazy and runs no task until iterated, so `let _ =` would run nothing: \
+              iterate it, e.g. `for result in executor.map(..) { result?; }`"]
 pub struct Map<'e, I: Iterator, R> {
     inputs: Fuse<I>,
     submit: SubmitChunk<'e, I::Item, R>,

@@ -11,7 +11,6 @@ mod fixtures;
 mod harness;
 
 use std::io::{BufRead, BufReader, Write};
-use std::panic::catch_unwind;
 use std::process::{Command, Stdio};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
@@ -75,9 +74,15 @@ fn zero_settings_are_invalid_arguments() {
 }
 
 fn new_with_zero_workers_panics_naming_the_setting() {
-    let panic = catch_unwind(|| ProcessPoolExecutor::new(0)).expect_err("new(0) panics");
+    let (panic, location) = harness::expect_panic(|| ProcessPoolExecutor::new(0));
     let message = panic.downcast_ref::<String>().expect("a formatted message");
     assert!(message.contains("max_workers"), "{message}");
+    // #[track_caller]: the panic points at this call, not into the library.
+    let here = format!("{}:{}:", file!(), line!() - 4);
+    assert!(
+        location.as_ref().is_some_and(|l| l.starts_with(&here)),
+        "location {location:?}, expected {here}..."
+    );
 }
 
 /// Runs this binary as the helper for `scenario`, with piped stdin and

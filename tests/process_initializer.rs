@@ -16,7 +16,8 @@ use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, assert_no_children, settle};
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::quiet_expected_panics(); // before init(), so workers have it too
+    concurrent_futures::init(); // in a worker it never returns
     harness::run(harness::cases![
         the_initializer_runs_once_in_each_worker,
         a_panicking_initializer_breaks_the_pool,
@@ -90,7 +91,7 @@ fn the_initializer_runs_once_in_each_worker() {
 }
 
 fn fails_to_start() {
-    panic!("no database today");
+    panic!("{}no database today", harness::EXPECTED);
 }
 
 fn a_panicking_initializer_breaks_the_pool() {

@@ -10,9 +10,11 @@ mod harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{PATIENCE, pid, settle};
+use harness::EXPECTED;
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+    harness::quiet_expected_panics(); // before init(), so workers have it too
+    concurrent_futures::init(); // in a worker it never returns
     harness::run(harness::cases![
         a_panic_fails_only_its_task,
         a_panic_in_a_chunk_fails_only_its_item,
@@ -22,7 +24,7 @@ fn main() {
 const PANIC_LINE: u32 = line!() + 3;
 fn unlucky(n: u32) -> u32 {
     if n.is_multiple_of(13) {
-        panic!("no {n} today");
+        panic!("{EXPECTED}no {n} today");
     }
     n * 2
 }
@@ -31,7 +33,7 @@ fn assert_panicked_here(outcome: Result<u32, Error>, n: u32) {
     let Err(Error::Panicked { message, location }) = outcome else {
         panic!("expected Error::Panicked for {n}, got {outcome:?}");
     };
-    assert_eq!(message, format!("no {n} today"));
+    assert_eq!(message, format!("{EXPECTED}no {n} today"));
     let location = location.expect("the worker reports where the task panicked");
     let expected = format!("{}:{PANIC_LINE}:", file!());
     assert!(

@@ -57,12 +57,12 @@ use spawn::{Process, Recipe};
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
 ///
-/// fn hitung_kuadrat(n: u64) -> (u64, u32) {
+/// fn sum_of_squares(n: u64) -> (u64, u32) {
 ///     ((0..n).map(|i| i * i).sum(), std::process::id())
 /// }
 ///
 /// let executor = ProcessPoolExecutor::new(2);
-/// let results: Vec<_> = executor.map(hitung_kuadrat, [10, 100]).collect::<Result<_, _>>()?;
+/// let results: Vec<_> = executor.map(sum_of_squares, [10, 100]).collect::<Result<_, _>>()?;
 /// assert_eq!(results[0].0, 285);
 /// assert_eq!(results[1].0, 328_350);
 /// // Computed in worker processes, which ran no part of this doctest's main.
@@ -162,11 +162,12 @@ impl RemoteExecutor<ProcessTransport> {
     /// let executor = concurrent_futures::ProcessPoolExecutor::new(2);
     /// assert_eq!(executor.max_workers(), 2);
     /// ```
+    #[track_caller] // the panic names the caller's line
     pub fn new(max_workers: usize) -> Self {
-        Self::builder()
-            .max_workers(max_workers)
-            .build()
-            .unwrap_or_else(|error| panic!("ProcessPoolExecutor::new: {error}"))
+        match Self::builder().max_workers(max_workers).build() {
+            Ok(executor) => executor,
+            Err(error) => panic!("ProcessPoolExecutor::new: {error}"),
+        }
     }
 
     /// A builder for the pool's settings.
@@ -229,6 +230,30 @@ impl RemoteExecutor<ProcessTransport> {
             wait: true,
             cancel_futures: true,
         });
+    }
+}
+
+impl Default for RemoteExecutor<ProcessTransport> {
+    /// A pool with Python's default size: one worker per CPU.
+    ///
+    /// # Panics
+    ///
+    /// If the pool cannot be built; [`ProcessPoolExecutor::builder`] returns
+    /// that [`Error`] instead.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::default(); // ProcessPoolExecutor()
+    ///     assert!(executor.max_workers() >= 1);
+    ///     assert_eq!(executor.submit(|n: u32| n + 1, 41).result(), Ok(42));
+    /// }
+    /// ```
+    #[track_caller]
+    fn default() -> Self {
+        Self::new(ProcessPoolBuilder::default().max_workers)
     }
 }
 

@@ -232,7 +232,10 @@ fn run<T: Task>(
     let mut args = &frame[start..];
     for _ in 0..count {
         let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
-            format!("the task's argument could not be deserialized in the worker: {error}")
+            format!(
+                "the task's argument could not be deserialized in the worker: {}",
+                codec::explain(&error)
+            )
         })?;
         args = rest;
         codec::encode_outcome(panic::catch(|| task.call(arg)), out);

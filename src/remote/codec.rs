@@ -40,6 +40,26 @@ pub(crate) fn append<T: Serialize + 'static>(value: T, out: &mut Vec<u8>) -> pos
     postcard::to_extend(&value, Tail(out)).map(drop)
 }
 
+/// A postcard error as text for [`Error::Serialization`], with the fix when
+/// the cause is a serde feature postcard cannot carry (see `Payload`'s docs).
+pub(crate) fn explain(error: &postcard::Error) -> String {
+    match error {
+        postcard::Error::WontImplement => format!(
+            "{error}: the type deserializes with `deserialize_any`, which needs a self-describing \
+             format, and postcard is not one; `#[serde(untagged)]` and `#[serde(tag = \"...\")]` \
+             enums, `#[serde(flatten)]` and `serde_json::Value` do this. Use an externally tagged \
+             enum (serde's default), write the flattened fields out, or send JSON as a `String`; \
+             the thread pool, which does not serialize, takes such types as they are"
+        ),
+        postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{error}: the type serializes a map or sequence without saying its length first, as \
+             `#[serde(flatten)]` does, and postcard needs the length; write the flattened fields \
+             out, or collect into a `Vec` or map first"
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Appends a length as postcard does: a varint, seven bits a byte.
 pub(crate) fn append_len(mut len: usize, out: &mut Vec<u8>) {
     while len >= 0x80 {
@@ -100,7 +120,7 @@ pub(crate) fn encode_arg<A: Serialize + 'static>(arg: A, out: &mut Vec<u8>) -> R
     let start = out.len();
     let result = match panic::catch(|| append(arg, out)) {
         Ok(Ok(())) => return Ok(()),
-        Ok(Err(error)) => error.to_string(),
+        Ok(Err(error)) => explain(&error),
         Err(panic) => panic.to_string(),
     };
     out.truncate(start);
@@ -134,7 +154,10 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
             out.push(VALUE);
             match panic::catch(|| append(value, out)) {
                 Ok(Ok(())) => return,
-                Ok(Err(error)) => format!("the task's result could not be serialized: {error}"),
+                Ok(Err(error)) => format!(
+                    "the task's result could not be serialized: {}",
+                    explain(&error)
+                ),
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
         }
@@ -160,7 +183,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         bytes: &'a [u8],
         what: &str,
     ) -> Result<(T, &'a [u8]), Error> {
-        take(bytes).map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
+        take(bytes).map_err(|error| match error {
+            // The type, not the bytes: it cannot come out of postcard at all.
+            postcard::Error::WontImplement => Error::Serialization(format!(
+                "{what} could not be deserialized: {}",
+                explain(&error)
+            )),
+            _ => Error::Protocol(format!("{what} did not decode: {error}")),
+        })
     }
     let mut outcomes = Vec::with_capacity(count.min(bytes.len()));
     for _ in 0..count {

@@ -147,13 +147,13 @@ impl<T: Transport> RemoteExecutor<T> {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
-    ///     basis.pow(eksponen)
+    /// fn power(base: u64, exponent: u32) -> u64 {
+    ///     base.pow(exponent)
     /// }
     ///
     /// let executor = ProcessPoolExecutor::new(2);
-    /// let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
-    /// assert_eq!(hasil, [8, 9]);
+    /// let powers: Vec<_> = executor.starmap(power, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
+    /// assert_eq!(powers, [8, 9]);
     /// ```
     pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
     where
@@ -171,12 +171,12 @@ impl<T: Transport> RemoteExecutor<T> {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn kuadrat(n: u64) -> (u64, u64) {
+    /// fn square(n: u64) -> (u64, u64) {
     ///     (n, n * n) // the input travels with its result
     /// }
     ///
     /// let executor = ProcessPoolExecutor::new(2);
-    /// let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    /// let mut pairs: Vec<_> = executor.map_unordered(square, 1..=4).map(Result::unwrap).collect();
     /// pairs.sort();
     /// assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
     /// ```

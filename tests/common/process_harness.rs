@@ -18,6 +18,19 @@
 //! }
 //! ```
 //!
+//! A panic a test provokes on purpose stays off stderr (see
+//! [`quiet_expected_panics`]); any other panic prints as usual. A binary
+//! whose worker processes panic on purpose installs the hook before
+//! `init()`, so that its workers have it too:
+//!
+//! ```ignore
+//! fn main() {
+//!     harness::quiet_expected_panics(); // before init(), so workers have it too
+//!     concurrent_futures::init(); // in a worker it never returns
+//!     harness::run(harness::cases![a_panic_fails_only_its_task]);
+//! }
+//! ```
+//!
 //! Each case runs on its own thread (named after it), one case at a time; a
 //! case passes unless it panics. Output and exit status are libtest's:
 //! `test NAME ... ok|FAILED` lines, a `test result:` line, exit code 101 on
@@ -26,7 +39,10 @@
 //! case still running after [`CASE_TIMEOUT`] fails the run at once rather
 //! than hang it; its worker processes die with the test process.
 
-use std::sync::mpsc;
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Once, mpsc};
 use std::time::{Duration, Instant};
 use std::{env, process, thread};
 
@@ -40,8 +56,62 @@ macro_rules! cases {
 #[allow(unused_imports)] // for binaries that list their cases by hand
 pub(crate) use cases;
 
+/// Starts the message of a panic that a test provokes on purpose, e.g.
+/// `panic!("{EXPECTED}no {n} today")`: [`quiet_expected_panics`] prints
+/// nothing for it.
+#[allow(dead_code)] // for binaries that provoke no panic
+pub const EXPECTED: &str = "expected panic: ";
+
+thread_local! {
+    /// Whether this thread is inside [`expect_panic`].
+    static EXPECTING: Cell<bool> = const { Cell::new(false) };
+    /// Where the panic inside [`expect_panic`] happened.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the panics a test provokes on purpose off stderr: those whose
+/// message starts with [`EXPECTED`], and those inside [`expect_panic`].
+/// Every other panic reaches the hook that was there before, with its
+/// backtrace under `RUST_BACKTRACE=1`. Installed once per process, before
+/// any pool: a pool's own hook then wraps this one and still records where a
+/// task panicked. [`run`] installs it in the test process; a binary whose
+/// workers panic on purpose calls it before `init()` as well.
+pub fn quiet_expected_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if EXPECTING.get() {
+                LOCATION.set(info.location().map(ToString::to_string));
+                return;
+            }
+            let payload = info.payload();
+            let message = (payload.downcast_ref::<String>().map(String::as_str))
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            if !message.is_some_and(|m| m.starts_with(EXPECTED)) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, which must panic, without printing the panic; returns its
+/// payload and where it happened (`file:line:column`).
+#[allow(dead_code)] // for binaries that provoke no panic
+pub fn expect_panic<T>(f: impl FnOnce() -> T) -> (Box<dyn Any + Send>, Option<String>) {
+    quiet_expected_panics();
+    EXPECTING.set(true);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    EXPECTING.set(false);
+    match outcome {
+        Ok(_) => panic!("expect_panic: the closure returned instead of panicking"),
+        Err(payload) => (payload, LOCATION.take()),
+    }
+}
+
 /// Runs the cases selected by the command line, prints a report, and exits.
 pub fn run(cases: &[(&'static str, fn())]) -> ! {
+    quiet_expected_panics();
     let (mut filters, mut skips, mut exact, mut list, mut ignored) =
         (vec![], vec![], false, false, false);
     let mut args = env::args().skip(1);
