@@ -6,9 +6,6 @@
 //!
 //! - `pool_in_test_0` .. `pool_in_test_9`: ten pools, each checking that
 //!   its tasks run in other processes in which no test ever started.
-//! - `a_library_starts_a_pool_inside`: a library crate
-//!   (`tests/fixtures/squares`) builds a pool inside one of its functions;
-//!   nothing here knows, and nothing calls `init()`.
 //! - `a_worker_ignores_sigpipe_as_main_would`: the one setting of std's
 //!   `main` prologue a worker makes itself.
 //! - `ten_pools_in_parallel_print_only_libtests_lines`: runs this binary
@@ -135,15 +132,6 @@ fn ten_pools_in_parallel_print_only_libtests_lines() {
     expected.sort_unstable();
     assert_eq!(lines, expected, "the whole output:\n{stdout}");
     assert_eq!(stderr, "", "nothing on standard error");
-}
-
-#[test]
-fn a_library_starts_a_pool_inside() {
-    TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
-    let results = squares::squares(&[2, 3, 4]).expect("the library's pool works");
-    let (values, workers): (Vec<u64>, Vec<u32>) = results.into_iter().unzip();
-    assert_eq!(values, [4, 9, 16]);
-    assert!(!workers.contains(&std::process::id()), "{workers:?}");
 }
 
 /// In a worker: writes to a pipe whose reading end is closed, and says
