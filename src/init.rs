@@ -119,8 +119,10 @@ extern "C" fn before_main() {
 /// `init()` there is harmless: in your own run it returns at once.
 ///
 /// Code before `init()` in `main` runs only in your own run: no process
-/// pool worker ever reaches `main`. Under `mpiexec` every rank runs it, as
-/// every rank runs `main` up to `init()`.
+/// pool worker ever reaches `main`, so a worker's own set-up (a panic hook,
+/// logging) goes in the pool's
+/// [`initializer`](crate::ProcessPoolBuilder::initializer). Under
+/// `mpiexec` every rank runs it, as every rank runs `main` up to `init()`.
 ///
 /// With the cargo feature `mpi`, `init()` must be the first line of `main`:
 /// an MPI worker rank serves from here and exits the process when its

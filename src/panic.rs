@@ -6,6 +6,8 @@
 //! location in a thread-local while a task runs under [`catch`], and then calls
 //! the hook that was there before (so the usual message still reaches stderr).
 //! A hook the program installs later replaces ours; `location` is then `None`.
+//! A serving process installs ours after the pool's initializer, so a hook
+//! the initializer sets is wrapped, not replacing.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};

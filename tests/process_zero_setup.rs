@@ -157,3 +157,42 @@ fn a_worker_ignores_sigpipe_as_main_would() {
         .result_timeout(PATIENCE);
     assert_eq!(outcome.as_deref(), Ok("BrokenPipe"));
 }
+
+/// The worker's own set-up, run by the pool's initializer: a panic hook
+/// that keeps this file's panics off standard error.
+fn quiet_worker() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.location().is_none_or(|l| l.file() != file!()) {
+            previous(info);
+        }
+    }));
+}
+
+const PANIC_LINE: u32 = line!() + 2;
+fn panics(_: ()) {
+    panic!("on purpose");
+}
+
+/// Nothing of `main` runs in a worker, so its set-up goes in the
+/// initializer; a panic hook set there is wrapped by the pool's, and a
+/// task's panic still says where it happened.
+#[test]
+fn a_hook_set_by_the_initializer_keeps_panic_locations() {
+    TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(quiet_worker)
+        .build()
+        .unwrap();
+    let outcome = executor.submit(panics, ()).result_timeout(PATIENCE);
+    let Err(concurrent_futures::Error::Panicked { message, location }) = outcome else {
+        panic!("expected Panicked, got {outcome:?}");
+    };
+    assert_eq!(message, "on purpose");
+    let location = location.expect("the pool's hook still records the location");
+    assert!(
+        location.starts_with(&format!("{}:{PANIC_LINE}:", file!())),
+        "{location}"
+    );
+}

@@ -276,6 +276,11 @@ impl RemoteBuilder<ProcessTransport> {
     /// If it panics, the pool is broken: tasks fail with
     /// [`Error::BrokenExecutor`], whose reason carries the panic message.
     ///
+    /// It is the place for a worker's own set-up, such as a panic hook or
+    /// logging: a worker serves before `main`, so nothing of `main` runs
+    /// there. A panic hook it sets is wrapped by the pool's, so a task's
+    /// [`Error::Panicked`] still says where it panicked.
+    ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// fn warm_up() {}

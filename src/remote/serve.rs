@@ -28,8 +28,11 @@ pub(crate) trait Endpoint {
 /// Serves the front end at the other end of `endpoint` until it is done;
 /// `fingerprint` is this executable's, as the transport measures it.
 pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<(), String> {
-    panic::install_hook();
     let secret = handshake(endpoint, fingerprint)?;
+    // After the initializer: a panic hook it set (the only code of the
+    // program that runs in a worker before its tasks) is wrapped by ours,
+    // so task panics keep their location.
+    panic::install_hook();
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
