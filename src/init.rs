@@ -26,6 +26,15 @@
 //! here is what a worker uses and what it does without, checked by the
 //! process-pool tests on each platform CI runs.
 //!
+//! - **The loader is done:** on Linux (glibc) the program's constructors run
+//!   from `__libc_start_main`, on Windows from the C runtime's
+//!   `mainCRTStartup`, not under the loader's lock, so tasks may start
+//!   threads and load libraries. (Checked for Windows under Wine: a thread
+//!   spawned and joined, `catch_unwind`, the environment and `print!` all
+//!   work from a `.CRT$XCU` entry of a `windows-gnu` program.) On macOS dyld
+//!   runs it; CI cannot run macOS programs, so a task there that loads a
+//!   library while dyld initialises the program is unchecked.
+//!
 //! - **Initialised before `main`:** the C runtime and the loader are done
 //!   with this executable's libraries (constructors run after those of the
 //!   libraries it links); std's allocator, environment, files, sockets,
