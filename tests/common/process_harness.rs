@@ -109,8 +109,25 @@ pub fn expect_panic<T>(f: impl FnOnce() -> T) -> (Box<dyn Any + Send>, Option<St
     }
 }
 
+/// A named test case, as [`cases!`] lists them.
+pub type Case = (&'static str, fn());
+
+/// The cases of several files in one list, each named `file::case`.
+#[allow(dead_code)] // for binaries of one file
+pub fn by_file(files: &[(&str, &[Case])]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for &(file, file_cases) in files {
+        for &(case, run) in file_cases {
+            // Leaked once per case, for the life of the test binary.
+            let name: &'static str = Box::leak(format!("{file}::{case}").into_boxed_str());
+            cases.push((name, run));
+        }
+    }
+    cases
+}
+
 /// Runs the cases selected by the command line, prints a report, and exits.
-pub fn run(cases: &[(&'static str, fn())]) -> ! {
+pub fn run(cases: &[Case]) -> ! {
     quiet_expected_panics();
     let (mut filters, mut skips, mut exact, mut list, mut ignored) =
         (vec![], vec![], false, false, false);
