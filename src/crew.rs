@@ -163,24 +163,12 @@ impl<J: Job> Crew<J> {
         Ok(())
     }
 
-    /// A seat for the calling crew thread, which counts it idle: the one
-    /// way to take jobs. Each thread takes one, once.
+    /// A seat for the calling crew thread, which counts it idle until the
+    /// seat is dropped (the thread exits, or unwinds), except during its
+    /// turns: the one way to take jobs. Each thread takes one, once.
     pub(crate) fn seat(&self) -> Seat<'_, J> {
         self.mark_idle();
         Seat { crew: self }
-    }
-
-    fn mark_idle(&self) {
-        // ORDERING: `idle` only steers whether submit starts another thread;
-        // a stale value costs a thread or a short wait, never correctness.
-        // A caller who sees a result still sees this count, because
-        // completing the future (a Release) comes after it.
-        self.idle.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn mark_busy(&self) {
-        // ORDERING: as in `mark_idle`.
-        self.idle.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Marks the pool broken: closes the queue and fails every queued job.
@@ -257,6 +245,21 @@ impl<J: Job> Crew<J> {
     }
 }
 
+impl<J> Crew<J> {
+    fn mark_idle(&self) {
+        // ORDERING: `idle` only steers whether submit starts another thread;
+        // a stale value costs a thread or a short wait, never correctness.
+        // A caller who sees a result still sees this count, because
+        // completing the future (a Release) comes after it.
+        self.idle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mark_busy(&self) {
+        // ORDERING: as in `mark_idle`.
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A crew thread's place at the queue; see [`Crew::seat`].
 pub(crate) struct Seat<'c, J> {
     crew: &'c Crew<J>,
@@ -271,6 +274,14 @@ impl<J: Job> Seat<'_, J> {
         let job = self.crew.queue.recv().ok()?;
         self.crew.mark_busy();
         Some((job, Turn { crew: self.crew }))
+    }
+}
+
+impl<J> Drop for Seat<'_, J> {
+    /// The thread leaves the pool: it no longer counts as idle. No turn is
+    /// open (it would borrow the seat), so the count holds this seat's one.
+    fn drop(&mut self) {
+        self.crew.mark_busy();
     }
 }
 
@@ -300,9 +311,10 @@ impl<'s, J> Turn<'s, J> {
 }
 
 impl<J> Drop for Turn<'_, J> {
+    /// Also when the thread unwinds: its seat, dropped next, then takes it
+    /// out of the count.
     fn drop(&mut self) {
-        // ORDERING: as in `Crew::mark_idle`.
-        self.crew.idle.fetch_add(1, Ordering::Relaxed);
+        self.crew.mark_idle();
     }
 }
 
@@ -316,10 +328,16 @@ impl<J> Idle<'_, J> {
     /// may block, or submit work and wait for it, and such work must then
     /// get another thread (up to `max_workers`), not wait for this one.
     pub(crate) fn busy_while(&self, callbacks: impl FnOnce()) {
-        // ORDERING: as in `Crew::mark_idle`.
-        self.crew.idle.fetch_sub(1, Ordering::Relaxed);
+        /// Counts the thread idle again, even if `callbacks` unwinds.
+        struct Back<'c, J>(&'c Crew<J>);
+        impl<J> Drop for Back<'_, J> {
+            fn drop(&mut self) {
+                self.0.mark_idle();
+            }
+        }
+        self.crew.mark_busy();
+        let _back = Back(self.crew);
         callbacks();
-        self.crew.idle.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -351,5 +369,47 @@ impl<J> fmt::Debug for Crew<J> {
                 },
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl Job for Nothing {
+        fn fail(self, _: Error) {}
+    }
+
+    fn idle(crew: &Crew<Nothing>) -> usize {
+        crew.idle.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_seat_counts_its_thread_idle_exactly_when_it_waits() {
+        // No thread of its own (max_workers 0): this test's thread sits.
+        let crew = Arc::new(Crew::new(0, "test".into(), None, Arc::new(|_| ())));
+        crew.enqueue(Nothing);
+        crew.enqueue(Nothing);
+        let mut seat = crew.seat();
+        assert_eq!(idle(&crew), 1, "waiting");
+        let (_, turn) = seat.next_job().expect("queued");
+        assert_eq!(idle(&crew), 0, "on a turn");
+        let after = turn.end();
+        assert_eq!(idle(&crew), 1, "the turn ended");
+        after.busy_while(|| assert_eq!(idle(&crew), 0, "running callbacks"));
+        assert_eq!(idle(&crew), 1, "callbacks done");
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // resume_unwind: an unwind without the panic hook's message.
+            after.busy_while(|| std::panic::resume_unwind(Box::new("a callback that escaped")));
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(idle(&crew), 1, "counted again after the unwind");
+        // A turn dropped (not ended), as on an early return or an unwind.
+        drop(seat.next_job().expect("queued"));
+        assert_eq!(idle(&crew), 1);
+        drop(seat);
+        assert_eq!(idle(&crew), 0, "the thread left");
     }
 }

@@ -43,13 +43,13 @@ const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
 /// How often the ranks of busy spawned pools are checked for life.
 const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 
-/// How long the exit hook waits for the manager to stop the ranks.
+/// How long the exit hook waits for the hub to stop the ranks.
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The manager's channel, or why it could not start.
+/// The hub's channel, or why it could not start.
 static MANAGER: OnceLock<Result<Sender<Command>, String>> = OnceLock::new();
 
-/// The channel to the manager, starting it on first use.
+/// The channel to the hub, starting it on first use.
 pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
     MANAGER
         .get_or_init(|| start(Role::of_this_process()))
@@ -59,7 +59,7 @@ pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
         })
 }
 
-/// Rank 0 of a static world: starts the manager at once, so that it
+/// Rank 0 of a static world: starts the hub at once, so that it
 /// greets the serving ranks now and stops them when the program ends,
 /// even if the program never builds an executor.
 pub(crate) fn start_for_world() {
@@ -72,19 +72,19 @@ fn start(role: Role) -> Result<Sender<Command>, String> {
     let (commands, inbox) = crossbeam_channel::unbounded();
     let (started, outcome) = crossbeam_channel::bounded(1);
     thread::Builder::new()
-        .name("concurrent-futures-mpi-manager".into())
+        .name("concurrent-futures-mpi-hub".into())
         .spawn(move || run(role, &started, &inbox))
-        .map_err(|e| format!("cannot start the MPI manager thread: {e}"))?;
+        .map_err(|e| format!("cannot start the MPI hub thread: {e}"))?;
     outcome
         .recv()
-        .unwrap_or_else(|_| Err("the MPI manager thread died while starting".into()))?;
+        .unwrap_or_else(|_| Err("the MPI hub thread died while starting".into()))?;
     if !ffi::at_exit(finalize_at_exit) {
         eprintln!("concurrent-futures: cannot register the MPI exit hook; MPI is not finalized");
     }
     Ok(commands)
 }
 
-/// Runs at process exit: asks the manager to stop every rank and finalize.
+/// Runs at process exit: asks the hub to stop every rank and finalize.
 extern "C" fn finalize_at_exit() {
     if let Some(Ok(commands)) = MANAGER.get() {
         let (reply, done) = crossbeam_channel::bounded(1);
@@ -94,7 +94,7 @@ extern "C" fn finalize_at_exit() {
     }
 }
 
-/// The body of the manager thread.
+/// The body of the hub thread.
 fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Command>) {
     let Some((universe, _)) = ::mpi::initialize_with_threading(Threading::Funneled) else {
         let _ = started.send(Err(
@@ -116,7 +116,7 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
     let _ = thread::Builder::new()
         .name("concurrent-futures-mpi-callbacks".into())
         .spawn(move || deferred.iter().for_each(|callback| callback()));
-    let mut manager = Manager {
+    let mut hub = Hub {
         universe,
         welcome: Welcome {
             fingerprint,
@@ -130,12 +130,12 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
         callbacks,
     };
     if let Role::World { size, .. } = role {
-        manager.greet_world(size);
+        hub.greet_world(size);
     }
     let _ = started.send(Ok(()));
-    let reply = manager.serve(inbox);
-    manager.finish();
-    drop(manager); // finalizes MPI
+    let reply = hub.serve(inbox);
+    hub.finish();
+    drop(hub); // finalizes MPI
     if let Some(reply) = reply {
         let _ = reply.send(());
     }
@@ -197,7 +197,20 @@ struct Pool {
     broken: Option<String>,
 }
 
-struct Manager {
+impl Pool {
+    /// Fails every queued and running work of the pool with
+    /// [`Error::BrokenExecutor`] for `reason`.
+    fn fail_all(&mut self, reason: &str) {
+        let running = self.busy.drain().map(|(_, work)| work);
+        for work in self.queue.drain(..).chain(running) {
+            work.results.fail(Error::BrokenExecutor {
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}
+
+struct Hub {
     universe: Universe,
     welcome: Welcome,
     world: Vec<WorldRank>,
@@ -208,7 +221,7 @@ struct Manager {
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
 }
 
-impl Manager {
+impl Hub {
     /// Serves commands until `Finalize`, or until every executor handle is
     /// gone; returns the finalize reply, if any.
     fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
@@ -451,15 +464,7 @@ impl Manager {
                  so this executor has no ranks left"
             );
             pool.idle.clear();
-            for work in pool
-                .queue
-                .drain(..)
-                .chain(pool.busy.drain().map(|(_, w)| w))
-            {
-                work.results.fail(Error::BrokenExecutor {
-                    reason: reason.clone(),
-                });
-            }
+            pool.fail_all(&reason);
             pool.broken = Some(reason);
         }
     }
@@ -529,17 +534,9 @@ impl Manager {
     /// At exit: stops every rank. Work still queued fails; the outcomes of
     /// work still running are not waited for.
     fn finish(&mut self) {
-        let reason = "the program is exiting, and MPI with it".to_owned();
+        let reason = "the program is exiting, and MPI with it";
         for (id, mut pool) in std::mem::take(&mut self.pools) {
-            for work in pool
-                .queue
-                .drain(..)
-                .chain(pool.busy.drain().map(|(_, w)| w))
-            {
-                work.results.fail(Error::BrokenExecutor {
-                    reason: reason.clone(),
-                });
-            }
+            pool.fail_all(reason);
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {

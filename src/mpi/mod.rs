@@ -147,7 +147,7 @@ impl Backoff {
 ///
 /// **A rank that dies.** Open MPI 4 (without its fault-tolerance extension)
 /// reacts by aborting the job the rank belongs to. In spawn mode that is
-/// the spawned job: the manager notices (it checks the pids of busy ranks
+/// the spawned job: the hub notices (it checks the pids of busy ranks
 /// on this host every 200 ms), and the executor is broken: its pending
 /// tasks and later submissions fail with [`Error::BrokenExecutor`], as in
 /// mpi4py, and a new executor spawns fresh ranks. In static-world mode the
@@ -312,7 +312,7 @@ impl RemoteExecutor<MpiTransport> {
 pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 
 impl RemoteBuilder<MpiTransport> {
-    /// Builds the pool: starts MPI's manager thread if it is not running,
+    /// Builds the pool: starts MPI's hub thread if it is not running,
     /// then spawns the workers or takes ranks of the static world.
     ///
     /// # Errors

@@ -3,23 +3,18 @@
 //! the worker catches it and serves the next task. Inside a `map` chunk, a
 //! panic fails only its own item.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{PATIENCE, pid, settle};
 use harness::EXPECTED;
 
-fn main() {
-    harness::quiet_expected_panics(); // before init(), so workers have it too
-    concurrent_futures::init(); // in a worker it never returns
-    harness::run(harness::cases![
-        a_panic_fails_only_its_task,
-        a_panic_in_a_chunk_fails_only_its_item,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_panic_fails_only_its_task,
+    a_panic_in_a_chunk_fails_only_its_item,
+];
 
 const PANIC_LINE: u32 = line!() + 3;
 fn unlucky(n: u32) -> u32 {

@@ -2,25 +2,21 @@
 //! (which is replaced), `cancel()` on a queued task means it never runs,
 //! and the builder's per-task `timeout` kills a task that runs too long.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, block_until_released, leave_a_mark, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        cancelling_a_running_task_kills_its_worker,
-        a_cancelled_queued_task_never_runs,
-        a_task_past_its_timeout_is_killed,
-        a_task_running_while_its_worker_starts_can_be_cancelled,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    cancelling_a_running_task_kills_its_worker,
+    a_cancelled_queued_task_never_runs,
+    a_task_past_its_timeout_is_killed,
+    a_task_running_while_its_worker_starts_can_be_cancelled,
+];
 
 fn cancelling_a_running_task_kills_its_worker() {
     let scratch = Scratch::new("cancel-running");

@@ -2,10 +2,8 @@
 //! first task; one that panics breaks the pool with `Error::BrokenExecutor`,
 //! whose reason carries the panic message, for that task and later ones.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -15,15 +13,12 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, assert_no_children, settle};
 
-fn main() {
-    harness::quiet_expected_panics(); // before init(), so workers have it too
-    concurrent_futures::init(); // in a worker it never returns
-    harness::run(harness::cases![
-        the_initializer_runs_once_in_each_worker,
-        a_panicking_initializer_breaks_the_pool,
-        a_worker_that_dies_while_starting_fails_only_its_task,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    the_initializer_runs_once_in_each_worker,
+    a_panicking_initializer_breaks_the_pool,
+    a_worker_that_dies_while_starting_fails_only_its_task,
+];
 
 const COUNTED: &str = "counted-init";
 

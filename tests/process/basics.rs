@@ -3,10 +3,8 @@
 //! order, `starmap` over pairs, and the `Executor` trait, so that switching
 //! from threads to processes is one identifier.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::thread;
 use std::time::Duration;
@@ -14,17 +12,15 @@ use std::time::Duration;
 use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        a_result_comes_back_from_another_process,
-        map_yields_results_in_input_order,
-        results_do_not_depend_on_the_chunk_size,
-        map_unordered_does_not_wait_for_a_held_task,
-        starmap_spreads_pairs_over_two_arguments,
-        generic_executor_code_runs_on_processes,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_result_comes_back_from_another_process,
+    map_yields_results_in_input_order,
+    results_do_not_depend_on_the_chunk_size,
+    map_unordered_does_not_wait_for_a_held_task,
+    starmap_spreads_pairs_over_two_arguments,
+    generic_executor_code_runs_on_processes,
+];
 
 fn describe(n: u64) -> (u64, String) {
     (n * n, format!("tugas {n}"))

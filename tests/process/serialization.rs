@@ -5,25 +5,20 @@
 //! features that postcard cannot carry (untagged enums, flatten) are that
 //! future's `Error::Serialization` too, naming the feature and the fix.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, pid, settle};
 use serde::{Deserialize, Serialize, Serializer};
 
-fn main() {
-    harness::quiet_expected_panics(); // before init(), so workers have it too
-    concurrent_futures::init(); // in a worker it never returns
-    harness::run(harness::cases![
-        a_bad_argument_fails_before_anything_is_sent,
-        a_bad_result_fails_only_its_task,
-        a_bad_item_fails_only_itself_in_a_chunk,
-        serde_features_postcard_cannot_carry_name_the_fix,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_bad_argument_fails_before_anything_is_sent,
+    a_bad_result_fails_only_its_task,
+    a_bad_item_fails_only_itself_in_a_chunk,
+    serde_features_postcard_cannot_carry_name_the_fix,
+];
 
 /// A value that serializes unless `refuse` says otherwise: then its
 /// `Serialize` returns an error, or panics.

@@ -5,10 +5,8 @@
 //! The last two run this same binary again as a helper (see `HELPER`), so
 //! that a memory limit or a replaced executable touches only the helper.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -20,17 +18,21 @@ use fixtures::{Scratch, pid, settle};
 /// scenario's helper instead of the test runner.
 const HELPER: &str = "CONCURRENT_FUTURES_TEST_BAD_INPUT_HELPER";
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    zero_settings_are_invalid_arguments,
+    new_with_zero_workers_panics_naming_the_setting,
+    a_result_larger_than_memory_allows_fails_only_its_task,
+    a_pool_goes_on_after_its_executable_is_replaced_on_disk,
+];
+
+/// In a helper run (started by a case below), runs that helper, which
+/// exits; otherwise returns.
+pub(crate) fn helper_mode() {
     match std::env::var(HELPER).as_deref() {
         Ok("huge_result") => huge_result_helper(),
         Ok("replaced_executable") => replaced_executable_helper(),
-        _ => harness::run(harness::cases![
-            zero_settings_are_invalid_arguments,
-            new_with_zero_workers_panics_naming_the_setting,
-            a_result_larger_than_memory_allows_fails_only_its_task,
-            a_pool_goes_on_after_its_executable_is_replaced_on_disk,
-        ]),
+        _ => {}
     }
 }
 

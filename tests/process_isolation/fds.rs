@@ -1,21 +1,17 @@
 //! A process pool does not leak file descriptors: not over 10,000 tasks,
 //! and not over many worker replacements (retired, crashed or killed).
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{open_fds, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        ten_thousand_tasks_keep_the_fd_count_flat,
-        replacing_workers_keeps_the_fd_count_flat,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    ten_thousand_tasks_keep_the_fd_count_flat,
+    replacing_workers_keeps_the_fd_count_flat,
+];
 
 /// A little slack for descriptors the runtime may open once.
 const SLACK: usize = 3;

@@ -3,10 +3,8 @@
 //! `Error::Protocol`; the pool kills that worker, no longer to be trusted,
 //! and goes on with a new one.
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::io::Write;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -15,13 +13,11 @@ use std::os::unix::net::UnixStream;
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        garbage_on_the_channel_fails_only_its_task,
-        a_garbled_answer_fails_only_its_task,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    garbage_on_the_channel_fails_only_its_task,
+    a_garbled_answer_fails_only_its_task,
+];
 
 /// The worker's channel to the pool: its only socket above stderr.
 fn channel() -> UnixStream {
