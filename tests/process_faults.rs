@@ -37,7 +37,6 @@ const PACE: Duration = Duration::from_millis(15);
 const STOPPED_FOR: Duration = Duration::from_millis(5);
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         println!("process_faults: test");

@@ -70,7 +70,6 @@ const RACE_EVERY_THREADS: u64 = 2;
 const RACE_EVERY_PROCESSES: u64 = 10;
 
 fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
     QUIET.call_once(quiet_expected_panics);
     let mut args = std::env::args().skip(1);
     let (mut ignored, mut list, mut exact, mut filters) = (false, false, false, Vec::new());

@@ -1,15 +1,20 @@
 //! What the process-pool tests share: scratch directories that tasks and
 //! tests synchronise through, bounded waits, a look at our child processes
-//! and open descriptors in /proc, and a few tasks.
+//! and open descriptors in /proc, a few tasks, one test at a time
+//! ([`alone`]), and panics on purpose kept quiet.
 //!
 //! Nothing here sleeps and hopes: every wait polls for a condition and fails
 //! clearly when [`PATIENCE`] runs out.
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::fs;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -216,4 +221,68 @@ pub fn leave_a_mark(dir: String) -> u32 {
     let me = std::process::id();
     write_atomically(&Path::new(&dir).join(format!("ran-{me}")), "");
     me
+}
+
+// ---- One test at a time, and panics on purpose ---------------------------
+
+/// Held by every process test while it runs. libtest runs a binary's tests
+/// side by side, and these count this process's children and descriptors,
+/// which another test's pool would change.
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    // A test that failed holding it poisons it; the next one still runs.
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the message of a panic that a test provokes on purpose, e.g.
+/// `panic!("{EXPECTED}no {n} today")`: [`quiet_expected_panics`] prints
+/// nothing for it.
+pub const EXPECTED: &str = "expected panic: ";
+
+thread_local! {
+    /// Whether this thread is inside [`expect_panic`].
+    static EXPECTING: Cell<bool> = const { Cell::new(false) };
+    /// Where the panic inside [`expect_panic`] happened.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Keeps the panics a test provokes on purpose off stderr: those whose
+/// message starts with [`EXPECTED`], and those inside [`expect_panic`].
+/// Every other panic reaches the hook that was there before, with its
+/// backtrace under `RUST_BACKTRACE=1`. Installed once per process. Nothing
+/// of a test's `main` runs in a worker, so there the pool's initializer
+/// installs it (`.initializer(quiet_expected_panics)`), and the pool's own
+/// hook, installed after, wraps it and still records where a task
+/// panicked. Code that installs it as it panics is quiet too, but the
+/// pool's hook, then inside it, records no location.
+pub fn quiet_expected_panics() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if EXPECTING.get() {
+                LOCATION.set(info.location().map(ToString::to_string));
+                return;
+            }
+            let payload = info.payload();
+            let message = (payload.downcast_ref::<String>().map(String::as_str))
+                .or_else(|| payload.downcast_ref::<&str>().copied());
+            if !message.is_some_and(|m| m.starts_with(EXPECTED)) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, which must panic, without printing the panic; returns its
+/// payload and where it happened (`file:line:column`).
+pub fn expect_panic<T>(f: impl FnOnce() -> T) -> (Box<dyn Any + Send>, Option<String>) {
+    quiet_expected_panics();
+    EXPECTING.set(true);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    EXPECTING.set(false);
+    match outcome {
+        Ok(_) => panic!("expect_panic: the closure returned instead of panicking"),
+        Err(payload) => (payload, LOCATION.take()),
+    }
 }

@@ -1,33 +1,18 @@
-//! Running the tests of programs that use a `ProcessPoolExecutor`.
-//!
-//! Why it exists: a process pool's workers are fresh runs of the same
-//! executable, and a run turns into a worker inside
-//! `concurrent_futures::init()`, which must be the first line of `main`.
-//! libtest's generated `main` cannot call it, so tests that start a process
-//! pool go in a test target with `harness = false` in Cargo.toml, whose own
-//! `main` calls `init()` and then this runner:
+//! Running the cases of the process-test binaries that need a `main` of
+//! their own: `process_isolation`, which starts itself again as a helper
+//! or a probe chosen in `main`, and `mpi`, whose ranks serve from
+//! `concurrent_futures::init()`. Every other process test is a plain
+//! `#[test]` under libtest: a process pool's workers serve before `main`.
 //!
 //! ```ignore
+//! #[path = "common/process_fixtures.rs"]
+//! mod fixtures;
 //! #[path = "common/process_harness.rs"]
 //! mod harness;
 //!
 //! fn main() {
-//!     concurrent_futures::init(); // first line: in a worker it never returns
-//!     harness::run(&[("squares_in_another_process", squares_in_another_process)]);
-//!     // or, naming each case once: harness::run(harness::cases![squares_in_another_process]);
-//! }
-//! ```
-//!
-//! A panic a test provokes on purpose stays off stderr (see
-//! [`quiet_expected_panics`]); any other panic prints as usual. A binary
-//! whose worker processes panic on purpose installs the hook before
-//! `init()`, so that its workers have it too:
-//!
-//! ```ignore
-//! fn main() {
-//!     harness::quiet_expected_panics(); // before init(), so workers have it too
-//!     concurrent_futures::init(); // in a worker it never returns
-//!     harness::run(harness::cases![a_panic_fails_only_its_task]);
+//!     parent_death::helper_mode(); // a helper run does its part and exits
+//!     harness::run(harness::cases![workers_die_with_a_killed_parent]);
 //! }
 //! ```
 //!
@@ -36,12 +21,10 @@
 //! output, exit status and flags are libtest's (`cargo test NAME` filters
 //! by substring, `--exact` by whole name, `--list` lists). A case still
 //! running after [`CASE_TIMEOUT`] fails the run at once rather than hang
-//! it; its worker processes die with the test process.
+//! it; its worker processes die with the test process. Panics a test
+//! provokes on purpose stay off stderr (`fixtures::quiet_expected_panics`).
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Once, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 use std::{process, thread};
 
@@ -56,59 +39,6 @@ macro_rules! cases {
 }
 #[allow(unused_imports)] // for binaries that list their cases by hand
 pub(crate) use cases;
-
-/// Starts the message of a panic that a test provokes on purpose, e.g.
-/// `panic!("{EXPECTED}no {n} today")`: [`quiet_expected_panics`] prints
-/// nothing for it.
-#[allow(dead_code)] // for binaries that provoke no panic
-pub const EXPECTED: &str = "expected panic: ";
-
-thread_local! {
-    /// Whether this thread is inside [`expect_panic`].
-    static EXPECTING: Cell<bool> = const { Cell::new(false) };
-    /// Where the panic inside [`expect_panic`] happened.
-    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Keeps the panics a test provokes on purpose off stderr: those whose
-/// message starts with [`EXPECTED`], and those inside [`expect_panic`].
-/// Every other panic reaches the hook that was there before, with its
-/// backtrace under `RUST_BACKTRACE=1`. Installed once per process, before
-/// any pool: a pool's own hook then wraps this one and still records where a
-/// task panicked. [`run`] installs it in the test process; a binary whose
-/// workers panic on purpose calls it before `init()` as well.
-pub fn quiet_expected_panics() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if EXPECTING.get() {
-                LOCATION.set(info.location().map(ToString::to_string));
-                return;
-            }
-            let payload = info.payload();
-            let message = (payload.downcast_ref::<String>().map(String::as_str))
-                .or_else(|| payload.downcast_ref::<&str>().copied());
-            if !message.is_some_and(|m| m.starts_with(EXPECTED)) {
-                previous(info);
-            }
-        }));
-    });
-}
-
-/// Runs `f`, which must panic, without printing the panic; returns its
-/// payload and where it happened (`file:line:column`).
-#[allow(dead_code)] // for binaries that provoke no panic
-pub fn expect_panic<T>(f: impl FnOnce() -> T) -> (Box<dyn Any + Send>, Option<String>) {
-    quiet_expected_panics();
-    EXPECTING.set(true);
-    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
-    EXPECTING.set(false);
-    match outcome {
-        Ok(_) => panic!("expect_panic: the closure returned instead of panicking"),
-        Err(payload) => (payload, LOCATION.take()),
-    }
-}
 
 /// A named test case, as [`cases!`] lists them.
 pub type Case = (&'static str, fn());
@@ -131,7 +61,7 @@ pub fn by_file(files: &[(&str, &[Case])]) -> Vec<Case> {
 /// with libtest's report and status (through `libtest-mimic`, which reads
 /// libtest's flags: filters, `--exact`, `--skip`, `--list`...).
 pub fn run(cases: &[Case]) -> ! {
-    quiet_expected_panics();
+    crate::fixtures::quiet_expected_panics();
     let mut args = Arguments::from_args();
     // One at a time: the cases share this process, whose children,
     // descriptors and sockets some of them count.

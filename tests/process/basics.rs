@@ -4,7 +4,6 @@
 //! from threads to processes is one identifier.
 
 use crate::fixtures;
-use crate::harness;
 
 use std::thread;
 use std::time::Duration;
@@ -12,21 +11,13 @@ use std::time::Duration;
 use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    a_result_comes_back_from_another_process,
-    map_yields_results_in_input_order,
-    results_do_not_depend_on_the_chunk_size,
-    map_unordered_does_not_wait_for_a_held_task,
-    starmap_spreads_pairs_over_two_arguments,
-    generic_executor_code_runs_on_processes,
-];
-
 fn describe(n: u64) -> (u64, String) {
     (n * n, format!("tugas {n}"))
 }
 
+#[test]
 fn a_result_comes_back_from_another_process() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
     assert_eq!(
         settle(&executor.submit(describe, 12)),
@@ -46,7 +37,9 @@ fn later_is_faster(n: u64) -> u64 {
     n
 }
 
+#[test]
 fn map_yields_results_in_input_order() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(4);
     let results: Vec<_> = executor
         .map(later_is_faster, 0..8)
@@ -55,7 +48,9 @@ fn map_yields_results_in_input_order() {
     assert_eq!(results, (0..8).map(Ok).collect::<Vec<_>>());
 }
 
+#[test]
 fn results_do_not_depend_on_the_chunk_size() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
     let expected: Vec<_> = (0..2000).map(|n| Ok(describe(n))).collect();
     for chunksize in [1, 7, 1000] {
@@ -79,7 +74,9 @@ fn first_waits((dir, n): (String, u32)) -> u32 {
     n
 }
 
+#[test]
 fn map_unordered_does_not_wait_for_a_held_task() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::new("unordered");
     let executor = ProcessPoolExecutor::new(2);
     let inputs = (0..6).map(|n| (scratch.arg(), n));
@@ -98,7 +95,9 @@ fn harga(barang: String, jumlah: u32) -> (String, u32) {
     (format!("{jumlah} {barang}"), jumlah * 2500)
 }
 
+#[test]
 fn starmap_spreads_pairs_over_two_arguments() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
     let orders = || (1..=50).map(|n| (format!("kopi-{n}"), n));
     let expected: Vec<_> = orders().map(|(b, j)| Ok(harga(b, j))).collect();
@@ -136,7 +135,9 @@ fn run_all(executor: &impl Executor) -> Vec<(String, u32)> {
     [results, vec![last], unordered, spread].concat()
 }
 
+#[test]
 fn generic_executor_code_runs_on_processes() {
+    let _alone = fixtures::alone();
     let on_threads = run_all(&ThreadPoolExecutor::new(2));
     let on_processes = run_all(&ProcessPoolExecutor::new(2));
     let lines = |results: &[(String, u32)]| results.iter().map(|r| r.0.clone()).collect::<Vec<_>>();

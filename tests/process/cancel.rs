@@ -3,22 +3,15 @@
 //! and the builder's per-task `timeout` kills a task that runs too long.
 
 use crate::fixtures;
-use crate::harness;
 
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, block_until_released, leave_a_mark, pid, settle};
 
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    cancelling_a_running_task_kills_its_worker,
-    a_cancelled_queued_task_never_runs,
-    a_task_past_its_timeout_is_killed,
-    a_task_running_while_its_worker_starts_can_be_cancelled,
-];
-
+#[test]
 fn cancelling_a_running_task_kills_its_worker() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::new("cancel-running");
     let executor = ProcessPoolExecutor::new(1);
     let running = executor.submit(block_until_released, scratch.arg());
@@ -41,7 +34,9 @@ fn cancelling_a_running_task_kills_its_worker() {
     );
 }
 
+#[test]
 fn a_cancelled_queued_task_never_runs() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::new("cancel-queued");
     let executor = ProcessPoolExecutor::new(1);
     let running = executor.submit(block_until_released, scratch.arg());
@@ -65,7 +60,9 @@ fn sleeps(millis: u64) -> u32 {
     std::process::id()
 }
 
+#[test]
 fn a_task_past_its_timeout_is_killed() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::builder()
         .max_workers(1)
         .timeout(Duration::from_millis(200))
@@ -101,7 +98,9 @@ fn wait_for_release_start() {
 /// manager takes it, which may be before its worker process has started.
 /// `cancel()` then said `false` (there was nothing to kill yet) and the task
 /// ran to the end anyway.
+#[test]
 fn a_task_running_while_its_worker_starts_can_be_cancelled() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::for_workers("cancel-starting");
     let executor = ProcessPoolExecutor::builder()
         .max_workers(1)

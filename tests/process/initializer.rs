@@ -3,7 +3,6 @@
 //! whose reason carries the panic message, for that task and later ones.
 
 use crate::fixtures;
-use crate::harness;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -12,13 +11,6 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, assert_no_children, settle};
-
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    the_initializer_runs_once_in_each_worker,
-    a_panicking_initializer_breaks_the_pool,
-    a_worker_that_dies_while_starting_fails_only_its_task,
-];
 
 const COUNTED: &str = "counted-init";
 
@@ -57,7 +49,9 @@ fn checks_init((dir, meet_another): (String, bool)) -> (u32, bool) {
     (me, initialized)
 }
 
+#[test]
 fn the_initializer_runs_once_in_each_worker() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::for_workers(COUNTED);
     let executor = ProcessPoolExecutor::builder()
         .max_workers(2)
@@ -86,10 +80,13 @@ fn the_initializer_runs_once_in_each_worker() {
 }
 
 fn fails_to_start() {
-    panic!("{}no database today", harness::EXPECTED);
+    fixtures::quiet_expected_panics();
+    panic!("{}no database today", fixtures::EXPECTED);
 }
 
+#[test]
 fn a_panicking_initializer_breaks_the_pool() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::builder()
         .max_workers(2)
         .initializer(fails_to_start)
@@ -133,7 +130,9 @@ fn die_in_the_first_worker() {
     }
 }
 
+#[test]
 fn a_worker_that_dies_while_starting_fails_only_its_task() {
+    let _alone = fixtures::alone();
     let _scratch = Scratch::for_workers(DIES_ONCE);
     let executor = ProcessPoolExecutor::builder()
         .max_workers(1)

@@ -1,18 +1,13 @@
-//! The process pool's behaviour, one file per area, in one test binary:
-//! results and `map` (`basics`), panics, serialization, bad input, the
-//! initializer, `max_tasks_per_child`, cancel and the per-task timeout,
-//! shutdown.
-//!
-//! `harness = false` (see Cargo.toml): workers are fresh runs of this
-//! binary, so `main` calls `concurrent_futures::init()` first, then runs
-//! the cases one at a time (see `common/process_harness.rs`), each named
+//! The process pool's behaviour, one file per area, in one test binary
+//! under libtest's own harness: results and `map` (`basics`), panics,
+//! serialization, bad input, the initializer, `max_tasks_per_child`,
+//! cancel and the per-task timeout, shutdown. Plain `#[test]`s, named
 //! `file::case`, so that `cargo test --test process shutdown::` selects a
-//! file.
+//! file: the pools' workers are runs of this binary that serve before
+//! libtest's `main`. Each test holds `fixtures::alone()`.
 
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
-#[path = "../common/process_harness.rs"]
-mod harness;
 
 mod bad_input;
 mod basics;
@@ -22,19 +17,3 @@ mod max_tasks_per_child;
 mod panics;
 mod serialization;
 mod shutdown;
-
-fn main() {
-    harness::quiet_expected_panics(); // before init(), so workers have it too
-    concurrent_futures::init(); // in a worker it never returns
-    bad_input::helper_mode();
-    harness::run(&harness::by_file(&[
-        ("bad_input", bad_input::CASES),
-        ("basics", basics::CASES),
-        ("cancel", cancel::CASES),
-        ("initializer", initializer::CASES),
-        ("max_tasks_per_child", max_tasks_per_child::CASES),
-        ("panics", panics::CASES),
-        ("serialization", serialization::CASES),
-        ("shutdown", shutdown::CASES),
-    ]));
-}

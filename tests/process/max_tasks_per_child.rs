@@ -2,17 +2,9 @@
 //! calls (a task, or a `map` chunk), counting from each worker's start.
 
 use crate::fixtures;
-use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{PATIENCE, pid, settle};
-
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    a_worker_is_replaced_after_two_tasks,
-    a_map_chunk_counts_as_one_call,
-    each_new_worker_gets_its_full_allowance,
-];
 
 fn one_worker_of_two_tasks() -> ProcessPoolExecutor {
     ProcessPoolExecutor::builder()
@@ -22,7 +14,9 @@ fn one_worker_of_two_tasks() -> ProcessPoolExecutor {
         .unwrap()
 }
 
+#[test]
 fn a_worker_is_replaced_after_two_tasks() {
+    let _alone = fixtures::alone();
     let executor = one_worker_of_two_tasks();
     let pids: Vec<u32> = (0..6)
         .map(|_| settle(&executor.submit(pid, ())).unwrap())
@@ -40,7 +34,9 @@ fn pid_of(_: u32) -> u32 {
     std::process::id()
 }
 
+#[test]
 fn a_map_chunk_counts_as_one_call() {
+    let _alone = fixtures::alone();
     let executor = one_worker_of_two_tasks();
     let pids: Vec<u32> = executor
         .map(pid_of, 0..12)
@@ -58,7 +54,9 @@ fn exits(_: ()) -> u32 {
     std::process::exit(3)
 }
 
+#[test]
 fn each_new_worker_gets_its_full_allowance() {
+    let _alone = fixtures::alone();
     let executor = one_worker_of_two_tasks();
     let crashed = settle(&executor.submit(exits, ()));
     assert_eq!(

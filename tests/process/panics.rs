@@ -4,17 +4,19 @@
 //! panic fails only its own item.
 
 use crate::fixtures;
-use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
+use fixtures::EXPECTED;
 use fixtures::{PATIENCE, pid, settle};
-use harness::EXPECTED;
 
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    a_panic_fails_only_its_task,
-    a_panic_in_a_chunk_fails_only_its_item,
-];
+/// A pool whose workers keep the panics these tests cause off stderr.
+fn quiet_pool(max_workers: usize) -> ProcessPoolExecutor {
+    ProcessPoolExecutor::builder()
+        .max_workers(max_workers)
+        .initializer(fixtures::quiet_expected_panics)
+        .build()
+        .unwrap()
+}
 
 const PANIC_LINE: u32 = line!() + 3;
 fn unlucky(n: u32) -> u32 {
@@ -37,8 +39,10 @@ fn assert_panicked_here(outcome: Result<u32, Error>, n: u32) {
     );
 }
 
+#[test]
 fn a_panic_fails_only_its_task() {
-    let executor = ProcessPoolExecutor::new(1);
+    let _alone = fixtures::alone();
+    let executor = quiet_pool(1);
     let worker = settle(&executor.submit(pid, ())).unwrap();
     let before = executor.submit(unlucky, 1);
     let panicked = executor.submit(unlucky, 26);
@@ -53,8 +57,10 @@ fn a_panic_fails_only_its_task() {
     );
 }
 
+#[test]
 fn a_panic_in_a_chunk_fails_only_its_item() {
-    let executor = ProcessPoolExecutor::new(2);
+    let _alone = fixtures::alone();
+    let executor = quiet_pool(2);
     for chunksize in [1, 8, 100] {
         let results: Vec<_> = executor
             .map(unlucky, 1..=40)

@@ -6,19 +6,10 @@
 //! future's `Error::Serialization` too, naming the feature and the fix.
 
 use crate::fixtures;
-use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, pid, settle};
 use serde::{Deserialize, Serialize, Serializer};
-
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    a_bad_argument_fails_before_anything_is_sent,
-    a_bad_result_fails_only_its_task,
-    a_bad_item_fails_only_itself_in_a_chunk,
-    serde_features_postcard_cannot_carry_name_the_fix,
-];
 
 /// A value that serializes unless `refuse` says otherwise: then its
 /// `Serialize` returns an error, or panics.
@@ -41,7 +32,10 @@ impl Serialize for Touchy {
         match self.refuse {
             Refuse::No => (self.n, &self.dir, self.refuse).serialize(serializer),
             Refuse::WithAnError => Err(serde::ser::Error::custom("Touchy refuses")),
-            Refuse::WithAPanic => panic!("{}Touchy panics", harness::EXPECTED),
+            Refuse::WithAPanic => {
+                fixtures::quiet_expected_panics();
+                panic!("{}Touchy panics", fixtures::EXPECTED)
+            }
         }
     }
 }
@@ -52,7 +46,9 @@ fn touch(arg: Touchy) -> Touchy {
     arg
 }
 
+#[test]
 fn a_bad_argument_fails_before_anything_is_sent() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::new("bad-argument");
     let executor = ProcessPoolExecutor::new(1);
     for refuse in [Refuse::WithAnError, Refuse::WithAPanic] {
@@ -87,7 +83,9 @@ fn gives_back(refuse: Refuse) -> Touchy {
     }
 }
 
+#[test]
 fn a_bad_result_fails_only_its_task() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(1);
     let worker = settle(&executor.submit(pid, ())).unwrap();
     for refuse in [Refuse::WithAnError, Refuse::WithAPanic] {
@@ -122,7 +120,9 @@ fn value(arg: Touchy) -> u32 {
     arg.n
 }
 
+#[test]
 fn a_bad_item_fails_only_itself_in_a_chunk() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
     for chunksize in [1, 4, 100] {
         // Item 5's argument refuses to serialize.
@@ -202,7 +202,9 @@ fn flattened_id(value: Flattened) -> u32 {
     value.id
 }
 
+#[test]
 fn serde_features_postcard_cannot_carry_name_the_fix() {
+    let _alone = fixtures::alone();
     let names_the_fix = |result: Result<u32, Error>, feature: &str, fix: &str| match result {
         Err(Error::Serialization(message)) => assert!(
             message.contains(feature) && message.contains(fix),

@@ -5,7 +5,6 @@
 //! process is left, not even a zombie.
 
 use crate::fixtures;
-use crate::harness;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,23 +12,15 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, ProcessPoolExecutor, Shutdown};
 use fixtures::{Scratch, assert_no_children, block_until_released, leave_a_mark, settle};
 
-/// The cases of this file, run by `main.rs`.
-pub(crate) const CASES: &[harness::Case] = harness::cases![
-    shutdown_finishes_the_queued_work,
-    dropping_the_pool_finishes_the_queued_work,
-    cancel_futures_cancels_what_has_not_started,
-    terminate_workers_stops_everything_now,
-    kill_workers_stops_everything_now,
-    kill_workers_stops_a_worker_that_is_still_starting,
-];
-
 /// Takes a little while, so that work is still queued at shutdown.
 fn slowly(n: u32) -> u32 {
     thread::sleep(Duration::from_millis(20));
     n
 }
 
+#[test]
 fn shutdown_finishes_the_queued_work() {
+    let _alone = fixtures::alone();
     assert_no_children();
     let executor = ProcessPoolExecutor::new(1);
     let futures: Vec<_> = (0..5).map(|n| executor.submit(slowly, n)).collect();
@@ -42,7 +33,9 @@ fn shutdown_finishes_the_queued_work() {
     assert_no_children();
 }
 
+#[test]
 fn dropping_the_pool_finishes_the_queued_work() {
+    let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
     let futures: Vec<_> = (0..6).map(|n| executor.submit(slowly, n)).collect();
     drop(executor);
@@ -52,7 +45,9 @@ fn dropping_the_pool_finishes_the_queued_work() {
     assert_no_children();
 }
 
+#[test]
 fn cancel_futures_cancels_what_has_not_started() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::new("cancel-futures");
     let executor = ProcessPoolExecutor::new(1);
     let running = executor.submit(block_until_released, scratch.arg());
@@ -112,11 +107,15 @@ fn stops_everything_now(stop: fn(&ProcessPoolExecutor), signal: i32) {
     );
 }
 
+#[test]
 fn terminate_workers_stops_everything_now() {
+    let _alone = fixtures::alone();
     stops_everything_now(ProcessPoolExecutor::terminate_workers, libc::SIGTERM);
 }
 
+#[test]
 fn kill_workers_stops_everything_now() {
+    let _alone = fixtures::alone();
     stops_everything_now(ProcessPoolExecutor::kill_workers, libc::SIGKILL);
 }
 
@@ -133,7 +132,9 @@ fn slow_start() {
     }
 }
 
+#[test]
 fn kill_workers_stops_a_worker_that_is_still_starting() {
+    let _alone = fixtures::alone();
     let scratch = Scratch::for_workers(SLOW_START);
     let executor = ProcessPoolExecutor::builder()
         .max_workers(1)

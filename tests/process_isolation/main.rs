@@ -2,13 +2,15 @@
 //! death fails only its task (`worker_death`), workers die with a killed
 //! parent (`parent_death`), garbage on the channel is refused
 //! (`corrupt_channel`), a stranger cannot become or feed a worker
-//! (`security`), and descriptors stay flat (`fds`).
+//! (`security`), descriptors stay flat (`fds`), and the limits only a
+//! helper run can reach (`limits`).
 //!
-//! `harness = false` (see Cargo.toml): workers are fresh runs of this
-//! binary, so `main` calls `concurrent_futures::init()` first, then runs
-//! the cases one at a time (see `common/process_harness.rs`), each named
-//! `file::case`. Some cases start this binary again as a helper or a
-//! probe; those runs take their turn right after `init()`.
+//! `harness = false` (see Cargo.toml): some cases start this binary again
+//! as a helper (a parent to be killed, a process under a memory cap, a copy
+//! to be replaced on disk) or a probe, and those runs take their turn as
+//! `main` starts. The cases run one at a time (see
+//! `common/process_harness.rs`), each named `file::case`. Workers need
+//! nothing here: they serve before `main`.
 
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
@@ -17,18 +19,19 @@ mod harness;
 
 mod corrupt_channel;
 mod fds;
+mod limits;
 mod parent_death;
 mod security;
 mod worker_death;
 
 fn main() {
-    harness::quiet_expected_panics(); // before init(), so workers have it too
-    concurrent_futures::init(); // in a worker it never returns
     security::probe_mode();
     parent_death::helper_mode();
+    limits::helper_mode();
     harness::run(&harness::by_file(&[
         ("corrupt_channel", corrupt_channel::CASES),
         ("fds", fds::CASES),
+        ("limits", limits::CASES),
         ("parent_death", parent_death::CASES),
         ("security", security::CASES),
         ("worker_death", worker_death::CASES),

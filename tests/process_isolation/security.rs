@@ -21,10 +21,10 @@ use fixtures::{pid, settle};
 /// The marker a pool sets on its workers (`src/process/child.rs`).
 const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
 
-/// Printed by a run that `init()` let through as an ordinary program.
+/// Printed by a run that reached `main` as an ordinary program.
 const ORDINARY: &str = "an ordinary run";
 
-/// Set, this makes a run print `ORDINARY` and exit right after `init()`.
+/// Set, this makes a run print `ORDINARY` and exit as `main` starts.
 const PROBE: &str = "CONCURRENT_FUTURES_TEST_SECURITY_PROBE";
 
 /// The cases of this file, run by `main.rs`.
@@ -36,8 +36,8 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     no_socket_listens,
 ];
 
-/// In a probe run (started by a case below) that `init()` let through as
-/// an ordinary program, says so and exits; otherwise returns.
+/// In a probe run (started by a case below) that reached `main` as an
+/// ordinary program, says so and exits; otherwise returns.
 pub(crate) fn probe_mode() {
     if std::env::var_os(PROBE).is_some() {
         println!("{ORDINARY}");
