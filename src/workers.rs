@@ -307,3 +307,44 @@ impl<J> fmt::Debug for Workers<J> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A job that panics its worker thread (outside any task's catch) or
+    /// reports that it ran.
+    enum Test {
+        Panic,
+        Report(mpsc::Sender<()>),
+    }
+
+    impl Job for Test {
+        fn fail(self, _: Error) {}
+    }
+
+    #[test]
+    fn a_worker_thread_that_panics_is_replaced() {
+        let body: Body<Test> = Arc::new(|workers: &Arc<Workers<Test>>| {
+            workers.mark_idle();
+            while let Some(job) = workers.next_job() {
+                match job {
+                    Test::Panic => panic!("a bug outside every catch"),
+                    Test::Report(done) => drop(done.send(())),
+                }
+                workers.mark_idle();
+            }
+        });
+        let workers = Arc::new(Workers::new(1, "test".into(), None, body));
+        workers.enqueue(Test::Panic);
+        let (done, ran) = mpsc::channel();
+        workers.enqueue(Test::Report(done));
+        // Before, the dead thread still counted toward max_workers: the
+        // second job waited forever.
+        ran.recv_timeout(Duration::from_secs(10))
+            .expect("a replacement thread ran the next job");
+        workers.shutdown(Shutdown::default());
+    }
+}
