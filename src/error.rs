@@ -99,10 +99,13 @@ pub enum Error {
 
     /// A worker could not be started for this task; the reason says why.
     ///
-    /// Either the operating system refused (out of threads, processes or
-    /// memory: try a smaller `max_workers`, or retry later), or a new worker
-    /// process died or stalled before it was ready. Only this task fails;
-    /// the pool tries again for the next one.
+    /// Either the operating system refused (out of threads, processes,
+    /// descriptors or memory: try a smaller `max_workers`, or retry later),
+    /// or a new worker process died or stalled before it was ready. While
+    /// another worker of the process pool lives, a task that cannot get a
+    /// new one waits for it instead; only when none lives does the task
+    /// fail with this. Only this task fails; the pool tries again for the
+    /// next one.
     #[error("could not start a worker for this task: {reason}")]
     SpawnFailed {
         /// What went wrong, in words.
