@@ -211,7 +211,9 @@
 //! - `process/child.rs` and `process/spawn.rs`: the system calls std has
 //!   no safe form of (`prctl` so a child dies with its pool, `dup2` to take
 //!   the channel off standard input, `SO_PEERCRED` to check who is on the
-//!   other end, and `kill` for a signal other than SIGKILL).
+//!   other end, `kill` for a signal other than SIGKILL and for a child's
+//!   whole process group, and `waitid(WNOWAIT)` to see a child exit while
+//!   its pid, and so its group's id, is still reserved).
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,

@@ -73,6 +73,8 @@ fn start(role: Role) -> Result<Sender<Command>, String> {
     let (started, outcome) = crossbeam_channel::bounded(1);
     thread::Builder::new()
         .name("concurrent-futures-mpi-hub".into())
+        // It decodes results: user code, as deep as the depth bound.
+        .stack_size(crate::remote::decode::STACK_SIZE)
         .spawn(move || run(role, &started, &inbox))
         .map_err(|e| format!("cannot start the MPI hub thread: {e}"))?;
     outcome

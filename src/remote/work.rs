@@ -104,7 +104,7 @@ impl<R: Payload> Chunk<R> {
         let len = inputs.len();
         let (mut args, mut refused) = (Vec::new(), Vec::new());
         for (index, arg) in inputs.drain(..).enumerate() {
-            if let Err(error) = codec::encode_arg(arg, &mut args) {
+            if let Err(error) = codec::encode_arg(&arg, &mut args) {
                 refused.push((index, error));
             }
         }

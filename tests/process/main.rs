@@ -1,5 +1,6 @@
 //! The process pool's behaviour, one file per area, in one test binary:
-//! results and `map` (`basics`), panics, serialization, bad input, the
+//! results and `map` (`basics`), panics, serialization, bad input, what a
+//! task returns, raises or leaves behind (`adversarial`), the
 //! initializer, `max_tasks_per_child`, cancel and the per-task timeout,
 //! shutdown.
 //!
@@ -14,6 +15,7 @@ mod fixtures;
 #[path = "../common/process_harness.rs"]
 mod harness;
 
+mod adversarial;
 mod bad_input;
 mod basics;
 mod cancel;
@@ -26,8 +28,10 @@ mod shutdown;
 fn main() {
     harness::quiet_expected_panics(); // before init(), so workers have it too
     concurrent_futures::init(); // in a worker it never returns
+    adversarial::helper_mode();
     bad_input::helper_mode();
     harness::run(&harness::by_file(&[
+        ("adversarial", adversarial::CASES),
         ("bad_input", bad_input::CASES),
         ("basics", basics::CASES),
         ("cancel", cancel::CASES),
