@@ -308,12 +308,14 @@ impl<R> Callbacks<R> {
 
     /// Runs the callbacks in the order they were added.
     pub(crate) fn run(self) {
-        if let Some(future) = &self.future {
+        if let Some(future) = self.future {
             for callback in self.callbacks {
                 // A panicking callback must not stop the others or the worker;
                 // the panic hook has already reported it.
-                let _ = panic::catch(|| callback(future));
+                let _ = panic::catch(|| callback(&future));
             }
+            // The last handle drops the result, whose Drop is user code.
+            let _ = panic::catch(move || drop(future));
         }
     }
 }
@@ -352,15 +354,22 @@ impl<R> Promise<R> {
     /// Like [`complete`](Self::complete), but hands the done callbacks back
     /// instead of running them, so that a worker can count itself busy while
     /// they run: a callback may block, or submit more work and wait for it.
+    ///
+    /// The outcome is dropped here if nobody can see it any more (its
+    /// future was dropped or cancelled): its `Drop` is user code, so a
+    /// panic in it is caught. Such a panic loses no callback, since a
+    /// callback to run would have kept the outcome alive.
     pub(crate) fn complete_deferring_callbacks(self, outcome: Result<R, Error>) -> Callbacks<R> {
         let state = if outcome.is_ok() { FINISHED } else { FAILED };
-        match self.inner.finish(state, Some(outcome)) {
+        let none = || Callbacks {
+            callbacks: Vec::new(),
+            future: None,
+        };
+        panic::catch(move || match self.inner.finish(state, Some(outcome)) {
             Some(wakeups) => wakeups.wake(&self.inner),
-            None => Callbacks {
-                callbacks: Vec::new(),
-                future: None,
-            },
-        }
+            None => none(),
+        })
+        .unwrap_or_else(|_| none())
     }
 }
 

@@ -25,7 +25,7 @@
 //! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
 //! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
 //! | `max_tasks_per_child=n` | [`.max_tasks_per_child(n)`](crate::ProcessPoolBuilder::max_tasks_per_child) |
-//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::Timeout`](crate::Error::Timeout) |
+//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::TaskTimedOut`](crate::Error::TaskTimedOut) |
 //! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): the default for every `map` |
 //! | `InterpreterPoolExecutor` (3.14) | no counterpart needed: Rust has no GIL, so [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s threads already run Rust code on every core |
 //! | `if __name__ == "__main__":` | [`concurrent_futures::init();`](crate::init) as the first line of `main`; forgetting it is [`Error::InitMissing`](crate::Error::InitMissing), never a fork bomb |

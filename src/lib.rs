@@ -175,7 +175,9 @@
 //! - `process/worker.rs` and `process/spawn.rs`: the system calls std has no
 //!   safe form of (`prctl` so a worker dies with its pool, `dup2` to take the
 //!   channel off standard input, `SO_PEERCRED` to check who is on the other
-//!   end, and `kill` for a signal other than SIGKILL).
+//!   end, `kill` for a signal other than SIGKILL and for a worker's whole
+//!   process group, and `waitid(WNOWAIT)` to see a worker exit while its
+//!   pid, and so its group's id, is still reserved).
 //! - `mpi/worker.rs`: calling a received task, as in `process/worker.rs`,
 //!   trusted after the rank's handshake proved the same executable
 //!   (a fingerprint of its contents) and the task's tag checked.

@@ -311,7 +311,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     }
 
     /// Ends the iteration if `result` is a timeout and the map's deadline
-    /// has passed. (A task's own `Timeout` error, from a process pool's
+    /// has passed. (A task's own `TaskTimedOut`, from a process pool's
     /// per-task limit, is just that item's error.)
     fn timed_out<T>(&mut self, result: &Result<T, Error>, future: &Future<T>) -> bool {
         let timed_out = matches!(result, Err(Error::Timeout))

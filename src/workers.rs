@@ -8,6 +8,7 @@
 //! sits behind a mutex, so a submit that races a shutdown is either queued
 //! (and will be served) or refused with [`Error::Shutdown`], never lost.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -15,7 +16,13 @@ use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::{Error, Shutdown};
+use crate::{Error, Shutdown, panic};
+
+thread_local! {
+    /// Whether this worker thread is counted in `idle`, so that a worker
+    /// that dies anyway can be taken out of the count.
+    static COUNTED_IDLE: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Work that can be refused: it must resolve its futures with the reason.
 pub(crate) trait Job: Send + 'static {
@@ -131,7 +138,13 @@ impl<J: Job> Workers<J> {
         }
         let workers = Arc::clone(self);
         let handle = builder
-            .spawn(move || (workers.body)(&workers))
+            .spawn(move || {
+                // The body catches everything user code does; should a panic
+                // get through anyway, the thread is replaced, not lost.
+                if panic::catch(|| (workers.body)(&workers)).is_err() {
+                    workers.replace_dead_thread();
+                }
+            })
             .map_err(|error| Error::SpawnFailed {
                 reason: error.to_string(),
             })?;
@@ -147,7 +160,46 @@ impl<J: Job> Workers<J> {
         let job = self.queue.recv().ok()?;
         // ORDERING: as in `mark_idle`.
         self.idle.fetch_sub(1, Ordering::Relaxed);
+        COUNTED_IDLE.set(false);
         Some(job)
+    }
+
+    /// Puts `job`, not started, back on the queue for another worker, and
+    /// takes the calling worker out of the pool: it exits, and no longer
+    /// counts toward `max_workers`. If the queue is closed, `job` fails with
+    /// `error` instead.
+    pub(crate) fn requeue_and_exit(&self, job: J, error: Error) {
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        match &state.sender {
+            // The receiver lives in `self.queue`, so the send cannot fail.
+            Some(sender) => drop(sender.send(job)),
+            None => {
+                drop(state);
+                job.fail(error);
+            }
+        }
+    }
+
+    /// Takes the calling thread's handle out of the pool, detaching it.
+    fn forget_current_thread(&self, state: &mut State<J>) {
+        let me = thread::current().id();
+        state.threads.retain(|handle| handle.thread().id() != me);
+    }
+
+    /// What a worker thread that panicked does before it exits: leaves the
+    /// idle count and the pool, and starts a replacement if work waits.
+    fn replace_dead_thread(self: &Arc<Self>) {
+        if COUNTED_IDLE.replace(false) {
+            // ORDERING: as in `mark_idle`.
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        if state.sender.is_some() && !self.queue.is_empty() {
+            // If even that fails, the queued work waits for the next submit.
+            let _ = self.start_thread(&mut state);
+        }
     }
 
     /// Counts the calling worker as idle. A worker calls it once before its
@@ -160,6 +212,7 @@ impl<J: Job> Workers<J> {
         // A caller who sees the result still sees this count, because
         // completing the future (a Release) comes after it.
         self.idle.fetch_add(1, Ordering::Relaxed);
+        COUNTED_IDLE.set(true);
     }
 
     /// Undoes [`mark_idle`](Self::mark_idle) while a worker that counted
@@ -168,6 +221,7 @@ impl<J: Job> Workers<J> {
     pub(crate) fn mark_busy(&self) {
         // ORDERING: as in `mark_idle`.
         self.idle.fetch_sub(1, Ordering::Relaxed);
+        COUNTED_IDLE.set(false);
     }
 
     /// Marks the pool broken: closes the queue and fails every queued job.
@@ -191,8 +245,11 @@ impl<J: Job> Workers<J> {
     pub(crate) fn shutdown(&self, how: Shutdown) {
         self.lock().sender = None;
         if how.cancel_futures {
-            // Dropping a job unrun resolves its futures as cancelled.
-            self.queue.try_iter().for_each(drop);
+            // Dropping a job unrun resolves its futures as cancelled. It
+            // also drops a thread-pool task's argument: user code, caught.
+            for job in self.queue.try_iter() {
+                let _ = panic::catch(move || drop(job));
+            }
         }
         if !how.wait {
             return;
@@ -248,5 +305,46 @@ impl<J> fmt::Debug for Workers<J> {
             .field("shut_down", &state.sender.is_none())
             .field("broken", &state.broken)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A job that panics its worker thread (outside any task's catch) or
+    /// reports that it ran.
+    enum Test {
+        Panic,
+        Report(mpsc::Sender<()>),
+    }
+
+    impl Job for Test {
+        fn fail(self, _: Error) {}
+    }
+
+    #[test]
+    fn a_worker_thread_that_panics_is_replaced() {
+        let body: Body<Test> = Arc::new(|workers: &Arc<Workers<Test>>| {
+            workers.mark_idle();
+            while let Some(job) = workers.next_job() {
+                match job {
+                    Test::Panic => panic!("a bug outside every catch"),
+                    Test::Report(done) => drop(done.send(())),
+                }
+                workers.mark_idle();
+            }
+        });
+        let workers = Arc::new(Workers::new(1, "test".into(), None, body));
+        workers.enqueue(Test::Panic);
+        let (done, ran) = mpsc::channel();
+        workers.enqueue(Test::Report(done));
+        // Before, the dead thread still counted toward max_workers: the
+        // second job waited forever.
+        ran.recv_timeout(Duration::from_secs(10))
+            .expect("a replacement thread ran the next job");
+        workers.shutdown(Shutdown::default());
     }
 }

@@ -79,7 +79,12 @@ fn a_task_past_its_timeout_is_killed() {
 
     let start = Instant::now();
     let slow = executor.submit(sleeps, 30_000);
-    assert_eq!(settle(&slow), Err(Error::Timeout));
+    assert_eq!(
+        settle(&slow),
+        Err(Error::TaskTimedOut {
+            limit: Duration::from_millis(200)
+        })
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(5),

@@ -42,6 +42,8 @@ fn helper(dir: String) -> ! {
         let names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            // Not a write_atomically temp file (started-PID.tmpPID).
+            .filter(|name| !name.contains('.'))
             .filter_map(|name| Some(name.strip_prefix("started-")?.to_owned()))
             .collect();
         (names.len() == 2).then_some(names)

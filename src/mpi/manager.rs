@@ -73,6 +73,8 @@ fn start(role: Role) -> Result<Sender<Command>, String> {
     let (started, outcome) = crossbeam_channel::bounded(1);
     thread::Builder::new()
         .name("concurrent-futures-mpi-manager".into())
+        // It decodes results: user code, as deep as the depth bound.
+        .stack_size(crate::process::decode::STACK_SIZE)
         .spawn(move || run(role, &started, &inbox))
         .map_err(|e| format!("cannot start the MPI manager thread: {e}"))?;
     outcome

@@ -18,10 +18,11 @@
 //! Two checks stand before it:
 //!
 //! 1. [`Fingerprint`]: at the handshake each side compares the other's
-//!    executable identity (device, inode, size, modification time of
-//!    `/proc/self/exe`) and code layout. While the parent lives, its
-//!    executable's inode cannot be reused or rewritten (Linux refuses to
-//!    write a running executable), so equal identities mean the same bytes.
+//!    executable identity (device, inode and size of `/proc/self/exe`) and
+//!    code layout. While the parent lives, its executable's inode cannot be
+//!    reused or rewritten (Linux refuses to write a running executable), so
+//!    equal identities mean the same bytes. The modification time is left
+//!    out: `touch` changes it, not the bytes.
 //! 2. A **tag**: a keyed hash of the pair under a secret the parent sends
 //!    over the private channel at the handshake. A frame whose tag does not
 //!    match (corrupted, truncated, forged, or from another pool) is refused
@@ -279,9 +280,9 @@ impl Fingerprint {
             file.dev(),
             file.ino(),
             file.size(),
-            (file.mtime() as u64)
-                .wrapping_mul(1_000_000_000)
-                .wrapping_add(file.mtime_nsec() as u64),
+            // Not the modification time: a `touch` changes it and not the
+            // bytes, and would make every new worker a stranger.
+            u64::from_le_bytes(*b"file-id\0"),
             layout,
         ]))
     }

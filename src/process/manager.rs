@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
-use super::spawn::{Fault, Process, Worker, died};
+use super::spawn::{Fault, Process, Worker};
 use super::{Shared, Work};
 use crate::Error;
 use crate::future::Canceller;
@@ -25,34 +25,56 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
     let mut worker: Option<Worker> = None;
     workers.mark_idle();
     while let Some(mut work) = workers.next_job() {
-        let target = Arc::new(Mutex::new(Target::default()));
-        if shared.is_stopping() || !work.results.claim(Some(Target::canceller(&target))) {
-            // Dropped unrun, its futures resolve as cancelled.
-            workers.mark_idle();
-            continue;
-        }
+        // Work claimed by a manager that could not start a worker comes
+        // back claimed, with where a cancel finds it.
+        let target = match work.target.take() {
+            Some(target) => target,
+            None => {
+                let target = Arc::new(Mutex::new(Target::default()));
+                if shared.is_stopping() || !work.results.claim(Some(Target::canceller(&target))) {
+                    // Dropped unrun, its futures resolve as cancelled.
+                    workers.mark_idle();
+                    continue;
+                }
+                target
+            }
+        };
         let failed = match call(&mut worker, &mut work, shared, &target) {
             Ok(()) => {
                 deliver(workers, work, &mut worker, shared);
                 continue;
             }
+            // No room for a new worker (out of descriptors, processes or
+            // memory) while other workers of the pool live: the work goes
+            // back to the queue for one of them, and this manager ends.
+            // Only when no worker lives does the work fail, with the reason.
+            Err(Failed::Start(error @ Error::SpawnFailed { .. })) if shared.any_alive() => {
+                work.target = Some(target);
+                workers.requeue_and_exit(work, error);
+                return;
+            }
             Err(failed) => failed,
         };
         workers.mark_idle();
-        match failed {
-            // Dropped unrun, its futures resolve as cancelled (or already are).
-            Failed::Stopping | Failed::Cancelled => drop(work),
-            Failed::Start(error) => {
-                if let Error::BrokenExecutor { reason } = &error {
-                    workers.break_pool(reason.clone());
-                }
-                work.fail(error);
-            }
-            Failed::Call(error) => work.fail(error),
-        }
+        fail(workers, work, failed);
     }
     if let Some(worker) = worker {
         worker.retire();
+    }
+}
+
+/// Resolves `work` that got no outcomes, as `failed` says.
+fn fail(workers: &Workers<Work>, work: Work, failed: Failed) {
+    match failed {
+        // Dropped unrun, its futures resolve as cancelled (or already are).
+        Failed::Stopping | Failed::Cancelled => drop(work),
+        Failed::Start(error) => {
+            if let Error::BrokenExecutor { reason } = &error {
+                workers.break_pool(reason.clone());
+            }
+            work.fail(error);
+        }
+        Failed::Call(error) => work.fail(error),
     }
 }
 
@@ -61,7 +83,7 @@ pub(super) fn manage(workers: &Arc<Workers<Work>>, shared: &Shared) {
 /// even started. A cancel then leaves `cancelled` for the manager, which
 /// sends nothing; once the manager has set `process`, a cancel kills it.
 #[derive(Default)]
-struct Target {
+pub(super) struct Target {
     cancelled: bool,
     /// The worker and the number of the call it is running for this task.
     process: Option<(Weak<Process>, u64)>,
@@ -145,15 +167,17 @@ fn call(
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
             bad.process.kill(libc::SIGKILL);
         }
-        let status = bad.process.reap();
+        let death = bad.process.death();
         bad.retire();
         return Err(Failed::Call(match fault {
             Fault::Undelivered if !resent => {
                 resent = true;
                 continue;
             }
-            Fault::Undelivered | Fault::Died => died(status),
-            Fault::TimedOut => Error::Timeout,
+            Fault::Undelivered | Fault::Died => death,
+            Fault::TimedOut => Error::TaskTimedOut {
+                limit: shared.timeout.unwrap_or_default(),
+            },
             Fault::Protocol(error) => error,
         }));
     }
@@ -179,6 +203,8 @@ fn start(shared: &Shared) -> Result<Worker, Failed> {
 fn deliver(workers: &Workers<Work>, work: Work, slot: &mut Option<Worker>, shared: &Shared) {
     let live = slot.as_mut().expect("the worker just answered");
     workers.mark_idle();
+    // Decoding runs the result's Deserialize, and completing may run its
+    // Drop: user code, each caught where it runs (see `Results::deliver`).
     let delivered = work.results.deliver(&live.body);
     let garbled = delivered.is_err();
     if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {

@@ -11,6 +11,7 @@
 //! `max_workers`, started when a submit finds no idle one.
 
 pub(crate) mod call;
+pub(crate) mod decode;
 mod manager;
 mod spawn;
 pub(crate) mod wire;
@@ -87,6 +88,15 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Whether any worker process of the pool is still there to run work.
+    fn any_alive(&self) -> bool {
+        let processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.iter().any(|p| p.strong_count() > 0)
+    }
+
     /// Remembers a new worker's process, forgetting dead ones.
     fn register(&self, process: &Arc<Process>) {
         let mut processes = self
@@ -106,6 +116,9 @@ pub(crate) struct Work {
     /// A lone `Vec<u8>` argument's bytes, sent as they are: no copy.
     tail: Vec<u8>,
     results: Box<dyn Results>,
+    /// Set when a manager claimed the work but could not start a worker
+    /// for it, and put it back on the queue: where a cancel finds it.
+    target: Option<Arc<Mutex<manager::Target>>>,
 }
 
 impl workers::Job for Work {
@@ -469,6 +482,7 @@ impl ProcessPoolExecutor {
             args,
             tail,
             results,
+            target: None,
         });
     }
 
@@ -702,9 +716,10 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// Fails a task with [`Error::Timeout`] and kills its worker (which is
-    /// replaced) if it runs longer than this. With chunks, the limit is per
-    /// chunk. Default: no limit.
+    /// Fails a task with [`Error::TaskTimedOut`] and kills its worker (with
+    /// its whole process group; the worker is replaced) if it runs longer
+    /// than this, counted from when its argument starts to go out to the
+    /// worker. With chunks, the limit is per chunk. Default: no limit.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -761,7 +776,8 @@ impl ProcessPoolBuilder {
         let workers = Workers::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
-            None,
+            // Managers decode results: user code, as deep as the depth bound.
+            Some(decode::STACK_SIZE),
             Arc::new(move |workers| manager::manage(workers, &manager_shared)),
         );
         Ok(ProcessPoolExecutor {

@@ -29,10 +29,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::{Call, Fingerprint, Secret};
+use super::decode;
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 
 const MAGIC: [u8; 4] = *b"CFut";
 
@@ -450,7 +451,13 @@ pub(crate) fn take<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Res
     if rest.len() < len {
         return Err(postcard::Error::DeserializeUnexpectedEnd);
     }
-    let value: Box<dyn Any> = Box::new(rest[..len].to_vec());
+    // The length came from the other side: ask for the memory, so that a
+    // value too big to hold a second copy of is an error, not an abort.
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(len)
+        .map_err(|_| postcard::Error::DeserializeUnexpectedEnd)?;
+    copy.extend_from_slice(&rest[..len]);
+    let value: Box<dyn Any> = Box::new(copy);
     let value = value.downcast::<T>().expect("T is Vec<u8>");
     Ok((*value, &rest[len..]))
 }
@@ -487,15 +494,26 @@ const VALUE: u8 = 0;
 const PANICKED: u8 = 1;
 const UNSERIALIZABLE: u8 = 2;
 
-/// Appends one task's outcome: its value, its panic, or why the value
-/// could not be serialized.
+/// Appends one task's outcome: its value (after its length, as 8 bytes
+/// little-endian, so that a value the parent cannot decode fails alone and
+/// the outcomes after it still decode), its panic, or why the value could
+/// not be serialized.
 pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, out: &mut Vec<u8>) {
     let start = out.len();
     let failure = match outcome {
         Ok(value) => {
             out.push(VALUE);
-            match crate::panic::catch(|| append(&value, out)) {
-                Ok(Ok(())) => return,
+            out.extend_from_slice(&[0; 8]);
+            let appended = crate::panic::catch(|| append(&value, out));
+            // The result's Drop is user code: its panic must not end the
+            // worker, and the value has been sent by now.
+            let _ = crate::panic::catch(move || drop(value));
+            match appended {
+                Ok(Ok(())) => {
+                    let len = (out.len() - start - 9) as u64;
+                    out[start + 1..start + 9].copy_from_slice(&len.to_le_bytes());
+                    return;
+                }
                 Ok(Err(error)) => format!(
                     "the task's result could not be serialized: {}",
                     explain(&error)
@@ -516,7 +534,10 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
     append(&failure, out).expect("strings serialize");
 }
 
-/// Decodes `count` outcomes written by [`encode_outcome`].
+/// Decodes `count` outcomes written by [`encode_outcome`]. A value that
+/// does not decode (its `Deserialize` fails, panics, or nests too deep) is
+/// that item's [`Error::Serialization`]; `Err` means the bytes themselves
+/// are not outcomes: a broken protocol.
 pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
     mut bytes: &[u8],
     count: usize,
@@ -534,15 +555,38 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
             _ => Error::Protocol(format!("{what} did not decode: {error}")),
         })
     }
-    let mut outcomes = Vec::with_capacity(count.min(bytes.len()));
+    let mut outcomes = Vec::new();
+    outcomes
+        .try_reserve_exact(count.min(bytes.len()))
+        .map_err(|_| Error::Protocol(format!("no memory for {count} outcomes")))?;
     for _ in 0..count {
         let (&tag, rest) = bytes
             .split_first()
             .ok_or_else(|| Error::Protocol("the worker sent fewer outcomes than tasks".into()))?;
         let (outcome, rest) = match tag {
             VALUE => {
-                let (value, rest) = field::<R>(rest, "a task's result")?;
-                (Ok(value), rest)
+                let mut fields = Fields(rest);
+                let len = fields
+                    .u64()
+                    .ok()
+                    .and_then(|len| usize::try_from(len).ok())
+                    .filter(|&len| len <= fields.0.len())
+                    .ok_or_else(|| {
+                        Error::Protocol("a task's result is longer than its frame".into())
+                    })?;
+                let (value, rest) = fields.0.split_at(len);
+                let outcome = if TypeId::of::<R>() == TypeId::of::<Vec<u8>>() {
+                    // Plain bytes run no user code: the fast path.
+                    byte_vector::<R>(value)
+                } else {
+                    decode::value::<R>(value)
+                };
+                let outcome = outcome.map_err(|reason| {
+                    Error::Serialization(format!(
+                        "the task's result could not be deserialized in the parent: {reason}"
+                    ))
+                });
+                (outcome, rest)
             }
             PANICKED => {
                 let ((message, location), rest) =
@@ -564,6 +608,20 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         ));
     }
     Ok(outcomes)
+}
+
+/// A `Vec<u8>` result that fills `value`: its bytes, copied into memory
+/// asked for first, so that one too big for this process is an error.
+fn byte_vector<R: 'static>(value: &[u8]) -> Result<R, String> {
+    let (len, prefix) = read_len(value)
+        .filter(|&(len, prefix)| prefix.checked_add(len) == Some(value.len()))
+        .ok_or("the bytes are not one Vec<u8>")?;
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(len)
+        .map_err(|_| format!("this process has no memory left for its {len} bytes"))?;
+    copy.extend_from_slice(&value[prefix..]);
+    let copy: Box<dyn Any> = Box::new(copy);
+    Ok(*copy.downcast::<R>().expect("R is Vec<u8>"))
 }
 
 /// Runs `bytes` through every decoder in this module, as the fuzzer's one
@@ -785,6 +843,16 @@ mod tests {
             decode_outcomes::<u8>(&[VALUE], 1).is_err(),
             "truncated value"
         );
+        // A value of the wrong shape fails alone; the next still decodes.
+        let mut out = Vec::new();
+        encode_outcome::<String>(Ok("not a number".into()), &mut out);
+        encode_outcome::<u8>(Ok(5), &mut out);
+        let decoded = decode_outcomes::<u8>(&out, 2).unwrap();
+        assert!(
+            matches!(&decoded[0], Err(Error::Serialization(m)) if m.contains("deserialized in the parent")),
+            "{decoded:?}"
+        );
+        assert_eq!(decoded[1], Ok(5));
     }
 
     #[test]

@@ -29,6 +29,14 @@ use worker::{Task, ThreadJob};
 /// Dropping the pool waits for every submitted task and joins every thread,
 /// like leaving Python's `with ThreadPoolExecutor() as executor:` block.
 ///
+/// A task's panic is its future's [`Error::Panicked`], and a panic in a
+/// result's or an argument's `Drop` kills no pool thread. But a task that
+/// overflows its stack (deep recursion) aborts the whole program, as on
+/// any Rust thread: that cannot be caught. Give such work a bigger
+/// [`stack_size`](ThreadPoolBuilder::stack_size), or run it on a
+/// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor), where it kills only
+/// its worker ([`Error::WorkerDied`]).
+///
 /// ```
 /// use concurrent_futures::ThreadPoolExecutor;
 /// use std::time::{Duration, Instant};

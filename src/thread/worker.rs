@@ -42,7 +42,20 @@ where
 {
     fn run(self: Box<Self>, workers: Option<&Workers<ThreadJob>>) {
         let Task { task, arg, promise } = *self;
-        let outcome = promise.claim().then(|| panic::catch(|| task(arg)));
+        let outcome = if promise.claim() {
+            Some(panic::catch(|| task(arg)))
+        } else {
+            // Cancelled: the task and its argument are dropped unrun, and
+            // their Drop is user code. A pool thread must not die of its
+            // panic; a scope's own thread lets it go on to the scope's
+            // caller, as `std::thread::scope` does.
+            let unrun = move || drop((task, arg));
+            match workers {
+                Some(_) => drop(panic::catch(unrun)),
+                None => unrun(),
+            }
+            None
+        };
         if let Some(workers) = workers {
             workers.mark_idle();
         }
@@ -63,7 +76,9 @@ where
     }
 
     fn fail_unrun(self: Box<Self>, error: Error) {
-        self.promise.complete(Err(error));
+        let Task { task, arg, promise } = *self;
+        promise.complete(Err(error));
+        let _ = panic::catch(move || drop((task, arg)));
     }
 }
 
