@@ -3,6 +3,8 @@
 //! - [`worker`]: how [`init`](crate::init) recognises a worker rank, and
 //!   the loop it runs.
 //! - [`manager`]: the one thread of the parent that owns MPI.
+//! - [`liveness`]: heartbeats, how the manager learns that a busy rank on
+//!   any host has died.
 //!
 //! Tasks travel exactly as in the process pool: a [`TaskHeader`] (the
 //! trampoline and function offsets of [`Call::of`], a keyed tag, a count)
@@ -12,6 +14,7 @@
 //! machines see another inode for the same program). Each message kind is
 //! an MPI tag ([`tags`]).
 
+mod liveness;
 mod manager;
 pub(crate) mod worker;
 
@@ -38,10 +41,15 @@ mod tags {
     pub(crate) const READY: ::mpi::Tag = Kind::Ready as ::mpi::Tag;
     pub(crate) const TASK: ::mpi::Tag = Kind::Task as ::mpi::Tag;
     pub(crate) const OUTCOMES: ::mpi::Tag = Kind::Outcomes as ::mpi::Tag;
-    /// Stop serving (an empty message).
+    /// Stop serving. Empty: finalize MPI and exit. Not empty: a rank of
+    /// the static world died, so exit without `MPI_Finalize`, which would
+    /// wait for the dead rank for ever.
     pub(crate) const STOP: ::mpi::Tag = 6;
     /// Where a rank runs: `"<pid> <hostname>"`, sent after its `Hello`.
     pub(crate) const WHERE: ::mpi::Tag = 7;
+    /// A rank running a task is alive (an empty message); see
+    /// [`liveness`](super::liveness).
+    pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
 }
 
 /// What an executor asks of the manager thread.

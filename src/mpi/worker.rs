@@ -16,7 +16,9 @@
 //! Either way the rank greets the manager ([`Hello`] with its
 //! [`Fingerprint`]), checks the manager's [`Welcome`] (the same executable,
 //! and the secret for task tags), reports `Ready`, and then answers each
-//! task message with its outcomes until told to stop. A task whose tag does
+//! task message with its outcomes until told to stop. It runs each task on
+//! a thread of its own and sends heartbeats while the task runs, so that
+//! the manager can tell a long task from a dead rank ([`liveness`]). A task whose tag does
 //! not match is refused (every item gets an error); nothing it names is
 //! called.
 
@@ -25,6 +27,7 @@ use std::env;
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
+use super::liveness::{self, TaskThread};
 use super::{Backoff, tags};
 use crate::process::call::Fingerprint;
 use crate::process::wire::{self, Hello, TaskHeader, Welcome};
@@ -103,7 +106,7 @@ fn serve_spawned() -> i32 {
             "started with {WORKER_ARG}, but not spawned by an MpiPoolExecutor (no MPI parent)"
         )));
     };
-    let result = serve(&parent);
+    let result = serve(&parent).map(drop);
     // The mpi crate hands out the parent as an owned intercommunicator:
     // dropping it disconnects from the parent (which disconnects too when
     // it closes the pool). It must go before the universe, whose drop
@@ -119,12 +122,24 @@ fn serve_world() -> i32 {
         return report(Err("MPI was already initialized".into()));
     };
     let result = serve(&universe.world());
-    drop(universe);
-    report(result)
+    if result == Ok(Finalize::No) {
+        std::mem::forget(universe);
+    } else {
+        drop(universe);
+    }
+    report(result.map(drop))
+}
+
+/// Whether to finalize MPI once stopped: not if a rank of the world has
+/// died, as `MPI_Finalize` waits for every rank.
+#[derive(Debug, PartialEq, Eq)]
+enum Finalize {
+    Yes,
+    No,
 }
 
 /// Serves rank 0 of `comm` until it says stop.
-fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
+fn serve<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     panic::install_hook();
     let manager = comm.process_at_rank(0);
     let fingerprint = Fingerprint::of_executable_contents()
@@ -147,9 +162,9 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
     manager.send_with_tag(reason, tags::READY);
     ready?;
     let secret = welcome.expect("checked above").secret;
+    let tasks = TaskThread::start(secret, run_task)?;
 
     let mut backoff = Backoff::default();
-    let mut outcomes = Vec::new();
     loop {
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
@@ -161,14 +176,14 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
             continue;
         };
         backoff.reset();
-        let (mut body, status) = manager.receive_vec_with_tag::<u8>(status.tag());
+        let (body, status) = manager.receive_vec_with_tag::<u8>(status.tag());
         match status.tag() {
             tags::TASK => {}
-            tags::STOP => return Ok(()),
+            tags::STOP if body.is_empty() => return Ok(Finalize::Yes),
+            tags::STOP => return Ok(Finalize::No),
             other => return Err(format!("unexpected message with tag {other}")),
         }
-        outcomes.clear();
-        run_task(&mut body, &secret, &mut outcomes);
+        let outcomes = tasks.run(body, || liveness::beat(comm))?;
         manager.send_with_tag(&outcomes[..], tags::OUTCOMES);
     }
 }
