@@ -153,7 +153,7 @@ fn serve<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     let welcome = Welcome::decode(&body).map_err(|e| e.into_error().to_string());
     let ready = match &welcome {
         Ok(welcome) if welcome.fingerprint != fingerprint => {
-            Err("this rank runs a different executable than rank 0; refusing its tasks".into())
+            Err("this rank runs a different build of the program than rank 0 (their executables differ); refusing its tasks".into())
         }
         Ok(_) => Ok(()),
         Err(reason) => Err(reason.clone()),
