@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use ::mpi::Rank;
 use ::mpi::point_to_point::{Destination, Source};
+use ::mpi::request::StaticScope;
 use ::mpi::topology::Communicator;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -88,6 +89,38 @@ impl TaskThread {
 pub(crate) fn beat<C: Communicator>(comm: &C) {
     comm.process_at_rank(0)
         .send_with_tag(&[][..] as &[u8], tags::HEARTBEAT);
+}
+
+/// The body of a `STOP` that tells a rank to leave without
+/// `MPI_Finalize`, which would wait for a dead rank for ever.
+pub(crate) const ABANDON: &[u8] = b"a rank died";
+
+/// How long [`stop_survivors`] gives its messages to leave.
+const FAREWELL: Duration = Duration::from_secs(2);
+
+/// At exit, tells `ranks` of a communicator on which a rank has died to
+/// stop without finalizing MPI. Some may have died with it (Open MPI
+/// aborts a whole spawned job unless `mpiexec` runs with
+/// `--enable-recovery`), and a send to a dead rank over TCP can hang: so
+/// the messages are sent without blocking, and the ones still unsent
+/// after [`FAREWELL`] are abandoned (MPI is not finalized after this).
+pub(crate) fn stop_survivors<C: Communicator>(comm: &C, ranks: impl Iterator<Item = Rank>) {
+    let mut sending: Vec<_> = ranks
+        .map(|rank| {
+            comm.process_at_rank(rank)
+                .immediate_send_with_tag(StaticScope, ABANDON, tags::STOP)
+        })
+        .collect();
+    let deadline = Instant::now() + FAREWELL;
+    while !sending.is_empty() && Instant::now() < deadline {
+        sending = sending
+            .into_iter()
+            .filter_map(|request| request.test().err())
+            .collect();
+        thread::sleep(Duration::from_millis(1));
+    }
+    // An unfinished request panics when dropped; these are left to MPI.
+    sending.into_iter().for_each(std::mem::forget);
 }
 
 /// Which communicator a rank is on, as the manager tells them apart:

@@ -178,9 +178,10 @@ struct Group {
     leased: Option<u64>,
     /// The host each rank runs on, as it said at the handshake.
     hosts: Vec<String>,
-    /// A rank died: Open MPI aborted the whole spawned job. Never used or
-    /// spoken to again.
-    dead: bool,
+    /// The rank that died, if one did. Open MPI aborts the whole spawned
+    /// job then (unless `mpiexec` runs with `--enable-recovery`): the group
+    /// is never used again, and at exit only told to stop, without waiting.
+    dead: Option<Rank>,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -328,7 +329,7 @@ impl Manager {
     fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
             group.leased.is_none()
-                && !group.dead
+                && group.dead.is_none()
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
@@ -349,7 +350,7 @@ impl Manager {
                     comm,
                     leased: None,
                     hosts,
-                    dead: false,
+                    dead: None,
                 });
                 self.groups.len() - 1
             }
@@ -546,7 +547,7 @@ impl Manager {
                         slot.host.clone()
                     }),
                 Link::Spawned(index) => {
-                    self.groups[index].dead = true;
+                    self.groups[index].dead = Some(rank);
                     usize::try_from(rank)
                         .ok()
                         .and_then(|i| self.groups[index].hosts.get(i).cloned())
@@ -665,9 +666,11 @@ impl Manager {
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {
-            if group.dead {
-                // Its processes are gone: a message or a disconnect could
-                // block for ever.
+            if let Some(dead) = group.dead {
+                // A message to the dead rank or a disconnect could block
+                // for ever.
+                let others = (0..group.comm.remote_size()).filter(|&rank| rank != dead);
+                liveness::stop_survivors(&group.comm, others);
                 std::mem::forget(group.comm);
                 continue;
             }
@@ -690,7 +693,7 @@ impl Manager {
             for &rank in &serving {
                 world
                     .process_at_rank(rank)
-                    .send_with_tag(&b"a rank died"[..], tags::STOP);
+                    .send_with_tag(liveness::ABANDON, tags::STOP);
             }
         } else {
             stop(&world, &serving);

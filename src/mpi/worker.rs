@@ -106,7 +106,14 @@ fn serve_spawned() -> i32 {
             "started with {WORKER_ARG}, but not spawned by an MpiPoolExecutor (no MPI parent)"
         )));
     };
-    let result = serve(&parent).map(drop);
+    let result = serve(&parent);
+    if result == Ok(Finalize::No) {
+        // A rank of this job died: a disconnect or MPI_Finalize would wait
+        // for it.
+        std::mem::forget(parent);
+        std::mem::forget(universe);
+        return report(Ok(()));
+    }
     // The mpi crate hands out the parent as an owned intercommunicator:
     // dropping it disconnects from the parent (which disconnects too when
     // it closes the pool). It must go before the universe, whose drop
@@ -114,7 +121,7 @@ fn serve_spawned() -> i32 {
     // Open MPI) before it finalizes MPI.
     drop(parent);
     drop(universe);
-    report(result)
+    report(result.map(drop))
 }
 
 fn serve_world() -> i32 {
@@ -123,14 +130,14 @@ fn serve_world() -> i32 {
     };
     let result = serve(&universe.world());
     if result == Ok(Finalize::No) {
-        std::mem::forget(universe);
+        std::mem::forget(universe); // MPI_Finalize would wait for a dead rank
     } else {
         drop(universe);
     }
     report(result.map(drop))
 }
 
-/// Whether to finalize MPI once stopped: not if a rank of the world has
+/// Whether to finalize MPI once stopped: not if a rank of the job has
 /// died, as `MPI_Finalize` waits for every rank.
 #[derive(Debug, PartialEq, Eq)]
 enum Finalize {
