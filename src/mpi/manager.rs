@@ -16,7 +16,7 @@
 //! polling with a [`Backoff`] while work is out and blocking on the channel
 //! while none is. Done callbacks run on a separate thread, so that a slow
 //! callback never stalls MPI. Busy ranks are watched through their
-//! heartbeats ([`liveness`](super::liveness)): one silent for too long is
+//! heartbeats ([`liveness`]): one silent for too long is
 //! dead, on whatever host it ran, and its pool is broken.
 
 use std::collections::{HashMap, VecDeque};
@@ -166,7 +166,7 @@ enum Lease {
     /// It failed the handshake, for this reason.
     Refused(String),
     /// It fell silent while running a task (see
-    /// [`liveness`](super::liveness)): never spoken to again, as a send to
+    /// [`liveness`]): never spoken to again, as a send to
     /// it could hang.
     Dead,
 }
@@ -519,7 +519,7 @@ impl Manager {
     }
 
     /// Breaks the pools with a busy rank that has fallen silent (see
-    /// [`liveness`](super::liveness)): its task, the queued ones and later
+    /// [`liveness`]): its task, the queued ones and later
     /// ones fail with [`Error::BrokenExecutor`] rather than wait for ever.
     /// In spawn mode Open MPI aborts the whole spawned job when one of its
     /// ranks dies, so every task of the pool fails and its group is never
