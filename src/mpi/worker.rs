@@ -18,9 +18,9 @@
 //! and the secret for task tags), reports `Ready`, and then answers each
 //! task message with its outcomes until told to stop. It runs each task on
 //! a thread of its own and sends heartbeats while the task runs, so that
-//! the manager can tell a long task from a dead rank ([`liveness`]). A task whose tag does
-//! not match is refused (every item gets an error); nothing it names is
-//! called.
+//! the manager can tell a long task from a dead rank ([`liveness`]). A
+//! task whose tag does not match is refused (every item gets an error);
+//! nothing it names is called.
 
 use std::env;
 
