@@ -20,6 +20,12 @@
 //!   (under `mpiexec --enable-recovery`, or `mpiexec` kills rank 0 too);
 //! - `MPI_TEST_OTHER_BUILD_ON=HOST`: HOST runs another build of this test,
 //!   and must be refused (run this case alone: no pool can be built).
+//!
+//! Spawn mode across hosts runs under `mpiexec -n 1` (the spawned ranks go
+//! to the hostfile's free slots, on the other hosts). Run alone, as an MPI
+//! singleton, the program's own Open MPI daemon places them on its host
+//! only. A dead spawned rank makes `mpiexec` kill rank 0 too unless it runs
+//! with `--enable-recovery`, so `.ci/mpi-hosts-check` passes it there.
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
