@@ -16,15 +16,18 @@
 //! Either way the rank greets the manager ([`Hello`] with its
 //! [`Fingerprint`]), checks the manager's [`Welcome`] (the same executable,
 //! and the secret for task tags), reports `Ready`, and then answers each
-//! task message with its outcomes until told to stop. A task whose tag does
-//! not match is refused (every item gets an error); nothing it names is
-//! called.
+//! task message with its outcomes until told to stop. It runs each task on
+//! a thread of its own and sends heartbeats while the task runs, so that
+//! the manager can tell a long task from a dead rank ([`liveness`]). A
+//! task whose tag does not match is refused (every item gets an error);
+//! nothing it names is called.
 
 use std::env;
 
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
+use super::liveness::{self, TaskThread};
 use super::{Backoff, tags};
 use crate::process::call::Fingerprint;
 use crate::process::wire::{self, Hello, TaskHeader, Welcome};
@@ -104,6 +107,13 @@ fn serve_spawned() -> i32 {
         )));
     };
     let result = serve(&parent);
+    if result == Ok(Finalize::No) {
+        // A rank of this job died: a disconnect or MPI_Finalize would wait
+        // for it.
+        std::mem::forget(parent);
+        std::mem::forget(universe);
+        return report(Ok(()));
+    }
     // The mpi crate hands out the parent as an owned intercommunicator:
     // dropping it disconnects from the parent (which disconnects too when
     // it closes the pool). It must go before the universe, whose drop
@@ -111,7 +121,7 @@ fn serve_spawned() -> i32 {
     // Open MPI) before it finalizes MPI.
     drop(parent);
     drop(universe);
-    report(result)
+    report(result.map(drop))
 }
 
 fn serve_world() -> i32 {
@@ -119,12 +129,24 @@ fn serve_world() -> i32 {
         return report(Err("MPI was already initialized".into()));
     };
     let result = serve(&universe.world());
-    drop(universe);
-    report(result)
+    if result == Ok(Finalize::No) {
+        std::mem::forget(universe); // MPI_Finalize would wait for a dead rank
+    } else {
+        drop(universe);
+    }
+    report(result.map(drop))
+}
+
+/// Whether to finalize MPI once stopped: not if a rank of the job has
+/// died, as `MPI_Finalize` waits for every rank.
+#[derive(Debug, PartialEq, Eq)]
+enum Finalize {
+    Yes,
+    No,
 }
 
 /// Serves rank 0 of `comm` until it says stop.
-fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
+fn serve<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     panic::install_hook();
     let manager = comm.process_at_rank(0);
     let fingerprint = Fingerprint::of_executable_contents()
@@ -138,7 +160,7 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
     let welcome = Welcome::decode(&body).map_err(|e| e.into_error().to_string());
     let ready = match &welcome {
         Ok(welcome) if welcome.fingerprint != fingerprint => {
-            Err("this rank runs a different executable than rank 0; refusing its tasks".into())
+            Err("this rank runs a different build of the program than rank 0 (their executables differ); refusing its tasks".into())
         }
         Ok(_) => Ok(()),
         Err(reason) => Err(reason.clone()),
@@ -147,9 +169,9 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
     manager.send_with_tag(reason, tags::READY);
     ready?;
     let secret = welcome.expect("checked above").secret;
+    let tasks = TaskThread::start(secret, run_task)?;
 
     let mut backoff = Backoff::default();
-    let mut outcomes = Vec::new();
     loop {
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
@@ -161,14 +183,14 @@ fn serve<C: Communicator>(comm: &C) -> Result<(), String> {
             continue;
         };
         backoff.reset();
-        let (mut body, status) = manager.receive_vec_with_tag::<u8>(status.tag());
+        let (body, status) = manager.receive_vec_with_tag::<u8>(status.tag());
         match status.tag() {
             tags::TASK => {}
-            tags::STOP => return Ok(()),
+            tags::STOP if body.is_empty() => return Ok(Finalize::Yes),
+            tags::STOP => return Ok(Finalize::No),
             other => return Err(format!("unexpected message with tag {other}")),
         }
-        outcomes.clear();
-        run_task(&mut body, &secret, &mut outcomes);
+        let outcomes = tasks.run(body, || liveness::beat(comm))?;
         manager.send_with_tag(&outcomes[..], tags::OUTCOMES);
     }
 }
