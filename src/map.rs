@@ -5,6 +5,10 @@
 //! Unordered, each submitted chunk's future has a watcher (the mechanism of
 //! [`wait`](crate::wait)) that sends the chunk's number down one channel as
 //! it finishes, and the next chunk to yield is the next number received.
+//! Unless the caller sets a chunk size, [`sizing`] picks each chunk's from
+//! the durations the pool measures.
+
+mod sizing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +20,9 @@ use crossbeam_channel::Receiver;
 use crate::future::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
+pub use sizing::MAX_AUTO_CHUNKSIZE;
+pub(crate) use sizing::Meter;
+use sizing::Sizing;
 
 /// The default look-ahead of `map`, in chunks per worker. Enough that
 /// workers never wait for the caller to hand out the next input, even when
@@ -23,8 +30,19 @@ use crate::{Error, Future};
 pub const LOOK_AHEAD_PER_WORKER: usize = 16;
 
 /// How an executor submits one chunk of inputs: it drains `chunk` (one or
-/// more inputs) and returns its future.
-pub(crate) type SubmitChunk<'e, A, R> = Box<dyn FnMut(&mut Vec<A>) -> Pending<R> + Send + 'e>;
+/// more inputs) and returns its future. Given a [`Meter`], it sends even a
+/// lone input as a chunk, and records how long the chunk ran there.
+pub(crate) type SubmitChunk<'e, A, R> =
+    Box<dyn FnMut(&mut Vec<A>, Option<&std::sync::Arc<Meter>>) -> Pending<R> + Send + 'e>;
+
+/// How a map cuts its inputs into chunks.
+#[derive(Debug)]
+enum Chunking {
+    /// The caller's chunk size.
+    Fixed(usize),
+    /// Sizes from measured task durations.
+    Auto(Sizing),
+}
 
 /// The future of one submitted chunk.
 #[derive(Debug)]
@@ -79,8 +97,16 @@ struct Completions {
 ///   [`next`](Iterator::next). After that at most
 ///   [`buffer_size`](Map::buffer_size) inputs are in flight (Python's
 ///   `buffersize`): a million-item or endless input never sits in memory.
-///   The default is [`LOOK_AHEAD_PER_WORKER`] times the pool's workers
-///   times the chunk size.
+///   The default is [`LOOK_AHEAD_PER_WORKER`] chunks per worker: at most
+///   that times the pool's workers times the chunk size, or times
+///   [`MAX_AUTO_CHUNKSIZE`] with the automatic chunk size.
+/// - **No tuning.** By default inputs go to the workers in chunks sized from
+///   how long the tasks take: one input per chunk at first, then chunks that
+///   each run for about a tenth of a millisecond on a thread pool (a
+///   millisecond on a process pool), so tiny tasks do not pay a
+///   round trip each; near the end the chunks shrink again, so that every
+///   worker keeps busy to the last input. [`chunksize`](Map::chunksize)
+///   sets a fixed size instead.
 /// - **Ordered, or as they finish.** `map` and `starmap` yield in input
 ///   order even when later tasks finish first. `map_unordered` yields each
 ///   result as soon as its task finishes (with chunks, each chunk's results
@@ -120,10 +146,14 @@ pub struct Map<'e, I: Iterator, R> {
     in_flight_items: usize,
     /// The rest of the chunk being yielded.
     ready: std::vec::IntoIter<Result<R, Error>>,
+    /// Inputs pulled and not yet submitted: the next chunk as it is filled,
+    /// and at the end of the inputs, the last ones, which go out in shares.
     chunk: Vec<I::Item>,
+    /// Whether `inputs` has run out.
+    inputs_ended: bool,
     workers: usize,
     buffer_size: Option<usize>,
-    chunksize: usize,
+    chunking: Chunking,
     started: Instant,
     deadline: Option<Instant>,
     /// A bad setting, reported by the first `next`.
@@ -133,8 +163,14 @@ pub struct Map<'e, I: Iterator, R> {
 }
 
 impl<'e, I: Iterator, R> Map<'e, I, R> {
-    /// A map over `inputs` for a pool of `workers`, submitting through `submit`.
-    pub(crate) fn new(inputs: I, workers: usize, submit: SubmitChunk<'e, I::Item, R>) -> Self {
+    /// A map over `inputs` for a pool of `workers`, submitting through
+    /// `submit`, whose automatic chunks aim to run for `chunk_target` each.
+    pub(crate) fn new(
+        inputs: I,
+        workers: usize,
+        chunk_target: Duration,
+        submit: SubmitChunk<'e, I::Item, R>,
+    ) -> Self {
         Self {
             inputs: inputs.fuse(),
             submit,
@@ -144,9 +180,10 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             in_flight_items: 0,
             ready: Vec::new().into_iter(),
             chunk: Vec::new(),
+            inputs_ended: false,
             workers,
             buffer_size: None,
-            chunksize: 1,
+            chunking: Chunking::Auto(Sizing::new(workers, chunk_target)),
             started: Instant::now(),
             deadline: None,
             invalid: None,
@@ -190,7 +227,9 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     /// Sets how many inputs may be in flight at once (Python's `buffersize`).
     ///
     /// Zero is an error, reported as the first item. The default is
-    /// [`LOOK_AHEAD_PER_WORKER`] times the pool's workers times the chunk size.
+    /// [`LOOK_AHEAD_PER_WORKER`] chunks per worker. Automatic chunks are
+    /// never larger than this; a larger fixed [`chunksize`](Map::chunksize)
+    /// raises it to one chunk.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -210,7 +249,8 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         self
     }
 
-    /// Sends inputs to workers in chunks of this many (Python's `chunksize`).
+    /// Sends inputs to workers in chunks of this many (Python's
+    /// `chunksize`), instead of the automatic size.
     ///
     /// Each item still has its own result and its own error: a failure inside
     /// a chunk fails only that item. Chunks cut the per-task overhead of tiny
@@ -230,28 +270,68 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
                 "map's chunksize must be at least 1 item per chunk".into(),
             ));
         }
-        self.chunksize = items_per_chunk.max(1);
+        self.chunking = Chunking::Fixed(items_per_chunk.max(1));
         self
     }
 
     /// Tops the in-flight queue up with whole chunks, within the look-ahead.
     fn refill(&mut self) {
-        let look_ahead = self
-            .buffer_size
-            .unwrap_or(LOOK_AHEAD_PER_WORKER * self.workers * self.chunksize)
-            .max(self.chunksize);
-        while self.in_flight_items + self.ready.len() + self.chunksize <= look_ahead {
-            self.chunk.extend(self.inputs.by_ref().take(self.chunksize));
+        loop {
+            let (size, look_ahead) = self.next_chunk();
+            if self.in_flight_items + self.ready.len() + size > look_ahead {
+                return;
+            }
+            if self.chunk.len() < size && !self.inputs_ended {
+                let wanted = size - self.chunk.len();
+                self.chunk.extend(self.inputs.by_ref().take(wanted));
+                if self.chunk.len() < size {
+                    // These are the last inputs: size them as such.
+                    self.inputs_ended = true;
+                    continue;
+                }
+            }
             if self.chunk.is_empty() {
                 return;
             }
-            let pending = (self.submit)(&mut self.chunk);
+            let mut chunk = match size < self.chunk.len() {
+                true => self.chunk.drain(..size).collect(),
+                false => std::mem::take(&mut self.chunk),
+            };
+            let meter = match &self.chunking {
+                Chunking::Fixed(_) => None,
+                Chunking::Auto(sizing) => Some(sizing.meter()),
+            };
+            let pending = (self.submit)(&mut chunk, meter);
             if let Some(completions) = &self.completions {
                 pending.watch(completions, self.submitted);
             }
             self.in_flight_items += pending.len();
             self.in_flight.insert(self.submitted, pending);
             self.submitted += 1;
+        }
+    }
+
+    /// The size of the next chunk, and the look-ahead that it must fit in
+    /// with the inputs in flight.
+    fn next_chunk(&mut self) -> (usize, usize) {
+        match &mut self.chunking {
+            Chunking::Fixed(size) => {
+                let per_chunk = LOOK_AHEAD_PER_WORKER * self.workers * *size;
+                (*size, self.buffer_size.unwrap_or(per_chunk).max(*size))
+            }
+            Chunking::Auto(sizing) => {
+                // Inputs left, if known exactly: the ones pulled, and the
+                // rest by an exact size hint.
+                let left = match self.inputs.size_hint() {
+                    _ if self.inputs_ended => Some(self.chunk.len()),
+                    (lower, Some(upper)) if lower == upper => Some(lower + self.chunk.len()),
+                    _ => None,
+                };
+                let size = sizing.next_size(left);
+                let per_chunk = LOOK_AHEAD_PER_WORKER * self.workers * size;
+                let look_ahead = self.buffer_size.unwrap_or(per_chunk);
+                (size.min(look_ahead), look_ahead)
+            }
         }
     }
 
@@ -306,6 +386,11 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // The rest of a chunk first: a chunk's worth of results frees a
+        // chunk's worth of look-ahead, so the refill waits for that.
+        if let Some(result) = self.ready.next() {
+            return Some(result);
+        }
         if let Some(error) = self.invalid.take() {
             self.ended = true;
             return Some(Err(error));
@@ -314,9 +399,6 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
             return None;
         }
         self.refill();
-        if let Some(result) = self.ready.next() {
-            return Some(result);
-        }
         let pending = self.next_pending()?;
         self.in_flight_items -= pending.len();
         match pending {
@@ -358,7 +440,7 @@ impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
             .field("in_flight", &self.in_flight.len())
             .field("ordered", &self.completions.is_none())
             .field("buffer_size", &self.buffer_size)
-            .field("chunksize", &self.chunksize)
+            .field("chunking", &self.chunking)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
