@@ -445,3 +445,117 @@ impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::future;
+    use std::sync::Mutex;
+
+    const TARGET: Duration = Duration::from_micros(100);
+
+    /// A map over `inputs` on `workers` whose chunks finish as they are
+    /// submitted, each input reported as taking `each`. `sizes` gets each
+    /// chunk's size.
+    fn instant_map<I: Iterator<Item = u32>>(
+        inputs: I,
+        workers: usize,
+        each: Duration,
+        sizes: &std::sync::Arc<Mutex<Vec<usize>>>,
+    ) -> Map<'static, I, u32> {
+        let sizes = std::sync::Arc::clone(sizes);
+        let submit = move |chunk: &mut Vec<u32>, meter: Option<&std::sync::Arc<Meter>>| {
+            let len = chunk.len();
+            sizes.lock().unwrap().push(len);
+            if let Some(meter) = meter {
+                meter.record(len, each * u32::try_from(len).unwrap());
+            }
+            let (promise, future) = future::pair();
+            promise.complete(Ok(chunk.drain(..).map(Ok).collect()));
+            Pending::Chunk { future, len }
+        };
+        Map::new(inputs, workers, TARGET, Box::new(submit))
+    }
+
+    fn sizes() -> std::sync::Arc<Mutex<Vec<usize>>> {
+        std::sync::Arc::default()
+    }
+
+    /// Runs `map` to the end: its results must be `expected` in order.
+    fn drain(map: Map<'static, impl Iterator<Item = u32>, u32>, expected: std::ops::Range<u32>) {
+        let results: Vec<_> = map.collect();
+        assert_eq!(results, expected.map(Ok).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fast_tasks_grow_the_chunks_up_to_the_most_then_the_tail_splits() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(instant_map(0..100_000, 2, each, &sizes), 0..100_000);
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes[..4], [1, 16, 256, MAX_AUTO_CHUNKSIZE], "{sizes:?}");
+        assert_eq!(sizes.iter().max(), Some(&MAX_AUTO_CHUNKSIZE));
+        // The last inputs are cut in shares: the last 2 per worker alone.
+        let tail = &sizes[sizes.len() - 4..];
+        assert_eq!(tail, [1, 1, 1, 1], "{sizes:?}");
+        assert!(
+            sizes.iter().skip(4).is_sorted_by(|a, b| a >= b),
+            "never growing again: {sizes:?}"
+        );
+    }
+
+    #[test]
+    fn chunks_aim_at_the_target_duration() {
+        let sizes = sizes();
+        drain(
+            instant_map(0..10_000, 2, Duration::from_micros(1), &sizes),
+            0..10_000,
+        );
+        // 100 us of 1 us inputs.
+        assert_eq!(sizes.lock().unwrap()[..4], [1, 16, 100, 100]);
+    }
+
+    #[test]
+    fn slow_tasks_go_one_per_chunk() {
+        let sizes = sizes();
+        drain(
+            instant_map(0..50, 2, Duration::from_millis(10), &sizes),
+            0..50,
+        );
+        assert_eq!(*sizes.lock().unwrap(), [1; 50]);
+    }
+
+    #[test]
+    fn an_explicit_chunksize_wins() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(instant_map(0..100, 2, each, &sizes).chunksize(7), 0..100);
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes[..14], [7; 14]);
+        assert_eq!(sizes[14..], [2]);
+    }
+
+    #[test]
+    fn an_input_of_unknown_length_is_cut_into_shares_at_its_end() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        // A filter's size hint is not exact: the end shows when it comes.
+        let inputs = (0..100_000).filter(|_| true);
+        drain(instant_map(inputs, 2, each, &sizes), 0..100_000);
+        let sizes = sizes.lock().unwrap();
+        let tail = &sizes[sizes.len() - 4..];
+        assert_eq!(tail, [1, 1, 1, 1], "{sizes:?}");
+    }
+
+    #[test]
+    fn automatic_chunks_fit_in_the_buffer_size() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(
+            instant_map(0..10_000, 2, each, &sizes).buffer_size(10),
+            0..10_000,
+        );
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().max(), Some(&10), "{sizes:?}");
+    }
+}

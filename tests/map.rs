@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -304,4 +304,50 @@ fn a_panic_inside_a_chunk_fails_only_that_item() {
         matches!(&results[2], Err(Error::Panicked { message, .. }) if message == "the middle of the chunk")
     );
     assert_eq!(results[3..], [Ok(3), Ok(4)]);
+}
+
+/// A task that returns its input at once, except for the inputs from
+/// `first_met`: each of those waits until all of them have started, and
+/// panics if they have not within [`PATIENCE`].
+fn meet_at_the_end(first_met: u32) -> impl Fn(u32) -> u32 + Send + Sync + 'static {
+    let met = Arc::new((Mutex::new(0), Condvar::new()));
+    move |n| {
+        if n >= first_met {
+            let (count, arrived) = &*met;
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            arrived.notify_all();
+            let (count, waited) = arrived
+                .wait_timeout_while(count, PATIENCE, |count| *count < 2)
+                .unwrap();
+            assert!(
+                !waited.timed_out(),
+                "only {} of the last two started",
+                *count
+            );
+        }
+        n
+    }
+}
+
+#[test]
+fn the_last_inputs_go_one_per_chunk_so_every_worker_works_to_the_end() {
+    // Fast tasks grow the chunks; the last two inputs can only finish if
+    // they run at once, on the two workers, so they must be in two chunks.
+    let executor = ThreadPoolExecutor::new(2);
+    const N: u32 = 200_000;
+    for unordered in [false, true] {
+        let task = meet_at_the_end(N - 2);
+        let mut results: Vec<_> = match unordered {
+            false => executor.map(task, 0..N).collect::<Result<_, _>>(),
+            true => executor.map_unordered(task, 0..N).collect::<Result<_, _>>(),
+        }
+        .unwrap();
+        results.sort_unstable();
+        assert_eq!(
+            results,
+            (0..N).collect::<Vec<_>>(),
+            "unordered: {unordered}"
+        );
+    }
 }

@@ -204,15 +204,6 @@ mod tests {
     }
 
     #[test]
-    fn chunks_aim_at_the_target_duration() {
-        let mut sizing = Sizing::new(2, TARGET);
-        report(&sizing, 1, Duration::from_micros(1));
-        assert_eq!(sizing.next_size(None), 16, "growth-limited");
-        report(&sizing, 16, Duration::from_micros(1));
-        assert_eq!(sizing.next_size(None), 100, "100 us of 1 us inputs");
-    }
-
-    #[test]
     fn slow_tasks_shrink_the_chunks_at_once() {
         let mut sizing = Sizing::new(2, TARGET);
         report(&sizing, 1, Duration::from_nanos(10));
