@@ -8,6 +8,7 @@
 //! Unless the caller sets a chunk size, [`sizing`] picks each chunk's from
 //! the durations the pool measures.
 
+mod outcomes;
 mod sizing;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crossbeam_channel::Receiver;
 use crate::future::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
+pub(crate) use outcomes::Outcomes;
 pub use sizing::MAX_AUTO_CHUNKSIZE;
 pub(crate) use sizing::Meter;
 use sizing::Sizing;
@@ -53,7 +55,7 @@ pub(crate) enum Pending<R> {
     /// fails (say its worker process died), each of its `len` items gets
     /// that error.
     Chunk {
-        future: Future<Vec<Result<R, Error>>>,
+        future: Future<Outcomes<R>>,
         len: usize,
     },
 }
@@ -145,7 +147,7 @@ pub struct Map<'e, I: Iterator, R> {
     /// How many inputs `in_flight` holds.
     in_flight_items: usize,
     /// The rest of the chunk being yielded.
-    ready: std::vec::IntoIter<Result<R, Error>>,
+    ready: outcomes::IntoIter<R>,
     /// Inputs pulled and not yet submitted: the next chunk as it is filled,
     /// and at the end of the inputs, the last ones, which go out in shares.
     chunk: Vec<I::Item>,
@@ -178,7 +180,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             submitted: 0,
             completions: None,
             in_flight_items: 0,
-            ready: Vec::new().into_iter(),
+            ready: outcomes::IntoIter::default(),
             chunk: Vec::new(),
             inputs_ended: false,
             workers,
@@ -362,7 +364,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             pending.cancel_pending();
         }
         self.in_flight_items = 0;
-        self.ready = Vec::new().into_iter();
+        self.ready = outcomes::IntoIter::default();
         self.ended = true;
     }
 
@@ -385,12 +387,39 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
 impl<I: Iterator, R> Iterator for Map<'_, I, R> {
     type Item = Result<R, Error>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         // The rest of a chunk first: a chunk's worth of results frees a
         // chunk's worth of look-ahead, so the refill waits for that.
-        if let Some(result) = self.ready.next() {
-            return Some(result);
+        match self.ready.next() {
+            Some(result) => Some(result),
+            None => self.next_chunk_first(),
         }
+    }
+
+    /// Every input yields one result, unless the deadline passes.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.ended {
+            return (0, Some(0));
+        }
+        if self.invalid.is_some() {
+            return (1, Some(1));
+        }
+        let pulled = self.ready.len() + self.in_flight_items + self.chunk.len();
+        let (lower, upper) = self.inputs.size_hint();
+        let upper = upper.and_then(|upper| upper.checked_add(pulled));
+        match self.deadline {
+            Some(_) => (0, upper),
+            None => (lower.saturating_add(pulled), upper),
+        }
+    }
+}
+
+impl<I: Iterator, R> Map<'_, I, R> {
+    /// The first result of the next chunk to yield (or the bad setting, or
+    /// the end): [`next`](Iterator::next) once the current chunk is done.
+    #[inline(never)]
+    fn next_chunk_first(&mut self) -> Option<Result<R, Error>> {
         if let Some(error) = self.invalid.take() {
             self.ended = true;
             return Some(Err(error));
@@ -412,7 +441,8 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
                 if self.timed_out(&results, &future) {
                     return Some(Err(Error::Timeout));
                 }
-                self.ready = chunk_results(results, len).into_iter();
+                let outcomes = results.unwrap_or_else(|error| Outcomes::failed(&error, len));
+                self.ready = outcomes.into_iter();
                 self.ready.next()
             }
         }
@@ -545,6 +575,20 @@ mod tests {
         let sizes = sizes.lock().unwrap();
         let tail = &sizes[sizes.len() - 4..];
         assert_eq!(tail, [1, 1, 1, 1], "{sizes:?}");
+    }
+
+    #[test]
+    fn the_size_hint_counts_one_result_per_input_unless_a_deadline_may_end_it() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        let mut map = instant_map(0..10, 2, each, &sizes);
+        assert_eq!(map.size_hint(), (10, Some(10)));
+        map.next();
+        assert_eq!(map.size_hint(), (9, Some(9)));
+        let map = instant_map(0..10, 2, each, &sizes).timeout(Duration::from_secs(60));
+        assert_eq!(map.size_hint(), (0, Some(10)));
+        let endless = instant_map(0.., 2, each, &sizes);
+        assert_eq!(endless.size_hint(), (usize::MAX, None));
     }
 
     #[test]

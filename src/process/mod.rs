@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::future::{self, Canceller, Promise};
-use crate::map::{Map, Meter, Pending};
+use crate::map::{Map, Meter, Outcomes, Pending};
 use crate::workers::{self, Workers};
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
 use call::{Call, Fingerprint, Secret, Task};
@@ -169,7 +169,7 @@ impl<R: Payload> Results for One<R> {
 /// A `map` chunk's future. Inputs that failed to serialize were not sent;
 /// their errors go back in at their positions.
 pub(crate) struct Chunk<R> {
-    pub(crate) promise: Promise<Vec<Result<R, Error>>>,
+    pub(crate) promise: Promise<Outcomes<R>>,
     pub(crate) sent: usize,
     pub(crate) refused: Vec<(usize, Error)>,
     /// For an automatic chunk size: where to report how long the chunk
@@ -185,7 +185,7 @@ impl<R: Payload> Chunk<R> {
     pub(crate) fn encode<A: Payload>(
         inputs: &mut Vec<A>,
         meter: Option<&Arc<Meter>>,
-    ) -> (Future<Vec<Result<R, Error>>>, Option<ChunkMessage>) {
+    ) -> (Future<Outcomes<R>>, Option<ChunkMessage>) {
         let (promise, future) = future::pair();
         let len = inputs.len();
         let (mut args, mut refused) = (Vec::new(), Vec::new());
@@ -243,7 +243,7 @@ impl<R: Payload> Results for Chunk<R> {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));
                 }
-                Ok(complete(self.promise, Ok(results)))
+                Ok(complete(self.promise, Ok(results.into_iter().collect())))
             }
             Err(error) => Err(complete(self.promise, Err(error))),
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::future;
-use crate::map::{Map, Meter, Pending};
+use crate::map::{Map, Meter, Outcomes, Pending};
 use crate::workers::Workers;
 use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
 use worker::{Task, ThreadJob};
@@ -157,7 +157,7 @@ impl ThreadPoolExecutor {
             let meter = meter.map(Arc::clone);
             let run_all = move |args: Vec<A>| {
                 let start = meter.as_ref().map(|_| Instant::now());
-                let results = args
+                let results: Outcomes<R> = args
                     .into_iter()
                     .map(|arg| panic::catch(|| task(arg)))
                     .collect();
