@@ -104,11 +104,12 @@ struct Completions {
 ///   [`MAX_AUTO_CHUNKSIZE`] with the automatic chunk size.
 /// - **No tuning.** By default inputs go to the workers in chunks sized from
 ///   how long the tasks take: one input per chunk at first, then chunks that
-///   each run for about a tenth of a millisecond on a thread pool (a
-///   millisecond on a process pool), so tiny tasks do not pay a
-///   round trip each; near the end the chunks shrink again, so that every
-///   worker keeps busy to the last input. [`chunksize`](Map::chunksize)
-///   sets a fixed size instead.
+///   each run for about a millisecond (of at most [`MAX_AUTO_CHUNKSIZE`]
+///   inputs), so tiny tasks do not pay a round trip each; near the end the
+///   chunks shrink again, so that every worker keeps busy to the last input.
+///   [`chunksize`](Map::chunksize) sets a fixed size instead. A chunk runs
+///   on one worker: on a process pool, a worker that dies fails its whole
+///   chunk, so set `chunksize(1)` where one input may crash its process.
 /// - **Ordered, or as they finish.** `map` and `starmap` yield in input
 ///   order even when later tasks finish first. `map_unordered` yields each
 ///   result as soon as its task finishes (with chunks, each chunk's results
