@@ -442,9 +442,11 @@ impl ProcessPoolExecutor {
             CHUNK_TARGET,
             Box::new(submit),
         );
-        match self.shared.chunksize {
-            Some(items_per_chunk) => map.chunksize(items_per_chunk),
-            None => map,
+        // A per-task timeout stays per task: no automatic chunks under it.
+        match (self.shared.chunksize, self.shared.timeout) {
+            (Some(items_per_chunk), _) => map.chunksize(items_per_chunk),
+            (None, Some(_)) => map.chunksize(1),
+            (None, None) => map,
         }
     }
 
@@ -703,7 +705,8 @@ impl ProcessPoolBuilder {
 
     /// Fails a task with [`Error::Timeout`] and kills its worker (which is
     /// replaced) if it runs longer than this. With chunks, the limit is per
-    /// chunk. Default: no limit.
+    /// chunk; so a pool with a timeout sends `map` inputs one per task
+    /// unless a [`chunksize`](Self::chunksize) is set. Default: no limit.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
