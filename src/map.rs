@@ -438,7 +438,12 @@ impl<I: Iterator, R> Map<'_, I, R> {
                 Some(result)
             }
             Pending::Chunk { future, len } => {
-                let results = future.wait_and_take(self.deadline);
+                let results = match &self.chunking {
+                    Chunking::Auto(sizing) if sizing.runs_long(len) => {
+                        future.sleep_and_take(self.deadline)
+                    }
+                    _ => future.wait_and_take(self.deadline),
+                };
                 if self.timed_out(&results, &future) {
                     return Some(Err(Error::Timeout));
                 }

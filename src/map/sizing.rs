@@ -30,6 +30,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::future::SPIN_FOR;
+
 /// The most inputs in an automatic chunk. Past a few thousand, a chunk's
 /// fixed cost is already small beside its inputs' own, and larger chunks
 /// only cost memory: the look-ahead holds up to
@@ -85,8 +87,9 @@ enum Phase {
         nanos_per_input: f64,
         largest: usize,
     },
-    /// Few inputs are left: each chunk takes a share of them.
-    Tail,
+    /// Few inputs are left: each chunk takes a share of them. The time per
+    /// input is still measured, for [`Sizing::runs_long`].
+    Tail { nanos_per_input: f64 },
 }
 
 /// The automatic chunk size of one map.
@@ -130,15 +133,35 @@ impl Sizing {
                 let cap = largest.saturating_mul(GROWTH).min(MAX_AUTO_CHUNKSIZE);
                 (fits as usize).clamp(1, cap)
             }
-            Phase::Tail => usize::MAX,
+            Phase::Tail { .. } => usize::MAX,
         };
         match left.map(|left| left.div_ceil(TAIL_CHUNKS * self.workers)) {
             Some(share) if share < timed => {
-                self.phase = Phase::Tail;
+                if let Phase::Timed {
+                    nanos_per_input, ..
+                } = self.phase
+                {
+                    self.phase = Phase::Tail { nanos_per_input };
+                }
                 share.max(1)
             }
-            _ if self.phase == Phase::Tail => 1,
+            _ if matches!(self.phase, Phase::Tail { .. }) => 1,
             _ => timed,
+        }
+    }
+
+    /// Whether a chunk of `inputs` is measured to run for longer than the
+    /// caller would spin waiting for it ([`SPIN_FOR`]): then it should
+    /// sleep at once. Not while probing: nothing is measured yet.
+    pub(crate) fn runs_long(&self, inputs: usize) -> bool {
+        match self.phase {
+            Phase::Probing => false,
+            Phase::Timed {
+                nanos_per_input, ..
+            }
+            | Phase::Tail { nanos_per_input } => {
+                nanos_per_input * inputs as f64 > SPIN_FOR.as_nanos() as f64
+            }
         }
     }
 
@@ -155,7 +178,7 @@ impl Sizing {
                 nanos_per_input,
                 largest: largest.max(reports.largest),
             },
-            Phase::Tail => Phase::Tail,
+            Phase::Tail { .. } => Phase::Tail { nanos_per_input },
         };
     }
 }
@@ -233,6 +256,19 @@ mod tests {
         assert_eq!(sizes[sizes.len() - 4..], [1, 1, 1, 1], "{sizes:?}");
         // And the tail stays the tail when the count is lost.
         assert_eq!(sizing.next_size(None), 1);
+    }
+
+    #[test]
+    fn a_chunk_runs_long_once_it_is_measured_to_outlast_the_spin() {
+        let mut sizing = Sizing::new(2, TARGET);
+        assert!(!sizing.runs_long(1_000_000), "nothing measured yet");
+        report(&sizing, 100, Duration::from_micros(1));
+        sizing.next_size(None);
+        assert!(sizing.runs_long(100), "100 us");
+        assert!(!sizing.runs_long(10), "10 us");
+        sizing.next_size(Some(3));
+        assert!(matches!(sizing.phase, Phase::Tail { .. }));
+        assert!(sizing.runs_long(100), "still measured in the tail");
     }
 
     #[test]
