@@ -83,6 +83,15 @@ impl<R> IntoIter<R> {
             .first()
             .map_or(usize::MAX, |(at, _)| *at)
     }
+
+    /// The error at this position.
+    #[cold]
+    fn next_error(&mut self) -> Option<Result<R, Error>> {
+        let (_, error) = self.errors.next()?;
+        self.next_error = self.upcoming_error();
+        self.position += 1;
+        Some(Err(error))
+    }
 }
 
 impl<R> Default for IntoIter<R> {
@@ -100,15 +109,13 @@ impl<R> Iterator for IntoIter<R> {
 
     #[inline]
     fn next(&mut self) -> Option<Result<R, Error>> {
-        let result = if self.position == self.next_error {
-            let (_, error) = self.errors.next()?;
-            self.next_error = self.upcoming_error();
-            Err(error)
-        } else {
-            Ok(self.values.next()?)
-        };
-        self.position += 1;
-        Some(result)
+        // The common step alone, so that it builds nothing but an `Ok`.
+        if self.position != self.next_error {
+            let value = self.values.next()?;
+            self.position += 1;
+            return Some(Ok(value));
+        }
+        self.next_error()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
