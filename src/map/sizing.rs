@@ -22,7 +22,9 @@
 //! a thousand slow ones into a single chunk. Shrinking is not: slow reports
 //! make the next chunks small at once. Whether inputs are left is known from
 //! an exact `size_hint` or once the input has run out (the map then holds
-//! the rest); an input of unknown length enters `Tail` at its end.
+//! the rest); an input of unknown length enters `Tail` at its end. (If that
+//! end falls exactly on a full chunk, the map learns it one chunk late, and
+//! that last chunk, of about the target's duration, goes out whole.)
 
 use std::fmt;
 // std's, not crate::sync's: the pools' threads share the meter, outside
