@@ -5,7 +5,7 @@
 //! Unordered, each submitted chunk's future has a watcher (the mechanism of
 //! [`wait`](crate::wait)) that sends the chunk's number down one channel as
 //! it finishes, and the next chunk to yield is the next number received.
-//! Unless the caller sets a chunk size, [`sizing`] picks each chunk's from
+//! Unless the caller sets a chunk size, [`sizing`] picks each chunk's size from
 //! the durations the pool measures.
 
 mod outcomes;
