@@ -19,18 +19,22 @@ mod manager;
 pub(crate) mod worker;
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use crate::future;
-use crate::map::{Map, Pending};
+use crate::map::{Map, Meter, Pending};
 use crate::process::call::{Call, Secret, Task};
 use crate::process::wire::{Kind, TaskHeader};
 use crate::process::{Chunk, One, Results, encode_arg};
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
+
+/// How long each automatic chunk of a `map` should run: far above a
+/// task's round trip through the manager thread and MPI.
+const CHUNK_TARGET: Duration = Duration::from_millis(1);
 
 /// The MPI tags of the messages between the manager and a rank: the
 /// process pool's frame kinds, and one more to stop.
@@ -184,7 +188,8 @@ pub struct MpiPoolExecutor {
     pool: u64,
     workers: usize,
     secret: Secret,
-    chunksize: usize,
+    /// The builder's fixed `map` chunk size, if it set one.
+    chunksize: Option<usize>,
     /// `None` once shut down. Tasks are sent while holding it, so that none
     /// follows the pool's `Close`.
     commands: Mutex<Option<Sender<Command>>>,
@@ -344,19 +349,28 @@ impl MpiPoolExecutor {
         I: IntoIterator<Item = T::Args>,
     {
         let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<T::Args>| {
-            if chunk.len() == 1 {
+        let submit = move |chunk: &mut Vec<T::Args>, meter: Option<&Arc<Meter>>| {
+            if chunk.len() == 1 && meter.is_none() {
                 let arg = chunk.pop().expect("one item");
                 return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
-            let (future, encoded) = Chunk::encode(chunk);
+            let (future, encoded) = Chunk::encode(chunk, meter);
             if let Some(chunk) = encoded {
                 self.send(call, chunk.sent, &chunk.args, chunk.results);
             }
             Pending::Chunk { future, len }
         };
-        Map::new(inputs.into_iter(), self.workers, Box::new(submit)).chunksize(self.chunksize)
+        let map = Map::new(
+            inputs.into_iter(),
+            self.workers,
+            CHUNK_TARGET,
+            Box::new(submit),
+        );
+        match self.chunksize {
+            Some(items_per_chunk) => map.chunksize(items_per_chunk),
+            None => map,
+        }
     }
 
     /// Sends one task message to the manager, or fails `results` if the
@@ -493,14 +507,14 @@ impl fmt::Debug for MpiPoolExecutor {
 #[must_use = "a builder does nothing until build() is called"]
 pub struct MpiPoolBuilder {
     max_workers: usize,
-    chunksize: usize,
+    chunksize: Option<usize>,
 }
 
 impl Default for MpiPoolBuilder {
     fn default() -> Self {
         Self {
             max_workers: num_cpus::get(),
-            chunksize: 1,
+            chunksize: None,
         }
     }
 }
@@ -520,15 +534,15 @@ impl MpiPoolBuilder {
         self
     }
 
-    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
-    /// Zero makes [`build`](Self::build) fail.
+    /// A fixed [`Map::chunksize`] for this pool's `map`s, instead of the
+    /// automatic size. Zero makes [`build`](Self::build) fail.
     ///
     /// ```
     /// # use concurrent_futures::{Error, MpiPoolExecutor};
     /// assert!(matches!(MpiPoolExecutor::builder().chunksize(0).build(), Err(Error::InvalidArgument(_))));
     /// ```
     pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
-        self.chunksize = items_per_chunk;
+        self.chunksize = Some(items_per_chunk);
         self
     }
 
@@ -551,7 +565,7 @@ impl MpiPoolBuilder {
         if self.max_workers == 0 {
             return invalid("max_workers");
         }
-        if self.chunksize == 0 {
+        if self.chunksize == Some(0) {
             return invalid("chunksize");
         }
         if !crate::process::worker::init_called() {

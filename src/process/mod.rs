@@ -21,10 +21,10 @@ use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::future::{self, Canceller, Promise};
-use crate::map::{Map, Pending};
+use crate::map::{Map, Meter, Outcomes, Pending};
 use crate::workers::{self, Workers};
 use crate::{Error, Executor, Future, Payload, Shutdown, panic};
 use call::{Call, Fingerprint, Secret, Task};
@@ -68,13 +68,18 @@ pub struct ProcessPoolExecutor {
     shared: Arc<Shared>,
 }
 
+/// How long each automatic chunk of a `map` should run: far above the tens
+/// of microseconds of a call's round trip through a worker's pipe.
+const CHUNK_TARGET: Duration = Duration::from_millis(1);
+
 /// What the executor and its manager threads share.
 struct Shared {
     /// How to start a worker, or why workers cannot be started at all.
     recipe: Recipe,
     timeout: Option<Duration>,
     max_tasks_per_child: Option<usize>,
-    chunksize: usize,
+    /// The builder's fixed `map` chunk size, if it set one.
+    chunksize: Option<usize>,
     /// Set by `terminate_workers`/`kill_workers`: run nothing more.
     stopping: AtomicBool,
     /// The live worker processes, for `terminate_workers`/`kill_workers`.
@@ -177,19 +182,23 @@ impl<R: Payload> Results for One<R> {
 /// A `map` chunk's future. Inputs that failed to serialize were not sent;
 /// their errors go back in at their positions.
 pub(crate) struct Chunk<R> {
-    pub(crate) promise: Promise<Vec<Result<R, Error>>>,
+    pub(crate) promise: Promise<Outcomes<R>>,
     pub(crate) sent: usize,
     pub(crate) refused: Vec<(usize, Error)>,
+    /// For an automatic chunk size: where to report how long the chunk
+    /// ran, from its claim to its outcomes, and when it was claimed.
+    meter: Option<(Arc<Meter>, Option<Instant>)>,
 }
 
 impl<R: Payload> Chunk<R> {
     /// Serializes a `map` chunk's inputs (draining `inputs`) for one task
     /// message, and returns the chunk's future with the message to send:
     /// `None` if no input serialized, and then the future already holds
-    /// each input's error.
+    /// each input's error. With a `meter`, the chunk reports its time there.
     pub(crate) fn encode<A: Payload>(
         inputs: &mut Vec<A>,
-    ) -> (Future<Vec<Result<R, Error>>>, Option<ChunkMessage>) {
+        meter: Option<&Arc<Meter>>,
+    ) -> (Future<Outcomes<R>>, Option<ChunkMessage>) {
         let (promise, future) = future::pair();
         let len = inputs.len();
         let (mut args, mut refused) = (Vec::new(), Vec::new());
@@ -207,6 +216,7 @@ impl<R: Payload> Chunk<R> {
             promise,
             sent,
             refused,
+            meter: meter.map(|meter| (Arc::clone(meter), None)),
         });
         (
             future,
@@ -231,16 +241,22 @@ impl<R: Payload> Results for Chunk<R> {
     /// An item of a chunk shares its worker with the others: killing it
     /// would take them down too, so a running chunk cannot be cancelled.
     fn claim(&mut self, _: Option<Canceller>) -> bool {
+        if let Some((_, claimed)) = &mut self.meter {
+            *claimed = Some(Instant::now());
+        }
         self.promise.claim()
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
+        if let Some((meter, Some(claimed))) = &self.meter {
+            meter.record(self.sent, claimed.elapsed());
+        }
         match wire::decode_outcomes::<R>(outcomes, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));
                 }
-                Ok(complete(self.promise, Ok(results)))
+                Ok(complete(self.promise, Ok(results.into_iter().collect())))
             }
             Err(error) => Err(complete(self.promise, Err(error))),
         }
@@ -422,20 +438,30 @@ impl ProcessPoolExecutor {
         I: IntoIterator<Item = T::Args>,
     {
         let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<T::Args>| {
-            if chunk.len() == 1 {
+        let submit = move |chunk: &mut Vec<T::Args>, meter: Option<&Arc<Meter>>| {
+            if chunk.len() == 1 && meter.is_none() {
                 let arg = chunk.pop().expect("one item");
                 return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
-            let (future, encoded) = Chunk::encode(chunk);
+            let (future, encoded) = Chunk::encode(chunk, meter);
             if let Some(chunk) = encoded {
                 self.enqueue(call, chunk.sent, [chunk.args, Vec::new()], chunk.results);
             }
             Pending::Chunk { future, len }
         };
-        Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit))
-            .chunksize(self.shared.chunksize)
+        let map = Map::new(
+            inputs.into_iter(),
+            self.max_workers(),
+            CHUNK_TARGET,
+            Box::new(submit),
+        );
+        // A per-task timeout stays per task: no automatic chunks under it.
+        match (self.shared.chunksize, self.shared.timeout) {
+            (Some(items_per_chunk), _) => map.chunksize(items_per_chunk),
+            (None, Some(_)) => map.chunksize(1),
+            (None, None) => map,
+        }
     }
 
     /// Like [`map`](Self::map), but yields each result as soon as its task
@@ -645,7 +671,7 @@ pub struct ProcessPoolBuilder {
     max_workers: usize,
     initializer: Option<fn()>,
     max_tasks_per_child: Option<usize>,
-    chunksize: usize,
+    chunksize: Option<usize>,
     timeout: Option<Duration>,
 }
 
@@ -655,7 +681,7 @@ impl Default for ProcessPoolBuilder {
             max_workers: num_cpus::get(),
             initializer: None,
             max_tasks_per_child: None,
-            chunksize: 1,
+            chunksize: None,
             timeout: None,
         }
     }
@@ -703,8 +729,8 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
-    /// Zero makes [`build`](Self::build) fail.
+    /// A fixed [`Map::chunksize`] for this pool's `map`s, instead of the
+    /// automatic size. Zero makes [`build`](Self::build) fail.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -712,14 +738,16 @@ impl ProcessPoolBuilder {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
-        self.chunksize = items_per_chunk;
+        self.chunksize = Some(items_per_chunk);
         self
     }
 
     /// Fails a task with [`Error::TaskTimedOut`] and kills its worker (with
     /// its whole process group; the worker is replaced) if it runs longer
     /// than this, counted from when its argument starts to go out to the
-    /// worker. With chunks, the limit is per chunk. Default: no limit.
+    /// worker. With chunks, the limit is per chunk; so a pool with a timeout
+    /// sends `map` inputs one per task unless a [`chunksize`](Self::chunksize)
+    /// is set. Default: no limit.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -753,7 +781,7 @@ impl ProcessPoolBuilder {
         if self.max_tasks_per_child == Some(0) {
             return invalid("max_tasks_per_child");
         }
-        if self.chunksize == 0 {
+        if self.chunksize == Some(0) {
             return invalid("chunksize");
         }
         let fingerprint = Fingerprint::of_this_process().map_err(|error| Error::SpawnFailed {
