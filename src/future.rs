@@ -50,7 +50,7 @@ use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
 
 /// How long `result()` yields, checking, before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
 const SPIN_MICROS: u64 = 50;
 
 const PENDING: u8 = 0;
@@ -541,6 +541,13 @@ impl<R> Future<R> {
     /// Waits until `deadline` (forever if `None`) and takes the result.
     pub(crate) fn wait_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         self.spin_briefly();
+        self.sleep_and_take(deadline)
+    }
+
+    /// [`wait_and_take`](Self::wait_and_take) without the spinning: for a
+    /// result not expected within [`SPIN_FOR`], where spinning would only
+    /// take the CPU from the workers.
+    pub(crate) fn sleep_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         let mut slot = self.inner.lock();
         loop {
             match self.inner.state() {

@@ -246,7 +246,7 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use init::init;
-pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg(feature = "mpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};

@@ -153,6 +153,10 @@ impl sealed::Transport for ProcessTransport {
     fn shutdown(&self, how: Shutdown) {
         self.crew.shutdown(how);
     }
+
+    fn one_input_per_task(&self) -> bool {
+        self.shared.timeout.is_some()
+    }
 }
 
 impl fmt::Debug for ProcessTransport {
@@ -319,7 +323,9 @@ impl RemoteBuilder<ProcessTransport> {
     /// Fails a task with [`Error::TaskTimedOut`] and kills its worker (with
     /// its whole process group; the worker is replaced) if it runs longer
     /// than this, counted from when its argument starts to go out to the
-    /// worker. With chunks, the limit is per chunk. Default: no limit.
+    /// worker. With chunks, the limit is per chunk; so a pool with a timeout
+    /// sends `map` inputs one per task unless a
+    /// [`chunksize`](RemoteBuilder::chunksize) is set. Default: no limit.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;

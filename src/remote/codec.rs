@@ -210,7 +210,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         bytes: &'a [u8],
         what: &str,
     ) -> Result<(T, &'a [u8]), Error> {
-        take(bytes).map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
+        take(bytes).map_err(|error| match error {
+            // The type, not the bytes: it cannot come out of postcard at all.
+            postcard::Error::WontImplement => Error::Serialization(format!(
+                "{what} could not be deserialized: {}",
+                explain(&error)
+            )),
+            _ => Error::Protocol(format!("{what} did not decode: {error}")),
+        })
     }
     let mut outcomes = Vec::new();
     outcomes
@@ -231,7 +238,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
                     })?;
                 let (value, rest) = rest[8..].split_at(len);
                 let outcome = byte_vector::<R>(value)
-                    .unwrap_or_else(|| decode::value::<R>(value).map_err(|r| explain_text(&r)))
+                    .unwrap_or_else(|| decode::value::<R>(value))
                     .map_err(|reason| {
                         Error::Serialization(format!(
                             "the task's result could not be deserialized in the parent: {reason}"
@@ -281,15 +288,6 @@ fn byte_vector<R: 'static>(value: &[u8]) -> Option<Result<R, String>> {
     copy.extend_from_slice(&value[value.len() - len..]);
     *vector = Some(copy);
     slot.map(Ok)
-}
-
-/// [`explain`] for a reason [`decode::value`] gave in words: postcard's
-/// `WontImplement` gets its fix.
-fn explain_text(reason: &str) -> String {
-    if reason == postcard::Error::WontImplement.to_string() {
-        return explain(&postcard::Error::WontImplement);
-    }
-    reason.to_owned()
 }
 
 #[cfg(test)]

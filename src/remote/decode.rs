@@ -63,6 +63,11 @@ pub(crate) fn value<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, String> {
     });
     let value = match decoded {
         Ok(Ok(value)) => value,
+        // A type that needs `deserialize_any`: name the serde feature and
+        // the fix, as the other directions do.
+        Ok(Err(message)) if message == postcard::Error::WontImplement.to_string() => {
+            return Err(super::codec::explain(&postcard::Error::WontImplement));
+        }
         Ok(Err(message)) => return Err(message),
         Err(panicked) => return Err(format!("its Deserialize impl panicked: {panicked}")),
     };
