@@ -161,28 +161,39 @@ struct WorldRank {
     state: Lease,
 }
 
+/// Who may use a serving rank of the static world, or a group of spawned
+/// ranks:
+///
+/// ```text
+/// Free ──open──▶ Leased(pool) ──retire──▶ Free
+///   │                 │
+///   │                 └──silent while busy──▶ Dead(rank)
+///   └──handshake refused──▶ Refused(why)          (static world)
+/// ```
+///
+/// `Refused` and `Dead` are final: such ranks are never used again.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Lease {
     Free,
     Leased(u64),
     /// It failed the handshake, for this reason.
     Refused(String),
-    /// It fell silent while running a task (see
-    /// [`liveness`]): never spoken to again, as a send to
-    /// it could hang.
-    Dead,
+    /// This rank (of a group: one of its ranks) fell silent while running
+    /// a task (see [`liveness`]): never spoken to again, as a send to it
+    /// could hang. Open MPI aborts a dead rank's whole spawned job (unless
+    /// `mpiexec` runs with `--enable-recovery`): a group is never used
+    /// again, and at exit only its other ranks are told to stop, without
+    /// waiting.
+    Dead(Rank),
 }
 
 /// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
 struct Group {
     /// The intercommunicator whose remote group they are.
     comm: InterCommunicator,
-    leased: Option<u64>,
+    lease: Lease,
     /// The host each rank runs on, as it said at the handshake.
     hosts: Vec<String>,
-    /// The rank that died, if one did. Open MPI aborts the whole spawned
-    /// job then (unless `mpiexec` runs with `--enable-recovery`): the group
-    /// is never used again, and at exit only told to stop, without waiting.
-    dead: Option<Rank>,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -329,8 +340,7 @@ impl Hub {
     /// disconnect are its least robust paths.
     fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
-            group.leased.is_none()
-                && group.dead.is_none()
+            group.lease == Lease::Free
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
@@ -349,14 +359,13 @@ impl Hub {
                 };
                 self.groups.push(Group {
                     comm,
-                    leased: None,
+                    lease: Lease::Free,
                     hosts,
-                    dead: None,
                 });
                 self.groups.len() - 1
             }
         };
-        self.groups[index].leased = Some(id);
+        self.groups[index].lease = Lease::Leased(id);
         Ok(index)
     }
 
@@ -486,11 +495,11 @@ impl Hub {
                     .iter_mut()
                     .find(|slot| slot.rank == rank)
                     .map(|slot| {
-                        slot.state = Lease::Dead;
+                        slot.state = Lease::Dead(rank);
                         slot.host.clone()
                     }),
                 Link::Spawned(index) => {
-                    self.groups[index].dead = Some(rank);
+                    self.groups[index].lease = Lease::Dead(rank);
                     usize::try_from(rank)
                         .ok()
                         .and_then(|i| self.groups[index].hosts.get(i).cloned())
@@ -577,7 +586,12 @@ impl Hub {
 
     fn retire(&mut self, id: u64, pool: Pool) {
         match pool.link {
-            Link::Spawned(group) => self.groups[group].leased = None,
+            Link::Spawned(group) => {
+                let group = &mut self.groups[group];
+                if group.lease == Lease::Leased(id) {
+                    group.lease = Lease::Free;
+                }
+            }
             Link::World => {
                 for slot in &mut self.world {
                     if matches!(slot.state, Lease::Leased(pool) if pool == id) {
@@ -609,7 +623,7 @@ impl Hub {
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {
-            if let Some(dead) = group.dead {
+            if let Lease::Dead(dead) = group.lease {
                 // A message to the dead rank or a disconnect could block
                 // for ever.
                 let others = (0..group.comm.remote_size()).filter(|&rank| rank != dead);
@@ -623,13 +637,13 @@ impl Hub {
         }
         let world = self.universe.world();
         let serving: Vec<Rank> = (self.world.iter())
-            .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead))
+            .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead(_)))
             .map(|slot| slot.rank)
             .collect();
         let dead = self
             .world
             .iter()
-            .any(|slot| matches!(slot.state, Lease::Dead));
+            .any(|slot| matches!(slot.state, Lease::Dead(_)));
         if dead {
             // Every rank, this one too, leaves without MPI_Finalize, which
             // would wait for the dead rank.
