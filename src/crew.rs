@@ -32,7 +32,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::{Error, Shutdown};
+use crate::{Error, Shutdown, panic};
 
 /// Work that can be refused: it must resolve its futures with the reason.
 pub(crate) trait Job: Send + 'static {
@@ -152,12 +152,18 @@ impl<J: Job> Crew<J> {
             builder = builder.stack_size(bytes);
         }
         let crew = Arc::clone(self);
-        let handle =
-            builder
-                .spawn(move || (crew.body)(&crew))
-                .map_err(|error| Error::SpawnFailed {
-                    reason: error.to_string(),
-                })?;
+        let handle = builder
+            .spawn(move || {
+                // The body catches everything user code does; should a panic
+                // get through anyway, the thread is replaced, not lost (its
+                // seat took it out of the idle count as it unwound).
+                if panic::catch(|| (crew.body)(&crew)).is_err() {
+                    crew.replace_dead_thread();
+                }
+            })
+            .map_err(|error| Error::SpawnFailed {
+                reason: error.to_string(),
+            })?;
         state.ids.push(handle.thread().id());
         state.threads.push(handle);
         Ok(())
@@ -169,6 +175,42 @@ impl<J: Job> Crew<J> {
     pub(crate) fn seat(&self) -> Seat<'_, J> {
         self.mark_idle();
         Seat { crew: self }
+    }
+
+    /// Puts `job`, not started, back on the queue for another thread, and
+    /// takes the calling thread out of the pool: it exits, and no longer
+    /// counts toward `max_workers`. If the queue is closed, `job` fails with
+    /// `error` instead.
+    pub(crate) fn requeue_and_exit(&self, job: J, error: Error) {
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        match &state.intake {
+            // The receiver lives in `self.queue`, so the send cannot fail.
+            Intake::Open(sender) => drop(sender.send(job)),
+            Intake::ShutDown | Intake::Broken(_) => {
+                drop(state);
+                job.fail(error);
+            }
+        }
+    }
+
+    /// Takes the calling thread's handle out of the pool, detaching it.
+    fn forget_current_thread(&self, state: &mut State<J>) {
+        let me = thread::current().id();
+        state.threads.retain(|handle| handle.thread().id() != me);
+    }
+
+    /// What a crew thread that panicked does before it exits: leaves the
+    /// pool, and starts a replacement if work waits.
+    fn replace_dead_thread(self: &Arc<Self>) {
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        if let Intake::Open(_) = state.intake
+            && !self.queue.is_empty()
+        {
+            // If even that fails, the queued work waits for the next submit.
+            let _ = self.start_thread(&mut state);
+        }
     }
 
     /// Marks the pool broken: closes the queue and fails every queued job.
@@ -198,8 +240,11 @@ impl<J: Job> Crew<J> {
             }
         }
         if how.cancel_futures {
-            // Dropping a job unrun resolves its futures as cancelled.
-            self.queue.try_iter().for_each(drop);
+            // Dropping a job unrun resolves its futures as cancelled. It
+            // also drops a thread-pool task's argument: user code, caught.
+            for job in self.queue.try_iter() {
+                let _ = panic::catch(move || drop(job));
+            }
         }
         if !how.wait {
             return;
@@ -382,7 +427,7 @@ mod tests {
         fn fail(self, _: Error) {}
     }
 
-    fn idle(crew: &Crew<Nothing>) -> usize {
+    fn idle<J>(crew: &Crew<J>) -> usize {
         crew.idle.load(Ordering::Relaxed)
     }
 
@@ -411,5 +456,40 @@ mod tests {
         assert_eq!(idle(&crew), 1);
         drop(seat);
         assert_eq!(idle(&crew), 0, "the thread left");
+    }
+
+    /// A job that panics its crew thread (outside any task's catch) or
+    /// reports that it ran.
+    enum Test {
+        Panic,
+        Report(std::sync::mpsc::Sender<()>),
+    }
+
+    impl Job for Test {
+        fn fail(self, _: Error) {}
+    }
+
+    #[test]
+    fn a_crew_thread_that_panics_is_replaced() {
+        let body: Body<Test> = Arc::new(|crew: &Arc<Crew<Test>>| {
+            let mut seat = crew.seat();
+            while let Some((job, _turn)) = seat.next_job() {
+                match job {
+                    // resume_unwind: an unwind without the hook's message.
+                    Test::Panic => std::panic::resume_unwind(Box::new("a bug outside every catch")),
+                    Test::Report(done) => drop(done.send(())),
+                }
+            }
+        });
+        let crew = Arc::new(Crew::new(1, "test".into(), None, body));
+        crew.enqueue(Test::Panic);
+        let (done, ran) = std::sync::mpsc::channel();
+        crew.enqueue(Test::Report(done));
+        // Before, the dead thread still counted toward max_workers: the
+        // second job waited forever.
+        ran.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a replacement thread ran the next job");
+        crew.shutdown(Shutdown::default());
+        assert_eq!(idle(&crew), 0, "no thread left, none counted idle");
     }
 }

@@ -50,7 +50,7 @@ use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
 
 /// How long `result()` yields, checking, before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
 const SPIN_MICROS: u64 = 50;
 
 const PENDING: u8 = 0;
@@ -309,12 +309,14 @@ impl<R> Callbacks<R> {
 
     /// Runs the callbacks in the order they were added.
     pub(crate) fn run(self) {
-        if let Some(future) = &self.future {
+        if let Some(future) = self.future {
             for callback in self.callbacks {
                 // A panicking callback must not stop the others or the worker;
                 // the panic hook has already reported it.
-                let _ = panic::catch(|| callback(future));
+                let _ = panic::catch(|| callback(&future));
             }
+            // The last handle drops the result, whose Drop is user code.
+            let _ = panic::catch(move || drop(future));
         }
     }
 }
@@ -353,15 +355,22 @@ impl<R> Promise<R> {
     /// Like [`complete`](Self::complete), but hands the done callbacks back
     /// instead of running them, so that a worker can count itself busy while
     /// they run: a callback may block, or submit more work and wait for it.
+    ///
+    /// The outcome is dropped here if nobody can see it any more (its
+    /// future was dropped or cancelled): its `Drop` is user code, so a
+    /// panic in it is caught. Such a panic loses no callback, since a
+    /// callback to run would have kept the outcome alive.
     pub(crate) fn complete_deferring_callbacks(self, outcome: Result<R, Error>) -> Callbacks<R> {
         let state = if outcome.is_ok() { FINISHED } else { FAILED };
-        match self.inner.finish(state, Some(outcome)) {
+        let none = || Callbacks {
+            callbacks: Vec::new(),
+            future: None,
+        };
+        panic::catch(move || match self.inner.finish(state, Some(outcome)) {
             Some(wakeups) => wakeups.wake(&self.inner),
-            None => Callbacks {
-                callbacks: Vec::new(),
-                future: None,
-            },
-        }
+            None => none(),
+        })
+        .unwrap_or_else(|_| none())
     }
 }
 
@@ -532,6 +541,13 @@ impl<R> Future<R> {
     /// Waits until `deadline` (forever if `None`) and takes the result.
     pub(crate) fn wait_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         self.spin_briefly();
+        self.sleep_and_take(deadline)
+    }
+
+    /// [`wait_and_take`](Self::wait_and_take) without the spinning: for a
+    /// result not expected within [`SPIN_FOR`], where spinning would only
+    /// take the CPU from the workers.
+    pub(crate) fn sleep_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         let mut slot = self.inner.lock();
         loop {
             match self.inner.state() {

@@ -27,8 +27,8 @@
 //! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
 //! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
 //! | `max_tasks_per_child=n` | [`.max_tasks_per_child(n)`](crate::ProcessPoolBuilder::max_tasks_per_child) |
-//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::Timeout`](crate::Error::Timeout) |
-//! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): the default for every `map` |
+//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::TaskTimedOut`](crate::Error::TaskTimedOut) |
+//! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): a fixed size for every `map`, instead of the automatic one |
 //! | `InterpreterPoolExecutor` (3.14) | no counterpart needed: Rust has no GIL, so [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s threads already run Rust code on every core |
 //! | `if __name__ == "__main__":` | nothing: a worker serves before `main`, so no part of `main` runs twice. [`concurrent_futures::init();`](crate::init) is the explicit, optional form (the MPI executor needs it) |
 //! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
@@ -69,7 +69,7 @@
 //! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
 //! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
 //! | `map(..., timeout=t)` | [`.timeout(t)`](crate::Map::timeout): one deadline from the call, as in Python |
-//! | `map(..., chunksize=c)` | [`.chunksize(c)`](crate::Map::chunksize), on both pools |
+//! | `map(..., chunksize=c)` | [`.chunksize(c)`](crate::Map::chunksize), on both pools; without it, chunks are sized from measured task durations (joblib's `batch_size='auto'`), not one input each |
 //! | `map(..., buffersize=b)` (3.14) | [`.buffer_size(b)`](crate::Map::buffer_size); bounded by default, see below |
 //! | `shutdown()` | [`shutdown()`](crate::Executor::shutdown), or drop the executor |
 //! | `shutdown(wait=False, cancel_futures=True)` | [`shutdown_with(Shutdown { wait: false, cancel_futures: true })`](crate::Executor::shutdown_with) |
@@ -290,8 +290,13 @@
 //!   has not started.
 //! - **Each item is its own `Result`.** Python's `map` raises the first
 //!   exception and loses the results after it. Here a failing item is that
-//!   item's `Err`, and iteration goes on; with `chunksize`, a failure inside
-//!   a chunk fails only that item (Python's newest behaviour, gh-108518).
+//!   item's `Err`, and iteration goes on; in a chunk, a failure fails only
+//!   that item (Python's newest behaviour, gh-108518).
+//! - **`map` needs no `chunksize`.** Python sends one input per task unless
+//!   told otherwise, and tiny tasks then cost a round trip each. Here chunks
+//!   grow while the tasks measure fast, aim at about a millisecond of work
+//!   each, and shrink again for the last inputs so every worker finishes
+//!   together.
 //! - **Failures are values, with a location.** A panic becomes
 //!   [`Error::Panicked`](crate::Error::Panicked) with its message and `file:line`, instead of a
 //!   traceback re-raised in another thread.

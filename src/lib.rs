@@ -217,7 +217,9 @@
 //!   no safe form of (`signal` to ignore SIGPIPE in a child that starts
 //!   before `main`, `prctl` so a child dies with its pool, `dup2` to take
 //!   the channel off standard input, `SO_PEERCRED` to check who is on the
-//!   other end, and `kill` for a signal other than SIGKILL).
+//!   other end, `kill` for a signal other than SIGKILL and for a child's
+//!   whole process group, and `waitid(WNOWAIT)` to see a child exit while
+//!   its pid, and so its group's id, is still reserved).
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
@@ -250,7 +252,7 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use init::init;
-pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg(feature = "mpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};

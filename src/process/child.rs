@@ -59,19 +59,18 @@ pub(crate) fn serve_if_child(before_main: bool) {
 }
 
 /// This executable's fingerprint as the process pool measures it: the
-/// identity of `/proc/self/exe` (device, inode, size, modification time).
-/// While the parent lives, its executable's inode cannot be reused or
-/// rewritten (Linux refuses to write a running executable), so equal
-/// identities mean the same bytes.
+/// identity of `/proc/self/exe` (device, inode and size). While the parent
+/// lives, its executable's inode cannot be reused or rewritten (Linux
+/// refuses to write a running executable), so equal identities mean the
+/// same bytes. The modification time is left out: `touch` changes it, not
+/// the bytes, and would make every new worker a stranger.
 pub(crate) fn fingerprint() -> io::Result<Fingerprint> {
     let file = fs::metadata("/proc/self/exe")?;
     Ok(Fingerprint::new([
         file.dev(),
         file.ino(),
         file.size(),
-        (file.mtime() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(file.mtime_nsec() as u64),
+        u64::from_le_bytes(*b"file-id\0"),
     ]))
 }
 

@@ -399,7 +399,7 @@ mod tests {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut args = Vec::new();
         for n in [1_u32, 20] {
-            codec::append(n, &mut args).unwrap();
+            codec::append(&n, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
@@ -413,7 +413,7 @@ mod tests {
         let call = Call::of(power as fn(_, _) -> _).unwrap();
         let mut args = Vec::new();
         for pair in [(2_u64, 10_u32), (3, 3)] {
-            codec::append(pair, &mut args).unwrap();
+            codec::append(&pair, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
@@ -428,7 +428,7 @@ mod tests {
             bytes.len()
         }
         let mut frame = b"head".to_vec();
-        codec::append(vec![7_u8; 1000], &mut frame).unwrap();
+        codec::append(&vec![7_u8; 1000], &mut frame).unwrap();
         let mut out = Vec::new();
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();

@@ -72,7 +72,12 @@ fn a_task_past_its_timeout_is_killed() {
 
     let start = Instant::now();
     let slow = executor.submit(sleeps, 30_000);
-    assert_eq!(settle(&slow), Err(Error::Timeout));
+    assert_eq!(
+        settle(&slow),
+        Err(Error::TaskTimedOut {
+            limit: Duration::from_millis(200)
+        })
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(5),
@@ -82,6 +87,43 @@ fn a_task_past_its_timeout_is_killed() {
     let next = settle(&executor.submit(sleeps, 10)).expect("the next task works");
     assert_ne!(next, worker, "the timed-out worker was replaced");
     assert!(!fixtures::exists(worker), "and killed and reaped");
+}
+
+/// Sleeps far past the pool's timeout on input 1500; quick on the others.
+fn sleeps_on_1500(n: u32) -> u32 {
+    if n == 1500 {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    n
+}
+
+#[test]
+fn a_pool_timeout_keeps_map_inputs_one_per_task() {
+    let _alone = fixtures::alone();
+    // Quick inputs grow automatic chunks, and a chunk times out as a whole:
+    // under a per-task timeout, only the slow input may fail.
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let results: Vec<_> = executor
+        .map(sleeps_on_1500, 0..2000)
+        .timeout(fixtures::PATIENCE)
+        .collect();
+    assert_eq!(results.len(), 2000);
+    for (n, result) in (0..2000).zip(results) {
+        match n {
+            1500 => assert_eq!(
+                result,
+                Err(Error::TaskTimedOut {
+                    limit: Duration::from_millis(200)
+                }),
+                "input {n}"
+            ),
+            _ => assert_eq!(result, Ok(n), "input {n}"),
+        }
+    }
 }
 
 /// An initializer that holds a new worker in its start-up until the test

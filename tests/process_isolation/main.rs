@@ -2,8 +2,9 @@
 //! death fails only its task (`worker_death`), workers die with a killed
 //! parent (`parent_death`), garbage on the channel is refused
 //! (`corrupt_channel`), a stranger cannot become or feed a worker
-//! (`security`), descriptors stay flat (`fds`), and the limits only a
-//! helper run can reach (`limits`).
+//! (`security`), descriptors stay flat (`fds`), the limits only a
+//! helper run can reach (`limits`), and what unusual tasks return, raise
+//! or leave behind (`adversarial`, some of whose cases need helper runs).
 //!
 //! `harness = false` (see Cargo.toml): some cases start this binary again
 //! as a helper (a parent to be killed, a process under a memory cap, a copy
@@ -17,6 +18,7 @@ mod fixtures;
 #[path = "../common/process_harness.rs"]
 mod harness;
 
+mod adversarial;
 mod corrupt_channel;
 mod fds;
 mod limits;
@@ -26,9 +28,11 @@ mod worker_death;
 
 fn main() {
     security::probe_mode();
+    adversarial::helper_mode();
     parent_death::helper_mode();
     limits::helper_mode();
     harness::run(&harness::by_file(&[
+        ("adversarial", adversarial::CASES),
         ("corrupt_channel", corrupt_channel::CASES),
         ("fds", fds::CASES),
         ("limits", limits::CASES),

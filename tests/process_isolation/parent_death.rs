@@ -43,6 +43,8 @@ fn helper(dir: String) -> ! {
         let names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            // Not a write_atomically temp file (started-PID.tmpPID).
+            .filter(|name| !name.contains('.'))
             .filter_map(|name| Some(name.strip_prefix("started-")?.to_owned()))
             // A file still being written is `started-PID.tmpPID`.
             .filter(|pid| pid.parse::<u32>().is_ok())

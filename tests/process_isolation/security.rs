@@ -131,7 +131,7 @@ fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
 /// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
 fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     let mut body = b"CFut".to_vec();
-    body.extend_from_slice(&1_u16.to_le_bytes());
+    body.extend_from_slice(&2_u16.to_le_bytes()); // the protocol version
     body.extend_from_slice(fingerprint);
     body.extend_from_slice(&[0x5A; 16]);
     body.push(0);
