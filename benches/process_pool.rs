@@ -28,6 +28,11 @@
 //! The binary is its own worker: `main` calls `concurrent_futures::init()`
 //! first, then `procspawn::init()`, so it runs with `harness = false`.
 
+// Needs the process pool, which is Linux-only so far (see "Platforms" in
+// src/lib.rs): elsewhere this binary is empty.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
+
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};

@@ -8,6 +8,11 @@
 //!
 //! Run it with `cargo run --release --example async_bridge`.
 
+// Needs the process pool, which is Linux-only so far (see "Platforms" in
+// src/lib.rs): elsewhere this binary is empty.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;

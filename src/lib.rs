@@ -157,6 +157,17 @@
 //! switches by one identifier. Default builds need no MPI library. The
 //! README has the commands.
 //!
+//! # Platforms
+//!
+//! The futures, `map`, `wait`, `as_completed`, the [`ThreadPoolExecutor`],
+//! `scope` and the async interop are plain `std` and build on every target
+//! whose `std` has threads; CI runs them on Linux and, under Wine, on
+//! Windows, and checks them for macOS. The process pool (and the remote
+//! layer under it, and the MPI executor) is built on Linux only so far;
+//! elsewhere `ProcessPoolExecutor` does not exist, so code that names it
+//! fails to compile rather than at run time. The README's platform table
+//! says which promise is checked where.
+//!
 //! # For maintainers: how a task flows
 //!
 //! The source is in layers; each file's first comment names its own and
@@ -226,10 +237,12 @@ mod future;
 pub mod guide;
 mod init;
 mod map;
-#[cfg(feature = "mpi")]
+#[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
 mod panic;
+#[cfg(target_os = "linux")]
 mod process;
+#[cfg(target_os = "linux")]
 mod remote;
 mod spread;
 mod sync;
@@ -241,13 +254,15 @@ pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use init::init;
 pub use map::{LOOK_AHEAD_PER_WORKER, Map};
-#[cfg(feature = "mpi")]
+#[cfg(all(feature = "mpi", target_os = "linux"))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, target_os = "linux"))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
+#[cfg(target_os = "linux")]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
+#[cfg(target_os = "linux")]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};

@@ -5,6 +5,12 @@
 //! The last two run this same binary again as a helper (see `HELPER`), so
 //! that a memory limit or a replaced executable touches only the helper.
 
+// Needs the process pool, which is Linux-only so far (see "Platforms" in
+// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
+// tests use the default harness, where `#![cfg]` alone would do.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
+
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
 #[path = "common/process_harness.rs"]

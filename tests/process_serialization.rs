@@ -3,6 +3,12 @@
 //! anything is sent; a result that fails to serialize is that future's
 //! error too; and in a chunked `map` either fails only its own item.
 
+// Needs the process pool, which is Linux-only so far (see "Platforms" in
+// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
+// tests use the default harness, where `#![cfg]` alone would do.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
+
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
 #[path = "common/process_harness.rs"]

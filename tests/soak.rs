@@ -32,6 +32,12 @@
 //! without `--ignored`). A filter argument picks `thread_pool_soak` or
 //! `process_pool_soak`; `--list` lists them.
 
+// Needs the process pool, which is Linux-only so far (see "Platforms" in
+// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
+// tests use the default harness, where `#![cfg]` alone would do.
+#![cfg_attr(not(target_os = "linux"), no_main)]
+#![cfg(target_os = "linux")]
+
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
 
