@@ -276,6 +276,18 @@
 //! - **No fork.** Workers are fresh runs of the same executable, checked at a
 //!   handshake to be the same binary, so a multi-threaded parent cannot
 //!   deadlock a child the way `fork()` can.
+//! - **One guard on every platform.** Python's tutorials warn Windows users
+//!   in particular to put pool code under `if __name__ == "__main__":`.
+//!   There, and on macOS since Python 3.8, a worker is a fresh interpreter
+//!   that imports your main module again (the `"spawn"` start method), so
+//!   unguarded top-level code, a pool included, would run again in every
+//!   worker; Linux's default `fork` hides the mistake until the code moves.
+//!   Rust has no module to import: a worker is always a fresh run of your
+//!   executable, on every platform, and the one [`init()`](crate::init)
+//!   line at the top of `main` is the whole guard, the same on Linux, macOS
+//!   and Windows. Forgetting it is [`Error::InitMissing`](crate::Error::InitMissing)
+//!   everywhere, never a recursive spawn. `init()` builds on every target;
+//!   where the process pool itself is built is the README's platform table.
 //! - **Futures are awaitable without a wrapper.** `.await` a
 //!   [`Future`](crate::Future) from any async runtime; Python needs
 //!   `asyncio.wrap_future`.
