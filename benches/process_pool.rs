@@ -28,10 +28,10 @@
 //! The binary is its own worker: `main` calls `concurrent_futures::init()`
 //! first, then `procspawn::init()`, so it runs with `harness = false`.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
+// Needs the process pool, which is built on Linux and macOS so far (see
+// "Platforms" in src/lib.rs): elsewhere this binary is empty.
+#![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
+#![cfg(any(target_os = "linux", target_os = "macos"))]
 
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};

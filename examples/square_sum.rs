@@ -19,10 +19,10 @@
 //! (defaults: 2 tasks, N = 10^7). Each task sums i*i for i in 0..N in its own
 //! worker process; with two cores, two tasks take about as long as one.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
+// Needs the process pool, which is built on Linux and macOS so far (see
+// "Platforms" in src/lib.rs): elsewhere this binary is empty.
+#![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
+#![cfg(any(target_os = "linux", target_os = "macos"))]
 
 use std::hint::black_box;
 use std::time::Instant;

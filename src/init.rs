@@ -34,14 +34,14 @@ pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     crate::process::child::serve_if_child();
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::mpi::rank::serve_if_rank();
 }
 
 /// Whether [`init`] was called in this process.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
 }

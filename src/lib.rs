@@ -163,10 +163,12 @@
 //! `scope` and the async interop are plain `std` and build on every target
 //! whose `std` has threads; CI runs them on Linux and, under Wine, on
 //! Windows, and checks them for macOS. The process pool (and the remote
-//! layer under it, and the MPI executor) is built on Linux only so far;
-//! elsewhere `ProcessPoolExecutor` does not exist, so code that names it
-//! fails to compile rather than at run time. The README's platform table
-//! says which promise is checked where.
+//! layer under it) is built on Linux and macOS; macOS takes a portable
+//! Unix path (`process/platform.rs`) that CI also runs on Linux. It is not
+//! built on Windows yet, nor the MPI executor outside Linux: there
+//! `ProcessPoolExecutor` does not exist, so code that names it fails to
+//! compile rather than at run time. The README's platform table says which
+//! promise is checked where.
 //!
 //! # For maintainers: how a task flows
 //!
@@ -219,10 +221,12 @@
 //!   with `dladdr` at `submit` and refuses the task otherwise; the
 //!   `dladdr` call itself is the file's other unsafe block.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
-//! - `process/child.rs` and `process/spawn.rs`: the system calls std has
-//!   no safe form of (`prctl` so a child dies with its pool, `dup2` to take
-//!   the channel off standard input, `SO_PEERCRED` to check who is on the
-//!   other end, and `kill` for a signal other than SIGKILL).
+//! - `process/child.rs`, `process/spawn.rs` and `process/platform.rs`: the
+//!   system calls std has no safe form of (`dup2` to take the channel off
+//!   standard input, `kill` for a signal other than SIGKILL, and in
+//!   `platform.rs` `prctl` so a Linux child dies with its pool, and
+//!   `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is on the
+//!   other end).
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
@@ -240,9 +244,9 @@ mod map;
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
 mod panic;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 mod process;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 mod remote;
 mod spread;
 mod sync;
@@ -257,12 +261,12 @@ pub use map::{LOOK_AHEAD_PER_WORKER, Map};
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
-#[cfg(all(fuzzing, target_os = "linux"))]
+#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos")))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};

@@ -3,9 +3,10 @@
 //! `Error::Protocol`; the pool kills that worker, no longer to be trusted,
 //! and goes on with a new one.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
-// tests use the default harness, where `#![cfg]` alone would do.
+// Runs on Linux (natively, and on the portable Unix path that macOS takes):
+// its checks read /proc, and the process pool is not built on Windows yet.
+// Elsewhere this binary is empty; `no_main` only until these tests use the
+// default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]
 #![cfg(target_os = "linux")]
 
@@ -29,20 +30,26 @@ fn main() {
     ]);
 }
 
-/// The worker's channel to the pool: its only socket above stderr.
+/// The worker's channel to the pool: its only socket above stderr (the
+/// portable Unix path's watchdog holds a second descriptor of it).
 fn channel() -> UnixStream {
-    let sockets: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+    let sockets: Vec<(RawFd, String)> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
         .filter_map(|entry| {
             let fd: RawFd = entry.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(entry.path()).ok()?;
-            (fd > 2 && target.to_str()?.starts_with("socket:")).then_some(fd)
+            let target = std::fs::read_link(entry.path()).ok()?.into_os_string();
+            let target = target.into_string().ok()?;
+            (fd > 2 && target.starts_with("socket:")).then_some((fd, target))
         })
         .collect();
-    let [fd] = sockets[..] else {
-        panic!("expected one socket in the worker, found {sockets:?}")
+    let Some((fd, socket)) = sockets.first().cloned() else {
+        panic!("expected a socket in the worker, found none")
     };
+    assert!(
+        sockets.iter().all(|(_, other)| *other == socket),
+        "expected one socket in the worker, found {sockets:?}"
+    );
     // SAFETY: `fd` is open (just listed) and stays open while we use it:
     // the worker's loop owns it and is busy running this very task.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };

@@ -2,9 +2,10 @@
 //! first task; one that panics breaks the pool with `Error::BrokenExecutor`,
 //! whose reason carries the panic message, for that task and later ones.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
-// tests use the default harness, where `#![cfg]` alone would do.
+// Runs on Linux (natively, and on the portable Unix path that macOS takes):
+// its checks read /proc, and the process pool is not built on Windows yet.
+// Elsewhere this binary is empty; `no_main` only until these tests use the
+// default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]
 #![cfg(target_os = "linux")]
 

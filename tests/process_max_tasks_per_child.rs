@@ -1,9 +1,10 @@
 //! `max_tasks_per_child(n)` replaces a worker process after it has run `n`
 //! calls (a task, or a `map` chunk), counting from each worker's start.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
-// tests use the default harness, where `#![cfg]` alone would do.
+// Runs on Linux (natively, and on the portable Unix path that macOS takes):
+// its checks read /proc, and the process pool is not built on Windows yet.
+// Elsewhere this binary is empty; `no_main` only until these tests use the
+// default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]
 #![cfg(target_os = "linux")]
 

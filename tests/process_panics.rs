@@ -3,9 +3,10 @@
 //! the worker catches it and serves the next task. Inside a `map` chunk, a
 //! panic fails only its own item.
 
-// Needs the process pool, which is Linux-only so far (see "Platforms" in
-// src/lib.rs): elsewhere this binary is empty. `no_main` only until these
-// tests use the default harness, where `#![cfg]` alone would do.
+// Runs on Linux (natively, and on the portable Unix path that macOS takes):
+// its checks read /proc, and the process pool is not built on Windows yet.
+// Elsewhere this binary is empty; `no_main` only until these tests use the
+// default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]
 #![cfg(target_os = "linux")]
 

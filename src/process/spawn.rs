@@ -3,9 +3,10 @@
 //! child process: starting it, the handshake, one call at a time over its
 //! channel, and stopping it.
 //!
-//! Children are fresh runs of `/proc/self/exe` (not `fork()` of a
-//! multi-threaded parent), which reaches the executable this process started
-//! from even if the file was since rebuilt or moved.
+//! Children are fresh runs of [`platform::executable`] (not `fork()` of a
+//! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
+//! executable this process started from even if the file was since rebuilt
+//! or moved.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
 //!
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::child::MARKER;
 use super::frame::{self, FrameError};
+use super::platform;
 use crate::Error;
 use crate::init::init_called;
 use crate::remote::call::{Call, Fingerprint, Secret};
@@ -81,8 +83,9 @@ impl ChildLink {
         if !init_called() {
             return Err(Error::InitMissing);
         }
+        let spawning = platform::spawning();
         let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
-        let mut command = Command::new("/proc/self/exe");
+        let mut command = Command::new(platform::executable().map_err(spawn_failed)?);
         if let Some(name) = std::env::args_os().next() {
             command.arg0(name);
         }
@@ -94,6 +97,7 @@ impl ChildLink {
         // The command holds the child's end of the channel: drop it now, or
         // the channel would never report end-of-file when the child dies.
         drop(command);
+        drop(spawning);
         let mut link = ChildLink {
             reader: BufReader::new(Deadline {
                 stream: ours.try_clone().map_err(spawn_failed)?,
