@@ -34,6 +34,23 @@ for line in open(os.path.join(logs, "python.txt")):
     if m:
         python[m.group(1)] = float(m.group(2))
 
+def best_fixed(group, pattern):
+    """The fastest row of a criterion group whose name matches `pattern` (a
+    regex whose group is the chunk size): (label, us per item or None)."""
+    rows = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(os.path.join(crit, group)):
+            m = re.fullmatch(pattern, name)
+            if m and (figure_us := ours(f"{group}/{name}")) is not None:
+                rows.append((figure_us, int(m.group(1))))
+    if not rows:
+        return "best fixed chunksize", None
+    figure_us, size = min(rows)
+    return f"best fixed chunksize ({size}; {len(rows)} tried)", figure_us
+
+# The task durations of the thread pool's map_duration rows.
+DURATIONS = ["10ns", "1us", "100us", "10ms"]
+
 def fmt(value):
     if value is None:
         return "n/a"
@@ -55,6 +72,18 @@ def thread_table():
             ("Python ThreadPoolExecutor", python.get("thread round-trip (serial)"), None),
         ]),
     ]
+    tables += [
+        ("default map, 1M items of a ~50 ns task, us/item", "map_million/ours_default_hash50", [
+            ("rayon par_iter().map().collect()", ours("map_million/rayon_hash50"), 1 / 2),
+        ]),
+        ("default map, 1M identity items, us/item", "map_million/ours_default_identity", [
+            ("rayon par_iter().map().collect()", ours("map_million/rayon_identity"), 1 / 10),
+        ]),
+    ]
+    for label in DURATIONS:
+        tables.append((f"default map, {label} tasks, us/item", f"map_duration/{label}_default", [
+            (*best_fixed("map_duration", re.escape(label) + r"_chunksize_(\d+)"), 1 / 1.5),
+        ]))
     for variant in ("ours_default", "ours_buffer_size_32", "ours_chunksize_64", "ours_chunksize_1024"):
         tables.append((f"map ({variant.removeprefix('ours_').replace('_', ' ')}), us/item", f"map/{variant}", [
             ("Python ThreadPoolExecutor.map", python.get("thread map"), 30.0),
@@ -83,6 +112,9 @@ def thread_table():
     print()
     for line in open(os.path.join(logs, "memory.txt")):
         if line.startswith("map_memory"):
+            print("- " + line.rstrip())
+    for line in open(os.path.join(logs, "criterion.txt")):
+        if line.startswith("map tasks:"):
             print("- " + line.rstrip())
 
 def ms(bench):
@@ -121,7 +153,7 @@ def process_table():
     for line in open(os.path.join(logs, "process.txt")):
         if m := re.match(r"fds (\w+) (\d+) pending: before (\d+), peak (\d+), after (\d+)", line):
             fds[m.group(1)] = tuple(int(m.group(i)) for i in range(2, 6))
-        elif line.startswith(("procspawn ", "start with two tasks")):
+        elif line.startswith(("procspawn ", "start with two tasks", "process_map mix25")):
             attempt = (attempt or []) + [line.rstrip()]
 
     def fd_text(who):
@@ -159,6 +191,10 @@ def process_table():
             ("procspawn pool, a spawn per 1000-item chunk (context)",
              ours("process_map/procspawn_pool_chunk_1000_context"), None),
         ]),
+        ("default map of a ~25 ns task over 1M items, us/item", ours("process_map/ours_default_25ns"), False,
+         None, [
+            (*best_fixed("process_map", r"ours_chunksize_(\d+)_25ns"), 1 / 1.5),
+        ]),
         ("64 MiB Vec<u8> argument, GiB/s", gib_s("process_big_arg/ours"), True,
          (">= 1 GiB/s", lambda v: v >= 1), [
             ("procspawn pool spawn + join", gib_s("process_big_arg/procspawn_pool"), None),
@@ -185,7 +221,7 @@ def process_table():
             if goal is None:
                 target, met = ("raw limit" if label.startswith("raw") else "context"), ""
             else:
-                target = f">= {goal:g}x"
+                target = f"ours within {1 / goal:.1f}x (>= {goal:.2f})" if goal < 1 else f">= {goal:g}x"
                 met = "?" if ratio is None else ("met" if ratio >= goal else "NOT met")
             shown = "n/a" if ratio is None else f"{ratio:.3g}x"
             print(f"| {measure} | {fmt(mine)} | {label} | {fmt(theirs)} | {shown} | {target} | {met} |")

@@ -8,7 +8,7 @@
 # redraws benches/comparison.svg and rewrites the generated block of
 # BENCHMARKS.md; commit them with the code they measured.
 #
-#   benches/compare.sh                 # everything, about three minutes
+#   benches/compare.sh                 # everything, about six minutes
 #   benches/compare.sh round_trip      # extra arguments go to criterion (a filter)
 #   PARTS=process benches/compare.sh   # only the process pool (or PARTS=thread)
 #
@@ -36,6 +36,7 @@ echo "$code"
 echo "$machine"
 # Stale results of a benchmark left out of this run must not reach the table.
 rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target/criterion/map"
+rm -rf "$target/criterion/map_million" "$target/criterion/map_duration"
 rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg}
 touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt"
 if has thread; then

@@ -3,7 +3,7 @@
 //! The inputs come from a counting iterator, so the check sees how far `map`
 //! has pulled ahead of what it has yielded; that must never exceed the
 //! look-ahead ([`LOOK_AHEAD_PER_WORKER`] times the workers times the chunk
-//! size by default). The
+//! size by default, [`MAX_AUTO_CHUNKSIZE`] for the automatic size). The
 //! process's peak RSS (`VmHWM` in `/proc/self/status`) is read before and
 //! after: it must not grow with the input. For scale, the same is read around
 //! an eager batch of futures (the `submit`-everything-first pattern), which
@@ -17,7 +17,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Instant;
 
-use concurrent_futures::{LOOK_AHEAD_PER_WORKER, ThreadPoolExecutor};
+use concurrent_futures::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, ThreadPoolExecutor};
 
 const WORKERS: usize = 2;
 const ITEMS: u64 = 10_000_000;
@@ -34,17 +34,17 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs `map` over `items` inputs and returns the most inputs ever pulled
-/// from the iterator but not yet yielded as results.
-fn max_pulled_ahead(executor: &ThreadPoolExecutor, items: u64, chunksize: usize) -> u64 {
+/// Runs `map` over `items` inputs, in chunks of `chunksize` (`None`: the
+/// automatic size), and returns the most inputs ever pulled from the
+/// iterator but not yet yielded as results.
+fn max_pulled_ahead(executor: &ThreadPoolExecutor, items: u64, chunksize: Option<usize>) -> u64 {
     let pulled = Rc::new(Cell::new(0u64));
     let counter = Rc::clone(&pulled);
     let inputs = (0..items).inspect(move |_| counter.set(counter.get() + 1));
     let results = executor.map(|x: u64| black_box(x), inputs);
-    let results = if chunksize == 1 {
-        results
-    } else {
-        results.chunksize(chunksize)
+    let results = match chunksize {
+        Some(chunksize) => results.chunksize(chunksize),
+        None => results,
     };
     let (mut yielded, mut max_ahead, mut total) = (0u64, 0u64, 0u64);
     for result in results {
@@ -69,15 +69,18 @@ fn main() {
     let executor = ThreadPoolExecutor::new(WORKERS);
     let mut broken = false;
     println!("map memory: {items} identity items, {WORKERS} workers");
-    for chunksize in [1usize, 64] {
-        // Warm the pool and the allocator first, so the reading is the map's own.
-        max_pulled_ahead(&executor, 10_000, chunksize);
+    for chunksize in [None, Some(1), Some(64)] {
+        let bound =
+            (LOOK_AHEAD_PER_WORKER * WORKERS * chunksize.unwrap_or(MAX_AUTO_CHUNKSIZE)) as u64;
+        // Warm the pool and the allocator first, over a few full look-aheads,
+        // so the reading is what grows with the input, not the look-ahead.
+        max_pulled_ahead(&executor, (4 * bound).max(10_000), chunksize);
         let (rss0, hwm0) = (status_kib("VmRSS"), status_kib("VmHWM"));
         let start = Instant::now();
         let ahead = max_pulled_ahead(&executor, items, chunksize);
         let secs = start.elapsed().as_secs_f64();
         let (rss1, hwm1) = (status_kib("VmRSS"), status_kib("VmHWM"));
-        let bound = (LOOK_AHEAD_PER_WORKER * WORKERS * chunksize) as u64;
+        let chunksize = chunksize.map_or("auto".to_owned(), |size| size.to_string());
         let ok = ahead <= bound && hwm1.saturating_sub(hwm0) < 4 * 1024;
         broken |= !ok;
         println!(

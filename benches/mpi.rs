@@ -9,6 +9,15 @@
 //! (as root with `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`,
 //! and `OMPI_MCA_rmaps_base_oversubscribe=1` for 3 processes on 2 cores).
 //!
+//! Across the simulated hosts of `.ci/mpi-hosts` (rank 0 on one host, the
+//! serving ranks on two others, over TCP), with the raw MPI round trip
+//! of 8 bytes between two hosts measured the same way beside it:
+//!
+//! ```text
+//! .ci/mpi-hosts run sh -c '$MPIEXEC_HOSTS -n 3 target/mpi/release/deps/mpi-<hash> --bench --raw;
+//!                          $MPIEXEC_HOSTS -n 3 target/mpi/release/deps/mpi-<hash> --bench'
+//! ```
+//!
 //! Rows, each the best of [`RUNS`] runs (a shared machine's noise only ever
 //! adds time):
 //!
@@ -20,6 +29,11 @@
 //!   taken, per task.
 //! - `map chunksize 1`: `map` over [`MAP_SMALL`] items, per item.
 //! - `map chunksize 1000`: `map` over [`MAP_ITEMS`] items, per item.
+//! - `ranks busy`: `map` with chunks of [`BUSY_CHUNK`] over [`BUSY_ITEMS`]
+//!   tasks that each sleep [`BUSY_TASK`]: the share of the wall time each
+//!   rank spent inside tasks (100% = never waiting for work).
+//! - with `--raw`, instead: `raw round trip`, 8 bytes from rank 0 to rank 1
+//!   and back with blocking `MPI_Send`/`MPI_Recv`, no executor.
 //!
 //! Plain timing, not criterion: the figures sit beside the process pool's
 //! criterion figures in BENCHMARKS.md, measured the same way (per task).
@@ -35,6 +49,9 @@ const ROUND_TRIPS: u32 = 2_000;
 const PENDING: u64 = 10_000;
 const MAP_SMALL: u64 = 10_000;
 const MAP_ITEMS: u64 = 1_000_000;
+const BUSY_ITEMS: u64 = 4_000;
+const BUSY_CHUNK: usize = 100;
+const BUSY_TASK: Duration = Duration::from_micros(250);
 
 fn ident(x: u64) -> u64 {
     black_box(x)
@@ -52,7 +69,52 @@ fn best(per: u64, mut f: impl FnMut()) -> Duration {
         .expect("RUNS > 0")
 }
 
+/// Sleeps [`BUSY_TASK`]; returns where it ran (host and rank) and how
+/// long it took.
+fn nap(_: u64) -> (String, Duration) {
+    let start = Instant::now();
+    std::thread::sleep(BUSY_TASK);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let rank = std::env::var("OMPI_COMM_WORLD_RANK").unwrap_or_default();
+    (format!("{} rank {rank}", host.trim()), start.elapsed())
+}
+
+/// The raw MPI round trip: 8 bytes from rank 0 to rank 1 and back.
+fn raw_round_trip() {
+    use mpi::point_to_point::{Destination, Source};
+    use mpi::topology::Communicator;
+    const STOP: mpi::Tag = 1;
+    let universe = mpi::initialize().expect("MPI initializes");
+    let world = universe.world();
+    match world.rank() {
+        0 => {
+            let peer = world.process_at_rank(1);
+            let round_trip = best(u64::from(ROUND_TRIPS), || {
+                for i in 0..u64::from(ROUND_TRIPS) {
+                    peer.send(&i);
+                    let (back, _) = peer.receive::<u64>();
+                    assert_eq!(back, i);
+                }
+            });
+            peer.send_with_tag(&0_u64, STOP);
+            println!("mpi raw ({} processes)", world.size());
+            println!("  raw round trip:      {:>10.2} us", micros(round_trip));
+        }
+        1 => loop {
+            let (n, status) = world.process_at_rank(0).receive::<u64>();
+            if status.tag() == STOP {
+                break;
+            }
+            world.process_at_rank(0).send(&n);
+        },
+        _ => {}
+    }
+}
+
 fn main() {
+    if std::env::args().any(|arg| arg == "--raw") {
+        return raw_round_trip();
+    }
     concurrent_futures::init(); // in a worker rank, this serves and never returns
     let mode = match std::env::var("OMPI_COMM_WORLD_SIZE") {
         Ok(size) if size != "1" => format!("static world of {size}"),
@@ -110,6 +172,20 @@ fn main() {
         "  map chunksize 1000:  {:>10.4} us/item",
         micros(map_chunked)
     );
+
+    let start = Instant::now();
+    let mut busy = std::collections::BTreeMap::<String, Duration>::new();
+    for result in executor.map(nap, 0..BUSY_ITEMS).chunksize(BUSY_CHUNK) {
+        let (place, took) = result.expect("a nap");
+        *busy.entry(place).or_default() += took;
+    }
+    let wall = start.elapsed();
+    for (place, time) in busy {
+        println!(
+            "  ranks busy:          {:>10.1} % ({place})",
+            100.0 * time.as_secs_f64() / wall.as_secs_f64()
+        );
+    }
 }
 
 fn micros(d: Duration) -> f64 {

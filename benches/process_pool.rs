@@ -20,7 +20,10 @@
 //!   [`PROCSPAWN_ATTEMPT`] records whether it fails.
 //! - `process_map`: `map` with `chunksize(1000)` over [`MAP_ITEMS`] items.
 //!   The procspawn row is context (it has no `map`): one `spawn` per chunk
-//!   of 1000 inputs, every chunk submitted before the first `join`.
+//!   of 1000 inputs, every chunk submitted before the first `join`. Then
+//!   the default `map` of a ~25 ns task ([`mix25`]) over as many items,
+//!   beside fixed chunk sizes ([`MIX25_CHUNKSIZES`]); the first line of the
+//!   output says what the task takes here.
 //! - `process_big_arg`: one task whose argument is a 64 MiB `Vec<u8>` and
 //!   which returns its length; the throughput is set in bytes, so
 //!   criterion reports GiB/s. Making the vector is not timed.
@@ -32,6 +35,8 @@
 // "Platforms" in src/lib.rs): elsewhere this binary is empty.
 #![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
 #![cfg(any(target_os = "linux", target_os = "macos"))]
+
+mod common;
 
 use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -52,12 +57,22 @@ const PROCSPAWN_ATTEMPT: u64 = 10_000;
 const MAP_ITEMS: u64 = 1_000_000;
 /// `process_map`'s chunk size (Python's figure is `chunksize=1000` too).
 const CHUNK: usize = 1_000;
+/// Rounds of [`common::mix`] in [`mix25`]: about 25 ns on the reference
+/// machine (a fixed count, as worker processes cannot share a calibration).
+const MIX25_ROUNDS: u32 = 6;
+/// The fixed chunk sizes that the default `map` of [`mix25`] is compared with.
+const MIX25_CHUNKSIZES: [usize; 3] = [100, 1_000, 10_000];
 /// The big argument's size.
 const BIG: usize = 64 << 20;
 
 /// The tiny task: the identity, opaque to the optimizer.
 fn ident(x: u64) -> u64 {
     black_box(x)
+}
+
+/// The ~25 ns task of the `process_map` rows.
+fn mix25(x: u64) -> u64 {
+    common::mix(x, MIX25_ROUNDS)
 }
 
 /// The worker's process id, to tell workers apart.
@@ -332,6 +347,32 @@ fn process_map(c: &mut Criterion) {
             black_box(total)
         });
     });
+    let round = common::round_nanos();
+    println!(
+        "process_map mix25: {MIX25_ROUNDS} rounds of {round:.2} ns = {:.1} ns per item here",
+        f64::from(MIX25_ROUNDS) * round
+    );
+    let sizes = std::iter::once(None).chain(MIX25_CHUNKSIZES.map(Some));
+    for chunksize in sizes {
+        let name = match chunksize {
+            None => "ours_default_25ns".to_owned(),
+            Some(chunksize) => format!("ours_chunksize_{chunksize}_25ns"),
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let results = executor.map(mix25, 0..MAP_ITEMS);
+                let results = match chunksize {
+                    Some(chunksize) => results.chunksize(chunksize),
+                    None => results,
+                };
+                let mut total = 0u64;
+                for result in results {
+                    total = total.wrapping_add(result.expect("mix25 never fails"));
+                }
+                black_box(total)
+            });
+        });
+    }
     drop(executor);
 
     let pool = procspawn_pool();

@@ -15,11 +15,20 @@
 //! - `map`: `map` over [`BATCH`] identity items, default settings, with
 //!   `chunksize`, and with a longer look-ahead (`buffer_size`). The rayon `par_iter` row is context only: it is not lazy,
 //!   not bounded and has no per-item error, so it is not the same contract.
+//! - `map_million`: the default `map` over [`MILLION`] items, collected,
+//!   beside rayon's `par_iter().map().collect()`, for a ~50 ns task (rounds
+//!   of [`common::mix`]) and for the identity.
+//! - `map_duration`: the default `map` beside fixed chunk sizes, for tasks
+//!   of 10 ns, 1 us, 100 us and 10 ms ([`DURATIONS`]); each row's id says
+//!   the task's duration and the chunk size (`default` for none).
 //!
 //! `benches/compare.sh` runs this, the memory check (`benches/map_memory.rs`)
 //! and the Python peer, and prints one table of medians and ratios.
 
+mod common;
+
 use std::hint::black_box;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use concurrent_futures::ThreadPoolExecutor;
@@ -31,6 +40,44 @@ use rayon::prelude::*;
 const WORKERS: usize = 2;
 /// Tasks per iteration of the batch benchmarks (Python's script uses 100k too).
 const BATCH: u64 = 100_000;
+
+/// Items of the `map_million` rows.
+const MILLION: u64 = 1_000_000;
+
+/// The `map_duration` cases: a task's duration, its label, how many items
+/// (so that a run is short) and the fixed chunk sizes it is compared with.
+const DURATIONS: [(Duration, &str, u64, &[usize]); 4] = [
+    (
+        Duration::from_nanos(10),
+        "10ns",
+        1_000_000,
+        &[64, 512, 4096, 32768],
+    ),
+    (
+        Duration::from_micros(1),
+        "1us",
+        100_000,
+        &[1, 16, 128, 1024],
+    ),
+    (Duration::from_micros(100), "100us", 2_000, &[1, 4, 16]),
+    (Duration::from_millis(10), "10ms", 40, &[1, 2]),
+];
+
+/// This machine's time for one round of [`common::mix`], measured once.
+fn round_nanos() -> f64 {
+    static ROUND: OnceLock<f64> = OnceLock::new();
+    *ROUND.get_or_init(|| {
+        let round = common::round_nanos();
+        println!("map tasks: one round of mix takes {round:.2} ns here");
+        round
+    })
+}
+
+/// A task that takes about `duration`, as rounds of [`common::mix`].
+fn task_of(duration: Duration) -> impl Fn(u64) -> u64 + Copy + Send + Sync + 'static {
+    let rounds = common::rounds_for(duration, round_nanos());
+    move |x| common::mix(x, rounds)
+}
 
 /// The tiny task: the identity, opaque to the optimizer.
 fn ident(x: u64) -> u64 {
@@ -226,6 +273,73 @@ fn map(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs the default `map` of `task` over `items` inputs, or with
+/// `chunksize`, and collects the results.
+fn collect_map(
+    executor: &ThreadPoolExecutor,
+    task: impl Fn(u64) -> u64 + Send + Sync + 'static,
+    items: u64,
+    chunksize: Option<usize>,
+) -> Vec<u64> {
+    let results = executor.map(task, 0..items);
+    let results = match chunksize {
+        Some(chunksize) => results.chunksize(chunksize),
+        None => results,
+    };
+    results
+        .collect::<Result<_, _>>()
+        .expect("the tasks never fail")
+}
+
+fn map_million(c: &mut Criterion) {
+    let mut group = c.benchmark_group("map_million");
+    group.throughput(Throughput::Elements(MILLION));
+    group.sampling_mode(SamplingMode::Flat);
+    let hash = task_of(Duration::from_nanos(50));
+    let executor = ThreadPoolExecutor::new(WORKERS);
+    let pool = rayon_pool();
+    group.bench_function("ours_default_hash50", |b| {
+        b.iter(|| black_box(collect_map(&executor, hash, MILLION, None)));
+    });
+    group.bench_function("rayon_hash50", |b| {
+        b.iter(|| {
+            let all: Vec<u64> = pool.install(|| (0..MILLION).into_par_iter().map(hash).collect());
+            black_box(all)
+        });
+    });
+    group.bench_function("ours_default_identity", |b| {
+        b.iter(|| black_box(collect_map(&executor, ident, MILLION, None)));
+    });
+    group.bench_function("rayon_identity", |b| {
+        b.iter(|| {
+            let all: Vec<u64> = pool.install(|| (0..MILLION).into_par_iter().map(ident).collect());
+            black_box(all)
+        });
+    });
+    group.finish();
+}
+
+fn map_duration(c: &mut Criterion) {
+    let mut group = c.benchmark_group("map_duration");
+    group.sampling_mode(SamplingMode::Flat);
+    let executor = ThreadPoolExecutor::new(WORKERS);
+    for (duration, label, items, chunksizes) in DURATIONS {
+        group.throughput(Throughput::Elements(items));
+        let task = task_of(duration);
+        let sizes = std::iter::once(None).chain(chunksizes.iter().copied().map(Some));
+        for chunksize in sizes {
+            let name = match chunksize {
+                None => format!("{label}_default"),
+                Some(chunksize) => format!("{label}_chunksize_{chunksize}"),
+            };
+            group.bench_function(name, |b| {
+                b.iter(|| black_box(collect_map(&executor, task, items, chunksize)));
+            });
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
@@ -233,6 +347,6 @@ criterion_group! {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .without_plots();
-    targets = submit_result, round_trip, map
+    targets = submit_result, round_trip, map, map_million, map_duration
 }
 criterion_main!(benches);

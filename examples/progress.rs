@@ -5,15 +5,20 @@
 //!
 //! ```python
 //! with ThreadPoolExecutor() as executor:
-//!     futures = [executor.submit(kerja, ms) for ms in durasi]
-//!     for future in tqdm(as_completed(futures), total=len(futures)):
-//!         future.result()
+//!     future_to_n = {executor.submit(kerja, ms): n for n, ms in enumerate(durasi, 1)}
+//!     for future in tqdm(as_completed(future_to_n), total=len(future_to_n)):
+//!         ms = future.result()
+//!         n = future_to_n[future]
 //! ```
 //!
 //! Here `indicatif` plays `tqdm`: `.progress_with(bar)` wraps any iterator,
-//! and the bar moves each time a task finishes, whichever it is. Run it with
-//! `cargo run --example progress`. (When stderr is not a terminal, as in CI,
-//! indicatif hides the bar and only the summary line is printed.)
+//! and the bar moves each time a task finishes, whichever it is. Python's
+//! dict from each future to its task number is a list of `(number, future)`
+//! pairs here: `as_completed` hands each pair back whole, so the number
+//! comes with the future that just finished. Run
+//! it with `cargo run --example progress` in a terminal: the bar is drawn on
+//! stderr only when that is a terminal. Piped (as in CI), indicatif hides
+//! the bar, and the summary line on stdout is the whole output.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,27 +56,33 @@ fn main() -> Result<(), Error> {
 
     // Python's `ThreadPoolExecutor()`: min(32, cpus + 4) threads.
     let executor = ThreadPoolExecutor::default();
-    let futures: Vec<_> = durasi(TUGAS)
-        .into_iter()
-        .map(|ms| executor.submit(kerja, ms))
+    // {executor.submit(kerja, ms): n for n, ms in enumerate(durasi, 1)}
+    let future_to_n: Vec<_> = (1..)
+        .zip(durasi(TUGAS))
+        .map(|(n, ms)| (n, executor.submit(kerja, ms)))
         .collect();
 
-    // `tqdm(as_completed(futures), total=len(futures))`
-    let bar = ProgressBar::new(futures.len() as u64).with_style(
+    // `tqdm(as_completed(future_to_n), total=len(future_to_n))`
+    let bar = ProgressBar::new(future_to_n.len() as u64).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} tugas [{elapsed_precise}]")
             .expect("the template is valid"),
     );
     let mut total_ms = 0;
-    for future in as_completed(&futures).progress_with(bar) {
-        total_ms += future.result()?;
+    let mut last = (0, 0);
+    for (n, future) in as_completed(&future_to_n).progress_with(bar) {
+        let ms = future.result()?;
+        total_ms += ms;
+        last = (*n, ms); // which task this was: future_to_n[future]
     }
 
     let elapsed = start.elapsed().as_secs_f64();
     println!(
-        "{TUGAS} tugas selesai dalam {elapsed:.2} detik ({:.2} detik kerja, {:.1}x lebih cepat dengan {} thread)",
+        "{TUGAS} tugas selesai dalam {elapsed:.2} detik ({:.2} detik kerja, {:.1}x lebih cepat dengan {} thread); terakhir: tugas {} ({} ms)",
         total_ms as f64 / 1000.0,
         total_ms as f64 / 1000.0 / elapsed,
         executor.max_workers(),
+        last.0,
+        last.1,
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ use std::thread::{self, JoinHandle, ThreadId};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::{Error, Shutdown};
+use crate::{Error, Shutdown, panic};
 
 /// Work that can be refused: it must resolve its futures with the reason.
 pub(crate) trait Job: Send + 'static {
@@ -152,35 +152,65 @@ impl<J: Job> Crew<J> {
             builder = builder.stack_size(bytes);
         }
         let crew = Arc::clone(self);
-        let handle =
-            builder
-                .spawn(move || (crew.body)(&crew))
-                .map_err(|error| Error::SpawnFailed {
-                    reason: error.to_string(),
-                })?;
+        let handle = builder
+            .spawn(move || {
+                // The body catches everything user code does; should a panic
+                // get through anyway, the thread is replaced, not lost (its
+                // seat took it out of the idle count as it unwound).
+                if panic::catch(|| (crew.body)(&crew)).is_err() {
+                    crew.replace_dead_thread();
+                }
+            })
+            .map_err(|error| Error::SpawnFailed {
+                reason: error.to_string(),
+            })?;
         state.ids.push(handle.thread().id());
         state.threads.push(handle);
         Ok(())
     }
 
-    /// A seat for the calling crew thread, which counts it idle: the one
-    /// way to take jobs. Each thread takes one, once.
+    /// A seat for the calling crew thread, which counts it idle until the
+    /// seat is dropped (the thread exits, or unwinds), except during its
+    /// turns: the one way to take jobs. Each thread takes one, once.
     pub(crate) fn seat(&self) -> Seat<'_, J> {
         self.mark_idle();
         Seat { crew: self }
     }
 
-    fn mark_idle(&self) {
-        // ORDERING: `idle` only steers whether submit starts another thread;
-        // a stale value costs a thread or a short wait, never correctness.
-        // A caller who sees a result still sees this count, because
-        // completing the future (a Release) comes after it.
-        self.idle.fetch_add(1, Ordering::Relaxed);
+    /// Puts `job`, not started, back on the queue for another thread, and
+    /// takes the calling thread out of the pool: it exits, and no longer
+    /// counts toward `max_workers`. If the queue is closed, `job` fails with
+    /// `error` instead.
+    pub(crate) fn requeue_and_exit(&self, job: J, error: Error) {
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        match &state.intake {
+            // The receiver lives in `self.queue`, so the send cannot fail.
+            Intake::Open(sender) => drop(sender.send(job)),
+            Intake::ShutDown | Intake::Broken(_) => {
+                drop(state);
+                job.fail(error);
+            }
+        }
     }
 
-    fn mark_busy(&self) {
-        // ORDERING: as in `mark_idle`.
-        self.idle.fetch_sub(1, Ordering::Relaxed);
+    /// Takes the calling thread's handle out of the pool, detaching it.
+    fn forget_current_thread(&self, state: &mut State<J>) {
+        let me = thread::current().id();
+        state.threads.retain(|handle| handle.thread().id() != me);
+    }
+
+    /// What a crew thread that panicked does before it exits: leaves the
+    /// pool, and starts a replacement if work waits.
+    fn replace_dead_thread(self: &Arc<Self>) {
+        let mut state = self.lock();
+        self.forget_current_thread(&mut state);
+        if let Intake::Open(_) = state.intake
+            && !self.queue.is_empty()
+        {
+            // If even that fails, the queued work waits for the next submit.
+            let _ = self.start_thread(&mut state);
+        }
     }
 
     /// Marks the pool broken: closes the queue and fails every queued job.
@@ -210,8 +240,11 @@ impl<J: Job> Crew<J> {
             }
         }
         if how.cancel_futures {
-            // Dropping a job unrun resolves its futures as cancelled.
-            self.queue.try_iter().for_each(drop);
+            // Dropping a job unrun resolves its futures as cancelled. It
+            // also drops a thread-pool task's argument: user code, caught.
+            for job in self.queue.try_iter() {
+                let _ = panic::catch(move || drop(job));
+            }
         }
         if !how.wait {
             return;
@@ -257,6 +290,21 @@ impl<J: Job> Crew<J> {
     }
 }
 
+impl<J> Crew<J> {
+    fn mark_idle(&self) {
+        // ORDERING: `idle` only steers whether submit starts another thread;
+        // a stale value costs a thread or a short wait, never correctness.
+        // A caller who sees a result still sees this count, because
+        // completing the future (a Release) comes after it.
+        self.idle.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mark_busy(&self) {
+        // ORDERING: as in `mark_idle`.
+        self.idle.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A crew thread's place at the queue; see [`Crew::seat`].
 pub(crate) struct Seat<'c, J> {
     crew: &'c Crew<J>,
@@ -271,6 +319,14 @@ impl<J: Job> Seat<'_, J> {
         let job = self.crew.queue.recv().ok()?;
         self.crew.mark_busy();
         Some((job, Turn { crew: self.crew }))
+    }
+}
+
+impl<J> Drop for Seat<'_, J> {
+    /// The thread leaves the pool: it no longer counts as idle. No turn is
+    /// open (it would borrow the seat), so the count holds this seat's one.
+    fn drop(&mut self) {
+        self.crew.mark_busy();
     }
 }
 
@@ -300,9 +356,10 @@ impl<'s, J> Turn<'s, J> {
 }
 
 impl<J> Drop for Turn<'_, J> {
+    /// Also when the thread unwinds: its seat, dropped next, then takes it
+    /// out of the count.
     fn drop(&mut self) {
-        // ORDERING: as in `Crew::mark_idle`.
-        self.crew.idle.fetch_add(1, Ordering::Relaxed);
+        self.crew.mark_idle();
     }
 }
 
@@ -316,10 +373,16 @@ impl<J> Idle<'_, J> {
     /// may block, or submit work and wait for it, and such work must then
     /// get another thread (up to `max_workers`), not wait for this one.
     pub(crate) fn busy_while(&self, callbacks: impl FnOnce()) {
-        // ORDERING: as in `Crew::mark_idle`.
-        self.crew.idle.fetch_sub(1, Ordering::Relaxed);
+        /// Counts the thread idle again, even if `callbacks` unwinds.
+        struct Back<'c, J>(&'c Crew<J>);
+        impl<J> Drop for Back<'_, J> {
+            fn drop(&mut self) {
+                self.0.mark_idle();
+            }
+        }
+        self.crew.mark_busy();
+        let _back = Back(self.crew);
         callbacks();
-        self.crew.idle.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -351,5 +414,82 @@ impl<J> fmt::Debug for Crew<J> {
                 },
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl Job for Nothing {
+        fn fail(self, _: Error) {}
+    }
+
+    fn idle<J>(crew: &Crew<J>) -> usize {
+        crew.idle.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_seat_counts_its_thread_idle_exactly_when_it_waits() {
+        // No thread of its own (max_workers 0): this test's thread sits.
+        let crew = Arc::new(Crew::new(0, "test".into(), None, Arc::new(|_| ())));
+        crew.enqueue(Nothing);
+        crew.enqueue(Nothing);
+        let mut seat = crew.seat();
+        assert_eq!(idle(&crew), 1, "waiting");
+        let (_, turn) = seat.next_job().expect("queued");
+        assert_eq!(idle(&crew), 0, "on a turn");
+        let after = turn.end();
+        assert_eq!(idle(&crew), 1, "the turn ended");
+        after.busy_while(|| assert_eq!(idle(&crew), 0, "running callbacks"));
+        assert_eq!(idle(&crew), 1, "callbacks done");
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // resume_unwind: an unwind without the panic hook's message.
+            after.busy_while(|| std::panic::resume_unwind(Box::new("a callback that escaped")));
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(idle(&crew), 1, "counted again after the unwind");
+        // A turn dropped (not ended), as on an early return or an unwind.
+        drop(seat.next_job().expect("queued"));
+        assert_eq!(idle(&crew), 1);
+        drop(seat);
+        assert_eq!(idle(&crew), 0, "the thread left");
+    }
+
+    /// A job that panics its crew thread (outside any task's catch) or
+    /// reports that it ran.
+    enum Test {
+        Panic,
+        Report(std::sync::mpsc::Sender<()>),
+    }
+
+    impl Job for Test {
+        fn fail(self, _: Error) {}
+    }
+
+    #[test]
+    fn a_crew_thread_that_panics_is_replaced() {
+        let body: Body<Test> = Arc::new(|crew: &Arc<Crew<Test>>| {
+            let mut seat = crew.seat();
+            while let Some((job, _turn)) = seat.next_job() {
+                match job {
+                    // resume_unwind: an unwind without the hook's message.
+                    Test::Panic => std::panic::resume_unwind(Box::new("a bug outside every catch")),
+                    Test::Report(done) => drop(done.send(())),
+                }
+            }
+        });
+        let crew = Arc::new(Crew::new(1, "test".into(), None, body));
+        crew.enqueue(Test::Panic);
+        let (done, ran) = std::sync::mpsc::channel();
+        crew.enqueue(Test::Report(done));
+        // Before, the dead thread still counted toward max_workers: the
+        // second job waited forever.
+        ran.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a replacement thread ran the next job");
+        crew.shutdown(Shutdown::default());
+        assert_eq!(idle(&crew), 0, "no thread left, none counted idle");
     }
 }

@@ -2,6 +2,7 @@
 //! The one error type of the crate.
 
 use std::fmt;
+use std::time::Duration;
 
 /// Everything that can go wrong with a task, a future or an executor.
 ///
@@ -19,7 +20,18 @@ use std::fmt;
 ///     other => panic!("expected a panic, got {other:?}"),
 /// }
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints the variant's name and then the same explanation as
+/// `Display`, so that a `.unwrap()` or a `main` returning `Result` shows
+/// what to do, not just a bare name:
+///
+/// ```
+/// use concurrent_futures::Error;
+///
+/// let debug = format!("{:?}", Error::InitMissing);
+/// assert!(debug.starts_with("InitMissing: concurrent_futures::init() was not called"), "{debug}");
+/// ```
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked. The worker caught the panic and goes on serving other tasks.
@@ -35,14 +47,30 @@ pub enum Error {
     #[error("the future was cancelled before its task ran, so there is no result")]
     Cancelled,
 
-    /// The deadline passed before the result was ready.
+    /// A wait gave up: its deadline passed before the result was ready.
     ///
-    /// For [`Future::result_timeout`](crate::Future::result_timeout) the future
+    /// This is about the *wait*, not the task: for
+    /// [`Future::result_timeout`](crate::Future::result_timeout) the future
     /// stays usable: ask again later, or [`cancel`](crate::Future::cancel) it.
+    /// A task stopped by a process pool's per-task limit gets
+    /// [`Error::TaskTimedOut`] instead.
     #[error(
         "timed out waiting for the result; the task may still finish, so you can wait again or cancel it"
     )]
     Timeout,
+
+    /// The task ran longer than the pool's per-task limit
+    /// ([`ProcessPoolBuilder::timeout`](crate::ProcessPoolBuilder::timeout)),
+    /// so its worker process (and everything it started) was killed. This
+    /// is the task's final outcome; the pool replaced the worker.
+    #[error(
+        "the task was killed after running longer than its per-task timeout of {limit:?}; \
+         raise the pool's timeout or split the work; the pool replaced the worker"
+    )]
+    TaskTimedOut {
+        /// The pool's per-task limit that the task exceeded.
+        limit: Duration,
+    },
 
     /// The executor was shut down before this task was submitted.
     #[error(
@@ -72,10 +100,13 @@ pub enum Error {
 
     /// A worker could not be started for this task; the reason says why.
     ///
-    /// Either the operating system refused (out of threads, processes or
-    /// memory: try a smaller `max_workers`, or retry later), or a new worker
-    /// process died or stalled before it was ready. Only this task fails;
-    /// the pool tries again for the next one.
+    /// Either the operating system refused (out of threads, processes,
+    /// descriptors or memory: try a smaller `max_workers`, or retry later),
+    /// or a new worker process died or stalled before it was ready. While
+    /// another worker of the process pool lives, a task that cannot get a
+    /// new one waits for it instead; only when none lives does the task
+    /// fail with this. Only this task fails; the pool tries again for the
+    /// next one.
     #[error("could not start a worker for this task: {reason}")]
     SpawnFailed {
         /// What went wrong, in words.
@@ -96,6 +127,11 @@ pub enum Error {
     ///
     /// Only this task fails: the pool starts a new worker and every other
     /// task carries on. (Python's `BrokenProcessPool` would fail them all.)
+    ///
+    /// When the program sets `SIGCHLD` to be ignored, the kernel discards
+    /// every child's exit status: then only a signal the pool sent itself
+    /// (cancel, `terminate_workers`, `kill_workers`) can be reported, and a
+    /// worker that died on its own shows neither code nor signal.
     #[error(
         "the worker process died while running this task ({}); the pool replaced it and other tasks are unaffected",
         Death(exit_code, signal)
@@ -128,6 +164,28 @@ pub enum Error {
     InvalidArgument(String),
 }
 
+impl fmt::Debug for Error {
+    /// The variant's name, then the explanation `Display` gives.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Error::Panicked { .. } => "Panicked",
+            Error::Cancelled => "Cancelled",
+            Error::Timeout => "Timeout",
+            Error::TaskTimedOut { .. } => "TaskTimedOut",
+            Error::Shutdown => "Shutdown",
+            Error::BrokenExecutor { .. } => "BrokenExecutor",
+            Error::ResultTaken => "ResultTaken",
+            Error::SpawnFailed { .. } => "SpawnFailed",
+            Error::Serialization(_) => "Serialization",
+            Error::WorkerDied { .. } => "WorkerDied",
+            Error::Protocol(_) => "Protocol",
+            Error::InitMissing => "InitMissing",
+            Error::InvalidArgument(_) => "InvalidArgument",
+        };
+        write!(f, "{name}: {self}")
+    }
+}
+
 /// Formats how a worker died: its exit code or its signal, by name.
 struct Death<'a>(&'a Option<i32>, &'a Option<i32>);
 
@@ -138,7 +196,9 @@ impl fmt::Display for Death<'_> {
                 write!(f, "killed by signal {signal}{}", signal_name(*signal))
             }
             (Some(code), None) => write!(f, "exited with code {code}"),
-            (None, None) => f.write_str("it vanished"),
+            (None, None) => f.write_str(
+                "its exit status is unknown: SIGCHLD is ignored in this program, which discards it",
+            ),
         }
     }
 }
@@ -192,6 +252,20 @@ mod tests {
             location: None,
         };
         assert_eq!(without.to_string(), "the task panicked: boom");
+    }
+
+    #[test]
+    fn debug_names_the_variant_and_explains_it() {
+        let debug = format!("{:?}", Error::InitMissing);
+        assert!(
+            debug.starts_with("InitMissing: ") && debug.contains("first line of main()"),
+            "{debug}"
+        );
+        let timed_out = Error::TaskTimedOut {
+            limit: Duration::from_secs(2),
+        };
+        assert!(format!("{timed_out:?}").starts_with("TaskTimedOut: "));
+        assert!(timed_out.to_string().contains("2s"), "{timed_out}");
     }
 
     #[test]

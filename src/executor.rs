@@ -18,6 +18,77 @@ use crate::{Future, Map};
 /// fn runs_anywhere<T: concurrent_futures::Payload>() {}
 /// runs_anywhere::<(u32, String, Vec<f64>)>();
 /// ```
+///
+/// Your own types qualify once they derive serde's two traits:
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Point { x: i32, y: i32 }
+///
+/// fn norm1(p: Point) -> i32 { p.x.abs() + p.y.abs() }
+/// let executor = ThreadPoolExecutor::new(1);
+/// assert_eq!(Executor::submit(&executor, norm1, Point { x: 3, y: -4 }).result(), Ok(7));
+/// ```
+///
+/// Without them, the compiler says what to do: "`Point` is not a
+/// `Payload`", with a note to derive `Serialize` and `Deserialize`, and one
+/// that a reference is not a payload.
+///
+/// ```compile_fail,E0277
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// struct Point { x: i32, y: i32 }
+///
+/// fn norm1(p: Point) -> i32 { p.x.abs() + p.y.abs() }
+/// let executor = ThreadPoolExecutor::new(1);
+/// let future = Executor::submit(&executor, norm1, Point { x: 3, y: -4 });
+/// ```
+///
+/// A borrowed argument cannot cross to another process either; pass an owned
+/// value (`String` for `&str`, `Vec<T>` for `&[T]`):
+///
+/// ```compile_fail,E0277
+/// use concurrent_futures::{Executor, ThreadPoolExecutor};
+///
+/// fn total(xs: &'static Vec<u32>) -> u32 { xs.iter().sum() }
+/// static XS: Vec<u32> = Vec::new();
+/// let executor = ThreadPoolExecutor::new(1);
+/// let future = Executor::submit(&executor, total, &XS);
+/// ```
+///
+/// # What postcard cannot carry
+///
+/// The process pool and the MPI executor send payloads with
+/// [postcard](https://docs.rs/postcard), a compact format that is not
+/// self-describing: the receiver must know each value's shape from its type.
+/// Serde features that decide the shape from the data itself do not work
+/// there, though they do on the thread pool, which moves values without
+/// serializing them:
+///
+/// - `#[serde(untagged)]` enums, internally tagged enums
+///   (`#[serde(tag = "...")]`), `serde_json::Value` and other types that
+///   deserialize "any" value;
+/// - `#[serde(flatten)]` fields, which serialize a map of unknown length.
+///
+/// Such a task fails with [`Error::Serialization`](crate::Error::Serialization)
+/// on its own future (a flattened argument at `submit`, the others when the
+/// worker or the pool decodes them), and the message names the serde
+/// feature and the fix: an externally tagged enum (serde's default), the
+/// fields written out instead of flattened, or JSON sent as a `String`.
+///
+/// One serde attribute fails silently instead, so avoid it on payloads:
+/// `#[serde(skip_serializing_if = "...")]` leaves out a field that the
+/// receiver still reads, so the value arrives wrong or does not decode.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a `Payload`: a task's argument and result must be `Serialize + DeserializeOwned + Send + 'static`",
+    label = "not a `Payload`",
+    note = "derive both traits on your type: `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "a reference such as `&T` or `&str` is not a payload: pass an owned `T` or `String`, since a process pool copies it to another process",
+    note = "to pass several arguments, pass one tuple: `submit(task, (a, b))` with `fn task((a, b): (A, B))`"
+)]
 pub trait Payload: Serialize + DeserializeOwned + Send + 'static {}
 
 impl<T: Serialize + DeserializeOwned + Send + 'static> Payload for T {}
@@ -53,8 +124,8 @@ impl Default for Shutdown {
 /// A pool that runs tasks and hands back [`Future`]s: the portable contract.
 ///
 /// Code written against this trait runs unchanged on a thread pool or a
-/// process pool; switching is one identifier, as in Python ("Ganti
-/// `ThreadPoolExecutor` dengan `ProcessPoolExecutor`"). Tasks are plain
+/// process pool; switching is one identifier, as in Python, where
+/// `ThreadPoolExecutor` becomes `ProcessPoolExecutor`. Tasks are plain
 /// functions `fn(A) -> R` (a closure that captures nothing coerces to one),
 /// and arguments and results are [`Payload`]s, because a process pool has to
 /// name the function and ship the data to another process.
@@ -62,16 +133,16 @@ impl Default for Shutdown {
 /// ```
 /// use concurrent_futures::{Executor, ThreadPoolExecutor};
 ///
-/// fn tugas(n: u32) -> String {
-///     format!("Tugas {n} selesai")
+/// fn task(n: u32) -> String {
+///     format!("Task {n} done")
 /// }
 ///
 /// fn run_all(executor: &impl Executor) -> Vec<String> {
-///     executor.map(tugas, [1, 2, 3]).map(Result::unwrap).collect()
+///     executor.map(task, [1, 2, 3]).map(Result::unwrap).collect()
 /// }
 ///
 /// let lines = run_all(&ThreadPoolExecutor::new(3));
-/// assert_eq!(lines, ["Tugas 1 selesai", "Tugas 2 selesai", "Tugas 3 selesai"]);
+/// assert_eq!(lines, ["Task 1 done", "Task 2 done", "Task 3 done"]);
 /// ```
 pub trait Executor {
     /// Schedules `task(arg)` and returns a future for its result.
@@ -85,6 +156,30 @@ pub trait Executor {
     /// fn square(n: u64) -> u64 { n * n }
     /// let executor = ThreadPoolExecutor::new(1);
     /// assert_eq!(Executor::submit(&executor, square, 9).result(), Ok(81));
+    /// ```
+    ///
+    /// # Several arguments: one tuple
+    ///
+    /// Python's `submit(fn, a, b)` is `submit(task, (a, b))` here, with a
+    /// task that takes one tuple and destructures it (or see
+    /// [`starmap`](Executor::starmap) for a function of two arguments):
+    ///
+    /// ```
+    /// use concurrent_futures::{Executor, ThreadPoolExecutor};
+    ///
+    /// fn power((base, exponent): (u64, u32)) -> u64 { base.pow(exponent) }
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// assert_eq!(Executor::submit(&executor, power, (2, 10)).result(), Ok(1024));
+    /// ```
+    ///
+    /// Passing the arguments one by one does not compile, and rustc suggests
+    /// the tuple: "wrap these arguments in parentheses to construct a tuple".
+    ///
+    /// ```compile_fail,E0061
+    /// # use concurrent_futures::{Executor, ThreadPoolExecutor};
+    /// fn power((base, exponent): (u64, u32)) -> u64 { base.pow(exponent) }
+    /// let executor = ThreadPoolExecutor::new(1);
+    /// let future = Executor::submit(&executor, power, 2, 10); // submit(pow, 2, 10)
     /// ```
     fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R>;
 
@@ -122,16 +217,16 @@ pub trait Executor {
     /// ```
     /// use concurrent_futures::{Executor, ThreadPoolExecutor};
     ///
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
-    ///     basis.pow(eksponen)
+    /// fn power(base: u64, exponent: u32) -> u64 {
+    ///     base.pow(exponent)
     /// }
     ///
-    /// fn volume((panjang, lebar, tinggi): (u32, u32, u32)) -> u32 {
-    ///     panjang * lebar * tinggi
+    /// fn volume((length, width, height): (u32, u32, u32)) -> u32 {
+    ///     length * width * height
     /// }
     ///
     /// let executor = ThreadPoolExecutor::new(2);
-    /// let powers: Vec<_> = Executor::starmap(&executor, pangkat, [(2, 3), (3, 2)]).collect();
+    /// let powers: Vec<_> = Executor::starmap(&executor, power, [(2, 3), (3, 2)]).collect();
     /// assert_eq!(powers, [Ok(8), Ok(9)]);
     /// let volumes: Vec<_> = Executor::map(&executor, volume, [(1, 2, 3), (2, 2, 2)]).collect();
     /// assert_eq!(volumes, [Ok(6), Ok(8)]);
@@ -154,17 +249,17 @@ pub trait Executor {
     /// ```
     /// use concurrent_futures::{Executor, ThreadPoolExecutor};
     ///
-    /// fn panjang(kata: String) -> (String, usize) {
-    ///     let n = kata.chars().count();
-    ///     (kata, n)
+    /// fn char_count(word: String) -> (String, usize) {
+    ///     let n = word.chars().count();
+    ///     (word, n)
     /// }
     ///
     /// let executor = ThreadPoolExecutor::new(2);
-    /// let words = ["satu", "dua", "tiga"].map(String::from);
-    /// let mut lengths: Vec<_> = Executor::map_unordered(&executor, panjang, words)
+    /// let words = ["one", "two", "three"].map(String::from);
+    /// let mut lengths: Vec<_> = Executor::map_unordered(&executor, char_count, words)
     ///     .collect::<Result<_, _>>()?;
     /// lengths.sort(); // in whatever order they finished
-    /// assert_eq!(lengths, [("dua".into(), 3), ("satu".into(), 4), ("tiga".into(), 4)]);
+    /// assert_eq!(lengths, [("one".into(), 3), ("three".into(), 5), ("two".into(), 3)]);
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     fn map_unordered<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>

@@ -35,6 +35,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::hint;
 use std::pin::Pin;
 use std::sync::PoisonError;
@@ -49,7 +50,7 @@ use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
 
 /// How long `result()` yields, checking, before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
 const SPIN_MICROS: u64 = 50;
 
 const PENDING: u8 = 0;
@@ -82,6 +83,31 @@ pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 /// let future = executor.submit(|n: u64| n * n, 12);
 /// assert_eq!(future.result(), Ok(144));
 /// assert!(future.done());
+/// ```
+///
+/// # Which future is which: Python's `future_to_url`
+///
+/// [`as_completed`](crate::as_completed) and [`wait`](crate::wait) also take
+/// `(key, future)` pairs and hand each back whole, so a completed future
+/// comes with the input it was for; [`AsFuture`](crate::AsFuture) shows the
+/// port of Python's `future_to_url` example.
+///
+/// A future is also equal only to itself and hashes by its identity, never by
+/// its state or value, so it can key a `HashMap` or `HashSet` as in Python.
+/// Clippy's `mutable_key_type` lint cannot see that the hash ignores the
+/// state, and flags such a map; the pairs need no allowance.
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use std::collections::HashMap;
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// #[allow(clippy::mutable_key_type)] // the hash is the identity, which never changes
+/// let future_to_n: HashMap<_, _> = (1..=3).map(|n| (executor.submit(|n: u32| n * n, n), n)).collect();
+/// for future in as_completed(future_to_n.keys()) {
+///     let n = future_to_n[future];
+///     assert_eq!(future.result(), Ok(n * n));
+/// }
 /// ```
 #[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
 pub struct Future<R> {
@@ -283,12 +309,14 @@ impl<R> Callbacks<R> {
 
     /// Runs the callbacks in the order they were added.
     pub(crate) fn run(self) {
-        if let Some(future) = &self.future {
+        if let Some(future) = self.future {
             for callback in self.callbacks {
                 // A panicking callback must not stop the others or the worker;
                 // the panic hook has already reported it.
-                let _ = panic::catch(|| callback(future));
+                let _ = panic::catch(|| callback(&future));
             }
+            // The last handle drops the result, whose Drop is user code.
+            let _ = panic::catch(move || drop(future));
         }
     }
 }
@@ -330,15 +358,22 @@ impl<R> Promise<R> {
     /// Like [`complete`](Self::complete), but hands the done callbacks back
     /// instead of running them, so that a worker can count itself busy while
     /// they run: a callback may block, or submit more work and wait for it.
+    ///
+    /// The outcome is dropped here if nobody can see it any more (its
+    /// future was dropped or cancelled): its `Drop` is user code, so a
+    /// panic in it is caught. Such a panic loses no callback, since a
+    /// callback to run would have kept the outcome alive.
     pub(crate) fn complete_deferring_callbacks(self, outcome: Result<R, Error>) -> Callbacks<R> {
         let state = if outcome.is_ok() { FINISHED } else { FAILED };
-        match self.inner.finish(state, Some(outcome)) {
+        let none = || Callbacks {
+            callbacks: Vec::new(),
+            future: None,
+        };
+        panic::catch(move || match self.inner.finish(state, Some(outcome)) {
             Some(wakeups) => wakeups.wake(&self.inner),
-            None => Callbacks {
-                callbacks: Vec::new(),
-                future: None,
-            },
-        }
+            None => none(),
+        })
+        .unwrap_or_else(|_| none())
     }
 }
 
@@ -479,8 +514,8 @@ impl<R> Future<R> {
     ///
     /// ```
     /// # use concurrent_futures::{Error, ThreadPoolExecutor};
-    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "tugas");
-    /// assert_eq!(future.result(), Ok(5));
+    /// let future = ThreadPoolExecutor::new(1).submit(|s: &str| s.len(), "task");
+    /// assert_eq!(future.result(), Ok(4));
     /// assert_eq!(future.result(), Err(Error::ResultTaken));
     /// ```
     pub fn result(&self) -> Result<R, Error> {
@@ -509,6 +544,13 @@ impl<R> Future<R> {
     /// Waits until `deadline` (forever if `None`) and takes the result.
     pub(crate) fn wait_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         self.spin_briefly();
+        self.sleep_and_take(deadline)
+    }
+
+    /// [`wait_and_take`](Self::wait_and_take) without the spinning: for a
+    /// result not expected within [`SPIN_FOR`], where spinning would only
+    /// take the CPU from the workers.
+    pub(crate) fn sleep_and_take(&self, deadline: Option<Instant>) -> Result<R, Error> {
         let mut slot = self.inner.lock();
         loop {
             match self.inner.state() {
@@ -649,6 +691,23 @@ impl<R> std::future::Future for Future<R> {
                 Poll::Pending
             }
         }
+    }
+}
+
+/// Equal only to itself: two futures are equal when they are the same one.
+impl<R> PartialEq for Future<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl<R> Eq for Future<R> {}
+
+/// Hashes the future's identity, which its state and value never change, so
+/// a future keeps its place in a `HashMap` or `HashSet` while its task runs.
+impl<R> Hash for Future<R> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
     }
 }
 

@@ -19,16 +19,16 @@
 //! |---|---|
 //! | `ThreadPoolExecutor()` | [`ThreadPoolExecutor::default()`](crate::ThreadPoolExecutor), with Python's `min(32, cpus + 4)` threads |
 //! | `ThreadPoolExecutor(max_workers=3)` | [`ThreadPoolExecutor::new(3)`](crate::ThreadPoolExecutor::new); 0 panics with a clear message, [`builder().max_workers(0).build()`](crate::ThreadPoolBuilder::build) returns [`Error::InvalidArgument`](crate::Error::InvalidArgument) |
-//! | `thread_name_prefix="unduh"` | [`.thread_name_prefix("unduh")`](crate::ThreadPoolBuilder::thread_name_prefix): threads `unduh_0`, `unduh_1`, ... |
+//! | `thread_name_prefix="download"` | [`.thread_name_prefix("download")`](crate::ThreadPoolBuilder::thread_name_prefix): threads `download_0`, `download_1`, ... |
 //! | `initializer=f, initargs=(a, b)` | [`.initializer(move \|\| f(a, b))`](crate::ThreadPoolBuilder::initializer): a closure carries its arguments |
 //! | (none) | [`.stack_size(bytes)`](crate::ThreadPoolBuilder::stack_size) |
-//! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::builder().build()?`](crate::ProcessPoolBuilder), one worker per CPU, after [`init()`](crate::init) in `main` |
+//! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::default()`](crate::ProcessPoolExecutor), one worker per CPU, after [`init()`](crate::init) in `main`; [`builder().build()?`](crate::ProcessPoolBuilder) returns an error instead of panicking |
 //! | `ProcessPoolExecutor(max_workers=2)` | [`ProcessPoolExecutor::new(2)`](crate::ProcessPoolExecutor::new) |
 //! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
 //! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
 //! | `max_tasks_per_child=n` | [`.max_tasks_per_child(n)`](crate::ProcessPoolBuilder::max_tasks_per_child) |
-//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::Timeout`](crate::Error::Timeout) |
-//! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): the default for every `map` |
+//! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::TaskTimedOut`](crate::Error::TaskTimedOut) |
+//! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): a fixed size for every `map`, instead of the automatic one |
 //! | `InterpreterPoolExecutor` (3.14) | no counterpart needed: Rust has no GIL, so [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s threads already run Rust code on every core |
 //! | `if __name__ == "__main__":` | [`concurrent_futures::init();`](crate::init) as the first line of `main`; forgetting it is [`Error::InitMissing`](crate::Error::InitMissing), never a fork bomb |
 //! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
@@ -40,16 +40,16 @@
 //! fn main() -> Result<(), Error> {
 //!     concurrent_futures::init(); // if __name__ == "__main__":
 //!
-//!     // ThreadPoolExecutor(max_workers=3, thread_name_prefix="unduh",
-//!     //                    initializer=print, initargs=("siap",))
-//!     let greeting = String::from("siap");
+//!     // ThreadPoolExecutor(max_workers=3, thread_name_prefix="download",
+//!     //                    initializer=print, initargs=("ready",))
+//!     let greeting = String::from("ready");
 //!     let threads = ThreadPoolExecutor::builder()
 //!         .max_workers(3)
-//!         .thread_name_prefix("unduh")
+//!         .thread_name_prefix("download")
 //!         .initializer(move || println!("{greeting}"))
 //!         .build()?;
 //!     let name = threads.submit(|()| std::thread::current().name().map(String::from), ());
-//!     assert_eq!(name.result()?.as_deref(), Some("unduh_0"));
+//!     assert_eq!(name.result()?.as_deref(), Some("download_0"));
 //!
 //!     // ProcessPoolExecutor(max_workers=2, max_tasks_per_child=100)
 //!     let processes = ProcessPoolExecutor::builder()
@@ -71,7 +71,7 @@
 //! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
 //! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
 //! | `map(..., timeout=t)` | [`.timeout(t)`](crate::Map::timeout): one deadline from the call, as in Python |
-//! | `map(..., chunksize=c)` | [`.chunksize(c)`](crate::Map::chunksize), on both pools |
+//! | `map(..., chunksize=c)` | [`.chunksize(c)`](crate::Map::chunksize), on both pools; without it, chunks are sized from measured task durations (joblib's `batch_size='auto'`), not one input each |
 //! | `map(..., buffersize=b)` (3.14) | [`.buffer_size(b)`](crate::Map::buffer_size); bounded by default, see below |
 //! | `shutdown()` | [`shutdown()`](crate::Executor::shutdown), or drop the executor |
 //! | `shutdown(wait=False, cancel_futures=True)` | [`shutdown_with(Shutdown { wait: false, cancel_futures: true })`](crate::Executor::shutdown_with) |
@@ -86,22 +86,22 @@
 //! use concurrent_futures::{Executor, Shutdown, ThreadPoolExecutor};
 //! use std::time::Duration;
 //!
-//! fn pangkat((basis, eksponen): (u64, u32)) -> u64 {
-//!     basis.pow(eksponen)
+//! fn power((base, exponent): (u64, u32)) -> u64 {
+//!     base.pow(exponent)
 //! }
 //!
 //! let executor = ThreadPoolExecutor::new(2);
 //!
 //! // executor.submit(pow, 2, 10)
-//! assert_eq!(executor.submit(pangkat, (2, 10)).result(), Ok(1024));
+//! assert_eq!(executor.submit(power, (2, 10)).result(), Ok(1024));
 //!
 //! // executor.map(pow, [2, 3], [5, 2], timeout=60, chunksize=2)
-//! let hasil: Vec<_> = executor
-//!     .map(pangkat, [2, 3].into_iter().zip([5, 2]))
+//! let powers: Vec<_> = executor
+//!     .map(power, [2, 3].into_iter().zip([5, 2]))
 //!     .timeout(Duration::from_secs(60))
 //!     .chunksize(2)
 //!     .collect::<Result<_, _>>()?;
-//! assert_eq!(hasil, [32, 9]);
+//! assert_eq!(powers, [32, 9]);
 //!
 //! // executor.shutdown(wait=True, cancel_futures=True)
 //! executor.shutdown_with(Shutdown { wait: true, cancel_futures: true });
@@ -127,20 +127,20 @@
 //! use std::time::Duration;
 //!
 //! let executor = ThreadPoolExecutor::new(1);
-//! let (buka, gerbang) = mpsc::channel::<()>();
-//! let berjalan = executor.submit(move |()| gerbang.recv().is_ok(), ()); // held until `buka`
-//! let menunggu = executor.submit(|()| "tidak pernah", ());              // queued behind it
+//! let (open, gate) = mpsc::channel::<()>();
+//! let running = executor.submit(move |()| gate.recv().is_ok(), ()); // held until `open`
+//! let queued = executor.submit(|()| "never runs", ());              // queued behind it
 //!
-//! assert_eq!(menunggu.result_timeout(Duration::ZERO), Err(Error::Timeout)); // result(timeout=0)
-//! assert!(menunggu.cancel());                                   // pending: cancelled
-//! assert!(menunggu.cancelled() && menunggu.done());
-//! assert_eq!(menunggu.result(), Err(Error::Cancelled));        // CancelledError
+//! assert_eq!(queued.result_timeout(Duration::ZERO), Err(Error::Timeout)); // result(timeout=0)
+//! assert!(queued.cancel());                                   // pending: cancelled
+//! assert!(queued.cancelled() && queued.done());
+//! assert_eq!(queued.result(), Err(Error::Cancelled));        // CancelledError
 //!
-//! let (kabar, catatan) = mpsc::channel();
-//! berjalan.add_done_callback(move |f| kabar.send(f.done()).unwrap());
-//! buka.send(()).unwrap();
-//! assert_eq!(berjalan.result(), Ok(true));
-//! assert_eq!(catatan.recv(), Ok(true)); // the callback saw a done future
+//! let (notify, notes) = mpsc::channel();
+//! running.add_done_callback(move |f| notify.send(f.done()).unwrap());
+//! open.send(()).unwrap();
+//! assert_eq!(running.result(), Ok(true));
+//! assert_eq!(notes.recv(), Ok(true)); // the callback saw a done future
 //! ```
 //!
 //! # Module functions and constants
@@ -152,6 +152,7 @@
 //! | `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED` | [`ReturnWhen::FirstCompleted`](crate::ReturnWhen), `FirstException`, `AllCompleted` |
 //! | `as_completed(fs)` | [`as_completed(&fs)`](crate::as_completed): an iterator of `&Future<R>` |
 //! | `as_completed(fs, timeout=t)` | [`as_completed(&fs).timeout(t)`](crate::AsCompleted::timeout): items are `Result`s, and the deadline yields `Err(Error::Timeout)` once instead of raising |
+//! | `future_to_url = {executor.submit(load_url, url): url for url in urls}`, then `for future in as_completed(future_to_url)` and `future_to_url[future]` | `(url, future)` pairs: `as_completed(&future_to_url)` hands each pair back ([`AsFuture`](crate::AsFuture)), so `for (url, future) in as_completed(&future_to_url)`; a future is also `Eq` and `Hash` by identity, for a `HashMap` |
 //!
 //! ```
 //! use concurrent_futures::{as_completed, wait, ReturnWhen, ThreadPoolExecutor};
@@ -168,6 +169,32 @@
 //!     total += future?.result()?;
 //! }
 //! assert_eq!(total, 1 + 4 + 9);
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! Python's most copied example keys a dict by futures, to know which input
+//! each completed future was for. Here the futures travel with their keys:
+//! `as_completed` and `wait` take `(key, future)` pairs and hand them back.
+//!
+//! ```
+//! use concurrent_futures::{as_completed, ThreadPoolExecutor};
+//!
+//! fn load_url(url: &str) -> usize {
+//!     url.len() // a real program would fetch the page
+//! }
+//!
+//! let executor = ThreadPoolExecutor::new(5);
+//! // future_to_url = {executor.submit(load_url, url): url for url in URLS}
+//! let future_to_url: Vec<_> = ["https://a.example/", "https://bb.example/"]
+//!     .into_iter()
+//!     .map(|url| (url, executor.submit(load_url, url)))
+//!     .collect();
+//! // for future in as_completed(future_to_url): url = future_to_url[future]
+//! for (url, future) in as_completed(&future_to_url) {
+//!     let bytes = future.result()?; // the task's panic, if any, is this Err
+//!     println!("{url} page is {bytes} bytes");
+//!     assert_eq!(bytes, url.len());
+//! }
 //! # Ok::<(), concurrent_futures::Error>(())
 //! ```
 //!
@@ -195,9 +222,9 @@
 //! use concurrent_futures::{Error, ThreadPoolExecutor};
 //!
 //! let executor = ThreadPoolExecutor::new(1);
-//! let gagal = executor.submit(|n: u32| if n > 2 { panic!("terlalu besar: {n}") } else { n }, 3);
-//! match gagal.result() {
-//!     Err(Error::Panicked { message, .. }) => assert_eq!(message, "terlalu besar: 3"),
+//! let failing = executor.submit(|n: u32| if n > 2 { panic!("too big: {n}") } else { n }, 3);
+//! match failing.result() {
+//!     Err(Error::Panicked { message, .. }) => assert_eq!(message, "too big: 3"),
 //!     other => panic!("expected a panic, got {other:?}"),
 //! }
 //! assert_eq!(executor.submit(|n: u32| n, 2).result(), Ok(2)); // the pool goes on
@@ -219,28 +246,28 @@
 //! ```
 //! use concurrent_futures::ThreadPoolExecutor;
 //!
-//! fn pangkat(basis: u64, eksponen: u32) -> u64 {
-//!     basis.pow(eksponen)
+//! fn power(base: u64, exponent: u32) -> u64 {
+//!     base.pow(exponent)
 //! }
 //!
 //! let executor = ThreadPoolExecutor::new(2);
 //!
 //! // Pool.starmap(pow, [(2, 5), (3, 2)])
-//! let hasil: Vec<u64> = executor.starmap(pangkat, [(2, 5), (3, 2)]).collect::<Result<_, _>>()?;
-//! assert_eq!(hasil, [32, 9]);
+//! let powers: Vec<u64> = executor.starmap(power, [(2, 5), (3, 2)]).collect::<Result<_, _>>()?;
+//! assert_eq!(powers, [32, 9]);
 //!
 //! // Pool.imap_unordered(len, words): in whatever order they finish
-//! let mut panjang: Vec<usize> = executor
-//!     .map_unordered(|kata: &str| kata.len(), ["satu", "dua", "tiga"])
+//! let mut lengths: Vec<usize> = executor
+//!     .map_unordered(|word: &str| word.len(), ["one", "two", "three"])
 //!     .collect::<Result<_, _>>()?;
-//! panjang.sort_unstable();
-//! assert_eq!(panjang, [3, 4, 4]);
+//! lengths.sort_unstable();
+//! assert_eq!(lengths, [3, 3, 5]);
 //!
 //! // Borrowed data, no Arc: the caller's slice and prefix stay on its stack.
-//! let halaman = vec![String::from("web1"), String::from("web2")];
-//! let awalan = String::from("https://");
-//! let alamat = executor.map_scoped(|h| format!("{awalan}{h}"), &halaman);
-//! assert_eq!(alamat, [Ok("https://web1".to_owned()), Ok("https://web2".to_owned())]);
+//! let pages = vec![String::from("web1"), String::from("web2")];
+//! let prefix = String::from("https://");
+//! let urls = executor.map_scoped(|page| format!("{prefix}{page}"), &pages);
+//! assert_eq!(urls, [Ok("https://web1".to_owned()), Ok("https://web2".to_owned())]);
 //! # Ok::<(), concurrent_futures::Error>(())
 //! ```
 //!
@@ -265,8 +292,13 @@
 //!   has not started.
 //! - **Each item is its own `Result`.** Python's `map` raises the first
 //!   exception and loses the results after it. Here a failing item is that
-//!   item's `Err`, and iteration goes on; with `chunksize`, a failure inside
-//!   a chunk fails only that item (Python's newest behaviour, gh-108518).
+//!   item's `Err`, and iteration goes on; in a chunk, a failure fails only
+//!   that item (Python's newest behaviour, gh-108518).
+//! - **`map` needs no `chunksize`.** Python sends one input per task unless
+//!   told otherwise, and tiny tasks then cost a round trip each. Here chunks
+//!   grow while the tasks measure fast, aim at about a millisecond of work
+//!   each, and shrink again for the last inputs so every worker finishes
+//!   together.
 //! - **Failures are values, with a location.** A panic becomes
 //!   [`Error::Panicked`](crate::Error::Panicked) with its message and `file:line`, instead of a
 //!   traceback re-raised in another thread.

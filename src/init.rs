@@ -28,8 +28,10 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 ///     concurrent_futures::init();
 ///     // ... the program, which may use a ProcessPoolExecutor
 /// }
-/// # main();
 /// ```
+// The example is about `main` itself. (A top-level `main();` would silence
+// this lint but make rustdoc warn that the doctest's main is not run.)
+#[allow(clippy::needless_doctest_main)]
 pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.

@@ -14,14 +14,14 @@
 //! use concurrent_futures::ThreadPoolExecutor;
 //! use std::time::{Duration, Instant};
 //!
-//! fn unduh_halaman(url: &str) -> String {
+//! fn download_page(url: &str) -> String {
 //!     std::thread::sleep(Duration::from_millis(200)); // the network delay
-//!     format!("Selesai mengunduh {url}")
+//!     format!("Downloaded {url}")
 //! }
 //!
 //! let start = Instant::now();
 //! let executor = ThreadPoolExecutor::new(3);
-//! for line in executor.map(unduh_halaman, ["web1", "web2", "web3"]) {
+//! for line in executor.map(download_page, ["web1", "web2", "web3"]) {
 //!     println!("{}", line?);
 //! }
 //! assert!(start.elapsed() < Duration::from_millis(500)); // about 200 ms, not 600
@@ -40,15 +40,15 @@
 //! ```
 //! use concurrent_futures::{Executor, ProcessPoolExecutor};
 //!
-//! fn hitung_kuadrat_berat(n: u64) -> u128 {
+//! fn sum_of_squares(n: u64) -> u128 {
 //!     (0..n).map(|i| u128::from(i) * u128::from(i)).sum()
 //! }
 //!
 //! fn main() -> Result<(), concurrent_futures::Error> {
 //!     concurrent_futures::init(); // in a worker process, this serves tasks and never returns
 //!     let executor = ProcessPoolExecutor::new(2); // one process per core
-//!     for hasil in executor.map(hitung_kuadrat_berat, [1_000, 1_000]) {
-//!         assert_eq!(hasil?, 332_833_500);
+//!     for sum in executor.map(sum_of_squares, [1_000, 1_000]) {
+//!         assert_eq!(sum?, 332_833_500);
 //!     }
 //!     Ok(())
 //! }
@@ -66,32 +66,32 @@
 //! use concurrent_futures::{as_completed, wait, Executor, ReturnWhen, ThreadPoolExecutor};
 //! use std::time::Duration;
 //!
-//! fn tugas(n: u32) -> String {
-//!     format!("Tugas {n} selesai")
+//! fn task(n: u32) -> String {
+//!     format!("Task {n} done")
 //! }
 //!
 //! let executor = ThreadPoolExecutor::new(3);
 //!
 //! // map: results in input order, each a Result.
-//! for result in executor.map(tugas, [1, 2, 3]) {
+//! for result in executor.map(task, [1, 2, 3]) {
 //!     println!("{}", result?);
 //! }
 //!
 //! // map_unordered: each result as soon as its task finishes, for throughput.
-//! let mut lines = executor.map_unordered(tugas, [1, 2, 3]).collect::<Result<Vec<_>, _>>()?;
+//! let mut lines = executor.map_unordered(task, [1, 2, 3]).collect::<Result<Vec<_>, _>>()?;
 //! lines.sort();
-//! assert_eq!(lines, ["Tugas 1 selesai", "Tugas 2 selesai", "Tugas 3 selesai"]);
+//! assert_eq!(lines, ["Task 1 done", "Task 2 done", "Task 3 done"]);
 //!
 //! // starmap: a tuple of arguments per task, in input order.
 //! let sums: Vec<_> = executor.starmap(|a: u32, b: u32| a + b, [(1, 2), (3, 4)]).collect();
 //! assert_eq!(sums, [Ok(3), Ok(7)]);
 //!
 //! // submit: one task, one Future.
-//! let future = executor.submit(tugas, 4);
-//! assert_eq!(future.result()?, "Tugas 4 selesai");
+//! let future = executor.submit(task, 4);
+//! assert_eq!(future.result()?, "Task 4 done");
 //!
 //! // wait and as_completed: many futures at once.
-//! let futures: Vec<_> = (5..8).map(|n| executor.submit(tugas, n)).collect();
+//! let futures: Vec<_> = (5..8).map(|n| executor.submit(task, n)).collect();
 //! let (done, not_done) = wait(&futures, ReturnWhen::AllCompleted, Some(Duration::from_secs(10)));
 //! assert_eq!((done.len(), not_done.len()), (3, 0));
 //! for future in as_completed(&futures) {
@@ -223,7 +223,9 @@
 //! - `remote/serve.rs`: calling a received task, after those two checks.
 //! - `process/child.rs`, `process/spawn.rs` and `process/platform.rs`: the
 //!   system calls std has no safe form of (`dup2` to take the channel off
-//!   standard input, `kill` for a signal other than SIGKILL, and in
+//!   standard input, `kill` for a signal other than SIGKILL and for a
+//!   child's whole process group, `waitid(WNOWAIT)` to see a child exit
+//!   while its pid, and so its group's id, is still reserved, and in
 //!   `platform.rs` `prctl` so a Linux child dies with its pool, and
 //!   `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is on the
 //!   other end).
@@ -233,6 +235,10 @@
 //!   `MPI_Error_string`, reading the library's handle constants, wrapping
 //!   the new intercommunicator; and `atexit`, so that the serving ranks are
 //!   stopped and MPI finalized when the program exits.
+
+// docs.rs builds with `--cfg docsrs` on nightly (see Cargo.toml): feature- and
+// platform-gated items then say which feature or platform they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod crew;
 mod error;
@@ -257,19 +263,22 @@ pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use init::init;
-pub use map::{LOOK_AHEAD_PER_WORKER, Map};
+pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg(all(feature = "mpi", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "mpi", target_os = "linux"))))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
 #[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos")))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
 #[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{
-    AsCompleted, AsCompletedStream, AsCompletedTimeout, ReturnWhen, as_completed, wait,
+    AsCompleted, AsCompletedStream, AsCompletedTimeout, AsFuture, ReturnWhen, as_completed, wait,
 };

@@ -6,6 +6,11 @@
 //! Unordered, each submitted chunk's future has a watcher (the mechanism of
 //! [`wait`](crate::wait)) that sends the chunk's number down one channel as
 //! it finishes, and the next chunk to yield is the next number received.
+//! Unless the caller sets a chunk size, [`sizing`] picks each chunk's size from
+//! the durations the pool measures.
+
+mod outcomes;
+mod sizing;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +22,10 @@ use crossbeam_channel::Receiver;
 use crate::future::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
+pub(crate) use outcomes::Outcomes;
+pub use sizing::MAX_AUTO_CHUNKSIZE;
+pub(crate) use sizing::Meter;
+use sizing::Sizing;
 
 /// The default look-ahead of `map`, in chunks per worker. Enough that
 /// workers never wait for the caller to hand out the next input, even when
@@ -24,8 +33,19 @@ use crate::{Error, Future};
 pub const LOOK_AHEAD_PER_WORKER: usize = 16;
 
 /// How an executor submits one chunk of inputs: it drains `chunk` (one or
-/// more inputs) and returns its future.
-pub(crate) type SubmitChunk<'e, A, R> = Box<dyn FnMut(&mut Vec<A>) -> Pending<R> + Send + 'e>;
+/// more inputs) and returns its future. Given a [`Meter`], it sends even a
+/// lone input as a chunk, and records how long the chunk ran there.
+pub(crate) type SubmitChunk<'e, A, R> =
+    Box<dyn FnMut(&mut Vec<A>, Option<&std::sync::Arc<Meter>>) -> Pending<R> + Send + 'e>;
+
+/// How a map cuts its inputs into chunks.
+#[derive(Debug)]
+enum Chunking {
+    /// The caller's chunk size.
+    Fixed(usize),
+    /// Sizes from measured task durations.
+    Auto(Sizing),
+}
 
 /// The future of one submitted chunk.
 #[derive(Debug)]
@@ -36,7 +56,7 @@ pub(crate) enum Pending<R> {
     /// fails (say its worker process died), each of its `len` items gets
     /// that error.
     Chunk {
-        future: Future<Vec<Result<R, Error>>>,
+        future: Future<Outcomes<R>>,
         len: usize,
     },
 }
@@ -80,8 +100,17 @@ struct Completions {
 ///   [`next`](Iterator::next). After that at most
 ///   [`buffer_size`](Map::buffer_size) inputs are in flight (Python's
 ///   `buffersize`): a million-item or endless input never sits in memory.
-///   The default is [`LOOK_AHEAD_PER_WORKER`] times the pool's workers
-///   times the chunk size.
+///   The default is [`LOOK_AHEAD_PER_WORKER`] chunks per worker: at most
+///   that times the pool's workers times the chunk size, or times
+///   [`MAX_AUTO_CHUNKSIZE`] with the automatic chunk size.
+/// - **No tuning.** By default inputs go to the workers in chunks sized from
+///   how long the tasks take: one input per chunk at first, then chunks that
+///   each run for about a millisecond (of at most [`MAX_AUTO_CHUNKSIZE`]
+///   inputs), so tiny tasks do not pay a round trip each; near the end the
+///   chunks shrink again, so that every worker keeps busy to the last input.
+///   [`chunksize`](Map::chunksize) sets a fixed size instead. A chunk runs
+///   on one worker: on a process pool, a worker that dies fails its whole
+///   chunk, so set `chunksize(1)` where one input may crash its process.
 /// - **Ordered, or as they finish.** `map` and `starmap` yield in input
 ///   order even when later tasks finish first. `map_unordered` yields each
 ///   result as soon as its task finishes (with chunks, each chunk's results
@@ -107,7 +136,31 @@ struct Completions {
 ///     .collect::<Result<Vec<_>, _>>();
 /// assert_eq!(squares, Ok(vec![1, 4, 9, 16, 25]));
 /// ```
-#[must_use = "iterators are lazy: map submits nothing until it is iterated"]
+///
+/// # Tasks run for their effects
+///
+/// Unlike Python's, this `map` submits nothing until it is iterated, so a
+/// bare `executor.map(f, xs);` runs no task, and neither does
+/// `let _ = executor.map(f, xs);`. Iterate it, and look at each result:
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static SENT: AtomicU32 = AtomicU32::new(0);
+/// // ORDERING: a count read after every task is done; the map's results
+/// // already order the reads after the writes.
+/// fn send(n: u32) { SENT.fetch_add(n, Ordering::Relaxed); }
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// for result in executor.map(send, [1, 2, 3]) {
+///     result?; // a task's panic is its item's Err
+/// }
+/// assert_eq!(SENT.load(Ordering::Relaxed), 6);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+#[must_use = "map is lazy and runs no task until iterated, so `let _ =` would run nothing: \
+              iterate it, e.g. `for result in executor.map(..) { result?; }`"]
 pub struct Map<'e, I: Iterator, R> {
     inputs: Fuse<I>,
     submit: SubmitChunk<'e, I::Item, R>,
@@ -120,11 +173,15 @@ pub struct Map<'e, I: Iterator, R> {
     /// How many inputs `in_flight` holds.
     in_flight_items: usize,
     /// The rest of the chunk being yielded.
-    ready: std::vec::IntoIter<Result<R, Error>>,
+    ready: outcomes::IntoIter<R>,
+    /// Inputs pulled and not yet submitted: the next chunk as it is filled,
+    /// and at the end of the inputs, the last ones, which go out in shares.
     chunk: Vec<I::Item>,
+    /// Whether `inputs` has run out.
+    inputs_ended: bool,
     workers: usize,
     buffer_size: Option<usize>,
-    chunksize: usize,
+    chunking: Chunking,
     started: Instant,
     deadline: Option<Instant>,
     /// A bad setting, reported by the first `next`.
@@ -134,8 +191,14 @@ pub struct Map<'e, I: Iterator, R> {
 }
 
 impl<'e, I: Iterator, R> Map<'e, I, R> {
-    /// A map over `inputs` for a pool of `workers`, submitting through `submit`.
-    pub(crate) fn new(inputs: I, workers: usize, submit: SubmitChunk<'e, I::Item, R>) -> Self {
+    /// A map over `inputs` for a pool of `workers`, submitting through
+    /// `submit`, whose automatic chunks aim to run for `chunk_target` each.
+    pub(crate) fn new(
+        inputs: I,
+        workers: usize,
+        chunk_target: Duration,
+        submit: SubmitChunk<'e, I::Item, R>,
+    ) -> Self {
         Self {
             inputs: inputs.fuse(),
             submit,
@@ -143,11 +206,12 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             submitted: 0,
             completions: None,
             in_flight_items: 0,
-            ready: Vec::new().into_iter(),
+            ready: outcomes::IntoIter::default(),
             chunk: Vec::new(),
+            inputs_ended: false,
             workers,
             buffer_size: None,
-            chunksize: 1,
+            chunking: Chunking::Auto(Sizing::new(workers, chunk_target)),
             started: Instant::now(),
             deadline: None,
             invalid: None,
@@ -191,7 +255,9 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     /// Sets how many inputs may be in flight at once (Python's `buffersize`).
     ///
     /// Zero is an error, reported as the first item. The default is
-    /// [`LOOK_AHEAD_PER_WORKER`] times the pool's workers times the chunk size.
+    /// [`LOOK_AHEAD_PER_WORKER`] chunks per worker. Automatic chunks are
+    /// never larger than this; a larger fixed [`chunksize`](Map::chunksize)
+    /// raises it to one chunk.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -211,7 +277,8 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         self
     }
 
-    /// Sends inputs to workers in chunks of this many (Python's `chunksize`).
+    /// Sends inputs to workers in chunks of this many (Python's
+    /// `chunksize`), instead of the automatic size.
     ///
     /// Each item still has its own result and its own error: a failure inside
     /// a chunk fails only that item. Chunks cut the per-task overhead of tiny
@@ -231,28 +298,68 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
                 "map's chunksize must be at least 1 item per chunk".into(),
             ));
         }
-        self.chunksize = items_per_chunk.max(1);
+        self.chunking = Chunking::Fixed(items_per_chunk.max(1));
         self
     }
 
     /// Tops the in-flight queue up with whole chunks, within the look-ahead.
     fn refill(&mut self) {
-        let look_ahead = self
-            .buffer_size
-            .unwrap_or(LOOK_AHEAD_PER_WORKER * self.workers * self.chunksize)
-            .max(self.chunksize);
-        while self.in_flight_items + self.ready.len() + self.chunksize <= look_ahead {
-            self.chunk.extend(self.inputs.by_ref().take(self.chunksize));
+        loop {
+            let (size, look_ahead) = self.next_chunk();
+            if self.in_flight_items + self.ready.len() + size > look_ahead {
+                return;
+            }
+            if self.chunk.len() < size && !self.inputs_ended {
+                let wanted = size - self.chunk.len();
+                self.chunk.extend(self.inputs.by_ref().take(wanted));
+                if self.chunk.len() < size {
+                    // These are the last inputs: size them as such.
+                    self.inputs_ended = true;
+                    continue;
+                }
+            }
             if self.chunk.is_empty() {
                 return;
             }
-            let pending = (self.submit)(&mut self.chunk);
+            let mut chunk = match size < self.chunk.len() {
+                true => self.chunk.drain(..size).collect(),
+                false => std::mem::take(&mut self.chunk),
+            };
+            let meter = match &self.chunking {
+                Chunking::Fixed(_) => None,
+                Chunking::Auto(sizing) => Some(sizing.meter()),
+            };
+            let pending = (self.submit)(&mut chunk, meter);
             if let Some(completions) = &self.completions {
                 pending.watch(completions, self.submitted);
             }
             self.in_flight_items += pending.len();
             self.in_flight.insert(self.submitted, pending);
             self.submitted += 1;
+        }
+    }
+
+    /// The size of the next chunk, and the look-ahead that it must fit in
+    /// with the inputs in flight.
+    fn next_chunk(&mut self) -> (usize, usize) {
+        match &mut self.chunking {
+            Chunking::Fixed(size) => {
+                let per_chunk = LOOK_AHEAD_PER_WORKER * self.workers * *size;
+                (*size, self.buffer_size.unwrap_or(per_chunk).max(*size))
+            }
+            Chunking::Auto(sizing) => {
+                // Inputs left, if known exactly: the ones pulled, and the
+                // rest by an exact size hint.
+                let left = match self.inputs.size_hint() {
+                    _ if self.inputs_ended => Some(self.chunk.len()),
+                    (lower, Some(upper)) if lower == upper => Some(lower + self.chunk.len()),
+                    _ => None,
+                };
+                let size = sizing.next_size(left);
+                let per_chunk = LOOK_AHEAD_PER_WORKER * self.workers * size;
+                let look_ahead = self.buffer_size.unwrap_or(per_chunk);
+                (size.min(look_ahead), look_ahead)
+            }
         }
     }
 
@@ -283,12 +390,12 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
             pending.cancel_pending();
         }
         self.in_flight_items = 0;
-        self.ready = Vec::new().into_iter();
+        self.ready = outcomes::IntoIter::default();
         self.ended = true;
     }
 
     /// Ends the iteration if `result` is a timeout and the map's deadline
-    /// has passed. (A task's own `Timeout` error, from a process pool's
+    /// has passed. (A task's own `TaskTimedOut`, from a process pool's
     /// per-task limit, is just that item's error.)
     fn timed_out<T>(&mut self, result: &Result<T, Error>, future: &Future<T>) -> bool {
         let timed_out = matches!(result, Err(Error::Timeout))
@@ -306,7 +413,39 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
 impl<I: Iterator, R> Iterator for Map<'_, I, R> {
     type Item = Result<R, Error>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        // The rest of a chunk first: a chunk's worth of results frees a
+        // chunk's worth of look-ahead, so the refill waits for that.
+        match self.ready.next() {
+            Some(result) => Some(result),
+            None => self.next_chunk_first(),
+        }
+    }
+
+    /// Every input yields one result, unless the deadline passes.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.ended {
+            return (0, Some(0));
+        }
+        if self.invalid.is_some() {
+            return (1, Some(1));
+        }
+        let pulled = self.ready.len() + self.in_flight_items + self.chunk.len();
+        let (lower, upper) = self.inputs.size_hint();
+        let upper = upper.and_then(|upper| upper.checked_add(pulled));
+        match self.deadline {
+            Some(_) => (0, upper),
+            None => (lower.saturating_add(pulled), upper),
+        }
+    }
+}
+
+impl<I: Iterator, R> Map<'_, I, R> {
+    /// The first result of the next chunk to yield (or the bad setting, or
+    /// the end): [`next`](Iterator::next) once the current chunk is done.
+    #[inline(never)]
+    fn next_chunk_first(&mut self) -> Option<Result<R, Error>> {
         if let Some(error) = self.invalid.take() {
             self.ended = true;
             return Some(Err(error));
@@ -315,9 +454,6 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
             return None;
         }
         self.refill();
-        if let Some(result) = self.ready.next() {
-            return Some(result);
-        }
         let pending = self.next_pending()?;
         self.in_flight_items -= pending.len();
         match pending {
@@ -327,11 +463,17 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
                 Some(result)
             }
             Pending::Chunk { future, len } => {
-                let results = future.wait_and_take(self.deadline);
+                let results = match &self.chunking {
+                    Chunking::Auto(sizing) if sizing.runs_long(len) => {
+                        future.sleep_and_take(self.deadline)
+                    }
+                    _ => future.wait_and_take(self.deadline),
+                };
                 if self.timed_out(&results, &future) {
                     return Some(Err(Error::Timeout));
                 }
-                self.ready = chunk_results(results, len).into_iter();
+                let outcomes = results.unwrap_or_else(|error| Outcomes::failed(&error, len));
+                self.ready = outcomes.into_iter();
                 self.ready.next()
             }
         }
@@ -359,8 +501,136 @@ impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
             .field("in_flight", &self.in_flight.len())
             .field("ordered", &self.completions.is_none())
             .field("buffer_size", &self.buffer_size)
-            .field("chunksize", &self.chunksize)
+            .field("chunking", &self.chunking)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::future;
+    use std::sync::Mutex;
+
+    const TARGET: Duration = Duration::from_micros(100);
+
+    /// A map over `inputs` on `workers` whose chunks finish as they are
+    /// submitted, each input reported as taking `each`. `sizes` gets each
+    /// chunk's size.
+    fn instant_map<I: Iterator<Item = u32>>(
+        inputs: I,
+        workers: usize,
+        each: Duration,
+        sizes: &std::sync::Arc<Mutex<Vec<usize>>>,
+    ) -> Map<'static, I, u32> {
+        let sizes = std::sync::Arc::clone(sizes);
+        let submit = move |chunk: &mut Vec<u32>, meter: Option<&std::sync::Arc<Meter>>| {
+            let len = chunk.len();
+            sizes.lock().unwrap().push(len);
+            if let Some(meter) = meter {
+                meter.record(len, each * u32::try_from(len).unwrap());
+            }
+            let (promise, future) = future::pair();
+            promise.complete(Ok(chunk.drain(..).map(Ok).collect()));
+            Pending::Chunk { future, len }
+        };
+        Map::new(inputs, workers, TARGET, Box::new(submit))
+    }
+
+    fn sizes() -> std::sync::Arc<Mutex<Vec<usize>>> {
+        std::sync::Arc::default()
+    }
+
+    /// Runs `map` to the end: its results must be `expected` in order.
+    fn drain(map: Map<'static, impl Iterator<Item = u32>, u32>, expected: std::ops::Range<u32>) {
+        let results: Vec<_> = map.collect();
+        assert_eq!(results, expected.map(Ok).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fast_tasks_grow_the_chunks_up_to_the_most_then_the_tail_splits() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(instant_map(0..100_000, 2, each, &sizes), 0..100_000);
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes[..4], [1, 16, 256, MAX_AUTO_CHUNKSIZE], "{sizes:?}");
+        assert_eq!(sizes.iter().max(), Some(&MAX_AUTO_CHUNKSIZE));
+        // The last inputs are cut in shares: the last 2 per worker alone.
+        let tail = &sizes[sizes.len() - 4..];
+        assert_eq!(tail, [1, 1, 1, 1], "{sizes:?}");
+        assert!(
+            sizes.iter().skip(4).is_sorted_by(|a, b| a >= b),
+            "never growing again: {sizes:?}"
+        );
+    }
+
+    #[test]
+    fn chunks_aim_at_the_target_duration() {
+        let sizes = sizes();
+        drain(
+            instant_map(0..10_000, 2, Duration::from_micros(1), &sizes),
+            0..10_000,
+        );
+        // 100 us of 1 us inputs.
+        assert_eq!(sizes.lock().unwrap()[..4], [1, 16, 100, 100]);
+    }
+
+    #[test]
+    fn slow_tasks_go_one_per_chunk() {
+        let sizes = sizes();
+        drain(
+            instant_map(0..50, 2, Duration::from_millis(10), &sizes),
+            0..50,
+        );
+        assert_eq!(*sizes.lock().unwrap(), [1; 50]);
+    }
+
+    #[test]
+    fn an_explicit_chunksize_wins() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(instant_map(0..100, 2, each, &sizes).chunksize(7), 0..100);
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes[..14], [7; 14]);
+        assert_eq!(sizes[14..], [2]);
+    }
+
+    #[test]
+    fn an_input_of_unknown_length_is_cut_into_shares_at_its_end() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        // A filter's size hint is not exact: the end shows when it comes.
+        let inputs = (0..100_000).filter(|_| true);
+        drain(instant_map(inputs, 2, each, &sizes), 0..100_000);
+        let sizes = sizes.lock().unwrap();
+        let tail = &sizes[sizes.len() - 4..];
+        assert_eq!(tail, [1, 1, 1, 1], "{sizes:?}");
+    }
+
+    #[test]
+    fn the_size_hint_counts_one_result_per_input_unless_a_deadline_may_end_it() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        let mut map = instant_map(0..10, 2, each, &sizes);
+        assert_eq!(map.size_hint(), (10, Some(10)));
+        map.next();
+        assert_eq!(map.size_hint(), (9, Some(9)));
+        let map = instant_map(0..10, 2, each, &sizes).timeout(Duration::from_secs(60));
+        assert_eq!(map.size_hint(), (0, Some(10)));
+        let endless = instant_map(0.., 2, each, &sizes);
+        assert_eq!(endless.size_hint(), (usize::MAX, None));
+    }
+
+    #[test]
+    fn automatic_chunks_fit_in_the_buffer_size() {
+        let sizes = sizes();
+        let each = Duration::from_nanos(10);
+        drain(
+            instant_map(0..10_000, 2, each, &sizes).buffer_size(10),
+            0..10_000,
+        );
+        let sizes = sizes.lock().unwrap();
+        assert_eq!(sizes.iter().max(), Some(&10), "{sizes:?}");
     }
 }

@@ -41,10 +41,22 @@ pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
     let outer = CATCHING.replace(true);
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.set(outer);
-    outcome.map_err(|payload| Error::Panicked {
-        message: message(payload.as_ref()),
-        location: LOCATION.take(),
+    outcome.map_err(|payload| {
+        let error = Error::Panicked {
+            message: message(payload.as_ref()),
+            location: LOCATION.take(),
+        };
+        drop_payload(payload);
+        error
     })
+}
+
+/// Drops a panic payload, whose `Drop` is user code and may panic too: that
+/// second payload is leaked rather than dropped (which could panic again).
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 /// The text of a panic payload: `panic!` makes a `&str` or a `String`.
@@ -81,6 +93,18 @@ mod tests {
             location.starts_with(&format!("{}:{line}:", file!())),
             "{location}"
         );
+    }
+
+    #[test]
+    fn a_payload_whose_drop_panics_is_still_caught() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("the payload's drop panics");
+            }
+        }
+        let error = catch(|| std::panic::panic_any(Bomb)).unwrap_err();
+        assert!(matches!(error, Error::Panicked { .. }), "{error:?}");
     }
 
     #[test]

@@ -12,11 +12,11 @@
 /// ```
 /// use concurrent_futures::Spread;
 ///
-/// fn harga(barang: &str, jumlah: u32, satuan: u32) -> String {
-///     format!("{jumlah} {barang}: Rp{}", jumlah * satuan)
+/// fn price(item: &str, quantity: u32, cents_each: u32) -> String {
+///     format!("{quantity} {item}: {} cents", quantity * cents_each)
 /// }
 ///
-/// assert_eq!(harga.call_with(("kopi", 2, 5000)), "2 kopi: Rp10000");
+/// assert_eq!(price.call_with(("coffee", 2, 350)), "2 coffee: 700 cents");
 /// ```
 pub trait Spread<Args> {
     /// What the function returns.

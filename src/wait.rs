@@ -7,6 +7,9 @@
 //! blocking and leaves a waker, woken by the next completion. Watchers are
 //! withdrawn before returning, so waiting again and again on a long-running
 //! future does not pile them up.
+//!
+//! Both take futures or `(key, future)` pairs ([`AsFuture`]) and hand back
+//! what they were given, so a completed future comes with its key.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,6 +23,67 @@ use futures_core::Stream;
 use crate::future::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
+
+/// What [`wait`] and [`as_completed`] watch: a [`Future`], or a pair of a
+/// key and a future, which they hand back whole, so that each completed
+/// future comes with the key it was submitted under.
+///
+/// That is the Rust form of Python's `future_to_url` idiom, whose dict maps
+/// each future to its URL:
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+///
+/// fn load_url(url: &str) -> Result<usize, String> {
+///     // A real program would fetch the page; its length stands for it here.
+///     url.strip_prefix("https://").map(str::len).ok_or(format!("not https: {url}"))
+/// }
+///
+/// let urls = ["https://www.python.org/", "https://docs.rs/", "ftp://example.com/"];
+/// let executor = ThreadPoolExecutor::new(5);
+/// // future_to_url = {executor.submit(load_url, url): url for url in URLS}
+/// let future_to_url: Vec<_> = urls.iter().map(|&url| (url, executor.submit(load_url, url))).collect();
+/// let mut report = Vec::new();
+/// // for future in concurrent.futures.as_completed(future_to_url):
+/// //     url = future_to_url[future]
+/// for (url, future) in as_completed(&future_to_url) {
+///     match future.result() {
+///         Ok(Ok(bytes)) => report.push(format!("{url} page is {bytes} bytes")),
+///         Ok(Err(exc)) => report.push(format!("{url} generated an exception: {exc}")),
+///         Err(error) => report.push(format!("{url} failed: {error}")), // a panic, a cancel
+///     }
+/// }
+/// report.sort(); // they complete in any order
+/// assert_eq!(report, [
+///     "ftp://example.com/ generated an exception: not https: ftp://example.com/",
+///     "https://docs.rs/ page is 8 bytes",
+///     "https://www.python.org/ page is 15 bytes",
+/// ]);
+/// ```
+pub trait AsFuture {
+    /// The result type of the future.
+    type Output;
+
+    /// The future to watch.
+    fn as_future(&self) -> &Future<Self::Output>;
+}
+
+impl<R> AsFuture for Future<R> {
+    type Output = R;
+
+    fn as_future(&self) -> &Future<R> {
+        self
+    }
+}
+
+/// A key and its future, as in `(url, executor.submit(load_url, url))`.
+impl<K, R> AsFuture for (K, Future<R>) {
+    type Output = R;
+
+    fn as_future(&self) -> &Future<R> {
+        &self.1
+    }
+}
 
 /// When [`wait`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +100,8 @@ pub enum ReturnWhen {
 /// Waits on `futures` until `return_when` holds or `timeout` passes.
 ///
 /// Returns `(done, not_done)`, each in input order; a future that appears
-/// twice counts once. A timeout is not an error: the unfinished futures come
+/// twice counts once. Give it futures or `(key, future)` pairs
+/// ([`AsFuture`]): it returns what it was given. A timeout is not an error: the unfinished futures come
 /// back in `not_done`, so none is lost.
 ///
 /// ```
@@ -52,31 +117,33 @@ pub enum ReturnWhen {
 /// assert_eq!(done[0].result(), Ok(true));
 /// # drop(_hold);
 /// ```
-pub fn wait<'a, R>(
-    futures: impl IntoIterator<Item = &'a Future<R>>,
+pub fn wait<'a, T>(
+    futures: impl IntoIterator<Item = &'a T>,
     return_when: ReturnWhen,
     timeout: Option<Duration>,
-) -> (Vec<&'a Future<R>>, Vec<&'a Future<R>>)
+) -> (Vec<&'a T>, Vec<&'a T>)
 where
-    R: 'a,
+    T: AsFuture + 'a,
 {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut watch = Watch::new(distinct(futures));
     while let Some(index) = watch.next_before(deadline) {
         let stop = match return_when {
             ReturnWhen::FirstCompleted => true,
-            ReturnWhen::FirstException => watch.futures[index].failed_with_error(),
+            ReturnWhen::FirstException => watch.futures[index].as_future().failed_with_error(),
             ReturnWhen::AllCompleted => false,
         };
         if stop {
             break;
         }
     }
-    watch.into_futures().into_iter().partition(|f| f.done())
+    (watch.into_futures().into_iter()).partition(|f| f.as_future().done())
 }
 
 /// Yields `futures` as they complete: those already done first, then the
 /// rest in completion order. A future that appears twice is yielded once.
+/// Give it futures or `(key, future)` pairs ([`AsFuture`], which shows
+/// Python's `future_to_url`): it yields what it was given.
 ///
 /// Use [`AsCompleted::timeout`] for one deadline over the whole iteration,
 /// and [`AsCompleted::into_stream`] to `.await` the futures in async code.
@@ -92,20 +159,21 @@ where
 /// }
 /// assert_eq!(total, 100);
 /// ```
-pub fn as_completed<'a, R: 'a>(
-    futures: impl IntoIterator<Item = &'a Future<R>>,
-) -> AsCompleted<'a, R> {
+pub fn as_completed<'a, T: AsFuture + 'a>(
+    futures: impl IntoIterator<Item = &'a T>,
+) -> AsCompleted<'a, T> {
     AsCompleted {
         watch: Watch::new(distinct(futures)),
     }
 }
 
-/// The iterator of [`as_completed`].
-pub struct AsCompleted<'a, R> {
-    watch: Watch<'a, R>,
+/// The iterator of [`as_completed`]: yields the futures (or pairs) it was
+/// given, as they complete.
+pub struct AsCompleted<'a, T: AsFuture> {
+    watch: Watch<'a, T>,
 }
 
-impl<'a, R> AsCompleted<'a, R> {
+impl<'a, T: AsFuture> AsCompleted<'a, T> {
     /// Gives the iteration one deadline, `timeout` from now. Each item is then
     /// a `Result`: when the deadline passes the iterator yields
     /// [`Error::Timeout`] once and ends.
@@ -122,7 +190,7 @@ impl<'a, R> AsCompleted<'a, R> {
     /// assert!(iter.next().is_none());
     /// # drop(_hold);
     /// ```
-    pub fn timeout(self, timeout: Duration) -> AsCompletedTimeout<'a, R> {
+    pub fn timeout(self, timeout: Duration) -> AsCompletedTimeout<'a, T> {
         AsCompletedTimeout {
             deadline: Instant::now().checked_add(timeout),
             inner: Some(self),
@@ -156,13 +224,13 @@ impl<'a, R> AsCompleted<'a, R> {
     /// });
     /// assert_eq!(total, 100);
     /// ```
-    pub fn into_stream(self) -> AsCompletedStream<'a, R> {
+    pub fn into_stream(self) -> AsCompletedStream<'a, T> {
         AsCompletedStream { watch: self.watch }
     }
 }
 
-impl<'a, R> Iterator for AsCompleted<'a, R> {
-    type Item = &'a Future<R>;
+impl<'a, T: AsFuture> Iterator for AsCompleted<'a, T> {
+    type Item = &'a T;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.watch.next_before(None).map(|i| self.watch.futures[i])
@@ -175,13 +243,13 @@ impl<'a, R> Iterator for AsCompleted<'a, R> {
 
 /// The iterator of [`AsCompleted::timeout`]: futures as they complete, until
 /// the deadline.
-pub struct AsCompletedTimeout<'a, R> {
-    inner: Option<AsCompleted<'a, R>>,
+pub struct AsCompletedTimeout<'a, T: AsFuture> {
+    inner: Option<AsCompleted<'a, T>>,
     deadline: Option<Instant>,
 }
 
-impl<'a, R> Iterator for AsCompletedTimeout<'a, R> {
-    type Item = Result<&'a Future<R>, Error>;
+impl<'a, T: AsFuture> Iterator for AsCompletedTimeout<'a, T> {
+    type Item = Result<&'a T, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let inner = self.inner.as_mut()?;
@@ -199,12 +267,12 @@ impl<'a, R> Iterator for AsCompletedTimeout<'a, R> {
 }
 
 /// The stream of [`AsCompleted::into_stream`]: futures as they complete.
-pub struct AsCompletedStream<'a, R> {
-    watch: Watch<'a, R>,
+pub struct AsCompletedStream<'a, T: AsFuture> {
+    watch: Watch<'a, T>,
 }
 
-impl<'a, R> Stream for AsCompletedStream<'a, R> {
-    type Item = &'a Future<R>;
+impl<'a, T: AsFuture> Stream for AsCompletedStream<'a, T> {
+    type Item = &'a T;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let watch = &mut self.get_mut().watch;
@@ -217,17 +285,17 @@ impl<'a, R> Stream for AsCompletedStream<'a, R> {
 }
 
 /// The futures in input order, each once.
-fn distinct<'a, R>(futures: impl IntoIterator<Item = &'a Future<R>>) -> Vec<&'a Future<R>> {
+fn distinct<'a, T: AsFuture>(futures: impl IntoIterator<Item = &'a T>) -> Vec<&'a T> {
     let mut seen = HashSet::new();
     futures
         .into_iter()
-        .filter(|f| seen.insert(f.identity()))
+        .filter(|f| seen.insert(f.as_future().identity()))
         .collect()
 }
 
 /// Watchers on a list of futures, all reporting to one channel.
-struct Watch<'a, R> {
-    futures: Vec<&'a Future<R>>,
+struct Watch<'a, T: AsFuture> {
+    futures: Vec<&'a T>,
     key: u64,
     notify: Arc<Notify>,
     completions: Receiver<usize>,
@@ -235,12 +303,12 @@ struct Watch<'a, R> {
     left: usize,
 }
 
-impl<'a, R> Watch<'a, R> {
-    fn new(futures: Vec<&'a Future<R>>) -> Self {
+impl<'a, T: AsFuture> Watch<'a, T> {
+    fn new(futures: Vec<&'a T>) -> Self {
         let key = watch_key();
         let (notify, completions) = Notify::channel();
         for (index, future) in futures.iter().enumerate() {
-            future.watch(key, index, &notify);
+            future.as_future().watch(key, index, &notify);
         }
         Self {
             left: futures.len(),
@@ -252,7 +320,7 @@ impl<'a, R> Watch<'a, R> {
     }
 
     /// Withdraws the watchers and hands the futures back.
-    fn into_futures(mut self) -> Vec<&'a Future<R>> {
+    fn into_futures(mut self) -> Vec<&'a T> {
         self.unwatch();
         std::mem::take(&mut self.futures)
     }
@@ -260,7 +328,7 @@ impl<'a, R> Watch<'a, R> {
     fn unwatch(&mut self) {
         if self.left > 0 {
             for future in &self.futures {
-                future.unwatch(self.key);
+                future.as_future().unwatch(self.key);
             }
             self.left = 0;
         }
@@ -302,13 +370,13 @@ impl<'a, R> Watch<'a, R> {
     }
 }
 
-impl<R> Drop for Watch<'_, R> {
+impl<T: AsFuture> Drop for Watch<'_, T> {
     fn drop(&mut self) {
         self.unwatch();
     }
 }
 
-impl<R> fmt::Debug for AsCompleted<'_, R> {
+impl<T: AsFuture> fmt::Debug for AsCompleted<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
             .field("left", &self.watch.left)
@@ -316,7 +384,7 @@ impl<R> fmt::Debug for AsCompleted<'_, R> {
     }
 }
 
-impl<R> fmt::Debug for AsCompletedStream<'_, R> {
+impl<T: AsFuture> fmt::Debug for AsCompletedStream<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompletedStream")
             .field("left", &self.watch.left)
@@ -324,7 +392,7 @@ impl<R> fmt::Debug for AsCompletedStream<'_, R> {
     }
 }
 
-impl<R> fmt::Debug for AsCompletedTimeout<'_, R> {
+impl<T: AsFuture> fmt::Debug for AsCompletedTimeout<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompletedTimeout")
             .field("deadline", &self.deadline)

@@ -5,11 +5,11 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, LOOK_AHEAD_PER_WORKER, ThreadPoolExecutor};
+use concurrent_futures::{Error, LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, ThreadPoolExecutor};
 
 mod common;
 use common::{Gates, PATIENCE, counted, held_task, pass};
@@ -86,16 +86,19 @@ fn an_endless_input_works_with_take() {
 #[test]
 fn the_default_look_ahead_is_bounded_too() {
     let executor = ThreadPoolExecutor::new(2);
-    // Long but finite, so an unbounded look-ahead fails instead of hanging.
-    let (inputs, pulled) = counted(0_u32..100_000);
+    // Long but finite, so an unbounded look-ahead fails instead of hanging;
+    // consumed far enough that the automatic chunks have grown.
+    let (inputs, pulled) = counted(0_u32..10_000_000);
     let mut results = executor.map(|n: u32| n, inputs);
-    for consumed in 1..=20 {
+    // Documented default: LOOK_AHEAD_PER_WORKER chunks per worker, each of
+    // at most MAX_AUTO_CHUNKSIZE inputs.
+    let bound = LOOK_AHEAD_PER_WORKER * 2 * MAX_AUTO_CHUNKSIZE;
+    for consumed in 1..=300_000 {
         assert_eq!(results.next(), Some(Ok(consumed - 1)));
-        // Documented default: LOOK_AHEAD_PER_WORKER chunks per worker.
         let pulled = pulled.load(Ordering::SeqCst);
         assert!(
-            pulled <= consumed as usize + LOOK_AHEAD_PER_WORKER * 2,
-            "pulled {pulled}"
+            pulled <= consumed as usize + bound,
+            "pulled {pulled} after consuming {consumed}"
         );
     }
 
@@ -114,9 +117,11 @@ fn the_timeout_yields_timeout_once_then_ends() {
     let executor = ThreadPoolExecutor::new(1);
     let gates = Gates::new(1);
     let (task, _started, ran) = held_task(&gates, 1);
-    // Item 0 is quick; the deadline only has to leave room for it.
+    // Item 0 is quick; the deadline only has to leave room for it. One
+    // input per chunk: an automatic chunk could hold item 1 and the next.
     let mut results = executor
         .map(task, 0..6)
+        .chunksize(1)
         .buffer_size(6)
         .timeout(Duration::from_secs(1));
     assert_eq!(results.next(), Some(Ok(0)));
@@ -192,10 +197,11 @@ fn a_timeout_cancels_the_tasks_not_started() {
 fn dropping_the_iterator_cancels_the_tasks_not_started() {
     let executor = ThreadPoolExecutor::new(1);
     let gates = Gates::new(1);
-    // Item 0 is quick, item 1 is held, items 2..6 queue behind it.
+    // Item 0 is quick, item 1 is held, items 2..6 queue behind it, each
+    // its own chunk (an automatic chunk could hold item 1 and the next).
     let (task, started, ran) = held_task(&gates, 1);
     let (inputs, pulled) = counted(0..6);
-    let mut results = executor.map(task, inputs).buffer_size(6);
+    let mut results = executor.map(task, inputs).chunksize(1).buffer_size(6);
     assert_eq!(results.next(), Some(Ok(0)));
     assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
     started.recv_timeout(PATIENCE).unwrap();
@@ -298,4 +304,50 @@ fn a_panic_inside_a_chunk_fails_only_that_item() {
         matches!(&results[2], Err(Error::Panicked { message, .. }) if message == "the middle of the chunk")
     );
     assert_eq!(results[3..], [Ok(3), Ok(4)]);
+}
+
+/// A task that returns its input at once, except for the inputs from
+/// `first_met`: each of those waits until all of them have started, and
+/// panics if they have not within [`PATIENCE`].
+fn meet_at_the_end(first_met: u32) -> impl Fn(u32) -> u32 + Send + Sync + 'static {
+    let met = Arc::new((Mutex::new(0), Condvar::new()));
+    move |n| {
+        if n >= first_met {
+            let (count, arrived) = &*met;
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            arrived.notify_all();
+            let (count, waited) = arrived
+                .wait_timeout_while(count, PATIENCE, |count| *count < 2)
+                .unwrap();
+            assert!(
+                !waited.timed_out(),
+                "only {} of the last two started",
+                *count
+            );
+        }
+        n
+    }
+}
+
+#[test]
+fn the_last_inputs_go_one_per_chunk_so_every_worker_works_to_the_end() {
+    // Fast tasks grow the chunks; the last two inputs can only finish if
+    // they run at once, on the two workers, so they must be in two chunks.
+    let executor = ThreadPoolExecutor::new(2);
+    const N: u32 = 200_000;
+    for unordered in [false, true] {
+        let task = meet_at_the_end(N - 2);
+        let mut results: Vec<_> = match unordered {
+            false => executor.map(task, 0..N).collect::<Result<_, _>>(),
+            true => executor.map_unordered(task, 0..N).collect::<Result<_, _>>(),
+        }
+        .unwrap();
+        results.sort_unstable();
+        assert_eq!(
+            results,
+            (0..N).collect::<Vec<_>>(),
+            "unordered: {unordered}"
+        );
+    }
 }

@@ -150,10 +150,12 @@ fn a_panic_is_that_items_error_and_iteration_goes_on() {
 fn the_timeout_yields_timeout_once_ends_and_cancels_the_rest() {
     let executor = ThreadPoolExecutor::new(1);
     let gates = Gates::new(1);
-    // Item 0 is quick; item 1 is held; 2..6 queue behind it.
+    // Item 0 is quick; item 1 is held; 2..6 queue behind it, each its own
+    // chunk (an automatic chunk could hold item 1 and the next).
     let (task, _started, ran) = held_task(&gates, 1);
     let mut results = executor
         .map_unordered(task, 0..6)
+        .chunksize(1)
         .buffer_size(6)
         .timeout(Duration::from_secs(1));
     assert_eq!(results.next(), Some(Ok(0)));
@@ -174,10 +176,14 @@ fn the_timeout_yields_timeout_once_ends_and_cancels_the_rest() {
 fn dropping_the_iterator_cancels_the_tasks_not_started() {
     let executor = ThreadPoolExecutor::new(1);
     let gates = Gates::new(1);
-    // Item 0 is quick, item 1 is held, items 2..6 queue behind it.
+    // Item 0 is quick, item 1 is held, items 2..6 queue behind it, each
+    // its own chunk (an automatic chunk could hold item 1 and the next).
     let (task, started, ran) = held_task(&gates, 1);
     let (inputs, pulled) = counted(0..6);
-    let mut results = executor.map_unordered(task, inputs).buffer_size(6);
+    let mut results = executor
+        .map_unordered(task, inputs)
+        .chunksize(1)
+        .buffer_size(6);
     assert_eq!(results.next(), Some(Ok(0)));
     assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
     started.recv_timeout(PATIENCE).unwrap();

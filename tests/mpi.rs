@@ -9,6 +9,23 @@
 //! `.ci/run` does both, oversubscribed on two cores. Running as root needs
 //! `OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`, and more
 //! processes than cores `OMPI_MCA_rmaps_base_oversubscribe=1`.
+//!
+//! Across hosts: `.ci/mpi-hosts-check` runs it with rank 0 on one simulated
+//! host and the serving ranks on two others (`.ci/mpi-hosts`), which sets
+//! `MPI_HOSTS_AGENT` (the command that runs a command on a host, like ssh).
+//! Then every task must run on another host, and two cases that need the
+//! hosts run when asked for:
+//!
+//! - `MPI_TEST_KILL_ON=HOST`: a serving rank on HOST is killed mid-task
+//!   (under `mpiexec --enable-recovery`, or `mpiexec` kills rank 0 too);
+//! - `MPI_TEST_OTHER_BUILD_ON=HOST`: HOST runs another build of this test,
+//!   and must be refused (run this case alone: no pool can be built).
+//!
+//! Spawn mode across hosts runs under `mpiexec -n 1` (the spawned ranks go
+//! to the hostfile's free slots, on the other hosts). Run alone, as an MPI
+//! singleton, the program's own Open MPI daemon places them on its host
+//! only. A dead spawned rank makes `mpiexec` kill rank 0 too unless it runs
+//! with `--enable-recovery`, so `.ci/mpi-hosts-check` passes it there.
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
@@ -25,6 +42,7 @@ use fixtures::{PATIENCE, settle};
 
 fn main() {
     concurrent_futures::init(); // first line: in a worker rank it never returns
+    std::hint::black_box(BUILD); // so that another build has other bytes
     harness::run(harness::cases![
         a_result_comes_back_from_another_rank,
         the_mode_follows_the_launch,
@@ -37,10 +55,16 @@ fn main() {
         a_closed_pool_refuses_new_tasks,
         pools_come_and_go,
         bad_settings_are_errors,
-        // Last: it kills a spawned job (spawn mode only).
+        // Last: they kill ranks.
         a_dead_rank_breaks_its_pool_without_hanging,
+        a_killed_rank_on_another_host_breaks_its_pool,
+        a_rank_of_another_build_is_refused,
     ]);
 }
+
+/// A different build of this test, for `MPI_TEST_OTHER_BUILD_ON`: the
+/// same code, other bytes.
+const BUILD: Option<&str> = option_env!("CF_MPI_TEST_BUILD");
 
 /// The static world's size, if this binary runs under `mpiexec -n N > 1`.
 fn world_size() -> Option<usize> {
@@ -48,9 +72,9 @@ fn world_size() -> Option<usize> {
     (size > 1).then_some(size)
 }
 
-/// Where a task ran: its pid, whether it was spawned as a worker, and its
-/// rank in its own `MPI_COMM_WORLD`.
-fn where_am_i(_: ()) -> (u32, bool, Option<String>) {
+/// Where a task ran: its pid, whether it was spawned as a worker, its
+/// rank in its own `MPI_COMM_WORLD`, and its host.
+fn where_am_i(_: ()) -> (u32, bool, Option<String>, String) {
     let spawned = std::env::args()
         .nth(1)
         .is_some_and(|a| a.contains("mpi-worker"));
@@ -58,7 +82,19 @@ fn where_am_i(_: ()) -> (u32, bool, Option<String>) {
         std::process::id(),
         spawned,
         std::env::var("OMPI_COMM_WORLD_RANK").ok(),
+        hostname(),
     )
+}
+
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("a hostname");
+    name.trim().to_owned()
+}
+
+/// On the simulated hosts of `.ci/mpi-hosts`: the command that runs a
+/// command on another host.
+fn agent() -> Option<String> {
+    std::env::var("MPI_HOSTS_AGENT").ok()
 }
 
 fn describe(n: u64) -> (u64, String) {
@@ -75,7 +111,7 @@ fn a_result_comes_back_from_another_rank() {
         settle(&executor.submit(describe, 12)),
         Ok((144, "tugas 12".to_owned()))
     );
-    let (pid, _, _) = settle(&executor.submit(where_am_i, ())).unwrap();
+    let (pid, _, _, _) = settle(&executor.submit(where_am_i, ())).unwrap();
     assert_ne!(pid, std::process::id(), "the task ran in this process");
 }
 
@@ -86,8 +122,15 @@ fn the_mode_follows_the_launch() {
         .timeout(PATIENCE)
         .map(Result::unwrap)
         .collect();
-    for (pid, spawned, rank) in places {
+    for (pid, spawned, rank, host) in places {
         assert_ne!(pid, std::process::id());
+        if agent().is_some() {
+            assert_ne!(
+                host,
+                hostname(),
+                "on the simulated hosts, a task ran on rank 0's"
+            );
+        }
         match world_size() {
             Some(size) => {
                 assert!(!spawned, "static-world mode must not spawn");
@@ -276,4 +319,105 @@ fn a_dead_rank_breaks_its_pool_without_hanging() {
     drop(executor);
     let fresh = MpiPoolExecutor::new(2).unwrap();
     assert_eq!(settle(&fresh.submit(square, 7)), Ok(49));
+}
+
+/// Holds the rank that runs it if that rank is on `victim` (writing its pid
+/// to `dir/victim` for the test to kill it); elsewhere, returns its host.
+fn hold_if_on((victim, dir): (String, String)) -> String {
+    let host = hostname();
+    if host == victim {
+        let pid = std::process::id().to_string();
+        std::fs::write(format!("{dir}/{victim}.tmp"), pid).unwrap();
+        std::fs::rename(format!("{dir}/{victim}.tmp"), format!("{dir}/{victim}")).unwrap();
+        thread::sleep(Duration::from_secs(120)); // until killed
+    }
+    host
+}
+
+/// Across hosts (`MPI_TEST_KILL_ON=HOST`): a serving rank on HOST is killed
+/// with SIGKILL inside its host while it runs a task. Nothing on rank 0's
+/// host can see that process: the manager learns it from the rank's
+/// missing heartbeats. The task it ran, the queued ones and later ones fail
+/// with `BrokenExecutor`, within a bound; tasks on the other host finish.
+/// Then a new executor works: in a static world on the ranks left, in
+/// spawn mode on freshly spawned ranks (Open MPI aborts the whole spawned
+/// job with its dead rank).
+fn a_killed_rank_on_another_host_breaks_its_pool() {
+    let (Some(agent), Ok(victim)) = (agent(), std::env::var("MPI_TEST_KILL_ON")) else {
+        return;
+    };
+    let scratch = fixtures::Scratch::new("mpi-kill");
+    let dir = scratch.path("").to_string_lossy().into_owned();
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let workers = executor.max_workers();
+    let futures: Vec<_> = (0..20)
+        .map(|_| executor.submit(hold_if_on, (victim.clone(), dir.clone())))
+        .collect();
+    let pid = fixtures::wait_until("a task to run on the victim's host", || {
+        std::fs::read_to_string(scratch.path(&victim)).ok()
+    });
+    let killed = std::process::Command::new(&agent)
+        .args([victim.as_str(), "kill", "-KILL", pid.as_str()])
+        .status()
+        .unwrap();
+    assert!(
+        killed.success(),
+        "{agent} {victim} kill -KILL {pid}: {killed}"
+    );
+    let start = std::time::Instant::now();
+    let bound = Duration::from_secs(30);
+    let mut broken = 0;
+    for future in &futures {
+        match future.result_timeout(bound) {
+            Ok(host) => assert_ne!(host, victim, "the killed rank answered"),
+            Err(Error::BrokenExecutor { reason }) => {
+                assert!(reason.contains(&victim), "{reason}");
+                assert!(reason.contains("heartbeat"), "{reason}");
+                broken += 1;
+            }
+            Err(other) => panic!("expected a result or BrokenExecutor, got {other:?}"),
+        }
+    }
+    assert!(broken >= 1, "the killed rank's task did not fail");
+    assert!(start.elapsed() < bound, "took {:?}", start.elapsed());
+    println!(
+        "killed rank on {victim}: {broken} tasks broken within {:.1?}",
+        start.elapsed()
+    );
+    assert!(matches!(
+        executor.submit(square, 3).result_timeout(PATIENCE),
+        Err(Error::BrokenExecutor { .. })
+    ));
+    drop(executor);
+    let next = MpiPoolExecutor::new(2).unwrap();
+    if world_size().is_some() {
+        assert_eq!(
+            next.max_workers(),
+            workers - 1,
+            "the dead rank is not reused"
+        );
+    }
+    assert_eq!(settle(&next.submit(square, 7)), Ok(49));
+}
+
+/// Across hosts (`MPI_TEST_OTHER_BUILD_ON=HOST`, in a static world whose
+/// rank on HOST runs a build of this test made with another
+/// `CF_MPI_TEST_BUILD`): no executor can be built, and the error names the
+/// rank, its host and what to do.
+fn a_rank_of_another_build_is_refused() {
+    let Ok(other) = std::env::var("MPI_TEST_OTHER_BUILD_ON") else {
+        return;
+    };
+    assert!(BUILD.is_none(), "rank 0 must run the usual build");
+    match MpiPoolExecutor::new(2) {
+        Err(Error::BrokenExecutor { reason }) => {
+            println!("refused: {reason}");
+            assert!(
+                reason.contains(&format!("on host {other} runs a different build")),
+                "{reason}"
+            );
+            assert!(reason.contains("same build, at the same path"), "{reason}");
+        }
+        other => panic!("expected BrokenExecutor, got {other:?}"),
+    }
 }

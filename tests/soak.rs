@@ -562,13 +562,16 @@ fn cancel_running_process_task(
     tally.resolved("cancelled_running");
 }
 
-/// A task past the pool's per-task timeout fails with `Timeout`, and the
+/// A task past the pool's per-task timeout fails with `TaskTimedOut`, and the
 /// next task on that pool runs.
 fn time_out_a_task(timeouts: &ProcessPoolExecutor, batch: u64, tally: &mut Tally) {
     let slow = timeouts.submit(sleeps, 60_000);
     let next = timeouts.submit(value, batch);
     tally.futures += 2;
-    assert_eq!(settle(&slow), Err(Error::Timeout));
+    assert!(
+        matches!(settle(&slow), Err(Error::TaskTimedOut { .. })),
+        "the slow task is killed by its per-task timeout"
+    );
     tally.resolved("timed_out");
     assert_eq!(settle(&next), Ok(value(batch)), "the task after a timeout");
     tally.resolved("value_after_timeout");

@@ -1,6 +1,7 @@
 //! Layer: MPI transport. May use the remote layer's messages and work,
-//! `ffi` and `rank`; no other transport. The hub: the one thread of a
-//! process that owns MPI, with its event loop and the leasing of ranks.
+//! `ffi`, `liveness` and `rank`; no other transport. The hub: the one
+//! thread of a process that owns MPI, with its event loop and the leasing
+//! of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -17,7 +18,9 @@
 //! which work every rank holds), then receives outcomes from any rank,
 //! polling with a [`Backoff`] while work is out and blocking on the channel
 //! while none is. Done callbacks run on a separate thread, so that a slow
-//! callback never stalls MPI.
+//! callback never stalls MPI. Busy ranks are watched through their
+//! heartbeats ([`liveness`]): one silent for too long is
+//! dead, on whatever host it ran, and its pool is broken.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::OnceLock;
@@ -30,6 +33,7 @@ use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::{Communicator, InterCommunicator};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::liveness::{self, Heard};
 use super::rank::Role;
 use super::{Backoff, Command, Opened, ffi, tags};
 use crate::Error;
@@ -40,16 +44,16 @@ use crate::remote::work::Work;
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// How often the ranks of busy spawned pools are checked for life.
+/// How often the busy ranks are checked for silence.
 const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 
-/// How long the exit hook waits for the manager to stop the ranks.
+/// How long the exit hook waits for the hub to stop the ranks.
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The manager's channel, or why it could not start.
+/// The hub's channel, or why it could not start.
 static MANAGER: OnceLock<Result<Sender<Command>, String>> = OnceLock::new();
 
-/// The channel to the manager, starting it on first use.
+/// The channel to the hub, starting it on first use.
 pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
     MANAGER
         .get_or_init(|| start(Role::of_this_process()))
@@ -59,7 +63,7 @@ pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
         })
 }
 
-/// Rank 0 of a static world: starts the manager at once, so that it
+/// Rank 0 of a static world: starts the hub at once, so that it
 /// greets the serving ranks now and stops them when the program ends,
 /// even if the program never builds an executor.
 pub(crate) fn start_for_world() {
@@ -72,19 +76,21 @@ fn start(role: Role) -> Result<Sender<Command>, String> {
     let (commands, inbox) = crossbeam_channel::unbounded();
     let (started, outcome) = crossbeam_channel::bounded(1);
     thread::Builder::new()
-        .name("concurrent-futures-mpi-manager".into())
+        .name("concurrent-futures-mpi-hub".into())
+        // It decodes results: user code, as deep as the depth bound.
+        .stack_size(crate::remote::decode::STACK_SIZE)
         .spawn(move || run(role, &started, &inbox))
-        .map_err(|e| format!("cannot start the MPI manager thread: {e}"))?;
+        .map_err(|e| format!("cannot start the MPI hub thread: {e}"))?;
     outcome
         .recv()
-        .unwrap_or_else(|_| Err("the MPI manager thread died while starting".into()))?;
+        .unwrap_or_else(|_| Err("the MPI hub thread died while starting".into()))?;
     if !ffi::at_exit(finalize_at_exit) {
         eprintln!("concurrent-futures: cannot register the MPI exit hook; MPI is not finalized");
     }
     Ok(commands)
 }
 
-/// Runs at process exit: asks the manager to stop every rank and finalize.
+/// Runs at process exit: asks the hub to stop every rank and finalize.
 extern "C" fn finalize_at_exit() {
     if let Some(Ok(commands)) = MANAGER.get() {
         let (reply, done) = crossbeam_channel::bounded(1);
@@ -94,7 +100,7 @@ extern "C" fn finalize_at_exit() {
     }
 }
 
-/// The body of the manager thread.
+/// The body of the hub thread.
 fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Command>) {
     let Some((universe, _)) = ::mpi::initialize_with_threading(Threading::Funneled) else {
         let _ = started.send(Err(
@@ -116,7 +122,7 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
     let _ = thread::Builder::new()
         .name("concurrent-futures-mpi-callbacks".into())
         .spawn(move || deferred.iter().for_each(|callback| callback()));
-    let mut manager = Manager {
+    let mut hub = Hub {
         universe,
         welcome: Welcome {
             fingerprint,
@@ -128,14 +134,20 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
         pools: HashMap::new(),
         next_pool: 1,
         callbacks,
+        heard: Heard::default(),
     };
     if let Role::World { size, .. } = role {
-        manager.greet_world(size);
+        hub.greet_world(size);
     }
     let _ = started.send(Ok(()));
-    let reply = manager.serve(inbox);
-    manager.finish();
-    drop(manager); // finalizes MPI
+    let reply = hub.serve(inbox);
+    let finalize = hub.finish();
+    if finalize {
+        drop(hub); // finalizes MPI
+    } else {
+        // MPI_Finalize would wait for the dead rank for ever.
+        std::mem::forget(hub);
+    }
     if let Some(reply) = reply {
         let _ = reply.send(());
     }
@@ -144,28 +156,35 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
 /// A serving rank of the static world, and who uses it.
 struct WorldRank {
     rank: Rank,
+    /// The host it runs on, as it said at the handshake.
+    host: String,
     state: Lease,
 }
 
-/// Who may use a serving rank, or a group of spawned ranks:
+/// Who may use a serving rank of the static world, or a group of spawned
+/// ranks:
 ///
 /// ```text
 /// Free ──open──▶ Leased(pool) ──retire──▶ Free
 ///   │                 │
-///   │                 └──a rank died──▶ Lost        (spawned groups)
-///   └──handshake refused──▶ Refused(why)            (static world)
+///   │                 └──silent while busy──▶ Dead(rank)
+///   └──handshake refused──▶ Refused(why)          (static world)
 /// ```
 ///
-/// `Refused` and `Lost` are final: such ranks are never used or spoken to
-/// again (a lost group's whole job was aborted by Open MPI).
+/// `Refused` and `Dead` are final: such ranks are never used again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lease {
     Free,
     Leased(u64),
     /// It failed the handshake, for this reason.
     Refused(String),
-    /// A rank of the group died.
-    Lost,
+    /// This rank (of a group: one of its ranks) fell silent while running
+    /// a task (see [`liveness`]): never spoken to again, as a send to it
+    /// could hang. Open MPI aborts a dead rank's whole spawned job (unless
+    /// `mpiexec` runs with `--enable-recovery`): a group is never used
+    /// again, and at exit only its other ranks are told to stop, without
+    /// waiting.
+    Dead(Rank),
 }
 
 /// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
@@ -173,8 +192,8 @@ struct Group {
     /// The intercommunicator whose remote group they are.
     comm: InterCommunicator,
     lease: Lease,
-    /// Each rank's pid, if it runs on this host: how a death is noticed.
-    pids: Vec<Option<u32>>,
+    /// The host each rank runs on, as it said at the handshake.
+    hosts: Vec<String>,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -183,6 +202,16 @@ enum Link {
     World,
     /// All the ranks of `groups[index]` (spawn mode).
     Spawned(usize),
+}
+
+impl Link {
+    /// The communicator, as [`Heard`] tells them apart.
+    fn comm(&self) -> liveness::Comm {
+        match self {
+            Link::World => None,
+            Link::Spawned(group) => Some(*group),
+        }
+    }
 }
 
 /// One executor's ranks and work.
@@ -197,7 +226,7 @@ struct Pool {
     broken: Option<String>,
 }
 
-struct Manager {
+struct Hub {
     universe: Universe,
     welcome: Welcome,
     world: Vec<WorldRank>,
@@ -206,9 +235,10 @@ struct Manager {
     pools: HashMap<u64, Pool>,
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
+    heard: Heard,
 }
 
-impl Manager {
+impl Hub {
     /// Serves commands until `Finalize`, or until every executor handle is
     /// gone; returns the finalize reply, if any.
     fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
@@ -218,7 +248,7 @@ impl Manager {
             let out = self.pools.values().any(|pool| !pool.busy.is_empty());
             if out && checked.elapsed() > LIVENESS_CHECK {
                 checked = Instant::now();
-                self.check_spawned();
+                self.check_silent();
             }
             let command = if out {
                 match backoff.delay() {
@@ -318,17 +348,19 @@ impl Manager {
             None => {
                 let comm = ffi::spawn(workers)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
-                let pids = match handshake(&comm, &ranks, &self.welcome) {
-                    Ok(pids) => pids,
-                    Err(reason) => {
-                        stop(&comm, &ranks);
-                        return Err(Error::BrokenExecutor { reason });
+                let hosts = match handshake(&comm, &ranks, &self.welcome) {
+                    Ok(hosts) => hosts,
+                    Err(refused) => {
+                        stop(&comm, &refused.serving);
+                        return Err(Error::BrokenExecutor {
+                            reason: refused.reason,
+                        });
                     }
                 };
                 self.groups.push(Group {
                     comm,
                     lease: Lease::Free,
-                    pids,
+                    hosts,
                 });
                 self.groups.len() - 1
             }
@@ -341,13 +373,21 @@ impl Manager {
     fn greet_world(&mut self, size: usize) {
         let world = self.universe.world();
         let ranks: Vec<Rank> = (1..size).filter_map(|r| Rank::try_from(r).ok()).collect();
-        let refused = handshake(&world, &ranks, &self.welcome).err();
-        // A rank of a static world that dies takes the job down with it
-        // (Open MPI aborts it), so its pid is not needed.
+        let (hosts, refused) = match handshake(&world, &ranks, &self.welcome) {
+            Ok(hosts) => (hosts, None),
+            Err(refused) => {
+                // One rank of another build makes the whole world unusable,
+                // but the others serve until told to stop.
+                stop(&world, &refused.serving);
+                (refused.hosts, Some(refused.reason))
+            }
+        };
         self.world = ranks
             .into_iter()
-            .map(|rank| WorldRank {
+            .zip(hosts)
+            .map(|(rank, host)| WorldRank {
                 rank,
+                host,
                 state: match &refused {
                     None => Lease::Free,
                     Some(reason) => Lease::Refused(reason.clone()),
@@ -425,37 +465,65 @@ impl Manager {
                 }
                 (work.args, work.tail) = (Vec::new(), Vec::new());
                 pool.busy.insert(rank, work);
+                self.heard.alive(pool.link.comm(), rank);
             }
         }
     }
 
-    /// Breaks the pools whose spawned ranks died. Open MPI aborts a whole
-    /// spawned job when one of its ranks dies, so the pool's every rank is
-    /// gone: its tasks fail with [`Error::BrokenExecutor`] rather than wait
-    /// forever, and its group is never spoken to again.
-    fn check_spawned(&mut self) {
+    /// Breaks the pools with a busy rank that has fallen silent (see
+    /// [`liveness`]): its task, the queued ones and later
+    /// ones fail with [`Error::BrokenExecutor`] rather than wait for ever.
+    /// In spawn mode Open MPI aborts the whole spawned job when one of its
+    /// ranks dies, so every task of the pool fails and its group is never
+    /// spoken to again. In a static world (run with `--enable-recovery`,
+    /// or `mpiexec` kills this process too) the other ranks live: their
+    /// running tasks finish, and they serve later executors.
+    fn check_silent(&mut self) {
         for pool in self.pools.values_mut() {
-            let Link::Spawned(index) = pool.link else {
+            if pool.broken.is_some() {
                 continue;
-            };
-            let group = &mut self.groups[index];
-            let Some((rank, pid)) = (0..)
-                .zip(&group.pids)
-                .find_map(|(rank, pid)| pid.filter(|&pid| !alive(pid)).map(|pid| (rank, pid)))
+            }
+            let comm = pool.link.comm();
+            let Some(rank) =
+                (pool.busy.keys().copied()).find(|&rank| self.heard.silent(comm, rank))
             else {
                 continue;
             };
-            group.lease = Lease::Lost;
+            let host = match pool.link {
+                Link::World => self
+                    .world
+                    .iter_mut()
+                    .find(|slot| slot.rank == rank)
+                    .map(|slot| {
+                        slot.state = Lease::Dead(rank);
+                        slot.host.clone()
+                    }),
+                Link::Spawned(index) => {
+                    self.groups[index].lease = Lease::Dead(rank);
+                    usize::try_from(rank)
+                        .ok()
+                        .and_then(|i| self.groups[index].hosts.get(i).cloned())
+                }
+            };
             let reason = format!(
-                "MPI rank {rank} (pid {pid}) died; Open MPI aborts the whole spawned job, \
-                 so this executor has no ranks left"
+                "MPI rank {rank} on host {} sent no heartbeat for {:?} while running a task: \
+                 it died, or its host is unreachable",
+                host.as_deref().unwrap_or("?"),
+                liveness::SILENCE
             );
+            let reason = match pool.link {
+                Link::World => reason,
+                Link::Spawned(_) => format!(
+                    "{reason}; Open MPI aborts the whole spawned job, so this executor has no \
+                     ranks left"
+                ),
+            };
+            let lost: Vec<Work> = match pool.link {
+                Link::World => pool.busy.remove(&rank).into_iter().collect(),
+                Link::Spawned(_) => pool.busy.drain().map(|(_, w)| w).collect(),
+            };
             pool.idle.clear();
-            for work in pool
-                .queue
-                .drain(..)
-                .chain(pool.busy.drain().map(|(_, w)| w))
-            {
+            for work in pool.queue.drain(..).chain(lost) {
                 work.results.fail(Error::BrokenExecutor {
                     reason: reason.clone(),
                 });
@@ -469,6 +537,14 @@ impl Manager {
         let world = self.universe.world();
         let mut received = false;
         for pool in self.pools.values_mut() {
+            if !pool.busy.is_empty() {
+                match &pool.link {
+                    Link::World => self.heard.receive(None, &world),
+                    Link::Spawned(group) => {
+                        self.heard.receive(Some(*group), &self.groups[*group].comm);
+                    }
+                }
+            }
             while !pool.busy.is_empty() {
                 let arrived = match &pool.link {
                     Link::World => receive_outcomes(&world),
@@ -481,7 +557,10 @@ impl Manager {
                 let Some(work) = pool.busy.remove(&rank) else {
                     continue; // not ours: a stray message, ignored
                 };
-                pool.idle.push(rank);
+                self.heard.answered(pool.link.comm(), rank);
+                if pool.broken.is_none() {
+                    pool.idle.push(rank);
+                }
                 let deferred = match work.results.deliver(&outcomes) {
                     Ok(deferred) | Err(deferred) => deferred,
                 };
@@ -527,8 +606,9 @@ impl Manager {
     }
 
     /// At exit: stops every rank. Work still queued fails; the outcomes of
-    /// work still running are not waited for.
-    fn finish(&mut self) {
+    /// work still running are not waited for. `false` if MPI must not be
+    /// finalized, as a rank of the world has died.
+    fn finish(&mut self) -> bool {
         let reason = "the program is exiting, and MPI with it".to_owned();
         for (id, mut pool) in std::mem::take(&mut self.pools) {
             for work in pool
@@ -543,9 +623,11 @@ impl Manager {
             self.retire(id, pool);
         }
         for group in self.groups.drain(..) {
-            if group.lease == Lease::Lost {
-                // Its processes are gone: a message or a disconnect could
-                // block for ever.
+            if let Lease::Dead(dead) = group.lease {
+                // A message to the dead rank or a disconnect could block
+                // for ever.
+                let others = (0..group.comm.remote_size()).filter(|&rank| rank != dead);
+                liveness::stop_survivors(&group.comm, others);
                 std::mem::forget(group.comm);
                 continue;
             }
@@ -555,48 +637,82 @@ impl Manager {
         }
         let world = self.universe.world();
         let serving: Vec<Rank> = (self.world.iter())
-            .filter(|slot| !matches!(slot.state, Lease::Refused(_)))
+            .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead(_)))
             .map(|slot| slot.rank)
             .collect();
-        stop(&world, &serving);
+        let dead = self
+            .world
+            .iter()
+            .any(|slot| matches!(slot.state, Lease::Dead(_)));
+        if dead {
+            // Every rank, this one too, leaves without MPI_Finalize, which
+            // would wait for the dead rank.
+            for &rank in &serving {
+                world
+                    .process_at_rank(rank)
+                    .send_with_tag(liveness::ABANDON, tags::STOP);
+            }
+        } else {
+            stop(&world, &serving);
+        }
+        !dead
     }
 }
 
+/// A failed handshake.
+struct Refused {
+    /// Why, naming the first rank that failed.
+    reason: String,
+    /// The host of each rank (as far as it got).
+    hosts: Vec<String>,
+    /// The ranks that said they are ready: they serve until stopped.
+    serving: Vec<Rank>,
+}
+
 /// The greeting: each rank's `Hello` and where it runs, then our
-/// `Welcome`, then its `Ready`. `Ok` holds each rank's pid if it runs on
-/// this host; `Err` names the first rank that failed, and why.
+/// `Welcome`, then its `Ready`. `Ok` holds the host each rank runs on.
 fn handshake<C: Communicator>(
     comm: &C,
     ranks: &[Rank],
     welcome: &Welcome,
-) -> Result<Vec<Option<u32>>, String> {
+) -> Result<Vec<String>, Refused> {
     let deadline = Instant::now() + HANDSHAKE_PATIENCE;
     let mut refusal = None;
     let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let mut pids = Vec::new();
+    let here = here.trim();
+    let mut hosts = Vec::new();
+    let mut serving = Vec::new();
+    let refused = |reason, hosts, serving| Refused {
+        reason,
+        hosts,
+        serving,
+    };
     for &rank in ranks {
-        let body = receive_within(comm, rank, tags::HELLO, deadline)?;
-        let place = receive_within(comm, rank, tags::WHERE, deadline)?;
+        let greeting = receive_within(comm, rank, tags::HELLO, deadline)
+            .and_then(|hello| Ok((hello, receive_within(comm, rank, tags::WHERE, deadline)?)));
+        let (body, place) = match greeting {
+            Ok(greeting) => greeting,
+            Err(reason) => return Err(refused(reason, hosts, serving)),
+        };
         let place = String::from_utf8_lossy(&place);
-        pids.push(match place.split_once(' ') {
-            Some((pid, host)) if host == here.trim() && !host.is_empty() => pid.parse().ok(),
-            _ => None,
-        });
+        let host = place.split_once(' ').map_or("?", |(_pid, host)| host);
         match Hello::decode(&body) {
             Ok(hello) if hello.fingerprint == welcome.fingerprint => {}
             Ok(_) => {
                 refusal.get_or_insert(format!(
-                    "MPI rank {rank} runs a different executable; every rank must run the same \
-                     build of the program"
+                    "MPI rank {rank} on host {host} runs a different build of the program than \
+                     rank 0 on host {here} (their executables differ): every host must run the \
+                     same build, at the same path, with the same MPI library"
                 ));
             }
             Err(error) => {
                 refusal.get_or_insert(format!(
-                    "MPI rank {rank} sent a bad greeting: {}",
+                    "MPI rank {rank} on host {host} sent a bad greeting: {}",
                     error.into_error()
                 ));
             }
         }
+        hosts.push(host.to_owned());
     }
     let encoded = welcome.encode();
     for &rank in ranks {
@@ -604,21 +720,20 @@ fn handshake<C: Communicator>(
             .send_with_tag(&encoded[..], tags::WELCOME);
     }
     for &rank in ranks {
-        let body = receive_within(comm, rank, tags::READY, deadline)?;
-        if let Err(reason) = message::decode_ready(&body).map_err(|e| e.into_error().to_string())? {
-            refusal.get_or_insert(format!("MPI rank {rank} refused to serve: {reason}"));
+        let ready = receive_within(comm, rank, tags::READY, deadline)
+            .and_then(|body| message::decode_ready(&body).map_err(|e| e.into_error().to_string()));
+        match ready {
+            Ok(Ok(())) => serving.push(rank),
+            Ok(Err(reason)) => {
+                refusal.get_or_insert(format!("MPI rank {rank} refused to serve: {reason}"));
+            }
+            Err(reason) => return Err(refused(reason, hosts, serving)),
         }
     }
-    refusal.map_or(Ok(pids), Err)
-}
-
-/// Whether process `pid` of this host is still running (not gone, not a
-/// zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-    })
+    match refusal {
+        None => Ok(hosts),
+        Some(reason) => Err(refused(reason, hosts, serving)),
+    }
 }
 
 /// Receives the message with `tag` from `rank`, polling until `deadline`.

@@ -7,6 +7,8 @@
 //!   and the leasing of ranks to executors.
 //! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
 //!   endpoint for the remote layer's serve loop.
+//! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
+//!   host has died.
 //! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
@@ -18,6 +20,7 @@
 
 mod ffi;
 mod hub;
+mod liveness;
 pub(crate) mod rank;
 
 use std::fmt;
@@ -53,10 +56,15 @@ mod tags {
     pub(crate) const READY: ::mpi::Tag = of(Kind::Ready);
     pub(crate) const TASK: ::mpi::Tag = of(Kind::Task);
     pub(crate) const OUTCOMES: ::mpi::Tag = of(Kind::Outcomes);
-    /// Stop serving (an empty message).
+    /// Stop serving. Empty: finalize MPI and exit. Not empty: a rank of
+    /// the static world died, so exit without `MPI_Finalize`, which would
+    /// wait for the dead rank for ever.
     pub(crate) const STOP: ::mpi::Tag = 6;
     /// Where a rank runs: `"<pid> <hostname>"`, sent with its `Hello`.
     pub(crate) const WHERE: ::mpi::Tag = 7;
+    /// A rank running a task is alive (an empty message); see
+    /// [`liveness`](super::liveness).
+    pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
 }
 
 /// What an executor asks of the hub.
@@ -145,17 +153,17 @@ impl Backoff {
 /// initialized only once per process, so it stays initialized until the
 /// program exits, when the serving ranks are stopped and MPI is finalized.
 ///
-/// **A rank that dies.** Open MPI 4 (without its fault-tolerance extension)
-/// reacts by aborting the job the rank belongs to. In spawn mode that is
-/// the spawned job: the manager notices (it checks the pids of busy ranks
-/// on this host every 200 ms), and the executor is broken: its pending
-/// tasks and later submissions fail with [`Error::BrokenExecutor`], as in
-/// mpi4py, and a new executor spawns fresh ranks. In static-world mode the
-/// job is the whole program: `mpiexec` kills rank 0 too, so nothing can
-/// report it. Either way, one failed task cannot be reported alone as the
-/// process pool does; use a
-/// [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) for tasks that may
-/// crash. See `README.md` for the commands to run both modes.
+/// **A rank that dies**, on this host or another, falls silent: a rank
+/// running a task sends a heartbeat every 200 ms, and the hub takes a
+/// busy rank silent for 5 s for dead. The executor is then broken: the
+/// dead rank's task, the queued tasks and later submissions fail with
+/// [`Error::BrokenExecutor`], as in mpi4py. Open MPI 4 (without its
+/// fault-tolerance extension) aborts the dead rank's job: in spawn mode the
+/// spawned job, and a new executor spawns fresh ranks; in static-world mode
+/// the whole program, rank 0 included, unless `mpiexec` runs with
+/// `--enable-recovery`, when the other ranks serve later executors (the
+/// program then ends without `MPI_Finalize`, which would wait for the dead
+/// rank). Spawn mode under `mpiexec -n 1` needs `--enable-recovery` too.
 ///
 /// This example is `no_run`: it needs an MPI runtime, and a doc test's
 /// binary cannot serve as its own worker. `tests/mpi.rs` and
@@ -312,7 +320,7 @@ impl RemoteExecutor<MpiTransport> {
 pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 
 impl RemoteBuilder<MpiTransport> {
-    /// Builds the pool: starts MPI's manager thread if it is not running,
+    /// Builds the pool: starts MPI's hub thread if it is not running,
     /// then spawns the workers or takes ranks of the static world.
     ///
     /// # Errors

@@ -18,16 +18,19 @@
 //! Either way the rank serves with the remote layer's loop
 //! ([`serve`](crate::remote::serve)), through its [`Endpoint`] over the
 //! communicator, until the hub says stop: the handshake, then task after
-//! task. A task whose tag does not match ends the service, as on every
-//! transport: nothing it names is called.
+//! task. Each task runs on a thread of its own while the serving thread
+//! sends heartbeats, so that the hub can tell a long task from a dead rank
+//! ([`liveness`](super::liveness)). A task whose tag does not match ends
+//! the service, as on every transport: nothing it names is called.
 
 use std::env;
 
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
+use super::liveness::{self, TaskThread};
 use super::{Backoff, tags};
-use crate::remote::call::Fingerprint;
+use crate::remote::call::{Fingerprint, Secret};
 use crate::remote::message::Kind;
 use crate::remote::serve::{self, Endpoint};
 
@@ -105,6 +108,13 @@ fn serve_spawned() -> i32 {
         )));
     };
     let result = serve_hub(&parent);
+    if result == Ok(Finalize::No) {
+        // A rank of this job died: a disconnect or MPI_Finalize would wait
+        // for it.
+        std::mem::forget(parent);
+        std::mem::forget(universe);
+        return report(Ok(()));
+    }
     // The mpi crate hands out the parent as an owned intercommunicator:
     // dropping it disconnects from the parent (which disconnects too when
     // it closes the pool). It must go before the universe, whose drop
@@ -112,7 +122,7 @@ fn serve_spawned() -> i32 {
     // Open MPI) before it finalizes MPI.
     drop(parent);
     drop(universe);
-    report(result)
+    report(result.map(drop))
 }
 
 fn serve_world() -> i32 {
@@ -120,8 +130,20 @@ fn serve_world() -> i32 {
         return report(Err("MPI was already initialized".into()));
     };
     let result = serve_hub(&universe.world());
-    drop(universe);
-    report(result)
+    if result == Ok(Finalize::No) {
+        std::mem::forget(universe); // MPI_Finalize would wait for a dead rank
+    } else {
+        drop(universe);
+    }
+    report(result.map(drop))
+}
+
+/// Whether to finalize MPI once stopped: not if a rank of the job has
+/// died, as `MPI_Finalize` waits for every rank.
+#[derive(Debug, PartialEq, Eq)]
+enum Finalize {
+    Yes,
+    No,
 }
 
 /// This executable's fingerprint as the MPI transport measures it: its
@@ -147,20 +169,30 @@ pub(super) fn fingerprint() -> std::io::Result<Fingerprint> {
 }
 
 /// Serves the hub at rank 0 of `comm` until it says stop.
-fn serve_hub<C: Communicator>(comm: &C) -> Result<(), String> {
+fn serve_hub<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     let hub = comm.process_at_rank(0);
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     // So that a parent on the same host can tell when this rank has died.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let place = format!("{} {}", std::process::id(), host.trim());
     hub.send_with_tag(place.as_bytes(), tags::WHERE);
-    serve::serve(&mut Rank { comm }, fingerprint)
+    let mut rank = Rank {
+        comm,
+        tasks: None,
+        finalize: Finalize::Yes,
+    };
+    serve::serve(&mut rank, fingerprint)?;
+    Ok(rank.finalize)
 }
 
 /// A serving rank's end of the communicator: messages to and from rank 0,
 /// each kind under its tag.
 struct Rank<'c, C> {
     comm: &'c C,
+    /// The thread that runs tasks, started with the first one.
+    tasks: Option<TaskThread>,
+    /// What the hub's `STOP` said to do about MPI.
+    finalize: Finalize,
 }
 
 impl<C: Communicator> Endpoint for Rank<'_, C> {
@@ -189,11 +221,32 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         let (message, status) = hub.receive_vec_with_tag::<u8>(status.tag());
         *body = message;
         match status.tag() {
-            tags::STOP => Ok(None),
+            tags::STOP => {
+                if !body.is_empty() {
+                    self.finalize = Finalize::No;
+                }
+                Ok(None)
+            }
             tag => match tags::kind(tag) {
                 Some(kind) => Ok(Some(kind)),
                 None => Err(format!("unexpected message with tag {tag}")),
             },
         }
+    }
+
+    /// On the task thread, with a heartbeat every
+    /// [`BEAT`](liveness::BEAT) while it runs.
+    fn execute(
+        &mut self,
+        body: &mut Vec<u8>,
+        secret: &Secret,
+        outcomes: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let tasks = match &mut self.tasks {
+            Some(tasks) => tasks,
+            tasks => tasks.insert(TaskThread::start(*secret, serve::run_task)?),
+        };
+        *outcomes = tasks.run(std::mem::take(body), || liveness::beat(self.comm))?;
+        Ok(())
     }
 }

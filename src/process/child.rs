@@ -55,21 +55,20 @@ pub(crate) fn serve_if_child() {
 }
 
 /// This executable's fingerprint as the process pool measures it: the
-/// identity of [`platform::executable`] (device, inode, size, modification
-/// time). While the parent lives, its executable's inode cannot be reused
-/// or rewritten (Linux refuses to write a running executable), so equal
-/// identities mean the same bytes. On the portable path the file at the
-/// path may have been replaced; the code-layout half of the fingerprint
-/// (see `remote::call`) still tells most rebuilds apart.
+/// identity of [`platform::executable`] (device, inode and size). While the
+/// parent lives, its executable's inode cannot be reused or rewritten (Linux
+/// refuses to write a running executable), so equal identities mean the
+/// same bytes. The modification time is left out: `touch` changes it, not
+/// the bytes, and would make every new worker a stranger. On the portable
+/// path the file at the path may have been replaced; the code-layout half
+/// of the fingerprint (see `remote::call`) still tells most rebuilds apart.
 pub(crate) fn fingerprint() -> io::Result<Fingerprint> {
     let file = fs::metadata(platform::executable()?)?;
     Ok(Fingerprint::new([
         file.dev(),
         file.ino(),
         file.size(),
-        (file.mtime() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(file.mtime_nsec() as u64),
+        u64::from_le_bytes(*b"file-id\0"),
     ]))
 }
 

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
-use super::Shared;
-use super::spawn::{ChildLink, Fault, Process, died};
+use super::spawn::{ChildLink, Fault, Process};
+use super::{Queued, Shared};
 use crate::Error;
-use crate::crew::{Crew, Job, Turn};
+use crate::crew::{Crew, Turn};
 use crate::future::Canceller;
 use crate::remote::work::Work;
 
@@ -24,43 +24,73 @@ use crate::remote::work::Work;
 static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 /// The body of a manager thread.
-pub(super) fn manage(crew: &Arc<Crew<Work>>, shared: &Shared) {
+pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
     let mut link: Option<ChildLink> = None;
     let mut seat = crew.seat();
-    while let Some((mut work, turn)) = seat.next_job() {
-        // Only a lone task can be cancelled while it runs, by killing its
-        // child: only it needs a target for the cancel to find.
-        let target = work
-            .results
-            .cancellable_while_running()
-            .then(|| Arc::new(Mutex::new(Target::Unsent)));
-        if shared.is_stopping() || !work.results.claim(target.as_ref().map(Target::canceller)) {
-            // Dropped unrun, its futures resolve as cancelled.
-            drop(turn);
-            continue;
-        }
+    while let Some((Queued { mut work, claim }, turn)) = seat.next_job() {
+        let target = match claim {
+            // Work claimed by a manager that could not start a child comes
+            // back claimed, with where a cancel finds it.
+            Claim::Claimed(target) => target,
+            Claim::Unclaimed => {
+                // Only a lone task can be cancelled while it runs, by
+                // killing its child: only it needs a target for the cancel
+                // to find.
+                let target = (work.results.cancellable_while_running())
+                    .then(|| Arc::new(Mutex::new(Target::Unsent)));
+                let canceller = target.as_ref().map(Target::canceller);
+                if shared.is_stopping() || !work.results.claim(canceller) {
+                    // Dropped unrun, its futures resolve as cancelled.
+                    drop(turn);
+                    continue;
+                }
+                target
+            }
+        };
         let failed = match call(&mut link, &mut work, shared, target.as_deref()) {
             Ok(()) => {
                 deliver(turn, work, &mut link, shared);
                 continue;
             }
+            // No room for a new child (out of descriptors, processes or
+            // memory) while other children of the pool live: the work goes
+            // back to the queue for one of them, and this manager ends.
+            // Only when no child lives does the work fail, with the reason.
+            Err(Failed::Start(error @ Error::SpawnFailed { .. })) if shared.any_alive() => {
+                let claim = Claim::Claimed(target);
+                crew.requeue_and_exit(Queued { work, claim }, error);
+                return;
+            }
             Err(failed) => failed,
         };
         drop(turn);
-        match failed {
-            // Dropped unrun, its futures resolve as cancelled (or already are).
-            Failed::Stopping | Failed::Cancelled => drop(work),
-            Failed::Start(error) => {
-                if let Error::BrokenExecutor { reason } = &error {
-                    crew.break_pool(reason.clone());
-                }
-                work.fail(error);
-            }
-            Failed::Call(error) => work.fail(error),
-        }
+        fail(crew, work, failed);
     }
     if let Some(link) = link {
         link.retire();
+    }
+}
+
+/// Whether queued work was claimed yet: work that a manager claimed, but
+/// could not start a child for, goes back on the queue claimed.
+pub(super) enum Claim {
+    Unclaimed,
+    /// Claimed, with where a cancel finds it (a lone task's target).
+    Claimed(Option<Arc<Mutex<Target>>>),
+}
+
+/// Resolves `work` that got no outcomes, as `failed` says.
+fn fail(crew: &Crew<Queued>, work: Work, failed: Failed) {
+    match failed {
+        // Dropped unrun, its futures resolve as cancelled (or already are).
+        Failed::Stopping | Failed::Cancelled => drop(work),
+        Failed::Start(error) => {
+            if let Error::BrokenExecutor { reason } = &error {
+                crew.break_pool(reason.clone());
+            }
+            work.results.fail(error);
+        }
+        Failed::Call(error) => work.results.fail(error),
     }
 }
 
@@ -75,7 +105,7 @@ pub(super) fn manage(crew: &Arc<Crew<Work>>, shared: &Shared) {
 ///
 /// A cancel of an unsent task leaves `Cancelled` for the manager, which
 /// then sends nothing.
-enum Target {
+pub(super) enum Target {
     Unsent,
     /// The child and the number of the call it runs for this task.
     Sent(Weak<Process>, u64),
@@ -156,15 +186,17 @@ fn call(
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
             bad.process.kill(libc::SIGKILL);
         }
-        let status = bad.process.reap();
+        let death = bad.process.death();
         bad.retire();
         return Err(Failed::Call(match fault {
             Fault::Undelivered if !resent => {
                 resent = true;
                 continue;
             }
-            Fault::Undelivered | Fault::Died => died(status),
-            Fault::TimedOut => Error::Timeout,
+            Fault::Undelivered | Fault::Died => death,
+            Fault::TimedOut => Error::TaskTimedOut {
+                limit: shared.timeout.unwrap_or_default(),
+            },
             Fault::Protocol(error) => error,
         }));
     }
@@ -187,9 +219,11 @@ fn start(shared: &Shared) -> Result<ChildLink, Failed> {
 /// Completes `work` from the outcomes the child in `slot` sent back, ending
 /// the manager's `turn` just before, and retires the child if it broke the
 /// protocol or has served its `max_tasks_per_child`.
-fn deliver(turn: Turn<'_, Work>, work: Work, slot: &mut Option<ChildLink>, shared: &Shared) {
+fn deliver(turn: Turn<'_, Queued>, work: Work, slot: &mut Option<ChildLink>, shared: &Shared) {
     let live = slot.as_mut().expect("the child just answered");
     let idle = turn.end();
+    // Decoding runs the result's Deserialize, and completing may run its
+    // Drop: user code, each caught where it runs (see `Results::deliver`).
     let delivered = work.results.deliver(&live.body);
     let garbled = delivered.is_err();
     if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {

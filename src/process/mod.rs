@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use crate::crew::{self, Crew};
 use crate::remote::call::{Call, Secret};
+use crate::remote::decode;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
 use crate::{Error, Shutdown, panic};
@@ -74,7 +75,7 @@ pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 /// manager threads, each driving one child over a private socket. You never
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
-    crew: Arc<Crew<Work>>,
+    crew: Arc<Crew<Queued>>,
     shared: Arc<Shared>,
 }
 
@@ -97,6 +98,15 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Whether any child process of the pool is still there to run work.
+    fn any_alive(&self) -> bool {
+        let processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.iter().any(|p| p.strong_count() > 0)
+    }
+
     /// Remembers a new child's process, forgetting dead ones.
     fn register(&self, process: &Arc<Process>) {
         let mut processes = self
@@ -108,9 +118,16 @@ impl Shared {
     }
 }
 
-impl crew::Job for Work {
+/// What the manager threads' queue holds: a [`Work`], and where a cancel
+/// finds it if a manager already claimed it.
+pub(crate) struct Queued {
+    work: Work,
+    claim: manager::Claim,
+}
+
+impl crew::Job for Queued {
     fn fail(self, error: Error) {
-        self.results.fail(error);
+        self.work.results.fail(error);
     }
 }
 
@@ -131,11 +148,18 @@ impl sealed::Transport for ProcessTransport {
     }
 
     fn send(&self, work: Work) {
-        self.crew.enqueue(work);
+        self.crew.enqueue(Queued {
+            work,
+            claim: manager::Claim::Unclaimed,
+        });
     }
 
     fn shutdown(&self, how: Shutdown) {
         self.crew.shutdown(how);
+    }
+
+    fn one_input_per_task(&self) -> bool {
+        self.shared.timeout.is_some()
     }
 }
 
@@ -161,11 +185,12 @@ impl RemoteExecutor<ProcessTransport> {
     /// let executor = concurrent_futures::ProcessPoolExecutor::new(2);
     /// assert_eq!(executor.max_workers(), 2);
     /// ```
+    #[track_caller] // the panic names the caller's line
     pub fn new(max_workers: usize) -> Self {
-        Self::builder()
-            .max_workers(max_workers)
-            .build()
-            .unwrap_or_else(|error| panic!("ProcessPoolExecutor::new: {error}"))
+        match Self::builder().max_workers(max_workers).build() {
+            Ok(executor) => executor,
+            Err(error) => panic!("ProcessPoolExecutor::new: {error}"),
+        }
     }
 
     /// A builder for the pool's settings.
@@ -231,6 +256,30 @@ impl RemoteExecutor<ProcessTransport> {
     }
 }
 
+impl Default for RemoteExecutor<ProcessTransport> {
+    /// A pool with Python's default size: one worker per CPU.
+    ///
+    /// # Panics
+    ///
+    /// If the pool cannot be built; [`ProcessPoolExecutor::builder`] returns
+    /// that [`Error`] instead.
+    ///
+    /// ```
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// fn main() {
+    ///     concurrent_futures::init();
+    ///     let executor = ProcessPoolExecutor::default(); // ProcessPoolExecutor()
+    ///     assert!(executor.max_workers() >= 1);
+    ///     assert_eq!(executor.submit(|n: u32| n + 1, 41).result(), Ok(42));
+    /// }
+    /// ```
+    #[track_caller]
+    fn default() -> Self {
+        Self::new(ProcessPoolBuilder::default().max_workers)
+    }
+}
+
 /// Settings for a [`ProcessPoolExecutor`]; start from
 /// [`ProcessPoolExecutor::builder`]. The settings every remote pool has
 /// are [`RemoteBuilder`]'s; these are the process pool's own.
@@ -275,9 +324,12 @@ impl RemoteBuilder<ProcessTransport> {
         self
     }
 
-    /// Fails a task with [`Error::Timeout`] and kills its worker (which is
-    /// replaced) if it runs longer than this. With chunks, the limit is per
-    /// chunk. Default: no limit.
+    /// Fails a task with [`Error::TaskTimedOut`] and kills its worker (with
+    /// its whole process group; the worker is replaced) if it runs longer
+    /// than this, counted from when its argument starts to go out to the
+    /// worker. With chunks, the limit is per chunk; so a pool with a timeout
+    /// sends `map` inputs one per task unless a
+    /// [`chunksize`](RemoteBuilder::chunksize) is set. Default: no limit.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -331,7 +383,8 @@ impl RemoteBuilder<ProcessTransport> {
         let crew = Crew::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
-            None,
+            // Managers decode results: user code, as deep as the depth bound.
+            Some(decode::STACK_SIZE),
             Arc::new(move |crew| manager::manage(crew, &manager_shared)),
         );
         let transport = ProcessTransport {

@@ -14,12 +14,12 @@
 //!            set_running(call) / set_running(0)
 //!              ┌──────┐
 //!              ▼      │
-//!   spawn ──▶ Running ┴──kill──▶ Killed ──reap──▶ Reaped(status)
-//!              │                                      ▲
-//!              └──────────────reap (it exited)────────┘
+//!   spawn ──▶ Running ┴──kill──▶ Killed(signal) ──reap──▶ Reaped(status, sent)
+//!              │                                               ▲
+//!              └──────────────────reap (it exited)─────────────┘
 //! ```
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -34,6 +34,14 @@ use crate::Error;
 use crate::init::init_called;
 use crate::remote::call::{Call, Fingerprint, Secret};
 use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
+
+/// Why a new worker may not greet the pool. `init()` was called in this
+/// process (checked before any spawn), so either it is not the first line
+/// of `main`, or [`platform::executable`] is not this program.
+const NOT_A_WORKER: &str = "either concurrent_futures::init() is not the first line of main() \
+    (in tests: of a harness = false main), or this program runs under a wrapper (valgrind, \
+    an emulator, a debugger) that runs in its place as its executable (/proc/self/exe on \
+    Linux) and so cannot start workers; use a ThreadPoolExecutor there";
 
 /// How long a new worker may take to greet the pool.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,11 +59,11 @@ pub(crate) struct Recipe {
 #[derive(Debug)]
 pub(crate) struct ChildLink {
     reader: BufReader<Deadline>,
-    writer: UnixStream,
+    writer: Deadline,
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
-    /// Calls made to this child, for `max_tasks_per_child`.
+    /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
 }
 
@@ -85,6 +93,10 @@ impl ChildLink {
         }
         let spawning = platform::spawning();
         let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
+        // Everything that can fail comes before the spawn: once the child
+        // exists, only the handshake can fail, and that path reaps it.
+        let reading = ours.try_clone().map_err(spawn_failed)?;
+        let writing = ours;
         let mut command = Command::new(platform::executable().map_err(spawn_failed)?);
         if let Some(name) = std::env::args_os().next() {
             command.arg0(name);
@@ -92,6 +104,9 @@ impl ChildLink {
         let child = command
             .env(MARKER, std::process::id().to_string())
             .stdin(Stdio::from(OwnedFd::from(theirs)))
+            // Its own process group (setpgid in the child before exec), so
+            // that stopping the worker stops whatever its tasks started too.
+            .process_group(0)
             .spawn()
             .map_err(spawn_failed)?;
         // The command holds the child's end of the channel: drop it now, or
@@ -99,12 +114,8 @@ impl ChildLink {
         drop(command);
         drop(spawning);
         let mut link = ChildLink {
-            reader: BufReader::new(Deadline {
-                stream: ours.try_clone().map_err(spawn_failed)?,
-                deadline: None,
-                timeout_set: false,
-            }),
-            writer: ours,
+            reader: BufReader::new(Deadline::new(reading)),
+            writer: Deadline::new(writing),
             process: Arc::new(Process {
                 state: Mutex::new(ProcessState {
                     child,
@@ -135,15 +146,13 @@ impl ChildLink {
             Ok(()) => Hello::decode(&self.body).map_err(message::Malformed::into_error)?,
             Err(FrameError::Io(e)) if is_timeout(&e) => {
                 return Err(not_started(format!(
-                    "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; \
-                     is concurrent_futures::init() the first line of main()?"
+                    "a new worker did not greet the pool within {HANDSHAKE_TIMEOUT:?}; {NOT_A_WORKER}"
                 )));
             }
             Err(_) => {
                 let status = self.process.reap();
                 return Err(not_started(format!(
-                    "a new worker {} before greeting the pool; is concurrent_futures::init() \
-                     the first line of main() (or, in tests, of a harness = false main)?",
+                    "a new worker {} before greeting the pool; {NOT_A_WORKER}",
                     describe(status)
                 )));
             }
@@ -190,14 +199,19 @@ impl ChildLink {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         self.calls += 1;
-        if frame::write_frame(
+        // The deadline covers sending the arguments too: a worker that
+        // stops reading (stopped, or stuck) must not hold the call forever.
+        self.writer.deadline = deadline;
+        let sent = frame::write_frame(
             &mut self.writer,
             Kind::Task,
             &[&header.encode(), args, tail],
-        )
-        .is_err()
-        {
-            return Err(Fault::Undelivered);
+        );
+        self.writer.deadline = None;
+        match sent {
+            Err(e) if is_timeout(&e) => return Err(Fault::TimedOut),
+            Err(_) => return Err(Fault::Undelivered),
+            Ok(()) => {}
         }
         self.reader.get_mut().deadline = deadline;
         match frame::read_frame(&mut self.reader, &mut self.body) {
@@ -225,9 +239,15 @@ impl ChildLink {
     }
 }
 
-/// A child's process: shared between its manager and cancellers, which
+/// A worker's process: shared between its manager and cancellers, which
 /// kill it. Every kill happens under the lock, before the reap, so a pid
-/// is never signalled after it could have been reused.
+/// (and the process group of the same number) is never signalled after it
+/// could have been reused.
+///
+/// The worker leads its own process group, and every signal goes to the
+/// whole group: whatever its tasks started (a shell, a `sleep`) ends with
+/// it. When the worker ends, the rest of its group is killed before the
+/// worker is reaped, so nothing it left behind outlives it.
 #[derive(Debug)]
 pub(crate) struct Process {
     state: Mutex<ProcessState>,
@@ -244,10 +264,16 @@ struct ProcessState {
 enum Life {
     /// Running, and the number of the call in flight on it (0: none).
     Running { call: u64 },
-    /// Signalled by us (a cancel, a timeout, a stop), not reaped yet.
-    Killed,
-    /// Waited for; how it ended, if the system could say.
-    Reaped(Option<ExitStatus>),
+    /// Signalled by the pool (a cancel, a timeout, a stop), not reaped yet;
+    /// the last signal sent.
+    Killed { signal: libc::c_int },
+    /// Waited for: how it ended, if that could be known (not when SIGCHLD
+    /// is ignored, which discards exit statuses), and the last signal the
+    /// pool sent it, if any.
+    Reaped {
+        status: Option<ExitStatus>,
+        sent: Option<libc::c_int>,
+    },
 }
 
 impl Process {
@@ -271,47 +297,111 @@ impl Process {
         }
     }
 
-    /// Sends `sig` to the child, unless it is already reaped.
+    /// Sends `sig` to the child's process group, unless it is already reaped.
     pub(crate) fn kill(&self, sig: libc::c_int) {
         signal(&mut self.lock(), sig);
     }
 
     /// Whether someone killed the child.
     pub(crate) fn was_killed(&self) -> bool {
-        self.lock().life == Life::Killed
+        matches!(
+            self.lock().life,
+            Life::Killed { .. } | Life::Reaped { sent: Some(_), .. }
+        )
     }
 
-    /// Waits for the child to exit, once, and returns how it ended.
+    /// Waits for the worker to exit, once, kills what is left of its
+    /// process group, and returns how the worker ended.
     pub(crate) fn reap(&self) -> Option<ExitStatus> {
         let mut state = self.lock();
-        if let Life::Reaped(status) = state.life {
+        if let Life::Reaped { status, .. } = state.life {
             return status;
         }
+        if let Ok(pid) = libc::pid_t::try_from(state.child.id()) {
+            // Wait for the exit but leave the worker a zombie: until it is
+            // reaped, its pid, and so its group's id, cannot be reused.
+            // (With SIGCHLD ignored there is no zombie; waitid then fails
+            // and the group is left alone rather than risk a reused id.)
+            let exited = loop {
+                // SAFETY: siginfo_t is plain integers, for which all zeroes
+                // is a valid value.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: `info` is a valid siginfo_t for waitid to fill in;
+                // `pid` is our own unreaped child (checked above, under the
+                // lock that guards reaping).
+                let status = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                match status {
+                    0 => break true,
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                    _ => break false,
+                }
+            };
+            if exited {
+                // SAFETY: kill(2) touches no memory of ours; the group id is
+                // our unreaped worker's pid, so it names that group only.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        }
         let status = state.child.wait().ok();
-        state.life = Life::Reaped(status);
+        let sent = match state.life {
+            Life::Killed { signal } => Some(signal),
+            _ => None,
+        };
+        state.life = Life::Reaped { status, sent };
         status
+    }
+
+    /// Reaps the worker and says how it died, as a task's error: its exit
+    /// code or signal, or, when the exit status was discarded (SIGCHLD
+    /// ignored), the signal the pool itself sent it, if any.
+    pub(crate) fn death(&self) -> Error {
+        let status = self.reap();
+        let sent = match self.lock().life {
+            Life::Reaped { sent, .. } => sent,
+            _ => None,
+        };
+        Error::WorkerDied {
+            exit_code: status.and_then(|s| s.code()),
+            signal: status
+                .and_then(|s| s.signal())
+                .or_else(|| status.is_none().then_some(sent).flatten()),
+        }
+    }
+}
+
+impl Drop for Process {
+    /// A worker nobody retired (its manager unwound, say) is killed and
+    /// reaped here: no zombie, no orphan.
+    fn drop(&mut self) {
+        if !matches!(self.lock().life, Life::Reaped { .. }) {
+            self.kill(libc::SIGKILL);
+            self.reap();
+        }
     }
 }
 
 fn signal(state: &mut ProcessState, sig: libc::c_int) {
-    if let Life::Reaped(_) = state.life {
+    if let Life::Reaped { .. } = state.life {
         return;
     }
-    state.life = Life::Killed;
+    state.life = Life::Killed { signal: sig };
     let Ok(pid) = libc::pid_t::try_from(state.child.id()) else {
         return;
     };
     // SAFETY: kill(2) touches no memory of ours; `pid` is our own child,
     // not yet reaped (checked above, under the lock that guards reaping),
-    // so it still names that process and no other.
-    unsafe { libc::kill(pid, sig) };
-}
-
-/// The error a task gets when its worker died: the exit code or signal.
-pub(crate) fn died(status: Option<ExitStatus>) -> Error {
-    Error::WorkerDied {
-        exit_code: status.and_then(|s| s.code()),
-        signal: status.and_then(|s| s.signal()),
+    // so it still names that process, and -pid the group it leads (it
+    // joined it before exec), and no other.
+    if unsafe { libc::kill(-pid, sig) } != 0 {
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, sig) };
     }
 }
 
@@ -349,20 +439,31 @@ fn is_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// The reading end of a worker's channel, with an optional deadline.
+/// One end of a worker's channel, with an optional deadline for its reads
+/// or writes.
 #[derive(Debug)]
 struct Deadline {
     stream: UnixStream,
     deadline: Option<Instant>,
-    /// Whether the socket has a read timeout set (a syscall to change).
+    /// Whether the socket has a timeout set (a syscall to change).
     timeout_set: bool,
 }
 
-impl Read for Deadline {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Deadline {
+    fn new(stream: UnixStream) -> Self {
+        Deadline {
+            stream,
+            deadline: None,
+            timeout_set: false,
+        }
+    }
+
+    /// Sets the socket's timeout (for reads or for writes, as `set` does)
+    /// to what is left until the deadline.
+    fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
         match self.deadline {
             None if self.timeout_set => {
-                self.stream.set_read_timeout(None)?;
+                set(&self.stream, None)?;
                 self.timeout_set = false;
             }
             None => {}
@@ -371,10 +472,33 @@ impl Read for Deadline {
                 if left.is_zero() {
                     return Err(io::ErrorKind::TimedOut.into());
                 }
-                self.stream.set_read_timeout(Some(left))?;
+                set(&self.stream, Some(left))?;
                 self.timeout_set = true;
             }
         }
+        Ok(())
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(UnixStream::set_read_timeout)?;
         self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

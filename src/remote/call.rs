@@ -232,7 +232,10 @@ fn run<T: Task>(
     let mut args = &frame[start..];
     for _ in 0..count {
         let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
-            format!("the task's argument could not be deserialized in the worker: {error}")
+            format!(
+                "the task's argument could not be deserialized in the worker: {}",
+                codec::explain(&error)
+            )
         })?;
         args = rest;
         codec::encode_outcome(panic::catch(|| task.call(arg)), out);
@@ -396,7 +399,7 @@ mod tests {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut args = Vec::new();
         for n in [1_u32, 20] {
-            codec::append(n, &mut args).unwrap();
+            codec::append(&n, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
@@ -410,7 +413,7 @@ mod tests {
         let call = Call::of(power as fn(_, _) -> _).unwrap();
         let mut args = Vec::new();
         for pair in [(2_u64, 10_u32), (3, 3)] {
-            codec::append(pair, &mut args).unwrap();
+            codec::append(&pair, &mut args).unwrap();
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
@@ -425,7 +428,7 @@ mod tests {
             bytes.len()
         }
         let mut frame = b"head".to_vec();
-        codec::append(vec![7_u8; 1000], &mut frame).unwrap();
+        codec::append(&vec![7_u8; 1000], &mut frame).unwrap();
         let mut out = Vec::new();
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();

@@ -10,6 +10,7 @@ use std::any::Any;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::decode;
 use crate::{Error, panic};
 
 /// The `Vec<u8>` fast path's one test, shared by every place that takes it:
@@ -20,9 +21,14 @@ fn byte_vec<T: 'static>(slot: &mut Option<T>) -> Option<&mut Option<Vec<u8>>> {
     (slot as &mut dyn Any).downcast_mut()
 }
 
+/// [`byte_vec`] for a value that is only lent.
+fn byte_vec_ref<T: 'static>(value: &T) -> Option<&Vec<u8>> {
+    (value as &dyn Any).downcast_ref()
+}
+
 /// Serializes `value` onto the end of `out`: postcard, and for a `Vec<u8>`
 /// the same bytes in one copy.
-pub(crate) fn append<T: Serialize + 'static>(value: T, out: &mut Vec<u8>) -> postcard::Result<()> {
+pub(crate) fn append<T: Serialize + 'static>(value: &T, out: &mut Vec<u8>) -> postcard::Result<()> {
     /// Lends a `Vec` to postcard, which wants to own an `Extend<u8>`.
     struct Tail<'a>(&'a mut Vec<u8>);
     impl Extend<u8> for Tail<'_> {
@@ -30,14 +36,32 @@ pub(crate) fn append<T: Serialize + 'static>(value: T, out: &mut Vec<u8>) -> pos
             self.0.extend(bytes);
         }
     }
-    let mut slot = Some(value);
-    if let Some(bytes) = byte_vec(&mut slot).and_then(Option::take) {
+    if let Some(bytes) = byte_vec_ref(value) {
         append_len(bytes.len(), out);
-        out.extend_from_slice(&bytes);
+        out.extend_from_slice(bytes);
         return Ok(());
     }
-    let value = slot.expect("only a byte vector is taken");
-    postcard::to_extend(&value, Tail(out)).map(drop)
+    postcard::to_extend(value, Tail(out)).map(drop)
+}
+
+/// A postcard error as text for [`Error::Serialization`], with the fix when
+/// the cause is a serde feature postcard cannot carry (see `Payload`'s docs).
+pub(crate) fn explain(error: &postcard::Error) -> String {
+    match error {
+        postcard::Error::WontImplement => format!(
+            "{error}: the type deserializes with `deserialize_any`, which needs a self-describing \
+             format, and postcard is not one; `#[serde(untagged)]` and `#[serde(tag = \"...\")]` \
+             enums, `#[serde(flatten)]` and `serde_json::Value` do this. Use an externally tagged \
+             enum (serde's default), write the flattened fields out, or send JSON as a `String`; \
+             the thread pool, which does not serialize, takes such types as they are"
+        ),
+        postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{error}: the type serializes a map or sequence without saying its length first, as \
+             `#[serde(flatten)]` does, and postcard needs the length; write the flattened fields \
+             out, or collect into a `Vec` or map first"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// Appends a length as postcard does: a varint, seven bits a byte.
@@ -61,7 +85,13 @@ pub(crate) fn take<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Res
     if rest.len() < len {
         return Err(postcard::Error::DeserializeUnexpectedEnd);
     }
-    *vector = Some(rest[..len].to_vec());
+    // The length came from the other side: ask for the memory, so that a
+    // value too big to hold a second copy of is an error, not an abort.
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(len)
+        .map_err(|_| postcard::Error::DeserializeUnexpectedEnd)?;
+    copy.extend_from_slice(&rest[..len]);
+    *vector = Some(copy);
     Ok((slot.expect("just filled"), &rest[len..]))
 }
 
@@ -90,17 +120,20 @@ pub(crate) fn encode_lone<A: Serialize + 'static>(arg: A) -> Result<(Vec<u8>, Ve
         append_len(tail.len(), &mut args);
         return Ok((args, tail));
     }
-    encode_arg(slot.expect("only a byte vector is taken"), &mut args)?;
+    encode_arg(
+        slot.as_ref().expect("only a byte vector is taken"),
+        &mut args,
+    )?;
     Ok((args, Vec::new()))
 }
 
 /// Serializes one argument, turning a failure (or a panic in a `Serialize`
 /// impl) into that task's error.
-pub(crate) fn encode_arg<A: Serialize + 'static>(arg: A, out: &mut Vec<u8>) -> Result<(), Error> {
+pub(crate) fn encode_arg<A: Serialize + 'static>(arg: &A, out: &mut Vec<u8>) -> Result<(), Error> {
     let start = out.len();
     let result = match panic::catch(|| append(arg, out)) {
         Ok(Ok(())) => return Ok(()),
-        Ok(Err(error)) => error.to_string(),
+        Ok(Err(error)) => explain(&error),
         Err(panic) => panic.to_string(),
     };
     out.truncate(start);
@@ -125,22 +158,36 @@ const VALUE: u8 = 0;
 const PANICKED: u8 = 1;
 const UNSERIALIZABLE: u8 = 2;
 
-/// Appends one task's outcome: its value, its panic, or why the value
+/// Appends one task's outcome: its value (after its length, as 8 bytes
+/// little-endian, so that a value the front end cannot decode fails alone
+/// and the outcomes after it still decode), its panic, or why the value
 /// could not be serialized.
 pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, out: &mut Vec<u8>) {
     let start = out.len();
     let failure = match outcome {
         Ok(value) => {
             out.push(VALUE);
-            match panic::catch(|| append(value, out)) {
-                Ok(Ok(())) => return,
-                Ok(Err(error)) => format!("the task's result could not be serialized: {error}"),
+            out.extend_from_slice(&[0; 8]);
+            let appended = panic::catch(|| append(&value, out));
+            // The result's Drop is user code: its panic must not end the
+            // serving side, and the value has been sent by now.
+            let _ = panic::catch(move || drop(value));
+            match appended {
+                Ok(Ok(())) => {
+                    let len = (out.len() - start - 9) as u64;
+                    out[start + 1..start + 9].copy_from_slice(&len.to_le_bytes());
+                    return;
+                }
+                Ok(Err(error)) => format!(
+                    "the task's result could not be serialized: {}",
+                    explain(&error)
+                ),
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
         }
         Err(Error::Panicked { message, location }) => {
             out.push(PANICKED);
-            append((message, location), out).expect("strings serialize");
+            append(&(message, location), out).expect("strings serialize");
             return;
         }
         Err(Error::Serialization(message)) => message,
@@ -148,10 +195,13 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
     };
     out.truncate(start);
     out.push(UNSERIALIZABLE);
-    append(failure, out).expect("strings serialize");
+    append(&failure, out).expect("strings serialize");
 }
 
-/// Decodes `count` outcomes written by [`encode_outcome`].
+/// Decodes `count` outcomes written by [`encode_outcome`]. A value that
+/// does not decode (its `Deserialize` fails, panics, or nests too deep) is
+/// that item's [`Error::Serialization`]; `Err` means the bytes themselves
+/// are not outcomes: a broken protocol.
 pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
     mut bytes: &[u8],
     count: usize,
@@ -160,17 +210,41 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         bytes: &'a [u8],
         what: &str,
     ) -> Result<(T, &'a [u8]), Error> {
-        take(bytes).map_err(|error| Error::Protocol(format!("{what} did not decode: {error}")))
+        take(bytes).map_err(|error| match error {
+            // The type, not the bytes: it cannot come out of postcard at all.
+            postcard::Error::WontImplement => Error::Serialization(format!(
+                "{what} could not be deserialized: {}",
+                explain(&error)
+            )),
+            _ => Error::Protocol(format!("{what} did not decode: {error}")),
+        })
     }
-    let mut outcomes = Vec::with_capacity(count.min(bytes.len()));
+    let mut outcomes = Vec::new();
+    outcomes
+        .try_reserve_exact(count.min(bytes.len()))
+        .map_err(|_| Error::Protocol(format!("no memory for {count} outcomes")))?;
     for _ in 0..count {
         let (&tag, rest) = bytes
             .split_first()
             .ok_or_else(|| Error::Protocol("the worker sent fewer outcomes than tasks".into()))?;
         let (outcome, rest) = match tag {
             VALUE => {
-                let (value, rest) = field::<R>(rest, "a task's result")?;
-                (Ok(value), rest)
+                let len = (rest.get(..8))
+                    .map(|len| u64::from_le_bytes(len.try_into().expect("8 bytes")))
+                    .and_then(|len| usize::try_from(len).ok())
+                    .filter(|&len| len <= rest.len() - 8)
+                    .ok_or_else(|| {
+                        Error::Protocol("a task's result is longer than its frame".into())
+                    })?;
+                let (value, rest) = rest[8..].split_at(len);
+                let outcome = byte_vector::<R>(value)
+                    .unwrap_or_else(|| decode::value::<R>(value))
+                    .map_err(|reason| {
+                        Error::Serialization(format!(
+                            "the task's result could not be deserialized in the parent: {reason}"
+                        ))
+                    });
+                (outcome, rest)
             }
             PANICKED => {
                 let ((message, location), rest) =
@@ -192,6 +266,28 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
         ));
     }
     Ok(outcomes)
+}
+
+/// If `R` is `Vec<u8>`: the result that fills `value`, its bytes copied
+/// into memory asked for first, so that one too big for this process is an
+/// error. Plain bytes run no user code: no guard needed.
+fn byte_vector<R: 'static>(value: &[u8]) -> Option<Result<R, String>> {
+    let mut slot = None;
+    let vector = byte_vec::<R>(&mut slot)?;
+    let Some((len, _)) =
+        read_len(value).filter(|&(len, prefix)| prefix.checked_add(len) == Some(value.len()))
+    else {
+        return Some(Err("the bytes are not one Vec<u8>".into()));
+    };
+    let mut copy = Vec::new();
+    if copy.try_reserve_exact(len).is_err() {
+        return Some(Err(format!(
+            "this process has no memory left for its {len} bytes"
+        )));
+    }
+    copy.extend_from_slice(&value[value.len() - len..]);
+    *vector = Some(copy);
+    slot.map(Ok)
 }
 
 #[cfg(test)]
@@ -221,6 +317,16 @@ mod tests {
             decode_outcomes::<u8>(&[VALUE], 1).is_err(),
             "truncated value"
         );
+        // A value of the wrong shape fails alone; the next still decodes.
+        let mut out = Vec::new();
+        encode_outcome::<String>(Ok("not a number".into()), &mut out);
+        encode_outcome::<u8>(Ok(5), &mut out);
+        let decoded = decode_outcomes::<u8>(&out, 2).unwrap();
+        assert!(
+            matches!(&decoded[0], Err(Error::Serialization(m)) if m.contains("deserialized in the parent")),
+            "{decoded:?}"
+        );
+        assert_eq!(decoded[1], Ok(5));
     }
 
     #[test]
@@ -228,7 +334,7 @@ mod tests {
         for len in [0, 1, 127, 128, 300, 70_000] {
             let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
             let mut fast = Vec::new();
-            append(bytes.clone(), &mut fast).unwrap();
+            append(&bytes, &mut fast).unwrap();
             assert_eq!(fast, postcard::to_allocvec(&bytes).unwrap(), "len {len}");
             fast.push(42);
             let (back, rest) = take::<Vec<u8>>(&fast).unwrap();

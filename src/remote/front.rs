@@ -6,13 +6,15 @@
 //! the process pool and the MPI executor alike.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::call::{Call, Secret, Task};
 use super::codec;
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::future;
-use crate::map::{Map, Pending};
+use crate::map::{Map, Meter, Pending};
 use crate::{Error, Executor, Future, Payload, Shutdown};
 
 /// How a [`RemoteExecutor`] reaches the processes that run its tasks: the
@@ -44,6 +46,11 @@ pub(crate) mod sealed {
         fn send(&self, work: Work);
         /// Takes no more work, as `how` says; see [`Shutdown`].
         fn shutdown(&self, how: Shutdown);
+        /// Whether a `map` without a fixed chunk size must send one input
+        /// per task (a per-task timeout stays per task).
+        fn one_input_per_task(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -60,14 +67,18 @@ pub(crate) mod sealed {
 /// task fails with [`Error::InvalidArgument`] at once.
 pub struct RemoteExecutor<T: Transport> {
     pub(crate) transport: T,
-    /// The default `chunksize` of `map`.
-    chunksize: usize,
+    /// The builder's fixed `map` chunk size, if it set one.
+    chunksize: Option<usize>,
 }
+
+/// How long each automatic chunk of a `map` should run: far above the tens
+/// of microseconds of a call's round trip to a worker process or rank.
+const CHUNK_TARGET: Duration = Duration::from_millis(1);
 
 impl<T: Transport> RemoteExecutor<T> {
     /// A front end over `transport`. Call `panic::install_hook` before, as
     /// every pool's build does.
-    pub(crate) fn over(transport: T, chunksize: usize) -> Self {
+    pub(crate) fn over(transport: T, chunksize: Option<usize>) -> Self {
         RemoteExecutor {
             transport,
             chunksize,
@@ -153,15 +164,15 @@ impl<T: Transport> RemoteExecutor<T> {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn pangkat(basis: u64, eksponen: u32) -> u64 {
-    ///     basis.pow(eksponen)
+    /// fn power(base: u64, exponent: u32) -> u64 {
+    ///     base.pow(exponent)
     /// }
     ///
     /// fn main() {
     ///     concurrent_futures::init();
     ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let hasil: Vec<_> = executor.starmap(pangkat, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
-    ///     assert_eq!(hasil, [8, 9]);
+    ///     let powers: Vec<_> = executor.starmap(power, [(2, 3), (3, 2)]).map(Result::unwrap).collect();
+    ///     assert_eq!(powers, [8, 9]);
     /// }
     /// ```
     pub fn starmap<A, B, R, I>(&self, task: fn(A, B) -> R, inputs: I) -> Map<'_, I::IntoIter, R>
@@ -180,14 +191,14 @@ impl<T: Transport> RemoteExecutor<T> {
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
     ///
-    /// fn kuadrat(n: u64) -> (u64, u64) {
+    /// fn square(n: u64) -> (u64, u64) {
     ///     (n, n * n) // the input travels with its result
     /// }
     ///
     /// fn main() {
     ///     concurrent_futures::init();
     ///     let executor = ProcessPoolExecutor::new(2);
-    ///     let mut pairs: Vec<_> = executor.map_unordered(kuadrat, 1..=4).map(Result::unwrap).collect();
+    ///     let mut pairs: Vec<_> = executor.map_unordered(square, 1..=4).map(Result::unwrap).collect();
     ///     pairs.sort();
     ///     assert_eq!(pairs, [(1, 1), (2, 4), (3, 9), (4, 16)]);
     /// }
@@ -208,13 +219,13 @@ impl<T: Transport> RemoteExecutor<T> {
         I: IntoIterator<Item = F::Args>,
     {
         let call = Call::of(task);
-        let submit = move |chunk: &mut Vec<F::Args>| {
-            if chunk.len() == 1 {
+        let submit = move |chunk: &mut Vec<F::Args>, meter: Option<&Arc<Meter>>| {
+            if chunk.len() == 1 && meter.is_none() {
                 let arg = chunk.pop().expect("one item");
                 return Pending::One(self.submit_task(task, arg));
             }
             let len = chunk.len();
-            let (future, encoded) = Chunk::encode(chunk);
+            let (future, encoded) = Chunk::encode(chunk, meter);
             if let Some(chunk) = encoded {
                 match &call {
                     Ok(call) => self.send(*call, chunk.sent, chunk.args, Vec::new(), chunk.results),
@@ -223,7 +234,17 @@ impl<T: Transport> RemoteExecutor<T> {
             }
             Pending::Chunk { future, len }
         };
-        Map::new(inputs.into_iter(), self.max_workers(), Box::new(submit)).chunksize(self.chunksize)
+        let map = Map::new(
+            inputs.into_iter(),
+            self.max_workers(),
+            CHUNK_TARGET,
+            Box::new(submit),
+        );
+        match self.chunksize {
+            Some(items_per_chunk) => map.chunksize(items_per_chunk),
+            None if self.transport.one_input_per_task() => map.chunksize(1),
+            None => map,
+        }
     }
 
     /// Hands one task message to the transport.
@@ -338,7 +359,7 @@ impl<T: Transport> fmt::Debug for RemoteExecutor<T> {
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RemoteBuilder<T: Transport> {
     pub(crate) max_workers: usize,
-    pub(crate) chunksize: usize,
+    pub(crate) chunksize: Option<usize>,
     pub(crate) settings: T::Settings,
 }
 
@@ -346,7 +367,7 @@ impl<T: Transport> Default for RemoteBuilder<T> {
     fn default() -> Self {
         RemoteBuilder {
             max_workers: num_cpus::get(),
-            chunksize: 1,
+            chunksize: None,
             settings: T::Settings::default(),
         }
     }
@@ -387,8 +408,8 @@ impl<T: Transport> RemoteBuilder<T> {
         self
     }
 
-    /// The default [`Map::chunksize`] of this pool's `map`. Default: 1.
-    /// Zero makes `build` fail.
+    /// A fixed [`Map::chunksize`] for this pool's `map`s, instead of the
+    /// automatic size. Zero makes `build` fail.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -396,7 +417,7 @@ impl<T: Transport> RemoteBuilder<T> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn chunksize(mut self, items_per_chunk: usize) -> Self {
-        self.chunksize = items_per_chunk;
+        self.chunksize = Some(items_per_chunk);
         self
     }
 
@@ -404,7 +425,7 @@ impl<T: Transport> RemoteBuilder<T> {
     /// at least 1.
     pub(crate) fn check(&self) -> Result<(), Error> {
         at_least_one("max_workers", self.max_workers)?;
-        at_least_one("chunksize", self.chunksize)
+        at_least_one("chunksize", self.chunksize.unwrap_or(1))
     }
 }
 

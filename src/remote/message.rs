@@ -24,7 +24,7 @@ use super::call::{Call, Fingerprint, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 
 const MAGIC: [u8; 4] = *b"CFut";
 

@@ -7,7 +7,8 @@
 //!   [`Transport`] (how the bytes travel);
 //! - [`call`]: naming a function by offsets, tags and fingerprints: the
 //!   unsafe core;
-//! - [`codec`]: arguments and outcomes as bytes;
+//! - [`codec`]: arguments and outcomes as bytes, and [`decode`]: a result's
+//!   `Deserialize` under guard (depth, messages, panics);
 //! - [`message`]: the handshake and task messages;
 //! - [`work`]: a task message and the futures its answer completes;
 //! - [`serve`]: the serving side's loop, over a transport's
@@ -20,6 +21,7 @@
 
 pub(crate) mod call;
 pub(crate) mod codec;
+pub(crate) mod decode;
 mod front;
 pub(crate) mod message;
 pub(crate) mod serve;

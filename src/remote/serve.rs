@@ -23,6 +23,18 @@ pub(crate) trait Endpoint {
     /// Receives the next message into `body` (reusing its memory): its
     /// kind, or `None` when the front end is done with this side.
     fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+    /// Runs a task message through [`run_task`] (with the session's
+    /// `secret`), leaving its outcomes in `outcomes`. Here, by default; a
+    /// transport that must keep talking while a task runs (MPI's
+    /// heartbeats) runs it on a thread of its own.
+    fn execute(
+        &mut self,
+        body: &mut Vec<u8>,
+        secret: &Secret,
+        outcomes: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        run_task(body, secret, outcomes)
+    }
 }
 
 /// Serves the front end at the other end of `endpoint` until it is done;
@@ -39,7 +51,7 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
             None => return Ok(()),
         }
         outcomes.clear();
-        run_task(&mut body, &secret, &mut outcomes)?;
+        endpoint.execute(&mut body, &secret, &mut outcomes)?;
         endpoint
             .send(Kind::Outcomes, &[&outcomes])
             .map_err(|e| format!("cannot send results: {e}"))?;
@@ -85,7 +97,11 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
 /// `Err` (nothing called) if the message cannot be trusted.
-fn run_task(body: &mut Vec<u8>, secret: &Secret, outcomes: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn run_task(
+    body: &mut Vec<u8>,
+    secret: &Secret,
+    outcomes: &mut Vec<u8>,
+) -> Result<(), String> {
     let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
     if header.tag != header.call.tag(secret) {
         return Err(

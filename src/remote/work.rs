@@ -3,7 +3,11 @@
 //! task message: a lone task, or a chunk of a `map`) and the [`Results`]
 //! its answer completes.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use crate::future::{self, Canceller, Promise};
+use crate::map::{Meter, Outcomes};
 use crate::{Error, Future, Payload};
 
 use super::codec;
@@ -79,9 +83,12 @@ impl<R: Payload> Results for One<R> {
 /// A `map` chunk's future. Inputs that failed to serialize were not sent;
 /// their errors go back in at their positions.
 pub(crate) struct Chunk<R> {
-    promise: Promise<Vec<Result<R, Error>>>,
+    promise: Promise<Outcomes<R>>,
     sent: usize,
     refused: Vec<(usize, Error)>,
+    /// For an automatic chunk size: where to report how long the chunk
+    /// ran, from its claim to its outcomes, and when it was claimed.
+    meter: Option<(Arc<Meter>, Option<Instant>)>,
 }
 
 /// A `map` chunk ready to send: its encoded arguments, how many, and the
@@ -96,15 +103,16 @@ impl<R: Payload> Chunk<R> {
     /// Serializes a `map` chunk's inputs (draining `inputs`) for one task
     /// message, and returns the chunk's future with the message to send:
     /// `None` if no input serialized, and then the future already holds
-    /// each input's error.
+    /// each input's error. With a `meter`, the chunk reports its time there.
     pub(crate) fn encode<A: Payload>(
         inputs: &mut Vec<A>,
-    ) -> (Future<Vec<Result<R, Error>>>, Option<ChunkMessage>) {
+        meter: Option<&Arc<Meter>>,
+    ) -> (Future<Outcomes<R>>, Option<ChunkMessage>) {
         let (promise, future) = future::pair();
         let len = inputs.len();
         let (mut args, mut refused) = (Vec::new(), Vec::new());
         for (index, arg) in inputs.drain(..).enumerate() {
-            if let Err(error) = codec::encode_arg(arg, &mut args) {
+            if let Err(error) = codec::encode_arg(&arg, &mut args) {
                 refused.push((index, error));
             }
         }
@@ -117,6 +125,7 @@ impl<R: Payload> Chunk<R> {
             promise,
             sent,
             refused,
+            meter: meter.map(|meter| (Arc::clone(meter), None)),
         });
         (
             future,
@@ -143,12 +152,15 @@ impl<R: Payload> Results for Chunk<R> {
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
+        if let Some((meter, Some(claimed))) = &self.meter {
+            meter.record(self.sent, claimed.elapsed());
+        }
         match codec::decode_outcomes::<R>(outcomes, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));
                 }
-                Ok(complete(self.promise, Ok(results)))
+                Ok(complete(self.promise, Ok(results.into_iter().collect())))
             }
             Err(error) => Err(complete(self.promise, Err(error))),
         }

@@ -44,7 +44,20 @@ where
 {
     fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>) {
         let Task { task, arg, promise } = *self;
-        let outcome = promise.claim().then(|| panic::catch(|| task(arg)));
+        let outcome = if promise.claim() {
+            Some(panic::catch(|| task(arg)))
+        } else {
+            // Cancelled: the task and its argument are dropped unrun, and
+            // their Drop is user code. A pool thread must not die of its
+            // panic; a scope's own thread lets it go on to the scope's
+            // caller, as `std::thread::scope` does.
+            let unrun = move || drop((task, arg));
+            match turn {
+                Some(_) => drop(panic::catch(unrun)),
+                None => unrun(),
+            }
+            None
+        };
         let idle = turn.map(Turn::end);
         if let Some(outcome) = outcome {
             let callbacks = promise.complete_deferring_callbacks(outcome);
@@ -56,7 +69,9 @@ where
     }
 
     fn fail_unrun(self: Box<Self>, error: Error) {
-        self.promise.complete(Err(error));
+        let Task { task, arg, promise } = *self;
+        promise.complete(Err(error));
+        let _ = panic::catch(move || drop((task, arg)));
     }
 }
 

@@ -44,7 +44,7 @@ const CHUNKS_PER_WORKER: usize = 4;
 /// use concurrent_futures::ThreadPoolExecutor;
 ///
 /// let executor = ThreadPoolExecutor::new(2);
-/// let words = ["satu", "dua", "tiga"];
+/// let words = ["one", "two", "three"];
 /// let lengths = executor.scope(|s| {
 ///     words.iter().map(|word| s.submit(move |()| word.len(), ())).collect::<Vec<_>>()
 /// });

@@ -61,12 +61,13 @@ impl Scratch {
         write_atomically(&self.path(name), "");
     }
 
-    /// The names of the files whose name starts with `prefix`.
+    /// The names of the files whose name starts with `prefix`, leaving out
+    /// the temporary files of a [`write_atomically`] still under way.
     pub fn files(&self, prefix: &str) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(&self.0)
             .expect("read the scratch dir")
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name.starts_with(prefix))
+            .filter(|name| name.starts_with(prefix) && !name.contains(".tmp"))
             .collect();
         names.sort();
         names

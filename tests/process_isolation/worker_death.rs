@@ -4,35 +4,24 @@
 //! behind it and the tasks running beside it complete normally, on a
 //! replacement worker. (Python's `BrokenProcessPool` would fail them all.)
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::path::Path;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, block_until_released, pid, settle, write_atomically};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        an_abort_fails_only_its_task,
-        a_segfault_fails_only_its_task,
-        an_exit_fails_only_its_task,
-        a_sigkill_fails_only_its_task,
-        a_death_spares_the_task_running_beside_it,
-        an_idle_worker_that_dies_fails_no_task,
-        a_death_in_a_map_chunk_fails_that_chunk_only,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    an_abort_fails_only_its_task,
+    a_segfault_fails_only_its_task,
+    an_exit_fails_only_its_task,
+    a_sigkill_fails_only_its_task,
+    a_death_spares_the_task_running_beside_it,
+    an_idle_worker_that_dies_fails_no_task,
+    a_death_in_a_map_chunk_fails_that_chunk_only,
+];
 
 fn died(exit_code: Option<i32>, signal: Option<i32>) -> Result<u32, Error> {
     Err(Error::WorkerDied { exit_code, signal })

@@ -3,33 +3,23 @@
 //! the worker catches it and serves the next task. Inside a `map` chunk, a
 //! panic fails only its own item.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{PATIENCE, pid, settle};
+use harness::EXPECTED;
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        a_panic_fails_only_its_task,
-        a_panic_in_a_chunk_fails_only_its_item,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_panic_fails_only_its_task,
+    a_panic_in_a_chunk_fails_only_its_item,
+];
 
 const PANIC_LINE: u32 = line!() + 3;
 fn unlucky(n: u32) -> u32 {
     if n.is_multiple_of(13) {
-        panic!("no {n} today");
+        panic!("{EXPECTED}no {n} today");
     }
     n * 2
 }
@@ -38,7 +28,7 @@ fn assert_panicked_here(outcome: Result<u32, Error>, n: u32) {
     let Err(Error::Panicked { message, location }) = outcome else {
         panic!("expected Error::Panicked for {n}, got {outcome:?}");
     };
-    assert_eq!(message, format!("no {n} today"));
+    assert_eq!(message, format!("{EXPECTED}no {n} today"));
     let location = location.expect("the worker reports where the task panicked");
     let expected = format!("{}:{PANIC_LINE}:", file!());
     assert!(

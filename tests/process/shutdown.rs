@@ -4,17 +4,8 @@
 //! `WorkerDied` and queued ones with `Cancelled`. Afterwards no worker
 //! process is left, not even a zombie.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -22,17 +13,15 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, ProcessPoolExecutor, Shutdown};
 use fixtures::{Scratch, assert_no_children, block_until_released, leave_a_mark, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        shutdown_finishes_the_queued_work,
-        dropping_the_pool_finishes_the_queued_work,
-        cancel_futures_cancels_what_has_not_started,
-        terminate_workers_stops_everything_now,
-        kill_workers_stops_everything_now,
-        kill_workers_stops_a_worker_that_is_still_starting,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    shutdown_finishes_the_queued_work,
+    dropping_the_pool_finishes_the_queued_work,
+    cancel_futures_cancels_what_has_not_started,
+    terminate_workers_stops_everything_now,
+    kill_workers_stops_everything_now,
+    kill_workers_stops_a_worker_that_is_still_starting,
+];
 
 /// Takes a little while, so that work is still queued at shutdown.
 fn slowly(n: u32) -> u32 {

@@ -2,17 +2,8 @@
 //! first task; one that panics breaks the pool with `Error::BrokenExecutor`,
 //! whose reason carries the panic message, for that task and later ones.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,14 +13,12 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, assert_no_children, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        the_initializer_runs_once_in_each_worker,
-        a_panicking_initializer_breaks_the_pool,
-        a_worker_that_dies_while_starting_fails_only_its_task,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    the_initializer_runs_once_in_each_worker,
+    a_panicking_initializer_breaks_the_pool,
+    a_worker_that_dies_while_starting_fails_only_its_task,
+];
 
 const COUNTED: &str = "counted-init";
 
@@ -97,7 +86,7 @@ fn the_initializer_runs_once_in_each_worker() {
 }
 
 fn fails_to_start() {
-    panic!("no database today");
+    panic!("{}no database today", harness::EXPECTED);
 }
 
 fn a_panicking_initializer_breaks_the_pool() {

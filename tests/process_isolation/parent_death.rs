@@ -6,17 +6,8 @@
 //! their pids. The test then SIGKILLs the helper and checks that both
 //! workers are gone within a second.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -30,12 +21,15 @@ use fixtures::{PATIENCE, Scratch, alive, block_until_released};
 /// Set to a scratch directory, this variable makes a run the helper.
 const HELPER: &str = "CONCURRENT_FUTURES_TEST_PARENT_DEATH_HELPER";
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![workers_die_with_a_killed_parent,];
+
+/// In a helper run (started by the case below), runs the helper, which
+/// never returns; otherwise returns.
+pub(crate) fn helper_mode() {
     if let Ok(dir) = std::env::var(HELPER) {
         helper(dir);
     }
-    harness::run(harness::cases![workers_die_with_a_killed_parent]);
 }
 
 /// Starts two workers on tasks that block, prints `workers PID PID`, and
@@ -49,6 +43,8 @@ fn helper(dir: String) -> ! {
         let names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            // Not a write_atomically temp file (started-PID.tmpPID).
+            .filter(|name| !name.contains('.'))
             .filter_map(|name| Some(name.strip_prefix("started-")?.to_owned()))
             // A file still being written is `started-PID.tmpPID`.
             .filter(|pid| pid.parse::<u32>().is_ok())

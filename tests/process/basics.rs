@@ -3,17 +3,8 @@
 //! order, `starmap` over pairs, and the `Executor` trait, so that switching
 //! from threads to processes is one identifier.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::thread;
 use std::time::Duration;
@@ -21,17 +12,15 @@ use std::time::Duration;
 use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        a_result_comes_back_from_another_process,
-        map_yields_results_in_input_order,
-        results_do_not_depend_on_the_chunk_size,
-        map_unordered_does_not_wait_for_a_held_task,
-        starmap_spreads_pairs_over_two_arguments,
-        generic_executor_code_runs_on_processes,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_result_comes_back_from_another_process,
+    map_yields_results_in_input_order,
+    results_do_not_depend_on_the_chunk_size,
+    map_unordered_does_not_wait_for_a_held_task,
+    starmap_spreads_pairs_over_two_arguments,
+    generic_executor_code_runs_on_processes,
+];
 
 fn describe(n: u64) -> (u64, String) {
     (n * n, format!("tugas {n}"))

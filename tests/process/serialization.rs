@@ -1,32 +1,24 @@
 //! Data that cannot make the trip: an argument that fails to serialize is
 //! that future's `Error::Serialization`, reported in the parent before
 //! anything is sent; a result that fails to serialize is that future's
-//! error too; and in a chunked `map` either fails only its own item.
+//! error too; and in a chunked `map` either fails only its own item. Serde
+//! features that postcard cannot carry (untagged enums, flatten) are that
+//! future's `Error::Serialization` too, naming the feature and the fix.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
+use crate::fixtures;
+use crate::harness;
 
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
-
-use concurrent_futures::{Error, ProcessPoolExecutor};
+use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
 use fixtures::{PATIENCE, Scratch, pid, settle};
 use serde::{Deserialize, Serialize, Serializer};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        a_bad_argument_fails_before_anything_is_sent,
-        a_bad_result_fails_only_its_task,
-        a_bad_item_fails_only_itself_in_a_chunk,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_bad_argument_fails_before_anything_is_sent,
+    a_bad_result_fails_only_its_task,
+    a_bad_item_fails_only_itself_in_a_chunk,
+    serde_features_postcard_cannot_carry_name_the_fix,
+];
 
 /// A value that serializes unless `refuse` says otherwise: then its
 /// `Serialize` returns an error, or panics.
@@ -49,7 +41,7 @@ impl Serialize for Touchy {
         match self.refuse {
             Refuse::No => (self.n, &self.dir, self.refuse).serialize(serializer),
             Refuse::WithAnError => Err(serde::ser::Error::custom("Touchy refuses")),
-            Refuse::WithAPanic => panic!("Touchy panics"),
+            Refuse::WithAPanic => panic!("{}Touchy panics", harness::EXPECTED),
         }
     }
 }
@@ -172,4 +164,104 @@ fn a_bad_item_fails_only_itself_in_a_chunk() {
             }
         }
     }
+}
+
+/// Deserializes with `deserialize_any`, which postcard cannot serve.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Number(u32),
+    Text(String),
+}
+
+/// Serializes as a map of unknown length, which postcard cannot write.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Flattened {
+    id: u32,
+    #[serde(flatten)]
+    inner: Inner,
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Inner {
+    name: String,
+}
+
+fn untagged_len(value: Untagged) -> u32 {
+    match value {
+        Untagged::Number(n) => n,
+        Untagged::Text(text) => text.len() as u32,
+    }
+}
+
+fn untagged_of(n: u32) -> Untagged {
+    Untagged::Number(n)
+}
+
+fn flattened_id(value: Flattened) -> u32 {
+    value.id
+}
+
+fn serde_features_postcard_cannot_carry_name_the_fix() {
+    let names_the_fix = |result: Result<u32, Error>, feature: &str, fix: &str| match result {
+        Err(Error::Serialization(message)) => assert!(
+            message.contains(feature) && message.contains(fix),
+            "{message:?} should name {feature:?} and {fix:?}"
+        ),
+        other => panic!("expected Error::Serialization naming {feature}, got {other:?}"),
+    };
+    let executor = ProcessPoolExecutor::new(1);
+
+    // An untagged argument serializes, and fails to deserialize in the worker.
+    let arg = executor.submit(untagged_len, Untagged::Text("web1".into()));
+    names_the_fix(
+        arg.result_timeout(PATIENCE),
+        "untagged",
+        "externally tagged enum",
+    );
+
+    // An untagged result: the worker sends it, and the parent cannot read it.
+    let result = executor.submit(untagged_of, 7);
+    names_the_fix(
+        result.result_timeout(PATIENCE).map(untagged_len),
+        "untagged",
+        "externally tagged enum",
+    );
+
+    // A flattened argument cannot even be written: it fails at submit.
+    let flattened = Flattened {
+        id: 1,
+        inner: Inner {
+            name: "web1".into(),
+        },
+    };
+    let arg = executor.submit(flattened_id, flattened);
+    names_the_fix(
+        arg.result_timeout(PATIENCE),
+        "flatten",
+        "write the flattened fields out",
+    );
+
+    // The pool goes on, and the thread pool, which does not serialize,
+    // takes the same types as they are.
+    assert_eq!(executor.submit(double, 21).result_timeout(PATIENCE), Ok(42));
+    let threads = ThreadPoolExecutor::new(1);
+    let text = threads.submit(untagged_len, Untagged::Text("web1".into()));
+    assert_eq!(text.result_timeout(PATIENCE), Ok(4));
+    let flattened = Flattened {
+        id: 5,
+        inner: Inner {
+            name: String::new(),
+        },
+    };
+    assert_eq!(
+        threads
+            .submit(flattened_id, flattened)
+            .result_timeout(PATIENCE),
+        Ok(5)
+    );
+}
+
+fn double(n: u32) -> u32 {
+    n * 2
 }

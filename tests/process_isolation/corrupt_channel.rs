@@ -3,17 +3,8 @@
 //! `Error::Protocol`; the pool kills that worker, no longer to be trusted,
 //! and goes on with a new one.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::io::Write;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -22,13 +13,11 @@ use std::os::unix::net::UnixStream;
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        garbage_on_the_channel_fails_only_its_task,
-        a_garbled_answer_fails_only_its_task,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    garbage_on_the_channel_fails_only_its_task,
+    a_garbled_answer_fails_only_its_task,
+];
 
 /// The worker's channel to the pool: its only socket above stderr (the
 /// portable Unix path's watchdog holds a second descriptor of it).

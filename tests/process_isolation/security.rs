@@ -7,17 +7,8 @@
 //! The tests play the pool by hand: they start this same binary with the
 //! marker and speak the wire protocol (`src/process/frame.rs`, `src/remote/message.rs`) themselves.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -36,19 +27,22 @@ const ORDINARY: &str = "an ordinary run";
 /// Set, this makes a run print `ORDINARY` and exit right after `init()`.
 const PROBE: &str = "CONCURRENT_FUTURES_TEST_SECURITY_PROBE";
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_marker_naming_another_process_is_ignored,
+    a_marker_without_the_parents_socket_serves_nothing,
+    a_worker_refuses_a_pool_running_another_executable,
+    a_worker_refuses_a_task_whose_tag_does_not_match,
+    no_socket_listens,
+];
+
+/// In a probe run (started by a case below) that `init()` let through as
+/// an ordinary program, says so and exits; otherwise returns.
+pub(crate) fn probe_mode() {
     if std::env::var_os(PROBE).is_some() {
         println!("{ORDINARY}");
         std::process::exit(0);
     }
-    harness::run(harness::cases![
-        a_marker_naming_another_process_is_ignored,
-        a_marker_without_the_parents_socket_serves_nothing,
-        a_worker_refuses_a_pool_running_another_executable,
-        a_worker_refuses_a_task_whose_tag_does_not_match,
-        no_socket_listens,
-    ]);
 }
 
 /// This binary as a probe with `marker` set, its stdin `stdin`.
@@ -137,7 +131,7 @@ fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
 /// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
 fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     let mut body = b"CFut".to_vec();
-    body.extend_from_slice(&1_u16.to_le_bytes());
+    body.extend_from_slice(&2_u16.to_le_bytes()); // the protocol version
     body.extend_from_slice(fingerprint);
     body.extend_from_slice(&[0x5A; 16]);
     body.push(0);

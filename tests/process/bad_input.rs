@@ -5,20 +5,10 @@
 //! The last two run this same binary again as a helper (see `HELPER`), so
 //! that a memory limit or a replaced executable touches only the helper.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::io::{BufRead, BufReader, Write};
-use std::panic::catch_unwind;
 use std::process::{Command, Stdio};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
@@ -28,17 +18,21 @@ use fixtures::{Scratch, pid, settle};
 /// scenario's helper instead of the test runner.
 const HELPER: &str = "CONCURRENT_FUTURES_TEST_BAD_INPUT_HELPER";
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    zero_settings_are_invalid_arguments,
+    new_with_zero_workers_panics_naming_the_setting,
+    a_result_larger_than_memory_allows_fails_only_its_task,
+    a_pool_goes_on_after_its_executable_is_replaced_on_disk,
+];
+
+/// In a helper run (started by a case below), runs that helper, which
+/// exits; otherwise returns.
+pub(crate) fn helper_mode() {
     match std::env::var(HELPER).as_deref() {
         Ok("huge_result") => huge_result_helper(),
         Ok("replaced_executable") => replaced_executable_helper(),
-        _ => harness::run(harness::cases![
-            zero_settings_are_invalid_arguments,
-            new_with_zero_workers_panics_naming_the_setting,
-            a_result_larger_than_memory_allows_fails_only_its_task,
-            a_pool_goes_on_after_its_executable_is_replaced_on_disk,
-        ]),
+        _ => {}
     }
 }
 
@@ -82,9 +76,15 @@ fn zero_settings_are_invalid_arguments() {
 }
 
 fn new_with_zero_workers_panics_naming_the_setting() {
-    let panic = catch_unwind(|| ProcessPoolExecutor::new(0)).expect_err("new(0) panics");
+    let (panic, location) = harness::expect_panic(|| ProcessPoolExecutor::new(0));
     let message = panic.downcast_ref::<String>().expect("a formatted message");
     assert!(message.contains("max_workers"), "{message}");
+    // #[track_caller]: the panic points at this call, not into the library.
+    let here = format!("{}:{}:", file!(), line!() - 4);
+    assert!(
+        location.as_ref().is_some_and(|l| l.starts_with(&here)),
+        "location {location:?}, expected {here}..."
+    );
 }
 
 /// Runs this binary as the helper for `scenario`, with piped stdin and

@@ -1,29 +1,18 @@
 //! `max_tasks_per_child(n)` replaces a worker process after it has run `n`
 //! calls (a task, or a `map` chunk), counting from each worker's start.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{PATIENCE, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        a_worker_is_replaced_after_two_tasks,
-        a_map_chunk_counts_as_one_call,
-        each_new_worker_gets_its_full_allowance,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_worker_is_replaced_after_two_tasks,
+    a_map_chunk_counts_as_one_call,
+    each_new_worker_gets_its_full_allowance,
+];
 
 fn one_worker_of_two_tasks() -> ProcessPoolExecutor {
     ProcessPoolExecutor::builder()

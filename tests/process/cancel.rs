@@ -2,32 +2,22 @@
 //! (which is replaced), `cancel()` on a queued task means it never runs,
 //! and the builder's per-task `timeout` kills a task that runs too long.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, block_until_released, leave_a_mark, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        cancelling_a_running_task_kills_its_worker,
-        a_cancelled_queued_task_never_runs,
-        a_task_past_its_timeout_is_killed,
-        a_task_running_while_its_worker_starts_can_be_cancelled,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    cancelling_a_running_task_kills_its_worker,
+    a_cancelled_queued_task_never_runs,
+    a_task_past_its_timeout_is_killed,
+    a_pool_timeout_keeps_map_inputs_one_per_task,
+    a_task_running_while_its_worker_starts_can_be_cancelled,
+];
 
 fn cancelling_a_running_task_kills_its_worker() {
     let scratch = Scratch::new("cancel-running");
@@ -86,7 +76,12 @@ fn a_task_past_its_timeout_is_killed() {
 
     let start = Instant::now();
     let slow = executor.submit(sleeps, 30_000);
-    assert_eq!(settle(&slow), Err(Error::Timeout));
+    assert_eq!(
+        settle(&slow),
+        Err(Error::TaskTimedOut {
+            limit: Duration::from_millis(200)
+        })
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(200) && took < Duration::from_secs(5),
@@ -96,6 +91,41 @@ fn a_task_past_its_timeout_is_killed() {
     let next = settle(&executor.submit(sleeps, 10)).expect("the next task works");
     assert_ne!(next, worker, "the timed-out worker was replaced");
     assert!(!fixtures::exists(worker), "and killed and reaped");
+}
+
+/// Sleeps far past the pool's timeout on input 1500; quick on the others.
+fn sleeps_on_1500(n: u32) -> u32 {
+    if n == 1500 {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    n
+}
+
+fn a_pool_timeout_keeps_map_inputs_one_per_task() {
+    // Quick inputs grow automatic chunks, and a chunk times out as a whole:
+    // under a per-task timeout, only the slow input may fail.
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let results: Vec<_> = executor
+        .map(sleeps_on_1500, 0..2000)
+        .timeout(fixtures::PATIENCE)
+        .collect();
+    assert_eq!(results.len(), 2000);
+    for (n, result) in (0..2000).zip(results) {
+        match n {
+            1500 => assert_eq!(
+                result,
+                Err(Error::TaskTimedOut {
+                    limit: Duration::from_millis(200)
+                }),
+                "input {n}"
+            ),
+            _ => assert_eq!(result, Ok(n), "input {n}"),
+        }
+    }
 }
 
 /// An initializer that holds a new worker in its start-up until the test

@@ -1,28 +1,17 @@
 //! A process pool does not leak file descriptors: not over 10,000 tasks,
 //! and not over many worker replacements (retired, crashed or killed).
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty; `no_main` only until these tests use the
-// default harness, where `#![cfg]` alone would do.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
-
-#[path = "common/process_fixtures.rs"]
-mod fixtures;
-#[path = "common/process_harness.rs"]
-mod harness;
+use crate::fixtures;
+use crate::harness;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{open_fds, pid, settle};
 
-fn main() {
-    concurrent_futures::init(); // first line: in a worker it never returns
-    harness::run(harness::cases![
-        ten_thousand_tasks_keep_the_fd_count_flat,
-        replacing_workers_keeps_the_fd_count_flat,
-    ]);
-}
+/// The cases of this file, run by `main.rs`.
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    ten_thousand_tasks_keep_the_fd_count_flat,
+    replacing_workers_keeps_the_fd_count_flat,
+];
 
 /// A little slack for descriptors the runtime may open once.
 const SLACK: usize = 3;

@@ -1,0 +1,168 @@
+//! [`Outcomes`]: the results of one `map` chunk, stored compactly. Layer:
+//! under [`Map`](super::Map), which yields them; the pools build them as
+//! their chunks finish. Uses std and the crate's [`Error`] only.
+
+use std::vec;
+
+use crate::Error;
+
+/// The results of a `map` chunk, one per input, in input order: the values
+/// of the inputs that succeeded, and the errors of the others by position.
+/// Most chunks have no error, and then a result costs the size of its value
+/// rather than of a `Result<R, Error>` (48 bytes for a `u64`): the worker
+/// writes, and the caller reads, a sixth of the bytes for small values.
+#[derive(Debug)]
+pub(crate) struct Outcomes<R> {
+    values: Vec<R>,
+    /// The failed inputs' errors, by increasing position.
+    errors: Vec<(usize, Error)>,
+}
+
+impl<R> Outcomes<R> {
+    /// The outcomes of a chunk of `len` inputs that failed as a whole (its
+    /// worker died, say): that error for each input.
+    pub(crate) fn failed(error: &Error, len: usize) -> Self {
+        Self {
+            values: Vec::new(),
+            errors: (0..len).map(|position| (position, error.clone())).collect(),
+        }
+    }
+}
+
+impl<R> FromIterator<Result<R, Error>> for Outcomes<R> {
+    fn from_iter<T: IntoIterator<Item = Result<R, Error>>>(results: T) -> Self {
+        let results = results.into_iter();
+        let mut outcomes = Self {
+            values: Vec::with_capacity(results.size_hint().0),
+            errors: Vec::new(),
+        };
+        for result in results {
+            match result {
+                Ok(value) => outcomes.values.push(value),
+                Err(error) => {
+                    let position = outcomes.values.len() + outcomes.errors.len();
+                    outcomes.errors.push((position, error));
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl<R> IntoIterator for Outcomes<R> {
+    type Item = Result<R, Error>;
+    type IntoIter = IntoIter<R>;
+
+    fn into_iter(self) -> IntoIter<R> {
+        let mut iter = IntoIter {
+            values: self.values.into_iter(),
+            errors: self.errors.into_iter(),
+            next_error: usize::MAX,
+            position: 0,
+        };
+        iter.next_error = iter.upcoming_error();
+        iter
+    }
+}
+
+/// The results of an [`Outcomes`], one per input, in order.
+#[derive(Debug)]
+pub(crate) struct IntoIter<R> {
+    values: vec::IntoIter<R>,
+    errors: vec::IntoIter<(usize, Error)>,
+    /// The position of the next error, or `usize::MAX` if none is left.
+    next_error: usize,
+    /// The position of the next result.
+    position: usize,
+}
+
+impl<R> IntoIter<R> {
+    fn upcoming_error(&self) -> usize {
+        self.errors
+            .as_slice()
+            .first()
+            .map_or(usize::MAX, |(at, _)| *at)
+    }
+
+    /// The error at this position.
+    #[cold]
+    fn next_error(&mut self) -> Option<Result<R, Error>> {
+        let (_, error) = self.errors.next()?;
+        self.next_error = self.upcoming_error();
+        self.position += 1;
+        Some(Err(error))
+    }
+}
+
+impl<R> Default for IntoIter<R> {
+    fn default() -> Self {
+        Outcomes {
+            values: Vec::new(),
+            errors: Vec::new(),
+        }
+        .into_iter()
+    }
+}
+
+impl<R> Iterator for IntoIter<R> {
+    type Item = Result<R, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Result<R, Error>> {
+        // The common step alone, so that it builds nothing but an `Ok`.
+        if self.position != self.next_error {
+            let value = self.values.next()?;
+            self.position += 1;
+            return Some(Ok(value));
+        }
+        self.next_error()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let len = self.values.len() + self.errors.len();
+        (len, Some(len))
+    }
+}
+
+impl<R> ExactSizeIterator for IntoIter<R> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(n: u8) -> Error {
+        Error::InvalidArgument(n.to_string())
+    }
+
+    #[test]
+    fn results_come_back_in_order_with_errors_in_place() {
+        let results = vec![
+            Err(error(0)),
+            Ok(1),
+            Ok(2),
+            Err(error(3)),
+            Err(error(4)),
+            Ok(5),
+        ];
+        let outcomes: Outcomes<u8> = results.clone().into_iter().collect();
+        let mut iter = outcomes.into_iter();
+        assert_eq!(iter.len(), 6);
+        iter.next();
+        assert_eq!(iter.len(), 5);
+        let mut back = vec![Err(error(0))];
+        back.extend(iter);
+        assert_eq!(back, results);
+    }
+
+    #[test]
+    fn a_chunk_that_failed_as_a_whole_fails_each_input() {
+        let outcomes = Outcomes::<u8>::failed(&Error::Cancelled, 3);
+        let each: Vec<_> = outcomes.into_iter().collect();
+        assert_eq!(each, vec![Err(Error::Cancelled); 3]);
+    }
+
+    #[test]
+    fn an_empty_iterator_is_empty() {
+        assert_eq!(IntoIter::<u8>::default().next(), None);
+    }
+}

@@ -1,0 +1,205 @@
+//! Whether a busy rank is alive, wherever it runs: heartbeats over MPI.
+//!
+//! Layer: MPI transport, between its hub and its serving ranks; uses
+//! std, crossbeam-channel and the `mpi` crate's point-to-point calls, and
+//! nothing of a particular host (no `/proc`, no pid).
+//!
+//! A rank runs each task on a thread of its own ([`TaskThread`]), while
+//! its serving thread, the only one that calls MPI, sends the hub a
+//! [`tags::HEARTBEAT`] every [`BEAT`] until the outcomes are ready. The
+//! hub notes when it last heard from each busy rank ([`Heard`]): when
+//! it handed it the work, and at each heartbeat. A busy rank silent for
+//! [`SILENCE`] has died, or its host is unreachable: Open MPI 4 (without
+//! its fault-tolerance extension, ULFM) offers no other way to learn it
+//! that works across hosts. Its `MPI_ERRORS_RETURN` does not help: a send
+//! to a dead rank over TCP hangs in a reconnect rather than fail, and in a
+//! static world `mpiexec` kills the whole job, rank 0 included, unless it
+//! runs with `--enable-recovery`.
+//!
+//! Short tasks send no heartbeat at all: one message per [`BEAT`] of a
+//! running task is the whole cost on the wire.
+
+use std::collections::HashMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ::mpi::Rank;
+use ::mpi::point_to_point::{Destination, Source};
+use ::mpi::request::StaticScope;
+use ::mpi::topology::Communicator;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::tags;
+use crate::remote::call::Secret;
+
+/// What the task thread runs on a task message: the remote layer's
+/// `serve::run_task`, outcomes out, or `Err` for a message it refuses.
+type RunTask = fn(&mut Vec<u8>, &Secret, &mut Vec<u8>) -> Result<(), String>;
+
+/// How often a rank running a task says it is alive.
+pub(crate) const BEAT: Duration = Duration::from_millis(200);
+
+/// How long a busy rank may stay silent before it is taken for dead:
+/// many beats, so that a rank starved of its core for a moment on a busy
+/// machine is not.
+pub(crate) const SILENCE: Duration = Duration::from_secs(5);
+
+/// The thread of a worker rank that runs its tasks, so that the serving
+/// thread can send heartbeats meanwhile.
+pub(crate) struct TaskThread {
+    todo: Sender<Vec<u8>>,
+    done: Receiver<Result<Vec<u8>, String>>,
+}
+
+impl TaskThread {
+    /// Starts the thread; `run` turns a task message into its outcomes, or
+    /// refuses it.
+    pub(crate) fn start(secret: Secret, run: RunTask) -> Result<Self, String> {
+        let (todo, tasks) = crossbeam_channel::bounded::<Vec<u8>>(1);
+        let (finished, done) = crossbeam_channel::bounded(1);
+        thread::Builder::new()
+            .name("concurrent-futures-mpi-task".into())
+            .spawn(move || {
+                for mut body in tasks {
+                    let mut outcomes = Vec::new();
+                    let ran = run(&mut body, &secret, &mut outcomes).map(|()| outcomes);
+                    if finished.send(ran).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the task thread: {e}"))?;
+        Ok(TaskThread { todo, done })
+    }
+
+    /// Runs one task message, calling `beat` every [`BEAT`] until its
+    /// outcomes are ready.
+    pub(crate) fn run(&self, body: Vec<u8>, mut beat: impl FnMut()) -> Result<Vec<u8>, String> {
+        let gone = || "the task thread has stopped".to_owned();
+        self.todo.send(body).map_err(|_| gone())?;
+        loop {
+            match self.done.recv_timeout(BEAT) {
+                Ok(ran) => return ran,
+                Err(RecvTimeoutError::Timeout) => beat(),
+                Err(RecvTimeoutError::Disconnected) => return Err(gone()),
+            }
+        }
+    }
+}
+
+/// Sends one heartbeat to rank 0 of `comm` (the hub).
+pub(crate) fn beat<C: Communicator>(comm: &C) {
+    comm.process_at_rank(0)
+        .send_with_tag(&[][..] as &[u8], tags::HEARTBEAT);
+}
+
+/// The body of a `STOP` that tells a rank to leave without
+/// `MPI_Finalize`, which would wait for a dead rank for ever.
+pub(crate) const ABANDON: &[u8] = b"a rank died";
+
+/// How long [`stop_survivors`] gives its messages to leave.
+const FAREWELL: Duration = Duration::from_secs(2);
+
+/// At exit, tells `ranks` of a communicator on which a rank has died to
+/// stop without finalizing MPI. Some may have died with it (Open MPI
+/// aborts a whole spawned job unless `mpiexec` runs with
+/// `--enable-recovery`), and a send to a dead rank over TCP can hang: so
+/// the messages are sent without blocking, and the ones still unsent
+/// after [`FAREWELL`] are abandoned (MPI is not finalized after this).
+pub(crate) fn stop_survivors<C: Communicator>(comm: &C, ranks: impl Iterator<Item = Rank>) {
+    let mut sending: Vec<_> = ranks
+        .map(|rank| {
+            comm.process_at_rank(rank)
+                .immediate_send_with_tag(StaticScope, ABANDON, tags::STOP)
+        })
+        .collect();
+    let deadline = Instant::now() + FAREWELL;
+    while !sending.is_empty() && Instant::now() < deadline {
+        sending = sending
+            .into_iter()
+            .filter_map(|request| request.test().err())
+            .collect();
+        thread::sleep(Duration::from_millis(1));
+    }
+    // An unfinished request panics when dropped; these are left to MPI.
+    sending.into_iter().for_each(std::mem::forget);
+}
+
+/// Which communicator a rank is on, as the hub tells them apart:
+/// `None` for `MPI_COMM_WORLD`, else the index of a spawned group.
+pub(crate) type Comm = Option<usize>;
+
+/// When the hub last heard from each busy rank.
+#[derive(Default)]
+pub(crate) struct Heard(HashMap<(Comm, Rank), Instant>);
+
+impl Heard {
+    /// `rank` of `comm` is alive now: it was handed work, or it beat.
+    pub(crate) fn alive(&mut self, comm: Comm, rank: Rank) {
+        self.0.insert((comm, rank), Instant::now());
+    }
+
+    /// `rank` of `comm` answered: it is no longer watched.
+    pub(crate) fn answered(&mut self, comm: Comm, rank: Rank) {
+        self.0.remove(&(comm, rank));
+    }
+
+    /// Whether `rank` of `comm`, watched since it was handed work, has
+    /// been silent for longer than [`SILENCE`].
+    pub(crate) fn silent(&self, comm: Comm, rank: Rank) -> bool {
+        self.0
+            .get(&(comm, rank))
+            .is_some_and(|last| last.elapsed() > SILENCE)
+    }
+
+    /// Receives every heartbeat that has arrived on `comm`.
+    pub(crate) fn receive<C: Communicator>(&mut self, key: Comm, comm: &C) {
+        while let Some(status) = comm.any_process().immediate_probe_with_tag(tags::HEARTBEAT) {
+            let rank = status.source_rank();
+            let _: (Vec<u8>, _) = comm
+                .process_at_rank(rank)
+                .receive_vec_with_tag(tags::HEARTBEAT);
+            self.alive(key, rank);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rank_is_silent_only_once_watched_and_quiet_for_long() {
+        let mut heard = Heard::default();
+        assert!(!heard.silent(None, 1), "an unwatched rank is never silent");
+        heard.alive(None, 1);
+        assert!(!heard.silent(None, 1));
+        heard.0.insert(
+            (None, 1),
+            Instant::now() - SILENCE - Duration::from_millis(1),
+        );
+        assert!(heard.silent(None, 1));
+        assert!(!heard.silent(Some(0), 1), "another communicator's rank 1");
+        heard.answered(None, 1);
+        assert!(!heard.silent(None, 1));
+    }
+
+    fn echo(body: &mut Vec<u8>, _: &Secret, out: &mut Vec<u8>) -> Result<(), String> {
+        if body.first() == Some(&1) {
+            thread::sleep(BEAT * 4);
+        }
+        out.append(body);
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_task_beats_and_a_short_one_does_not() {
+        let tasks = TaskThread::start(Secret([0; 2]), echo).unwrap();
+        let mut beats = 0;
+        assert_eq!(tasks.run(vec![0, 7], || beats += 1), Ok(vec![0, 7]));
+        assert_eq!(beats, 0);
+        assert_eq!(tasks.run(vec![1, 7], || beats += 1), Ok(vec![1, 7]));
+        // About four; fewer if this thread was slow to wake.
+        assert!((1..=4).contains(&beats), "{beats} beats");
+    }
+}
