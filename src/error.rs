@@ -195,23 +195,34 @@ impl fmt::Display for Death<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.0, self.1) {
             (_, Some(signal)) => {
-                let name = match *signal {
-                    libc::SIGABRT => " (SIGABRT)",
-                    libc::SIGBUS => " (SIGBUS)",
-                    libc::SIGFPE => " (SIGFPE)",
-                    libc::SIGILL => " (SIGILL)",
-                    libc::SIGKILL => " (SIGKILL)",
-                    libc::SIGSEGV => " (SIGSEGV)",
-                    libc::SIGTERM => " (SIGTERM)",
-                    _ => "",
-                };
-                write!(f, "killed by signal {signal}{name}")
+                write!(f, "killed by signal {signal}{}", signal_name(*signal))
             }
             (Some(code), None) => write!(f, "exited with code {code}"),
             (None, None) => f.write_str(
                 "its exit status is unknown: SIGCHLD is ignored in this program, which discards it",
             ),
         }
+    }
+}
+
+/// ` (SIGSEGV)` for a signal worth naming, else nothing. Only Unix has
+/// signals; elsewhere no worker dies of one.
+fn signal_name(signal: i32) -> &'static str {
+    #[cfg(unix)]
+    match signal {
+        libc::SIGABRT => " (SIGABRT)",
+        libc::SIGBUS => " (SIGBUS)",
+        libc::SIGFPE => " (SIGFPE)",
+        libc::SIGILL => " (SIGILL)",
+        libc::SIGKILL => " (SIGKILL)",
+        libc::SIGSEGV => " (SIGSEGV)",
+        libc::SIGTERM => " (SIGTERM)",
+        _ => "",
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = signal;
+        ""
     }
 }
 
@@ -261,14 +272,17 @@ mod tests {
 
     #[test]
     fn worker_died_names_the_signal_or_the_exit_code() {
-        let killed = Error::WorkerDied {
-            exit_code: None,
-            signal: Some(libc::SIGSEGV),
-        };
-        assert!(
-            killed.to_string().contains("killed by signal 11 (SIGSEGV)"),
-            "{killed}"
-        );
+        #[cfg(unix)]
+        {
+            let killed = Error::WorkerDied {
+                exit_code: None,
+                signal: Some(libc::SIGSEGV),
+            };
+            assert!(
+                killed.to_string().contains("killed by signal 11 (SIGSEGV)"),
+                "{killed}"
+            );
+        }
         let exited = Error::WorkerDied {
             exit_code: Some(3),
             signal: None,

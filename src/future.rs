@@ -337,6 +337,9 @@ impl<R> Promise<R> {
     /// task while it runs: `canceller` is called once, after the future has
     /// turned cancelled. Both happen under the lock `cancel` takes, so a
     /// cancel never finds the task running without its canceller.
+    // Only the remote layer stops running tasks, and it is built only where
+    // the process pool is; the state machine is the same everywhere.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
     pub(crate) fn claim_cancellable(&self, canceller: Canceller) -> bool {
         let mut slot = self.inner.lock();
         let claimed = self.claim();

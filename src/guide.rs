@@ -324,6 +324,12 @@
 //!   (std's stack-overflow message, the `main` thread name) is listed at
 //!   the top of `src/init.rs`; [`init()`](crate::init) stays as the
 //!   explicit form and for the MPI executor's ranks.
+//!   Python's tutorials warn Windows users in particular about the guard:
+//!   there, and on macOS since Python 3.8, a worker imports the main module
+//!   again (the `"spawn"` start method), while Linux's default `fork` hides
+//!   the mistake until the code moves. Here the answer is the same on every
+//!   platform; where the process pool itself is built is the README's
+//!   platform table.
 //! - **Futures are awaitable without a wrapper.** `.await` a
 //!   [`Future`](crate::Future) from any async runtime; Python needs
 //!   `asyncio.wrap_future`.

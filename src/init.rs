@@ -80,6 +80,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
 /// Set by [`before_main`]: the constructor ran in this process.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
 
 /// The constructor, in the platform's table of functions to run before
@@ -99,16 +100,15 @@ static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
     // SAFETY: as for `.init_array`; dyld calls `__mod_init_func` entries.
     unsafe(link_section = "__DATA,__mod_init_func")
 )]
-#[cfg_attr(
-    windows,
-    // SAFETY: as for `.init_array`; the C runtime calls the `.CRT$XCU`
-    // entries (C++ static initialisers) before `main`.
-    unsafe(link_section = ".CRT$XCU")
-)]
+// Built where the process pool is (Linux and macOS). Windows' table is
+// `.CRT$XCU`, whose entries its C runtime calls before `main` (a program
+// using it was run under Wine); it joins with the Windows process transport.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 static BEFORE_MAIN: extern "C" fn() = before_main;
 
 /// Runs before `main` in every run of the program: serves if this run is a
 /// process pool's child, which never returns; otherwise returns at once.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 extern "C" fn before_main() {
     // ORDERING: read later by this thread, or by threads started after this
     // point, which synchronise with their start.
@@ -152,12 +152,14 @@ pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     crate::process::child::serve_if_child(false);
-    #[cfg(feature = "mpi")]
+    #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::mpi::rank::serve_if_rank();
 }
 
 /// Whether [`init`] was called in this process.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
 }
@@ -165,6 +167,7 @@ pub(crate) fn init_called() -> bool {
 /// Whether a run of this program, started as a process pool's child, will
 /// serve: the constructor ran here (so it runs in the child, the same
 /// executable), or [`init`] was called.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) fn can_serve() -> bool {
     // Naming the constructor's table entry keeps its object file in every
     // program that can start a worker (see "Linking" in the module docs).
@@ -173,7 +176,7 @@ pub(crate) fn can_serve() -> bool {
     BEFORE_MAIN_RAN.load(Ordering::Relaxed) || init_called()
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(target_os = "linux", target_os = "macos")))]
 mod tests {
     use super::*;
 

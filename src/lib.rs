@@ -157,6 +157,19 @@
 //! switches by one identifier. Default builds need no MPI library. The
 //! README has the commands.
 //!
+//! # Platforms
+//!
+//! The futures, `map`, `wait`, `as_completed`, the [`ThreadPoolExecutor`],
+//! `scope` and the async interop are plain `std` and build on every target
+//! whose `std` has threads; CI runs them on Linux and, under Wine, on
+//! Windows, and checks them for macOS. The process pool (and the remote
+//! layer under it) is built on Linux and macOS; macOS takes a portable
+//! Unix path (`process/platform.rs`) that CI also runs on Linux. It is not
+//! built on Windows yet, nor the MPI executor outside Linux: there
+//! `ProcessPoolExecutor` does not exist, so code that names it fails to
+//! compile rather than at run time. The README's platform table says which
+//! promise is checked where.
+//!
 //! # For maintainers: how a task flows
 //!
 //! The source is in layers; each file's first comment names its own and
@@ -213,13 +226,15 @@
 //!   with `dladdr` at `submit` and refuses the task otherwise; the
 //!   `dladdr` call itself is the file's other unsafe block.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
-//! - `process/child.rs` and `process/spawn.rs`: the system calls std has
-//!   no safe form of (`signal` to ignore SIGPIPE in a child that starts
-//!   before `main`, `prctl` so a child dies with its pool, `dup2` to take
-//!   the channel off standard input, `SO_PEERCRED` to check who is on the
-//!   other end, `kill` for a signal other than SIGKILL and for a child's
-//!   whole process group, and `waitid(WNOWAIT)` to see a child exit while
-//!   its pid, and so its group's id, is still reserved).
+//! - `process/child.rs`, `process/spawn.rs` and `process/platform.rs`: the
+//!   system calls std has no safe form of (`signal` to ignore SIGPIPE in a
+//!   child that starts before `main`, `dup2` to take the channel off
+//!   standard input, `kill` for a signal other than SIGKILL and for a
+//!   child's whole process group, `waitid(WNOWAIT)` to see a child exit
+//!   while its pid, and so its group's id, is still reserved, and in
+//!   `platform.rs` `prctl` so a Linux child dies with its pool, and
+//!   `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is on the
+//!   other end).
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
@@ -227,8 +242,8 @@
 //!   the new intercommunicator; and `atexit`, so that the serving ranks are
 //!   stopped and MPI finalized when the program exits.
 
-// docs.rs builds with `--cfg docsrs` on nightly (see Cargo.toml): feature-gated
-// items then say which feature they need.
+// docs.rs builds with `--cfg docsrs` on nightly (see Cargo.toml): feature- and
+// platform-gated items then say which feature or platform they need.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod crew;
@@ -238,10 +253,12 @@ mod future;
 pub mod guide;
 mod init;
 mod map;
-#[cfg(feature = "mpi")]
+#[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
 mod panic;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 mod process;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 mod remote;
 mod spread;
 mod sync;
@@ -253,14 +270,18 @@ pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
 pub use init::init;
 pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
-#[cfg(feature = "mpi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "mpi")))]
+#[cfg(all(feature = "mpi", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "mpi", target_os = "linux"))))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos")))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};

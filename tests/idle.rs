@@ -4,6 +4,8 @@
 //! process while it measures. Time is the behaviour here: the process's CPU
 //! time over a stretch of idle wall time.
 
+#![cfg(unix)] // getrusage; Windows would need GetProcessTimes
+
 use std::thread;
 use std::time::Duration;
 

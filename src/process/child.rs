@@ -12,8 +12,8 @@
 //! - the marker names its parent process (a grandchild that inherited the
 //!   variable does not qualify);
 //! - its standard input is a Unix socket whose peer is that parent
-//!   (`SO_PEERCRED`), so the variable alone, with a file or a terminal on
-//!   standard input, does nothing;
+//!   ([`platform::peer_pid`]), so the variable alone, with a file or a
+//!   terminal on standard input, does nothing;
 //! - the handshake succeeds: same protocol version, same executable.
 //!
 //! The channel then moves to a close-on-exec descriptor and `/dev/null`
@@ -30,6 +30,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::parent_id;
 
 use super::frame::{self, FrameError};
+use super::platform;
 use crate::remote::call::Fingerprint;
 use crate::remote::message::Kind;
 use crate::remote::serve::{self, Endpoint};
@@ -59,13 +60,15 @@ pub(crate) fn serve_if_child(before_main: bool) {
 }
 
 /// This executable's fingerprint as the process pool measures it: the
-/// identity of `/proc/self/exe` (device, inode and size). While the parent
-/// lives, its executable's inode cannot be reused or rewritten (Linux
+/// identity of [`platform::executable`] (device, inode and size). While the
+/// parent lives, its executable's inode cannot be reused or rewritten (Linux
 /// refuses to write a running executable), so equal identities mean the
 /// same bytes. The modification time is left out: `touch` changes it, not
-/// the bytes, and would make every new worker a stranger.
+/// the bytes, and would make every new worker a stranger. On the portable
+/// path the file at the path may have been replaced; the code-layout half
+/// of the fingerprint (see `remote::call`) still tells most rebuilds apart.
 pub(crate) fn fingerprint() -> io::Result<Fingerprint> {
-    let file = fs::metadata("/proc/self/exe")?;
+    let file = fs::metadata(platform::executable()?)?;
     Ok(Fingerprint::new([
         file.dev(),
         file.ino(),
@@ -82,11 +85,11 @@ fn spawned_by_pool() -> Option<u32> {
 
 /// Serves the pool until it closes the channel.
 fn serve_pool(pool: u32) -> Result<(), String> {
-    die_with(pool)?;
     let channel = take_channel(pool)?;
+    let reader = platform::tie_to_pool(pool, &channel)?;
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     let mut endpoint = Channel {
-        reader: BufReader::new(&channel),
+        reader: BufReader::new(reader),
         writer: &channel,
     };
     serve::serve(&mut endpoint, fingerprint)
@@ -94,7 +97,7 @@ fn serve_pool(pool: u32) -> Result<(), String> {
 
 /// The child's end of the private channel, in frames.
 struct Channel<'a> {
-    reader: BufReader<&'a UnixStream>,
+    reader: BufReader<platform::Reader>,
     writer: &'a UnixStream,
 }
 
@@ -122,29 +125,6 @@ fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
-/// Asks the kernel to kill this process when the pool's thread that started
-/// it ends, so no child outlives the pool, even one killed with SIGKILL.
-fn die_with(pool: u32) -> Result<(), String> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches no
-    // memory of this process.
-    let status = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if status != 0 {
-        return Err(format!("prctl: {}", io::Error::last_os_error()));
-    }
-    if parent_id() != pool {
-        return Err("the pool exited before this worker started".into());
-    }
-    Ok(())
-}
-
 /// Takes the private channel off standard input; see the module docs.
 fn take_channel(pool: u32) -> Result<UnixStream, String> {
     let stdin = io::stdin();
@@ -166,30 +146,9 @@ fn take_channel(pool: u32) -> Result<UnixStream, String> {
 
 /// Checks that `channel` is a Unix socket made by the pool process.
 fn check_peer(channel: &UnixStream, pool: u32) -> Result<(), String> {
-    let mut credentials = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `credentials` and `len` are valid for writes, and `len` holds
-    // the size of `credentials`, as SO_PEERCRED requires.
-    let status = unsafe {
-        libc::getsockopt(
-            channel.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&raw mut credentials).cast(),
-            &mut len,
-        )
-    };
-    if status != 0 {
-        return Err(format!(
-            "standard input is not the pool's private channel: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    if u32::try_from(credentials.pid) != Ok(pool) {
+    let peer = platform::peer_pid(channel)
+        .map_err(|e| format!("standard input is not the pool's private channel: {e}"))?;
+    if peer != pool {
         return Err("standard input is a socket, but not one made by the pool".into());
     }
     Ok(())

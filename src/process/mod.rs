@@ -9,17 +9,21 @@
 //! - [`frame`]: the frames on the private channel.
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
+//! - [`platform`]: the executable's path, the channel's peer, and how a
+//!   child dies with its pool, on Linux and on the portable Unix path.
 //!
 //! The queue and the lazily started manager threads are a [`Crew`], as in
 //! the thread pool: one manager (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
 //! from the crate's constructor, before `main` (`init.rs`). Everything here
-//! is Unix (Linux: `/proc`, `prctl`, `SO_PEERCRED`); other platforms plug
-//! in below this line, with the remote layer above unchanged.
+//! is Unix; what differs between Linux and macOS is in [`platform`], and
+//! other platforms plug in below this line, with the remote layer above
+//! unchanged.
 
 pub(crate) mod child;
 mod frame;
 mod manager;
+mod platform;
 mod spawn;
 
 use std::fmt;
@@ -354,7 +358,8 @@ impl RemoteBuilder<ProcessTransport> {
     ///
     /// [`Error::InvalidArgument`] for a zero `max_workers`,
     /// `max_tasks_per_child` or `chunksize`; [`Error::SpawnFailed`] if this
-    /// system cannot identify its own executable (`/proc/self/exe`).
+    /// system cannot identify its own executable (`/proc/self/exe` on
+    /// Linux, [`std::env::current_exe`] elsewhere).
     ///
     /// ```
     /// let executor = concurrent_futures::ProcessPoolExecutor::builder().build()?;
@@ -369,7 +374,7 @@ impl RemoteBuilder<ProcessTransport> {
         } = self.settings;
         at_least_one("max_tasks_per_child", max_tasks_per_child.unwrap_or(1))?;
         let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
-            reason: format!("cannot identify this executable through /proc/self/exe: {error}"),
+            reason: format!("cannot identify this executable: {error}"),
         })?;
         let initializer = initializer.map(Call::of_initializer).transpose()?;
         panic::install_hook();

@@ -3,9 +3,10 @@
 //! child process: starting it, the handshake, one call at a time over its
 //! channel, and stopping it.
 //!
-//! Children are fresh runs of `/proc/self/exe` (not `fork()` of a
-//! multi-threaded parent), which reaches the executable this process started
-//! from even if the file was since rebuilt or moved.
+//! Children are fresh runs of [`platform::executable`] (not `fork()` of a
+//! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
+//! executable this process started from even if the file was since rebuilt
+//! or moved.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
 //!
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::child::MARKER;
 use super::frame::{self, FrameError};
+use super::platform;
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
@@ -35,12 +37,12 @@ use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
 /// serves before `main` (checked before any spawn: `can_serve`), so either
-/// `/proc/self/exe` is not this program, or something before our
+/// [`platform::executable`] is not this program, or something before our
 /// constructor held it up.
 const NOT_A_WORKER: &str = "either this program runs under a wrapper (valgrind, an emulator, \
-    a debugger) that runs in its place as /proc/self/exe and so cannot start workers (use a \
-    ThreadPoolExecutor there), or code that runs before main (another crate's constructor) \
-    held the worker up";
+    a debugger) that runs in its place as its executable (/proc/self/exe on Linux) and so cannot \
+    start workers (use a ThreadPoolExecutor there), or code that runs before main (another \
+    crate's constructor) held the worker up";
 
 /// How long a new worker may take to greet the pool.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,12 +92,13 @@ impl ChildLink {
         if !can_serve() {
             return Err(Error::InitMissing);
         }
+        let spawning = platform::spawning();
         let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
         // Everything that can fail comes before the spawn: once the child
         // exists, only the handshake can fail, and that path reaps it.
         let reading = ours.try_clone().map_err(spawn_failed)?;
         let writing = ours;
-        let mut command = Command::new("/proc/self/exe");
+        let mut command = Command::new(platform::executable().map_err(spawn_failed)?);
         if let Some(name) = std::env::args_os().next() {
             command.arg0(name);
         }
@@ -110,6 +113,7 @@ impl ChildLink {
         // The command holds the child's end of the channel: drop it now, or
         // the channel would never report end-of-file when the child dies.
         drop(command);
+        drop(spawning);
         let mut link = ChildLink {
             reader: BufReader::new(Deadline::new(reading)),
             writer: Deadline::new(writing),

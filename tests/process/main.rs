@@ -6,6 +6,11 @@
 //! file: the pools' workers are runs of this binary that serve before
 //! libtest's `main`. Each test holds `fixtures::alone()`.
 
+// Runs on Linux (natively, and on the portable Unix path that macOS takes):
+// its checks read /proc, and the process pool is not built on Windows yet.
+// Elsewhere this binary has no tests.
+#![cfg(target_os = "linux")]
+
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
 

@@ -19,20 +19,26 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_garbled_answer_fails_only_its_task,
 ];
 
-/// The worker's channel to the pool: its only socket above stderr.
+/// The worker's channel to the pool: its only socket above stderr (the
+/// portable Unix path's watchdog holds a second descriptor of it).
 fn channel() -> UnixStream {
-    let sockets: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+    let sockets: Vec<(RawFd, String)> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .flatten()
         .filter_map(|entry| {
             let fd: RawFd = entry.file_name().to_str()?.parse().ok()?;
-            let target = std::fs::read_link(entry.path()).ok()?;
-            (fd > 2 && target.to_str()?.starts_with("socket:")).then_some(fd)
+            let target = std::fs::read_link(entry.path()).ok()?.into_os_string();
+            let target = target.into_string().ok()?;
+            (fd > 2 && target.starts_with("socket:")).then_some((fd, target))
         })
         .collect();
-    let [fd] = sockets[..] else {
-        panic!("expected one socket in the worker, found {sockets:?}")
+    let Some((fd, socket)) = sockets.first().cloned() else {
+        panic!("expected a socket in the worker, found none")
     };
+    assert!(
+        sockets.iter().all(|(_, other)| *other == socket),
+        "expected one socket in the worker, found {sockets:?}"
+    );
     // SAFETY: `fd` is open (just listed) and stays open while we use it:
     // the worker's loop owns it and is busy running this very task.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
