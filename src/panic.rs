@@ -98,6 +98,9 @@ mod tests {
     }
 
     #[test]
+    // `drop_payload` leaks the second payload on purpose (dropping it could
+    // panic again), and miri's leak check fails the run for it.
+    #[cfg_attr(miri, ignore = "leaks the second payload by design")]
     fn a_payload_whose_drop_panics_is_still_caught() {
         struct Bomb;
         impl Drop for Bomb {
