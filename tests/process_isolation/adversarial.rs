@@ -177,7 +177,7 @@ struct PanicsWhenDecoded(u8);
 
 impl<'de> Deserialize<'de> for PanicsWhenDecoded {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        panic!("PanicsWhenDecoded panics")
+        panic!("{}PanicsWhenDecoded panics", fixtures::EXPECTED)
     }
 }
 
@@ -210,7 +210,7 @@ struct PanicsWhenDropped {
 impl Drop for PanicsWhenDropped {
     fn drop(&mut self) {
         if self.bomb == std::process::id() {
-            panic!("PanicsWhenDropped panics");
+            panic!("{}PanicsWhenDropped panics", fixtures::EXPECTED);
         }
     }
 }
