@@ -549,6 +549,9 @@ mod tests {
     }
 
     #[test]
+    // Safe arithmetic over 10k-100k inputs: minutes under miri, which has
+    // no unsafe code to check here.
+    #[cfg_attr(miri, ignore)]
     fn fast_tasks_grow_the_chunks_up_to_the_most_then_the_tail_splits() {
         let sizes = sizes();
         let each = Duration::from_nanos(10);
@@ -566,6 +569,9 @@ mod tests {
     }
 
     #[test]
+    // Safe arithmetic over 10k-100k inputs: minutes under miri, which has
+    // no unsafe code to check here.
+    #[cfg_attr(miri, ignore)]
     fn chunks_aim_at_the_target_duration() {
         let sizes = sizes();
         drain(
