@@ -603,6 +603,9 @@ mod tests {
     }
 
     #[test]
+    // Safe arithmetic over 10k-100k inputs: minutes under miri, which has
+    // no unsafe code to check here.
+    #[cfg_attr(miri, ignore)]
     fn an_input_of_unknown_length_is_cut_into_shares_at_its_end() {
         let sizes = sizes();
         let each = Duration::from_nanos(10);
@@ -629,6 +632,9 @@ mod tests {
     }
 
     #[test]
+    // Safe arithmetic over 10k-100k inputs: minutes under miri, which has
+    // no unsafe code to check here.
+    #[cfg_attr(miri, ignore)]
     fn automatic_chunks_fit_in_the_buffer_size() {
         let sizes = sizes();
         let each = Duration::from_nanos(10);
