@@ -146,7 +146,10 @@ enum Failed {
 
 /// Sends `work` to the manager's child (starting one if there is none) and
 /// waits for its outcomes. A child that died while idle shows up as a task
-/// that cannot even be sent; that task goes to a fresh child, once.
+/// that cannot even be sent; that task goes to a fresh child, once. (A task
+/// sent in the instant a child is dying, while one of its threads still
+/// holds the channel open, is taken down with it: it fails as a death
+/// mid-task does, since nothing tells whether it had started.)
 fn call(
     slot: &mut Option<ChildLink>,
     work: &mut Work,

@@ -149,6 +149,39 @@ pub fn state(pid: u32) -> Option<char> {
     stat(pid).map(|(state, _)| state)
 }
 
+/// Waits until our child `pid` has died completely: every one of its
+/// threads has exited, so every descriptor it held is closed. Its zombie
+/// state letter alone does not say so: a process's first thread shows `Z`
+/// while its other threads are still exiting. The system reports a child
+/// to `waitid` only once all are gone; `WNOWAIT` leaves it to be reaped by
+/// whoever owns it.
+pub fn wait_for_death(pid: u32) {
+    wait_until("the process to die", || {
+        // SAFETY: all-zero bytes are a valid `siginfo_t` (plain integers and
+        // unions of them); waitid writes into it and touches nothing else.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t; `pid` is our child
+        // (the caller's), and WNOWAIT leaves it unreaped.
+        let found = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(
+            found,
+            0,
+            "waitid on child {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: waitid succeeded, so `info` holds a child's status, or is
+        // still zeroed (pid 0) when no child has changed state.
+        (unsafe { info.si_pid() } == pid as libc::pid_t).then_some(())
+    });
+}
+
 /// Whether `pid` is a live process (not gone, not a zombie).
 pub fn alive(pid: u32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')

@@ -136,9 +136,9 @@ fn an_idle_worker_that_dies_fails_no_task() {
     // SAFETY: kill(2) touches no memory; `idle` is our own child, not yet
     // reaped (the pool reaps it only once it notices the death).
     assert_eq!(unsafe { libc::kill(idle as libc::pid_t, libc::SIGKILL) }, 0);
-    fixtures::wait_until("the idle worker to die", || {
-        (fixtures::state(idle) == Some('Z')).then_some(())
-    });
+    // Dead with every thread, so its end of the channel is closed: sending
+    // to it fails, rather than landing in a socket a dying thread still holds.
+    fixtures::wait_for_death(idle);
     let next = settle(&executor.submit(pid, ()));
     assert!(
         matches!(next, Ok(worker) if worker != idle),
