@@ -181,7 +181,9 @@ fn serve_hub<C: Communicator>(comm: &C) -> Result<Finalize, String> {
         tasks: None,
         finalize: Finalize::Yes,
     };
-    serve::serve(&mut rank, fingerprint)?;
+    // A refused rank says why on its own host too, reported or not: there
+    // the user may be reading only that host's output.
+    serve::serve(&mut rank, fingerprint).map_err(|stopped| stopped.reason)?;
     Ok(rank.finalize)
 }
 

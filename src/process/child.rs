@@ -33,7 +33,7 @@ use super::frame::{self, FrameError};
 use super::platform;
 use crate::remote::call::Fingerprint;
 use crate::remote::message::Kind;
-use crate::remote::serve::{self, Endpoint};
+use crate::remote::serve::{self, Endpoint, Stopped};
 
 /// The environment variable that marks a child; its value is the pool's pid.
 pub(crate) const MARKER: &str = "CONCURRENT_FUTURES_WORKER";
@@ -51,7 +51,10 @@ pub(crate) fn serve_if_child(before_main: bool) {
     }
     let code = match serve_pool(pool) {
         Ok(()) => 0,
-        Err(reason) => {
+        // The pool reports a refusal it heard (a panicking initializer, a
+        // different executable) in `BrokenExecutor`: said once, there.
+        Err(Stopped { reported: true, .. }) => 1,
+        Err(Stopped { reason, .. }) => {
             eprintln!("concurrent-futures worker {}: {reason}", std::process::id());
             1
         }
@@ -84,7 +87,7 @@ fn spawned_by_pool() -> Option<u32> {
 }
 
 /// Serves the pool until it closes the channel.
-fn serve_pool(pool: u32) -> Result<(), String> {
+fn serve_pool(pool: u32) -> Result<(), Stopped> {
     let channel = take_channel(pool)?;
     let reader = platform::tie_to_pool(pool, &channel)?;
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;

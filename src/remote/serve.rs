@@ -37,9 +37,28 @@ pub(crate) trait Endpoint {
     }
 }
 
+/// Why serving stopped before the front end was done.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    /// What went wrong.
+    pub(crate) reason: String,
+    /// Whether the front end heard `reason` (a refusal that `Ready` carried,
+    /// which it reports to the user): then the serving side need not.
+    pub(crate) reported: bool,
+}
+
+impl From<String> for Stopped {
+    fn from(reason: String) -> Self {
+        Stopped {
+            reason,
+            reported: false,
+        }
+    }
+}
+
 /// Serves the front end at the other end of `endpoint` until it is done;
 /// `fingerprint` is this executable's, as the transport measures it.
-pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<(), String> {
+pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<(), Stopped> {
     let secret = handshake(endpoint, fingerprint)?;
     // After the initializer: a panic hook it set (the only code of the
     // program that runs in a worker before its tasks) is wrapped by ours,
@@ -50,7 +69,7 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     loop {
         match endpoint.receive(&mut body)? {
             Some(Kind::Task) => {}
-            Some(kind) => return Err(format!("unexpected {kind:?} message")),
+            Some(kind) => return Err(format!("unexpected {kind:?} message").into()),
             None => return Ok(()),
         }
         outcomes.clear();
@@ -65,7 +84,7 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
 /// `Hello`, the front end's `Welcome`, the initializer, `Ready`. Returns
 /// the key of the task tags. A refusal is reported in `Ready` as far as the
 /// channel still takes it, and returned.
-fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<Secret, String> {
+fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<Secret, Stopped> {
     endpoint
         .send(Kind::Hello, &[&Hello { fingerprint }.encode()])
         .map_err(|e| format!("cannot greet the pool: {e}"))?;
@@ -93,9 +112,14 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         .map_or(&[][..], |reason| reason.as_bytes());
     let reported = endpoint.send(Kind::Ready, &[reason]);
     // A refusal stands whether or not the front end is still listening.
-    let secret = ready?;
-    reported.map_err(|e| format!("cannot report ready: {e}"))?;
-    Ok(secret)
+    match (ready, reported) {
+        (Ok(secret), Ok(())) => Ok(secret),
+        (Ok(_), Err(e)) => Err(format!("cannot report ready: {e}").into()),
+        (Err(reason), reported) => Err(Stopped {
+            reason,
+            reported: reported.is_ok(),
+        }),
+    }
 }
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
