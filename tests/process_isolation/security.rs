@@ -142,11 +142,21 @@ fn a_worker_refuses_a_pool_running_another_executable() {
     let (child, mut channel, mut fingerprint) = worker_by_hand();
     fingerprint[8] ^= 1; // another inode: another executable
     channel.write_all(&welcome(&fingerprint)).unwrap();
-    drop(channel);
-    assert_refused(
-        &child.wait_with_output().unwrap(),
-        "the pool runs a different executable",
+    // The refusal comes back in Ready, for the pool to report...
+    let (kind, why) = read_frame(&mut channel);
+    assert_eq!(kind, READY);
+    let why = text(&why);
+    assert!(
+        why.contains("the pool runs a different executable"),
+        "{why}"
     );
+    drop(channel);
+    // ...and the worker exits without serving or running the program. It
+    // says nothing more: the pool heard it, and tells the user once.
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!text(&output.stdout).contains(ORDINARY));
+    assert_eq!(text(&output.stderr), "", "the pool reports the refusal");
 }
 
 fn a_worker_refuses_a_task_whose_tag_does_not_match() {
