@@ -23,8 +23,17 @@
 pub(crate) mod child;
 mod frame;
 mod manager;
+#[cfg(unix)]
 mod platform;
 mod spawn;
+#[cfg(windows)]
+mod windows;
+
+/// The system calls under the transport: the Unix ones, or the Windows ones.
+#[cfg(unix)]
+use platform as sys;
+#[cfg(windows)]
+use windows as sys;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -224,7 +233,7 @@ impl RemoteExecutor<ProcessTransport> {
     /// ProcessPoolExecutor::new(2).terminate_workers();
     /// ```
     pub fn terminate_workers(&self) {
-        self.stop_now(libc::SIGTERM);
+        self.stop_now(sys::TERMINATE);
     }
 
     /// Like [`terminate_workers`](Self::terminate_workers), with SIGKILL.
@@ -234,10 +243,10 @@ impl RemoteExecutor<ProcessTransport> {
     /// ProcessPoolExecutor::new(2).kill_workers();
     /// ```
     pub fn kill_workers(&self) {
-        self.stop_now(libc::SIGKILL);
+        self.stop_now(sys::KILL);
     }
 
-    fn stop_now(&self, signal: libc::c_int) {
+    fn stop_now(&self, signal: sys::Signal) {
         let ProcessTransport { crew, shared } = &self.transport;
         // ORDERING: Release pairs with the Acquire in `is_stopping`.
         shared.stopping.store(true, Ordering::Release);
