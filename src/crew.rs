@@ -183,7 +183,7 @@ impl<J: Job> Crew<J> {
     /// `error` instead.
     // Only the process pool's managers give a job back (a worker that would
     // not start), and the process pool is built only on Linux and macOS.
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn requeue_and_exit(&self, job: J, error: Error) {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);

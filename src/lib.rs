@@ -256,9 +256,9 @@ mod map;
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
 mod panic;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod process;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod remote;
 mod spread;
 mod sync;
@@ -274,14 +274,20 @@ pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg_attr(docsrs, doc(cfg(all(feature = "mpi", target_os = "linux"))))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
-#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos")))]
+#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos", windows)))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
+)]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
+)]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
