@@ -1,7 +1,9 @@
 //! What the process-pool tests share: scratch directories that tasks and
 //! tests synchronise through, bounded waits, a look at our child processes
-//! and open descriptors in /proc, a few tasks, one test at a time
-//! ([`alone`]), and panics on purpose kept quiet.
+//! and open descriptors (in /proc on Linux; a Toolhelp snapshot and the
+//! handle count on Windows), a few tasks, one test at a time ([`alone`]),
+//! how the pool's own kills are reported on each platform, and panics on
+//! purpose kept quiet.
 //!
 //! Nothing here sleeps and hopes: every wait polls for a condition and fails
 //! clearly when [`PATIENCE`] runs out.
@@ -101,7 +103,14 @@ impl Drop for Scratch {
 
 /// In a worker: the directory [`Scratch::for_workers`] made in the pool.
 pub fn parents_scratch(label: &str) -> PathBuf {
+    #[cfg(unix)]
     let parent = std::os::unix::process::parent_id();
+    #[cfg(windows)]
+    let parent = windows::processes()
+        .into_iter()
+        .find(|&(pid, _)| pid == std::process::id())
+        .expect("this process is in the snapshot")
+        .1;
     std::env::temp_dir().join(format!("concurrent-futures-{label}-{parent}"))
 }
 
@@ -145,8 +154,15 @@ pub fn settle<R>(future: &Future<R>) -> Result<R, Error> {
 }
 
 /// The state letter of process `pid` (R, S, Z...), or `None` if it is gone.
+/// Windows has no states to read: `R` while it runs.
 pub fn state(pid: u32) -> Option<char> {
-    stat(pid).map(|(state, _)| state)
+    #[cfg(unix)]
+    return stat(pid).map(|(state, _)| state);
+    #[cfg(windows)]
+    return windows::processes()
+        .iter()
+        .any(|&(p, _)| p == pid)
+        .then_some('R');
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).
@@ -154,18 +170,29 @@ pub fn alive(pid: u32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
 }
 
-/// Whether /proc still has an entry for `pid`, even a zombie one.
+/// Whether /proc still has an entry for `pid`, even a zombie one. Windows
+/// lists only running processes (an exited one whose handle is still open,
+/// its "zombie", is not in a snapshot), so there this is [`alive`].
 pub fn exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    #[cfg(unix)]
+    return Path::new(&format!("/proc/{pid}")).exists();
+    #[cfg(windows)]
+    return alive(pid);
 }
 
 /// Our child processes, zombies included: every pid whose parent is us.
 pub fn children() -> Vec<u32> {
     let me = std::process::id();
+    #[cfg(unix)]
     let mut pids: Vec<u32> = fs::read_dir("/proc")
         .expect("read /proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&pid| matches!(stat(pid), Some((_, parent)) if parent == me))
+        .collect();
+    #[cfg(windows)]
+    let mut pids: Vec<u32> = windows::processes()
+        .into_iter()
+        .filter_map(|(pid, parent)| (parent == me).then_some(pid))
         .collect();
     pids.sort_unstable();
     pids
@@ -182,6 +209,7 @@ pub fn assert_no_children() {
 }
 
 /// (state, parent pid) from /proc/PID/stat.
+#[cfg(unix)]
 fn stat(pid: u32) -> Option<(char, u32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
@@ -190,11 +218,92 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     Some((state, fields.next()?.parse().ok()?))
 }
 
-/// How many descriptors this process has open.
+/// How many descriptors (on Windows, handles) this process has open.
 pub fn open_fds() -> usize {
-    fs::read_dir("/proc/self/fd")
+    #[cfg(unix)]
+    return fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
-        .count()
+        .count();
+    #[cfg(windows)]
+    return windows::handle_count();
+}
+
+/// How a running task's future fails when `kill_workers` (or a cancel, or
+/// a timeout) killed its worker: SIGKILL on Unix; on Windows the exit code
+/// the pool ends a worker's job with.
+pub fn killed_by_pool() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGKILL),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xE0CF_0009_u32 as i32),
+        signal: None,
+    };
+}
+
+/// As [`killed_by_pool`], for `terminate_workers`: SIGTERM on Unix.
+pub fn terminated_by_pool() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGTERM),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xE0CF_000F_u32 as i32),
+        signal: None,
+    };
+}
+
+/// How a worker that called `std::process::abort` is described: SIGABRT
+/// on Unix; on Windows the fast-fail status that abort raises.
+#[cfg(unix)]
+pub const ABORTED: &str = "signal 6";
+#[cfg(windows)]
+pub const ABORTED: &str = "code 0xC0000409";
+
+/// The process list and handle count, which Windows has no /proc for.
+#[cfg(windows)]
+mod windows {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
+
+    /// (pid, parent pid) of every running process.
+    pub fn processes() -> Vec<(u32, u32)> {
+        // SAFETY: a snapshot of the process list; no pointers.
+        let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+        assert_ne!(snapshot, INVALID_HANDLE_VALUE, "a process snapshot");
+        // SAFETY: all zeroes is a valid value of this plain C struct.
+        let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+        entry.dwSize = size_of::<PROCESSENTRY32W>() as u32;
+        let mut found = Vec::new();
+        // SAFETY: the snapshot is open and `entry` has its size set.
+        let mut more = unsafe { Process32FirstW(snapshot, &mut entry) } != 0;
+        while more {
+            found.push((entry.th32ProcessID, entry.th32ParentProcessID));
+            // SAFETY: as above.
+            more = unsafe { Process32NextW(snapshot, &mut entry) } != 0;
+        }
+        // SAFETY: the snapshot's handle, closed once.
+        unsafe { CloseHandle(snapshot) };
+        found
+    }
+
+    /// How many handles this process has open.
+    pub fn handle_count() -> usize {
+        let mut count = 0;
+        // SAFETY: this process's pseudo-handle; `count` is valid for writes.
+        let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut count) };
+        assert_ne!(ok, 0, "GetProcessHandleCount");
+        count as usize
+    }
 }
 
 // ---- Tasks, run in the workers ------------------------------------------
