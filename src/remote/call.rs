@@ -521,11 +521,21 @@ mod tests {
         // the anchor changes from run to run.
         #[cfg(unix)]
         let (foreign, library) = (libc::getpid as *const () as usize, "libc");
+        // (An imported function's address in Rust is its import thunk, in
+        // this image: ask the loader for the function itself.)
         #[cfg(windows)]
-        let (foreign, library) = (
-            windows_sys::Win32::System::Threading::GetCurrentProcessId as *const () as usize,
-            "kernel32",
-        );
+        let (foreign, library) = {
+            use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+            // SAFETY: both names are NUL-terminated; kernel32.dll is loaded
+            // in every Windows process, and exports the function.
+            let function = unsafe {
+                GetProcAddress(
+                    GetModuleHandleA(c"kernel32.dll".as_ptr().cast()),
+                    c"GetCurrentProcessId".as_ptr().cast(),
+                )
+            };
+            (function.expect("kernel32 exports it") as usize, "kernel32")
+        };
         let error =
             Call::checked(run::<fn(u32) -> u64> as Trampoline as usize, foreign).unwrap_err();
         assert!(
