@@ -15,9 +15,12 @@
 //!   the child checks that both are pipes and makes them non-inheritable
 //!   before any task runs, so nothing a task starts gets them.
 //! - **A Job object per worker**, with `JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`,
-//!   which only the pool holds: the worker is put in it while suspended,
-//!   before it runs a single instruction, and whatever its tasks start
-//!   joins it. When the pool's process ends, however it ends, the system
+//!   which only the pool holds: the worker is put in it right after it is
+//!   created, before the pool reads its greeting, so before any task runs,
+//!   and whatever its tasks start joins it. (It is not created suspended:
+//!   a pool killed between the creation and the resume would leave a
+//!   suspended orphan, seen under Wine. A child whose pool dies before the
+//!   job holds it reads end-of-file on its channel and exits.) When the pool's process ends, however it ends, the system
 //!   closes the handle and kills the job. A kill (a cancel, a timeout,
 //!   `kill_workers`, `terminate_workers`) is `TerminateJobObject`, with an
 //!   exit code that says which ([`KILL`], [`TERMINATE`]); it is what a
@@ -62,12 +65,12 @@ use windows_sys::Win32::System::JobObjects::{
 };
 use windows_sys::Win32::System::Pipes::CreatePipe;
 use windows_sys::Win32::System::Threading::{
-    CREATE_SUSPENDED, CREATE_UNICODE_ENVIRONMENT, CreateProcessW, DeleteProcThreadAttributeList,
+    CREATE_UNICODE_ENVIRONMENT, CreateProcessW, DeleteProcThreadAttributeList,
     EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess, GetExitCodeProcess, INFINITE,
     InitializeProcThreadAttributeList, LPPROC_THREAD_ATTRIBUTE_LIST,
     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, PROCESS_BASIC_INFORMATION, PROCESS_INFORMATION,
-    ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOEXW, TerminateProcess,
-    UpdateProcThreadAttribute, WaitForSingleObject,
+    STARTF_USESTDHANDLES, STARTUPINFOEXW, TerminateProcess, UpdateProcThreadAttribute,
+    WaitForSingleObject,
 };
 
 /// How the pool stops a child: the exit code its job is terminated with.
@@ -219,7 +222,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
             ptr::null(),
             ptr::null(),
             1, // inherit: the handles of the list, no others
-            CREATE_SUSPENDED | EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT,
+            EXTENDED_STARTUPINFO_PRESENT | CREATE_UNICODE_ENVIRONMENT,
             environment.as_mut_ptr().cast(),
             ptr::null(),
             &startup.StartupInfo,
@@ -251,18 +254,13 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
             OwnedHandle::from_raw_handle(info.hThread),
         )
     };
-    // Into its job before it runs a single instruction.
+    drop(thread);
+    // Into its job before the handshake, so before any task.
     // SAFETY: both handles are open.
     if unsafe { AssignProcessToJobObject(job.raw(), process.as_raw_handle()) } == 0 {
         let error = io::Error::last_os_error();
-        // SAFETY: our own suspended child's handle, open.
+        // SAFETY: our own child's handle, open.
         unsafe { TerminateProcess(process.as_raw_handle(), KILL) };
-        return Err(error);
-    }
-    // SAFETY: the child's main thread, open and suspended.
-    if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
-        let error = io::Error::last_os_error();
-        job.terminate(KILL);
         return Err(error);
     }
     let reader = Deadline::new(pool_reads, Arc::clone(&job));
