@@ -623,20 +623,24 @@ pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWrite
     let (read, write) = rest
         .split_once(':')
         .and_then(|(r, w)| Some((r.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
-        .ok_or("the marker names no private channel")?;
+        .ok_or("the marker names no handles: not the pool's private channel")?;
     if read == write {
-        return Err("the marker names one handle twice".into());
+        return Err("the marker names one handle twice: not the pool's private channel".into());
     }
     let standard = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(std_handle);
     for value in [read, write] {
         let handle = value as HANDLE;
         if standard.contains(&Some(handle)) {
-            return Err("the marker names a standard handle, not a private channel".into());
+            return Err(
+                "the marker names a standard handle: not the pool's private channel".into(),
+            );
         }
         // SAFETY: GetFileType takes any value; for one that is no open
         // handle it fails, with FILE_TYPE_UNKNOWN.
         if unsafe { GetFileType(handle) } != FILE_TYPE_PIPE {
-            return Err(format!("handle {value} is not the pool's private channel"));
+            return Err(format!(
+                "handle {value} is not a pipe: not the pool's private channel"
+            ));
         }
         // SAFETY: as above; clearing the flag of an open pipe handle.
         if unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) } == 0 {

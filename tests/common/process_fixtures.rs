@@ -258,6 +258,49 @@ pub fn terminated_by_pool() -> Error {
     };
 }
 
+/// How a running task's future fails when its worker called
+/// `std::process::abort`: SIGABRT on Unix; on Windows the fast-fail status
+/// that abort raises, `STATUS_STACK_BUFFER_OVERRUN`.
+pub fn aborted() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGABRT),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xC000_0409_u32 as i32),
+        signal: None,
+    };
+}
+
+/// Kills process `pid` from outside the pool, as the OOM killer or a user
+/// might: SIGKILL on Unix, `TerminateProcess` with exit code 9 on Windows.
+pub fn kill_from_outside(pid: u32) {
+    #[cfg(unix)]
+    // SAFETY: kill(2) touches no memory; `pid` is a worker of ours, not yet
+    // reaped (the pool reaps it only once it notices the death).
+    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
+    #[cfg(windows)]
+    let killed = windows::terminate(pid, 9);
+    assert!(killed, "kill {pid} from outside");
+}
+
+/// How a running task's future fails when [`kill_from_outside`] killed its
+/// worker.
+pub fn killed_from_outside() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGKILL),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(9),
+        signal: None,
+    };
+}
+
 /// How a worker that called `std::process::abort` is described: SIGABRT
 /// on Unix; on Windows the fast-fail status that abort raises.
 #[cfg(unix)]
@@ -273,7 +316,6 @@ mod windows {
         CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
         TH32CS_SNAPPROCESS,
     };
-    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
 
     /// (pid, parent pid) of every running process.
     pub fn processes() -> Vec<(u32, u32)> {
@@ -296,13 +338,39 @@ mod windows {
         found
     }
 
-    /// How many handles this process has open.
+    /// Ends process `pid` with exit code `code`; whether that worked.
+    pub fn terminate(pid: u32, code: u32) -> bool {
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_TERMINATE, TerminateProcess,
+        };
+        // SAFETY: plain values; a null handle on failure.
+        let process = unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) };
+        if process.is_null() {
+            return false;
+        }
+        // SAFETY: the handle just opened, with the right to terminate.
+        let ended = unsafe { TerminateProcess(process, code) } != 0;
+        // SAFETY: the handle just opened, closed once.
+        unsafe { CloseHandle(process) };
+        ended
+    }
+
+    /// How many handles this process has open. Wine 8's
+    /// `GetProcessHandleCount` answers 0, so this asks about each handle
+    /// value in turn (they are multiples of 4; this process has far fewer
+    /// than the 4,096 looked at; a handle table fills from the bottom).
     pub fn handle_count() -> usize {
-        let mut count = 0;
-        // SAFETY: this process's pseudo-handle; `count` is valid for writes.
-        let ok = unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut count) };
-        assert_ne!(ok, 0, "GetProcessHandleCount");
-        count as usize
+        use windows_sys::Win32::Foundation::GetHandleInformation;
+        let count = (1..=4_096_usize)
+            .filter(|&n| {
+                let mut flags = 0;
+                // SAFETY: any value may be asked about; `flags` is valid for
+                // writes. A value that is no open handle fails.
+                unsafe { GetHandleInformation((n * 4) as _, &mut flags) != 0 }
+            })
+            .count();
+        assert_ne!(count, 0, "a process has handles open");
+        count
     }
 }
 
