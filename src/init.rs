@@ -48,12 +48,16 @@
 //!     closed pipe gets an error, not a signal.
 //!   - std's stack-overflow handler is not installed: a task that overflows
 //!     its stack kills its worker with SIGSEGV (Windows: status
-//!     `0xC00000FD`), which its future reports as
-//!     [`Error::WorkerDied`](crate::Error::WorkerDied), without std's
-//!     "has overflowed its stack" line.
-//!   - The thread has no name: tasks run on the process's first thread (as
-//!     they did from `init()` in `main`, with the same stack), and a panic
-//!     message names it `<unnamed>` rather than `main`.
+//!     `0xC00000FD`, or, as seen under Wine, `0xC0000409` when std aborts
+//!     as the exception leaves the worker's thread), which its future
+//!     reports as [`Error::WorkerDied`](crate::Error::WorkerDied), without
+//!     std's "has overflowed its stack" line.
+//!   - The thread has no name: on Unix tasks run on the process's first
+//!     thread (as they did from `init()` in `main`, with the same stack);
+//!     on Windows, whose first thread has only the 1 or 2 MiB that the
+//!     executable's header reserves, on a thread of 16 MiB that the first
+//!     one waits for (`process/windows.rs`). A panic message names it
+//!     `<unnamed>` rather than `main`.
 //!   - Constructors of other crates (`ctor`, `inventory`) in the program may
 //!     or may not have run: their order is the link order. A task that
 //!     needs one must not rely on it in a worker.

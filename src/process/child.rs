@@ -50,7 +50,7 @@ pub(crate) fn serve_if_child(before_main: bool) {
     if before_main {
         sys::before_main();
     }
-    let code = match serve_pool(pool, &rest) {
+    let code = match sys::on_worker_stack(move || serve_pool(pool, &rest)) {
         Ok(()) => 0,
         Err(reason) => {
             eprintln!("concurrent-futures worker {}: {reason}", std::process::id());

@@ -267,6 +267,13 @@ pub(crate) fn before_main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Runs the child's service: here, on the first thread, whose stack (8 MiB
+/// by default on Linux and macOS) is what the remote layer's depth limits
+/// assume a worker encodes on.
+pub(crate) fn on_worker_stack(serve: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    serve()
+}
+
 /// How a child writes to its channel.
 pub(crate) type ChildWriter = UnixStream;
 

@@ -610,6 +610,29 @@ pub(crate) fn parent_id() -> u32 {
 /// prologue: nothing on Windows (no SIGPIPE).
 pub(crate) fn before_main() {}
 
+/// The stack a worker serves on. The remote layer's depth limits assume a
+/// worker encodes a result on a Linux main thread's 8 MiB; Windows' x64
+/// frames are larger, and under Wine 8 MiB did not hold the 20,000-link
+/// list that a Linux worker encodes (a debug build, `adversarial`'s
+/// deep-result case), while 16 MiB does. Only reserved: pages are
+/// committed as the stack grows.
+const WORKER_STACK: usize = 16 << 20;
+
+/// Runs the child's service on a thread of [`WORKER_STACK`]: the first
+/// thread's stack is what the executable's header reserves (1 MiB with
+/// MSVC's linker, 2 MiB with mingw's). The first thread waits for it.
+pub(crate) fn on_worker_stack(
+    serve: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    // Unnamed, as the first thread is in a Unix worker (see `init.rs`).
+    thread::Builder::new()
+        .stack_size(WORKER_STACK)
+        .spawn(serve)
+        .map_err(|e| format!("cannot start the worker's thread: {e}"))?
+        .join()
+        .unwrap_or_else(|_| Err("the worker's thread panicked".into()))
+}
+
 /// How a child reads its channel.
 pub(crate) type Reader = File;
 /// How a child writes to its channel.

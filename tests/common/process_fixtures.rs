@@ -277,13 +277,19 @@ pub fn aborted() -> Error {
 /// Kills process `pid` from outside the pool, as the OOM killer or a user
 /// might: SIGKILL on Unix, `TerminateProcess` with exit code 9 on Windows.
 pub fn kill_from_outside(pid: u32) {
+    assert!(try_kill(pid), "kill {pid} from outside");
+}
+
+/// Kills `pid` as [`kill_from_outside`] does, if it is there; whether it
+/// was. The caller knows `pid` to be a process of its test (a worker the
+/// pool has not reaped yet, or what a task started), or gone.
+pub fn try_kill(pid: u32) -> bool {
     #[cfg(unix)]
-    // SAFETY: kill(2) touches no memory; `pid` is a worker of ours, not yet
-    // reaped (the pool reaps it only once it notices the death).
-    let killed = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
+    // SAFETY: kill(2) touches no memory; `pid` is a process of this test
+    // (see above), so no stranger's.
+    return unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
     #[cfg(windows)]
-    let killed = windows::terminate(pid, 9);
-    assert!(killed, "kill {pid} from outside");
+    return windows::terminate(pid, 9);
 }
 
 /// How a running task's future fails when [`kill_from_outside`] killed its

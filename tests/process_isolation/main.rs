@@ -16,9 +16,9 @@
 // Runs on Linux (natively, and on the portable Unix path that macOS takes)
 // and on Windows (under Wine in CI), whose checks read /proc or a Toolhelp
 // snapshot. On Windows the files whose cases are about Unix alone are left
-// out: `adversarial` and `limits` (resource limits with setrlimit, SIGSTOP,
-// SIGCHLD, a task's own process group) and `corrupt_channel` (writes into
-// the worker's socket, found in /proc); `security` keeps its cases that
+// out: `limits` (resource limits with setrlimit, a replaced executable on
+// the portable path) and `corrupt_channel` (writes into the worker's
+// socket, found in /proc); `adversarial` and `security` keep the cases that
 // apply (see there). macOS has no /proc: there this binary is empty, and
 // `harness = false` wants a `main`, so `no_main` stands in for it.
 #![cfg_attr(not(any(target_os = "linux", windows)), no_main)]
@@ -29,7 +29,6 @@ mod fixtures;
 #[path = "../common/process_harness.rs"]
 mod harness;
 
-#[cfg(unix)]
 mod adversarial;
 #[cfg(unix)]
 mod corrupt_channel;
@@ -42,13 +41,11 @@ mod worker_death;
 
 fn main() {
     security::probe_mode();
-    #[cfg(unix)]
     adversarial::helper_mode();
     parent_death::helper_mode();
     #[cfg(unix)]
     limits::helper_mode();
     harness::run(&harness::by_file(&[
-        #[cfg(unix)]
         ("adversarial", adversarial::CASES),
         #[cfg(unix)]
         ("corrupt_channel", corrupt_channel::CASES),
