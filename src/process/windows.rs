@@ -194,7 +194,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     );
     let mut environment = environment_block(marker, &value);
     let path = executable()?;
-    let mut application: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+    let application: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
     let mut command_line: Vec<u16> = OsString::from(format!("\"{}\"", path.display()))
         .encode_wide()
         .chain([0])
@@ -217,7 +217,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     // whose handle array (`list`) outlives the call, and `info` to fill in.
     let created = unsafe {
         CreateProcessW(
-            application.as_mut_ptr(),
+            application.as_ptr(),
             command_line.as_mut_ptr(),
             ptr::null(),
             ptr::null(),
