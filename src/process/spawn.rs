@@ -224,10 +224,11 @@ impl ChildLink {
 /// (and the process group of the same number) is never signalled after it
 /// could have been reused.
 ///
-/// The worker leads its own process group, and every signal goes to the
-/// whole group: whatever its tasks started (a shell, a `sleep`) ends with
-/// it. When the worker ends, the rest of its group is killed before the
-/// worker is reaped, so nothing it left behind outlives it.
+/// The worker leads its own process group (on Windows: is alone in its
+/// own Job object), and every signal goes to the whole group (ends the
+/// whole job): whatever its tasks started (a shell, a `sleep`) ends with
+/// it. When the worker ends, the rest of its group (job) is killed before
+/// the worker is reaped, so nothing it left behind outlives it.
 #[derive(Debug)]
 pub(crate) struct Process {
     state: Mutex<ProcessState>,
