@@ -8,9 +8,10 @@
 //!   submitted and waited for; one iteration is one round trip.
 //! - `process_no_setup/map_1000`: `map` over 1,000 items in chunks of 100.
 
-// The process pool is built on Linux and macOS only; elsewhere this bench is empty.
-#![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
-#![cfg(any(target_os = "linux", target_os = "macos"))]
+// The process pool is built on Linux, macOS and Windows; elsewhere this
+// bench is empty.
+#![cfg_attr(not(any(target_os = "linux", target_os = "macos", windows)), no_main)]
+#![cfg(any(target_os = "linux", target_os = "macos", windows))]
 
 use std::hint::black_box;
 

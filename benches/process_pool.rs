@@ -32,8 +32,9 @@
 //! `main`, so this bench has a `main` of its own; our pool's workers need no
 //! line (see `process_no_setup.rs`, a bench under criterion's own main).
 
-// Needs the process pool, which is built on Linux and macOS so far (see
-// "Platforms" in src/lib.rs): elsewhere this binary is empty.
+// Needs the process pool and procspawn, its peer here, which has no Windows
+// support (its ipc-channel bootstrap): on Linux and macOS only; elsewhere
+// this binary is empty.
 #![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
 #![cfg(any(target_os = "linux", target_os = "macos"))]
 

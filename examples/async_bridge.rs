@@ -8,10 +8,10 @@
 //!
 //! Run it with `cargo run --release --example async_bridge`.
 
-// Needs the process pool, which is built on Linux and macOS so far (see
+// Needs the process pool, which is built on Linux, macOS and Windows (see
 // "Platforms" in src/lib.rs): elsewhere this binary is empty.
-#![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
-#![cfg(any(target_os = "linux", target_os = "macos"))]
+#![cfg_attr(not(any(target_os = "linux", target_os = "macos", windows)), no_main)]
+#![cfg(any(target_os = "linux", target_os = "macos", windows))]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

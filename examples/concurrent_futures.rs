@@ -25,9 +25,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-use concurrent_futures::ProcessPoolExecutor;
-use concurrent_futures::{Error, Executor, ThreadPoolExecutor};
+use concurrent_futures::{Error, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
 
 /// One second of "work", then a message.
 fn tugas(n: u32) -> String {
@@ -56,15 +54,7 @@ fn main() -> Result<(), Error> {
         // The pool is a temporary: it is dropped, which waits for its tasks,
         // at the end of the statement, like leaving Python's `with` block.
         "thread" => jalankan(&ThreadPoolExecutor::new(3))?,
-        #[cfg(any(target_os = "linux", target_os = "macos"))]
         "process" => jalankan(&ProcessPoolExecutor::new(3))?,
-        // The process pool is built on Linux and macOS so far (see "Platforms" in src/lib.rs).
-        #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-        "process" => {
-            return Err(Error::InvalidArgument(
-                "the process pool is not built on this platform yet: use `thread`".into(),
-            ));
-        }
         other => {
             return Err(Error::InvalidArgument(format!(
                 "unknown executor {other:?}: use `thread` or `process`"

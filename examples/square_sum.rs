@@ -21,10 +21,10 @@
 //! Python's `if __name__ == "__main__":` has no line here: the workers serve
 //! before `main`, so `main` runs once, in this process.
 
-// Needs the process pool, which is built on Linux and macOS so far (see
+// Needs the process pool, which is built on Linux, macOS and Windows (see
 // "Platforms" in src/lib.rs): elsewhere this binary is empty.
-#![cfg_attr(not(any(target_os = "linux", target_os = "macos")), no_main)]
-#![cfg(any(target_os = "linux", target_os = "macos"))]
+#![cfg_attr(not(any(target_os = "linux", target_os = "macos", windows)), no_main)]
+#![cfg(any(target_os = "linux", target_os = "macos", windows))]
 
 use std::hint::black_box;
 use std::time::Instant;

@@ -197,7 +197,7 @@ impl fmt::Display for Death<'_> {
             (_, Some(signal)) => {
                 write!(f, "killed by signal {signal}{}", signal_name(*signal))
             }
-            (Some(code), None) => write!(f, "exited with code {code}"),
+            (Some(code), None) => write!(f, "exited with code {code}{}", status_name(*code)),
             (None, None) => f.write_str(
                 "its exit status is unknown: SIGCHLD is ignored in this program, which discards it",
             ),
@@ -223,6 +223,51 @@ fn signal_name(signal: i32) -> &'static str {
     {
         let _ = signal;
         ""
+    }
+}
+
+/// On Windows, the exit code of a worker that the pool killed (a cancel, a
+/// timeout, `kill_workers`): there are no signals, so the pool ends a
+/// worker's Job object with a code of its own. Codes with the top three
+/// bits set are an application's own NTSTATUS values (the "customer"
+/// bit), so no crash and no `std::process::exit` of a task is mistaken
+/// for it.
+#[cfg(windows)]
+pub(crate) const KILLED_BY_POOL: u32 = 0xE0CF_0009;
+/// On Windows, the exit code of a worker that `terminate_workers` stopped.
+#[cfg(windows)]
+pub(crate) const TERMINATED_BY_POOL: u32 = 0xE0CF_000F;
+
+/// On Windows, an exit code that is an NTSTATUS the pool can explain (a
+/// crash, or its own kill), in hexadecimal with its meaning, such as
+/// ` (0xC0000005, STATUS_ACCESS_VIOLATION: ...)`; elsewhere nothing.
+fn status_name(code: i32) -> String {
+    #[cfg(windows)]
+    {
+        let status = code as u32;
+        let meaning = match status {
+            0xC000_0005 => "STATUS_ACCESS_VIOLATION: an access violation, such as a bad pointer",
+            0xC000_00FD => "STATUS_STACK_OVERFLOW: the task overflowed its stack",
+            0xC000_0409 => {
+                "STATUS_STACK_BUFFER_OVERRUN: a fast fail, as std::process::abort and a panic \
+                 while panicking end"
+            }
+            0xC000_001D => "STATUS_ILLEGAL_INSTRUCTION: an illegal instruction",
+            0xC000_0094 => "STATUS_INTEGER_DIVIDE_BY_ZERO: an integer division by zero",
+            0xC000_0017 => "STATUS_NO_MEMORY: out of memory",
+            0xC000_013A => "STATUS_CONTROL_C_EXIT: interrupted by Ctrl+C",
+            0xC000_0135 => "STATUS_DLL_NOT_FOUND: a DLL it needs is missing",
+            KILLED_BY_POOL => "killed by the pool: a cancel, a timeout or kill_workers",
+            TERMINATED_BY_POOL => "terminated by the pool: terminate_workers",
+            _ if status >= 0xC000_0000 => "an NTSTATUS error",
+            _ => return String::new(),
+        };
+        format!(" ({status:#010X}, {meaning})")
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = code;
+        String::new()
     }
 }
 
@@ -291,5 +336,27 @@ mod tests {
             exited.to_string().contains("exited with code 3"),
             "{exited}"
         );
+        #[cfg(windows)]
+        {
+            let crashed = Error::WorkerDied {
+                exit_code: Some(0xC000_0005_u32 as i32),
+                signal: None,
+            };
+            assert!(
+                crashed
+                    .to_string()
+                    .contains("(0xC0000005, STATUS_ACCESS_VIOLATION: an access violation"),
+                "{crashed}"
+            );
+            let killed = Error::WorkerDied {
+                exit_code: Some(KILLED_BY_POOL as i32),
+                signal: None,
+            };
+            assert!(
+                killed.to_string().contains("killed by the pool"),
+                "{killed}"
+            );
+            assert!(!exited.to_string().contains("(0x"), "{exited}");
+        }
     }
 }

@@ -339,7 +339,10 @@ impl<R> Promise<R> {
     /// cancel never finds the task running without its canceller.
     // Only the remote layer stops running tasks, and it is built only where
     // the process pool is; the state machine is the same everywhere.
-    #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "macos", windows)),
+        allow(dead_code)
+    )]
     pub(crate) fn claim_cancellable(&self, canceller: Canceller) -> bool {
         let mut slot = self.inner.lock();
         let claimed = self.claim();

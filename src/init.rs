@@ -48,12 +48,16 @@
 //!     closed pipe gets an error, not a signal.
 //!   - std's stack-overflow handler is not installed: a task that overflows
 //!     its stack kills its worker with SIGSEGV (Windows: status
-//!     `0xC00000FD`), which its future reports as
-//!     [`Error::WorkerDied`](crate::Error::WorkerDied), without std's
-//!     "has overflowed its stack" line.
-//!   - The thread has no name: tasks run on the process's first thread (as
-//!     they did from `init()` in `main`, with the same stack), and a panic
-//!     message names it `<unnamed>` rather than `main`.
+//!     `0xC00000FD`, or, as seen under Wine, `0xC0000409` when std aborts
+//!     as the exception leaves the worker's thread), which its future
+//!     reports as [`Error::WorkerDied`](crate::Error::WorkerDied), without
+//!     std's "has overflowed its stack" line.
+//!   - The thread has no name: on Unix tasks run on the process's first
+//!     thread (as they did from `init()` in `main`, with the same stack);
+//!     on Windows, whose first thread has only the 1 or 2 MiB that the
+//!     executable's header reserves, on a thread of 16 MiB that the first
+//!     one waits for (`process/windows.rs`). A panic message names it
+//!     `<unnamed>` rather than `main`.
 //!   - Constructors of other crates (`ctor`, `inventory`) in the program may
 //!     or may not have run: their order is the link order. A task that
 //!     needs one must not rely on it in a worker.
@@ -80,7 +84,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
 /// Set by [`before_main`]: the constructor ran in this process.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
 
 /// The constructor, in the platform's table of functions to run before
@@ -100,15 +104,20 @@ static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
     // SAFETY: as for `.init_array`; dyld calls `__mod_init_func` entries.
     unsafe(link_section = "__DATA,__mod_init_func")
 )]
-// Built where the process pool is (Linux and macOS). Windows' table is
-// `.CRT$XCU`, whose entries its C runtime calls before `main` (a program
-// using it was run under Wine); it joins with the Windows process transport.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(
+    windows,
+    // SAFETY: as for `.init_array`; the C runtime (MSVC's and mingw's)
+    // calls the `.CRT$XCU` entries, between `__xc_a` and `__xc_z`, before
+    // `main`, from `mainCRTStartup`, after the loader is done.
+    unsafe(link_section = ".CRT$XCU")
+)]
+// Built where the process pool is (Linux, macOS, Windows).
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 static BEFORE_MAIN: extern "C" fn() = before_main;
 
 /// Runs before `main` in every run of the program: serves if this run is a
 /// process pool's child, which never returns; otherwise returns at once.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 extern "C" fn before_main() {
     // ORDERING: read later by this thread, or by threads started after this
     // point, which synchronise with their start.
@@ -152,14 +161,14 @@ pub fn init() {
     // ORDERING: only this thread's later pool creation reads it, or threads
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     crate::process::child::serve_if_child(false);
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::mpi::rank::serve_if_rank();
 }
 
 /// Whether [`init`] was called in this process.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub(crate) fn init_called() -> bool {
     INIT_CALLED.load(Ordering::Relaxed)
 }
@@ -167,7 +176,7 @@ pub(crate) fn init_called() -> bool {
 /// Whether a run of this program, started as a process pool's child, will
 /// serve: the constructor ran here (so it runs in the child, the same
 /// executable), or [`init`] was called.
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 pub(crate) fn can_serve() -> bool {
     // Naming the constructor's table entry keeps its object file in every
     // program that can start a worker (see "Linking" in the module docs).
@@ -176,7 +185,7 @@ pub(crate) fn can_serve() -> bool {
     BEFORE_MAIN_RAN.load(Ordering::Relaxed) || init_called()
 }
 
-#[cfg(all(test, any(target_os = "linux", target_os = "macos")))]
+#[cfg(all(test, any(target_os = "linux", target_os = "macos", windows)))]
 mod tests {
     use super::*;
 

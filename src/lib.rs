@@ -163,12 +163,14 @@
 //! `scope` and the async interop are plain `std` and build on every target
 //! whose `std` has threads; CI runs them on Linux and, under Wine, on
 //! Windows, and checks them for macOS. The process pool (and the remote
-//! layer under it) is built on Linux and macOS; macOS takes a portable
-//! Unix path (`process/platform.rs`) that CI also runs on Linux. It is not
-//! built on Windows yet, nor the MPI executor outside Linux: there
-//! `ProcessPoolExecutor` does not exist, so code that names it fails to
-//! compile rather than at run time. The README's platform table says which
-//! promise is checked where.
+//! layer under it) is built on Linux, macOS and Windows; macOS takes a
+//! portable Unix path (`process/platform.rs`) that CI also runs on Linux,
+//! and Windows its own system calls (`process/windows.rs`: anonymous pipes
+//! inherited by the one child, a kill-on-close Job object per worker),
+//! whose process-pool tests CI runs under Wine. The MPI executor is built
+//! on Linux only: elsewhere `MpiPoolExecutor` does not exist, so code that
+//! names it fails to compile rather than at run time. The README's
+//! platform table says which promise is checked where.
 //!
 //! # For maintainers: how a task flows
 //!
@@ -209,7 +211,8 @@
 //! crate's entry in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
-//!   entry in the platform's table of constructors, run before `main`. The
+//!   entry in the platform's table of constructors, run before `main`
+//!   (`.init_array`, `__mod_init_func`, `.CRT$XCU`). The
 //!   module docs list what is and is not set up by then, and what a worker
 //!   does without.
 //! - `thread/scope.rs`, `Scope::enqueue`: erasing a scoped task's lifetime
@@ -223,18 +226,29 @@
 //!   that makes offsets meaningful: **a task function must lie in the same
 //!   image as the anchor** (the executable, not a shared library: no
 //!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
-//!   with `dladdr` at `submit` and refuses the task otherwise; the
-//!   `dladdr` call itself is the file's other unsafe block.
+//!   with `dladdr` (on Windows `GetModuleHandleExW` with
+//!   `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`, whose module handle is its
+//!   image base) at `submit` and refuses the task otherwise; that call is
+//!   the file's other unsafe block.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
-//! - `process/child.rs`, `process/spawn.rs` and `process/platform.rs`: the
-//!   system calls std has no safe form of (`signal` to ignore SIGPIPE in a
-//!   child that starts before `main`, `dup2` to take the channel off
-//!   standard input, `kill` for a signal other than SIGKILL and for a
-//!   child's whole process group, `waitid(WNOWAIT)` to see a child exit
-//!   while its pid, and so its group's id, is still reserved, and in
-//!   `platform.rs` `prctl` so a Linux child dies with its pool, and
-//!   `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is on the
-//!   other end).
+//! - `process/platform.rs` (Unix): the system calls std has no safe form
+//!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
+//!   `dup2` to take the channel off standard input, `kill` for a signal
+//!   other than SIGKILL and for a child's whole process group,
+//!   `waitid(WNOWAIT)` to see a child exit while its pid, and so its
+//!   group's id, is still reserved, `prctl` so a Linux child dies with its
+//!   pool, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
+//!   on the other end).
+//! - `process/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
+//!   the inheritable copies of one spawn, the attribute list with the
+//!   handles the child may inherit, `CreateProcessW` (then the child is put
+//!   in its Job object before the handshake), the Job object's calls
+//!   (`TerminateJobObject` is the kill), `WaitForSingleObject` and
+//!   `GetExitCodeProcess` to reap, `GetFileInformationByHandle` for the
+//!   executable's identity, `NtQueryInformationProcess` for the parent's
+//!   pid; and in the child, taking ownership of the two inherited pipe
+//!   handles named by the marker, once they are checked to be pipes and
+//!   not the standard handles, and made non-inheritable.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
@@ -256,9 +270,9 @@ mod map;
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
 mod panic;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod process;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod remote;
 mod spread;
 mod sync;
@@ -274,14 +288,20 @@ pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg_attr(docsrs, doc(cfg(all(feature = "mpi", target_os = "linux"))))]
 pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
-#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos")))]
+#[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos", windows)))]
 #[doc(hidden)]
 pub use process::fuzz_wire;
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
+)]
 pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
-#[cfg(any(target_os = "linux", target_os = "macos"))]
-#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "macos"))))]
+#[cfg(any(target_os = "linux", target_os = "macos", windows))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
+)]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};

@@ -17,7 +17,8 @@
 //! `FAULT_SEED` picks the victims' sequence (printed, to replay a failure).
 
 // Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
+// its faults are signals (SIGKILL, SIGSEGV, SIGSTOP/SIGCONT) and its checks
+// read /proc; Windows' kills and crashes are in process_isolation.
 // Elsewhere this binary is empty; `no_main` only until these tests use the
 // default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]

@@ -33,7 +33,7 @@
 //! `process_pool_soak`; `--list` lists them.
 
 // Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
+// its checks (threads, children, descriptors, resident memory) read /proc.
 // Elsewhere this binary is empty; `no_main` only until these tests use the
 // default harness, where `#![cfg]` alone would do.
 #![cfg_attr(not(target_os = "linux"), no_main)]

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Instant;
 
 use super::spawn::{ChildLink, Fault, Process};
+use super::sys;
 use super::{Queued, Shared};
 use crate::Error;
 use crate::crew::{Crew, Turn};
@@ -187,7 +188,7 @@ fn call(
         };
         let bad = slot.take().expect("a call was made, so a child exists");
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
-            bad.process.kill(libc::SIGKILL);
+            bad.process.kill(sys::KILL);
         }
         let death = bad.process.death();
         bad.retire();
@@ -211,7 +212,7 @@ fn start(shared: &Shared) -> Result<ChildLink, Failed> {
     let started = ChildLink::start(&shared.recipe, |process| shared.register(process));
     if shared.is_stopping() {
         if let Ok(link) = started {
-            link.process.kill(libc::SIGKILL);
+            link.process.kill(sys::KILL);
             link.retire();
         }
         return Err(Failed::Stopping);
@@ -235,7 +236,7 @@ fn deliver(turn: Turn<'_, Queued>, work: Work, slot: &mut Option<ChildLink>, sha
     if garbled {
         // The outcomes did not decode (the future got the protocol error):
         // the child is not to be trusted any more.
-        live.process.kill(libc::SIGKILL);
+        live.process.kill(sys::KILL);
     }
     if garbled
         || shared

@@ -9,22 +9,34 @@
 //! - [`frame`]: the frames on the private channel.
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
-//! - [`platform`]: the executable's path, the channel's peer, and how a
-//!   child dies with its pool, on Linux and on the portable Unix path.
+//! - `platform` (Unix) and `windows` (Windows), one of them built as
+//!   `sys`: the system calls below the rest: starting, stopping and reaping
+//!   a child, its channel, the executable's path and identity, and how a
+//!   child dies with its pool (on Linux, on the portable Unix path, on
+//!   Windows).
 //!
 //! The queue and the lazily started manager threads are a [`Crew`], as in
 //! the thread pool: one manager (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
-//! from the crate's constructor, before `main` (`init.rs`). Everything here
-//! is Unix; what differs between Linux and macOS is in [`platform`], and
-//! other platforms plug in below this line, with the remote layer above
-//! unchanged.
+//! from the crate's constructor, before `main` (`init.rs`). The files
+//! above `sys` are the same on every platform; what differs lives in
+//! `platform` (Linux, macOS) and `windows`, under the same names, with the
+//! remote layer above unchanged.
 
 pub(crate) mod child;
 mod frame;
 mod manager;
+#[cfg(unix)]
 mod platform;
 mod spawn;
+#[cfg(windows)]
+mod windows;
+
+/// The system calls under the transport: the Unix ones, or the Windows ones.
+#[cfg(unix)]
+use platform as sys;
+#[cfg(windows)]
+use windows as sys;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -216,28 +228,29 @@ impl RemoteExecutor<ProcessTransport> {
     }
 
     /// Stops everything now: cancels the queued tasks, sends SIGTERM to every
-    /// worker, and waits for them. Running tasks fail with
-    /// [`Error::WorkerDied`]; no worker process is left.
+    /// worker (on Windows: ends its Job object), and waits for them. Running
+    /// tasks fail with [`Error::WorkerDied`]; no worker process is left.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// ProcessPoolExecutor::new(2).terminate_workers();
     /// ```
     pub fn terminate_workers(&self) {
-        self.stop_now(libc::SIGTERM);
+        self.stop_now(sys::TERMINATE);
     }
 
-    /// Like [`terminate_workers`](Self::terminate_workers), with SIGKILL.
+    /// Like [`terminate_workers`](Self::terminate_workers), with SIGKILL (on
+    /// Windows, the job ends with the pool's "killed" exit code).
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
     /// ProcessPoolExecutor::new(2).kill_workers();
     /// ```
     pub fn kill_workers(&self) {
-        self.stop_now(libc::SIGKILL);
+        self.stop_now(sys::KILL);
     }
 
-    fn stop_now(&self, signal: libc::c_int) {
+    fn stop_now(&self, signal: sys::Signal) {
         let ProcessTransport { crew, shared } = &self.transport;
         // ORDERING: Release pairs with the Acquire in `is_stopping`.
         shared.stopping.store(true, Ordering::Release);
@@ -335,7 +348,8 @@ impl RemoteBuilder<ProcessTransport> {
     }
 
     /// Fails a task with [`Error::TaskTimedOut`] and kills its worker (with
-    /// its whole process group; the worker is replaced) if it runs longer
+    /// its whole process group, on Windows its Job object; the worker is
+    /// replaced) if it runs longer
     /// than this, counted from when its argument starts to go out to the
     /// worker. With chunks, the limit is per chunk; so a pool with a timeout
     /// sends `map` inputs one per task unless a

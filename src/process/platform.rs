@@ -1,8 +1,12 @@
 //! Layer: process transport, at its bottom. May use `std`, `libc` and
-//! `crossbeam-channel` only. What differs between the Unixes the process
-//! pool runs on: where the executable is, who holds the other end of a
-//! socket, and how a child learns that its pool died. The rest of the
-//! transport is the same on Linux and macOS.
+//! `crossbeam-channel` only. The Unix half of the transport's system
+//! calls (the Windows half is `windows.rs`, with the same names):
+//! starting a child with its private channel, signalling and reaping it,
+//! a channel end with a deadline, and the child's side of taking the
+//! channel; and what differs between the Unixes the process pool runs on:
+//! where the executable is, who holds the other end of a socket, and how a
+//! child learns that its pool died. The logic above these calls
+//! (`spawn`, `child`) is the same on every platform.
 //!
 //! Two paths:
 //!
@@ -27,10 +31,18 @@
 //! [`peer_pid`] is the one call that differs by system on both paths:
 //! `SO_PEERCRED` on Linux, `LOCAL_PEERPID` on macOS.
 
-use std::io;
-use std::os::fd::AsRawFd;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+pub(crate) use std::os::unix::process::parent_id;
 
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 pub(crate) use linux::*;
@@ -44,6 +56,252 @@ pub(crate) use portable::*;
 pub(crate) fn spawning() -> MutexGuard<'static, ()> {
     static SPAWNING: Mutex<()> = Mutex::new(());
     SPAWNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How the pool stops a child: a signal, sent to the child's whole
+/// process group.
+pub(crate) type Signal = libc::c_int;
+/// What `kill_workers`, a cancel and a timeout send.
+pub(crate) const KILL: Signal = libc::SIGKILL;
+/// What `terminate_workers` sends.
+pub(crate) const TERMINATE: Signal = libc::SIGTERM;
+/// How a child ended.
+pub(crate) type Status = ExitStatus;
+
+/// A dead worker's exit code and signal, as `Error::WorkerDied` reports
+/// them: from its exit status, or, when that was discarded (SIGCHLD
+/// ignored), the signal the pool itself sent it, if any.
+pub(crate) fn code_and_signal(
+    status: Option<Status>,
+    sent: Option<Signal>,
+) -> (Option<i32>, Option<i32>) {
+    (
+        status.and_then(|s| s.code()),
+        status
+            .and_then(|s| s.signal())
+            .or_else(|| status.is_none().then_some(sent).flatten()),
+    )
+}
+
+/// How a child ended, in words.
+pub(crate) fn describe(status: Status) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "ended".to_owned(),
+    }
+}
+
+/// A started child: the leader of its own process group, not reaped yet
+/// (its pid, and so its group's id, cannot be reused while this lives
+/// unreaped).
+#[derive(Debug)]
+pub(crate) struct OsChild(Child);
+
+/// Starts a run of [`executable`] as a child with `marker` set to this
+/// process's pid and one end of a fresh socket pair, its private channel,
+/// as standard input; returns it with the pool's ends of the channel
+/// (reader, writer).
+pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> {
+    let spawning = spawning();
+    let (ours, theirs) = UnixStream::pair()?;
+    // Everything that can fail comes before the spawn.
+    let reading = ours.try_clone()?;
+    let mut command = Command::new(executable()?);
+    if let Some(name) = std::env::args_os().next() {
+        command.arg0(name);
+    }
+    let child = command
+        .env(marker, std::process::id().to_string())
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        // Its own process group (setpgid in the child before exec), so
+        // that stopping the worker stops whatever its tasks started too.
+        .process_group(0)
+        .spawn()?;
+    // The command holds the child's end of the channel: drop it now, or
+    // the channel would never report end-of-file when the child dies.
+    drop(command);
+    drop(spawning);
+    Ok((OsChild(child), Deadline::new(reading), Deadline::new(ours)))
+}
+
+impl OsChild {
+    /// Sends `sig` to the child's process group. The caller guarantees the
+    /// child is not reaped yet.
+    pub(crate) fn signal(&mut self, sig: Signal) {
+        let Ok(pid) = libc::pid_t::try_from(self.0.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) touches no memory of ours; `pid` is our own child,
+        // not yet reaped (the caller's guarantee), so it still names that
+        // process, and -pid the group it leads (it joined it before exec),
+        // and no other.
+        if unsafe { libc::kill(-pid, sig) } != 0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Waits for the child to exit, kills what is left of its process
+    /// group, and reaps it. The caller calls this once.
+    pub(crate) fn reap(&mut self) -> Option<Status> {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // Wait for the exit but leave the worker a zombie: until it is
+            // reaped, its pid, and so its group's id, cannot be reused.
+            // (With SIGCHLD ignored there is no zombie; waitid then fails
+            // and the group is left alone rather than risk a reused id.)
+            let exited = loop {
+                // SAFETY: siginfo_t is plain integers, for which all zeroes
+                // is a valid value.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: `info` is a valid siginfo_t for waitid to fill in;
+                // `pid` is our own unreaped child (the caller reaps once).
+                let status = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                match status {
+                    0 => break true,
+                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                    _ => break false,
+                }
+            };
+            if exited {
+                // SAFETY: kill(2) touches no memory of ours; the group id is
+                // our unreaped worker's pid, so it names that group only.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+        }
+        self.0.wait().ok()
+    }
+}
+
+/// One end of a worker's channel, with an optional deadline for its reads
+/// or writes: the socket's own timeouts.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    stream: UnixStream,
+    deadline: Option<Instant>,
+    /// Whether the socket has a timeout set (a syscall to change).
+    timeout_set: bool,
+}
+
+impl Deadline {
+    fn new(stream: UnixStream) -> Self {
+        Deadline {
+            stream,
+            deadline: None,
+            timeout_set: false,
+        }
+    }
+
+    /// Sets (or, with `None`, lifts) the deadline of the reads or writes
+    /// that follow; past it they fail with a timeout.
+    pub(crate) fn set(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Sets the socket's timeout (for reads or for writes, as `set` does)
+    /// to what is left until the deadline.
+    fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
+        match self.deadline {
+            None if self.timeout_set => {
+                set(&self.stream, None)?;
+                self.timeout_set = false;
+            }
+            None => {}
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                set(&self.stream, Some(left))?;
+                self.timeout_set = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadline {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(UnixStream::set_read_timeout)?;
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Deadline {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The identity of the file at `path`: device, inode and size.
+pub(crate) fn file_identity(path: &Path) -> io::Result<[u64; 3]> {
+    let file = fs::metadata(path)?;
+    Ok([file.dev(), file.ino(), file.size()])
+}
+
+/// What a child sets up before `main` that std would set up in `main`'s
+/// prologue: it ignores SIGPIPE, as std does, so that a task writing to a
+/// closed pipe gets `EPIPE`, and a worker whose pool is gone fails to send
+/// rather than die of the signal.
+pub(crate) fn before_main() {
+    // SAFETY: signal() with SIG_IGN installs no handler, only a disposition;
+    // nothing else in this process depends on SIGPIPE's (std, later, would
+    // set the same).
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// Runs the child's service: here, on the first thread, whose stack (8 MiB
+/// by default on Linux and macOS) is what the remote layer's depth limits
+/// assume a worker encodes on.
+pub(crate) fn on_worker_stack<E>(serve: impl FnOnce() -> Result<(), E>) -> Result<(), E> {
+    serve()
+}
+
+/// How a child writes to its channel.
+pub(crate) type ChildWriter = UnixStream;
+
+/// The child's side: takes the private channel off standard input (a
+/// close-on-exec copy; `/dev/null` takes descriptor 0), checks that its
+/// peer is the `pool` process, and ties this child to the pool. The
+/// marker's `rest` is empty on Unix.
+pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWriter), String> {
+    let stdin = io::stdin();
+    // `try_clone_to_owned` duplicates with close-on-exec set.
+    let channel = stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("no private channel: {e}"))?;
+    let null = File::open("/dev/null").map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    // SAFETY: both descriptors are open and owned here; dup2 atomically
+    // replaces descriptor 0, which from now on nobody else uses as the channel.
+    if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+        return Err(format!("dup2: {}", io::Error::last_os_error()));
+    }
+    let channel = UnixStream::from(channel);
+    let peer = peer_pid(&channel)
+        .map_err(|e| format!("standard input is not the pool's private channel: {e}"))?;
+    if peer != pool {
+        return Err("standard input is a socket, but not one made by the pool".into());
+    }
+    let reader = tie_to_pool(pool, &channel)?;
+    Ok((reader, channel))
 }
 
 /// The pid of the process that made the other end of `channel`.

@@ -3,10 +3,12 @@
 //! child process: starting it, the handshake, one call at a time over its
 //! channel, and stopping it.
 //!
-//! Children are fresh runs of [`platform::executable`] (not `fork()` of a
+//! Children are fresh runs of the executable (not `fork()` of a
 //! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
 //! executable this process started from even if the file was since rebuilt
-//! or moved.
+//! or moved. The system calls that start, stop and reap a child are
+//! `sys`'s (`platform` on Unix, `windows` on Windows); the lifecycle and
+//! the protocol here are the same everywhere.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
 //!
@@ -19,17 +21,13 @@
 //!              └──────────────────reap (it exited)─────────────┘
 //! ```
 
-use std::io::{self, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::child::MARKER;
 use super::frame::{self, FrameError};
-use super::platform;
+use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
@@ -37,8 +35,8 @@ use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
 /// serves before `main` (checked before any spawn: `can_serve`), so either
-/// [`platform::executable`] is not this program, or something before our
-/// constructor held it up.
+/// the executable it was started from is not this program, or something
+/// before our constructor held it up.
 const NOT_A_WORKER: &str = "either this program runs under a wrapper (valgrind, an emulator, \
     a debugger) that runs in its place as its executable (/proc/self/exe on Linux) and so cannot \
     start workers (use a ThreadPoolExecutor there), or code that runs before main (another \
@@ -92,31 +90,10 @@ impl ChildLink {
         if !can_serve() {
             return Err(Error::InitMissing);
         }
-        let spawning = platform::spawning();
-        let (ours, theirs) = UnixStream::pair().map_err(spawn_failed)?;
-        // Everything that can fail comes before the spawn: once the child
-        // exists, only the handshake can fail, and that path reaps it.
-        let reading = ours.try_clone().map_err(spawn_failed)?;
-        let writing = ours;
-        let mut command = Command::new(platform::executable().map_err(spawn_failed)?);
-        if let Some(name) = std::env::args_os().next() {
-            command.arg0(name);
-        }
-        let child = command
-            .env(MARKER, std::process::id().to_string())
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            // Its own process group (setpgid in the child before exec), so
-            // that stopping the worker stops whatever its tasks started too.
-            .process_group(0)
-            .spawn()
-            .map_err(spawn_failed)?;
-        // The command holds the child's end of the channel: drop it now, or
-        // the channel would never report end-of-file when the child dies.
-        drop(command);
-        drop(spawning);
+        let (child, reading, writing) = sys::launch(MARKER).map_err(spawn_failed)?;
         let mut link = ChildLink {
-            reader: BufReader::new(Deadline::new(reading)),
-            writer: Deadline::new(writing),
+            reader: BufReader::new(reading),
+            writer: writing,
             process: Arc::new(Process {
                 state: Mutex::new(ProcessState {
                     child,
@@ -130,7 +107,7 @@ impl ChildLink {
         match link.handshake(recipe) {
             Ok(()) => Ok(link),
             Err(error) => {
-                link.process.kill(libc::SIGKILL);
+                link.process.kill(sys::KILL);
                 link.process.reap();
                 Err(error)
             }
@@ -142,7 +119,9 @@ impl ChildLink {
     /// failure every worker would repeat (a different executable, an
     /// initializer that panics) breaks the pool ([`Error::BrokenExecutor`]).
     fn handshake(&mut self, recipe: &Recipe) -> Result<(), Error> {
-        self.reader.get_mut().deadline = Some(Instant::now() + HANDSHAKE_TIMEOUT);
+        self.reader
+            .get_mut()
+            .set(Some(Instant::now() + HANDSHAKE_TIMEOUT));
         let hello = match frame::expect_frame(&mut self.reader, &mut self.body, Kind::Hello) {
             Ok(()) => Hello::decode(&self.body).map_err(message::Malformed::into_error)?,
             Err(FrameError::Io(e)) if is_timeout(&e) => {
@@ -172,7 +151,7 @@ impl ChildLink {
         frame::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
             .map_err(|e| not_started(format!("could not welcome a new worker: {e}")))?;
         // The initializer may take as long as it likes.
-        self.reader.get_mut().deadline = None;
+        self.reader.get_mut().set(None);
         match frame::expect_frame(&mut self.reader, &mut self.body, Kind::Ready) {
             Ok(()) => {
                 match message::decode_ready(&self.body).map_err(message::Malformed::into_error)? {
@@ -202,19 +181,19 @@ impl ChildLink {
         self.calls += 1;
         // The deadline covers sending the arguments too: a worker that
         // stops reading (stopped, or stuck) must not hold the call forever.
-        self.writer.deadline = deadline;
+        self.writer.set(deadline);
         let sent = frame::write_frame(
             &mut self.writer,
             Kind::Task,
             &[&header.encode(), args, tail],
         );
-        self.writer.deadline = None;
+        self.writer.set(None);
         match sent {
             Err(e) if is_timeout(&e) => return Err(Fault::TimedOut),
             Err(_) => return Err(Fault::Undelivered),
             Ok(()) => {}
         }
-        self.reader.get_mut().deadline = deadline;
+        self.reader.get_mut().set(deadline);
         match frame::read_frame(&mut self.reader, &mut self.body) {
             Ok(Kind::Outcomes) => Ok(()),
             Ok(kind) => Err(Fault::Protocol(Error::Protocol(format!(
@@ -245,10 +224,11 @@ impl ChildLink {
 /// (and the process group of the same number) is never signalled after it
 /// could have been reused.
 ///
-/// The worker leads its own process group, and every signal goes to the
-/// whole group: whatever its tasks started (a shell, a `sleep`) ends with
-/// it. When the worker ends, the rest of its group is killed before the
-/// worker is reaped, so nothing it left behind outlives it.
+/// The worker leads its own process group (on Windows: is alone in its
+/// own Job object), and every signal goes to the whole group (ends the
+/// whole job): whatever its tasks started (a shell, a `sleep`) ends with
+/// it. When the worker ends, the rest of its group (job) is killed before
+/// the worker is reaped, so nothing it left behind outlives it.
 #[derive(Debug)]
 pub(crate) struct Process {
     state: Mutex<ProcessState>,
@@ -256,7 +236,7 @@ pub(crate) struct Process {
 
 #[derive(Debug)]
 struct ProcessState {
-    child: Child,
+    child: OsChild,
     life: Life,
 }
 
@@ -267,13 +247,13 @@ enum Life {
     Running { call: u64 },
     /// Signalled by the pool (a cancel, a timeout, a stop), not reaped yet;
     /// the last signal sent.
-    Killed { signal: libc::c_int },
+    Killed { signal: Signal },
     /// Waited for: how it ended, if that could be known (not when SIGCHLD
     /// is ignored, which discards exit statuses), and the last signal the
     /// pool sent it, if any.
     Reaped {
-        status: Option<ExitStatus>,
-        sent: Option<libc::c_int>,
+        status: Option<Status>,
+        sent: Option<Signal>,
     },
 }
 
@@ -294,12 +274,12 @@ impl Process {
     pub(crate) fn kill_if_running(&self, seq: u64) {
         let mut state = self.lock();
         if state.life == (Life::Running { call: seq }) {
-            signal(&mut state, libc::SIGKILL);
+            signal(&mut state, sys::KILL);
         }
     }
 
     /// Sends `sig` to the child's process group, unless it is already reaped.
-    pub(crate) fn kill(&self, sig: libc::c_int) {
+    pub(crate) fn kill(&self, sig: Signal) {
         signal(&mut self.lock(), sig);
     }
 
@@ -313,44 +293,14 @@ impl Process {
 
     /// Waits for the worker to exit, once, kills what is left of its
     /// process group, and returns how the worker ended.
-    pub(crate) fn reap(&self) -> Option<ExitStatus> {
+    pub(crate) fn reap(&self) -> Option<Status> {
         let mut state = self.lock();
         if let Life::Reaped { status, .. } = state.life {
             return status;
         }
-        if let Ok(pid) = libc::pid_t::try_from(state.child.id()) {
-            // Wait for the exit but leave the worker a zombie: until it is
-            // reaped, its pid, and so its group's id, cannot be reused.
-            // (With SIGCHLD ignored there is no zombie; waitid then fails
-            // and the group is left alone rather than risk a reused id.)
-            let exited = loop {
-                // SAFETY: siginfo_t is plain integers, for which all zeroes
-                // is a valid value.
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                // SAFETY: `info` is a valid siginfo_t for waitid to fill in;
-                // `pid` is our own unreaped child (checked above, under the
-                // lock that guards reaping).
-                let status = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOWAIT,
-                    )
-                };
-                match status {
-                    0 => break true,
-                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                    _ => break false,
-                }
-            };
-            if exited {
-                // SAFETY: kill(2) touches no memory of ours; the group id is
-                // our unreaped worker's pid, so it names that group only.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-        }
-        let status = state.child.wait().ok();
+        // Under the lock that guards reaping: once, and never while a kill
+        // could still be sent to the reaped child's reused id.
+        let status = state.child.reap();
         let sent = match state.life {
             Life::Killed { signal } => Some(signal),
             _ => None,
@@ -359,21 +309,16 @@ impl Process {
         status
     }
 
-    /// Reaps the worker and says how it died, as a task's error: its exit
-    /// code or signal, or, when the exit status was discarded (SIGCHLD
-    /// ignored), the signal the pool itself sent it, if any.
+    /// Reaps the worker and says how it died, as a task's error (see
+    /// `sys::code_and_signal`).
     pub(crate) fn death(&self) -> Error {
         let status = self.reap();
         let sent = match self.lock().life {
             Life::Reaped { sent, .. } => sent,
             _ => None,
         };
-        Error::WorkerDied {
-            exit_code: status.and_then(|s| s.code()),
-            signal: status
-                .and_then(|s| s.signal())
-                .or_else(|| status.is_none().then_some(sent).flatten()),
-        }
+        let (exit_code, signal) = sys::code_and_signal(status, sent);
+        Error::WorkerDied { exit_code, signal }
     }
 }
 
@@ -382,39 +327,23 @@ impl Drop for Process {
     /// reaped here: no zombie, no orphan.
     fn drop(&mut self) {
         if !matches!(self.lock().life, Life::Reaped { .. }) {
-            self.kill(libc::SIGKILL);
+            self.kill(sys::KILL);
             self.reap();
         }
     }
 }
 
-fn signal(state: &mut ProcessState, sig: libc::c_int) {
+fn signal(state: &mut ProcessState, sig: Signal) {
     if let Life::Reaped { .. } = state.life {
         return;
     }
     state.life = Life::Killed { signal: sig };
-    let Ok(pid) = libc::pid_t::try_from(state.child.id()) else {
-        return;
-    };
-    // SAFETY: kill(2) touches no memory of ours; `pid` is our own child,
-    // not yet reaped (checked above, under the lock that guards reaping),
-    // so it still names that process, and -pid the group it leads (it
-    // joined it before exec), and no other.
-    if unsafe { libc::kill(-pid, sig) } != 0 {
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, sig) };
-    }
+    // Not reaped (checked above, under the lock that guards reaping).
+    state.child.signal(sig);
 }
 
-fn describe(status: Option<ExitStatus>) -> String {
-    match status {
-        Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with code {code}"),
-            (None, Some(signal)) => format!("was killed by signal {signal}"),
-            _ => "ended".to_owned(),
-        },
-        None => "vanished".to_owned(),
-    }
+fn describe(status: Option<Status>) -> String {
+    status.map_or_else(|| "vanished".to_owned(), sys::describe)
 }
 
 /// A worker that did not start: this task fails, the pool goes on.
@@ -438,68 +367,4 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// One end of a worker's channel, with an optional deadline for its reads
-/// or writes.
-#[derive(Debug)]
-struct Deadline {
-    stream: UnixStream,
-    deadline: Option<Instant>,
-    /// Whether the socket has a timeout set (a syscall to change).
-    timeout_set: bool,
-}
-
-impl Deadline {
-    fn new(stream: UnixStream) -> Self {
-        Deadline {
-            stream,
-            deadline: None,
-            timeout_set: false,
-        }
-    }
-
-    /// Sets the socket's timeout (for reads or for writes, as `set` does)
-    /// to what is left until the deadline.
-    fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
-        match self.deadline {
-            None if self.timeout_set => {
-                set(&self.stream, None)?;
-                self.timeout_set = false;
-            }
-            None => {}
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                set(&self.stream, Some(left))?;
-                self.timeout_set = true;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Read for Deadline {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.arm(UnixStream::set_read_timeout)?;
-        self.stream.read(buf)
-    }
-}
-
-impl Write for Deadline {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.arm(UnixStream::set_write_timeout)?;
-        self.stream.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.arm(UnixStream::set_write_timeout)?;
-        self.stream.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

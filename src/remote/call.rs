@@ -345,7 +345,7 @@ mod image {
     }
 
     /// The image that holds `address`.
-    #[cfg(not(miri))]
+    #[cfg(all(unix, not(miri)))]
     pub(super) fn of(address: usize) -> Image {
         // SAFETY: an all-zero `Dl_info` is valid (null pointers).
         let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
@@ -368,6 +368,44 @@ mod image {
         });
         Image {
             base: Some(info.dli_fbase as usize),
+            path,
+        }
+    }
+
+    /// The image that holds `address`: the module whose mapping contains
+    /// it (its handle is its base address), as `dladdr` says on Unix.
+    #[cfg(all(windows, not(miri)))]
+    pub(super) fn of(address: usize) -> Image {
+        use windows_sys::Win32::System::LibraryLoader::{
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS, GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            GetModuleFileNameW, GetModuleHandleExW,
+        };
+        let mut module = std::ptr::null_mut();
+        // SAFETY: with FROM_ADDRESS the name argument is an address, any
+        // value allowed, that the loader looks up in its module list;
+        // UNCHANGED_REFCOUNT takes no reference to release; `module` is
+        // valid for writes.
+        let found = unsafe {
+            GetModuleHandleExW(
+                GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS
+                    | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                address as *const u16,
+                &mut module,
+            )
+        };
+        if found == 0 {
+            return Image {
+                base: None,
+                path: None,
+            };
+        }
+        let mut name = [0_u16; 1024];
+        // SAFETY: `module` is a loaded module (it holds `address`, which we
+        // hold a code address in); `name` is valid for writes of its length.
+        let len = unsafe { GetModuleFileNameW(module, name.as_mut_ptr(), name.len() as u32) };
+        let path = (len > 0).then(|| String::from_utf16_lossy(&name[..len as usize]));
+        Image {
+            base: Some(module as usize),
             path,
         }
     }
@@ -478,13 +516,30 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "miri cannot ask the dynamic loader")]
     fn a_function_in_a_shared_library_is_refused() {
-        // `getpid` lives in the C library, a shared object of its own: its
-        // distance from the anchor changes from run to run.
-        let libc_function = libc::getpid as *const () as usize;
+        // `getpid` lives in the C library, a shared object of its own (on
+        // Windows, `GetCurrentProcessId` in kernel32.dll): its distance from
+        // the anchor changes from run to run.
+        #[cfg(unix)]
+        let (foreign, library) = (libc::getpid as *const () as usize, "libc");
+        // (An imported function's address in Rust is its import thunk, in
+        // this image: ask the loader for the function itself.)
+        #[cfg(windows)]
+        let (foreign, library) = {
+            use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+            // SAFETY: both names are NUL-terminated; kernel32.dll is loaded
+            // in every Windows process, and exports the function.
+            let function = unsafe {
+                GetProcAddress(
+                    GetModuleHandleA(c"kernel32.dll".as_ptr().cast()),
+                    c"GetCurrentProcessId".as_ptr().cast(),
+                )
+            };
+            (function.expect("kernel32 exports it") as usize, "kernel32")
+        };
         let error =
-            Call::checked(run::<fn(u32) -> u64> as Trampoline as usize, libc_function).unwrap_err();
+            Call::checked(run::<fn(u32) -> u64> as Trampoline as usize, foreign).unwrap_err();
         assert!(
-            matches!(&error, Error::InvalidArgument(m) if m.contains("libc")),
+            matches!(&error, Error::InvalidArgument(m) if m.to_lowercase().contains(library)),
             "{error:?}"
         );
         // The same check passes the program's own functions, again and

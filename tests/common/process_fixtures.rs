@@ -1,7 +1,9 @@
 //! What the process-pool tests share: scratch directories that tasks and
 //! tests synchronise through, bounded waits, a look at our child processes
-//! and open descriptors in /proc, a few tasks, one test at a time
-//! ([`alone`]), and panics on purpose kept quiet.
+//! and open descriptors (in /proc on Linux; a Toolhelp snapshot and the
+//! handle count on Windows), a few tasks, one test at a time ([`alone`]),
+//! how the pool's own kills are reported on each platform, and panics on
+//! purpose kept quiet.
 //!
 //! Nothing here sleeps and hopes: every wait polls for a condition and fails
 //! clearly when [`PATIENCE`] runs out.
@@ -101,7 +103,14 @@ impl Drop for Scratch {
 
 /// In a worker: the directory [`Scratch::for_workers`] made in the pool.
 pub fn parents_scratch(label: &str) -> PathBuf {
+    #[cfg(unix)]
     let parent = std::os::unix::process::parent_id();
+    #[cfg(windows)]
+    let parent = windows::processes()
+        .into_iter()
+        .find(|&(pid, _)| pid == std::process::id())
+        .expect("this process is in the snapshot")
+        .1;
     std::env::temp_dir().join(format!("concurrent-futures-{label}-{parent}"))
 }
 
@@ -145,41 +154,55 @@ pub fn settle<R>(future: &Future<R>) -> Result<R, Error> {
 }
 
 /// The state letter of process `pid` (R, S, Z...), or `None` if it is gone.
+/// Windows has no states to read: `R` while it runs.
 pub fn state(pid: u32) -> Option<char> {
-    stat(pid).map(|(state, _)| state)
+    #[cfg(unix)]
+    return stat(pid).map(|(state, _)| state);
+    #[cfg(windows)]
+    return windows::processes()
+        .iter()
+        .any(|&(p, _)| p == pid)
+        .then_some('R');
 }
 
 /// Waits until our child `pid` has died completely: every one of its
-/// threads has exited, so every descriptor it held is closed. Its zombie
-/// state letter alone does not say so: a process's first thread shows `Z`
-/// while its other threads are still exiting. The system reports a child
-/// to `waitid` only once all are gone; `WNOWAIT` leaves it to be reaped by
-/// whoever owns it.
+/// threads has exited, so every descriptor or handle it held is closed.
+///
+/// On Unix its zombie state letter alone does not say so: a process's
+/// first thread shows `Z` while its other threads are still exiting. The
+/// system reports a child to `waitid` only once all are gone; `WNOWAIT`
+/// leaves it to be reaped by whoever owns it. On Windows a process leaves
+/// the process list once it has ended.
 pub fn wait_for_death(pid: u32) {
     wait_until("the process to die", || {
-        // SAFETY: all-zero bytes are a valid `siginfo_t` (plain integers and
-        // unions of them); waitid writes into it and touches nothing else.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid, writable siginfo_t; `pid` is our child
-        // (the caller's), and WNOWAIT leaves it unreaped.
-        let found = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        assert_eq!(
-            found,
-            0,
-            "waitid on child {pid}: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: waitid succeeded, so `info` holds a child's status, or is
-        // still zeroed (pid 0) when no child has changed state.
-        (unsafe { info.si_pid() } == pid as libc::pid_t).then_some(())
+        #[cfg(unix)]
+        return waitable(pid).then_some(());
+        #[cfg(windows)]
+        return (!alive(pid)).then_some(());
     });
+}
+
+/// Whether our child `pid` has exited and can be reaped (it is not).
+#[cfg(unix)]
+fn waitable(pid: u32) -> bool {
+    // SAFETY: all-zero bytes are a valid `siginfo_t` (plain integers and
+    // unions of them); waitid writes into it and touches nothing else.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid, writable siginfo_t; `pid` is our child
+    // (the caller's), and WNOWAIT leaves it unreaped.
+    let found = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    assert_eq!(found, 0, "waitid on child {pid}: {error}");
+    // SAFETY: waitid succeeded, so `info` holds a child's status, or is
+    // still zeroed (pid 0) when no child has changed state.
+    unsafe { info.si_pid() == pid as libc::pid_t }
 }
 
 /// Whether `pid` is a live process (not gone, not a zombie).
@@ -187,18 +210,29 @@ pub fn alive(pid: u32) -> bool {
     matches!(state(pid), Some(s) if s != 'Z' && s != 'X')
 }
 
-/// Whether /proc still has an entry for `pid`, even a zombie one.
+/// Whether /proc still has an entry for `pid`, even a zombie one. Windows
+/// lists only running processes (an exited one whose handle is still open,
+/// its "zombie", is not in a snapshot), so there this is [`alive`].
 pub fn exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    #[cfg(unix)]
+    return Path::new(&format!("/proc/{pid}")).exists();
+    #[cfg(windows)]
+    return alive(pid);
 }
 
 /// Our child processes, zombies included: every pid whose parent is us.
 pub fn children() -> Vec<u32> {
     let me = std::process::id();
+    #[cfg(unix)]
     let mut pids: Vec<u32> = fs::read_dir("/proc")
         .expect("read /proc")
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&pid| matches!(stat(pid), Some((_, parent)) if parent == me))
+        .collect();
+    #[cfg(windows)]
+    let mut pids: Vec<u32> = windows::processes()
+        .into_iter()
+        .filter_map(|(pid, parent)| (parent == me).then_some(pid))
         .collect();
     pids.sort_unstable();
     pids
@@ -215,6 +249,7 @@ pub fn assert_no_children() {
 }
 
 /// (state, parent pid) from /proc/PID/stat.
+#[cfg(unix)]
 fn stat(pid: u32) -> Option<(char, u32)> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
@@ -223,11 +258,166 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     Some((state, fields.next()?.parse().ok()?))
 }
 
-/// How many descriptors this process has open.
+/// How many descriptors (on Windows, handles) this process has open.
 pub fn open_fds() -> usize {
-    fs::read_dir("/proc/self/fd")
+    #[cfg(unix)]
+    return fs::read_dir("/proc/self/fd")
         .expect("read /proc/self/fd")
-        .count()
+        .count();
+    #[cfg(windows)]
+    return windows::handle_count();
+}
+
+/// How a running task's future fails when `kill_workers` (or a cancel, or
+/// a timeout) killed its worker: SIGKILL on Unix; on Windows the exit code
+/// the pool ends a worker's job with.
+pub fn killed_by_pool() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGKILL),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xE0CF_0009_u32 as i32),
+        signal: None,
+    };
+}
+
+/// As [`killed_by_pool`], for `terminate_workers`: SIGTERM on Unix.
+pub fn terminated_by_pool() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGTERM),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xE0CF_000F_u32 as i32),
+        signal: None,
+    };
+}
+
+/// How a running task's future fails when its worker called
+/// `std::process::abort`: SIGABRT on Unix; on Windows the fast-fail status
+/// that abort raises, `STATUS_STACK_BUFFER_OVERRUN`.
+pub fn aborted() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGABRT),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(0xC000_0409_u32 as i32),
+        signal: None,
+    };
+}
+
+/// Kills process `pid` from outside the pool, as the OOM killer or a user
+/// might: SIGKILL on Unix, `TerminateProcess` with exit code 9 on Windows.
+pub fn kill_from_outside(pid: u32) {
+    assert!(try_kill(pid), "kill {pid} from outside");
+}
+
+/// Kills `pid` as [`kill_from_outside`] does, if it is there; whether it
+/// was. The caller knows `pid` to be a process of its test (a worker the
+/// pool has not reaped yet, or what a task started), or gone.
+pub fn try_kill(pid: u32) -> bool {
+    #[cfg(unix)]
+    // SAFETY: kill(2) touches no memory; `pid` is a process of this test
+    // (see above), so no stranger's.
+    return unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
+    #[cfg(windows)]
+    return windows::terminate(pid, 9);
+}
+
+/// How a running task's future fails when [`kill_from_outside`] killed its
+/// worker.
+pub fn killed_from_outside() -> Error {
+    #[cfg(unix)]
+    return Error::WorkerDied {
+        exit_code: None,
+        signal: Some(libc::SIGKILL),
+    };
+    #[cfg(windows)]
+    return Error::WorkerDied {
+        exit_code: Some(9),
+        signal: None,
+    };
+}
+
+/// How a worker that called `std::process::abort` is described: SIGABRT
+/// on Unix; on Windows the fast-fail status that abort raises.
+#[cfg(unix)]
+pub const ABORTED: &str = "signal 6";
+#[cfg(windows)]
+pub const ABORTED: &str = "code 0xC0000409";
+
+/// The process list and handle count, which Windows has no /proc for.
+#[cfg(windows)]
+mod windows {
+    use windows_sys::Win32::Foundation::{CloseHandle, INVALID_HANDLE_VALUE};
+    use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+        CreateToolhelp32Snapshot, PROCESSENTRY32W, Process32FirstW, Process32NextW,
+        TH32CS_SNAPPROCESS,
+    };
+
+    /// (pid, parent pid) of every running process.
+    pub fn processes() -> Vec<(u32, u32)> {
+        // SAFETY: a snapshot of the process list; no pointers.
+        let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+        assert_ne!(snapshot, INVALID_HANDLE_VALUE, "a process snapshot");
+        // SAFETY: all zeroes is a valid value of this plain C struct.
+        let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+        entry.dwSize = size_of::<PROCESSENTRY32W>() as u32;
+        let mut found = Vec::new();
+        // SAFETY: the snapshot is open and `entry` has its size set.
+        let mut more = unsafe { Process32FirstW(snapshot, &mut entry) } != 0;
+        while more {
+            found.push((entry.th32ProcessID, entry.th32ParentProcessID));
+            // SAFETY: as above.
+            more = unsafe { Process32NextW(snapshot, &mut entry) } != 0;
+        }
+        // SAFETY: the snapshot's handle, closed once.
+        unsafe { CloseHandle(snapshot) };
+        found
+    }
+
+    /// Ends process `pid` with exit code `code`; whether that worked.
+    pub fn terminate(pid: u32, code: u32) -> bool {
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_TERMINATE, TerminateProcess,
+        };
+        // SAFETY: plain values; a null handle on failure.
+        let process = unsafe { OpenProcess(PROCESS_TERMINATE, 0, pid) };
+        if process.is_null() {
+            return false;
+        }
+        // SAFETY: the handle just opened, with the right to terminate.
+        let ended = unsafe { TerminateProcess(process, code) } != 0;
+        // SAFETY: the handle just opened, closed once.
+        unsafe { CloseHandle(process) };
+        ended
+    }
+
+    /// How many handles this process has open. Wine 8's
+    /// `GetProcessHandleCount` answers 0, so this asks about each handle
+    /// value in turn (they are multiples of 4; this process has far fewer
+    /// than the 4,096 looked at; a handle table fills from the bottom).
+    pub fn handle_count() -> usize {
+        use windows_sys::Win32::Foundation::GetHandleInformation;
+        let count = (1..=4_096_usize)
+            .filter(|&n| {
+                let mut flags = 0;
+                // SAFETY: any value may be asked about; `flags` is valid for
+                // writes. A value that is no open handle fails.
+                unsafe { GetHandleInformation((n * 4) as _, &mut flags) != 0 }
+            })
+            .count();
+        assert_ne!(count, 0, "a process has handles open");
+        count
+    }
 }
 
 // ---- Tasks, run in the workers ------------------------------------------

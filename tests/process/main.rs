@@ -6,10 +6,10 @@
 //! file: the pools' workers are runs of this binary that serve before
 //! libtest's `main`. Each test holds `fixtures::alone()`.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary has no tests.
-#![cfg(target_os = "linux")]
+// Runs on Linux (natively, and on the portable Unix path that macOS takes)
+// and on Windows (under Wine in CI): its checks read /proc, or a Toolhelp
+// snapshot. macOS has neither; there this binary has no tests.
+#![cfg(any(target_os = "linux", windows))]
 
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;

@@ -73,7 +73,7 @@ fn cancel_futures_cancels_what_has_not_started() {
 
 /// Two running tasks and three queued ones, then `stop`: the running ones
 /// die by `signal`, the queued ones are cancelled, no process is left.
-fn stops_everything_now(stop: fn(&ProcessPoolExecutor), signal: i32) {
+fn stops_everything_now(stop: fn(&ProcessPoolExecutor), died: Error) {
     let scratch = Scratch::new("stop-now");
     let executor = ProcessPoolExecutor::new(2);
     let running: Vec<_> = (0..2)
@@ -89,10 +89,7 @@ fn stops_everything_now(stop: fn(&ProcessPoolExecutor), signal: i32) {
     let took = start.elapsed();
     assert!(took < Duration::from_secs(5), "it took {took:?}");
     assert!(running.iter().chain(&queued).all(|f| f.done()));
-    let died = Err(Error::WorkerDied {
-        exit_code: None,
-        signal: Some(signal),
-    });
+    let died = Err(died);
     for future in &running {
         assert_eq!(settle(future), died);
     }
@@ -110,13 +107,19 @@ fn stops_everything_now(stop: fn(&ProcessPoolExecutor), signal: i32) {
 #[test]
 fn terminate_workers_stops_everything_now() {
     let _alone = fixtures::alone();
-    stops_everything_now(ProcessPoolExecutor::terminate_workers, libc::SIGTERM);
+    stops_everything_now(
+        ProcessPoolExecutor::terminate_workers,
+        fixtures::terminated_by_pool(),
+    );
 }
 
 #[test]
 fn kill_workers_stops_everything_now() {
     let _alone = fixtures::alone();
-    stops_everything_now(ProcessPoolExecutor::kill_workers, libc::SIGKILL);
+    stops_everything_now(
+        ProcessPoolExecutor::kill_workers,
+        fixtures::killed_by_pool(),
+    );
 }
 
 const SLOW_START: &str = "slow-start";

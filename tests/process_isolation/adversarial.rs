@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 const HELPER: &str = "CONCURRENT_FUTURES_TEST_ADVERSARIAL_HELPER";
 
 /// The cases of this file, run by `main.rs`.
+#[cfg(unix)]
 pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_deeply_nested_result_is_an_error_not_an_abort,
     a_result_too_big_to_copy_is_an_error_not_an_abort,
@@ -36,6 +37,19 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     worker_deaths_are_reported_with_sigchld_ignored,
 ];
 
+/// The cases that apply on Windows. Left out: the address-space and
+/// descriptor limits (`setrlimit`, which Windows has no form of), a worker
+/// stopped by SIGSTOP, and SIGCHLD.
+#[cfg(windows)]
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_deeply_nested_result_is_an_error_not_an_abort,
+    a_result_whose_deserialize_panics_fails_only_its_task,
+    a_result_whose_drop_panics_kills_no_manager,
+    a_result_that_does_not_deserialize_fails_alone_with_its_message,
+    touching_the_executable_breaks_nothing,
+    a_tasks_own_processes_die_with_it,
+];
+
 /// In a helper run (started by a case below), runs that helper, which
 /// never returns; otherwise returns.
 pub(crate) fn helper_mode() {
@@ -44,6 +58,7 @@ pub(crate) fn helper_mode() {
     }
 }
 
+#[cfg(unix)] // its scenarios are about Unix limits and signals
 /// Runs this binary as the helper for `scenario` and returns its stdout,
 /// failing with its stderr if it did not exit cleanly.
 fn run_helper(scenario: &str) -> String {
@@ -65,9 +80,13 @@ fn run_helper(scenario: &str) -> String {
 
 fn helper(scenario: &str) -> ! {
     match scenario {
+        #[cfg(unix)]
         "big-result" => big_result_helper(),
+        #[cfg(unix)]
         "spawn-failure" => spawn_failure_helper(),
+        #[cfg(unix)]
         "sigchld-ignored" => sigchld_ignored_helper(),
+        "sleep" => std::thread::sleep(Duration::from_secs(30)),
         other => panic!("no helper {other}"),
     }
     std::process::exit(0);
@@ -120,11 +139,13 @@ fn a_deeply_nested_result_is_an_error_not_an_abort() {
     assert_eq!(back.map(|head| head.value), Some(999));
 }
 
+#[cfg(unix)]
 /// A result of `mib` MiB of bytes.
 fn bytes(mib: usize) -> Vec<u8> {
     vec![7; mib << 20]
 }
 
+#[cfg(unix)]
 /// How much address space this process maps now, from /proc.
 fn address_space() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -133,6 +154,7 @@ fn address_space() -> u64 {
     kib << 10
 }
 
+#[cfg(unix)]
 /// In the helper: a warm pool, whose frame buffer already holds a 64 MiB
 /// result, then an address-space limit with room for half of another: the
 /// result arrives in the buffer, and no copy of it fits.
@@ -156,6 +178,7 @@ fn big_result_helper() {
     println!("after: {}", after.is_ok());
 }
 
+#[cfg(unix)]
 fn a_result_too_big_to_copy_is_an_error_not_an_abort() {
     // Before, the helper aborted ("memory allocation of 67108864 bytes
     // failed") copying the result out of the frame it had just read.
@@ -290,7 +313,17 @@ fn touching_the_executable_breaks_nothing() {
         .build()
         .unwrap();
     let first = settle(&executor.submit(pid, ())).unwrap();
+    #[cfg(unix)]
     let exe = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+    // Windows wants the right to write attributes (and no more: a running
+    // executable cannot be opened for writing).
+    #[cfg(windows)]
+    let exe = std::os::windows::fs::OpenOptionsExt::access_mode(
+        &mut std::fs::OpenOptions::new(),
+        0x100, // FILE_WRITE_ATTRIBUTES
+    )
+    .open(std::env::current_exe().unwrap())
+    .unwrap();
     exe.set_modified(SystemTime::now() + Duration::from_secs(60))
         .expect("touch the test binary");
     // Before, every new worker was refused: Error::BrokenExecutor.
@@ -300,6 +333,7 @@ fn touching_the_executable_breaks_nothing() {
 
 // ---- 5. A spawn failure while live workers idle ------------------------------------
 
+#[cfg(unix)]
 /// In the helper: two live idle workers, then a descriptor limit that
 /// leaves no room for a third, then 20 tasks on a pool of 4.
 fn spawn_failure_helper() {
@@ -347,6 +381,7 @@ fn spawn_failure_helper() {
     drop(filler);
 }
 
+#[cfg(unix)]
 fn a_spawn_failure_waits_for_a_live_worker() {
     // Before: "ok=3 failed=[SpawnFailed ..." (17 of 20 failed).
     let out = run_helper("spawn-failure");
@@ -359,10 +394,14 @@ fn a_spawn_failure_waits_for_a_live_worker() {
 
 // ---- 6. A task's own processes outlive it -------------------------------------------
 
-/// Starts `sleep 30` in the background, writes its pid to DIR/sleep, then
-/// blocks until DIR/release (if `block`) and returns.
+/// Starts a process that sleeps 30 s (this binary as the `sleep` helper)
+/// in the background, writes its pid to DIR/sleep, then blocks until
+/// DIR/release (if `block`) and returns.
 fn start_a_sleep((dir, block): (String, bool)) -> u32 {
-    let sleep = Command::new("sleep").arg("30").spawn().unwrap();
+    let sleep = Command::new(std::env::current_exe().unwrap())
+        .env(HELPER, "sleep")
+        .spawn()
+        .unwrap();
     fixtures::write_atomically(
         &std::path::Path::new(&dir).join("sleep"),
         &sleep.id().to_string(),
@@ -379,9 +418,8 @@ struct Reap(u32);
 
 impl Drop for Reap {
     fn drop(&mut self) {
-        // SAFETY: kill(2) touches no memory; the pid is a `sleep` started by
-        // this test's task, or gone.
-        unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        // The pid is a `sleep` started by this test's task, or gone.
+        fixtures::try_kill(self.0);
     }
 }
 
@@ -429,10 +467,12 @@ fn a_tasks_own_processes_die_with_it() {
 
 // ---- 7. The per-task timeout and the argument ----------------------------------------
 
+#[cfg(unix)]
 fn length(bytes: Vec<u8>) -> usize {
     bytes.len()
 }
 
+#[cfg(unix)]
 fn the_timeout_covers_sending_the_argument() {
     let executor = ProcessPoolExecutor::builder()
         .max_workers(1)
@@ -462,6 +502,7 @@ fn the_timeout_covers_sending_the_argument() {
 
 // ---- Errors say what happened ---------------------------------------------------------
 
+#[cfg(unix)]
 /// In the helper, with SIGCHLD ignored: a worker the pool kills.
 fn sigchld_ignored_helper() {
     // SAFETY: setting a signal's disposition to SIG_IGN runs no code of
@@ -475,6 +516,7 @@ fn sigchld_ignored_helper() {
     println!("killed: {:?}", settle(&running));
 }
 
+#[cfg(unix)]
 fn worker_deaths_are_reported_with_sigchld_ignored() {
     // Before: WorkerDied { exit_code: None, signal: None }.
     let out = run_helper("sigchld-ignored");

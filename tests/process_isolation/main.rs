@@ -13,12 +13,16 @@
 //! `common/process_harness.rs`), each named `file::case`. Workers need
 //! nothing here: they serve before `main`.
 
-// Runs on Linux (natively, and on the portable Unix path that macOS takes):
-// its checks read /proc, and the process pool is not built on Windows yet.
-// Elsewhere this binary is empty: `harness = false` wants a `main`, so
-// `no_main` stands in for it there.
-#![cfg_attr(not(target_os = "linux"), no_main)]
-#![cfg(target_os = "linux")]
+// Runs on Linux (natively, and on the portable Unix path that macOS takes)
+// and on Windows (under Wine in CI), whose checks read /proc or a Toolhelp
+// snapshot. On Windows the files whose cases are about Unix alone are left
+// out: `limits` (resource limits with setrlimit, a replaced executable on
+// the portable path) and `corrupt_channel` (writes into the worker's
+// socket, found in /proc); `adversarial` and `security` keep the cases that
+// apply (see there). macOS has no /proc: there this binary is empty, and
+// `harness = false` wants a `main`, so `no_main` stands in for it.
+#![cfg_attr(not(any(target_os = "linux", windows)), no_main)]
+#![cfg(any(target_os = "linux", windows))]
 
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
@@ -26,8 +30,10 @@ mod fixtures;
 mod harness;
 
 mod adversarial;
+#[cfg(unix)]
 mod corrupt_channel;
 mod fds;
+#[cfg(unix)]
 mod limits;
 mod parent_death;
 mod security;
@@ -37,11 +43,14 @@ fn main() {
     security::probe_mode();
     adversarial::helper_mode();
     parent_death::helper_mode();
+    #[cfg(unix)]
     limits::helper_mode();
     harness::run(&harness::by_file(&[
         ("adversarial", adversarial::CASES),
+        #[cfg(unix)]
         ("corrupt_channel", corrupt_channel::CASES),
         ("fds", fds::CASES),
+        #[cfg(unix)]
         ("limits", limits::CASES),
         ("parent_death", parent_death::CASES),
         ("security", security::CASES),

@@ -1,5 +1,8 @@
-//! When the program that owns a process pool dies, even by SIGKILL, with no
-//! chance to shut the pool down, its worker processes die with it.
+//! When the program that owns a process pool dies, even by SIGKILL (on
+//! Windows `TerminateProcess`), with no chance to shut the pool down, its
+//! worker processes die with it: by `PR_SET_PDEATHSIG` on Linux, the
+//! channel watchdog on the portable Unix path, the kill-on-close Job object
+//! on Windows.
 //!
 //! The test runs this same binary again as the pool's owner (the helper:
 //! see `HELPER`), which starts two workers busy on long tasks and prints
@@ -90,12 +93,17 @@ fn workers_die_with_a_killed_parent() {
         "workers {workers:?} run"
     );
 
-    parent.kill().unwrap(); // SIGKILL: the pool gets no chance to clean up
+    // SIGKILL (on Windows TerminateProcess): the pool gets no chance to
+    // clean up.
+    parent.kill().unwrap();
     let status = parent.wait().unwrap();
+    #[cfg(unix)]
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGKILL)
     );
+    #[cfg(windows)]
+    assert!(!status.success(), "{status}");
     let died = Instant::now();
     let mut survivors = workers.clone();
     while !survivors.is_empty() && died.elapsed() < Duration::from_secs(1) {
@@ -103,9 +111,8 @@ fn workers_die_with_a_killed_parent() {
         thread::sleep(Duration::from_millis(2));
     }
     for &pid in &survivors {
-        // SAFETY: kill(2) touches no memory; `pid` is an orphaned worker
-        // that this test started (through the helper) and now cleans up.
-        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        // An orphaned worker that this test started (through the helper).
+        fixtures::kill_from_outside(pid);
     }
     assert!(
         survivors.is_empty(),

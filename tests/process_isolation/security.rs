@@ -7,15 +7,21 @@
 //! The tests play the pool by hand: they start this same binary with the
 //! marker and speak the wire protocol (`src/process/frame.rs`, `src/remote/message.rs`) themselves.
 
+#[cfg(unix)]
 use crate::fixtures;
 use crate::harness;
 
+#[cfg(unix)]
 use std::collections::HashSet;
+#[cfg(unix)]
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output, Stdio};
 
+#[cfg(unix)]
 use concurrent_futures::ProcessPoolExecutor;
+#[cfg(unix)]
 use fixtures::{pid, settle};
 
 /// The marker a pool sets on its workers (`src/process/child.rs`).
@@ -28,12 +34,23 @@ const ORDINARY: &str = "an ordinary run";
 const PROBE: &str = "CONCURRENT_FUTURES_TEST_SECURITY_PROBE";
 
 /// The cases of this file, run by `main.rs`.
+#[cfg(unix)]
 pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_marker_naming_another_process_is_ignored,
     a_marker_without_the_parents_socket_serves_nothing,
     a_worker_refuses_a_pool_running_another_executable,
     a_worker_refuses_a_task_whose_tag_does_not_match,
     no_socket_listens,
+];
+
+/// The cases that apply on Windows: a stranger's marker. Playing the pool
+/// by hand needs the Unix socket pair (the Windows channel is two pipes
+/// handed over by `CreateProcessW`), and the listening-socket check reads
+/// /proc/net; the Windows channel is anonymous pipes, with no name at all.
+#[cfg(windows)]
+pub(crate) const CASES: &[harness::Case] = harness::cases![
+    a_marker_naming_another_process_is_ignored,
+    a_marker_without_the_parents_pipes_serves_nothing,
 ];
 
 /// In a probe run (started by a case below) that reached `main` as an
@@ -79,6 +96,7 @@ fn assert_refused(output: &Output, why: &str) {
     );
 }
 
+#[cfg(unix)]
 fn a_marker_without_the_parents_socket_serves_nothing() {
     // The marker names us, the parent, but stdin is a pipe, not our socket.
     let me = std::process::id().to_string();
@@ -91,6 +109,21 @@ fn a_marker_without_the_parents_socket_serves_nothing() {
     );
 }
 
+/// The marker names us, the parent, but no handles, or handles that are
+/// not pipes the pool made: refused before any read.
+#[cfg(windows)]
+fn a_marker_without_the_parents_pipes_serves_nothing() {
+    let me = std::process::id();
+    for marker in [format!("{me}"), format!("{me}:4:8"), format!("{me}:x:y")] {
+        let child = probe(&marker, Stdio::piped());
+        assert_refused(
+            &child.wait_with_output().unwrap(),
+            "not the pool's private channel",
+        );
+    }
+}
+
+#[cfg(unix)]
 /// One frame: 8-byte little-endian length (kind + body), kind, body.
 fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut out = (1 + body.len() as u64).to_le_bytes().to_vec();
@@ -99,6 +132,7 @@ fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+#[cfg(unix)]
 fn read_frame(channel: &mut UnixStream) -> (u8, Vec<u8>) {
     let mut header = [0; 9];
     channel.read_exact(&mut header).unwrap();
@@ -108,11 +142,17 @@ fn read_frame(channel: &mut UnixStream) -> (u8, Vec<u8>) {
     (header[8], body)
 }
 
+// The frame kinds (`src/remote/message.rs`).
+#[cfg(unix)]
 const HELLO: u8 = 1;
+#[cfg(unix)]
 const WELCOME: u8 = 2;
+#[cfg(unix)]
 const READY: u8 = 3;
+#[cfg(unix)]
 const TASK: u8 = 4;
 
+#[cfg(unix)]
 /// Starts a worker the way a pool does (marker and socket) and reads its
 /// Hello; returns the child, our end, and the fingerprint it sent.
 fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
@@ -128,6 +168,7 @@ fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
     (child, channel, fingerprint)
 }
 
+#[cfg(unix)]
 /// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
 fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     let mut body = b"CFut".to_vec();
@@ -138,6 +179,7 @@ fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     frame(WELCOME, &body)
 }
 
+#[cfg(unix)]
 fn a_worker_refuses_a_pool_running_another_executable() {
     let (child, mut channel, mut fingerprint) = worker_by_hand();
     fingerprint[8] ^= 1; // another inode: another executable
@@ -159,6 +201,7 @@ fn a_worker_refuses_a_pool_running_another_executable() {
     assert_eq!(text(&output.stderr), "", "the pool reports the refusal");
 }
 
+#[cfg(unix)]
 fn a_worker_refuses_a_task_whose_tag_does_not_match() {
     let (child, mut channel, fingerprint) = worker_by_hand();
     channel.write_all(&welcome(&fingerprint)).unwrap();
@@ -175,6 +218,7 @@ fn a_worker_refuses_a_task_whose_tag_does_not_match() {
     assert_refused(&output, "refused a task whose tag does not match");
 }
 
+#[cfg(unix)]
 /// The socket inodes open in process `pid`.
 fn socket_inodes(pid: u32) -> HashSet<u64> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -194,6 +238,7 @@ fn socket_inodes(pid: u32) -> HashSet<u64> {
         .unwrap_or_default()
 }
 
+#[cfg(unix)]
 fn no_socket_listens() {
     let executor = ProcessPoolExecutor::new(2);
     let workers: HashSet<u32> = (0..20)

@@ -40,6 +40,7 @@ fn aborts(dir: String) -> u32 {
     std::process::abort()
 }
 
+#[cfg(unix)]
 fn segfaults(dir: String) -> u32 {
     note_pid(&dir);
     // SAFETY: signal() and raise() take plain integers. Resetting SIGSEGV
@@ -50,6 +51,28 @@ fn segfaults(dir: String) -> u32 {
         libc::raise(libc::SIGSEGV);
     }
     unreachable!("SIGSEGV with its default action ends the process")
+}
+
+/// Raises an access violation, as a bad pointer would (without the
+/// undefined behaviour of using one): nothing handles it, so the process
+/// ends with its status.
+#[cfg(windows)]
+fn segfaults(dir: String) -> u32 {
+    use windows_sys::Win32::Foundation::EXCEPTION_ACCESS_VIOLATION;
+    use windows_sys::Win32::System::Diagnostics::Debug::RaiseException;
+    note_pid(&dir);
+    // SAFETY: no arguments; a noncontinuable exception that no handler of
+    // this worker catches (Rust's unwinding ignores foreign exceptions).
+    unsafe { RaiseException(EXCEPTION_ACCESS_VIOLATION as u32, 1, 0, std::ptr::null()) };
+    unreachable!("an unhandled access violation ends the process")
+}
+
+/// How a crash by bad memory access is reported.
+fn segfault() -> Result<u32, Error> {
+    #[cfg(unix)]
+    return died(None, Some(libc::SIGSEGV));
+    #[cfg(windows)]
+    return died(Some(0xC000_0005_u32 as i32), None);
 }
 
 fn exits(dir: String) -> u32 {
@@ -83,11 +106,11 @@ fn dies_alone(doomed: fn(String) -> u32, expected: Result<u32, Error>, kill: fn(
 fn nothing(_: &Scratch) {}
 
 fn an_abort_fails_only_its_task() {
-    dies_alone(aborts, died(None, Some(libc::SIGABRT)), nothing);
+    dies_alone(aborts, Err(fixtures::aborted()), nothing);
 }
 
 fn a_segfault_fails_only_its_task() {
-    dies_alone(segfaults, died(None, Some(libc::SIGSEGV)), nothing);
+    dies_alone(segfaults, segfault(), nothing);
 }
 
 fn an_exit_fails_only_its_task() {
@@ -101,16 +124,16 @@ fn waits_to_be_killed(dir: String) -> u32 {
 }
 
 fn sigkill(scratch: &Scratch) {
-    let pid = scratch.wait_for_pid("doomed");
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}: {status}");
+    fixtures::kill_from_outside(scratch.wait_for_pid("doomed"));
 }
 
+/// SIGKILL on Unix; `TerminateProcess` on Windows.
 fn a_sigkill_fails_only_its_task() {
-    dies_alone(waits_to_be_killed, died(None, Some(libc::SIGKILL)), sigkill);
+    dies_alone(
+        waits_to_be_killed,
+        Err(fixtures::killed_from_outside()),
+        sigkill,
+    );
 }
 
 fn a_death_spares_the_task_running_beside_it() {
@@ -121,7 +144,7 @@ fn a_death_spares_the_task_running_beside_it() {
         unreachable!()
     };
     let victim = executor.submit(aborts, scratch.arg());
-    assert_eq!(settle(&victim), died(None, Some(libc::SIGABRT)));
+    assert_eq!(settle(&victim), Err(fixtures::aborted()));
     assert!(!beside.done(), "the task beside it is still running");
     scratch.touch("release");
     let worker = settle(&beside).expect("the task beside the death completes");
@@ -133,11 +156,9 @@ fn an_idle_worker_that_dies_fails_no_task() {
     let executor = ProcessPoolExecutor::new(1);
     let idle = settle(&executor.submit(pid, ())).unwrap();
     // Killed between tasks, as the OOM killer might: no task is running.
-    // SAFETY: kill(2) touches no memory; `idle` is our own child, not yet
-    // reaped (the pool reaps it only once it notices the death).
-    assert_eq!(unsafe { libc::kill(idle as libc::pid_t, libc::SIGKILL) }, 0);
+    fixtures::kill_from_outside(idle);
     // Dead with every thread, so its end of the channel is closed: sending
-    // to it fails, rather than landing in a socket a dying thread still holds.
+    // to it fails, rather than landing in a channel a dying thread holds.
     fixtures::wait_for_death(idle);
     let next = settle(&executor.submit(pid, ()));
     assert!(
@@ -164,7 +185,7 @@ fn a_death_in_a_map_chunk_fails_that_chunk_only() {
     for (n, outcome) in (0..12).zip(results) {
         match n {
             // Items 4..8 shared a worker, and a call, with 6.
-            4..8 => assert_eq!(outcome, died(None, Some(libc::SIGABRT)), "item {n}"),
+            4..8 => assert_eq!(outcome, Err(fixtures::aborted()), "item {n}"),
             _ => assert_eq!(outcome, Ok(n * 2), "item {n}"),
         }
     }
