@@ -29,6 +29,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::parent_id;
 
+use super::arena::Arena;
 use super::frame::{self, FrameError};
 use super::platform;
 use crate::remote::call::Fingerprint;
@@ -91,6 +92,7 @@ fn serve_pool(pool: u32) -> Result<(), String> {
     let mut endpoint = Channel {
         reader: BufReader::new(reader),
         writer: &channel,
+        arena: None,
     };
     serve::serve(&mut endpoint, fingerprint)
 }
@@ -99,15 +101,19 @@ fn serve_pool(pool: u32) -> Result<(), String> {
 struct Channel<'a> {
     reader: BufReader<platform::Reader>,
     writer: &'a UnixStream,
+    /// The memory shared with the pool for big payloads, once one was
+    /// needed (see `arena`).
+    arena: Option<Arena>,
 }
 
 impl Endpoint for Channel<'_> {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
-        frame::write_frame(&mut self.writer, kind, parts).map_err(|e| e.to_string())
+        frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
+            .map_err(|e| e.to_string())
     }
 
-    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
-        match frame::read_frame(&mut self.reader, body) {
+    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+        match frame::read_message(&mut self.reader, body, tail, &mut self.arena) {
             Ok(kind) => Ok(Some(kind)),
             Err(FrameError::Closed) => Ok(None),
             Err(error) => Err(error.into_error().to_string()),

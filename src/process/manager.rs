@@ -175,12 +175,13 @@ fn call(
             *target = Target::Sent(Arc::downgrade(&live.process), call);
         }
         let deadline = shared.timeout.and_then(|t| Instant::now().checked_add(t));
-        let fault = live
-            .call(&work.header, [&work.args, &work.tail], deadline)
-            .err();
+        let called = live.call(&work.header, [&work.args, &work.tail], deadline);
         live.process.set_running(0);
-        let Some(fault) = fault else {
-            return Ok(());
+        let fault = match called {
+            Ok(Ok(())) => return Ok(()),
+            // The child is fine: only this task fails.
+            Ok(Err(error)) => return Err(Failed::Call(error)),
+            Err(fault) => fault,
         };
         let bad = slot.take().expect("a call was made, so a child exists");
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
@@ -224,7 +225,9 @@ fn deliver(turn: Turn<'_, Queued>, work: Work, slot: &mut Option<ChildLink>, sha
     let idle = turn.end();
     // Decoding runs the result's Deserialize, and completing may run its
     // Drop: user code, each caught where it runs (see `Results::deliver`).
-    let delivered = work.results.deliver(&live.body);
+    let delivered = work
+        .results
+        .deliver(&live.body, std::mem::take(&mut live.tail));
     let garbled = delivered.is_err();
     if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
         idle.busy_while(callbacks);

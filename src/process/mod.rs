@@ -7,6 +7,8 @@
 //!   call, stopping it; a child process's lifecycle.
 //! - [`manager`]: the crew thread that feeds one child.
 //! - [`frame`]: the frames on the private channel.
+//! - [`arena`]: the shared memory that big payloads take instead of the
+//!   channel (Linux; elsewhere, the channel carries them).
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - [`platform`]: the executable's path, the channel's peer, and how a
@@ -20,6 +22,7 @@
 //! other platforms plug in below this line, with the remote layer above
 //! unchanged.
 
+mod arena;
 pub(crate) mod child;
 mod frame;
 mod manager;

@@ -1,5 +1,5 @@
-//! Layer: process transport, at its bottom. May use `std`, `libc` and
-//! `crossbeam-channel` only. What differs between the Unixes the process
+//! Layer: process transport, at its bottom. May use `std`, `libc`,
+//! `crossbeam-channel`, and `arena`'s reader and `frame`'s trait for it only. What differs between the Unixes the process
 //! pool runs on: where the executable is, who holds the other end of a
 //! socket, and how a child learns that its pool died. The rest of the
 //! transport is the same on Linux and macOS.
@@ -106,8 +106,9 @@ mod linux {
         Ok(PathBuf::from("/proc/self/exe"))
     }
 
-    /// How a child reads its channel: directly.
-    pub(crate) type Reader = UnixStream;
+    /// How a child reads its channel: directly, keeping a descriptor the
+    /// pool hands over (an arena).
+    pub(crate) type Reader = super::super::arena::FdReader;
 
     /// Asks the kernel to kill this child when the pool's thread that
     /// started it ends, so no child outlives the pool, even one killed with
@@ -132,6 +133,7 @@ mod linux {
         }
         channel
             .try_clone()
+            .map(Reader::new)
             .map_err(|e| format!("cannot read the private channel: {e}"))
     }
 }
@@ -212,6 +214,13 @@ mod portable {
         chunk: Vec<u8>,
         /// How much of `chunk` has been read.
         at: usize,
+    }
+
+    /// The pool hands no descriptors over on this path (no arenas).
+    impl crate::process::frame::ReceiveFd for Watched {
+        fn received_fd(&mut self) -> Option<std::os::fd::OwnedFd> {
+            None
+        }
     }
 
     impl Read for Watched {

@@ -20,19 +20,21 @@
 //! ```
 
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::arena::{self, Arena};
 use super::child::MARKER;
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameError, ReceiveFd, SendFd};
 use super::platform;
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
+use crate::remote::codec;
 use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
@@ -64,6 +66,11 @@ pub(crate) struct ChildLink {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
+    /// The outcomes' last bytes, if they came through the arena.
+    pub(crate) tail: Vec<u8>,
+    /// The memory shared with this child for big payloads, once one was
+    /// needed (see `arena`).
+    arena: Option<Arena>,
     /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
 }
@@ -124,6 +131,8 @@ impl ChildLink {
                 }),
             }),
             body: Vec::new(),
+            tail: Vec::new(),
+            arena: None,
             calls: 0,
         };
         spawned(&link.process);
@@ -191,22 +200,26 @@ impl ChildLink {
     }
 
     /// Sends one task frame (the header, the encoded arguments, then the
-    /// bytes of a lone `Vec<u8>` argument) and waits, until `deadline`, for its outcomes,
-    /// which are left in `self.body`.
+    /// bytes of a lone `Vec<u8>` argument, through the arena if they are
+    /// big) and waits, until `deadline`, for its outcomes, which are left in
+    /// `self.body` and `self.tail`. `Ok(Err(error))`: the outcomes arrived
+    /// whole, and the child is fine, but the task fails with `error` (this
+    /// process had no memory for its result's bytes).
     pub(crate) fn call(
         &mut self,
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
         deadline: Option<Instant>,
-    ) -> Result<(), Fault> {
+    ) -> Result<Result<(), Error>, Fault> {
         self.calls += 1;
         // The deadline covers sending the arguments too: a worker that
         // stops reading (stopped, or stuck) must not hold the call forever.
         self.writer.deadline = deadline;
-        let sent = frame::write_frame(
+        let sent = frame::write_message(
             &mut self.writer,
             Kind::Task,
             &[&header.encode(), args, tail],
+            &mut self.arena,
         );
         self.writer.deadline = None;
         match sent {
@@ -215,14 +228,21 @@ impl ChildLink {
             Ok(()) => {}
         }
         self.reader.get_mut().deadline = deadline;
-        match frame::read_frame(&mut self.reader, &mut self.body) {
-            Ok(Kind::Outcomes) => Ok(()),
+        let read = frame::read_message(
+            &mut self.reader,
+            &mut self.body,
+            &mut self.tail,
+            &mut self.arena,
+        );
+        match read {
+            Ok(Kind::Outcomes) => Ok(Ok(())),
             Ok(kind) => Err(Fault::Protocol(Error::Protocol(format!(
                 "the worker answered a task with a {kind:?} frame"
             )))),
             Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
             Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
             Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
+            Err(FrameError::NoMemory(len)) => Ok(Err(codec::no_memory_for_result(len))),
         }
     }
 
@@ -448,6 +468,8 @@ struct Deadline {
     deadline: Option<Instant>,
     /// Whether the socket has a timeout set (a syscall to change).
     timeout_set: bool,
+    /// A descriptor the child handed over (an arena), not yet taken.
+    received: Option<OwnedFd>,
 }
 
 impl Deadline {
@@ -456,6 +478,7 @@ impl Deadline {
             stream,
             deadline: None,
             timeout_set: false,
+            received: None,
         }
     }
 
@@ -484,7 +507,20 @@ impl Deadline {
 impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm(UnixStream::set_read_timeout)?;
-        self.stream.read(buf)
+        arena::receive(self.stream.as_fd(), buf, &mut self.received)
+    }
+}
+
+impl ReceiveFd for Deadline {
+    fn received_fd(&mut self) -> Option<OwnedFd> {
+        self.received.take()
+    }
+}
+
+impl SendFd for Deadline {
+    fn send_fd(&mut self, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        arena::send_with_fd(self.stream.as_fd(), bytes, fd)
     }
 }
 

@@ -35,11 +35,12 @@ pub(crate) trait Results: Send {
     /// can then be cancelled
     /// while it runs; without one, only before.
     fn claim(&mut self, canceller: Option<Canceller>) -> bool;
-    /// Completes the future from the serving side's outcomes (`Err` if they
-    /// did not decode: the future then holds the protocol error). Either
-    /// way, hands back its done callbacks to run, so that the caller can
-    /// count itself busy meanwhile.
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred>;
+    /// Completes the future from the serving side's outcomes, whose last
+    /// bytes may have come apart in `tail` (`Err` if they did not decode:
+    /// the future then holds the protocol error). Either way, hands back
+    /// its done callbacks to run, so that the caller can count itself busy
+    /// meanwhile.
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred>;
     /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
 }
@@ -68,8 +69,8 @@ impl<R: Payload> Results for One<R> {
         }
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
-        match codec::decode_outcomes::<R>(outcomes, 1) {
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
+        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, 1) {
             Ok(mut outcomes) => Ok(complete(self.0, outcomes.pop().expect("one outcome"))),
             Err(error) => Err(complete(self.0, Err(error))),
         }
@@ -151,11 +152,11 @@ impl<R: Payload> Results for Chunk<R> {
         self.promise.claim()
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
         if let Some((meter, Some(claimed))) = &self.meter {
             meter.record(self.sent, claimed.elapsed());
         }
-        match codec::decode_outcomes::<R>(outcomes, self.sent) {
+        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));

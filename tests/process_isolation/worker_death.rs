@@ -21,6 +21,7 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_death_spares_the_task_running_beside_it,
     an_idle_worker_that_dies_fails_no_task,
     a_death_in_a_map_chunk_fails_that_chunk_only,
+    a_death_while_writing_into_the_arena_fails_only_its_task,
 ];
 
 fn died(exit_code: Option<i32>, signal: Option<i32>) -> Result<u32, Error> {
@@ -168,4 +169,82 @@ fn a_death_in_a_map_chunk_fails_that_chunk_only() {
             _ => assert_eq!(outcome, Ok(n * 2), "item {n}"),
         }
     }
+}
+
+/// A result big enough that copying it into the shared arena takes
+/// milliseconds, and far above the arena's threshold.
+const ARENA_RESULT: usize = 128 << 20;
+
+/// `len` bytes of `byte`.
+fn filled((byte, len): (u8, usize)) -> Vec<u8> {
+    vec![byte; len]
+}
+
+/// Where this worker maps the pool's shared arena, if it has one (the
+/// process transport names its memfd so).
+fn arena_mapping() -> Option<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps");
+    let line = maps
+        .lines()
+        .find(|line| line.contains("memfd:concurrent-futures-arena"))?;
+    let start = line.split('-').next()?;
+    usize::from_str_radix(start, 16).ok()
+}
+
+/// Returns `len` bytes of `byte`, while a thread aborts this worker as soon
+/// as they start to arrive in the arena: mid-transfer, a sixteenth in.
+fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
+    let watched = arena_mapping().expect("the warm-up left an arena") + len / 16;
+    std::thread::spawn(move || {
+        loop {
+            // SAFETY: `watched` lies inside the arena's mapping (at most
+            // MAX bytes, sized for a result of `len` by the warm-up), which
+            // stays mapped while this worker lives; a volatile read of a
+            // byte that the transport may be writing is the point here.
+            if unsafe { std::ptr::read_volatile(watched as *const u8) } == byte {
+                std::process::abort();
+            }
+            std::hint::spin_loop();
+        }
+    });
+    vec![byte; len]
+}
+
+/// Whether this worker has an arena mapped.
+fn has_arena(_: ()) -> bool {
+    arena_mapping().is_some()
+}
+
+fn a_death_while_writing_into_the_arena_fails_only_its_task() {
+    let executor = ProcessPoolExecutor::new(1);
+    let warm = settle(&executor.submit(filled, (0x11, ARENA_RESULT))).expect("a big result");
+    assert!(warm.len() == ARENA_RESULT && warm.iter().all(|&b| b == 0x11));
+    drop(warm);
+    let arena = settle(&executor.submit(has_arena, ())).unwrap();
+    if cfg!(concurrent_futures_portable_unix) {
+        // The portable path (macOS) has no memfd: big payloads take the
+        // channel, and there is no arena to die in.
+        assert!(!arena, "no arena on the portable path");
+        return;
+    }
+    assert!(arena, "a big result left the worker an arena");
+    let first_worker = settle(&executor.submit(pid, ())).unwrap();
+    let victim = executor.submit(dies_writing_into_the_arena, (0x22, ARENA_RESULT));
+    let queued_behind = executor.submit(filled, (0x33, ARENA_RESULT));
+    // Never a result read out of a half-written arena: the task fails.
+    assert_eq!(
+        settle(&victim).map(|bytes| bytes.len()),
+        Err(Error::WorkerDied {
+            exit_code: None,
+            signal: Some(libc::SIGABRT)
+        })
+    );
+    let next = settle(&queued_behind).expect("the task queued behind it is unaffected");
+    assert!(next.len() == ARENA_RESULT && next.iter().all(|&b| b == 0x33));
+    let worker = settle(&executor.submit(pid, ())).expect("the pool keeps working");
+    assert_ne!(worker, first_worker, "a replacement worker ran it");
+    assert!(
+        !fixtures::exists(first_worker),
+        "the dead worker was reaped"
+    );
 }
