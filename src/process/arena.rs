@@ -11,8 +11,10 @@
 //!
 //! # The protocol: who may touch the arena when
 //!
-//! A child has one call in flight, so its arena has one owner at a time,
-//! and ownership moves with the frames on the channel:
+//! The arena has one owner at a time, and ownership moves with the frames
+//! on the channel. The pool lends it with a task frame (flag `LENT`) only
+//! when no other call is in flight on that child; only such a task's
+//! argument may lie in it, and only such a task's answer may use it:
 //!
 //! ```text
 //! pool: put(argument) ── Task frame ──▶ child: take(argument) … task …
@@ -58,8 +60,10 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 use std::os::unix::net::UnixStream;
 
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 use super::frame::ReceiveFd;
 
 /// Payloads at least this big go through an arena (when there can be one).
@@ -257,12 +261,14 @@ pub(crate) fn receive(
 
 /// A child's reading side of the channel on Linux: reads as the socket
 /// does, keeping a descriptor that comes with the bytes.
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 #[derive(Debug)]
 pub(crate) struct FdReader {
     stream: UnixStream,
     received: Option<OwnedFd>,
 }
 
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 impl FdReader {
     pub(crate) fn new(stream: UnixStream) -> Self {
         FdReader {
@@ -272,12 +278,14 @@ impl FdReader {
     }
 }
 
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 impl io::Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         receive(self.stream.as_fd(), buf, &mut self.received)
     }
 }
 
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 impl ReceiveFd for FdReader {
     fn received_fd(&mut self) -> Option<OwnedFd> {
         self.received.take()

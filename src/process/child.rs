@@ -93,6 +93,7 @@ fn serve_pool(pool: u32) -> Result<(), String> {
         reader: BufReader::new(reader),
         writer: &channel,
         arena: None,
+        lent: false,
     };
     serve::serve(&mut endpoint, fingerprint)
 }
@@ -104,17 +105,27 @@ struct Channel<'a> {
     /// The memory shared with the pool for big payloads, once one was
     /// needed (see `arena`).
     arena: Option<Arena>,
+    /// Whether the task being served came with the arena lent: only then
+    /// may its answer use it.
+    lent: bool,
 }
 
 impl Endpoint for Channel<'_> {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
-        frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
-            .map_err(|e| e.to_string())
+        let sent = if std::mem::take(&mut self.lent) {
+            frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
+        } else {
+            frame::write_frame(&mut self.writer, kind, parts)
+        };
+        sent.map_err(|e| e.to_string())
     }
 
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {
         match frame::read_message(&mut self.reader, body, tail, &mut self.arena) {
-            Ok(kind) => Ok(Some(kind)),
+            Ok((kind, lent)) => {
+                self.lent = lent;
+                Ok(Some(kind))
+            }
             Err(FrameError::Closed) => Ok(None),
             Err(error) => Err(error.into_error().to_string()),
         }

@@ -12,7 +12,10 @@
 //! starts with the length of those bytes (8 bytes, little-endian), and they
 //! are at the start of the arena; with [`NEW_ARENA`] also set, the frame's
 //! first byte carries the descriptor of a new arena, which replaces the
-//! old. The handshake's frames never do.
+//! old. A task frame with [`LENT`] set lends the arena to the child until
+//! it answers that task: only then may the task's argument or its answer
+//! lie in the arena (the pool lends it only with nothing else in flight).
+//! The handshake's frames never carry any flag.
 //!
 //! Reading never trusts a length: at most [`RESERVE_AHEAD`] is reserved
 //! before a frame's bytes arrive, a frame longer than the memory that can be
@@ -80,6 +83,8 @@ const MAX_PARTS: usize = 3;
 const IN_ARENA: u8 = 0x80;
 /// The kind byte's flag: the frame's first byte carries a new arena.
 const NEW_ARENA: u8 = 0x40;
+/// The kind byte's flag: the arena is lent with this task, until its answer.
+const LENT: u8 = 0x20;
 
 /// A channel's writing side that can hand over a descriptor.
 pub(crate) trait SendFd: Write {
@@ -100,9 +105,10 @@ impl SendFd for &std::os::unix::net::UnixStream {
     }
 }
 
-/// Writes one message: as [`write_frame`], except that a last part of at
-/// least [`arena::THRESHOLD`] bytes goes through `arena` (made, or
-/// replaced by a bigger one, as needed). Without an arena (none can be
+/// Writes one message, with the arena in hand: as [`write_frame`], except
+/// that a last part of at least [`arena::THRESHOLD`] bytes goes through
+/// `arena` (made, or replaced by a bigger one, as needed), and a task frame
+/// lends the arena (see the module docs). Without an arena (none can be
 /// made here, or the part is above [`arena::MAX`]), the channel carries it.
 pub(crate) fn write_message(
     out: &mut impl SendFd,
@@ -110,11 +116,12 @@ pub(crate) fn write_message(
     parts: &[&[u8]],
     arena: &mut Option<Arena>,
 ) -> io::Result<()> {
+    let lent = if kind == Kind::Task { LENT } else { 0 };
     let Some((bulk, head)) = parts
         .split_last()
         .filter(|(bulk, _)| (arena::THRESHOLD..=arena::MAX).contains(&bulk.len()))
     else {
-        return write_frame(out, kind, parts);
+        return write_all(out, &frame_header(kind as u8 | lent, parts, &[]), parts);
     };
     let mut handed = None;
     if arena.as_ref().is_none_or(|arena| arena.len() < bulk.len()) {
@@ -130,7 +137,7 @@ pub(crate) fn write_message(
     }
     arena.as_mut().expect("made above").put(bulk);
     let len = (bulk.len() as u64).to_le_bytes();
-    let flags = IN_ARENA | if handed.is_some() { NEW_ARENA } else { 0 };
+    let flags = lent | IN_ARENA | if handed.is_some() { NEW_ARENA } else { 0 };
     let header = frame_header(kind as u8 | flags, &[&len], head);
     let mut parts_after = [&[][..]; MAX_PARTS];
     parts_after[0] = &len;
@@ -164,6 +171,19 @@ fn frame_header(kind: u8, parts: &[&[u8]], more: &[&[u8]]) -> [u8; 9] {
 /// straight from where the parts lie: no copy, no allocation.
 pub(crate) fn write_frame(out: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> io::Result<()> {
     write_all(out, &frame_header(kind as u8, parts, &[]), parts)
+}
+
+/// Appends one frame to `out`, to be written with others in one call: a
+/// task that does not lend the arena (another is in flight), so all its
+/// bytes are in the frame.
+pub(crate) fn stage_frame(out: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
+    out.extend_from_slice(&frame_header(kind as u8, parts, &[]));
+    parts.iter().for_each(|part| out.extend_from_slice(part));
+}
+
+/// Writes all of `bytes` (staged frames).
+pub(crate) fn write_staged(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    write_all(out, bytes, &[])
 }
 
 /// Writes `header`, then `parts`, in vectored writes.
@@ -205,22 +225,24 @@ pub(crate) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<Ki
     }
 }
 
-/// Reads one message written by [`write_message`]: the frame into `body`,
-/// and the bytes it left in the arena into `tail` (else empty). A new
-/// arena handed over replaces `arena`.
+/// Reads one message written by [`write_message`] or [`stage_frame`]: the
+/// frame into `body`, and the bytes it left in the arena into `tail` (else
+/// empty). A new arena handed over replaces `arena`. Returns the kind, and
+/// whether the message lent the arena.
 pub(crate) fn read_message<R: ReceiveFd>(
     input: &mut BufReader<R>,
     body: &mut Vec<u8>,
     tail: &mut Vec<u8>,
     arena: &mut Option<Arena>,
-) -> Result<Kind, FrameError> {
+) -> Result<(Kind, bool), FrameError> {
     let (kind, flags) = read_frame_reserving(input, body, RESERVE_AHEAD)?;
     tail.clear();
-    if flags == 0 {
-        return Ok(kind);
+    let lent = flags & LENT != 0;
+    if flags & !LENT == 0 {
+        return Ok((kind, lent));
     }
     let len = (body.first_chunk::<8>())
-        .filter(|_| flags & IN_ARENA != 0)
+        .filter(|_| flags & IN_ARENA != 0 && (lent || kind != Kind::Task))
         .and_then(|len| usize::try_from(u64::from_le_bytes(*len)).ok())
         .ok_or_else(|| malformed("a bad arena frame"))?;
     body.drain(..8);
@@ -244,7 +266,7 @@ pub(crate) fn read_message<R: ReceiveFd>(
         )));
     }
     *tail = arena.take(len).ok_or(FrameError::NoMemory(len))?;
-    Ok(kind)
+    Ok((kind, lent))
 }
 
 /// Reads one frame; returns its kind and the flags of its kind byte.
@@ -269,8 +291,14 @@ fn read_frame_reserving(
         Err(error) => return Err(error.into()),
     }
     let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-    let flags = header[8] & (IN_ARENA | NEW_ARENA);
+    let flags = header[8] & (IN_ARENA | NEW_ARENA | LENT);
     let kind = Kind::from_byte(header[8] & !flags)
+        .filter(|&kind| match kind {
+            Kind::Task => true,
+            Kind::Outcomes => flags & LENT == 0,
+            _ => flags == 0,
+        })
+        .filter(|_| flags & NEW_ARENA == 0 || flags & IN_ARENA != 0)
         .ok_or_else(|| malformed(format!("unknown frame kind {}", header[8])))?;
     let body_len = len
         .checked_sub(1)

@@ -22,6 +22,7 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     an_idle_worker_that_dies_fails_no_task,
     a_death_in_a_map_chunk_fails_that_chunk_only,
     a_death_while_writing_into_the_arena_fails_only_its_task,
+    a_death_with_calls_queued_on_its_worker_fails_only_its_task,
 ];
 
 fn died(exit_code: Option<i32>, signal: Option<i32>) -> Result<u32, Error> {
@@ -247,4 +248,24 @@ fn a_death_while_writing_into_the_arena_fails_only_its_task() {
         !fixtures::exists(first_worker),
         "the dead worker was reaped"
     );
+}
+
+fn a_death_with_calls_queued_on_its_worker_fails_only_its_task() {
+    // Quick tasks let the manager send its child several calls at once;
+    // when the child dies running one, the calls sent behind it never
+    // started: they go to the replacement, and succeed there.
+    let scratch = Scratch::new("queued");
+    let executor = ProcessPoolExecutor::new(1);
+    let first_worker = settle(&executor.submit(pid, ())).unwrap();
+    let warm: Vec<_> = (0..200).map(|_| executor.submit(pid, ())).collect();
+    let victim = executor.submit(aborts, scratch.arg());
+    let behind: Vec<_> = (0..40).map(|_| executor.submit(pid, ())).collect();
+    for future in &warm {
+        assert_eq!(settle(future), Ok(first_worker));
+    }
+    assert_eq!(settle(&victim), died(None, Some(libc::SIGABRT)));
+    for future in &behind {
+        let worker = settle(future).expect("a call sent behind the death is unaffected");
+        assert_ne!(worker, first_worker, "a replacement worker ran it");
+    }
 }
