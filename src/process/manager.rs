@@ -44,6 +44,14 @@ static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 /// enough that a slow child does not hoard the queue from its siblings.
 const IN_FLIGHT: usize = 32;
 
+/// The most bytes of calls in flight on one child. The channel's buffer
+/// must hold every call the child has not read yet: a child that answers
+/// while the manager still writes would otherwise block on its answer, and
+/// the manager on its write, for good. (A socket's buffer takes some
+/// 200 KiB on Linux; a call alone may be any size, as the manager reads
+/// its answer only after writing it.)
+const IN_FLIGHT_BYTES: usize = 64 << 10;
+
 /// An answer within this long of its call's turn keeps the window growing.
 const QUICK: Duration = Duration::from_millis(1);
 
@@ -134,6 +142,13 @@ struct Window {
     max: usize,
 }
 
+impl Flying {
+    /// The bytes of its frame, near enough.
+    fn bytes(&self) -> usize {
+        self.job.work.args.len() + self.job.work.tail.len()
+    }
+}
+
 impl Window {
     /// Grows after an answer that came within [`QUICK`] of its call's turn
     /// (its sending, or the previous answer), and shrinks to one call
@@ -188,10 +203,13 @@ impl Feed<'_> {
             }
             match live.receive(self.flight[0].deadline) {
                 Ok(outcome) => {
-                    let done = self.flight.pop_front().expect("in flight");
+                    let mut done = self.flight.pop_front().expect("in flight");
                     let now = Instant::now();
+                    // It ran from its sending (its child started and
+                    // greeted by then) or the answer before it, if later.
                     let turn_began = last_answer.map_or(done.sent, |last| done.sent.max(last));
                     window.answered(now - turn_began);
+                    done.job.work.results.ran_for(now - turn_began);
                     last_answer = Some(now);
                     self.next_runs();
                     if self.flight.is_empty() && self.waiting.is_empty() {
@@ -226,8 +244,10 @@ impl Feed<'_> {
                     None => return Ok(()),
                 },
             };
+            let bytes = job.work.args.len() + job.work.tail.len();
             let alone = job.work.tail.len() >= arena::THRESHOLD || self.needs_new_child();
-            if alone && !self.flight.is_empty() {
+            let flying_bytes: usize = self.flight.iter().map(Flying::bytes).sum();
+            if !self.flight.is_empty() && (alone || flying_bytes + bytes > IN_FLIGHT_BYTES) {
                 self.waiting.push_front(job);
                 return Ok(());
             }

@@ -4,7 +4,7 @@
 //! its answer completes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::future::{self, Canceller, Promise};
 use crate::map::{Meter, Outcomes};
@@ -43,6 +43,13 @@ pub(crate) trait Results: Send {
     fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred>;
     /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
+    /// Notes how long the serving side ran this work: from when it could
+    /// start it (a serving process free for it, started and greeted) to its
+    /// outcomes. A `map` chunk with an automatic size reports it to its
+    /// meter; other work has no use for it.
+    fn ran_for(&mut self, took: Duration) {
+        let _ = took;
+    }
 }
 
 /// Done callbacks still to run, if there are any.
@@ -88,8 +95,8 @@ pub(crate) struct Chunk<R> {
     sent: usize,
     refused: Vec<(usize, Error)>,
     /// For an automatic chunk size: where to report how long the chunk
-    /// ran, from its claim to its outcomes, and when it was claimed.
-    meter: Option<(Arc<Meter>, Option<Instant>)>,
+    /// ran (see [`Results::ran_for`]).
+    meter: Option<Arc<Meter>>,
 }
 
 /// A `map` chunk ready to send: its encoded arguments, how many, and the
@@ -126,7 +133,7 @@ impl<R: Payload> Chunk<R> {
             promise,
             sent,
             refused,
-            meter: meter.map(|meter| (Arc::clone(meter), None)),
+            meter: meter.cloned(),
         });
         (
             future,
@@ -153,9 +160,6 @@ impl<R: Payload> Results for Chunk<R> {
     }
 
     fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
-        if let Some((meter, Some(claimed))) = &self.meter {
-            meter.record(self.sent, claimed.elapsed());
-        }
         match codec::decode_outcomes_with_tail::<R>(outcomes, tail, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
@@ -169,5 +173,11 @@ impl<R: Payload> Results for Chunk<R> {
 
     fn fail(self: Box<Self>, error: Error) {
         self.promise.complete(Err(error));
+    }
+
+    fn ran_for(&mut self, took: Duration) {
+        if let Some(meter) = &self.meter {
+            meter.record(self.sent, took);
+        }
     }
 }
