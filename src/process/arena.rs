@@ -59,7 +59,7 @@
 //! channel.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 use std::os::unix::net::UnixStream;
 
@@ -281,7 +281,7 @@ impl FdReader {
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 impl io::Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        receive(self.stream.as_fd(), buf, &mut self.received)
+        receive(std::os::fd::AsFd::as_fd(&self.stream), buf, &mut self.received)
     }
 }
 
