@@ -281,7 +281,11 @@ impl FdReader {
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 impl io::Read for FdReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        receive(std::os::fd::AsFd::as_fd(&self.stream), buf, &mut self.received)
+        receive(
+            std::os::fd::AsFd::as_fd(&self.stream),
+            buf,
+            &mut self.received,
+        )
     }
 }
 

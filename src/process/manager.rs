@@ -77,6 +77,13 @@ struct Flying {
     sent: Instant,
 }
 
+impl Flying {
+    /// The bytes of its frame, near enough.
+    fn bytes(&self) -> usize {
+        self.job.work.args.len() + self.job.work.tail.len()
+    }
+}
+
 /// The body of a manager thread.
 pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
     let mut window = Window {
@@ -140,13 +147,6 @@ fn claim(Queued { mut work, claim }: Queued, shared: &Shared) -> Option<Job> {
 struct Window {
     now: usize,
     max: usize,
-}
-
-impl Flying {
-    /// The bytes of its frame, near enough.
-    fn bytes(&self) -> usize {
-        self.job.work.args.len() + self.job.work.tail.len()
-    }
 }
 
 impl Window {

@@ -62,6 +62,16 @@ use spawn::{Process, Recipe};
 /// be cancelled (its worker is killed and replaced); and a per-task timeout
 /// stops runaway tasks.
 ///
+/// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
+/// 256 KiB or more does not go through the worker's channel but through
+/// memory shared with that worker, copied once on each side. Each worker
+/// keeps that memory from its first such payload on, sized to the largest
+/// payload it has carried rounded up to a power of two (at least 1 MiB, at
+/// most 1 GiB; bigger payloads take the channel), and returns it when it
+/// exits: at shutdown, or when it is replaced. So the pool holds at most
+/// `max_workers` times that. Elsewhere (macOS), every payload takes the
+/// channel.
+///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
 ///
