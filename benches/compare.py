@@ -125,6 +125,15 @@ def gib_s(bench):
     median, throughput = figure(bench)
     return None if median is None else throughput.get("Bytes", 0) / (median / 1e9) / 2**30
 
+def result_gib_s(size):
+    """A `size` result's GiB/s: the echo's median (both ways) less the
+    argument's (one way), for the bytes coming back."""
+    echo, throughput = figure(f"process_bytes/echo_{size}")
+    arg, _ = figure(f"process_bytes/arg_{size}")
+    if echo is None or arg is None or echo <= arg:
+        return None
+    return throughput.get("Bytes", 0) / ((echo - arg) / 1e9) / 2**30
+
 # Python's process figures (us/task; ms for the start; GiB/s for the big argument)
 # and the raw limits, medians of limits.c's runs.
 py = {}
@@ -150,9 +159,12 @@ limit = {k: statistics.median(v) if v else None for k, v in runs.items()}
 def process_table():
     fds = {}
     attempt = None
+    floor = {}
     for line in open(os.path.join(logs, "process.txt")):
         if m := re.match(r"fds (\w+) (\d+) pending: before (\d+), peak (\d+), after (\d+)", line):
             fds[m.group(1)] = tuple(int(m.group(i)) for i in range(2, 6))
+        elif m := re.match(r"bytes floor (\w+): copy into a fresh vector ([\d.]+) GiB/s, into a reused one ([\d.]+)", line):
+            floor[m.group(1)] = (float(m.group(2)), float(m.group(3)))
         elif line.startswith(("procspawn ", "start with two tasks", "process_map mix25")):
             attempt = (attempt or []) + [line.rstrip()]
 
@@ -173,7 +185,7 @@ def process_table():
             ("procspawn Pool::new(2) + spawn + join", ms("process_start/procspawn_pool"), None),
         ]),
         ("serial round trip, us", ours("process_round_trip/ours"), False,
-         ("<= 20 us", lambda v: v <= 20), [
+         ("<= 8 us", lambda v: v <= 8), [
             ("procspawn pool spawn + join", ours("process_round_trip/procspawn_pool"), None),
             ("Python ProcessPoolExecutor", py.get("process round-trip (serial)"), None),
             ("raw limit: pipe ping-pong", limit["ping"], None),
@@ -181,7 +193,7 @@ def process_table():
         ]),
         (f"submit + result, us/task, ours {fd_text('ours')} (before / peak / after)",
          ours("process_submit_result/ours_100k_pending"), False,
-         ("<= 10 us/task, fds flat", lambda v: v <= 10 and (
+         ("<= 3 us/task, fds flat", lambda v: v <= 3 and (
              "ours" in fds and fds["ours"][2] <= fds["ours"][1] + 3 and fds["ours"][3] <= fds["ours"][1] + 3)), [
             (f"procspawn pool, {fd_text('procspawn')}", ours("process_submit_result/procspawn_pool_1k_pending"), None),
             ("Python ProcessPoolExecutor, 10000 pending", py.get("process submit+result"), None),
@@ -195,14 +207,23 @@ def process_table():
          None, [
             (*best_fixed("process_map", r"ours_chunksize_(\d+)_25ns"), 1 / 1.5),
         ]),
-        ("64 MiB Vec<u8> argument, GiB/s", gib_s("process_big_arg/ours"), True,
-         (">= 1 GiB/s", lambda v: v >= 1), [
-            ("procspawn pool spawn + join", gib_s("process_big_arg/procspawn_pool"), None),
-            ("Python ProcessPoolExecutor (bytes)", py.get("big"), None),
-            ("raw limit: pipe bandwidth", limit["pipe"], None),
-            ("raw limit, one core: pipe bandwidth", limit["pipe1"], None),
-        ]),
     ]
+    for size, target in (("1MiB", None), ("64MiB", (">= 4 GiB/s", lambda v: v >= 4))):
+        fresh, reused = floor.get(size, (None, None))
+        floors = [
+            ("floor: copy into a fresh Vec<u8> here", fresh, None),
+            ("floor: copy into reused memory here (memcpy)", reused, None),
+        ]
+        label = size.replace("MiB", " MiB")
+        peers = [("raw limit: pipe bandwidth (64 MiB)", limit["pipe"], None),
+                 ("raw limit, one core: pipe bandwidth (64 MiB)", limit["pipe1"], None)]
+        if size == "64MiB":
+            peers = [("procspawn pool spawn + join", gib_s(f"process_bytes/procspawn_pool_arg_{size}"), None),
+                     ("Python ProcessPoolExecutor (bytes)", py.get("big"), None)] + peers
+        rows.append((f"{label} Vec<u8> argument, GiB/s", gib_s(f"process_bytes/arg_{size}"), True,
+                     target, peers + floors))
+        rows.append((f"{label} Vec<u8> result (echo less argument), GiB/s", result_gib_s(size), True,
+                     target, floors))
     print()
     print("Process pool (speed-up above 1: ours is faster; fds are this process's open descriptors)")
     print()

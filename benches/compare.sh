@@ -37,7 +37,7 @@ echo "$machine"
 # Stale results of a benchmark left out of this run must not reach the table.
 rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target/criterion/map"
 rm -rf "$target/criterion/map_million" "$target/criterion/map_duration"
-rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg}
+rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes}
 touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt"
 if has thread; then
     cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt" || failed+=(thread_pool)

@@ -24,9 +24,14 @@
 //!   the default `map` of a ~25 ns task ([`mix25`]) over as many items,
 //!   beside fixed chunk sizes ([`MIX25_CHUNKSIZES`]); the first line of the
 //!   output says what the task takes here.
-//! - `process_big_arg`: one task whose argument is a 64 MiB `Vec<u8>` and
-//!   which returns its length; the throughput is set in bytes, so
-//!   criterion reports GiB/s. Making the vector is not timed.
+//! - `process_bytes`: one task whose argument is a `Vec<u8>` of 1 MiB or
+//!   64 MiB and which returns its length (`arg_*`), and one that returns
+//!   its argument (`echo_*`: the bytes both ways); the throughput is set in
+//!   bytes (one way), so criterion reports GiB/s. Making the vector is not
+//!   timed. `compare.py` takes a result's time as echo minus argument. A
+//!   line `bytes floor ...` gives what copying into memory costs here: a
+//!   fresh vector (what a receiver must make) and a reused one.
+//!   procspawn's `arg_64MiB` row is the peer.
 //!
 //! procspawn's workers serve from `procspawn::init()`, the first line of
 //! `main`, so this bench has a `main` of its own; our pool's workers need no
@@ -64,8 +69,8 @@ const CHUNK: usize = 1_000;
 const MIX25_ROUNDS: u32 = 6;
 /// The fixed chunk sizes that the default `map` of [`mix25`] is compared with.
 const MIX25_CHUNKSIZES: [usize; 3] = [100, 1_000, 10_000];
-/// The big argument's size.
-const BIG: usize = 64 << 20;
+/// The payload sizes of `process_bytes`, with their names.
+const BYTES: [(usize, &str); 2] = [(1 << 20, "1MiB"), (64 << 20, "64MiB")];
 
 /// The tiny task: the identity, opaque to the optimizer.
 fn ident(x: u64) -> u64 {
@@ -90,6 +95,11 @@ fn ident_chunk(xs: Vec<u64>) -> Vec<u64> {
 /// The big-argument task: the length of its bytes.
 fn len(bytes: Vec<u8>) -> usize {
     bytes.len()
+}
+
+/// The big-result task: its argument, back.
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
 }
 
 /// This process's open file descriptors.
@@ -394,45 +404,89 @@ fn process_map(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times `iters` calls of `send` on a fresh 64 MiB vector each, leaving
-/// the making of the vector off the clock.
-fn big_calls(iters: u64, mut send: impl FnMut(Vec<u8>) -> usize) -> Duration {
-    let template = vec![7u8; BIG];
+/// Times `iters` calls of `send` on a fresh vector of `size` bytes each,
+/// leaving the making of the vector off the clock.
+fn byte_calls(iters: u64, size: usize, mut send: impl FnMut(Vec<u8>) -> usize) -> Duration {
+    let template = vec![7u8; size];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let bytes = template.clone();
         let start = Instant::now();
-        assert_eq!(send(bytes), BIG);
+        assert_eq!(send(bytes), size);
         total += start.elapsed();
     }
     total
 }
 
-fn process_big_arg(c: &mut Criterion) {
-    let mut group = c.benchmark_group("process_big_arg");
+/// What copying `size` bytes costs here: into a fresh vector, and into
+/// one already written (medians of a few tries, GiB/s).
+fn copy_floor(size: usize) -> (f64, f64) {
+    let source = vec![7u8; size];
+    let mut reused = vec![0u8; size];
+    let gib_s = |time: Duration| size as f64 / time.as_secs_f64() / f64::from(1 << 30);
+    let (mut fresh, mut into) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        let start = Instant::now();
+        black_box(source.clone());
+        fresh.push(gib_s(start.elapsed()));
+        let start = Instant::now();
+        reused.copy_from_slice(black_box(&source));
+        black_box(&reused);
+        into.push(gib_s(start.elapsed()));
+    }
+    fresh.sort_by(f64::total_cmp);
+    into.sort_by(f64::total_cmp);
+    (fresh[4], into[4])
+}
+
+fn process_bytes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("process_bytes");
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::Bytes(BIG as u64));
 
     let executor = ProcessPoolExecutor::new(WORKERS);
     drop(executor.submit(ident, 0).result());
-    group.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            big_calls(iters, |bytes| {
-                executor.submit(len, bytes).result().expect("len")
-            })
+    let mut ran = false;
+    for (size, name) in BYTES {
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(format!("arg_{name}"), |b| {
+            ran = true;
+            b.iter_custom(|iters| {
+                byte_calls(iters, size, |bytes| {
+                    executor.submit(len, bytes).result().expect("len")
+                })
+            });
         });
-    });
+        group.bench_function(format!("echo_{name}"), |b| {
+            b.iter_custom(|iters| {
+                byte_calls(iters, size, |bytes| {
+                    executor.submit(echo, bytes).result().expect("echo").len()
+                })
+            });
+        });
+    }
     drop(executor);
 
     let pool = procspawn_pool();
     drop(pool.spawn(0, ident).join());
-    group.bench_function("procspawn_pool", |b| {
+    let (size, name) = BYTES[1];
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function(format!("procspawn_pool_arg_{name}"), |b| {
         b.iter_custom(|iters| {
-            big_calls(iters, |bytes| pool.spawn(bytes, len).join().expect("len"))
+            byte_calls(iters, size, |bytes| {
+                pool.spawn(bytes, len).join().expect("len")
+            })
         });
     });
     drop(pool);
     group.finish();
+    if ran {
+        for (size, name) in BYTES {
+            let (fresh, reused) = copy_floor(size);
+            println!(
+                "bytes floor {name}: copy into a fresh vector {fresh:.2} GiB/s, into a reused one {reused:.2} GiB/s"
+            );
+        }
+    }
 }
 
 fn main() {
@@ -447,6 +501,6 @@ fn main() {
     process_round_trip(&mut c);
     process_submit_result(&mut c);
     process_map(&mut c);
-    process_big_arg(&mut c);
+    process_bytes(&mut c);
     c.final_summary();
 }

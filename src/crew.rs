@@ -177,23 +177,23 @@ impl<J: Job> Crew<J> {
         Seat { crew: self }
     }
 
-    /// Puts `job`, not started, back on the queue for another thread, and
+    /// Puts `jobs`, not started, back on the queue for another thread, and
     /// takes the calling thread out of the pool: it exits, and no longer
-    /// counts toward `max_workers`. If the queue is closed, `job` fails with
-    /// `error` instead.
+    /// counts toward `max_workers`. If the queue is closed, each job fails
+    /// with `error` instead.
     // Only the process pool's managers give a job back (a worker that would
     // not start), and the process pool is built only on Linux, macOS and
     // Windows.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    pub(crate) fn requeue_and_exit(&self, job: J, error: Error) {
+    pub(crate) fn requeue_and_exit(&self, jobs: Vec<J>, error: Error) {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         match &state.intake {
             // The receiver lives in `self.queue`, so the send cannot fail.
-            Intake::Open(sender) => drop(sender.send(job)),
+            Intake::Open(sender) => jobs.into_iter().for_each(|job| drop(sender.send(job))),
             Intake::ShutDown | Intake::Broken(_) => {
                 drop(state);
-                job.fail(error);
+                jobs.into_iter().for_each(|job| job.fail(error.clone()));
             }
         }
     }
@@ -348,6 +348,15 @@ pub(crate) struct Turn<'s, J> {
 }
 
 impl<'s, J> Turn<'s, J> {
+    /// Another job for this same turn, if one is queued now: a thread that
+    /// feeds a process several jobs at once takes them without waiting,
+    /// and stays counted busy once.
+    // Only the process pool's managers take several jobs a turn.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn another_job(&self) -> Option<J> {
+        self.crew.queue.try_recv().ok()
+    }
+
     /// Ends the turn: the thread counts as idle again. Call it just before
     /// completing the job's futures, so that a caller who sees a result and
     /// submits again finds the thread counted, and no thread is started.

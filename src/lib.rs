@@ -207,7 +207,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in two, the MPI transport (feature `mpi`) in one, and the
+//! transport in four, the MPI transport (feature `mpi`) in one, and the
 //! crate's entry in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -249,6 +249,15 @@
 //!   pid; and in the child, taking ownership of the two inherited pipe
 //!   handles named by the marker, once they are checked to be pipes and
 //!   not the standard handles, and made non-inheritable.
+//! - `process/arena.rs`: the memory a pool shares with one child for big
+//!   payloads (Linux): `memfd_create`, sealing, `mmap`/`munmap`, `madvise`,
+//!   and `sendmsg`/`recvmsg` with `SCM_RIGHTS` to hand it over; and the two
+//!   copies into and out of the shared mapping. Those copy through raw
+//!   pointers, never a `&[u8]` over the mapping, and only while the
+//!   protocol gives this side the memory: the writer writes before it sends
+//!   its frame, the reader reads after that frame arrives and before it
+//!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
+//!   mapping is not inherited by `fork`. The module docs give the argument.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,

@@ -561,7 +561,7 @@ impl Hub {
                 if pool.broken.is_none() {
                     pool.idle.push(rank);
                 }
-                let deferred = match work.results.deliver(&outcomes) {
+                let deferred = match work.results.deliver(&outcomes, Vec::new()) {
                     Ok(deferred) | Err(deferred) => deferred,
                 };
                 if let Some(callbacks) = deferred {

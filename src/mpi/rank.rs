@@ -207,7 +207,8 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         Ok(())
     }
 
-    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+    /// MPI carries every message whole: `tail` stays empty.
+    fn receive(&mut self, body: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Option<Kind>, String> {
         let hub = self.comm.process_at_rank(0);
         let mut backoff = Backoff::default();
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
@@ -238,9 +239,12 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
 
     /// On the task thread, with a heartbeat every
     /// [`BEAT`](liveness::BEAT) while it runs.
+    /// `tail` is empty in (see `receive`), and stays so: `run_task` joins
+    /// a result's tail to the outcomes.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
+        _: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
     ) -> Result<(), String> {

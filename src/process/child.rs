@@ -29,6 +29,7 @@
 use std::env;
 use std::io::{self, BufReader};
 
+use super::arena::Arena;
 use super::frame::{self, FrameError};
 use super::sys;
 use crate::remote::call::Fingerprint;
@@ -99,6 +100,8 @@ fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
     let mut endpoint = Channel {
         reader: BufReader::new(reader),
         writer,
+        arena: None,
+        lent: false,
     };
     serve::serve(&mut endpoint, fingerprint)
 }
@@ -107,16 +110,30 @@ fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
 struct Channel {
     reader: BufReader<sys::Reader>,
     writer: sys::ChildWriter,
+    /// The memory shared with the pool for big payloads, once one was
+    /// needed (see `arena`).
+    arena: Option<Arena>,
+    /// Whether the task being served came with the arena lent: only then
+    /// may its answer use it.
+    lent: bool,
 }
 
 impl Endpoint for Channel {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
-        frame::write_frame(&mut self.writer, kind, parts).map_err(|e| e.to_string())
+        let sent = if std::mem::take(&mut self.lent) {
+            frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
+        } else {
+            frame::write_frame(&mut self.writer, kind, parts)
+        };
+        sent.map_err(|e| e.to_string())
     }
 
-    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
-        match frame::read_frame(&mut self.reader, body) {
-            Ok(kind) => Ok(Some(kind)),
+    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+        match frame::read_message(&mut self.reader, body, tail, &mut self.arena) {
+            Ok((kind, lent)) => {
+                self.lent = lent;
+                Ok(Some(kind))
+            }
             Err(FrameError::Closed) => Ok(None),
             Err(error) => Err(error.into_error().to_string()),
         }

@@ -6,13 +6,25 @@
 //! and the body). The bodies are the remote layer's
 //! ([`message`](crate::remote::message)).
 //!
+//! A message whose last part (a lone `Vec<u8>` argument's or result's
+//! bytes) is big goes through the shared [`Arena`] ([`write_message`],
+//! [`read_message`]): the kind byte then has [`IN_ARENA`] set, the body
+//! starts with the length of those bytes (8 bytes, little-endian), and they
+//! are at the start of the arena; with [`NEW_ARENA`] also set, the frame's
+//! first byte carries the descriptor of a new arena, which replaces the
+//! old. A task frame with [`LENT`] set lends the arena to the child until
+//! it answers that task: only then may the task's argument or its answer
+//! lie in the arena (the pool lends it only with nothing else in flight).
+//! The handshake's frames never carry any flag.
+//!
 //! Reading never trusts a length: at most [`RESERVE_AHEAD`] is reserved
 //! before a frame's bytes arrive, a frame longer than the memory that can be
 //! reserved for it is an error, not an abort. Nothing here is `unsafe`.
 //! `fuzz/` drives every decoder with arbitrary bytes through [`fuzz`].
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 
+use super::arena::{self, Arena, Descriptor};
 use crate::Error;
 use crate::remote::message::{Kind, Malformed};
 #[cfg(fuzzing)]
@@ -30,6 +42,9 @@ pub(crate) enum FrameError {
     Io(io::Error),
     /// The bytes do not form a valid message.
     Malformed(String),
+    /// The message is whole, but this process has no memory for the
+    /// bytes it left in the arena, of this length.
+    NoMemory(usize),
 }
 
 impl From<io::Error> for FrameError {
@@ -51,6 +66,7 @@ impl FrameError {
             FrameError::Closed => "the child closed the channel".to_owned(),
             FrameError::Io(error) => format!("the channel to the child failed: {error}"),
             FrameError::Malformed(what) => what,
+            FrameError::NoMemory(len) => format!("no memory for a payload of {len} bytes"),
         })
     }
 }
@@ -62,16 +78,112 @@ fn malformed(what: impl Into<String>) -> FrameError {
 /// arguments, a lone byte vector's bytes).
 const MAX_PARTS: usize = 3;
 
+/// The kind byte's flag: the message's last bytes are in the arena.
+const IN_ARENA: u8 = 0x80;
+/// The kind byte's flag: the frame's first byte carries a new arena.
+const NEW_ARENA: u8 = 0x40;
+/// The kind byte's flag: the arena is lent with this task, until its answer.
+const LENT: u8 = 0x20;
+
+/// A channel's writing side that can hand over a descriptor.
+pub(crate) trait SendFd: Write {
+    /// Writes some of `bytes` (at least one, or fails) with `fd` attached.
+    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize>;
+}
+
+/// A channel's reading side that keeps a descriptor handed over with its
+/// bytes.
+pub(crate) trait ReceiveFd: Read {
+    /// The descriptor received, if one is waiting.
+    fn received_fd(&mut self) -> Option<Descriptor>;
+}
+
+/// Writes one message, with the arena in hand: as [`write_frame`], except
+/// that a last part of at least [`arena::THRESHOLD`] bytes goes through
+/// `arena` (made, or replaced by a bigger one, as needed), and a task frame
+/// lends the arena (see the module docs). Without an arena (none can be
+/// made here, or the part is above [`arena::MAX`]), the channel carries it.
+pub(crate) fn write_message(
+    out: &mut impl SendFd,
+    kind: Kind,
+    parts: &[&[u8]],
+    arena: &mut Option<Arena>,
+) -> io::Result<()> {
+    let lent = if kind == Kind::Task { LENT } else { 0 };
+    let Some((bulk, head)) = parts
+        .split_last()
+        .filter(|(bulk, _)| (arena::THRESHOLD..=arena::MAX).contains(&bulk.len()))
+    else {
+        return write_all(out, &frame_header(kind as u8 | lent, parts, &[]), parts);
+    };
+    let mut handed = None;
+    if arena.as_ref().is_none_or(|arena| arena.len() < bulk.len()) {
+        // The old arena goes first: never two held at once on this side.
+        *arena = None;
+        match Arena::create(bulk.len()) {
+            Ok((new, fd)) => {
+                *arena = Some(new);
+                handed = Some(fd);
+            }
+            Err(_) => return write_frame(out, kind, parts),
+        }
+    }
+    arena.as_mut().expect("made above").put(bulk);
+    let len = (bulk.len() as u64).to_le_bytes();
+    let flags = lent | IN_ARENA | if handed.is_some() { NEW_ARENA } else { 0 };
+    let header = frame_header(kind as u8 | flags, &[&len], head);
+    let mut parts_after = [&[][..]; MAX_PARTS];
+    parts_after[0] = &len;
+    parts_after[1..=head.len()].copy_from_slice(head);
+    let parts_after = &parts_after[..=head.len()];
+    match handed {
+        None => write_all(out, &header, parts_after),
+        Some(fd) => {
+            let sent = loop {
+                match out.send_fd(&header, &fd) {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    sent => break sent?,
+                }
+            };
+            write_all(out, &header[sent..], parts_after)
+        }
+    }
+}
+
+/// A frame's 9-byte header, for a body made of `parts` then `more`.
+fn frame_header(kind: u8, parts: &[&[u8]], more: &[&[u8]]) -> [u8; 9] {
+    let body = parts.iter().chain(more).map(|part| part.len() as u64);
+    let len = 1 + body.sum::<u64>();
+    let mut header = [0_u8; 9];
+    header[..8].copy_from_slice(&len.to_le_bytes());
+    header[8] = kind;
+    header
+}
+
 /// Writes one frame: its header, then the body's parts, in vectored writes
 /// straight from where the parts lie: no copy, no allocation.
 pub(crate) fn write_frame(out: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> io::Result<()> {
+    write_all(out, &frame_header(kind as u8, parts, &[]), parts)
+}
+
+/// Appends one frame to `out`, to be written with others in one call: a
+/// task that does not lend the arena (another is in flight), so all its
+/// bytes are in the frame.
+pub(crate) fn stage_frame(out: &mut Vec<u8>, kind: Kind, parts: &[&[u8]]) {
+    out.extend_from_slice(&frame_header(kind as u8, parts, &[]));
+    parts.iter().for_each(|part| out.extend_from_slice(part));
+}
+
+/// Writes all of `bytes` (staged frames).
+pub(crate) fn write_staged(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    write_all(out, bytes, &[])
+}
+
+/// Writes `header`, then `parts`, in vectored writes.
+fn write_all(out: &mut impl Write, header: &[u8], parts: &[&[u8]]) -> io::Result<()> {
     assert!(parts.len() <= MAX_PARTS, "a frame of {} parts", parts.len());
-    let len = 1 + parts.iter().map(|part| part.len() as u64).sum::<u64>();
-    let mut header = [0_u8; 9];
-    header[..8].copy_from_slice(&len.to_le_bytes());
-    header[8] = kind as u8;
     let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
-    slices[0] = IoSlice::new(&header);
+    slices[0] = IoSlice::new(header);
     let mut used = 1;
     for part in parts.iter().filter(|part| !part.is_empty()) {
         slices[used] = IoSlice::new(part);
@@ -98,15 +210,64 @@ pub(crate) fn write_frame(out: &mut impl Write, kind: Kind, parts: &[&[u8]]) -> 
 const RESERVE_AHEAD: usize = if cfg!(fuzzing) { 1 << 10 } else { 256 << 20 };
 
 /// Reads one frame into `body` (reusing its memory) and returns its kind.
+/// A frame that refers to an arena is refused: see [`read_message`].
 pub(crate) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<Kind, FrameError> {
-    read_frame_reserving(input, body, RESERVE_AHEAD)
+    match read_frame_reserving(input, body, RESERVE_AHEAD)? {
+        (kind, 0) => Ok(kind),
+        _ => Err(malformed("an arena frame where none may be")),
+    }
 }
 
+/// Reads one message written by [`write_message`] or [`stage_frame`]: the
+/// frame into `body`, and the bytes it left in the arena into `tail` (else
+/// empty). A new arena handed over replaces `arena`. Returns the kind, and
+/// whether the message lent the arena.
+pub(crate) fn read_message<R: ReceiveFd>(
+    input: &mut BufReader<R>,
+    body: &mut Vec<u8>,
+    tail: &mut Vec<u8>,
+    arena: &mut Option<Arena>,
+) -> Result<(Kind, bool), FrameError> {
+    let (kind, flags) = read_frame_reserving(input, body, RESERVE_AHEAD)?;
+    tail.clear();
+    let lent = flags & LENT != 0;
+    if flags & !LENT == 0 {
+        return Ok((kind, lent));
+    }
+    let len = (body.first_chunk::<8>())
+        .filter(|_| flags & IN_ARENA != 0 && (lent || kind != Kind::Task))
+        .and_then(|len| usize::try_from(u64::from_le_bytes(*len)).ok())
+        .ok_or_else(|| malformed("a bad arena frame"))?;
+    body.drain(..8);
+    if flags & NEW_ARENA != 0 {
+        let fd = (input.get_mut().received_fd())
+            .ok_or_else(|| malformed("a frame announced an arena that did not come with it"))?;
+        *arena = None;
+        *arena = Some(Arena::adopt(fd).map_err(|error| {
+            malformed(format!(
+                "the arena handed over is larger than the memory that could be mapped for it: \
+                 {error}"
+            ))
+        })?);
+    }
+    let arena = (arena.as_ref())
+        .ok_or_else(|| malformed("a frame refers to an arena never handed over"))?;
+    if len > arena.len() {
+        return Err(malformed(format!(
+            "a frame claims {len} bytes in an arena of {}",
+            arena.len()
+        )));
+    }
+    *tail = arena.take(len).ok_or(FrameError::NoMemory(len))?;
+    Ok((kind, lent))
+}
+
+/// Reads one frame; returns its kind and the flags of its kind byte.
 fn read_frame_reserving(
     input: &mut impl Read,
     body: &mut Vec<u8>,
     reserve_ahead: usize,
-) -> Result<Kind, FrameError> {
+) -> Result<(Kind, u8), FrameError> {
     let mut header = [0_u8; 9];
     // A signal that stops and continues the process (SIGSTOP, SIGCONT)
     // interrupts a blocked read even with SA_RESTART; std's read_exact and
@@ -123,7 +284,14 @@ fn read_frame_reserving(
         Err(error) => return Err(error.into()),
     }
     let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-    let kind = Kind::from_byte(header[8])
+    let flags = header[8] & (IN_ARENA | NEW_ARENA | LENT);
+    let kind = Kind::from_byte(header[8] & !flags)
+        .filter(|&kind| match kind {
+            Kind::Task => true,
+            Kind::Outcomes => flags & LENT == 0,
+            _ => flags == 0,
+        })
+        .filter(|_| flags & NEW_ARENA == 0 || flags & IN_ARENA != 0)
         .ok_or_else(|| malformed(format!("unknown frame kind {}", header[8])))?;
     let body_len = len
         .checked_sub(1)
@@ -148,7 +316,7 @@ fn read_frame_reserving(
             )));
         }
         if goal == body_len {
-            return Ok(kind);
+            return Ok((kind, flags));
         }
         goal = goal.saturating_mul(2).min(body_len);
     }
@@ -300,7 +468,7 @@ mod tests {
         let payload: Vec<u8> = (0..=255).cycle().take(1000).collect();
         let bytes = frame(Kind::Task, &payload);
         let mut body = Vec::new();
-        let kind = read_frame_reserving(&mut &bytes[..], &mut body, 7).unwrap();
+        let (kind, _) = read_frame_reserving(&mut &bytes[..], &mut body, 7).unwrap();
         assert_eq!((kind, &body), (Kind::Task, &payload));
         // Cut anywhere in the body: an error that says how much arrived.
         let result = read_frame_reserving(&mut &bytes[..9 + 500], &mut body, 7);

@@ -7,6 +7,8 @@
 //!   call, stopping it; a child process's lifecycle.
 //! - [`manager`]: the crew thread that feeds one child.
 //! - [`frame`]: the frames on the private channel.
+//! - [`arena`]: the shared memory that big payloads take instead of the
+//!   channel (Linux; elsewhere, the channel carries them).
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `platform` (Unix) and `windows` (Windows), one of them built as
@@ -23,6 +25,8 @@
 //! `platform` (Linux, macOS) and `windows`, under the same names, with the
 //! remote layer above unchanged.
 
+#[cfg(unix)]
+mod arena;
 pub(crate) mod child;
 mod frame;
 mod manager;
@@ -37,6 +41,9 @@ mod windows;
 use platform as sys;
 #[cfg(windows)]
 use windows as sys;
+/// No arenas on Windows yet: every payload takes the pipe.
+#[cfg(windows)]
+use windows::arena;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +77,16 @@ use spawn::{Process, Recipe};
 /// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
 /// be cancelled (its worker is killed and replaced); and a per-task timeout
 /// stops runaway tasks.
+///
+/// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
+/// 256 KiB or more does not go through the worker's channel but through
+/// memory shared with that worker, copied once on each side. Each worker
+/// keeps that memory from its first such payload on, sized to the largest
+/// payload it has carried rounded up to a power of two (at least 1 MiB, at
+/// most 1 GiB; bigger payloads take the channel), and returns it when it
+/// exits: at shutdown, or when it is replaced. So the pool holds at most
+/// `max_workers` times that. Elsewhere (macOS), every payload takes the
+/// channel.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};

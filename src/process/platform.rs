@@ -1,5 +1,6 @@
-//! Layer: process transport, at its bottom. May use `std`, `libc` and
-//! `crossbeam-channel` only. The Unix half of the transport's system
+//! Layer: process transport, at its bottom. May use `std`, `libc`,
+//! `crossbeam-channel`, and `arena`'s descriptor passing and `frame`'s
+//! traits for it only. The Unix half of the transport's system
 //! calls (the Windows half is `windows.rs`, with the same names):
 //! starting a child with its private channel, signalling and reaping it,
 //! a channel end with a deadline, and the child's side of taking the
@@ -41,6 +42,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+use super::arena;
+use super::frame::{ReceiveFd, SendFd};
 
 pub(crate) use std::os::unix::process::parent_id;
 
@@ -188,6 +192,8 @@ pub(crate) struct Deadline {
     deadline: Option<Instant>,
     /// Whether the socket has a timeout set (a syscall to change).
     timeout_set: bool,
+    /// A descriptor the child handed over (an arena), not yet taken.
+    received: Option<OwnedFd>,
 }
 
 impl Deadline {
@@ -196,6 +202,7 @@ impl Deadline {
             stream,
             deadline: None,
             timeout_set: false,
+            received: None,
         }
     }
 
@@ -230,7 +237,27 @@ impl Deadline {
 impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm(UnixStream::set_read_timeout)?;
-        self.stream.read(buf)
+        arena::receive(self.stream.as_fd(), buf, &mut self.received)
+    }
+}
+
+impl ReceiveFd for Deadline {
+    fn received_fd(&mut self) -> Option<OwnedFd> {
+        self.received.take()
+    }
+}
+
+impl SendFd for Deadline {
+    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
+        self.arm(UnixStream::set_write_timeout)?;
+        arena::send_with_fd(self.stream.as_fd(), bytes, fd.as_fd())
+    }
+}
+
+/// The child's writing end hands its arena over the same way.
+impl SendFd for UnixStream {
+    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
+        arena::send_with_fd(self.as_fd(), bytes, fd.as_fd())
     }
 }
 
@@ -364,8 +391,14 @@ mod linux {
         Ok(PathBuf::from("/proc/self/exe"))
     }
 
-    /// How a child reads its channel: directly.
-    pub(crate) type Reader = UnixStream;
+    /// How many bytes of calls the channel surely holds before the child
+    /// reads them (see the manager's `IN_FLIGHT_BYTES`): a Unix socket's
+    /// buffer takes some 200 KiB on Linux.
+    pub(crate) const UNREAD_BYTES: usize = 64 << 10;
+
+    /// How a child reads its channel: directly, keeping a descriptor the
+    /// pool hands over (an arena).
+    pub(crate) type Reader = super::super::arena::FdReader;
 
     /// Asks the kernel to kill this child when the pool's thread that
     /// started it ends, so no child outlives the pool, even one killed with
@@ -390,6 +423,7 @@ mod linux {
         }
         channel
             .try_clone()
+            .map(Reader::new)
             .map_err(|e| format!("cannot read the private channel: {e}"))
     }
 }
@@ -412,6 +446,12 @@ mod portable {
     pub(crate) fn executable() -> io::Result<PathBuf> {
         env::current_exe()
     }
+
+    /// How many bytes of calls the channel surely holds before the child
+    /// reads them (see the manager's `IN_FLIGHT_BYTES`): macOS gives a
+    /// Unix stream socket 8 KiB each way by default
+    /// (`net.local.stream.sendspace`, `recvspace`).
+    pub(crate) const UNREAD_BYTES: usize = 4 << 10;
 
     /// How a child reads its channel: through the watchdog.
     pub(crate) type Reader = Watched;
@@ -470,6 +510,13 @@ mod portable {
         chunk: Vec<u8>,
         /// How much of `chunk` has been read.
         at: usize,
+    }
+
+    /// The pool hands no descriptors over on this path (no arenas).
+    impl crate::process::frame::ReceiveFd for Watched {
+        fn received_fd(&mut self) -> Option<std::os::fd::OwnedFd> {
+            None
+        }
     }
 
     impl Read for Watched {

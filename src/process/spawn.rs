@@ -1,7 +1,7 @@
 //! Layer: process transport. May use the remote layer's messages, `frame`,
 //! `child`'s marker and `init::can_serve`. The parent's side of one
-//! child process: starting it, the handshake, one call at a time over its
-//! channel, and stopping it.
+//! child process: starting it, the handshake, calls over its channel
+//! (several in flight, answered in order), and stopping it.
 //!
 //! Children are fresh runs of the executable (not `fork()` of a
 //! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
@@ -25,12 +25,14 @@ use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::arena::Arena;
 use super::child::MARKER;
 use super::frame::{self, FrameError};
 use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
+use crate::remote::codec;
 use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
@@ -62,8 +64,17 @@ pub(crate) struct ChildLink {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
+    /// The outcomes' last bytes, if they came through the arena.
+    pub(crate) tail: Vec<u8>,
+    /// Task frames to write together (see `send`).
+    staged: Vec<u8>,
+    /// The memory shared with this child for big payloads, once one was
+    /// needed (see `arena`).
+    arena: Option<Arena>,
     /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
+    /// Whether it sent outcomes that did not decode: it gets no more calls.
+    pub(crate) distrusted: bool,
 }
 
 /// Why a call did not return outcomes.
@@ -71,7 +82,7 @@ pub(crate) struct ChildLink {
 pub(crate) enum Fault {
     /// The deadline passed first.
     TimedOut,
-    /// The task could not even be sent: the worker had died while idle.
+    /// A task could not be sent: the worker had died.
     Undelivered,
     /// The worker is gone (or was killed); its exit status says how.
     Died,
@@ -101,7 +112,11 @@ impl ChildLink {
                 }),
             }),
             body: Vec::new(),
+            tail: Vec::new(),
+            staged: Vec::new(),
+            arena: None,
             calls: 0,
+            distrusted: false,
         };
         spawned(&link.process);
         match link.handshake(recipe) {
@@ -169,39 +184,70 @@ impl ChildLink {
         }
     }
 
-    /// Sends one task frame (the header, the encoded arguments, then the
-    /// bytes of a lone `Vec<u8>` argument) and waits, until `deadline`, for its outcomes,
-    /// which are left in `self.body`.
-    pub(crate) fn call(
+    /// Sends one task frame: the header, the encoded arguments, then the
+    /// bytes of a lone `Vec<u8>` argument. With `lend` (no other call in
+    /// flight on this child), the frame lends the arena and goes out now,
+    /// and big bytes through the arena; else it is staged, to go out with
+    /// the others in one write at the next [`flush`](Self::flush). The
+    /// deadline covers sending: a worker that stops reading (stopped, or
+    /// stuck) must not hold the call forever.
+    pub(crate) fn send(
         &mut self,
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
+        lend: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         self.calls += 1;
-        // The deadline covers sending the arguments too: a worker that
-        // stops reading (stopped, or stuck) must not hold the call forever.
-        self.writer.set(deadline);
-        let sent = frame::write_frame(
-            &mut self.writer,
-            Kind::Task,
-            &[&header.encode(), args, tail],
-        );
-        self.writer.set(None);
-        match sent {
-            Err(e) if is_timeout(&e) => return Err(Fault::TimedOut),
-            Err(_) => return Err(Fault::Undelivered),
-            Ok(()) => {}
+        let parts = [&header.encode()[..], args, tail];
+        if !lend {
+            frame::stage_frame(&mut self.staged, Kind::Task, &parts);
+            return Ok(());
         }
+        self.flush(deadline)?;
+        self.writer.set(deadline);
+        let sent = frame::write_message(&mut self.writer, Kind::Task, &parts, &mut self.arena);
+        self.writer.set(None);
+        sent.map_err(sending_fault)
+    }
+
+    /// Writes the staged task frames, in one call if the channel takes them.
+    pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Fault> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.writer.set(deadline);
+        let sent = frame::write_staged(&mut self.writer, &self.staged);
+        self.writer.set(None);
+        self.staged.clear();
+        sent.map_err(sending_fault)
+    }
+
+    /// Waits, until `deadline`, for the outcomes of the oldest call in
+    /// flight, which are left in `self.body` and `self.tail`.
+    /// `Ok(Err(error))`: the outcomes arrived whole, and the child is fine,
+    /// but the task fails with `error` (this process had no memory for its
+    /// result's bytes).
+    pub(crate) fn receive(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<(), Error>, Fault> {
         self.reader.get_mut().set(deadline);
-        match frame::read_frame(&mut self.reader, &mut self.body) {
-            Ok(Kind::Outcomes) => Ok(()),
-            Ok(kind) => Err(Fault::Protocol(Error::Protocol(format!(
+        let read = frame::read_message(
+            &mut self.reader,
+            &mut self.body,
+            &mut self.tail,
+            &mut self.arena,
+        );
+        match read {
+            Ok((Kind::Outcomes, _)) => Ok(Ok(())),
+            Ok((kind, _)) => Err(Fault::Protocol(Error::Protocol(format!(
                 "the worker answered a task with a {kind:?} frame"
             )))),
             Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
             Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
             Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
+            Err(FrameError::NoMemory(len)) => Ok(Err(codec::no_memory_for_result(len))),
         }
     }
 
@@ -243,7 +289,8 @@ struct ProcessState {
 /// Where a child is in its life; see the module's diagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
-    /// Running, and the number of the call in flight on it (0: none).
+    /// Running, and the number of the call it runs: the oldest in flight
+    /// (0: none).
     Running { call: u64 },
     /// Signalled by the pool (a cancel, a timeout, a stop), not reaped yet;
     /// the last signal sent.
@@ -359,6 +406,15 @@ fn broken(reason: String) -> Error {
 fn spawn_failed(error: io::Error) -> Error {
     Error::SpawnFailed {
         reason: error.to_string(),
+    }
+}
+
+/// What a failed write to the child means.
+fn sending_fault(error: io::Error) -> Fault {
+    if is_timeout(&error) {
+        Fault::TimedOut
+    } else {
+        Fault::Undelivered
     }
 }
 

@@ -47,6 +47,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 use std::{env, ptr, thread};
 
+use super::frame::{ReceiveFd, SendFd};
+
 use windows_sys::Wdk::System::Threading::{NtQueryInformationProcess, ProcessBasicInformation};
 use windows_sys::Win32::Foundation::{
     DUPLICATE_SAME_ACCESS, DuplicateHandle, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE,
@@ -401,6 +403,12 @@ impl Drop for AttributeList {
     }
 }
 
+/// How many bytes of calls the channel surely holds before the child reads
+/// them: none. An anonymous pipe's buffer size is only "a suggestion" to
+/// the system, so a call waits until the one before it is answered, and
+/// the manager and its child can never both block writing.
+pub(crate) const UNREAD_BYTES: usize = 0;
+
 /// One end of a worker's channel, with an optional deadline for its reads
 /// or writes: at the deadline the watcher ends the worker's job, which
 /// makes a blocked read or write fail; such a failure past the deadline is
@@ -453,6 +461,75 @@ impl Deadline {
 impl Drop for Deadline {
     fn drop(&mut self) {
         self.set(None);
+    }
+}
+
+/// Big payloads take the pipe on Windows: there is no arena (a file
+/// mapping duplicated into the child would be one), so no descriptor is
+/// ever handed over and [`arena::Arena`] has no values.
+pub(crate) mod arena {
+    use std::io;
+
+    /// What would hand an arena over; there is none.
+    #[derive(Debug)]
+    pub(crate) enum Descriptor {}
+
+    /// Shared memory for big payloads; none can be made here.
+    #[derive(Debug)]
+    pub(crate) enum Arena {}
+
+    /// Payloads at least this big would go through an arena.
+    pub(crate) const THRESHOLD: usize = 256 << 10;
+    /// The largest payload an arena would take.
+    pub(crate) const MAX: usize = 1 << 30;
+
+    impl Arena {
+        /// Fails: every payload takes the pipe.
+        pub(crate) fn create(_len: usize) -> io::Result<(Arena, Descriptor)> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+
+        /// Unreachable: no descriptor exists to adopt.
+        pub(crate) fn adopt(fd: Descriptor) -> io::Result<Arena> {
+            match fd {}
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            match *self {}
+        }
+
+        pub(crate) fn put(&mut self, _bytes: &[u8]) {
+            match *self {}
+        }
+
+        pub(crate) fn take(&self, _len: usize) -> Option<Vec<u8>> {
+            match *self {}
+        }
+    }
+}
+
+impl SendFd for Deadline {
+    fn send_fd(&mut self, _bytes: &[u8], fd: &arena::Descriptor) -> io::Result<usize> {
+        match *fd {}
+    }
+}
+
+impl ReceiveFd for Deadline {
+    fn received_fd(&mut self) -> Option<arena::Descriptor> {
+        None
+    }
+}
+
+/// A child's ends of the pipes hand nothing over either.
+impl SendFd for File {
+    fn send_fd(&mut self, _bytes: &[u8], fd: &arena::Descriptor) -> io::Result<usize> {
+        match *fd {}
+    }
+}
+
+impl ReceiveFd for File {
+    fn received_fd(&mut self) -> Option<arena::Descriptor> {
+        None
     }
 }
 

@@ -42,15 +42,19 @@ use crate::{Error, Payload, panic};
 static ANCHOR: u8 = 0;
 
 /// What every trampoline looks like: call the function at `function` on
-/// each of `count` encoded arguments in `frame[start..]`, appending one
+/// each of `count` encoded arguments in `frame[start..]` (followed by the
+/// bytes in `tail`, which a transport may carry apart), appending one
 /// encoded outcome per argument to `out`. `Err` means the arguments did not
-/// decode. The trampoline may take `frame`'s buffer as a lone byte-vector
-/// argument, leaving it empty.
+/// decode. The trampoline may take `frame`'s buffer or `tail` as a lone
+/// byte-vector argument, leaving it empty; it leaves a lone task's
+/// byte-vector result in `tail`, to be sent after `out` (see
+/// `codec::encode_lone_outcome`).
 type Trampoline = fn(
     function: *const (),
     count: u32,
     frame: &mut Vec<u8>,
     start: usize,
+    tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), String>;
 
@@ -186,13 +190,14 @@ impl Call {
         count: u32,
         frame: &mut Vec<u8>,
         start: usize,
+        tail: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), String> {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
         let trampoline = unsafe { function_at::<Trampoline>(address(self.trampoline)) };
-        trampoline(address(self.function), count, frame, start, out)
+        trampoline(address(self.function), count, frame, start, tail, out)
     }
 
     /// Runs an initializer.
@@ -216,6 +221,7 @@ fn run<T: Task>(
     count: u32,
     frame: &mut Vec<u8>,
     start: usize,
+    tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
@@ -223,10 +229,15 @@ fn run<T: Task>(
     // trampoline `Call::of` paired with it, so the address is a function of
     // exactly this type (see `Call::invoke`).
     let task = unsafe { function_at::<T>(function) };
-    if count == 1
-        && let Some(arg) = codec::take_whole::<T::Args>(frame, start)
-    {
-        codec::encode_outcome(panic::catch(|| task.call(arg)), out);
+    let lone = match count {
+        1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start),
+        1 => codec::take_tail::<T::Args>(&frame[start..], tail),
+        _ => None,
+    };
+    // Bytes apart from the message that no lone byte vector took follow it.
+    frame.append(tail);
+    if let Some(arg) = lone {
+        codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
         return Ok(());
     }
     let mut args = &frame[start..];
@@ -238,7 +249,11 @@ fn run<T: Task>(
             )
         })?;
         args = rest;
-        codec::encode_outcome(panic::catch(|| task.call(arg)), out);
+        let outcome = panic::catch(|| task.call(arg));
+        match count {
+            1 => codec::encode_lone_outcome(outcome, out, tail),
+            _ => codec::encode_outcome(outcome, out),
+        }
     }
     Ok(())
 }
@@ -441,7 +456,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -455,7 +470,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -471,7 +486,7 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut out) }.unwrap();
+        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out) }.unwrap();
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -484,7 +499,7 @@ mod tests {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut out) };
+        let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut Vec::new(), &mut out) };
         assert!(result.unwrap_err().contains("could not be deserialized"));
         assert!(out.is_empty());
     }

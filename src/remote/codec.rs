@@ -110,6 +110,20 @@ pub(crate) fn take_whole<T: 'static>(buf: &mut Vec<u8>, start: usize) -> Option<
     slot
 }
 
+/// If `T` is `Vec<u8>` and `args` is exactly the length prefix of `tail`'s
+/// bytes (a lone byte vector whose bytes travelled apart from its message,
+/// as a transport may carry them), takes `tail` itself as the value.
+pub(crate) fn take_tail<T: 'static>(args: &[u8], tail: &mut Vec<u8>) -> Option<T> {
+    let mut slot = None;
+    let vector = byte_vec::<T>(&mut slot)?;
+    let (len, prefix) = read_len(args)?;
+    if prefix != args.len() || len != tail.len() {
+        return None;
+    }
+    *vector = Some(std::mem::take(tail));
+    slot
+}
+
 /// Encodes a lone task's argument: the bytes to send after the task's
 /// header, and a tail to send after them. A `Vec<u8>` argument is its own
 /// tail, sent as it is behind postcard's length prefix: no copy at all.
@@ -198,6 +212,73 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
     append(&failure, out).expect("strings serialize");
 }
 
+/// [`encode_outcome`] for the one outcome of a lone task: a `Vec<u8>` value
+/// leaves its bytes apart, in `tail`, to be sent right after `out` (the
+/// same bytes on the wire, with no copy here). `tail` must be empty.
+pub(crate) fn encode_lone_outcome<R: Serialize + 'static>(
+    outcome: Result<R, Error>,
+    out: &mut Vec<u8>,
+    tail: &mut Vec<u8>,
+) {
+    let value = match outcome {
+        Ok(value) => value,
+        Err(error) => return encode_outcome::<R>(Err(error), out),
+    };
+    let mut slot = Some(value);
+    let Some(bytes) = byte_vec(&mut slot).and_then(Option::take) else {
+        return encode_outcome(Ok(slot.expect("only a byte vector is taken")), out);
+    };
+    out.push(VALUE);
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 8]);
+    append_len(bytes.len(), out);
+    let len = (out.len() - len_at - 8 + bytes.len()) as u64;
+    out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
+    *tail = bytes;
+}
+
+/// [`decode_outcomes`] of outcomes whose last bytes came apart, in `tail`
+/// (see [`encode_lone_outcome`]): a lone `Vec<u8>` result takes `tail`
+/// itself, with no copy; anything else is decoded from the bytes joined.
+pub(crate) fn decode_outcomes_with_tail<R: DeserializeOwned + 'static>(
+    bytes: &[u8],
+    mut tail: Vec<u8>,
+    count: usize,
+) -> Result<Vec<Result<R, Error>>, Error> {
+    if tail.is_empty() {
+        return decode_outcomes(bytes, count);
+    }
+    if count == 1
+        && let Some((&VALUE, rest)) = bytes.split_first()
+        && let Some((len, prefix)) = rest.split_first_chunk::<8>()
+        && u64::from_le_bytes(*len) == (prefix.len() + tail.len()) as u64
+        && let Some(value) = take_tail::<R>(prefix, &mut tail)
+    {
+        return Ok(vec![Ok(value)]);
+    }
+    let mut whole = Vec::new();
+    whole
+        .try_reserve_exact(bytes.len() + tail.len())
+        .map_err(|_| Error::Protocol(format!("no memory for {} outcome bytes", tail.len())))?;
+    whole.extend_from_slice(bytes);
+    whole.extend_from_slice(&tail);
+    decode_outcomes(&whole, count)
+}
+
+/// Why a byte vector of `len` bytes could not be received.
+fn no_memory(len: usize) -> String {
+    format!("this process has no memory left for its {len} bytes")
+}
+
+/// The error of a lone task whose result of `len` bytes arrived whole, but
+/// for which this process has no memory: that task's, not the channel's.
+pub(crate) fn no_memory_for_result(len: usize) -> Error {
+    Error::Serialization(format!(
+        "the task's result could not be deserialized in the parent: {}",
+        no_memory(len)
+    ))
+}
+
 /// Decodes `count` outcomes written by [`encode_outcome`]. A value that
 /// does not decode (its `Deserialize` fails, panics, or nests too deep) is
 /// that item's [`Error::Serialization`]; `Err` means the bytes themselves
@@ -281,9 +362,7 @@ fn byte_vector<R: 'static>(value: &[u8]) -> Option<Result<R, String>> {
     };
     let mut copy = Vec::new();
     if copy.try_reserve_exact(len).is_err() {
-        return Some(Err(format!(
-            "this process has no memory left for its {len} bytes"
-        )));
+        return Some(Err(no_memory(len)));
     }
     copy.extend_from_slice(&value[value.len() - len..]);
     *vector = Some(copy);

@@ -21,19 +21,22 @@ pub(crate) trait Endpoint {
     /// Sends one message of `kind`, made of `parts` in order.
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String>;
     /// Receives the next message into `body` (reusing its memory): its
-    /// kind, or `None` when the front end is done with this side.
-    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String>;
-    /// Runs a task message through [`run_task`] (with the session's
-    /// `secret`), leaving its outcomes in `outcomes`. Here, by default; a
-    /// transport that must keep talking while a task runs (MPI's
-    /// heartbeats) runs it on a thread of its own.
+    /// kind, or `None` when the front end is done with this side. A
+    /// transport that carries a message's last bytes apart (the process
+    /// pool's shared memory) leaves them in `tail`; the others leave it empty.
+    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+    /// Runs a task message through [`run_task_with_tail`] (with the
+    /// session's `secret`), leaving its outcomes in `outcomes` and `tail`.
+    /// Here, by default; a transport that must keep talking while a task
+    /// runs (MPI's heartbeats) runs it on a thread of its own.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
+        tail: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
     ) -> Result<(), String> {
-        run_task(body, secret, outcomes)
+        run_task_with_tail(body, tail, secret, outcomes)
     }
 }
 
@@ -67,15 +70,21 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
-        match endpoint.receive(&mut body)? {
+        // A fresh tail each time: a big result's bytes are not kept.
+        let mut tail = Vec::new();
+        match endpoint.receive(&mut body, &mut tail)? {
             Some(Kind::Task) => {}
             Some(kind) => return Err(format!("unexpected {kind:?} message").into()),
             None => return Ok(()),
         }
         outcomes.clear();
-        endpoint.execute(&mut body, &secret, &mut outcomes)?;
+        endpoint.execute(&mut body, &mut tail, &secret, &mut outcomes)?;
+        let parts: &[&[u8]] = match &tail[..] {
+            [] => &[&outcomes],
+            tail => &[&outcomes, tail],
+        };
         endpoint
-            .send(Kind::Outcomes, &[&outcomes])
+            .send(Kind::Outcomes, parts)
             .map_err(|e| format!("cannot send results: {e}"))?;
     }
 }
@@ -89,7 +98,7 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         .send(Kind::Hello, &[&Hello { fingerprint }.encode()])
         .map_err(|e| format!("cannot greet the pool: {e}"))?;
     let mut body = Vec::new();
-    let welcome = match endpoint.receive(&mut body)? {
+    let welcome = match endpoint.receive(&mut body, &mut Vec::new())? {
         Some(Kind::Welcome) => Welcome::decode(&body).map_err(|e| e.into_error().to_string()),
         Some(kind) => Err(format!("expected a Welcome message, got {kind:?}")),
         None => Err("the pool left before welcoming this worker".to_owned()),
@@ -123,9 +132,25 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
 }
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
-/// `Err` (nothing called) if the message cannot be trusted.
+/// `Err` (nothing called) if the message cannot be trusted. For MPI,
+/// which carries messages whole: a result's tail joins the outcomes.
+#[cfg(feature = "mpi")]
 pub(crate) fn run_task(
     body: &mut Vec<u8>,
+    secret: &Secret,
+    outcomes: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut tail = Vec::new();
+    run_task_with_tail(body, &mut tail, secret, outcomes)?;
+    outcomes.append(&mut tail);
+    Ok(())
+}
+
+/// [`run_task`] for a message whose last bytes came apart, in `tail`; a
+/// lone byte-vector result is left there, to be sent after `outcomes`.
+pub(crate) fn run_task_with_tail(
+    body: &mut Vec<u8>,
+    tail: &mut Vec<u8>,
     secret: &Secret,
     outcomes: &mut Vec<u8>,
 ) -> Result<(), String> {
@@ -141,10 +166,11 @@ pub(crate) fn run_task(
     let invoked = unsafe {
         header
             .call
-            .invoke(header.count, body, TaskHeader::LEN, outcomes)
+            .invoke(header.count, body, TaskHeader::LEN, tail, outcomes)
     };
     if let Err(reason) = invoked {
         outcomes.clear();
+        tail.clear();
         for _ in 0..header.count {
             codec::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
         }

@@ -4,7 +4,7 @@
 //! its answer completes.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::future::{self, Canceller, Promise};
 use crate::map::{Meter, Outcomes};
@@ -35,13 +35,21 @@ pub(crate) trait Results: Send {
     /// can then be cancelled
     /// while it runs; without one, only before.
     fn claim(&mut self, canceller: Option<Canceller>) -> bool;
-    /// Completes the future from the serving side's outcomes (`Err` if they
-    /// did not decode: the future then holds the protocol error). Either
-    /// way, hands back its done callbacks to run, so that the caller can
-    /// count itself busy meanwhile.
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred>;
+    /// Completes the future from the serving side's outcomes, whose last
+    /// bytes may have come apart in `tail` (`Err` if they did not decode:
+    /// the future then holds the protocol error). Either way, hands back
+    /// its done callbacks to run, so that the caller can count itself busy
+    /// meanwhile.
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred>;
     /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
+    /// Notes how long the serving side ran this work: from when it could
+    /// start it (a serving process free for it, started and greeted) to its
+    /// outcomes. A `map` chunk with an automatic size reports it to its
+    /// meter; other work has no use for it.
+    fn ran_for(&mut self, took: Duration) {
+        let _ = took;
+    }
 }
 
 /// Done callbacks still to run, if there are any.
@@ -68,8 +76,8 @@ impl<R: Payload> Results for One<R> {
         }
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
-        match codec::decode_outcomes::<R>(outcomes, 1) {
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
+        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, 1) {
             Ok(mut outcomes) => Ok(complete(self.0, outcomes.pop().expect("one outcome"))),
             Err(error) => Err(complete(self.0, Err(error))),
         }
@@ -87,8 +95,8 @@ pub(crate) struct Chunk<R> {
     sent: usize,
     refused: Vec<(usize, Error)>,
     /// For an automatic chunk size: where to report how long the chunk
-    /// ran, from its claim to its outcomes, and when it was claimed.
-    meter: Option<(Arc<Meter>, Option<Instant>)>,
+    /// ran (see [`Results::ran_for`]).
+    meter: Option<Arc<Meter>>,
 }
 
 /// A `map` chunk ready to send: its encoded arguments, how many, and the
@@ -125,7 +133,7 @@ impl<R: Payload> Chunk<R> {
             promise,
             sent,
             refused,
-            meter: meter.map(|meter| (Arc::clone(meter), None)),
+            meter: meter.cloned(),
         });
         (
             future,
@@ -151,11 +159,8 @@ impl<R: Payload> Results for Chunk<R> {
         self.promise.claim()
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8]) -> Result<Deferred, Deferred> {
-        if let Some((meter, Some(claimed))) = &self.meter {
-            meter.record(self.sent, claimed.elapsed());
-        }
-        match codec::decode_outcomes::<R>(outcomes, self.sent) {
+    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
+        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, self.sent) {
             Ok(mut results) => {
                 for (index, error) in self.refused {
                     results.insert(index, Err(error));
@@ -168,5 +173,11 @@ impl<R: Payload> Results for Chunk<R> {
 
     fn fail(self: Box<Self>, error: Error) {
         self.promise.complete(Err(error));
+    }
+
+    fn ran_for(&mut self, took: Duration) {
+        if let Some(meter) = &self.meter {
+            meter.record(self.sent, took);
+        }
     }
 }

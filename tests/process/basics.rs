@@ -146,3 +146,27 @@ fn generic_executor_code_runs_on_processes() {
     assert!(on_threads.iter().all(|(_, pid)| *pid == me));
     assert!(on_processes.iter().all(|(_, pid)| *pid != me));
 }
+
+fn same(text: String) -> String {
+    text
+}
+
+#[test]
+fn big_calls_in_flight_keep_flowing() {
+    // Caught: with several calls in flight, a manager wrote more of them
+    // than the channel holds while its child blocked writing answers that
+    // nobody read: both waited for good. Quick calls of 64 KiB each (not
+    // byte vectors, so they take the channel) let the manager put several
+    // in flight at once.
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(1);
+    let text = |n: usize| format!("{n}{}", "x".repeat(64 << 10));
+    for round in 0..8 {
+        let futures: Vec<_> = (0..64)
+            .map(|n| executor.submit(same, text(round * 64 + n)))
+            .collect();
+        for (n, future) in futures.iter().enumerate() {
+            assert_eq!(settle(future), Ok(text(round * 64 + n)));
+        }
+    }
+}

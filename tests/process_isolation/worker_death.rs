@@ -21,6 +21,8 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_death_spares_the_task_running_beside_it,
     an_idle_worker_that_dies_fails_no_task,
     a_death_in_a_map_chunk_fails_that_chunk_only,
+    a_death_while_writing_into_the_arena_fails_only_its_task,
+    a_death_with_calls_queued_on_its_worker_fails_only_its_task,
 ];
 
 fn died(exit_code: Option<i32>, signal: Option<i32>) -> Result<u32, Error> {
@@ -188,5 +190,101 @@ fn a_death_in_a_map_chunk_fails_that_chunk_only() {
             4..8 => assert_eq!(outcome, Err(fixtures::aborted()), "item {n}"),
             _ => assert_eq!(outcome, Ok(n * 2), "item {n}"),
         }
+    }
+}
+
+/// A result big enough that copying it into the shared arena takes
+/// milliseconds, and far above the arena's threshold.
+const ARENA_RESULT: usize = 128 << 20;
+
+/// `len` bytes of `byte`.
+fn filled((byte, len): (u8, usize)) -> Vec<u8> {
+    vec![byte; len]
+}
+
+/// Where this worker maps the pool's shared arena, if it has one (the
+/// process transport names its memfd so).
+fn arena_mapping() -> Option<usize> {
+    // No /proc (Windows): no memfd, so no arena either.
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps
+        .lines()
+        .find(|line| line.contains("memfd:concurrent-futures-arena"))?;
+    let start = line.split('-').next()?;
+    usize::from_str_radix(start, 16).ok()
+}
+
+/// Returns `len` bytes of `byte`, while a thread aborts this worker as soon
+/// as they start to arrive in the arena: mid-transfer, a sixteenth in.
+fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
+    let watched = arena_mapping().expect("the warm-up left an arena") + len / 16;
+    std::thread::spawn(move || {
+        loop {
+            // SAFETY: `watched` lies inside the arena's mapping (at most
+            // MAX bytes, sized for a result of `len` by the warm-up), which
+            // stays mapped while this worker lives; a volatile read of a
+            // byte that the transport may be writing is the point here.
+            if unsafe { std::ptr::read_volatile(watched as *const u8) } == byte {
+                std::process::abort();
+            }
+            std::hint::spin_loop();
+        }
+    });
+    vec![byte; len]
+}
+
+/// Whether this worker has an arena mapped.
+fn has_arena(_: ()) -> bool {
+    arena_mapping().is_some()
+}
+
+fn a_death_while_writing_into_the_arena_fails_only_its_task() {
+    let executor = ProcessPoolExecutor::new(1);
+    let warm = settle(&executor.submit(filled, (0x11, ARENA_RESULT))).expect("a big result");
+    assert!(warm.len() == ARENA_RESULT && warm.iter().all(|&b| b == 0x11));
+    drop(warm);
+    let arena = settle(&executor.submit(has_arena, ())).unwrap();
+    if cfg!(any(windows, concurrent_futures_portable_unix)) {
+        // The portable path (macOS) and Windows have no memfd: big payloads
+        // take the channel, and there is no arena to die in.
+        assert!(!arena, "no arena on the portable path or on Windows");
+        return;
+    }
+    assert!(arena, "a big result left the worker an arena");
+    let first_worker = settle(&executor.submit(pid, ())).unwrap();
+    let victim = executor.submit(dies_writing_into_the_arena, (0x22, ARENA_RESULT));
+    let queued_behind = executor.submit(filled, (0x33, ARENA_RESULT));
+    // Never a result read out of a half-written arena: the task fails.
+    assert_eq!(
+        settle(&victim).map(|bytes| bytes.len()),
+        Err(fixtures::aborted())
+    );
+    let next = settle(&queued_behind).expect("the task queued behind it is unaffected");
+    assert!(next.len() == ARENA_RESULT && next.iter().all(|&b| b == 0x33));
+    let worker = settle(&executor.submit(pid, ())).expect("the pool keeps working");
+    assert_ne!(worker, first_worker, "a replacement worker ran it");
+    assert!(
+        !fixtures::exists(first_worker),
+        "the dead worker was reaped"
+    );
+}
+
+fn a_death_with_calls_queued_on_its_worker_fails_only_its_task() {
+    // Quick tasks let the manager send its child several calls at once;
+    // when the child dies running one, the calls sent behind it never
+    // started: they go to the replacement, and succeed there.
+    let scratch = Scratch::new("queued");
+    let executor = ProcessPoolExecutor::new(1);
+    let first_worker = settle(&executor.submit(pid, ())).unwrap();
+    let warm: Vec<_> = (0..200).map(|_| executor.submit(pid, ())).collect();
+    let victim = executor.submit(aborts, scratch.arg());
+    let behind: Vec<_> = (0..40).map(|_| executor.submit(pid, ())).collect();
+    for future in &warm {
+        assert_eq!(settle(future), Ok(first_worker));
+    }
+    assert_eq!(settle(&victim), Err(fixtures::aborted()));
+    for future in &behind {
+        let worker = settle(future).expect("a call sent behind the death is unaffected");
+        assert_ne!(worker, first_worker, "a replacement worker ran it");
     }
 }
