@@ -76,7 +76,17 @@ use spawn::{Process, Recipe};
 /// Unlike Python's `ProcessPoolExecutor`, a dying worker fails only the task
 /// it was running ([`Error::WorkerDied`]) and is replaced; a running task can
 /// be cancelled (its worker is killed and replaced); and a per-task timeout
-/// stops runaway tasks.
+/// stops runaway tasks. As in Python, no task runs twice: tasks sent to a
+/// worker behind the one it died running go to its replacement, but a task
+/// that may have started is never sent again. (So a worker killed between
+/// two tasks it had been sent, from outside or by a cancel of the first
+/// just as it finished, fails the second with [`Error::WorkerDied`]; an
+/// idle worker's death fails nothing.)
+///
+/// Tiny tasks: while a worker answers quickly, its manager thread sends it
+/// several tasks at once (up to 32, written in one system call), and
+/// fewer again as soon as one is slow; with a per-task timeout, one at a
+/// time.
 ///
 /// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
 /// 256 KiB or more does not go through the worker's channel but through
@@ -85,8 +95,8 @@ use spawn::{Process, Recipe};
 /// payload it has carried rounded up to a power of two (at least 1 MiB, at
 /// most 1 GiB; bigger payloads take the channel), and returns it when it
 /// exits: at shutdown, or when it is replaced. So the pool holds at most
-/// `max_workers` times that. Elsewhere (macOS), every payload takes the
-/// channel.
+/// `max_workers` times that. Elsewhere (macOS, Windows), every payload
+/// takes the channel.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
