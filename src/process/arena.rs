@@ -163,6 +163,19 @@ impl Drop for Arena {
     }
 }
 
+/// A message header over one buffer, `iov`, and `control`'s buffer for
+/// ancillary data: what `sendmsg` and `recvmsg` take. It points at both,
+/// so they must outlive its use.
+fn message_over(iov: &mut libc::iovec, control: &mut Control) -> libc::msghdr {
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    message.msg_controllen = Control::SPACE as _;
+    message
+}
+
 /// Sends `bytes` (at least one) with `fd` attached, as `SCM_RIGHTS`;
 /// returns how many bytes went.
 pub(crate) fn send_with_fd(
@@ -175,12 +188,7 @@ pub(crate) fn send_with_fd(
         iov_len: bytes.len(),
     };
     let mut control = Control::new();
-    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.0.as_mut_ptr().cast();
-    message.msg_controllen = Control::SPACE as _;
+    let message = message_over(&mut iov, &mut control);
     // SAFETY: `message` points at a control buffer of Control::SPACE bytes,
     // aligned for cmsghdr (Control's alignment) and big enough for one
     // header with one descriptor, so the first header is inside it and its
@@ -217,12 +225,7 @@ pub(crate) fn receive(
         iov_len: buf.len(),
     };
     let mut control = Control::new();
-    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.0.as_mut_ptr().cast();
-    message.msg_controllen = Control::SPACE as _;
+    let mut message = message_over(&mut iov, &mut control);
     // SAFETY: `message` points at `buf` (valid for writes of its length)
     // and at the control buffer (Control::SPACE bytes, valid for writes);
     // recvmsg writes within those lengths.

@@ -268,50 +268,52 @@ pub fn open_fds() -> usize {
     return windows::handle_count();
 }
 
+/// How a task's future fails when its worker died by `signal` on Unix, or
+/// exited with `code` on Windows (the other platform's half is unused).
+#[cfg(unix)]
+fn worker_died(signal: libc::c_int, _code: u32) -> Error {
+    Error::WorkerDied {
+        exit_code: None,
+        signal: Some(signal),
+    }
+}
+
+/// As on Unix, above.
+#[cfg(windows)]
+fn worker_died(_signal: (), code: u32) -> Error {
+    Error::WorkerDied {
+        exit_code: Some(code as i32),
+        signal: None,
+    }
+}
+
+/// The signals the Unix halves of the calls below name; Windows has none.
+#[cfg(unix)]
+use libc::{SIGABRT, SIGKILL, SIGTERM};
+#[cfg(windows)]
+const SIGABRT: () = ();
+#[cfg(windows)]
+const SIGKILL: () = ();
+#[cfg(windows)]
+const SIGTERM: () = ();
+
 /// How a running task's future fails when `kill_workers` (or a cancel, or
 /// a timeout) killed its worker: SIGKILL on Unix; on Windows the exit code
 /// the pool ends a worker's job with.
 pub fn killed_by_pool() -> Error {
-    #[cfg(unix)]
-    return Error::WorkerDied {
-        exit_code: None,
-        signal: Some(libc::SIGKILL),
-    };
-    #[cfg(windows)]
-    return Error::WorkerDied {
-        exit_code: Some(0xE0CF_0009_u32 as i32),
-        signal: None,
-    };
+    worker_died(SIGKILL, 0xE0CF_0009)
 }
 
 /// As [`killed_by_pool`], for `terminate_workers`: SIGTERM on Unix.
 pub fn terminated_by_pool() -> Error {
-    #[cfg(unix)]
-    return Error::WorkerDied {
-        exit_code: None,
-        signal: Some(libc::SIGTERM),
-    };
-    #[cfg(windows)]
-    return Error::WorkerDied {
-        exit_code: Some(0xE0CF_000F_u32 as i32),
-        signal: None,
-    };
+    worker_died(SIGTERM, 0xE0CF_000F)
 }
 
 /// How a running task's future fails when its worker called
 /// `std::process::abort`: SIGABRT on Unix; on Windows the fast-fail status
 /// that abort raises, `STATUS_STACK_BUFFER_OVERRUN`.
 pub fn aborted() -> Error {
-    #[cfg(unix)]
-    return Error::WorkerDied {
-        exit_code: None,
-        signal: Some(libc::SIGABRT),
-    };
-    #[cfg(windows)]
-    return Error::WorkerDied {
-        exit_code: Some(0xC000_0409_u32 as i32),
-        signal: None,
-    };
+    worker_died(SIGABRT, 0xC000_0409)
 }
 
 /// Kills process `pid` from outside the pool, as the OOM killer or a user
@@ -335,16 +337,7 @@ pub fn try_kill(pid: u32) -> bool {
 /// How a running task's future fails when [`kill_from_outside`] killed its
 /// worker.
 pub fn killed_from_outside() -> Error {
-    #[cfg(unix)]
-    return Error::WorkerDied {
-        exit_code: None,
-        signal: Some(libc::SIGKILL),
-    };
-    #[cfg(windows)]
-    return Error::WorkerDied {
-        exit_code: Some(9),
-        signal: None,
-    };
+    worker_died(SIGKILL, 9)
 }
 
 /// How a worker that called `std::process::abort` is described: SIGABRT
