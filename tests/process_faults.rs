@@ -155,14 +155,21 @@ fn killer(scratch: &Scratch, kills: u64, seed: u64, stop: &AtomicBool) -> Faults
                 }
             }
             1 => {
+                // A SIGSEGV kills too, but not at once: until the pool
+                // reaps it, the victim still shows in /proc. Stopping it
+                // then would find it gone by the time of its SIGCONT.
                 if signal(victim, libc::SIGSEGV) {
+                    dead.insert(victim);
                     faults.sigsegv += 1;
                 }
             }
             _ => {
                 if signal(victim, libc::SIGSTOP) {
                     thread::sleep(STOPPED_FOR);
-                    assert!(signal(victim, libc::SIGCONT), "SIGCONT {victim}");
+                    assert!(
+                        signal(victim, libc::SIGCONT),
+                        "worker {victim} died while stopped: nothing but this thread signals it"
+                    );
                     faults.stop_cont += 1;
                 }
             }
