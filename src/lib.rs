@@ -251,7 +251,8 @@
 //!   not the standard handles, and made non-inheritable.
 //! - `process/arena.rs`: the memory a pool shares with one child for big
 //!   payloads (Linux): `memfd_create`, sealing, `mmap`/`munmap`, `madvise`,
-//!   and `sendmsg`/`recvmsg` with `SCM_RIGHTS` to hand it over; and the two
+//!   `sendmsg`/`recvmsg` with `SCM_RIGHTS` to hand it over, and in a worker
+//!   `mallopt` (glibc's two thresholds, see `arena::keep_freed`); and the two
 //!   copies into and out of the shared mapping. Those copy through raw
 //!   pointers, never a `&[u8]` over the mapping, and only while the
 //!   protocol gives this side the memory: the writer writes before it sends

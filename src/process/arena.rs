@@ -17,9 +17,10 @@
 //! argument may lie in it, and only such a task's answer may use it:
 //!
 //! ```text
-//! pool: put(argument) ── Task frame ──▶ child: take(argument) … task …
-//!                                        put(result)
-//! pool: take(result) ◀── Outcomes frame ──
+//! pool: put(argument) ──── Task frame ────▶ child: take_into(argument)
+//!                                                 … task …
+//!                                                 put(result)
+//! pool: take_into(result) ◀── Outcomes frame ──
 //! ```
 //!
 //! The side that writes does so before it sends its frame; the other side
@@ -28,7 +29,7 @@
 //! process alone; the system calls that move the frame order the writes
 //! before the reads. So no byte is read while the peer may still write it,
 //! and no `&[u8]` is ever formed over the mapping: [`Arena::put`] and
-//! [`Arena::take`] copy through raw pointers, inside those windows.
+//! [`Arena::take_into`] copy through raw pointers, inside those windows.
 //!
 //! Nothing else can write the mapping: the `memfd` is close-on-exec (and
 //! received so), closed once mapped, sealed against shrinking or growing
@@ -53,6 +54,10 @@
 //! the largest payload seen, rounded up to a power of two. Payloads above
 //! [`MAX`] take the channel. The memory is returned when the worker retires
 //! (at shutdown, or when it is replaced).
+//!
+//! A worker also keeps what it frees, up to its arena's size, for the
+//! next payload's vector ([`keep_freed`]): it holds at most that much more
+//! memory, for its life.
 //!
 //! Linux only (`memfd_create`); on the portable Unix path (macOS)
 //! [`Arena::create`] says it is unsupported and every payload takes the
@@ -135,26 +140,52 @@ impl Arena {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base, bytes.len()) };
     }
 
-    /// Copies the first `len` bytes of the arena (at most its size) into a
-    /// new vector: call only after the frame that handed them over arrived,
-    /// before sending one. `None` if this process has no memory for them.
-    pub(crate) fn take(&self, len: usize) -> Option<Vec<u8>> {
+    /// Copies the first `len` bytes of the arena (at most its size) into
+    /// `into`, replacing what it held: call only after the frame that
+    /// handed them over arrived, before sending one. `into`'s memory is
+    /// reused when `len` fits it snugly (at least seven eighths of its
+    /// capacity): memory already faulted in costs a copy, fresh memory also
+    /// a page fault and the kernel's zeroing of each page, more than the
+    /// copy itself. Otherwise the bytes go to a new vector. `None` if this
+    /// process has no memory for them.
+    pub(crate) fn take_into(&self, into: &mut Vec<u8>, len: usize) -> Option<()> {
         assert!(len <= self.len, "a payload bigger than its arena");
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(len).ok()?;
-        sys::advise_huge(bytes.spare_capacity_mut());
+        into.clear();
+        if into.capacity() < len || len < into.capacity() - into.capacity() / 8 {
+            *into = Vec::new();
+            into.try_reserve_exact(len).ok()?;
+            sys::advise_huge(into.spare_capacity_mut());
+        }
         // SAFETY: the source is the first `len` bytes of the mapping
-        // (checked above), sealed at its size; the destination is the new
-        // vector's spare capacity, at least `len` bytes, in this process's
-        // heap and so not overlapping the mapping. The peer wrote these
-        // bytes before sending the frame that handed them over, and writes
+        // (checked above), sealed at its size; the destination is the
+        // vector's spare capacity, at least `len` bytes (it is empty, and
+        // its capacity was checked or reserved), in this process's heap
+        // and so not overlapping the mapping. The peer wrote these bytes
+        // before sending the frame that handed them over, and writes
         // nothing more until this side answers (module docs).
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base, bytes.as_mut_ptr(), len);
-            bytes.set_len(len);
+            std::ptr::copy_nonoverlapping(self.base, into.as_mut_ptr(), len);
+            into.set_len(len);
         }
-        Some(bytes)
+        Some(())
     }
+}
+
+/// Called by a worker whose arena is now `len` bytes: lets its allocator
+/// keep up to twice that much memory that tasks free, rather than return it
+/// to the system, and serve blocks of up to that size from it.
+///
+/// Why: a big payload's vector is fresh memory, and the kernel faults in
+/// and zeroes every page of it before the copy out of the arena can fill
+/// it, which costs more than the copy itself (BENCHMARKS.md). glibc serves
+/// a block above 32 MiB with a fresh `mmap` and unmaps it when freed, so
+/// every task paid that again; now the task's argument, freed when the task
+/// ends, is the memory the next argument is copied into. Only a worker does
+/// this, never the pool's own process: the worker's allocator is the
+/// pool's to tune. A no-op but with glibc (another global allocator, or
+/// another C library, keeps its own policy).
+pub(crate) fn keep_freed(len: usize) {
+    sys::keep_freed(len);
 }
 
 impl Drop for Arena {
@@ -399,6 +430,26 @@ mod sys {
         unsafe { libc::munmap(base.cast(), len) };
     }
 
+    pub(super) fn keep_freed(len: usize) {
+        #[cfg(target_env = "gnu")]
+        {
+            // A block of `len` bytes is a little more to malloc (its
+            // header), and glibc serves one from `mmap` when it is at least
+            // the threshold: twice `len` serves and keeps it.
+            let most = libc::c_int::MAX as usize;
+            let twice = len.saturating_mul(2).min(most) as libc::c_int;
+            // SAFETY: mallopt(3) only changes two of glibc's thresholds,
+            // under its own lock; any value is valid (one it refuses
+            // leaves the old threshold, which is only slower).
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, twice);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, twice);
+            }
+        }
+        #[cfg(not(target_env = "gnu"))]
+        let _ = len;
+    }
+
     /// How big a fresh buffer must be before it is worth huge pages.
     const HUGE: usize = 4 << 20;
 
@@ -451,4 +502,6 @@ mod sys {
     pub(super) fn unmap(_: *mut u8, _: usize) {}
 
     pub(super) fn advise_huge(_: &mut [std::mem::MaybeUninit<u8>]) {}
+
+    pub(super) fn keep_freed(_: usize) {}
 }

@@ -29,7 +29,7 @@
 use std::env;
 use std::io::{self, BufReader};
 
-use super::arena::Arena;
+use super::arena::{self, Arena};
 use super::frame::{self, FrameError};
 use super::sys;
 use crate::remote::call::Fingerprint;
@@ -102,6 +102,7 @@ fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
         writer,
         arena: None,
         lent: false,
+        kept: 0,
     };
     serve::serve(&mut endpoint, fingerprint)
 }
@@ -116,6 +117,8 @@ struct Channel {
     /// Whether the task being served came with the arena lent: only then
     /// may its answer use it.
     lent: bool,
+    /// The arena size that freed memory is kept for (`arena::keep_freed`).
+    kept: usize,
 }
 
 impl Endpoint for Channel {
@@ -132,6 +135,11 @@ impl Endpoint for Channel {
         match frame::read_message(&mut self.reader, body, tail, &mut self.arena) {
             Ok((kind, lent)) => {
                 self.lent = lent;
+                let arena = self.arena.as_ref().map_or(0, Arena::len);
+                if arena > self.kept {
+                    arena::keep_freed(arena);
+                    self.kept = arena;
+                }
                 Ok(Some(kind))
             }
             Err(FrameError::Closed) => Ok(None),

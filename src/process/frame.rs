@@ -258,7 +258,9 @@ pub(crate) fn read_message<R: ReceiveFd>(
             arena.len()
         )));
     }
-    *tail = arena.take(len).ok_or(FrameError::NoMemory(len))?;
+    arena
+        .take_into(tail, len)
+        .ok_or(FrameError::NoMemory(len))?;
     Ok((kind, lent))
 }
 

@@ -95,8 +95,13 @@ use spawn::{Process, Recipe};
 /// payload it has carried rounded up to a power of two (at least 1 MiB, at
 /// most 1 GiB; bigger payloads take the channel), and returns it when it
 /// exits: at shutdown, or when it is replaced. So the pool holds at most
-/// `max_workers` times that. Elsewhere (macOS, Windows), every payload
-/// takes the channel.
+/// `max_workers` times that. A worker also keeps up to twice that size of
+/// the memory its tasks free (with glibc), so that the next big argument
+/// is copied into memory already in use rather than fresh pages. A big
+/// result is copied into its task's argument vector when it fills at
+/// least seven eighths of that vector's capacity, so a `Vec<u8>` result's
+/// capacity may exceed its length by up to an eighth. Elsewhere (macOS, Windows), every
+/// payload takes the channel.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};

@@ -502,10 +502,13 @@ pub(crate) mod arena {
             match *self {}
         }
 
-        pub(crate) fn take(&self, _len: usize) -> Option<Vec<u8>> {
+        pub(crate) fn take_into(&self, _into: &mut Vec<u8>, _len: usize) -> Option<()> {
             match *self {}
         }
     }
+
+    /// Never called with an arena to keep memory for: there is none.
+    pub(crate) fn keep_freed(_len: usize) {}
 }
 
 impl SendFd for Deadline {

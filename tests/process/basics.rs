@@ -170,3 +170,85 @@ fn big_calls_in_flight_keep_flowing() {
         }
     }
 }
+
+/// Drops `bytes`, and says how many bytes this worker's allocator then
+/// holds free for its next blocks (glibc's `fordblks`).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(concurrent_futures_portable_unix)
+))]
+fn held_free_after_dropping(bytes: Vec<u8>) -> usize {
+    drop(bytes);
+    // SAFETY: mallinfo2(3) only reads the allocator's counters.
+    unsafe { libc::mallinfo2() }.fordblks
+}
+
+#[test]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    not(concurrent_futures_portable_unix)
+))]
+fn a_worker_keeps_a_big_arguments_memory_for_the_next_one() {
+    // A 64 MiB argument comes through the worker's arena into a fresh
+    // vector. glibc used to unmap such a block when the task dropped it,
+    // so the next argument's vector was fresh memory again, every page
+    // faulted in and zeroed before the copy. From the second call on, the
+    // worker's allocator keeps it (`arena::keep_freed`).
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(1);
+    let size = 64 << 20;
+    let held: Vec<usize> = (0..3)
+        .map(|_| settle(&executor.submit(held_free_after_dropping, vec![1; size])).unwrap())
+        .collect();
+    assert!(
+        held[1] >= size && held[2] >= size,
+        "bytes held free after each call: {held:?}"
+    );
+}
+
+/// Reverses the bytes, keeping as many eighths of them as the first byte
+/// says.
+fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
+    let keep = bytes.len() / 8 * usize::from(bytes[0]);
+    bytes.reverse();
+    bytes.truncate(keep);
+    bytes
+}
+
+#[test]
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+fn a_big_result_comes_back_in_its_arguments_memory_when_it_fits() {
+    // Fresh memory for a big result costs the caller a page fault and the
+    // kernel's zeroing per page; the argument's vector, done with once
+    // its bytes were sent, is copied into instead when the result fits it
+    // snugly, at most an eighth smaller (`Arena::take_into`). A result
+    // smaller than that gets a vector of its own size.
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(1);
+    let size = 4 << 20;
+    for eighths in [8, 7, 4] {
+        let argument = || {
+            let mut bytes: Vec<u8> = (0..size).map(|n| (n % 251) as u8).collect();
+            bytes[0] = eighths;
+            bytes
+        };
+        let (bytes, expected) = (argument(), reversed(argument()));
+        let memory = bytes.as_ptr();
+        let got = settle(&executor.submit(reversed, bytes)).unwrap();
+        assert!(
+            got == expected,
+            "the bytes of a result of {eighths} eighths"
+        );
+        if eighths >= 7 {
+            assert_eq!(got.as_ptr(), memory, "{eighths} eighths reuse the argument");
+        } else {
+            assert_eq!(
+                got.capacity(),
+                got.len(),
+                "{eighths} eighths get their own vector"
+            );
+        }
+    }
+}
