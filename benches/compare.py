@@ -213,6 +213,10 @@ def process_table():
         floors = [
             ("floor: copy into a fresh Vec<u8> here", fresh, None),
             ("floor: copy into reused memory here (memcpy)", reused, None),
+            # Bytes moved between processes through shared memory, owned
+            # on both sides: the sender's copy in, the receiver's copy out.
+            ("floor: two such copies, in and out of shared memory (memcpy / 2)",
+             reused and reused / 2, None),
         ]
         label = size.replace("MiB", " MiB")
         peers = [("raw limit: pipe bandwidth (64 MiB)", limit["pipe"], None),
