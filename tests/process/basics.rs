@@ -210,6 +210,7 @@ fn a_worker_keeps_a_big_arguments_memory_for_the_next_one() {
 
 /// Reverses the bytes, keeping as many eighths of them as the first byte
 /// says.
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 fn reversed(mut bytes: Vec<u8>) -> Vec<u8> {
     let keep = bytes.len() / 8 * usize::from(bytes[0]);
     bytes.reverse();
