@@ -32,11 +32,14 @@ mod fixtures;
 #[path = "common/process_harness.rs"]
 mod harness;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{
-    Error, Executor, MpiPoolExecutor, Shutdown, ThreadPoolExecutor, as_completed,
+    Error, Executor, LOOK_AHEAD_PER_WORKER, MpiPoolExecutor, Shutdown, ThreadPoolExecutor,
+    as_completed,
 };
 use fixtures::{PATIENCE, settle};
 
@@ -48,6 +51,7 @@ fn main() {
         the_mode_follows_the_launch,
         map_yields_results_in_input_order,
         results_do_not_depend_on_the_chunk_size,
+        quick_tasks_grow_the_default_chunks,
         a_panic_fails_only_its_own_task,
         starmap_and_map_unordered_work,
         generic_executor_code_runs_on_mpi,
@@ -173,6 +177,29 @@ fn results_do_not_depend_on_the_chunk_size() {
             .unwrap();
         assert_eq!(results, expected, "chunksize {chunksize}");
     }
+}
+
+fn quick_tasks_grow_the_default_chunks() {
+    // The default `map` sizes its chunks from how long the ranks take
+    // (`map/sizing.rs`), which the hub reports for each task. Untimed,
+    // every chunk stayed one input, so the map never had more than
+    // LOOK_AHEAD_PER_WORKER inputs per rank pulled ahead of its results.
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let inputs = (0_u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut results = executor.map(square, inputs).timeout(PATIENCE);
+    let consumed = 5_000;
+    for n in 0..consumed {
+        assert_eq!(results.next(), Some(Ok(square(n))));
+    }
+    let ahead = pulled.load(Ordering::SeqCst) - consumed as usize;
+    assert!(
+        ahead > LOOK_AHEAD_PER_WORKER * 2,
+        "{ahead} inputs pulled ahead after {consumed} results: the chunks did not grow"
+    );
 }
 
 fn no_twos(n: u32) -> u32 {

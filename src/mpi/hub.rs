@@ -218,7 +218,8 @@ impl Link {
 struct Pool {
     link: Link,
     idle: Vec<Rank>,
-    busy: HashMap<Rank, Work>,
+    /// The work each busy rank runs, and when it was sent there.
+    busy: HashMap<Rank, (Work, Instant)>,
     queue: VecDeque<Work>,
     /// Set by `Close`: the replies to send once the pool is drained.
     closing: Option<Vec<Sender<()>>>,
@@ -464,7 +465,7 @@ impl Hub {
                         .send_with_tag(&message[..], tags::TASK),
                 }
                 (work.args, work.tail) = (Vec::new(), Vec::new());
-                pool.busy.insert(rank, work);
+                pool.busy.insert(rank, (work, Instant::now()));
                 self.heard.alive(pool.link.comm(), rank);
             }
         }
@@ -519,8 +520,13 @@ impl Hub {
                 ),
             };
             let lost: Vec<Work> = match pool.link {
-                Link::World => pool.busy.remove(&rank).into_iter().collect(),
-                Link::Spawned(_) => pool.busy.drain().map(|(_, w)| w).collect(),
+                Link::World => pool
+                    .busy
+                    .remove(&rank)
+                    .into_iter()
+                    .map(|(w, _)| w)
+                    .collect(),
+                Link::Spawned(_) => pool.busy.drain().map(|(_, (w, _))| w).collect(),
             };
             pool.idle.clear();
             for work in pool.queue.drain(..).chain(lost) {
@@ -554,9 +560,12 @@ impl Hub {
                     break;
                 };
                 received = true;
-                let Some(work) = pool.busy.remove(&rank) else {
+                let Some((mut work, sent)) = pool.busy.remove(&rank) else {
                     continue; // not ours: a stray message, ignored
                 };
+                // A rank runs one call at a time, from when it is sent:
+                // what a `map` with automatic chunks sizes them from.
+                work.results.ran_for(sent.elapsed());
                 self.heard.answered(pool.link.comm(), rank);
                 if pool.broken.is_none() {
                     pool.idle.push(rank);
@@ -614,7 +623,7 @@ impl Hub {
             for work in pool
                 .queue
                 .drain(..)
-                .chain(pool.busy.drain().map(|(_, w)| w))
+                .chain(pool.busy.drain().map(|(_, (w, _))| w))
             {
                 work.results.fail(Error::BrokenExecutor {
                     reason: reason.clone(),

@@ -5,10 +5,14 @@
 
 use crate::fixtures;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use concurrent_futures::{Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+use concurrent_futures::{
+    Executor, LOOK_AHEAD_PER_WORKER, ProcessPoolExecutor, ThreadPoolExecutor,
+};
 use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
 fn describe(n: u64) -> (u64, String) {
@@ -89,6 +93,35 @@ fn map_unordered_does_not_wait_for_a_held_task() {
     scratch.touch("release");
     assert_eq!(results.next(), Some(Ok(0)));
     assert_eq!(results.next(), None);
+}
+
+fn twice(n: u64) -> u64 {
+    2 * n
+}
+
+#[test]
+fn quick_tasks_grow_the_default_chunks() {
+    // The default `map` sizes its chunks from how long the workers take
+    // (`map/sizing.rs`), which each manager reports per call. Untimed,
+    // every chunk stayed one input, so the map never had more than
+    // LOOK_AHEAD_PER_WORKER inputs per worker pulled ahead of its results.
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(2);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let inputs = (0_u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut results = executor.map(twice, inputs).timeout(PATIENCE);
+    let consumed = 5_000;
+    for n in 0..consumed {
+        assert_eq!(results.next(), Some(Ok(twice(n))));
+    }
+    let ahead = pulled.load(Ordering::SeqCst) - consumed as usize;
+    assert!(
+        ahead > LOOK_AHEAD_PER_WORKER * 2,
+        "{ahead} inputs pulled ahead after {consumed} results: the chunks did not grow"
+    );
 }
 
 fn harga(barang: String, jumlah: u32) -> (String, u32) {
