@@ -29,6 +29,7 @@
 //!   taken, per task.
 //! - `map chunksize 1`: `map` over [`MAP_SMALL`] items, per item.
 //! - `map chunksize 1000`: `map` over [`MAP_ITEMS`] items, per item.
+//! - `map default`: the same with the automatic chunk size.
 //! - `ranks busy`: `map` with chunks of [`BUSY_CHUNK`] over [`BUSY_ITEMS`]
 //!   tasks that each sleep [`BUSY_TASK`]: the share of the wall time each
 //!   rank spent inside tasks (100% = never waiting for work).
@@ -154,6 +155,7 @@ fn main() {
     let map_small = best(MAP_SMALL, || {
         let n = executor
             .map(ident, 0..MAP_SMALL)
+            .chunksize(1)
             .filter(Result::is_ok)
             .count();
         assert_eq!(n as u64, MAP_SMALL);
@@ -171,6 +173,18 @@ fn main() {
     println!(
         "  map chunksize 1000:  {:>10.4} us/item",
         micros(map_chunked)
+    );
+
+    let map_default = best(MAP_ITEMS, || {
+        let n = executor
+            .map(ident, 0..MAP_ITEMS)
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(n as u64, MAP_ITEMS);
+    });
+    println!(
+        "  map default:         {:>10.4} us/item",
+        micros(map_default)
     );
 
     let start = Instant::now();
