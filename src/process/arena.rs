@@ -17,10 +17,10 @@
 //! argument may lie in it, and only such a task's answer may use it:
 //!
 //! ```text
-//! pool: put(argument) ──── Task frame ────▶ child: take_into(argument)
+//! pool: put(argument) ──── Task frame ────▶ child: take(argument)
 //!                                                 … task …
 //!                                                 put(result)
-//! pool: take_into(result) ◀── Outcomes frame ──
+//! pool: take(result) ◀── Outcomes frame ──
 //! ```
 //!
 //! The side that writes does so before it sends its frame; the other side
@@ -29,7 +29,7 @@
 //! process alone; the system calls that move the frame order the writes
 //! before the reads. So no byte is read while the peer may still write it,
 //! and no `&[u8]` is ever formed over the mapping: [`Arena::put`] and
-//! [`Arena::take_into`] copy through raw pointers, inside those windows.
+//! [`Arena::take`] copy through raw pointers, inside those windows.
 //!
 //! Nothing else can write the mapping: the `memfd` is close-on-exec (and
 //! received so), closed once mapped, sealed against shrinking or growing
@@ -140,22 +140,28 @@ impl Arena {
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base, bytes.len()) };
     }
 
-    /// Copies the first `len` bytes of the arena (at most its size) into
-    /// `into`, replacing what it held: call only after the frame that
-    /// handed them over arrived, before sending one. `into`'s memory is
-    /// reused when `len` fits it snugly (at least seven eighths of its
-    /// capacity): memory already faulted in costs a copy, fresh memory also
-    /// a page fault and the kernel's zeroing of each page, more than the
-    /// copy itself. Otherwise the bytes go to a new vector. `None` if this
-    /// process has no memory for them.
-    pub(crate) fn take_into(&self, into: &mut Vec<u8>, len: usize) -> Option<()> {
+    /// Copies the first `len` bytes of the arena (at most its size) into a
+    /// vector: call only after the frame that handed them over arrived,
+    /// before sending one. The vector is `reuse`'s memory, taken, when `len`
+    /// fits it snugly (at least seven eighths of its capacity): memory
+    /// already faulted in costs a copy, fresh memory also a page fault and
+    /// the kernel's zeroing of each page, more than the copy itself.
+    /// Otherwise it is a new vector, and `reuse` is left as it was, for its
+    /// owner to free when it will. `None` if this process has no memory for
+    /// the bytes.
+    pub(crate) fn take(&self, len: usize, reuse: &mut Vec<u8>) -> Option<Vec<u8>> {
         assert!(len <= self.len, "a payload bigger than its arena");
-        into.clear();
-        if into.capacity() < len || len < into.capacity() - into.capacity() / 8 {
-            *into = Vec::new();
-            into.try_reserve_exact(len).ok()?;
-            sys::advise_huge(into.spare_capacity_mut());
-        }
+        let capacity = reuse.capacity();
+        let mut bytes = if len <= capacity && len >= capacity - capacity / 8 {
+            let mut reused = std::mem::take(reuse);
+            reused.clear();
+            reused
+        } else {
+            let mut fresh = Vec::new();
+            fresh.try_reserve_exact(len).ok()?;
+            sys::advise_huge(fresh.spare_capacity_mut());
+            fresh
+        };
         // SAFETY: the source is the first `len` bytes of the mapping
         // (checked above), sealed at its size; the destination is the
         // vector's spare capacity, at least `len` bytes (it is empty, and
@@ -164,10 +170,10 @@ impl Arena {
         // before sending the frame that handed them over, and writes
         // nothing more until this side answers (module docs).
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base, into.as_mut_ptr(), len);
-            into.set_len(len);
+            std::ptr::copy_nonoverlapping(self.base, bytes.as_mut_ptr(), len);
+            bytes.set_len(len);
         }
-        Some(())
+        Some(bytes)
     }
 }
 

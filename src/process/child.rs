@@ -132,7 +132,9 @@ impl Endpoint for Channel {
     }
 
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {
-        match frame::read_message(&mut self.reader, body, tail, &mut self.arena) {
+        // No memory to reuse: a task's argument vector is the task's.
+        let reuse = &mut Vec::new();
+        match frame::read_message(&mut self.reader, body, tail, reuse, &mut self.arena) {
             Ok((kind, lent)) => {
                 self.lent = lent;
                 let arena = self.arena.as_ref().map_or(0, Arena::len);

@@ -220,12 +220,14 @@ pub(crate) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<Ki
 
 /// Reads one message written by [`write_message`] or [`stage_frame`]: the
 /// frame into `body`, and the bytes it left in the arena into `tail` (else
-/// empty). A new arena handed over replaces `arena`. Returns the kind, and
-/// whether the message lent the arena.
+/// empty), in `reuse`'s memory when they fit it (see [`Arena::take`]). A
+/// new arena handed over replaces `arena`. Returns the kind, and whether
+/// the message lent the arena.
 pub(crate) fn read_message<R: ReceiveFd>(
     input: &mut BufReader<R>,
     body: &mut Vec<u8>,
     tail: &mut Vec<u8>,
+    reuse: &mut Vec<u8>,
     arena: &mut Option<Arena>,
 ) -> Result<(Kind, bool), FrameError> {
     let (kind, flags) = read_frame_reserving(input, body, RESERVE_AHEAD)?;
@@ -258,9 +260,7 @@ pub(crate) fn read_message<R: ReceiveFd>(
             arena.len()
         )));
     }
-    arena
-        .take_into(tail, len)
-        .ok_or(FrameError::NoMemory(len))?;
+    *tail = arena.take(len, reuse).ok_or(FrameError::NoMemory(len))?;
     Ok((kind, lent))
 }
 

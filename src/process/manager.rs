@@ -206,19 +206,17 @@ impl Feed<'_> {
             }
             // A lone call's answer may come in the arena: its argument's
             // bytes, sent already and never sent again (it was delivered),
-            // are memory to copy that into (see `Arena::take_into`).
-            if self.flight.len() == 1 && self.flight[0].delivered {
-                live.tail = std::mem::take(&mut self.flight[0].job.work.tail);
-            }
-            match live.receive(self.flight[0].deadline) {
+            // are memory to copy that into (see `Arena::take`). Unused,
+            // they stay with the job, freed once its future is resolved.
+            let (alone, deadline) = (self.flight.len() == 1, self.flight[0].deadline);
+            let mut nothing = Vec::new();
+            let reuse = match &mut self.flight[0] {
+                lone if alone && lone.delivered => &mut lone.job.work.tail,
+                _ => &mut nothing,
+            };
+            match live.receive(deadline, reuse) {
                 Ok(outcome) => {
                     let mut done = self.flight.pop_front().expect("in flight");
-                    // Not used (the answer had no bytes in the arena): the
-                    // argument goes with its job, freed after the future
-                    // is resolved, as it always was.
-                    if live.tail.is_empty() {
-                        done.job.work.tail = std::mem::take(&mut live.tail);
-                    }
                     let now = Instant::now();
                     // It ran from its sending (its child started and
                     // greeted by then) or the answer before it, if later.

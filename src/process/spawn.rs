@@ -224,19 +224,22 @@ impl ChildLink {
     }
 
     /// Waits, until `deadline`, for the outcomes of the oldest call in
-    /// flight, which are left in `self.body` and `self.tail`.
+    /// flight, which are left in `self.body` and `self.tail` (the latter in
+    /// `reuse`'s memory if it fits them, see `Arena::take`).
     /// `Ok(Err(error))`: the outcomes arrived whole, and the child is fine,
     /// but the task fails with `error` (this process had no memory for its
     /// result's bytes).
     pub(crate) fn receive(
         &mut self,
         deadline: Option<Instant>,
+        reuse: &mut Vec<u8>,
     ) -> Result<Result<(), Error>, Fault> {
         self.reader.get_mut().set(deadline);
         let read = frame::read_message(
             &mut self.reader,
             &mut self.body,
             &mut self.tail,
+            reuse,
             &mut self.arena,
         );
         match read {

@@ -502,7 +502,7 @@ pub(crate) mod arena {
             match *self {}
         }
 
-        pub(crate) fn take_into(&self, _into: &mut Vec<u8>, _len: usize) -> Option<()> {
+        pub(crate) fn take(&self, _len: usize, _reuse: &mut Vec<u8>) -> Option<Vec<u8>> {
             match *self {}
         }
     }
