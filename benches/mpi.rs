@@ -152,36 +152,26 @@ fn main() {
         micros(submit_result)
     );
 
-    let map_small = best(MAP_SMALL, || {
-        let n = executor
-            .map(ident, 0..MAP_SMALL)
-            .chunksize(1)
-            .filter(Result::is_ok)
-            .count();
-        assert_eq!(n as u64, MAP_SMALL);
-    });
+    // `map` over `items` inputs, per item, with a fixed chunk size or the
+    // automatic one.
+    let map = |items: u64, chunksize: Option<usize>| {
+        best(items, || {
+            let map = executor.map(ident, 0..items);
+            let map = match chunksize {
+                Some(size) => map.chunksize(size),
+                None => map,
+            };
+            assert_eq!(map.filter(Result::is_ok).count() as u64, items);
+        })
+    };
+    let map_small = map(MAP_SMALL, Some(1));
     println!("  map chunksize 1:     {:>10.2} us/item", micros(map_small));
-
-    let map_chunked = best(MAP_ITEMS, || {
-        let n = executor
-            .map(ident, 0..MAP_ITEMS)
-            .chunksize(1000)
-            .filter(Result::is_ok)
-            .count();
-        assert_eq!(n as u64, MAP_ITEMS);
-    });
+    let map_chunked = map(MAP_ITEMS, Some(1000));
     println!(
         "  map chunksize 1000:  {:>10.4} us/item",
         micros(map_chunked)
     );
-
-    let map_default = best(MAP_ITEMS, || {
-        let n = executor
-            .map(ident, 0..MAP_ITEMS)
-            .filter(Result::is_ok)
-            .count();
-        assert_eq!(n as u64, MAP_ITEMS);
-    });
+    let map_default = map(MAP_ITEMS, None);
     println!(
         "  map default:         {:>10.4} us/item",
         micros(map_default)

@@ -32,8 +32,6 @@ mod fixtures;
 #[path = "common/process_harness.rs"]
 mod harness;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -182,23 +180,12 @@ fn results_do_not_depend_on_the_chunk_size() {
 fn quick_tasks_grow_the_default_chunks() {
     // The default `map` sizes its chunks from how long the ranks take
     // (`map/sizing.rs`), which the hub reports for each task. Untimed,
-    // every chunk stayed one input, so the map never had more than
-    // LOOK_AHEAD_PER_WORKER inputs per rank pulled ahead of its results.
+    // every chunk stayed one input.
     let executor = MpiPoolExecutor::new(2).unwrap();
-    let pulled = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&pulled);
-    let inputs = (0_u64..).inspect(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    let mut results = executor.map(square, inputs).timeout(PATIENCE);
-    let consumed = 5_000;
-    for n in 0..consumed {
-        assert_eq!(results.next(), Some(Ok(square(n))));
-    }
-    let ahead = pulled.load(Ordering::SeqCst) - consumed as usize;
+    let ahead = fixtures::pulled_ahead(&executor, 5_000);
     assert!(
         ahead > LOOK_AHEAD_PER_WORKER * 2,
-        "{ahead} inputs pulled ahead after {consumed} results: the chunks did not grow"
+        "{ahead} inputs pulled ahead: the chunks did not grow"
     );
 }
 

@@ -15,12 +15,12 @@ use std::cell::{Cell, RefCell};
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, PoisonError};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, Future};
+use concurrent_futures::{Error, Executor, Future};
 
 /// How long any wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -502,4 +502,26 @@ pub fn expect_panic<T>(f: impl FnOnce() -> T) -> (Box<dyn Any + Send>, Option<St
         Ok(_) => panic!("expect_panic: the closure returned instead of panicking"),
         Err(payload) => (payload, LOCATION.take()),
     }
+}
+
+/// A quick task: its input doubled.
+pub fn twice(n: u64) -> u64 {
+    2 * n
+}
+
+/// Takes `consumed` results of a default `map` of [`twice`] over an endless
+/// input on `executor`, and says how many inputs it had pulled beyond them.
+/// While every chunk is one input, that is at most `LOOK_AHEAD_PER_WORKER`
+/// per worker.
+pub fn pulled_ahead(executor: &impl Executor, consumed: u64) -> usize {
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pulled);
+    let inputs = (0_u64..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut results = executor.map(twice, inputs).timeout(PATIENCE);
+    for n in 0..consumed {
+        assert_eq!(results.next(), Some(Ok(twice(n))));
+    }
+    pulled.load(Ordering::SeqCst) - consumed as usize
 }

@@ -5,8 +5,6 @@
 
 use crate::fixtures;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -95,32 +93,17 @@ fn map_unordered_does_not_wait_for_a_held_task() {
     assert_eq!(results.next(), None);
 }
 
-fn twice(n: u64) -> u64 {
-    2 * n
-}
-
 #[test]
 fn quick_tasks_grow_the_default_chunks() {
     // The default `map` sizes its chunks from how long the workers take
     // (`map/sizing.rs`), which each manager reports per call. Untimed,
-    // every chunk stayed one input, so the map never had more than
-    // LOOK_AHEAD_PER_WORKER inputs per worker pulled ahead of its results.
+    // every chunk stayed one input.
     let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(2);
-    let pulled = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&pulled);
-    let inputs = (0_u64..).inspect(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    });
-    let mut results = executor.map(twice, inputs).timeout(PATIENCE);
-    let consumed = 5_000;
-    for n in 0..consumed {
-        assert_eq!(results.next(), Some(Ok(twice(n))));
-    }
-    let ahead = pulled.load(Ordering::SeqCst) - consumed as usize;
+    let ahead = fixtures::pulled_ahead(&executor, 5_000);
     assert!(
         ahead > LOOK_AHEAD_PER_WORKER * 2,
-        "{ahead} inputs pulled ahead after {consumed} results: the chunks did not grow"
+        "{ahead} inputs pulled ahead: the chunks did not grow"
     );
 }
 
