@@ -55,9 +55,9 @@
 //! [`MAX`] take the channel. The memory is returned when the worker retires
 //! (at shutdown, or when it is replaced).
 //!
-//! A worker also keeps what it frees, up to its arena's size, for the
-//! next payload's vector ([`keep_freed`]): it holds at most that much more
-//! memory, for its life.
+//! A worker also keeps what its tasks free, up to twice its arena's size,
+//! for the next payload's vector ([`keep_freed`]): it holds at most that
+//! much more memory, for its life.
 //!
 //! Linux only (`memfd_create`); on the portable Unix path (macOS)
 //! [`Arena::create`] says it is unsupported and every payload takes the
