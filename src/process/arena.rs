@@ -292,6 +292,8 @@ pub(crate) fn receive(
     }
     let truncated = message.msg_flags & libc::MSG_CTRUNC != 0;
     for fd in fds {
+        #[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
+        sys::close_on_exec(&fd)?;
         if received.replace(fd).is_some() {
             return Err(io::Error::other("more than one arena handed over at once"));
         }
@@ -362,6 +364,7 @@ mod sys {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     pub(super) const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+    /// A received descriptor is close-on-exec from the start.
     pub(super) const RECEIVE_FLAGS: libc::c_int = libc::MSG_CMSG_CLOEXEC;
     const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
@@ -492,6 +495,19 @@ mod sys {
 
     pub(super) const SEND_FLAGS: libc::c_int = 0;
     pub(super) const RECEIVE_FLAGS: libc::c_int = 0;
+
+    /// Makes a received descriptor close-on-exec: this path has no flag to
+    /// receive it so (macOS has no `MSG_CMSG_CLOEXEC`). The only one it
+    /// receives is the child's channel, before the child runs any task.
+    pub(super) fn close_on_exec(fd: &OwnedFd) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl(F_SETFD) on a descriptor we own changes only its
+        // flags and touches no memory of ours.
+        match unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        }
+    }
 
     pub(super) fn memfd(_: usize) -> io::Result<OwnedFd> {
         Err(io::ErrorKind::Unsupported.into())

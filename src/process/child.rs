@@ -7,16 +7,17 @@
 //! A child is a fresh run of the program, started by the pool with the
 //! environment variable [`MARKER`] set to the pool's process id (on
 //! Windows followed by the values of the channel's two handles) and the
-//! private channel: on Unix one end of a socket pair as its standard
-//! input, on Windows two anonymous pipes' ends that only this child
-//! inherited. It becomes a child that serves only if all of this holds:
+//! private channel: on Unix two socket pairs, one each way, the calls'
+//! end as its standard input, whose first bytes carry the answers' end; on
+//! Windows two anonymous pipes' ends that only this child inherited. It
+//! becomes a child that serves only if all of this holds:
 //!
 //! - the marker names its parent process (a grandchild that inherited the
 //!   variable does not qualify);
 //! - the channel is what the pool makes: on Unix, standard input is a Unix
-//!   socket whose peer is that parent, so the variable alone, with a file
-//!   or a terminal on standard input, does nothing; on Windows, both
-//!   handles are pipes;
+//!   socket whose peer is that parent, and so is the answers' end, so the
+//!   variable alone, with a file or a terminal on standard input, does
+//!   nothing; on Windows, both handles are pipes;
 //! - the handshake succeeds: same protocol version, same executable.
 //!
 //! The channel then moves out of reach of the task's own code: on Unix to

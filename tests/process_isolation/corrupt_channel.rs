@@ -19,8 +19,9 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_garbled_answer_fails_only_its_task,
 ];
 
-/// The worker's channel to the pool: its only socket above stderr (the
-/// portable Unix path's watchdog holds a second descriptor of it).
+/// The worker's end of its answers' socket: of its two sockets above
+/// stderr (calls, then answers), the one it took second, with the higher
+/// descriptor.
 fn channel() -> UnixStream {
     let sockets: Vec<(RawFd, String)> = std::fs::read_dir("/proc/self/fd")
         .unwrap()
@@ -32,13 +33,10 @@ fn channel() -> UnixStream {
             (fd > 2 && target.starts_with("socket:")).then_some((fd, target))
         })
         .collect();
-    let Some((fd, socket)) = sockets.first().cloned() else {
-        panic!("expected a socket in the worker, found none")
+    let [(one, _), (other, _)] = sockets[..] else {
+        panic!("expected two sockets in the worker, found {sockets:?}")
     };
-    assert!(
-        sockets.iter().all(|(_, other)| *other == socket),
-        "expected one socket in the worker, found {sockets:?}"
-    );
+    let fd = one.max(other);
     // SAFETY: `fd` is open (just listed) and stays open while we use it:
     // the worker's loop owns it and is busy running this very task.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };

@@ -38,6 +38,7 @@ const PROBE: &str = "CONCURRENT_FUTURES_TEST_SECURITY_PROBE";
 pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_marker_naming_another_process_is_ignored,
     a_marker_without_the_parents_socket_serves_nothing,
+    a_channel_without_its_answers_end_serves_nothing,
     a_worker_refuses_a_pool_running_another_executable,
     a_worker_refuses_a_task_whose_tag_does_not_match,
     no_socket_listens,
@@ -109,6 +110,20 @@ fn a_marker_without_the_parents_socket_serves_nothing() {
     );
 }
 
+/// The marker names us and standard input is our socket, but its first
+/// bytes do not carry the answers' end: refused, before any handshake.
+#[cfg(unix)]
+fn a_channel_without_its_answers_end_serves_nothing() {
+    let (mut calls, theirs) = UnixStream::pair().unwrap();
+    calls.write_all(&[0]).unwrap();
+    let me = std::process::id().to_string();
+    let child = probe(&me, Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    assert_refused(
+        &child.wait_with_output().unwrap(),
+        "the private channel did not start with its answers' end",
+    );
+}
+
 /// The marker names us, the parent, but no handles, or handles that are
 /// not pipes the pool made: refused before any read.
 #[cfg(windows)]
@@ -153,19 +168,69 @@ const READY: u8 = 3;
 const TASK: u8 = 4;
 
 #[cfg(unix)]
-/// Starts a worker the way a pool does (marker and socket) and reads its
-/// Hello; returns the child, our end, and the fingerprint it sent.
-fn worker_by_hand() -> (std::process::Child, UnixStream, Vec<u8>) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
+/// The pool's ends of a worker's channel: it writes calls to one and reads
+/// answers from the other.
+struct ByHand {
+    calls: UnixStream,
+    answers: UnixStream,
+}
+
+#[cfg(unix)]
+/// Starts a worker the way a pool does (marker, socket, and the answers'
+/// end as the socket's first bytes) and reads its Hello; returns the
+/// child, our ends, and the fingerprint it sent.
+fn worker_by_hand() -> (std::process::Child, ByHand, Vec<u8>) {
+    let (calls, theirs) = UnixStream::pair().unwrap();
+    let (mut answers, answering) = UnixStream::pair().unwrap();
+    send_with_fd(&calls, &answering);
+    drop(answering);
     let me = std::process::id().to_string();
     let child = probe(&me, Stdio::from(std::os::fd::OwnedFd::from(theirs)));
-    let mut channel = ours;
-    let (kind, hello) = read_frame(&mut channel);
+    let (kind, hello) = read_frame(&mut answers);
     assert_eq!(kind, HELLO);
     assert_eq!(&hello[..4], b"CFut");
     let fingerprint = hello[6..].to_vec();
     assert_eq!(fingerprint.len(), 40, "five 64-bit words");
-    (child, channel, fingerprint)
+    (child, ByHand { calls, answers }, fingerprint)
+}
+
+#[cfg(unix)]
+/// Sends one byte with `fd` attached (`SCM_RIGHTS`), as the pool hands a
+/// worker its answers' end.
+fn send_with_fd(socket: &UnixStream, fd: &impl std::os::fd::AsRawFd) {
+    use std::os::fd::AsRawFd;
+    // Room for one header with one descriptor, aligned for cmsghdr.
+    #[repr(C, align(8))]
+    struct Control([u8; 64]);
+    let mut control = Control([0; 64]);
+    let mut byte = [0_u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths).
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    message.msg_controllen = unsafe { libc::CMSG_SPACE(4) } as _;
+    // SAFETY: the control buffer (64 bytes, aligned for cmsghdr) holds
+    // msg_controllen bytes, so the first header and its c_int of data are
+    // inside it.
+    unsafe {
+        let header = libc::CMSG_FIRSTHDR(&message);
+        (*header).cmsg_level = libc::SOL_SOCKET;
+        (*header).cmsg_type = libc::SCM_RIGHTS;
+        (*header).cmsg_len = libc::CMSG_LEN(4) as _;
+        libc::CMSG_DATA(header)
+            .cast::<libc::c_int>()
+            .write_unaligned(fd.as_raw_fd());
+    }
+    // SAFETY: `message` and what it points to (the byte, the control
+    // buffer) are alive for the call, which only reads them.
+    let sent = unsafe { libc::sendmsg(socket.as_raw_fd(), &message, 0) };
+    assert_eq!(sent, 1, "sendmsg: {}", std::io::Error::last_os_error());
 }
 
 #[cfg(unix)]
@@ -183,9 +248,9 @@ fn welcome(fingerprint: &[u8]) -> Vec<u8> {
 fn a_worker_refuses_a_pool_running_another_executable() {
     let (child, mut channel, mut fingerprint) = worker_by_hand();
     fingerprint[8] ^= 1; // another inode: another executable
-    channel.write_all(&welcome(&fingerprint)).unwrap();
+    channel.calls.write_all(&welcome(&fingerprint)).unwrap();
     // The refusal comes back in Ready, for the pool to report...
-    let (kind, why) = read_frame(&mut channel);
+    let (kind, why) = read_frame(&mut channel.answers);
     assert_eq!(kind, READY);
     let why = text(&why);
     assert!(
@@ -204,8 +269,8 @@ fn a_worker_refuses_a_pool_running_another_executable() {
 #[cfg(unix)]
 fn a_worker_refuses_a_task_whose_tag_does_not_match() {
     let (child, mut channel, fingerprint) = worker_by_hand();
-    channel.write_all(&welcome(&fingerprint)).unwrap();
-    assert_eq!(read_frame(&mut channel), (READY, vec![]));
+    channel.calls.write_all(&welcome(&fingerprint)).unwrap();
+    assert_eq!(read_frame(&mut channel.answers), (READY, vec![]));
     // Offsets that would crash if anything called them, with a made-up tag.
     let mut task = Vec::new();
     for word in [0xDEAD_BEEF_u64, 0xBAD_F00D, 0x1234_5678] {
@@ -213,7 +278,7 @@ fn a_worker_refuses_a_task_whose_tag_does_not_match() {
     }
     task.extend_from_slice(&1_u32.to_le_bytes());
     task.push(0);
-    channel.write_all(&frame(TASK, &task)).unwrap();
+    channel.calls.write_all(&frame(TASK, &task)).unwrap();
     let output = child.wait_with_output().unwrap();
     assert_refused(&output, "refused a task whose tag does not match");
 }
