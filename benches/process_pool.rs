@@ -28,9 +28,10 @@
 //!   64 MiB and which returns its length (`arg_*`), and one that returns
 //!   its argument (`echo_*`: the bytes both ways); the throughput is set in
 //!   bytes (one way), so criterion reports GiB/s. Making the vector is not
-//!   timed, nor is dropping a returned one (see [`byte_calls`]). `compare.py` takes a result's time as echo minus argument. A
-//!   line `bytes floor ...` gives what copying into memory costs here: a
-//!   fresh vector (what a receiver must make) and a reused one.
+//!   timed, nor is dropping a returned one (see [`byte_calls`]).
+//!   `compare.py` takes a result's time as echo minus argument. A line
+//!   `bytes floor ...` gives what copying into memory costs here: a fresh
+//!   vector (what a receiver must make) and a reused one.
 //!   procspawn's `arg_64MiB` row is the peer.
 //!
 //! procspawn's workers serve from `procspawn::init()`, the first line of

@@ -335,22 +335,22 @@ pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWrite
         return Err(format!("dup2: {}", io::Error::last_os_error()));
     }
     let calls = UnixStream::from(channel);
-    let made_by_pool = |socket: &UnixStream| {
+    let made_by_pool = |socket: &UnixStream, what: &str| {
         let peer = peer_pid(socket)
-            .map_err(|e| format!("standard input is not the pool's private channel: {e}"))?;
+            .map_err(|e| format!("{what} is not the pool's private channel: {e}"))?;
         match peer == pool {
             true => Ok(()),
-            false => Err("standard input is a socket, but not one made by the pool".to_owned()),
+            false => Err(format!("{what} is a socket, but not one made by the pool")),
         }
     };
-    made_by_pool(&calls)?;
+    made_by_pool(&calls, "standard input")?;
     let mut received = None;
     let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
     let answers = match (read, received) {
         (Ok(1), Some(fd)) => UnixStream::from(fd),
         _ => return Err("the private channel did not start with its answers' end".into()),
     };
-    made_by_pool(&answers)?;
+    made_by_pool(&answers, "the channel's answers' end")?;
     let reader = tie_to_pool(pool, calls)?;
     Ok((reader, answers))
 }
