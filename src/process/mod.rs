@@ -100,8 +100,8 @@ use spawn::{Process, Recipe};
 /// is copied into memory already in use rather than fresh pages. A big
 /// result is copied into its task's argument vector when it fills at
 /// least seven eighths of that vector's capacity, so a `Vec<u8>` result's
-/// capacity may exceed its length by up to an eighth. Elsewhere (macOS, Windows), every
-/// payload takes the channel.
+/// capacity may exceed its length by up to an eighth. Elsewhere (macOS,
+/// Windows), every payload takes the channel.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
