@@ -417,9 +417,9 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
     fn next(&mut self) -> Option<Self::Item> {
         // The rest of a chunk first: a chunk's worth of results frees a
         // chunk's worth of look-ahead, so the refill waits for that.
-        match self.ready.next() {
-            Some(result) => Some(result),
-            None => self.next_chunk_first(),
+        match self.ready.next_value() {
+            Some(value) => Some(Ok(value)),
+            None => self.next_slow(),
         }
     }
 
@@ -442,10 +442,14 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
 }
 
 impl<I: Iterator, R> Map<'_, I, R> {
-    /// The first result of the next chunk to yield (or the bad setting, or
-    /// the end): [`next`](Iterator::next) once the current chunk is done.
+    /// [`next`](Iterator::next) past the current chunk's run of values: the
+    /// rest of a chunk with errors, or else the first result of the next
+    /// chunk to yield (or the bad setting, or the end).
     #[inline(never)]
-    fn next_chunk_first(&mut self) -> Option<Result<R, Error>> {
+    fn next_slow(&mut self) -> Option<Result<R, Error>> {
+        if let Some(result) = self.ready.next() {
+            return Some(result);
+        }
         if let Some(error) = self.invalid.take() {
             self.ended = true;
             return Some(Err(error));

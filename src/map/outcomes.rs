@@ -54,43 +54,46 @@ impl<R> IntoIterator for Outcomes<R> {
     type IntoIter = IntoIter<R>;
 
     fn into_iter(self) -> IntoIter<R> {
-        let mut iter = IntoIter {
-            values: self.values.into_iter(),
-            errors: self.errors.into_iter(),
-            next_error: usize::MAX,
-            position: 0,
-        };
-        iter.next_error = iter.upcoming_error();
-        iter
+        if self.errors.is_empty() {
+            return IntoIter {
+                values: self.values.into_iter(),
+                mixed: Vec::new().into_iter(),
+            };
+        }
+        // The rare chunk with errors is laid out in order once, so that a
+        // chunk without any is a plain run of values.
+        let len = self.values.len() + self.errors.len();
+        let mut values = self.values.into_iter();
+        let mut errors = self.errors.into_iter().peekable();
+        let mixed = (0..len)
+            .filter_map(|position| match errors.next_if(|(at, _)| *at == position) {
+                Some((_, error)) => Some(Err(error)),
+                None => values.next().map(Ok),
+            })
+            .collect();
+        IntoIter {
+            values: Vec::new().into_iter(),
+            mixed: Vec::into_iter(mixed),
+        }
     }
 }
 
 /// The results of an [`Outcomes`], one per input, in order.
 #[derive(Debug)]
 pub(crate) struct IntoIter<R> {
+    /// The values of a chunk without errors: each step takes one, and
+    /// checks nothing else.
     values: vec::IntoIter<R>,
-    errors: vec::IntoIter<(usize, Error)>,
-    /// The position of the next error, or `usize::MAX` if none is left.
-    next_error: usize,
-    /// The position of the next result.
-    position: usize,
+    /// The results of a chunk with errors.
+    mixed: vec::IntoIter<Result<R, Error>>,
 }
 
 impl<R> IntoIter<R> {
-    fn upcoming_error(&self) -> usize {
-        self.errors
-            .as_slice()
-            .first()
-            .map_or(usize::MAX, |(at, _)| *at)
-    }
-
-    /// The error at this position.
-    #[cold]
-    fn next_error(&mut self) -> Option<Result<R, Error>> {
-        let (_, error) = self.errors.next()?;
-        self.next_error = self.upcoming_error();
-        self.position += 1;
-        Some(Err(error))
+    /// The next value of a chunk without errors: the whole step for most
+    /// results, which [`Map`](super::Map) inlines.
+    #[inline]
+    pub(crate) fn next_value(&mut self) -> Option<R> {
+        self.values.next()
     }
 }
 
@@ -109,17 +112,14 @@ impl<R> Iterator for IntoIter<R> {
 
     #[inline]
     fn next(&mut self) -> Option<Result<R, Error>> {
-        // The common step alone, so that it builds nothing but an `Ok`.
-        if self.position != self.next_error {
-            let value = self.values.next()?;
-            self.position += 1;
-            return Some(Ok(value));
+        match self.next_value() {
+            Some(value) => Some(Ok(value)),
+            None => self.mixed.next(),
         }
-        self.next_error()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let len = self.values.len() + self.errors.len();
+        let len = self.values.len() + self.mixed.len();
         (len, Some(len))
     }
 }
