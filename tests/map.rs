@@ -216,6 +216,35 @@ fn dropping_the_iterator_cancels_the_tasks_not_started() {
 }
 
 #[test]
+fn errors_anywhere_in_a_chunk_keep_their_places() {
+    // Chunks of five: failures first, last, in a row and in a chunk of
+    // nothing else, among chunks without any.
+    let fails = |n: u32| matches!(n % 5, 0 | 4) || (7..9).contains(&n) || (10..15).contains(&n);
+    let executor = ThreadPoolExecutor::new(2);
+    let results: Vec<_> = executor
+        .map(
+            move |n: u32| {
+                assert!(!fails(n), "item {n} fails");
+                n
+            },
+            0..23,
+        )
+        .chunksize(5)
+        .collect();
+    assert_eq!(results.len(), 23);
+    for (n, result) in (0..).zip(&results) {
+        if fails(n) {
+            assert!(
+                matches!(result, Err(Error::Panicked { message, .. }) if *message == format!("item {n} fails")),
+                "item {n}: {result:?}"
+            );
+        } else {
+            assert_eq!(*result, Ok(n), "item {n}");
+        }
+    }
+}
+
+#[test]
 fn a_failing_item_is_its_own_error_and_iteration_goes_on() {
     // gh-108518: an exception in one item must not end the iteration.
     let executor = ThreadPoolExecutor::new(2);
