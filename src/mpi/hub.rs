@@ -169,9 +169,13 @@ struct WorldRank {
 ///   │                 │
 ///   │                 └──silent while busy──▶ Dead(rank)
 ///   └──handshake refused──▶ Refused(why)          (static world)
+///
+/// Free or Leased(pool) ──a rank of another group dead──▶ Aborted
+///                                                   (spawned groups)
 /// ```
 ///
-/// `Refused` and `Dead` are final: such ranks are never used again.
+/// `Refused`, `Dead` and `Aborted` are final: such ranks are never used
+/// again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Lease {
     Free,
@@ -185,6 +189,11 @@ enum Lease {
     /// again, and at exit only its other ranks are told to stop, without
     /// waiting.
     Dead(Rank),
+    /// A spawned group whose job Open MPI aborted when a rank of another
+    /// group died ([`liveness::aborts_every_spawned_job`]): its ranks are
+    /// gone, and a send to them could hang. At exit they are told to stop
+    /// as a dead rank's group is, without waiting.
+    Aborted,
 }
 
 /// Ranks started together by one `MPI_Comm_spawn`, and who uses them.
@@ -225,6 +234,21 @@ struct Pool {
     closing: Option<Vec<Sender<()>>>,
     /// Why the pool can run nothing more, if it cannot.
     broken: Option<String>,
+}
+
+impl Pool {
+    /// Breaks the pool for `reason`: `lost` and the queued work fail with
+    /// [`Error::BrokenExecutor`], as will later work, and none of its ranks
+    /// is given more.
+    fn fail(&mut self, lost: Vec<Work>, reason: &str) {
+        self.idle.clear();
+        for work in self.queue.drain(..).chain(lost) {
+            work.results.fail(Error::BrokenExecutor {
+                reason: reason.to_owned(),
+            });
+        }
+        self.broken = Some(reason.to_owned());
+    }
 }
 
 struct Hub {
@@ -476,18 +500,24 @@ impl Hub {
     /// ones fail with [`Error::BrokenExecutor`] rather than wait for ever.
     /// In spawn mode Open MPI aborts the whole spawned job when one of its
     /// ranks dies, so every task of the pool fails and its group is never
-    /// spoken to again. In a static world (run with `--enable-recovery`,
-    /// or `mpiexec` kills this process too) the other ranks live: their
+    /// spoken to again; unless it runs with `--enable-recovery`, it aborts
+    /// every other spawned job too ([`liveness::aborts_every_spawned_job`]),
+    /// so every other group is [`Lease::Aborted`] and its pool, if any,
+    /// broken. In a static world (run with `--enable-recovery`, or
+    /// `mpiexec` kills this process too) the other ranks live: their
     /// running tasks finish, and they serve later executors.
     fn check_silent(&mut self) {
-        for pool in self.pools.values_mut() {
-            if pool.broken.is_some() {
-                continue;
-            }
-            let comm = pool.link.comm();
-            let Some(rank) =
-                (pool.busy.keys().copied()).find(|&rank| self.heard.silent(comm, rank))
-            else {
+        let silent: Vec<(u64, Rank)> = (self.pools.iter())
+            .filter(|(_, pool)| pool.broken.is_none())
+            .filter_map(|(&id, pool)| {
+                let comm = pool.link.comm();
+                (pool.busy.keys().copied())
+                    .find(|&rank| self.heard.silent(comm, rank))
+                    .map(|rank| (id, rank))
+            })
+            .collect();
+        for (id, rank) in silent {
+            let Some(pool) = self.pools.get_mut(&id) else {
                 continue;
             };
             let host = match pool.link {
@@ -506,35 +536,49 @@ impl Hub {
                         .and_then(|i| self.groups[index].hosts.get(i).cloned())
                 }
             };
+            let host = host.unwrap_or_else(|| "?".into());
             let reason = format!(
-                "MPI rank {rank} on host {} sent no heartbeat for {:?} while running a task: \
+                "MPI rank {rank} on host {host} sent no heartbeat for {:?} while running a task: \
                  it died, or its host is unreachable",
-                host.as_deref().unwrap_or("?"),
                 liveness::SILENCE
             );
-            let reason = match pool.link {
-                Link::World => reason,
-                Link::Spawned(_) => format!(
+            if let Link::World = pool.link {
+                let lost = pool.busy.remove(&rank).map(|(work, _)| work);
+                pool.fail(lost.into_iter().collect(), &reason);
+                continue;
+            }
+            let lost = pool.busy.drain().map(|(_, (work, _))| work).collect();
+            pool.fail(
+                lost,
+                &format!(
                     "{reason}; Open MPI aborts the whole spawned job, so this executor has no \
                      ranks left"
                 ),
-            };
-            let lost: Vec<Work> = match pool.link {
-                Link::World => pool
-                    .busy
-                    .remove(&rank)
-                    .into_iter()
-                    .map(|(w, _)| w)
-                    .collect(),
-                Link::Spawned(_) => pool.busy.drain().map(|(_, (w, _))| w).collect(),
-            };
-            pool.idle.clear();
-            for work in pool.queue.drain(..).chain(lost) {
-                work.results.fail(Error::BrokenExecutor {
-                    reason: reason.clone(),
-                });
+            );
+            if liveness::aborts_every_spawned_job() {
+                self.abort_spawned(&format!(
+                    "Open MPI aborted every spawned MPI job when rank {rank} on host {host}, \
+                     of another executor, died (run under `mpiexec --enable-recovery` for \
+                     other executors to survive it); create a new executor"
+                ));
             }
-            pool.broken = Some(reason);
+        }
+    }
+
+    /// Marks every spawned group not already dead [`Lease::Aborted`], and
+    /// breaks the pools that use them, for `reason`.
+    fn abort_spawned(&mut self, reason: &str) {
+        for (index, group) in self.groups.iter_mut().enumerate() {
+            if matches!(group.lease, Lease::Dead(_) | Lease::Aborted) {
+                continue;
+            }
+            group.lease = Lease::Aborted;
+            let users = (self.pools.values_mut())
+                .filter(|pool| matches!(pool.link, Link::Spawned(i) if i == index));
+            for pool in users.filter(|pool| pool.broken.is_none()) {
+                let lost = pool.busy.drain().map(|(_, (work, _))| work).collect();
+                pool.fail(lost, reason);
+            }
         }
     }
 
@@ -631,19 +675,28 @@ impl Hub {
             }
             self.retire(id, pool);
         }
-        for group in self.groups.drain(..) {
-            if let Lease::Dead(dead) = group.lease {
-                // A message to the dead rank or a disconnect could block
-                // for ever.
-                let others = (0..group.comm.remote_size()).filter(|&rank| rank != dead);
-                liveness::stop_survivors(&group.comm, others);
-                std::mem::forget(group.comm);
-                continue;
-            }
+        // A message to a dead rank or a disconnect could block for ever,
+        // and the other ranks of its group, or of an aborted one, may be
+        // gone too: those are told to stop without waiting, and their
+        // communicators are never freed.
+        let (lost, live): (Vec<Group>, Vec<Group>) = (self.groups.drain(..))
+            .partition(|group| matches!(group.lease, Lease::Dead(_) | Lease::Aborted));
+        for group in live {
             let ranks: Vec<Rank> = (0..group.comm.remote_size()).collect();
             stop(&group.comm, &ranks);
             drop(group.comm); // MPI_Comm_disconnect: the ranks disconnect too
         }
+        liveness::stop_survivors(lost.iter().flat_map(|group| {
+            let dead = match group.lease {
+                Lease::Dead(rank) => Some(rank),
+                _ => None,
+            };
+            (0..group.comm.remote_size())
+                .filter(move |&rank| Some(rank) != dead)
+                .map(|rank| (&group.comm, rank))
+        }));
+        lost.into_iter()
+            .for_each(|group| std::mem::forget(group.comm));
         let world = self.universe.world();
         let serving: Vec<Rank> = (self.world.iter())
             .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead(_)))

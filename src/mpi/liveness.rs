@@ -100,15 +100,16 @@ pub(crate) const ABANDON: &[u8] = b"a rank died";
 /// How long [`stop_survivors`] gives its messages to leave.
 const FAREWELL: Duration = Duration::from_secs(2);
 
-/// At exit, tells `ranks` of a communicator on which a rank has died to
-/// stop without finalizing MPI. Some may have died with it (Open MPI
-/// aborts a whole spawned job unless `mpiexec` runs with
+/// At exit, tells each `(communicator, rank)` of groups on which a rank
+/// has died to stop without finalizing MPI. Some may have died with it
+/// (Open MPI aborts a whole spawned job unless `mpiexec` runs with
 /// `--enable-recovery`), and a send to a dead rank over TCP can hang: so
 /// the messages are sent without blocking, and the ones still unsent
-/// after [`FAREWELL`] are abandoned (MPI is not finalized after this).
-pub(crate) fn stop_survivors<C: Communicator>(comm: &C, ranks: impl Iterator<Item = Rank>) {
+/// after [`FAREWELL`], all together, are abandoned (MPI is not finalized
+/// after this).
+pub(crate) fn stop_survivors<'c, C: Communicator + 'c>(ranks: impl Iterator<Item = (&'c C, Rank)>) {
     let mut sending: Vec<_> = ranks
-        .map(|rank| {
+        .map(|(comm, rank)| {
             comm.process_at_rank(rank)
                 .immediate_send_with_tag(StaticScope, ABANDON, tags::STOP)
         })
@@ -123,6 +124,21 @@ pub(crate) fn stop_survivors<C: Communicator>(comm: &C, ranks: impl Iterator<Ite
     }
     // An unfinished request panics when dropped; these are left to MPI.
     sending.into_iter().for_each(std::mem::forget);
+}
+
+/// Whether Open MPI aborts every spawned job, not only its own, when a
+/// spawned rank dies: it does unless it runs with recovery on
+/// (`mpiexec --enable-recovery`, which sets the MCA parameter
+/// `orte_enable_recovery` in the environment of the processes it starts;
+/// a program run alone reads the same parameter). Measured with Open MPI
+/// 4.1: run alone, a rank's `exit(3)` ended the ranks of every group that
+/// program had spawned.
+pub(crate) fn aborts_every_spawned_job() -> bool {
+    let recovery = std::env::var("OMPI_MCA_orte_enable_recovery").unwrap_or_default();
+    !matches!(
+        recovery.to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on" | "enabled"
+    )
 }
 
 /// Which communicator a rank is on, as the hub tells them apart:

@@ -159,7 +159,10 @@ impl Backoff {
 /// dead rank's task, the queued tasks and later submissions fail with
 /// [`Error::BrokenExecutor`], as in mpi4py. Open MPI 4 (without its
 /// fault-tolerance extension) aborts the dead rank's job: in spawn mode the
-/// spawned job, and a new executor spawns fresh ranks; in static-world mode
+/// spawned job, and a new executor spawns fresh ranks (run without
+/// `--enable-recovery`, it aborts every spawned job of the program, so
+/// every executor on spawned ranks breaks with it, and none waits on ranks
+/// that are gone); in static-world mode
 /// the whole program, rank 0 included, unless `mpiexec` runs with
 /// `--enable-recovery`, when the other ranks serve later executors (the
 /// program then ends without `MPI_Finalize`, which would wait for the dead
