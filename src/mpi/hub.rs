@@ -249,6 +249,13 @@ impl Pool {
         }
         self.broken = Some(reason.to_owned());
     }
+
+    /// [`fail`](Self::fail) with every busy rank's work lost: the pool's
+    /// ranks are all gone.
+    fn fail_all(&mut self, reason: &str) {
+        let lost = self.busy.drain().map(|(_, (work, _))| work).collect();
+        self.fail(lost, reason);
+    }
 }
 
 struct Hub {
@@ -547,14 +554,10 @@ impl Hub {
                 pool.fail(lost.into_iter().collect(), &reason);
                 continue;
             }
-            let lost = pool.busy.drain().map(|(_, (work, _))| work).collect();
-            pool.fail(
-                lost,
-                &format!(
-                    "{reason}; Open MPI aborts the whole spawned job, so this executor has no \
-                     ranks left"
-                ),
-            );
+            pool.fail_all(&format!(
+                "{reason}; Open MPI aborts the whole spawned job, so this executor has no \
+                 ranks left"
+            ));
             if liveness::aborts_every_spawned_job() {
                 self.abort_spawned(&format!(
                     "Open MPI aborted every spawned MPI job when rank {rank} on host {host}, \
@@ -576,8 +579,7 @@ impl Hub {
             let users = (self.pools.values_mut())
                 .filter(|pool| matches!(pool.link, Link::Spawned(i) if i == index));
             for pool in users.filter(|pool| pool.broken.is_none()) {
-                let lost = pool.busy.drain().map(|(_, (work, _))| work).collect();
-                pool.fail(lost, reason);
+                pool.fail_all(reason);
             }
         }
     }
