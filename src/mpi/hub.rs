@@ -524,7 +524,9 @@ impl Hub {
             })
             .collect();
         for (id, rank) in silent {
-            let Some(pool) = self.pools.get_mut(&id) else {
+            // A pool may have broken meanwhile, aborted with an earlier
+            // death of this loop: it keeps that reason.
+            let Some(pool) = (self.pools.get_mut(&id)).filter(|pool| pool.broken.is_none()) else {
                 continue;
             };
             let host = match pool.link {

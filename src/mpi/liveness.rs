@@ -105,8 +105,7 @@ const FAREWELL: Duration = Duration::from_secs(2);
 /// (Open MPI aborts a whole spawned job unless `mpiexec` runs with
 /// `--enable-recovery`), and a send to a dead rank over TCP can hang: so
 /// the messages are sent without blocking, and the ones still unsent
-/// after [`FAREWELL`], all together, are abandoned (MPI is not finalized
-/// after this).
+/// after [`FAREWELL`], all together, are left to MPI, never waited for.
 pub(crate) fn stop_survivors<'c, C: Communicator + 'c>(ranks: impl Iterator<Item = (&'c C, Rank)>) {
     let mut sending: Vec<_> = ranks
         .map(|(comm, rank)| {
