@@ -19,6 +19,11 @@
 //!   └──break_pool──▶ Broken ◀──break_pool──┘
 //! ```
 //!
+//! Work that a process manager sent ahead and took back (its child was
+//! busy) goes to a second queue, of work [given back](Crew::give_back),
+//! which every crew thread serves before the first: that work was
+//! submitted earlier.
+//!
 //! A crew thread counts as idle while it waits for a job. It takes jobs
 //! through its [`Seat`]: each job comes with a [`Turn`], which counts the
 //! thread idle again exactly once, when it [ends](Turn::end) or is
@@ -51,6 +56,8 @@ pub(crate) struct Crew<J> {
     joined: Condvar,
     /// A handle on the queue, for the crew threads and for draining it.
     queue: Receiver<J>,
+    /// Work given back, served first; its sender never closes.
+    returned: (Sender<J>, Receiver<J>),
     /// Crew threads waiting for a job, or about to.
     idle: AtomicUsize,
     max_workers: usize,
@@ -75,6 +82,9 @@ struct State<J> {
     ids: Vec<ThreadId>,
     /// How many shutdowns are joining threads they took out of `threads`.
     joining: usize,
+    /// Whether a shutdown cancelled the queued work: work given back
+    /// after it is cancelled too.
+    cancelled: bool,
 }
 
 impl<J: Job> Crew<J> {
@@ -91,9 +101,11 @@ impl<J: Job> Crew<J> {
                 threads: Vec::new(),
                 ids: Vec::new(),
                 joining: 0,
+                cancelled: false,
             }),
             joined: Condvar::new(),
             queue,
+            returned: crossbeam_channel::unbounded(),
             idle: AtomicUsize::new(0),
             max_workers,
             name_prefix,
@@ -182,20 +194,65 @@ impl<J: Job> Crew<J> {
     /// counts toward `max_workers`. If the queue is closed, each job fails
     /// with `error` instead.
     // Only the process pool's managers give a job back (a worker that would
-    // not start), and the process pool is built only on Linux, macOS and
-    // Windows.
+    // not start, or was busy), and the process pool is built only on Linux,
+    // macOS and Windows.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn requeue_and_exit(&self, jobs: Vec<J>, error: Error) {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         match &state.intake {
-            // The receiver lives in `self.queue`, so the send cannot fail.
-            Intake::Open(sender) => jobs.into_iter().for_each(|job| drop(sender.send(job))),
+            Intake::Open(_) => jobs.into_iter().for_each(|job| self.put_back(job)),
             Intake::ShutDown | Intake::Broken(_) => {
                 drop(state);
                 jobs.into_iter().for_each(|job| job.fail(error.clone()));
             }
         }
+    }
+
+    /// Gives back `jobs` that a crew thread took but did not start, for the
+    /// next thread free (served before the queue), starting a thread if
+    /// none is idle and the pool has room. After a shutdown that cancelled
+    /// the queued work, they are dropped unrun (their futures resolve as
+    /// cancelled); after a break, they fail as the queue's did. The calling
+    /// thread serves them itself once it is free, so none waits for ever.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn give_back(self: &Arc<Self>, jobs: impl IntoIterator<Item = J>) {
+        let mut state = self.lock();
+        if let Intake::Broken(reason) = &state.intake {
+            let error = Error::BrokenExecutor {
+                reason: reason.clone(),
+            };
+            drop(state);
+            jobs.into_iter().for_each(|job| job.fail(error.clone()));
+            return;
+        }
+        if state.cancelled {
+            drop(state);
+            for job in jobs {
+                let _ = panic::catch(move || drop(job));
+            }
+            return;
+        }
+        jobs.into_iter().for_each(|job| self.put_back(job));
+        // ORDERING: a heuristic, as in `enqueue`.
+        let idle = self.idle.load(Ordering::Relaxed);
+        if self.returned.1.len() > idle && state.threads.len() < self.max_workers {
+            // If it fails, the threads there serve the work when free.
+            let _ = self.start_thread(&mut state);
+        }
+    }
+
+    /// Whether a shutdown cancelled the queued work.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Queues `job` with the work given back.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    fn put_back(&self, job: J) {
+        // The receiver lives in `self.returned`, so the send cannot fail.
+        let _ = self.returned.0.send(job);
     }
 
     /// Takes the calling thread's handle out of the pool, detaching it.
@@ -210,7 +267,7 @@ impl<J: Job> Crew<J> {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         if let Intake::Open(_) = state.intake
-            && !self.queue.is_empty()
+            && !(self.queue.is_empty() && self.returned.1.is_empty())
         {
             // If even that fails, the queued work waits for the next submit.
             let _ = self.start_thread(&mut state);
@@ -226,9 +283,9 @@ impl<J: Job> Crew<J> {
             }
         }
         let error = Error::BrokenExecutor { reason };
-        self.queue
-            .try_iter()
-            .for_each(|job| job.fail(error.clone()));
+        while let Some(job) = self.try_next() {
+            job.fail(error.clone());
+        }
     }
 
     /// Closes the queue, as `how` says. With `wait`, returns once every
@@ -242,11 +299,12 @@ impl<J: Job> Crew<J> {
             if let Intake::Open(_) = state.intake {
                 state.intake = Intake::ShutDown;
             }
+            state.cancelled |= how.cancel_futures;
         }
         if how.cancel_futures {
             // Dropping a job unrun resolves its futures as cancelled. It
             // also drops a thread-pool task's argument: user code, caught.
-            for job in self.queue.try_iter() {
+            while let Some(job) = self.try_next() {
                 let _ = panic::catch(move || drop(job));
             }
         }
@@ -295,6 +353,15 @@ impl<J: Job> Crew<J> {
 }
 
 impl<J> Crew<J> {
+    /// The next job, given back or queued, without waiting.
+    fn try_next(&self) -> Option<J> {
+        self.returned
+            .1
+            .try_recv()
+            .ok()
+            .or_else(|| self.queue.try_recv().ok())
+    }
+
     fn mark_idle(&self) {
         // ORDERING: `idle` only steers whether submit starts another thread;
         // a stale value costs a thread or a short wait, never correctness.
@@ -320,9 +387,21 @@ impl<J: Job> Seat<'_, J> {
     /// The thread counts as idle while it waits here, and busy during the
     /// turn.
     pub(crate) fn next_job(&mut self) -> Option<(J, Turn<'_, J>)> {
-        let job = self.crew.queue.recv().ok()?;
-        self.crew.mark_busy();
-        Some((job, Turn { crew: self.crew }))
+        let crew = self.crew;
+        let job = match crew.try_next() {
+            Some(job) => job,
+            None => crossbeam_channel::select_biased! {
+                recv(crew.returned.1) -> job => job.ok()?,
+                // Closed and empty: the thread exits, unless work was
+                // given back meanwhile.
+                recv(crew.queue) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => crew.returned.1.try_recv().ok()?,
+                },
+            },
+        };
+        crew.mark_busy();
+        Some((job, Turn { crew }))
     }
 }
 
@@ -354,7 +433,7 @@ impl<'s, J> Turn<'s, J> {
     // Only the process pool's managers take several jobs a turn.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn another_job(&self) -> Option<J> {
-        self.crew.queue.try_recv().ok()
+        self.crew.try_next()
     }
 
     /// Ends the turn: the thread counts as idle again. Call it just before
@@ -417,7 +496,7 @@ impl<J> fmt::Debug for Crew<J> {
         f.debug_struct("Crew")
             .field("max_workers", &self.max_workers)
             .field("threads", &state.threads.len())
-            .field("queued", &self.queue.len())
+            .field("queued", &(self.queue.len() + self.returned.1.len()))
             .field("shut_down", &!matches!(state.intake, Intake::Open(_)))
             .field(
                 "broken",

@@ -9,6 +9,9 @@
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
+//! - [`gate`]: the word shared with each child that decides whether a call
+//!   sent ahead starts there or is taken back (Unix; on Windows, none yet,
+//!   and one call at a time).
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `platform` (Unix) and `windows` (Windows), one of them built as
@@ -29,6 +32,7 @@
 mod arena;
 pub(crate) mod child;
 mod frame;
+mod gate;
 mod manager;
 #[cfg(unix)]
 mod platform;
@@ -167,11 +171,14 @@ impl Shared {
     }
 }
 
-/// What the manager threads' queue holds: a [`Work`], and where a cancel
-/// finds it if a manager already claimed it.
+/// What the manager threads' queue holds: a [`Work`], whether its future
+/// was claimed already (the rest of a `map` chunk cut on a busy worker, or
+/// work that came back from a manager that could start no child), and
+/// whether it was sent to a child that died before starting it.
 pub(crate) struct Queued {
     work: Work,
-    claim: manager::Claim,
+    claimed: bool,
+    resent: bool,
 }
 
 impl crew::Job for Queued {
@@ -199,7 +206,8 @@ impl sealed::Transport for ProcessTransport {
     fn send(&self, work: Work) {
         self.crew.enqueue(Queued {
             work,
-            claim: manager::Claim::Unclaimed,
+            claimed: false,
+            resent: false,
         });
     }
 
