@@ -229,10 +229,14 @@ impl Feed<'_> {
             // A failed write is not the end yet: the child may have answered
             // calls before it died, and those answers are still to read.
             let _ = live.flush(self.flight.back().and_then(|f| f.deadline));
-            let deadline = match (self.flight[0].deadline, patience) {
-                (Some(own), Some(patience)) => Some(own.min(patience)),
-                (own, patience) => own.or(patience),
-            };
+            // Patience runs only without a per-task timeout.
+            if let Some(patience) = patience
+                && !live.answer_by(patience)
+            {
+                self.look_behind();
+                continue;
+            }
+            let deadline = self.flight[0].deadline;
             // A lone call's answer may come in the arena: its argument's
             // bytes, sent already and never sent again (it was delivered),
             // are memory to copy that into (see `Arena::take`). Unused,
@@ -262,8 +266,6 @@ impl Feed<'_> {
                     }
                     self.complete(done, now - turn_began, None);
                 }
-                // Patience runs only without a per-task timeout.
-                Err(Fault::TimedOut) if patience.is_some() => self.look_behind(),
                 Err(fault) => self.lost(fault),
             }
         }

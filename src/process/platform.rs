@@ -245,6 +245,30 @@ impl Deadline {
         self.deadline = deadline;
     }
 
+    /// Whether bytes can be read before `until` (or the channel closed):
+    /// a wait that, unlike a read with a deadline, never stops in the
+    /// middle of a frame.
+    pub(crate) fn readable_by(&self, until: Instant) -> bool {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            let mut poll = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `poll` is one valid pollfd, for the call's duration,
+            // of a descriptor we own.
+            match unsafe { libc::poll(&mut poll, 1, millis) } {
+                0 => return false,
+                n if n > 0 => return true,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                // A failing poll: let the read say what is wrong.
+                _ => return true,
+            }
+        }
+    }
+
     /// Sets the socket's timeout (for reads or for writes, as `set` does)
     /// to what is left until the deadline.
     fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {

@@ -300,6 +300,12 @@ impl ChildLink {
         }
     }
 
+    /// Whether an answer has begun to arrive by `until` (bytes of it are
+    /// here): waiting for it so never stops in the middle of one.
+    pub(crate) fn answer_by(&mut self, until: Instant) -> bool {
+        !self.reader.buffer().is_empty() || self.reader.get_ref().readable_by(until)
+    }
+
     /// The outcomes of the answer just received.
     pub(crate) fn outcomes(&self) -> &[u8] {
         self.body.get(Answer::LEN..).unwrap_or_default()

@@ -225,3 +225,30 @@ fn a_task_that_forks_never_corrupts_a_result() {
         .unwrap();
     assert_eq!(results, (0..2000).collect::<Vec<_>>());
 }
+
+/// Sleeps `millis` (0: a quick task), and returns it.
+fn sleep_ms(millis: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(millis));
+    millis
+}
+
+/// Found by the skew bench: the manager waited for an answer with a
+/// deadline (its patience with the item running), and a deadline that fell
+/// while a big answer was half read left the rest of that frame to be read
+/// as the next one ("unknown frame kind 0"). A wait with patience now never
+/// stops inside a frame.
+#[test]
+fn the_default_map_with_slow_inputs_among_quick_ones_comes_back_whole() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(4);
+    let inputs: Vec<u64> = (0..40_008)
+        .map(|i| if (20_000..20_008).contains(&i) { 30 } else { 0 })
+        .collect();
+    for _ in 0..3 {
+        let results: Vec<u64> = executor
+            .map(sleep_ms, inputs.iter().copied())
+            .collect::<Result<_, _>>()
+            .expect("every input, no protocol error");
+        assert_eq!(results, inputs);
+    }
+}
