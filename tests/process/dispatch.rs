@@ -252,3 +252,32 @@ fn the_default_map_with_slow_inputs_among_quick_ones_comes_back_whole() {
         assert_eq!(results, inputs);
     }
 }
+
+/// `(n², "tugas n")`, after a few milliseconds for every 50th input: the
+/// manager runs out of patience there and cuts the chunk.
+fn describe_slowly_now_and_then(n: u64) -> (u64, String) {
+    if n % 50 == 49 {
+        std::thread::sleep(std::time::Duration::from_millis(4));
+    }
+    (n * n, format!("tugas {n}"))
+}
+
+/// Chunks cut again and again (their rests given to whichever worker is
+/// free, and cut again there) still yield every result once, in order.
+#[test]
+fn chunks_cut_many_times_keep_every_result_in_its_place() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(2);
+    let expected: Vec<_> = (0..3000).map(|n| (n * n, format!("tugas {n}"))).collect();
+    for chunksize in [7, 1000] {
+        let results: Vec<_> = executor
+            .map(describe_slowly_now_and_then, 0..3000)
+            .chunksize(chunksize)
+            .collect::<Result<_, _>>()
+            .expect("every input");
+        assert!(
+            results == expected,
+            "chunksize {chunksize} changed the results"
+        );
+    }
+}
