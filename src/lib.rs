@@ -207,7 +207,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in four, the MPI transport (feature `mpi`) in one, and the
+//! transport in five, the MPI transport (feature `mpi`) in one, and the
 //! crate's entry in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -259,6 +259,13 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
+//! - `process/gate.rs` (Unix): each child's start gate, one word of memory
+//!   shared with the pool (a sealed `memfd` on Linux, an unlinked
+//!   `shm_open` object elsewhere), mapped with `mmap` and used only through
+//!   an `AtomicU64` at the page's aligned start; one compare-and-swap per
+//!   item decides whether the child starts it or the pool takes it back.
+//!   `platform.rs` also installs a `pthread_atfork` handler in workers and
+//!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,

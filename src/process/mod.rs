@@ -90,7 +90,13 @@ use spawn::{Process, Recipe};
 /// Tiny tasks: while a worker answers quickly, its manager thread sends it
 /// several tasks at once (up to 32, written in one system call), and
 /// fewer again as soon as one is slow; with a per-task timeout, one at a
-/// time.
+/// time. A task sent ahead stays pending (`running()` is false, and
+/// `cancel()` stops it without touching the worker) until the worker
+/// starts it; when the worker spends more than 2 ms on one task with
+/// others waiting behind it, those go back to the pool's queue for
+/// whichever worker is free, and a `map` chunk is cut after its running
+/// input, so uneven work spreads over the workers. (On Windows, one task
+/// at a time is sent to each worker.)
 ///
 /// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
 /// 256 KiB or more does not go through the worker's channel but through
