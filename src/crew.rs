@@ -242,6 +242,14 @@ impl<J: Job> Crew<J> {
         }
     }
 
+    /// Whether work given back now would find a thread: an idle one, or
+    /// room to start one.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn could_take_more(&self) -> bool {
+        // ORDERING: a heuristic, as in `enqueue`.
+        self.idle.load(Ordering::Relaxed) > 0 || self.lock().threads.len() < self.max_workers
+    }
+
     /// Whether a shutdown cancelled the queued work.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn cancelled(&self) -> bool {

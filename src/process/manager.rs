@@ -489,6 +489,7 @@ impl Feed<'_> {
         live.process.set_running(None);
         // Taken back: the child will skip it, and its answer is owed.
         let job = next.job.take().expect("checked above");
+        self.link.as_mut().expect("a child answered").took_back();
         self.give_away(job);
     }
 
@@ -534,10 +535,17 @@ impl Feed<'_> {
     /// flight; what a cancel took back goes now.
     fn pause(&mut self) {
         self.paused = true;
-        let gate = self.gate().cloned();
+        let Some(live) = self.link.as_mut() else {
+            return;
+        };
+        let Some(gate) = live.gate.clone() else {
+            return;
+        };
         for flying in self.flight.iter_mut().skip(1) {
-            let taken = gate.as_ref().is_some_and(|gate| !gate.allows(flying.first));
-            if taken && let Some(job) = flying.job.take() {
+            if !gate.allows(flying.first)
+                && let Some(job) = flying.job.take()
+            {
+                live.took_back();
                 give_away(self.crew, self.shared, job);
             }
         }
@@ -553,15 +561,18 @@ impl Feed<'_> {
     }
 
     /// The child ran one item for [`PATIENCE`] while work waited behind
-    /// it: if it is still the same item, that work is taken back and given
-    /// to the other workers (a chunk is cut after its running item). A
+    /// it: if it is still the same item, and another worker could take
+    /// that work (one is idle, or the pool may start one), it is taken back
+    /// and given to them (a chunk is cut after its running item). A
     /// shutdown that cancels the queued work takes it all back too.
     fn look_behind(&mut self) {
         let gate = Arc::clone(self.gate().expect("patience needs a gate"));
         let started = gate.started();
         let cancelling = self.crew.cancelled();
-        if self.seen != Some(started) && !cancelling {
-            self.seen = Some(started);
+        let stuck = self.seen == Some(started);
+        self.seen = Some(started);
+        let take_back = cancelling || stuck && self.crew.could_take_more();
+        if !take_back {
             self.pause_if_taken(&gate);
             return;
         }

@@ -213,6 +213,12 @@ impl ChildLink {
         Some(first)
     }
 
+    /// A call sent to this child was taken back before it started: it does
+    /// not count toward `max_tasks_per_child`.
+    pub(crate) fn took_back(&mut self) {
+        self.calls = self.calls.saturating_sub(1);
+    }
+
     /// With every call answered, the child has passed every item sent:
     /// what was taken back no longer matters, and items may start again.
     pub(crate) fn resume(&mut self) {
