@@ -22,7 +22,9 @@
 //! Work that a process manager sent ahead and took back (its child was
 //! busy) goes to a second queue, of work [given back](Crew::give_back),
 //! which every crew thread serves before the first: that work was
-//! submitted earlier.
+//! submitted earlier. A thread that waits blocks on the first queue alone
+//! (a wait on two channels made a serial round trip twice as slow); each
+//! job given back sends it an empty entry, which wakes it to look.
 //!
 //! A crew thread counts as idle while it waits for a job. It takes jobs
 //! through its [`Seat`]: each job comes with a [`Turn`], which counts the
@@ -30,6 +32,7 @@
 //! dropped, and which borrows the seat, so that no next job can be taken
 //! while a turn is open.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -55,9 +58,12 @@ pub(crate) struct Crew<J> {
     /// Signalled when a shutdown finishes joining the threads it took.
     joined: Condvar,
     /// A handle on the queue, for the crew threads and for draining it.
-    queue: Receiver<J>,
-    /// Work given back, served first; its sender never closes.
-    returned: (Sender<J>, Receiver<J>),
+    /// `None` entries only wake a thread to look at `returned`.
+    queue: Receiver<Option<J>>,
+    /// Work given back, served first.
+    returned: Mutex<VecDeque<J>>,
+    /// How many jobs `returned` holds, read without its lock.
+    returned_len: AtomicUsize,
     /// Crew threads waiting for a job, or about to.
     idle: AtomicUsize,
     max_workers: usize,
@@ -68,7 +74,7 @@ pub(crate) struct Crew<J> {
 
 /// Whether the queue takes jobs; see the module's diagram.
 enum Intake<J> {
-    Open(Sender<J>),
+    Open(Sender<Option<J>>),
     ShutDown,
     /// The pool broke, for this reason.
     Broken(String),
@@ -105,7 +111,8 @@ impl<J: Job> Crew<J> {
             }),
             joined: Condvar::new(),
             queue,
-            returned: crossbeam_channel::unbounded(),
+            returned: Mutex::new(VecDeque::new()),
+            returned_len: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             max_workers,
             name_prefix,
@@ -136,7 +143,7 @@ impl<J: Job> Crew<J> {
             Intake::ShutDown => Error::Shutdown,
             Intake::Open(sender) => {
                 // The receiver lives in `self.queue`, so the send cannot fail.
-                let _ = sender.send(job);
+                let _ = sender.send(Some(job));
                 // ORDERING: a heuristic; see `mark_idle`.
                 let idle = self.idle.load(Ordering::Relaxed);
                 if self.queue.len() > idle
@@ -148,6 +155,7 @@ impl<J: Job> Crew<J> {
                     drop(state);
                     self.queue
                         .try_iter()
+                        .flatten()
                         .for_each(|job| job.fail(error.clone()));
                 }
                 return;
@@ -201,7 +209,7 @@ impl<J: Job> Crew<J> {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         match &state.intake {
-            Intake::Open(_) => jobs.into_iter().for_each(|job| self.put_back(job)),
+            Intake::Open(_) => jobs.into_iter().for_each(|job| self.put_back(&state, job)),
             Intake::ShutDown | Intake::Broken(_) => {
                 drop(state);
                 jobs.into_iter().for_each(|job| job.fail(error.clone()));
@@ -233,10 +241,13 @@ impl<J: Job> Crew<J> {
             }
             return;
         }
-        jobs.into_iter().for_each(|job| self.put_back(job));
-        // ORDERING: a heuristic, as in `enqueue`.
-        let idle = self.idle.load(Ordering::Relaxed);
-        if self.returned.1.len() > idle && state.threads.len() < self.max_workers {
+        jobs.into_iter().for_each(|job| self.put_back(&state, job));
+        // ORDERING: a heuristic, as in `enqueue`; and see `put_back`.
+        let (idle, given) = (
+            self.idle.load(Ordering::Relaxed),
+            self.returned_len.load(Ordering::Relaxed),
+        );
+        if given > idle && state.threads.len() < self.max_workers {
             // If it fails, the threads there serve the work when free.
             let _ = self.start_thread(&mut state);
         }
@@ -256,11 +267,20 @@ impl<J: Job> Crew<J> {
         self.lock().cancelled
     }
 
-    /// Queues `job` with the work given back.
+    /// Queues `job` with the work given back, and wakes a waiting thread
+    /// to look (while the queue is open; after a shutdown, the thread that
+    /// gave it back serves it once it is free, if no other does).
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    fn put_back(&self, job: J) {
-        // The receiver lives in `self.returned`, so the send cannot fail.
-        let _ = self.returned.0.send(job);
+    fn put_back(&self, state: &State<J>, job: J) {
+        self.returned_lock().push_back(job);
+        // ORDERING: a count of what the deque holds, changed under its
+        // lock; readers without the lock only skip an empty deque, and a
+        // stale zero is caught by the wake-up entry sent next.
+        self.returned_len.fetch_add(1, Ordering::Relaxed);
+        if let Intake::Open(sender) = &state.intake {
+            // The receiver lives in `self.queue`, so the send cannot fail.
+            let _ = sender.send(None);
+        }
     }
 
     /// Takes the calling thread's handle out of the pool, detaching it.
@@ -275,7 +295,7 @@ impl<J: Job> Crew<J> {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         if let Intake::Open(_) = state.intake
-            && !(self.queue.is_empty() && self.returned.1.is_empty())
+            && !(self.queue.is_empty() && self.returned_lock().is_empty())
         {
             // If even that fails, the queued work waits for the next submit.
             let _ = self.start_thread(&mut state);
@@ -361,13 +381,30 @@ impl<J: Job> Crew<J> {
 }
 
 impl<J> Crew<J> {
+    fn returned_lock(&self) -> MutexGuard<'_, VecDeque<J>> {
+        // No code that can panic runs under this lock.
+        self.returned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The oldest job given back, if there is one.
+    fn take_returned(&self) -> Option<J> {
+        // ORDERING: see `put_back`; an empty deque is skipped without the
+        // lock.
+        if self.returned_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let job = self.returned_lock().pop_front();
+        if job.is_some() {
+            // ORDERING: as in `put_back`.
+            self.returned_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        job
+    }
+
     /// The next job, given back or queued, without waiting.
     fn try_next(&self) -> Option<J> {
-        self.returned
-            .1
-            .try_recv()
-            .ok()
-            .or_else(|| self.queue.try_recv().ok())
+        self.take_returned()
+            .or_else(|| self.queue.try_iter().flatten().next())
     }
 
     fn mark_idle(&self) {
@@ -396,17 +433,18 @@ impl<J: Job> Seat<'_, J> {
     /// turn.
     pub(crate) fn next_job(&mut self) -> Option<(J, Turn<'_, J>)> {
         let crew = self.crew;
-        let job = match crew.try_next() {
-            Some(job) => job,
-            None => crossbeam_channel::select_biased! {
-                recv(crew.returned.1) -> job => job.ok()?,
+        let job = loop {
+            if let Some(job) = crew.take_returned() {
+                break job;
+            }
+            match crew.queue.recv() {
+                Ok(Some(job)) => break job,
+                // Work was given back: look again.
+                Ok(None) => {}
                 // Closed and empty: the thread exits, unless work was
                 // given back meanwhile.
-                recv(crew.queue) -> job => match job {
-                    Ok(job) => job,
-                    Err(_) => crew.returned.1.try_recv().ok()?,
-                },
-            },
+                Err(_) => break crew.take_returned()?,
+            }
         };
         crew.mark_busy();
         Some((job, Turn { crew }))
@@ -504,7 +542,8 @@ impl<J> fmt::Debug for Crew<J> {
         f.debug_struct("Crew")
             .field("max_workers", &self.max_workers)
             .field("threads", &state.threads.len())
-            .field("queued", &(self.queue.len() + self.returned.1.len()))
+            .field("queued", &self.queue.len())
+            .field("given_back", &self.returned_len.load(Ordering::Relaxed))
             .field("shut_down", &!matches!(state.intake, Intake::Open(_)))
             .field(
                 "broken",

@@ -5,37 +5,37 @@
 //!
 //! The pool numbers the items it sends a child (a lone task is one item, a
 //! `map` chunk one per input) 1, 2, 3, … and the child runs them in that
-//! order. The word holds two of those numbers:
+//! order. The gate holds two numbers, each in a word of its own cache line,
+//! so that the side that writes one rarely disturbs the side that reads it:
 //!
-//! - `allowed`: the last item the child may start. The pool raises it as
-//!   it sends items, and lowers it to take items back.
-//! - `started`: the last item the child started. Only the child raises it,
-//!   item by item, just before it runs one.
+//! - `allowed`, written by the pool: the last item the child may start. The
+//!   pool raises it as it sends items, and lowers it to take items back; a
+//!   take-back also sets a flag beside it, so that the pool's next raise
+//!   fails until the child has passed what was taken back ([`Gate::reset`]).
+//! - `started`, written by the child: the last item it started, set just
+//!   before it runs one.
 //!
 //! ```text
 //!            pool sends item n            child: n <= allowed
 //!   (not sent) ──allow(n)──▶ sent ─────────────────────────────▶ started
 //!                             │
 //!                             └──take_back(n): started < n ──▶ taken back
-//!                                (allowed = n - 1; the child skips n)
+//!                                (allowed < n; the child skips n)
 //! ```
 //!
-//! Both moves are one compare-and-swap on the same word, so for each item
-//! exactly one wins: the child starts it, or the pool has it back and the
-//! child, when it reads it, answers that it did not run it. A task that
-//! was taken back never starts; a task that started is never taken back.
-//! Numbers wrap at 2^32; they are compared as distances, and far fewer
-//! than 2^31 items are ever in flight.
+//! For each item exactly one side wins, as in Dekker's algorithm: the child
+//! writes `started = n`, then reads `allowed`; the pool lowers `allowed`,
+//! then reads `started`; all four operations are sequentially consistent.
+//! If the child read the old `allowed`, its write came before the pool's
+//! read, so the pool sees `n` started and its take-back of `n` fails. If
+//! the child read the lowered `allowed`, it does not run `n` and puts
+//! `started` back. (A pool that reads `started` in that instant sees `n` as
+//! started: its take-back fails though `n` never runs, and `n` comes back
+//! in the child's answer as not run, so nothing is lost.) A task that was
+//! taken back never starts; a task that started is never taken back.
+//! Numbers wrap at 2^32; they are compared as distances, and far fewer than
+//! 2^31 items are ever in flight.
 //!
-//! The memory is a page of its own: a sealed `memfd` on Linux, an unlinked
-//! POSIX shared memory object on the other Unixes. Windows has no gate yet
-//! ([`Gate`] there has no value): its pool sends one call at a time. Each side maps it and closes the
-//! descriptor, so a task of the child cannot reach it through a descriptor.
-//! The child is the pool's own program, but what it writes to the word is
-//! still only a claim: the pool never takes a number from it as a bound
-//! for memory or as proof that a result belongs to a call (answers carry
-//! their item numbers, checked against the call in flight).
-
 #[cfg(unix)]
 pub(crate) use shared::Gate;
 
@@ -53,31 +53,25 @@ mod shared {
 
     /// The size of the shared page.
     const LEN: usize = 4096;
+    /// Where `started` lies in the page: a cache line (and its neighbour,
+    /// which some processors fetch with it) away from `allowed` at 0.
+    const STARTED: usize = 128;
+    /// The flag beside `allowed`: items were taken back since the last reset.
+    const TAKEN: u64 = 1 << 32;
 
     /// One child's start gate, mapped in this process.
     #[derive(Debug)]
     pub(crate) struct Gate {
-        /// The first word of a shared mapping of `LEN` bytes, ours until drop.
-        word: *const AtomicU64,
+        /// The start of a shared mapping of `LEN` bytes, ours until drop.
+        base: *mut u8,
     }
 
-    // SAFETY: the word is only ever accessed atomically (`AtomicU64` is `Sync`),
-    // and the mapping belongs to this value, not to a thread.
+    // SAFETY: the words are only ever accessed atomically (`AtomicU64` is
+    // `Sync`), and the mapping belongs to this value, not to a thread.
     unsafe impl Send for Gate {}
-    // SAFETY: as above; every method takes `&self` and uses atomic operations.
+    // SAFETY: as above; every method takes `&self` and uses atomic
+    // operations.
     unsafe impl Sync for Gate {}
-
-    fn allowed(word: u64) -> u32 {
-        (word >> 32) as u32
-    }
-
-    fn started(word: u64) -> u32 {
-        word as u32
-    }
-
-    fn pack(allowed: u32, started: u32) -> u64 {
-        (u64::from(allowed) << 32) | u64::from(started)
-    }
 
     impl Gate {
         /// A new gate (nothing sent, nothing started), and the descriptor to
@@ -105,8 +99,9 @@ mod shared {
         }
 
         fn map(fd: &OwnedFd) -> io::Result<Gate> {
-            // SAFETY: a fresh mapping chosen by the kernel (no address given) of
-            // a descriptor we own, `LEN` bytes long; it aliases no Rust object.
+            // SAFETY: a fresh mapping chosen by the kernel (no address
+            // given) of a descriptor we own, `LEN` bytes long; it aliases no
+            // Rust object.
             let base = unsafe {
                 libc::mmap(
                     std::ptr::null_mut(),
@@ -120,90 +115,109 @@ mod shared {
             if base == libc::MAP_FAILED {
                 return Err(io::Error::last_os_error());
             }
-            Ok(Gate {
-                word: base.cast::<AtomicU64>().cast_const(),
-            })
+            Ok(Gate { base: base.cast() })
         }
 
-        fn word(&self) -> &AtomicU64 {
-            // SAFETY: `word` is the page-aligned start of a live mapping of
-            // `LEN` bytes (so aligned and big enough for an AtomicU64), which
-            // lives as long as `self`; every process that maps it accesses it
-            // only through atomic operations, and a fresh page reads as zero, a
-            // valid u64.
-            unsafe { &*self.word }
+        /// The word at `offset` of the page.
+        fn word(&self, offset: usize) -> &AtomicU64 {
+            // SAFETY: `base` is the page-aligned start of a live mapping of
+            // `LEN` bytes, which lives as long as `self`; `offset` is 0 or
+            // `STARTED`, multiples of 8 well inside it, so the word is
+            // aligned and in bounds; every process that maps the page
+            // accesses these words only through atomic operations, and a
+            // fresh page reads as zero, a valid u64.
+            unsafe { &*self.base.add(offset).cast::<AtomicU64>() }
+        }
+
+        fn allowed_word(&self) -> &AtomicU64 {
+            self.word(0)
+        }
+
+        fn started_word(&self) -> &AtomicU64 {
+            self.word(STARTED)
         }
 
         /// The pool: lets the child start items up to `item`, if the gate
-        /// still allows exactly `mark` (what the pool last allowed). `false`
-        /// if items were taken back since, and then nothing changes: the pool
-        /// must wait until the child has passed them before it allows more.
+        /// still allows exactly `mark` (what the pool last allowed) and
+        /// nothing was taken back since the last [`reset`](Self::reset).
+        /// `false` otherwise, and then nothing changes: the pool must wait
+        /// until the child has passed what was taken back.
         pub(crate) fn allow(&self, mark: u32, item: u32) -> bool {
-            // ORDERING: AcqRel on a read-modify-write of the one word the child
-            // also swaps: the child that sees the new `allowed` also sees
-            // everything the pool wrote before (the frame went by a system
-            // call anyway); the word itself needs no other order.
-            self.word()
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    (allowed(word) == mark).then(|| pack(item, started(word)))
-                })
+            // ORDERING: SeqCst, one of the four operations of the module
+            // docs' argument (a raise is never raced by the child's read in
+            // a harmful way, but one order for every access keeps it plain).
+            self.allowed_word()
+                .compare_exchange(
+                    u64::from(mark),
+                    u64::from(item),
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
                 .is_ok()
         }
 
-        /// The pool: takes back every item from `from` on, if the child has not
-        /// started `from` yet. `true`: none of them will start.
+        /// The pool: takes back every item from `from` on, if the child has
+        /// not started `from` yet. `true`: none of them will start. Either
+        /// way, no item after `from` will start, and the flag is set.
         pub(crate) fn take_back(&self, from: u32) -> bool {
-            // ORDERING: as in `allow`: one winner between this and `start`.
-            self.word()
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    let last = from.wrapping_sub(1);
-                    before(started(word), from).then(|| {
-                        let allowed = match before(last, allowed(word)) {
-                            true => last,
-                            false => allowed(word),
-                        };
-                        pack(allowed, started(word))
-                    })
-                })
-                .is_ok()
+            let last = from.wrapping_sub(1);
+            // ORDERING: SeqCst: the pool's write, then its read, of the
+            // module docs' argument.
+            let _ = self
+                .allowed_word()
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
+                    let allowed = match before(last, word as u32) {
+                        true => last,
+                        false => word as u32,
+                    };
+                    Some(TAKEN | u64::from(allowed))
+                });
+            before(self.started(), from)
+        }
+
+        /// The pool, once the child has answered every call sent: clears
+        /// the flag of a take-back, and returns what is allowed now (the
+        /// `mark` of the next [`allow`](Self::allow)).
+        pub(crate) fn reset(&self) -> u32 {
+            // ORDERING: SeqCst, as every access to the words.
+            let word = self.allowed_word().fetch_and(!TAKEN, Ordering::SeqCst);
+            word as u32
         }
 
         /// The last item the child started (0: none yet).
         pub(crate) fn started(&self) -> u32 {
-            // ORDERING: a reading of progress; Acquire so that a pool that sees
-            // an item started also sees the child's earlier writes to the word.
-            started(self.word().load(Ordering::Acquire))
-        }
-
-        /// The last item the child may start.
-        pub(crate) fn allowed(&self) -> u32 {
-            // ORDERING: as in `started`.
-            allowed(self.word().load(Ordering::Acquire))
+            // ORDERING: SeqCst: the pool's read of the module docs' argument.
+            self.started_word().load(Ordering::SeqCst) as u32
         }
 
         /// Whether `item` was started, or may still be: not taken back.
         pub(crate) fn allows(&self, item: u32) -> bool {
-            // ORDERING: as in `started`.
-            !before(allowed(self.word().load(Ordering::Acquire)), item)
+            // ORDERING: SeqCst, as every access to the words.
+            !before(self.allowed_word().load(Ordering::SeqCst) as u32, item)
         }
 
         /// The child: starts `item` if the pool still allows it; `false` if
         /// it was taken back, and then the child must not run it.
         pub(crate) fn start(&self, item: u32) -> bool {
-            // ORDERING: as in `allow`.
-            self.word()
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-                    (!before(allowed(word), item)).then(|| pack(allowed(word), item))
-                })
-                .is_ok()
+            // ORDERING: SeqCst: the child's write, then its read, of the
+            // module docs' argument; and its undo.
+            let before_it = self.started_word().swap(u64::from(item), Ordering::SeqCst);
+            // ORDERING: as above.
+            let allowed = self.allowed_word().load(Ordering::SeqCst) as u32;
+            if before(allowed, item) {
+                // ORDERING: as above.
+                self.started_word().store(before_it, Ordering::SeqCst);
+                return false;
+            }
+            true
         }
     }
 
     impl Drop for Gate {
         fn drop(&mut self) {
-            // SAFETY: `word` is the start of the mapping `map` made, of `LEN`
+            // SAFETY: `base` is the start of the mapping `map` made, of `LEN`
             // bytes, and no reference into it outlives `self`.
-            unsafe { libc::munmap(self.word.cast_mut().cast(), LEN) };
+            unsafe { libc::munmap(self.base.cast(), LEN) };
         }
     }
 
@@ -293,7 +307,7 @@ impl Gate {
         match *self {}
     }
 
-    pub(crate) fn allowed(&self) -> u32 {
+    pub(crate) fn reset(&self) -> u32 {
         match *self {}
     }
 
@@ -328,8 +342,10 @@ mod tests {
         assert!(pool.take_back(3));
         assert!(!child.start(3), "item 3 was taken back");
         assert!(!pool.allows(3));
-        assert!(!pool.allow(3, 4), "the pool sees its items were taken back");
-        assert!(pool.allow(2, 4));
+        assert!(!pool.allow(1, 4), "no raise until the child passed them");
+        // The failed take-back of 2 held back what follows it too.
+        assert_eq!(pool.reset(), 1);
+        assert!(pool.allow(1, 4));
         assert!(child.start(4));
     }
 
@@ -363,18 +379,17 @@ mod tests {
         let (pool, child) = pair();
         const ITEMS: u32 = 20_000;
         assert!(pool.allow(0, ITEMS));
-        let starter = std::thread::spawn(move || (1..=ITEMS).filter(|&i| child.start(i)).count());
-        let mut taken = 0;
-        for item in (1..=ITEMS).rev().step_by(97) {
-            if pool.take_back(item) {
-                taken = ITEMS - item + 1;
-            }
-        }
+        let starter =
+            std::thread::spawn(move || (1..=ITEMS).take_while(|&i| child.start(i)).count());
+        let tries: Vec<_> = (1..=ITEMS)
+            .rev()
+            .step_by(97)
+            .map(|item| (item, pool.take_back(item)))
+            .collect();
         let started = starter.join().unwrap() as u32;
-        assert_eq!(
-            started + taken,
-            ITEMS,
-            "every item started or taken back, once"
-        );
+        assert_eq!(pool.started(), started, "the child started a prefix");
+        for (item, taken) in tries {
+            assert_eq!(taken, started < item, "item {item}: one side won it");
+        }
     }
 }

@@ -226,6 +226,12 @@ impl Feed<'_> {
             }
             let patience = self.waits_behind().then(|| Instant::now() + PATIENCE);
             let live = self.link.as_mut().expect("calls in flight, so a child");
+            // The calls staged since may start, unless a cancel took back
+            // calls meanwhile (then the child skips them, and they go).
+            if !live.allow_sent() {
+                self.pause();
+            }
+            let live = self.link.as_mut().expect("calls in flight, so a child");
             // A failed write is not the end yet: the child may have answered
             // calls before it died, and those answers are still to read.
             let _ = live.flush(self.flight.back().and_then(|f| f.deadline));
@@ -377,13 +383,14 @@ impl Feed<'_> {
         }
         let live = self.link.as_mut().expect("started above");
         let count = job.work.header.count;
-        let Some(first) = live.number(count) else {
-            // A cancel took back calls in flight: wait until the child has
-            // passed them, then send.
+        let first = live.number(count);
+        // The oldest call goes now: the child may start it. (With nothing
+        // in flight, nothing was taken back since the last resume.)
+        if lend && !live.allow_sent() {
             self.waiting.push_front(job);
             self.pause();
             return Ok(());
-        };
+        }
         job.work.header.first = first;
         let held = match (&job.claimed, lend, &live.gate) {
             (true, _, _) => true,
@@ -578,20 +585,24 @@ impl Feed<'_> {
         }
         // The first item that may be taken back: after the one running, and
         // never the first of the oldest call (claimed), nor inside a later
-        // call that started (it runs whole: only the oldest is cut).
-        let head = &self.flight[0];
-        let mut from = match before(started, head.first) {
-            true => head.first.wrapping_add(1),
-            false => started.wrapping_add(1),
+        // call that started (it runs whole: only the oldest is cut). A
+        // take-back that fails (the child moved on meanwhile) still holds
+        // back what follows, so it is tried again from where the child is.
+        let mut started = started;
+        let from = loop {
+            let head = &self.flight[0];
+            let mut from = match before(started, head.first) {
+                true => head.first.wrapping_add(1),
+                false => started.wrapping_add(1),
+            };
+            if let Some(running) = self.flight.iter().skip(1).find(|f| f.holds(started)) {
+                from = running.first.wrapping_add(running.count);
+            }
+            if gate.take_back(from) {
+                break from;
+            }
+            started = gate.started();
         };
-        if let Some(running) = self.flight.iter().skip(1).find(|f| f.holds(started))
-            && running.first != from
-        {
-            from = running.first.wrapping_add(running.count);
-        }
-        if !gate.take_back(from) {
-            return; // it moved on meanwhile
-        }
         // A chunk's unstarted rest goes as work of its own.
         let head = &mut self.flight[0];
         if head.holds(from)

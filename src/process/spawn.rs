@@ -195,22 +195,32 @@ impl ChildLink {
         }
     }
 
-    /// Numbers the `count` items of a call about to be sent, and lets the
-    /// child start them: the number of the first. `None` if items sent
-    /// before were taken back since (a cancel): nothing more may start
-    /// until the child has answered every call in flight (see
-    /// [`resume`](Self::resume)), so nothing is sent.
-    pub(crate) fn number(&mut self, count: u32) -> Option<u32> {
+    /// Numbers the `count` items of a call about to be sent: the number of
+    /// the first. The child may start them once [`allow_sent`]
+    /// (Self::allow_sent) says so.
+    pub(crate) fn number(&mut self, count: u32) -> u32 {
         let first = self.next_item;
-        let last = first.wrapping_add(count.max(1) - 1);
-        if let Some(gate) = &self.gate {
-            if !gate.allow(self.allowed, last) {
-                return None;
-            }
+        self.next_item = first.wrapping_add(count.max(1));
+        first
+    }
+
+    /// Lets the child start every item numbered so far (one write for a
+    /// batch of calls). `false` if items sent before were taken back since
+    /// (a cancel): nothing more may start until the child has answered
+    /// every call in flight (see [`resume`](Self::resume)).
+    pub(crate) fn allow_sent(&mut self) -> bool {
+        let last = self.next_item.wrapping_sub(1);
+        let Some(gate) = &self.gate else {
+            return true;
+        };
+        if self.allowed == last {
+            return true;
+        }
+        let allowed = gate.allow(self.allowed, last);
+        if allowed {
             self.allowed = last;
         }
-        self.next_item = last.wrapping_add(1);
-        Some(first)
+        allowed
     }
 
     /// A call sent to this child was taken back before it started: it does
@@ -223,7 +233,7 @@ impl ChildLink {
     /// what was taken back no longer matters, and items may start again.
     pub(crate) fn resume(&mut self) {
         if let Some(gate) = &self.gate {
-            self.allowed = gate.allowed();
+            self.allowed = gate.reset();
         }
     }
 
