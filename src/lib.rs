@@ -259,11 +259,12 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
-//! - `process/gate.rs` (Unix): each child's start gate, one word of memory
+//! - `process/gate.rs` (Unix): each child's start gate, a page of memory
 //!   shared with the pool (a sealed `memfd` on Linux, an unlinked
 //!   `shm_open` object elsewhere), mapped with `mmap` and used only through
-//!   an `AtomicU64` at the page's aligned start; one compare-and-swap per
-//!   item decides whether the child starts it or the pool takes it back.
+//!   two aligned `AtomicU64`s in it, one written by each side; sequentially
+//!   consistent operations on them decide, for each item, whether the child
+//!   starts it or the pool takes it back (the module docs give the argument).
 //!   `platform.rs` also installs a `pthread_atfork` handler in workers and
 //!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
