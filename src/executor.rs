@@ -144,6 +144,11 @@ impl Default for Shutdown {
 /// let lines = run_all(&ThreadPoolExecutor::new(3));
 /// assert_eq!(lines, ["Task 1 done", "Task 2 done", "Task 3 done"]);
 /// ```
+///
+/// The methods are generic over the task's types, so the trait cannot be a
+/// trait object (`Box<dyn Executor>` is error E0038). To choose the pool at
+/// run time, hold an [`AnyExecutor`](crate::AnyExecutor), which implements
+/// this trait for whichever pool it holds.
 pub trait Executor {
     /// Schedules `task(arg)` and returns a future for its result.
     ///

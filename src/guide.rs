@@ -33,6 +33,7 @@
 //! | `if __name__ == "__main__":` | nothing: a worker serves before `main`, so no part of `main` runs twice. [`concurrent_futures::init();`](crate::init) is the explicit, optional form (the MPI executor needs it) |
 //! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
 //! | subclassing `Executor` | the [`Executor`](crate::Executor) trait, written against by generic code that runs on either pool |
+//! | `pool = ProcessPoolExecutor if args.processes else ThreadPoolExecutor` | [`AnyExecutor`](crate::AnyExecutor): `let executor: AnyExecutor = if processes { ProcessPoolExecutor::new(4).into() } else { ThreadPoolExecutor::new(4).into() };` (`Box<dyn Executor>` does not compile: the trait's methods are generic) |
 //!
 //! ```
 //! use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
@@ -58,6 +59,57 @@
 //!     Ok(()) // leaving the `with` block: both pools are dropped, which waits
 //! }
 //! ```
+//!
+//! ## Threads or processes from a flag
+//!
+//! Python programs often pick the pool class from the command line:
+//!
+//! ```python
+//! pool = ProcessPoolExecutor if "--processes" in sys.argv else ThreadPoolExecutor
+//! with pool(max_workers=4) as executor:
+//!     for n, prime in zip(NUMBERS, executor.map(is_prime, NUMBERS)):
+//!         print(f"{n} is prime: {prime}")
+//! ```
+//!
+//! In Rust the two pools are two types, so the choice is a value of one
+//! enum, [`AnyExecutor`](crate::AnyExecutor), which implements
+//! [`Executor`](crate::Executor) by handing each call to the pool it holds:
+//!
+//! ```
+//! use concurrent_futures::{AnyExecutor, Error, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+//!
+//! fn is_prime(n: u64) -> bool {
+//!     n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+//! }
+//!
+//! /// pool = ProcessPoolExecutor if "--processes" in sys.argv else ThreadPoolExecutor
+//! fn pool_from(args: impl IntoIterator<Item = String>) -> AnyExecutor {
+//!     if args.into_iter().any(|arg| arg == "--processes") {
+//!         ProcessPoolExecutor::new(4).into()
+//!     } else {
+//!         ThreadPoolExecutor::new(4).into()
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Error> {
+//!     // A program passes `std::env::args()`; this page tries both flags.
+//!     for args in [vec![], vec![String::from("--processes")]] {
+//!         let executor = pool_from(args);
+//!         let numbers = [2, 15, 97, 1_000_003];
+//!         let mut primes = Vec::new();
+//!         for (n, prime) in numbers.iter().zip(executor.map(is_prime, numbers)) {
+//!             let prime = prime?; // a task's panic would be this Err
+//!             println!("{n} is prime: {prime}");
+//!             primes.push(prime);
+//!         }
+//!         assert_eq!(primes, [true, false, true, true]);
+//!     } // each pool is dropped here: leaving the `with` block
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/concurrent_futures.rs` does the same with `-- process` on its
+//! command line.
 //!
 //! # Executor methods
 //!

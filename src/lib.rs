@@ -145,7 +145,8 @@
 //! on a [`ThreadPoolExecutor`] or a [`ProcessPoolExecutor`]: switching is one
 //! identifier. [`ThreadPoolExecutor`]'s own methods of the same names are
 //! wider: any closure, any `Send` data, and for `starmap` one to six
-//! arguments ([`Spread`]) where the trait takes two.
+//! arguments ([`Spread`]) where the trait takes two. To choose the pool at
+//! run time (threads or processes from a flag), hold an [`AnyExecutor`].
 //!
 //! # Beyond one machine: MPI
 //!
@@ -277,6 +278,7 @@
 // platform-gated items then say which feature or platform they need.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod any;
 mod crew;
 mod error;
 mod executor;
@@ -296,6 +298,7 @@ mod sync;
 mod thread;
 mod wait;
 
+pub use any::AnyExecutor;
 pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;
