@@ -167,6 +167,7 @@
 //! | `result()` | [`result()`](crate::Future::result): blocks, then `Ok(value)` or `Err(error)` |
 //! | `result(timeout=t)` | [`result_timeout(t)`](crate::Future::result_timeout): `Err(Error::Timeout)` leaves the future usable |
 //! | `exception()`, `exception(timeout=t)` | the `Err` of `result()` or `result_timeout(t)` |
+//! | `try: data = future.result()` / `except Exception as exc:`, for a task that returns `Result<T, E>` | [`match future.flat_result() { Ok(data) => .., Err(exc) => .. }`](crate::Future::flat_result): the task's error and the pool's in one `Err` (`E: From<Error>`, as `String` is) |
 //! | `add_done_callback(fn)` | [`add_done_callback(fn)`](crate::Future::add_done_callback): the callback gets `&Future<R>`; one added to a done future runs at once |
 //! | `asyncio.wrap_future(f)`, `await` | `f.await`: [`Future`](crate::Future) implements [`std::future::Future`] |
 //! | `set_running_or_notify_cancel()`, `set_result()`, `set_exception()` | not public: only executors make and complete futures |
@@ -225,27 +226,53 @@
 //! Python's most copied example keys a dict by futures, to know which input
 //! each completed future was for. Here the futures travel with their keys:
 //! `as_completed` and `wait` take `(key, future)` pairs and hand them back.
+//! With a timeout, `?` on each item is Python's `TimeoutError` leaving the
+//! loop; a task that returns a `Result` is read with
+//! [`flat_result`](crate::Future::flat_result), so that its own error and
+//! the pool's (a panic, a dead worker) take one `match`, as one `except`
+//! takes both in Python:
+//!
+//! ```python
+//! with ThreadPoolExecutor(max_workers=5) as executor:
+//!     future_to_url = {executor.submit(load_url, url, 60): url for url in URLS}
+//!     for future in as_completed(future_to_url, timeout=60):
+//!         url = future_to_url[future]
+//!         try:
+//!             data = future.result()
+//!         except Exception as exc:
+//!             print('%r generated an exception: %s' % (url, exc))
+//!         else:
+//!             print('%r page is %d bytes' % (url, len(data)))
+//! ```
 //!
 //! ```
-//! use concurrent_futures::{as_completed, ThreadPoolExecutor};
+//! use concurrent_futures::{as_completed, Error, ThreadPoolExecutor};
+//! use std::time::Duration;
 //!
-//! fn load_url(url: &str) -> usize {
-//!     url.len() // a real program would fetch the page
+//! /// Fetches a page (here its length stands for it); `timeout` as in Python.
+//! fn load_url((url, timeout): (&str, u64)) -> Result<usize, String> {
+//!     assert!(timeout > 0);
+//!     url.strip_prefix("https://").map(str::len).ok_or(format!("cannot fetch {url}"))
 //! }
 //!
-//! let executor = ThreadPoolExecutor::new(5);
-//! // future_to_url = {executor.submit(load_url, url): url for url in URLS}
-//! let future_to_url: Vec<_> = ["https://a.example/", "https://bb.example/"]
-//!     .into_iter()
-//!     .map(|url| (url, executor.submit(load_url, url)))
-//!     .collect();
-//! // for future in as_completed(future_to_url): url = future_to_url[future]
-//! for (url, future) in as_completed(&future_to_url) {
-//!     let bytes = future.result()?; // the task's panic, if any, is this Err
-//!     println!("{url} page is {bytes} bytes");
-//!     assert_eq!(bytes, url.len());
+//! fn main() -> Result<(), Error> {
+//!     let urls = ["https://a.example/", "https://bb.example/", "gopher://c.example/"];
+//!     let executor = ThreadPoolExecutor::new(5);
+//!     // future_to_url = {executor.submit(load_url, url, 60): url for url in URLS}
+//!     let future_to_url: Vec<_> = urls
+//!         .into_iter()
+//!         .map(|url| (url, executor.submit(load_url, (url, 60))))
+//!         .collect();
+//!     // for future in as_completed(future_to_url, timeout=60): url = future_to_url[future]
+//!     for done in as_completed(&future_to_url).timeout(Duration::from_secs(60)) {
+//!         let (url, future) = done?; // TimeoutError
+//!         match future.flat_result() {
+//!             Ok(bytes) => println!("{url} page is {bytes} bytes"),
+//!             Err(exc) => println!("{url} generated an exception: {exc}"),
+//!         }
+//!     }
+//!     Ok(())
 //! }
-//! # Ok::<(), concurrent_futures::Error>(())
 //! ```
 //!
 //! # Exceptions

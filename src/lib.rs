@@ -282,6 +282,7 @@ mod any;
 mod crew;
 mod error;
 mod executor;
+mod flat;
 mod future;
 pub mod guide;
 mod init;
