@@ -116,7 +116,8 @@
 //! | Python | Rust |
 //! |---|---|
 //! | `submit(fn, arg)` | `submit(fn, arg)`, returning a [`Future<R>`](crate::Future) |
-//! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))` |
+//! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))`; rustc's "takes 2 arguments but 3 arguments were supplied" means this ([`submit`](crate::Executor::submit)) |
+//! | `map(len, words)` with `words` a list of `str` | on a process pool, owned values: `map(len, words.iter().cloned())` with `fn len(word: String)`; a `&str` input makes rustc say "`Deserialize` is not general enough" ([`Payload`](crate::Payload) explains) |
 //! | `submit(fn, x, key=v)` (keyword arguments) | a struct with named fields as the argument |
 //! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
 //! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
