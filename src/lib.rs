@@ -148,6 +148,27 @@
 //! arguments ([`Spread`]) where the trait takes two. To choose the pool at
 //! run time (threads or processes from a flag), hold an [`AnyExecutor`].
 //!
+//! # Tracing across processes
+//!
+//! With the cargo feature `tracing`, every task message of a process pool
+//! or an MPI executor gets a `tracing` span named `task`, a child of the
+//! span that was current at `submit`, with these fields: `items` (inputs in
+//! the message: one, or a `map` chunk), `bytes_sent`, `bytes_received`,
+//! `queue_wait_us` (until a worker took it), `run_us` (from then until its
+//! outcomes arrived) and `worker_pid`, or `error` if the pool failed it.
+//! While the caller's subscriber wants that span, the task's own events
+//! (at the caller's level or above) are captured where the task runs and,
+//! when its outcomes arrive, replayed in the caller's subscriber under the
+//! span, at their level, with target `concurrent_futures::task` and their
+//! worker-side target and spans as fields. Events of threads the task
+//! starts itself are not captured. Without the feature none of this is
+//! built; with it and no subscriber, a task message carries one byte more.
+//! `examples/tracing.rs` shows it with `tracing-subscriber`:
+//!
+//! ```text
+//!  INFO batch{id=7}:task{items=1 bytes_sent=2 queue_wait_us=54 run_us=1269 bytes_received=100 worker_pid=25303}: concurrent_futures::task: summing squares in process 25303 n=2000 worker_target=tracing
+//! ```
+//!
 //! # Beyond one machine: MPI
 //!
 //! With the cargo feature `mpi`, `MpiPoolExecutor` runs tasks on MPI

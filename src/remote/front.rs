@@ -261,6 +261,8 @@ impl<T: Transport> RemoteExecutor<T> {
             // The transport numbers the items as it sends them, if it does.
             first: 0,
         };
+        #[cfg(feature = "tracing")]
+        let (args, results) = super::trace::begin(count, args, tail.len(), results);
         self.transport.send(Work {
             header,
             args,

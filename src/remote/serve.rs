@@ -165,6 +165,12 @@ pub(crate) fn run_task_with_tail(
             "refused a task whose tag does not match: it did not come from this pool".into(),
         );
     }
+    // Feature `tracing`: a section between the header and the arguments
+    // says whether to capture the task's events for the answer.
+    #[cfg(feature = "tracing")]
+    let (start, capture) = super::trace::Capture::read(body, TaskHeader::LEN)?;
+    #[cfg(not(feature = "tracing"))]
+    let start = TaskHeader::LEN;
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
@@ -172,13 +178,13 @@ pub(crate) fn run_task_with_tail(
         header.call.invoke(
             header.count,
             body,
-            TaskHeader::LEN,
+            start,
             tail,
             outcomes,
             may_start,
         )
     };
-    invoked.or_else(|reason| {
+    let ran = invoked.or_else(|reason| {
         outcomes.clear();
         tail.clear();
         for _ in 0..header.count {
@@ -188,5 +194,8 @@ pub(crate) fn run_task_with_tail(
             done: header.count,
             consumed: 0,
         })
-    })
+    });
+    #[cfg(feature = "tracing")]
+    capture.finish(outcomes);
+    ran
 }
