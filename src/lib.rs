@@ -150,20 +150,23 @@
 //!
 //! # Tracing across processes
 //!
-//! With the cargo feature `tracing`, every task message of a process pool
-//! or an MPI executor gets a `tracing` span named `task`, a child of the
-//! span that was current at `submit`, with these fields: `items` (inputs in
-//! the message: one, or a `map` chunk), `bytes_sent`, `bytes_received`,
-//! `queue_wait_us` (until a worker took it), `run_us` (from then until its
-//! outcomes arrived) and `worker_pid`, or `error` if the pool failed it.
-//! While the caller's subscriber wants that span, the task's own events
-//! (at the caller's level or above) are captured where the task runs and,
-//! when its outcomes arrive, replayed in the caller's subscriber under the
-//! span, at their level, with target `concurrent_futures::task` and their
-//! worker-side target and spans as fields. Events of threads the task
-//! starts itself are not captured. Without the feature none of this is
-//! built; with it and no subscriber, a task message carries one byte more.
-//! `examples/tracing.rs` shows it with `tracing-subscriber`:
+//! With the cargo feature `tracing`, every task gets a `tracing` span named
+//! `task`, a child of the span that was current at `submit`, with the
+//! fields `queue_wait_us` (until a worker took it) and `run_us`; a task
+//! message of a process pool or an MPI executor adds `items` (inputs in the
+//! message: one, or a `map` chunk), `bytes_sent`, `bytes_received` and
+//! `worker_pid`, or `error` if the pool failed it. On the thread pool the
+//! task runs in its span, with the caller's subscriber. On the remote
+//! pools, while the caller's subscriber wants the span, the task's own
+//! events (at the caller's level or above) are captured where the task
+//! runs and, when its outcomes arrive, replayed in the caller's subscriber
+//! under the span, at their level, with target `concurrent_futures::task`
+//! and their worker-side target and spans as fields. Events of threads the
+//! task starts itself are not captured. Both sides of this are the remote
+//! layer's, shared by the process pool and the MPI executor; CI checks it
+//! on the process pool (`tests/tracing.rs`). Without the feature none of
+//! it is built; with it and no subscriber, a remote task message carries
+//! one byte more. `examples/tracing.rs` shows it with `tracing-subscriber`:
 //!
 //! ```text
 //!  INFO batch{id=7}:task{items=1 bytes_sent=2 queue_wait_us=54 run_us=1269 bytes_received=100 worker_pid=25303}: concurrent_futures::task: summing squares in process 25303 n=2000 worker_target=tracing
@@ -408,6 +411,8 @@ mod remote;
 mod spread;
 mod sync;
 mod thread;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 
 pub use any::AnyExecutor;

@@ -149,7 +149,24 @@ fn a_process_tasks_events_come_back_under_its_span_in_the_callers() {
         assert!(matches!(failing.result(), Err(Error::Panicked { .. })));
     });
 
+    // The thread pool: the task's events are in its span, on a pool thread.
+    tracing::subscriber::with_default(Registry::default().with(keep.clone()), || {
+        let executor = concurrent_futures::ThreadPoolExecutor::new(1);
+        let future = info_span!("request", id = 3).in_scope(|| {
+            executor.submit(
+                |n: u32| info!(n, "on thread {:?}", std::thread::current().name()),
+                1,
+            )
+        });
+        assert_eq!(future.result(), Ok(()));
+    });
+
     let seen = keep.seen();
+    let threaded = (seen.iter())
+        .find(|s| s.message.starts_with("on thread "))
+        .unwrap_or_else(|| panic!("the thread task's event is missing: {seen:#?}"));
+    assert_eq!(threaded.spans, ["task", "request"], "{threaded:#?}");
+    assert!(field(threaded, "queue_wait_us").is_some(), "{threaded:#?}");
     let hello = (seen.iter())
         .find(|s| s.message.starts_with("hello from process "))
         .unwrap_or_else(|| panic!("the task's event did not come back: {seen:#?}"));

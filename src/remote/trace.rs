@@ -1,5 +1,5 @@
-//! Layer: remote. May use `work` (the [`Results`] a task completes) and the
-//! crate's `Error`; no transport. Built only with the cargo feature
+//! Layer: remote. May use `work` (the [`Results`] a task completes), the
+//! crate's `Error` and `trace` (the task's span); no transport. Built only with the cargo feature
 //! `tracing`. Tracing across processes: each task message gets a `tracing`
 //! span in the caller, and the task's own events, captured where it runs,
 //! are replayed there, under that span.
@@ -45,6 +45,7 @@ use tracing::{Dispatch, Event, Level, Metadata, Span, Subscriber};
 use super::work::{Deferred, Results};
 use crate::Error;
 use crate::future::Canceller;
+use crate::trace::{in_scope, micros, task_span};
 
 /// The task section's first byte: capture nothing.
 const NOT_TRACED: u8 = 0;
@@ -63,18 +64,9 @@ pub(crate) fn begin(
     tail_len: usize,
     results: Box<dyn Results>,
 ) -> (Vec<u8>, Box<dyn Results>) {
-    let bytes_sent = args.len() + tail_len;
-    let span = tracing::info_span!(
-        target: "concurrent_futures",
-        "task",
-        items,
-        bytes_sent,
-        bytes_received = tracing::field::Empty,
-        queue_wait_us = tracing::field::Empty,
-        run_us = tracing::field::Empty,
-        worker_pid = tracing::field::Empty,
-        error = tracing::field::Empty,
-    );
+    let span = task_span();
+    span.record("items", items);
+    span.record("bytes_sent", args.len() + tail_len);
     if span.is_disabled() {
         args.insert(0, NOT_TRACED);
         return (args, results);
@@ -125,7 +117,8 @@ impl Results for Traced {
         match split(outcomes) {
             Ok((captured, outcomes)) => {
                 span.record("worker_pid", captured.pid);
-                replay(&span, &captured.events);
+                // To the subscriber that holds the span, in it.
+                in_scope(&span, || captured.events.iter().for_each(emit));
                 inner.deliver(outcomes, tail)
             }
             Err(reason) => {
@@ -147,10 +140,6 @@ impl Results for Traced {
     }
 }
 
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
-}
-
 /// Splits the answer's section off the outcomes.
 fn split(outcomes: &[u8]) -> Result<(Captured, &[u8]), String> {
     let bad = || "a traced task's answer lacks its trace section".to_owned();
@@ -166,15 +155,6 @@ fn split(outcomes: &[u8]) -> Result<(Captured, &[u8]), String> {
     let captured = postcard::from_bytes(section)
         .map_err(|e| format!("a traced task's trace section does not decode: {e}"))?;
     Ok((captured, rest))
-}
-
-/// Emits `events` in `span`, to the subscriber that holds the span.
-fn replay(span: &Span, events: &[CapturedEvent]) {
-    span.with_subscriber(|(_, dispatch)| {
-        tracing::dispatcher::with_default(dispatch, || {
-            span.in_scope(|| events.iter().for_each(emit))
-        });
-    });
 }
 
 fn emit(event: &CapturedEvent) {
