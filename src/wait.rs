@@ -305,9 +305,8 @@ impl<'a, T: AsFuture> Stream for AsCompletedStream<'a, T> {
         watch.poll_next(cx).map(|i| i.map(|i| watch.futures[i]))
     }
 
-    /// Exact, as [`AsCompleted`]'s.
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.watch.left, Some(self.watch.left))
+        (0, Some(self.watch.left))
     }
 }
 
