@@ -395,3 +395,60 @@ impl Visit for Text {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traced_tasks_events_travel_in_front_of_its_outcomes() {
+        let body = [
+            &[9; 4][..],
+            &[TRACED, level_byte(LevelFilter::INFO)],
+            b"args",
+        ]
+        .concat();
+        let (start, capture) = Capture::read(&body, 4).unwrap();
+        assert_eq!(&body[start..], b"args");
+        tracing::info_span!("inner").in_scope(|| {
+            tracing::info!(n = 3, "wanted");
+            tracing::debug!("below the caller's level");
+        });
+        let mut outcomes = b"outcomes".to_vec();
+        capture.finish(&mut outcomes);
+        let (captured, rest) = split(&outcomes).unwrap();
+        assert_eq!(rest, b"outcomes");
+        assert_eq!(captured.pid, std::process::id());
+        let texts: Vec<_> = captured
+            .events
+            .iter()
+            .map(|e| (&*e.text, &*e.spans))
+            .collect();
+        assert_eq!(texts, [("wanted n=3", "inner")]);
+    }
+
+    #[test]
+    fn an_untraced_task_has_one_byte_and_no_answer_section() {
+        let (start, capture) = Capture::read(&[0, 0, NOT_TRACED, 7], 2).unwrap();
+        assert_eq!(start, 3);
+        let mut outcomes = b"outcomes".to_vec();
+        capture.finish(&mut outcomes);
+        assert_eq!(outcomes, b"outcomes");
+    }
+
+    #[test]
+    fn a_missing_or_broken_section_is_an_error_not_a_panic() {
+        assert!(Capture::read(&[0, 0], 2).is_err(), "no section");
+        assert!(Capture::read(&[0, 0, TRACED], 2).is_err(), "no level");
+        assert!(Capture::read(&[0, 0, 2], 2).is_err(), "an unknown flag");
+        for outcomes in [
+            &b""[..],
+            b"\x01\0",
+            b"\xff\xff\xff\xff",
+            b"\x03\0\0\0\xff\xff\xff",
+        ] {
+            assert!(split(outcomes).is_err(), "{outcomes:?}");
+        }
+        assert_eq!(split(b"\0\0\0\0rest").unwrap().1, b"rest");
+    }
+}
