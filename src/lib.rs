@@ -165,8 +165,8 @@
 //! task starts itself are not captured. Both sides of this are the remote
 //! layer's, shared by the process pool and the MPI executor; CI checks it
 //! on the process pool (`tests/tracing.rs`). Without the feature none of
-//! it is built; with it and no subscriber, a remote task message carries
-//! one byte more. `examples/tracing.rs` shows it with `tracing-subscriber`:
+//! it is built; with it and no subscriber, a remote task message's header
+//! has one byte more. `examples/tracing.rs` shows it with `tracing-subscriber`:
 //!
 //! ```text
 //!  INFO batch{id=7}:task{items=1 bytes_sent=2 queue_wait_us=54 run_us=1269 bytes_received=100 worker_pid=25303}: concurrent_futures::task: summing squares in process 25303 n=2000 worker_target=tracing

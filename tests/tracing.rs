@@ -114,6 +114,16 @@ fn fails(_: ()) -> u8 {
     panic!("on purpose");
 }
 
+/// Says which item it is; slow every 50th, where the pool may cut a
+/// chunk and give its rest to another worker.
+fn item_slowly_now_and_then(n: u64) -> u64 {
+    info!("item {n}");
+    if n % 50 == 49 {
+        std::thread::sleep(std::time::Duration::from_millis(4));
+    }
+    n * n
+}
+
 fn field<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
     let prefix = format!("{name}=");
     seen.span_fields
@@ -147,6 +157,17 @@ fn a_process_tasks_events_come_back_under_its_span_in_the_callers() {
         assert_eq!(future.result(), Ok(4));
         let failing = info_span!("request", id = 2).in_scope(|| executor.submit(fails, ()));
         assert!(matches!(failing.result(), Err(Error::Panicked { .. })));
+
+        // Chunks on two workers, which the pool may cut and share out:
+        // every part's events come back, each once, under the chunk's span.
+        let executor = ProcessPoolExecutor::new(2);
+        let _batch = info_span!("batch").entered();
+        let squares: Vec<u64> = executor
+            .map(item_slowly_now_and_then, 0..600)
+            .chunksize(100)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(squares, (0..600).map(|n| n * n).collect::<Vec<_>>());
     });
 
     // The thread pool: the task's events are in its span, on a pool thread.
@@ -191,6 +212,23 @@ fn a_process_tasks_events_come_back_under_its_span_in_the_callers() {
     assert!(
         !seen.iter().any(|s| s.message.contains("too fine")),
         "a TRACE event was sent though the caller wants INFO: {seen:#?}"
+    );
+
+    let mut items: Vec<u64> = (seen.iter())
+        .filter_map(|s| s.message.strip_prefix("item "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    items.sort_unstable();
+    assert_eq!(
+        items,
+        (0..600).collect::<Vec<_>>(),
+        "each item's event, once"
+    );
+    assert!(
+        (seen.iter())
+            .filter(|s| s.message.starts_with("item "))
+            .all(|s| s.spans == ["task", "batch"] && field(s, "items").is_some()),
+        "every item's event under its chunk's span"
     );
 
     // A task that panics: what it said before is still delivered.

@@ -165,12 +165,10 @@ pub(crate) fn run_task_with_tail(
             "refused a task whose tag does not match: it did not come from this pool".into(),
         );
     }
-    // Feature `tracing`: a section between the header and the arguments
-    // says whether to capture the task's events for the answer.
+    // Feature `tracing`: the header says whether to capture the task's
+    // events for the answer.
     #[cfg(feature = "tracing")]
-    let (start, capture) = super::trace::Capture::read(body, TaskHeader::LEN)?;
-    #[cfg(not(feature = "tracing"))]
-    let start = TaskHeader::LEN;
+    let capture = super::trace::Capture::start(header.trace);
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
@@ -178,7 +176,7 @@ pub(crate) fn run_task_with_tail(
         header.call.invoke(
             header.count,
             body,
-            start,
+            TaskHeader::LEN,
             tail,
             outcomes,
             may_start,

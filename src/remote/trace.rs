@@ -5,23 +5,25 @@
 //! the task's own events, captured where it runs, are replayed there, under
 //! that span.
 //!
-//! Two sections ride on the messages, both written and read only here:
+//! The task header carries one byte of it, the answer a section:
 //!
 //! ```text
 //! front end                                         serving side
 //!   span "task" (a child of the caller's current span), submitted
-//!   ── Task: header, [traced: u8, level: u8], arguments ──▶
-//!                                  captures the task's events (at `level`
-//!                                  and above) while it runs, if `traced`
+//!   ── Task: header (trace: the caller's level, 0: none), arguments ──▶
+//!                                  captures the task's events (at that
+//!                                  level and above) while it runs
 //!   ◀── Outcomes: [len: u32, Captured (postcard)], outcomes ──
 //!   records the span's fields, replays the events in it
 //! ```
 //!
-//! The first byte of the task's section is always there with the feature
-//! (both sides run the same executable, checked at the handshake); the
-//! level and the answer's section only when `traced`, which is when the
-//! caller's subscriber wants the span. So with no subscriber listening a
-//! task costs one byte more; without the feature, nothing.
+//! The header's byte is there with the feature (both sides run the same
+//! executable, checked at the handshake); it is not 0, and the answer has
+//! its section, only when the caller's subscriber wants the span. So with
+//! no subscriber listening a task message costs one byte more; without the
+//! feature, nothing. A chunk that the pool cuts in two keeps the header's
+//! byte in both parts (they share the span), and each part answers with
+//! its own section.
 //!
 //! A replayed event keeps its level and message; its worker-side target,
 //! fields and spans are fields of the replayed event (`tracing` callsites
@@ -45,41 +47,38 @@ use tracing::{Dispatch, Event, Level, Metadata, Span, Subscriber};
 
 use super::work::{Deferred, Results};
 use crate::Error;
-use crate::future::Canceller;
+use crate::future::{Canceller, Hook};
 use crate::trace::{in_scope, micros, task_span};
 
-/// The task section's first byte: capture nothing.
+/// The header's `trace` byte of a task that is not traced.
 const NOT_TRACED: u8 = 0;
-/// The task section's first byte: capture, at the level in the next byte.
-const TRACED: u8 = 1;
 
 // ---- Front end --------------------------------------------------------------
 
-/// Opens the span of a task message of `items` inputs and writes the
-/// task's section in front of `args`; wraps `results` to finish the span
-/// if the caller's subscriber wants it. The arguments are `args` and
-/// `tail_len` bytes sent after them.
+/// Opens the span of a task message of `items` inputs and `bytes_sent`
+/// bytes of arguments: returns the header's `trace` byte, and `results`,
+/// wrapped to finish the span if the caller's subscriber wants it.
 pub(crate) fn begin(
     items: usize,
-    mut args: Vec<u8>,
-    tail_len: usize,
+    bytes_sent: usize,
     results: Box<dyn Results>,
-) -> (Vec<u8>, Box<dyn Results>) {
+) -> (u8, Box<dyn Results>) {
     let span = task_span();
     span.record("items", items);
-    span.record("bytes_sent", args.len() + tail_len);
+    span.record("bytes_sent", bytes_sent);
     if span.is_disabled() {
-        args.insert(0, NOT_TRACED);
-        return (args, results);
+        return (NOT_TRACED, results);
     }
-    args.splice(0..0, [TRACED, level_byte(LevelFilter::current())]);
+    // An enabled span means a level of INFO or finer: never NOT_TRACED.
+    let trace = level_byte(LevelFilter::current()).max(1);
     let traced = Traced {
         inner: results,
         span,
         submitted: Instant::now(),
         started: None,
+        received: Arc::new(Mutex::new(0)),
     };
-    (args, Box::new(traced))
+    (trace, Box::new(traced))
 }
 
 /// A task message's results inside its span.
@@ -89,6 +88,9 @@ struct Traced {
     submitted: Instant,
     /// When a worker took the message.
     started: Option<Instant>,
+    /// The bytes received so far by the parts of a chunk that the pool
+    /// cut, which share the span.
+    received: Arc<Mutex<usize>>,
 }
 
 impl Results for Traced {
@@ -96,11 +98,22 @@ impl Results for Traced {
         self.inner.cancellable_while_running()
     }
 
+    fn hold(&mut self, hook: Hook) -> bool {
+        self.inner.hold(hook)
+    }
+
+    fn release(&mut self) {
+        self.inner.release();
+    }
+
     fn claim(&mut self, canceller: Option<Canceller>) -> bool {
-        let now = Instant::now();
-        self.span
-            .record("queue_wait_us", micros(now - self.submitted));
-        self.started = Some(now);
+        // A later part of a cut chunk was claimed with the first.
+        if self.started.is_none() {
+            let now = Instant::now();
+            self.span
+                .record("queue_wait_us", micros(now - self.submitted));
+            self.started = Some(now);
+        }
         self.inner.claim(canceller)
     }
 
@@ -109,12 +122,18 @@ impl Results for Traced {
             inner,
             span,
             started,
+            received,
             ..
         } = *self;
         if let Some(started) = started {
             span.record("run_us", micros(started.elapsed()));
         }
-        span.record("bytes_received", outcomes.len() + tail.len());
+        let received = {
+            let mut received = received.lock().unwrap_or_else(PoisonError::into_inner);
+            *received += outcomes.len() + tail.len();
+            *received
+        };
+        span.record("bytes_received", received);
         match split(outcomes) {
             Ok((captured, outcomes)) => {
                 span.record("worker_pid", captured.pid);
@@ -138,6 +157,17 @@ impl Results for Traced {
 
     fn ran_for(&mut self, took: Duration) {
         self.inner.ran_for(took);
+    }
+
+    fn split(&mut self, at: usize) -> Option<Box<dyn Results>> {
+        let rest = self.inner.split(at)?;
+        Some(Box::new(Traced {
+            inner: rest,
+            span: self.span.clone(),
+            submitted: self.submitted,
+            started: self.started,
+            received: Arc::clone(&self.received),
+        }))
     }
 }
 
@@ -223,24 +253,19 @@ struct CapturedEvent {
     spans: String,
 }
 
-/// Capture for one task message, from [`Capture::read`] to
+/// Capture for one task message, from [`Capture::start`] to
 /// [`Capture::finish`].
 pub(crate) struct Capture(Option<tracing::dispatcher::DefaultGuard>);
 
 impl Capture {
-    /// Reads the task's section at `at` in `body`: where the arguments
-    /// start, and the capture, started if the task is traced.
-    pub(crate) fn read(body: &[u8], at: usize) -> Result<(usize, Capture), String> {
-        match body.get(at..at + 2) {
-            Some(&[TRACED, level]) => {
-                let recorder = recorder();
-                recorder.reset(level_filter(level));
-                let guard = tracing::dispatcher::set_default(dispatch());
-                Ok((at + 2, Capture(Some(guard))))
-            }
-            _ if body.get(at) == Some(&NOT_TRACED) => Ok((at + 1, Capture(None))),
-            _ => Err("a task message lacks its trace section".to_owned()),
+    /// Starts capturing this thread's events if the header's `trace` byte
+    /// asks for it, at the level it names.
+    pub(crate) fn start(trace: u8) -> Capture {
+        if trace == NOT_TRACED {
+            return Capture(None);
         }
+        recorder().reset(level_filter(trace));
+        Capture(Some(tracing::dispatcher::set_default(dispatch())))
     }
 
     /// Stops capturing, and puts the answer's section in front of
@@ -403,14 +428,7 @@ mod tests {
 
     #[test]
     fn a_traced_tasks_events_travel_in_front_of_its_outcomes() {
-        let body = [
-            &[9; 4][..],
-            &[TRACED, level_byte(LevelFilter::INFO)],
-            b"args",
-        ]
-        .concat();
-        let (start, capture) = Capture::read(&body, 4).unwrap();
-        assert_eq!(&body[start..], b"args");
+        let capture = Capture::start(level_byte(LevelFilter::INFO));
         tracing::info_span!("inner").in_scope(|| {
             tracing::info!(n = 3, "wanted");
             tracing::debug!("below the caller's level");
@@ -420,28 +438,23 @@ mod tests {
         let (captured, rest) = split(&outcomes).unwrap();
         assert_eq!(rest, b"outcomes");
         assert_eq!(captured.pid, std::process::id());
-        let texts: Vec<_> = captured
-            .events
-            .iter()
+        let texts: Vec<_> = (captured.events.iter())
             .map(|e| (&*e.text, &*e.spans))
             .collect();
         assert_eq!(texts, [("wanted n=3", "inner")]);
     }
 
     #[test]
-    fn an_untraced_task_has_one_byte_and_no_answer_section() {
-        let (start, capture) = Capture::read(&[0, 0, NOT_TRACED, 7], 2).unwrap();
-        assert_eq!(start, 3);
+    fn an_untraced_task_has_no_answer_section() {
+        let capture = Capture::start(NOT_TRACED);
+        tracing::info!("not captured");
         let mut outcomes = b"outcomes".to_vec();
         capture.finish(&mut outcomes);
         assert_eq!(outcomes, b"outcomes");
     }
 
     #[test]
-    fn a_missing_or_broken_section_is_an_error_not_a_panic() {
-        assert!(Capture::read(&[0, 0], 2).is_err(), "no section");
-        assert!(Capture::read(&[0, 0, TRACED], 2).is_err(), "no level");
-        assert!(Capture::read(&[0, 0, 2], 2).is_err(), "an unknown flag");
+    fn a_cut_or_broken_answer_section_is_an_error_not_a_panic() {
         for outcomes in [
             &b""[..],
             b"\x01\0",
