@@ -1,9 +1,9 @@
 //! Layer: remote. May use `work` (the [`Results`] a task completes), the
-//! crate's `Error`, `future::Canceller` and `trace` (the task's span); no
-//! transport. Built only with the cargo feature `tracing`. Tracing across
-//! processes: each task message gets a `tracing` span in the caller, and
-//! the task's own events, captured where it runs, are replayed there, under
-//! that span.
+//! crate's `Error`, `future`'s `Canceller` and `Hook`, and `trace` (the
+//! task's span); no transport. Built only with the cargo feature `tracing`.
+//! Tracing across processes: each task message gets a `tracing` span in
+//! the caller, and the task's own events, captured where it runs, are
+//! replayed there, under that span.
 //!
 //! The task header carries one byte of it, the answer a section:
 //!
