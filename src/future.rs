@@ -116,7 +116,7 @@ pub(crate) type Hook = Box<dyn Fn() -> bool + Send>;
 ///     assert_eq!(future.result(), Ok(n * n));
 /// }
 /// ```
-#[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
+#[must_use = "the task runs anyway; dropping its future only loses the result and any error (it does not cancel the task)"]
 pub struct Future<R> {
     inner: Arc<Inner<R>>,
 }

@@ -254,12 +254,16 @@ impl<T: Transport> RemoteExecutor<T> {
         tail: Vec<u8>,
         results: Box<dyn Results>,
     ) {
+        #[cfg(feature = "tracing")]
+        let (trace, results) = super::trace::begin(count, args.len() + tail.len(), results);
         let header = TaskHeader {
             call,
             tag: call.tag(self.transport.secret()),
             count: u32::try_from(count).unwrap_or(u32::MAX),
             // The transport numbers the items as it sends them, if it does.
             first: 0,
+            #[cfg(feature = "tracing")]
+            trace,
         };
         self.transport.send(Work {
             header,

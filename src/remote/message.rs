@@ -221,10 +221,14 @@ pub(crate) struct TaskHeader {
     /// process pool numbers the items it sends a child; see its `gate`);
     /// the others follow it. 0 where nothing numbers them (MPI).
     pub(crate) first: u32,
+    /// Feature `tracing`: capture the task's events, and at which level
+    /// (see `remote/trace.rs`); 0: do not.
+    #[cfg(feature = "tracing")]
+    pub(crate) trace: u8,
 }
 
 impl TaskHeader {
-    pub(crate) const LEN: usize = 32;
+    pub(crate) const LEN: usize = 32 + cfg!(feature = "tracing") as usize;
 
     pub(crate) fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0; Self::LEN];
@@ -232,7 +236,11 @@ impl TaskHeader {
         out[8..16].copy_from_slice(&self.call.function.to_le_bytes());
         out[16..24].copy_from_slice(&self.tag.to_le_bytes());
         out[24..28].copy_from_slice(&self.count.to_le_bytes());
-        out[28..].copy_from_slice(&self.first.to_le_bytes());
+        out[28..32].copy_from_slice(&self.first.to_le_bytes());
+        #[cfg(feature = "tracing")]
+        {
+            out[32] = self.trace;
+        }
         out
     }
 
@@ -247,6 +255,8 @@ impl TaskHeader {
             tag: fields.u64()?,
             count: fields.u32()?,
             first: fields.u32()?,
+            #[cfg(feature = "tracing")]
+            trace: fields.u8()?,
         };
         Ok((header, fields.0))
     }
@@ -327,6 +337,8 @@ mod tests {
             tag: 3,
             count: 4,
             first: u32::MAX,
+            #[cfg(feature = "tracing")]
+            trace: 5,
         };
         let body = [&header.encode()[..], b"args"].concat();
         assert_eq!(TaskHeader::decode(&body).unwrap(), (header, &b"args"[..]));

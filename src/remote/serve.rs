@@ -165,6 +165,10 @@ pub(crate) fn run_task_with_tail(
             "refused a task whose tag does not match: it did not come from this pool".into(),
         );
     }
+    // Feature `tracing`: the header says whether to capture the task's
+    // events for the answer.
+    #[cfg(feature = "tracing")]
+    let capture = super::trace::Capture::start(header.trace);
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
@@ -178,7 +182,7 @@ pub(crate) fn run_task_with_tail(
             may_start,
         )
     };
-    invoked.or_else(|reason| {
+    let ran = invoked.or_else(|reason| {
         outcomes.clear();
         tail.clear();
         for _ in 0..header.count {
@@ -188,5 +192,8 @@ pub(crate) fn run_task_with_tail(
             done: header.count,
             consumed: 0,
         })
-    })
+    });
+    #[cfg(feature = "tracing")]
+    capture.finish(outcomes);
+    ran
 }
