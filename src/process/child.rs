@@ -6,7 +6,8 @@
 //!
 //! A child is a fresh run of the program, started by the pool with the
 //! environment variable [`MARKER`] set to the pool's process id (on
-//! Windows followed by the values of the channel's two handles) and the
+//! Windows followed by the values of the channel's two handles and of the
+//! start gate's section) and the
 //! private channel: on Unix two socket pairs, one each way, the calls'
 //! end as its standard input, whose first bytes carry the answers' end; on
 //! Windows two anonymous pipes' ends that only this child inherited. It

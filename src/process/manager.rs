@@ -35,9 +35,10 @@
 //!   serves first. A `map` chunk is cut after its running item: the items
 //!   after it go back the same way, as work of their own, and their
 //!   outcomes complete the same future.
-//! - With a per-task timeout, or without a gate (Windows), one call is in
-//!   flight at a time, claimed as it is sent, so that its deadline is its
-//!   own.
+//! - With a per-task timeout, one call is in flight at a time, claimed as
+//!   it is sent, so that its deadline is its own; so too without a gate
+//!   (shared memory that could not be made) and on Windows, whose pipes
+//!   hold no call the child has not read.
 //!
 //! The child runs its calls in order and answers each, saying which of its
 //! items ran (an [`Answer`](crate::remote::message::Answer)), checked
@@ -291,12 +292,17 @@ impl Feed<'_> {
         self.link.as_ref().and_then(|live| live.gate.as_ref())
     }
 
-    /// Whether work waits on this child behind the item it runs: other
-    /// calls, or later items of the chunk it runs.
+    /// Whether work waits behind the item this child runs: other calls,
+    /// later items of the chunk it runs, or work taken off the queue that
+    /// did not fit beside them.
     fn waits_behind(&self) -> bool {
-        self.gate().is_some()
-            && self.shared.timeout.is_none()
-            && (self.flight.len() > 1 || self.flight[0].job.is_some() && self.flight[0].count > 1)
+        let Some(gate) = self.gate() else {
+            return false;
+        };
+        self.shared.timeout.is_none()
+            && (!self.waiting.is_empty()
+                || self.flight.len() > 1
+                || self.flight[0].count > 1 && self.unstarted_behind(gate.started()))
     }
 
     /// Sends waiting jobs, and takes more off the queue, while there is
@@ -578,9 +584,16 @@ impl Feed<'_> {
         let cancelling = self.crew.cancelled();
         let stuck = self.seen == Some(started);
         self.seen = Some(started);
-        let take_back = cancelling || stuck && self.crew.could_take_more();
-        if !take_back {
+        if !(cancelling || stuck && self.crew.could_take_more()) {
             self.pause_if_taken(&gate);
+            return;
+        }
+        // What was taken off the queue but not sent (it did not fit in the
+        // channel beside the calls in flight) goes first.
+        for job in self.waiting.drain(..) {
+            give_away(self.crew, self.shared, job);
+        }
+        if !self.unstarted_behind(started) {
             return;
         }
         // The first item that may be taken back: after the one running, and
@@ -621,6 +634,14 @@ impl Feed<'_> {
             );
         }
         self.pause();
+    }
+
+    /// Whether calls in flight hold items after `started` that may not have
+    /// started: later calls, or the rest of the oldest one.
+    fn unstarted_behind(&self, started: u32) -> bool {
+        let head = &self.flight[0];
+        let last = head.first.wrapping_add(head.count.max(1) - 1);
+        self.flight.len() > 1 || head.job.is_some() && before(started, last)
     }
 
     /// Pauses if a cancel took back calls in flight.

@@ -10,8 +10,7 @@
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
 //! - [`gate`]: the word shared with each child that decides whether a call
-//!   sent ahead starts there or is taken back (Unix; on Windows, none yet,
-//!   and one call at a time).
+//!   sent ahead starts there or is taken back.
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `platform` (Unix) and `windows` (Windows), one of them built as
@@ -95,8 +94,9 @@ use spawn::{Process, Recipe};
 /// starts it; when the worker spends more than 2 ms on one task with
 /// others waiting behind it, those go back to the pool's queue for
 /// whichever worker is free, and a `map` chunk is cut after its running
-/// input, so uneven work spreads over the workers. (On Windows, one task
-/// at a time is sent to each worker.)
+/// input, so uneven work spreads over the workers. (On Windows, whose pipes
+/// hold no call the child has not read, one task at a time is sent to each
+/// worker, and the rest of a chunk still goes on after a slow input.)
 ///
 /// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
 /// 256 KiB or more does not go through the worker's channel but through

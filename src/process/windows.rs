@@ -67,7 +67,7 @@ use windows_sys::Win32::System::JobObjects::{
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
     SetInformationJobObject, TerminateJobObject,
 };
-use windows_sys::Win32::System::Pipes::CreatePipe;
+use windows_sys::Win32::System::Pipes::{CreatePipe, PeekNamedPipe};
 use windows_sys::Win32::System::Threading::{
     CREATE_UNICODE_ENVIRONMENT, CreateProcessW, DeleteProcThreadAttributeList,
     EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess, GetExitCodeProcess, INFINITE,
@@ -172,9 +172,9 @@ pub(crate) struct OsChild {
 }
 
 /// Starts a run of [`executable`] as a child with `marker` set to this
-/// process's pid and the values of its channel's handles; returns it with
-/// the pool's ends of the channel (reader, writer), and no start gate (see
-/// `gate`). See the module docs.
+/// process's pid and the values of its channel's handles and of its start
+/// gate's section; returns it with the pool's ends of the channel (reader,
+/// writer) and its gate. See the module docs.
 pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
     let spawning = spawning();
     let (child_reads, pool_writes) = pipe()?;
@@ -189,13 +189,17 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     let stdin = inheritable(null.as_raw_handle())?;
     let stdout = inheritable(std_handle(STD_OUTPUT_HANDLE).unwrap_or(null.as_raw_handle()))?;
     let stderr = inheritable(std_handle(STD_ERROR_HANDLE).unwrap_or(null.as_raw_handle()))?;
-    let list = [&reads, &writes, &stdin, &stdout, &stderr].map(AsRawHandle::as_raw_handle);
+    let (gate, section) = Gate::create()?;
+    let section = inheritable(section.as_raw_handle())?;
+    let list =
+        [&reads, &writes, &stdin, &stdout, &stderr, &section].map(AsRawHandle::as_raw_handle);
 
     let value = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         std::process::id(),
         reads.as_raw_handle() as usize,
-        writes.as_raw_handle() as usize
+        writes.as_raw_handle() as usize,
+        section.as_raw_handle() as usize,
     );
     let mut environment = environment_block(marker, &value);
     let path = executable()?;
@@ -247,6 +251,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
         stdin,
         stdout,
         stderr,
+        section,
         child_reads,
         child_writes,
     ));
@@ -270,7 +275,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     }
     let reader = Deadline::new(pool_reads, Arc::clone(&job));
     let writer = Deadline::new(pool_writes, Arc::clone(&job));
-    Ok((OsChild { process, job }, reader, writer, None))
+    Ok((OsChild { process, job }, reader, writer, Some(gate)))
 }
 
 impl OsChild {
@@ -447,11 +452,35 @@ impl Deadline {
         }
     }
 
-    /// Whether bytes can be read before `until`: always, as far as the
-    /// pool asks here (only a start gate, which Windows has none of yet,
-    /// makes it wait for an answer with patience).
-    pub(crate) fn readable_by(&self, _until: Instant) -> bool {
-        true
+    /// Whether bytes can be read before `until` (or the pipe broke): a
+    /// wait that, unlike a read with a deadline (which ends the worker),
+    /// never stops in the middle of a frame. An anonymous pipe has nothing
+    /// to wait on, so it looks every 100 µs; the manager waits so only
+    /// while a chunk or calls wait behind a running item.
+    pub(crate) fn readable_by(&self, until: Instant) -> bool {
+        loop {
+            let mut available = 0;
+            // SAFETY: the pipe handle is open while `self` lives; no buffer
+            // is read (null, 0), and `available` is valid for writes.
+            let peeked = unsafe {
+                PeekNamedPipe(
+                    self.pipe.as_raw_handle(),
+                    ptr::null_mut(),
+                    0,
+                    ptr::null_mut(),
+                    &mut available,
+                    ptr::null_mut(),
+                )
+            };
+            // A broken pipe: let the read say so.
+            if peeked == 0 || available > 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            thread::sleep(std::time::Duration::from_micros(100));
+        }
     }
 
     fn passed(&self) -> bool {
@@ -742,21 +771,23 @@ pub(crate) fn take_channel(
     _pool: u32,
     rest: &str,
 ) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
-    let (read, write) = rest
-        .split_once(':')
-        .and_then(|(r, w)| Some((r.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
-        .ok_or("the marker names no handles: not the pool's private channel")?;
-    if read == write {
+    let values: Vec<usize> = rest.split(':').map_while(|v| v.parse().ok()).collect();
+    let &[read, write, section] = &values[..] else {
+        return Err("the marker names no handles: not the pool's private channel".into());
+    };
+    if read == write || section == read || section == write {
         return Err("the marker names one handle twice: not the pool's private channel".into());
     }
     let standard = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(std_handle);
-    for value in [read, write] {
-        let handle = value as HANDLE;
-        if standard.contains(&Some(handle)) {
+    for value in [read, write, section] {
+        if standard.contains(&Some(value as HANDLE)) {
             return Err(
                 "the marker names a standard handle: not the pool's private channel".into(),
             );
         }
+    }
+    for value in [read, write] {
+        let handle = value as HANDLE;
         // SAFETY: GetFileType takes any value; for one that is no open
         // handle it fails, with FILE_TYPE_UNKNOWN.
         if unsafe { GetFileType(handle) } != FILE_TYPE_PIPE {
@@ -770,6 +801,15 @@ pub(crate) fn take_channel(
             return Err(format!("cannot keep the channel private: {error}"));
         }
     }
+    // SAFETY: a handle, distinct from the pipes and the standard handles,
+    // that the pool had this process inherit for this alone and named in
+    // the marker; no code of this program has seen it (this runs before
+    // `main`, or in `init()`): ours to own. If it is not a section, mapping
+    // it fails.
+    let section = unsafe { OwnedHandle::from_raw_handle(section as RawHandle) };
+    let gate = Gate::adopt(section).map_err(|e| {
+        format!("the start gate could not be mapped ({e}): not the pool's private channel")
+    })?;
     // SAFETY: two distinct pipe handles, checked above, that the pool had
     // this process inherit for this alone and named in the marker; no code
     // of this program has seen them (this runs before `main`, or in
@@ -779,7 +819,7 @@ pub(crate) fn take_channel(
         (
             File::from_raw_handle(read as RawHandle),
             File::from_raw_handle(write as RawHandle),
-            None,
+            Some(gate),
         )
     })
 }

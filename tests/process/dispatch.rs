@@ -155,8 +155,6 @@ fn tasks_behind_a_blocked_one_run_on_the_other_worker_meanwhile() {
 /// that held a slow one ran whole on one worker, its quick inputs waiting
 /// behind the slow one. Now the rest of that chunk goes to the other
 /// worker while the slow input runs, and the results still come in order.
-/// (Windows has no start gate yet, so a chunk there runs whole.)
-#[cfg(unix)]
 #[test]
 fn a_chunk_with_a_slow_input_gives_its_rest_to_another_worker() {
     let _alone = fixtures::alone();
