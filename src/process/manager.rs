@@ -676,8 +676,12 @@ impl Feed<'_> {
             bad.process.kill(sys::KILL);
         }
         let death = bad.process.death();
-        let started = |flying: &Flying| match &bad.gate {
-            Some(gate) => !before(gate.started(), flying.first),
+        // The dead child's last word; it is retired (its channel and
+        // handles closed) before any future hears of its death.
+        let last_started = bad.gate.as_ref().map(|gate| gate.started());
+        bad.retire();
+        let started = |flying: &Flying| match last_started {
+            Some(last) => !before(last, flying.first),
             None => flying.delivered,
         };
         for (index, flying) in std::mem::take(&mut self.flight).into_iter().enumerate() {
@@ -707,7 +711,6 @@ impl Feed<'_> {
                 }
             }
         }
-        bad.retire();
         self.paused = false;
         self.seen = None;
     }
