@@ -284,8 +284,12 @@
 //!   function offsets it names, checked before any offset is used. No
 //!   socket listens anywhere. A task function must live in the program
 //!   itself, not in a dynamic library (its offset would differ in a
-//!   worker): such a task is refused at `submit`. Where the unsafe code is,
-//!   and why each block is sound, is listed below.
+//!   worker): such a task is refused at `submit`. So is every task of a
+//!   pool made inside a dynamic library (a `cdylib` or plugin that a host
+//!   program loads), with an [`Error::InvalidArgument`] that says why: a
+//!   worker is a fresh run of the host's executable, which would run the
+//!   host's `main`; use a [`ThreadPoolExecutor`] there. Where the unsafe
+//!   code is, and why each block is sound, is listed below.
 //!
 //! # For maintainers: how a task flows
 //!
@@ -343,8 +347,11 @@
 //!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
 //!   with `dladdr` (on Windows `GetModuleHandleExW` with
 //!   `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`, whose module handle is its
-//!   image base) at `submit` and refuses the task otherwise; that call is
-//!   the file's other unsafe block.
+//!   image base) at `submit` and refuses the task otherwise; it also
+//!   refuses every task when the anchor's image is not the program's
+//!   executable (found through `getauxval(AT_PHDR)` on Linux,
+//!   `_dyld_get_image_header(0)` on macOS, `GetModuleHandleW(NULL)` on
+//!   Windows). Those calls are the file's other unsafe blocks.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
 //! - `process/platform.rs` (Unix): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
