@@ -140,9 +140,13 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
         }
     };
     let mut command = Command::new(executable()?);
-    if let Some(name) = std::env::args_os().next() {
+    // The caller's arguments, so that a task's `std::env::args` gives them;
+    // they never reach a `main`, as a worker serves before it (`init.rs`).
+    let mut args = std::env::args_os();
+    if let Some(name) = args.next() {
         command.arg0(name);
     }
+    command.args(args);
     let child = command
         .env(marker, std::process::id().to_string())
         .stdin(Stdio::from(OwnedFd::from(theirs)))

@@ -1,5 +1,5 @@
 //! The process pool's behaviour, one file per area, in one test binary
-//! under libtest's own harness: results and `map` (`basics`), panics,
+//! under libtest's own harness: results and `map` (`basics`), the arguments a task sees, panics,
 //! serialization, bad input, the initializer, `max_tasks_per_child`,
 //! cancel and the per-task timeout, shutdown, and where queued work runs
 //! (`dispatch`). Plain `#[test]`s, named
@@ -15,6 +15,7 @@
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
 
+mod arguments;
 mod bad_input;
 mod basics;
 mod cancel;
