@@ -53,6 +53,7 @@ pub(crate) fn serve_if_child(before_main: bool) {
     if before_main {
         sys::before_main();
     }
+    sys::worker_signals();
     let code = match sys::on_worker_stack(move || serve_pool(pool, &rest)) {
         Ok(()) => 0,
         // The pool reports a refusal it heard (a panicking initializer, a

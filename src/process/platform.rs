@@ -389,6 +389,55 @@ pub(crate) fn end_if_forked() {
     }
 }
 
+/// Gives this worker the signal set-up of a fresh program, whatever its
+/// pool's was: a signal the pool ignored (which a child inherits, as
+/// `nohup` relies on) takes its default action again, and no signal is
+/// blocked. So `terminate_workers`' SIGTERM ends a worker even when the
+/// program ignores SIGTERM, and a task's own processes start as they would
+/// from the program. Two exceptions, each for a reason:
+///
+/// - SIGPIPE stays ignored (`before_main`), as std ignores it in `main`.
+/// - SIGTTOU and SIGTTIN are ignored. A worker leads its own process group
+///   (so that stopping it stops whatever its tasks started), which on a
+///   terminal makes it a background job: without this, a task that writes
+///   to the terminal with `stty tostop` set, or changes its settings
+///   (`tcsetattr`), would stop the worker as a background job is stopped.
+///   Ignored, the write or the change goes through, as it does from the
+///   program; a task that reads the terminal (its standard input is
+///   `/dev/null`, so only by opening `/dev/tty`) gets an error (`EIO`)
+///   rather than stop. The processes a task starts inherit this.
+pub(crate) fn worker_signals() {
+    for signal in 1..=MAX_SIGNAL {
+        // SAFETY: a zeroed `sigaction` is a valid value to fill in; the
+        // query (a null new action) changes nothing, and a number that is
+        // no signal (or one the C library keeps) just fails.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `action` is valid for writes.
+        let queried = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
+        if queried == 0 && action.sa_sigaction == libc::SIG_IGN {
+            // SAFETY: SIG_DFL installs no handler, only a disposition.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
+    for signal in [libc::SIGPIPE, libc::SIGTTOU, libc::SIGTTIN] {
+        // SAFETY: SIG_IGN installs no handler, only a disposition.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+    // SAFETY: a zeroed `sigset_t` is valid storage for sigemptyset to
+    // initialise; pthread_sigmask reads it, and this is the worker's only
+    // thread yet (it runs before the channel, and so any task, is set up).
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// The highest signal number to look at: Linux has 64 (the real-time
+/// ones included), macOS 31; [`worker_signals`] skips the numbers that are
+/// not signals here.
+const MAX_SIGNAL: libc::c_int = 64;
+
 /// Runs the child's service: here, on the first thread, whose stack (8 MiB
 /// by default on Linux and macOS) is what the remote layer's depth limits
 /// assume a worker encodes on.

@@ -717,6 +717,10 @@ pub(crate) fn parent_id() -> u32 {
 /// prologue: nothing on Windows (no SIGPIPE).
 pub(crate) fn before_main() {}
 
+/// A worker's signal set-up (see the Unix half): nothing on Windows, which
+/// has no signals to inherit.
+pub(crate) fn worker_signals() {}
+
 /// The stack a worker serves on. The remote layer's depth limits assume a
 /// worker encodes a result on a Linux main thread's 8 MiB; Windows' x64
 /// frames are larger, and under Wine 8 MiB did not hold the 20,000-link

@@ -1,6 +1,7 @@
 //! What must not get past a worker process, in one test binary: a worker's
 //! death fails only its task (`worker_death`), workers die with a killed
-//! parent (`parent_death`), garbage on the channel is refused
+//! parent (`parent_death`), a task's terminal
+//! I/O works as the program's (`terminal`), garbage on the channel is refused
 //! (`corrupt_channel`), a stranger cannot become or feed a worker
 //! (`security`), descriptors stay flat (`fds`), the limits only a
 //! helper run can reach (`limits`), and what unusual tasks return, raise
@@ -37,12 +38,16 @@ mod fds;
 mod limits;
 mod parent_death;
 mod security;
+#[cfg(unix)]
+mod terminal;
 mod worker_death;
 
 fn main() {
     security::probe_mode();
     adversarial::helper_mode();
     parent_death::helper_mode();
+    #[cfg(unix)]
+    terminal::helper_mode();
     #[cfg(unix)]
     limits::helper_mode();
     harness::run(&harness::by_file(&[
@@ -54,6 +59,8 @@ fn main() {
         ("limits", limits::CASES),
         ("parent_death", parent_death::CASES),
         ("security", security::CASES),
+        #[cfg(unix)]
+        ("terminal", terminal::CASES),
         ("worker_death", worker_death::CASES),
     ]));
 }
