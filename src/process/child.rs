@@ -64,7 +64,9 @@ pub(crate) fn serve_if_child(before_main: bool) {
             1
         }
     };
-    std::process::exit(code);
+    // With whatever its tasks left running (on Windows, its Job object
+    // does that).
+    sys::exit_with_group(code);
 }
 
 /// This executable's fingerprint as the process pool measures it: the

@@ -721,6 +721,13 @@ pub(crate) fn before_main() {}
 /// has no signals to inherit.
 pub(crate) fn worker_signals() {}
 
+/// Ends this worker. What its tasks started is in its Job object, which
+/// the pool ends when it reaps the worker, or the system when the pool
+/// dies (kill on close).
+pub(crate) fn exit_with_group(code: i32) -> ! {
+    std::process::exit(code)
+}
+
 /// The stack a worker serves on. The remote layer's depth limits assume a
 /// worker encodes a result on a Linux main thread's 8 MiB; Windows' x64
 /// frames are larger, and under Wine 8 MiB did not hold the 20,000-link

@@ -1,6 +1,7 @@
 //! What must not get past a worker process, in one test binary: a worker's
 //! death fails only its task (`worker_death`), workers die with a killed
-//! parent (`parent_death`), a task's terminal
+//! parent (`parent_death`), and so does whatever their tasks
+//! started, however the program ends (`process_tree`), a task's terminal
 //! I/O works as the program's (`terminal`), garbage on the channel is refused
 //! (`corrupt_channel`), a stranger cannot become or feed a worker
 //! (`security`), descriptors stay flat (`fds`), the limits only a
@@ -37,6 +38,7 @@ mod fds;
 #[cfg(unix)]
 mod limits;
 mod parent_death;
+mod process_tree;
 mod security;
 #[cfg(unix)]
 mod terminal;
@@ -46,6 +48,7 @@ fn main() {
     security::probe_mode();
     adversarial::helper_mode();
     parent_death::helper_mode();
+    process_tree::helper_mode();
     #[cfg(unix)]
     terminal::helper_mode();
     #[cfg(unix)]
@@ -58,6 +61,7 @@ fn main() {
         #[cfg(unix)]
         ("limits", limits::CASES),
         ("parent_death", parent_death::CASES),
+        ("process_tree", process_tree::CASES),
         ("security", security::CASES),
         #[cfg(unix)]
         ("terminal", terminal::CASES),
