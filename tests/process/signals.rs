@@ -74,32 +74,30 @@ struct ProgramSignals;
 
 impl ProgramSignals {
     fn set() -> Self {
-        // SAFETY: SIG_IGN installs no handler; a zeroed `sigset_t` is
-        // valid storage for sigemptyset, and the mask change is this
-        // thread's.
+        ProgramSignals::change(libc::SIG_IGN, libc::SIG_BLOCK);
+        ProgramSignals
+    }
+
+    /// Gives SIGTERM and SIGINT the disposition `action`, and SIGUSR1 the
+    /// mask change `how`, on this thread.
+    fn change(action: libc::sighandler_t, how: libc::c_int) {
+        // SAFETY: SIG_IGN and SIG_DFL install no handler; a zeroed
+        // `sigset_t` is valid storage for sigemptyset, and the mask change
+        // is this thread's.
         unsafe {
-            libc::signal(libc::SIGTERM, libc::SIG_IGN);
-            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, action);
+            libc::signal(libc::SIGINT, action);
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGUSR1);
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            libc::pthread_sigmask(how, &set, std::ptr::null_mut());
         }
-        ProgramSignals
     }
 }
 
 impl Drop for ProgramSignals {
     fn drop(&mut self) {
-        // SAFETY: as in `set`, undone.
-        unsafe {
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigaddset(&mut set, libc::SIGUSR1);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-        }
+        ProgramSignals::change(libc::SIG_DFL, libc::SIG_UNBLOCK);
     }
 }
 

@@ -19,12 +19,11 @@
 use crate::fixtures;
 use crate::harness;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use concurrent_futures::ProcessPoolExecutor;
 use fixtures::{PATIENCE, Scratch, alive};
@@ -170,7 +169,7 @@ fn nothing_outlives(way: &str, end: End) {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the helper");
-    let sleepers = read_sleepers(&mut program);
+    let sleepers = fixtures::reported_pids(&mut program, "sleepers");
     assert!(
         sleepers.iter().all(|&pid| alive(pid)),
         "sleepers {sleepers:?} run"
@@ -189,45 +188,14 @@ fn nothing_outlives(way: &str, end: End) {
         End::Kill => program.kill().unwrap(),
     }
     let status = program.wait().unwrap();
-    assert!(
-        !matches!(end, End::Line) || way == "exit" || !status.success(),
-        "{status}"
-    );
-    let ended = Instant::now();
-    let mut survivors = sleepers.clone();
-    while !survivors.is_empty() && ended.elapsed() < PATIENCE {
-        survivors.retain(|&pid| alive(pid));
-        thread::sleep(Duration::from_millis(2));
+    match way {
+        "exit" => assert!(status.success(), "{status}"),
+        "panic" => assert_eq!(status.code(), Some(101), "{status}"),
+        _ => assert!(!status.success(), "{status}"),
     }
-    for &pid in &survivors {
-        // A process this test started (through the helper and its pool).
-        fixtures::try_kill(pid);
-    }
+    let survivors = fixtures::survivors(&sleepers, PATIENCE);
     assert!(
         survivors.is_empty(),
         "the tasks' processes {survivors:?} outlived the program ({way}, {status}) by {PATIENCE:?}"
     );
-}
-
-/// Reads the helper's `sleepers PID PID` line; kills it if none comes.
-fn read_sleepers(program: &mut Child) -> Vec<u32> {
-    let stdout = program.stdout.take().unwrap();
-    let (line_tx, line_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    match line_rx.recv_timeout(PATIENCE) {
-        Ok(line) if line.starts_with("sleepers ") => line
-            .split_whitespace()
-            .skip(1)
-            .map(|pid| pid.parse().unwrap())
-            .collect(),
-        line => {
-            let _ = program.kill();
-            let _ = program.wait();
-            panic!("the helper did not report its sleepers: {line:?}");
-        }
-    }
 }
