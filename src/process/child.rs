@@ -5,6 +5,7 @@
 //! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
 //!
 //! A child is a fresh run of the program, started by the pool with the
+//! program's own arguments (for its tasks' `std::env::args`), the
 //! environment variable [`MARKER`] set to the pool's process id (on
 //! Windows followed by the values of the channel's two handles) and the
 //! private channel: on Unix two socket pairs, one each way, the calls'

@@ -477,6 +477,10 @@ mod image {
     /// The program's executable: dyld's first image, whose Mach-O header
     /// is its base address.
     #[cfg(all(target_vendor = "apple", not(miri)))]
+    // libc deprecates its dyld bindings in favour of the `mach2` crate; the
+    // function is dyld's own, documented in `<mach-o/dyld.h>`, and one
+    // call does not warrant a dependency.
+    #[allow(deprecated)]
     pub(super) fn program() -> Image {
         // SAFETY: dyld's image 0 is the main executable, loaded for the
         // life of the process; the call only reads dyld's list.
