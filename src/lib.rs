@@ -375,7 +375,8 @@
 //!   on the other end).
 //! - `process/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
 //!   the inheritable copies of one spawn, the attribute list with the
-//!   handles the child may inherit, `CreateProcessW` (then the child is put
+//!   handles the child may inherit, `GetCommandLineW` for the command line
+//!   the child gets (the pool's own), `CreateProcessW` (then the child is put
 //!   in its Job object before the handshake), the Job object's calls
 //!   (`TerminateJobObject` is the kill), `WaitForSingleObject` and
 //!   `GetExitCodeProcess` to reap, `GetFileInformationByHandle` for the
