@@ -205,7 +205,7 @@
 //! | process pool: a crash fails one task, the worker is replaced | yes: `process_isolation` (`worker_death`), `process_faults` | yes: the same tests | builds: clippy | yes: `process_isolation` (`worker_death`: abort `0xC0000409`, access violation `0xC0000005`, exit, `TerminateProcess` from outside), `process` |
 //! | cancel of a running task, per-task timeout: the worker and the processes its task started are killed | yes: `process` (`cancel`, `adversarial`) | yes | builds | yes, by the worker's Job object: `process` (`cancel`), `process_isolation` (`adversarial`) |
 //! | `max_tasks_per_child`, initializer, `terminate_workers`, `kill_workers` | yes: `process` (`max_tasks_per_child`, `initializer`, `shutdown`) | yes | builds | yes: the same tests |
-//! | workers die with the pool, even when it is killed | yes, by `PR_SET_PDEATHSIG`: `process_isolation` (`parent_death`) | yes, by a watchdog on the channel: the same test | builds (the same watchdog) | yes, by the kill-on-close Job object: `process_isolation` (`parent_death`) |
+//! | workers die with the pool, even when it is killed, and with them what their tasks started | yes, by `PR_SET_PDEATHSIG` and a group kill: `process_isolation` (`parent_death`, `process_tree`) | yes, by a watchdog on the channel: the same tests | builds (the same watchdog) | yes, by the kill-on-close Job object: `process_isolation` (`parent_death`, `process_tree`) |
 //! | same-binary check, keyed task tags | yes: `process_isolation` (`security`) | yes | builds | yes: the image check (`GetModuleHandleExW`) in the library's unit tests, a stranger's marker in `process_isolation` (`security`); a wrong executable or tag offered by hand is checked on Unix only |
 //! | a rebuilt executable: new workers still run the pool's own | yes (`/proc/self/exe`): `process` (`bad_input`) | no: tasks fail with `SpawnFailed` or `BrokenExecutor`, checked by the same test | no, as on the portable path | no (`GetModuleFileNameW`, as on the portable path); a touched one breaks nothing: `process_isolation` (`adversarial`) |
 //! | no descriptor growth with pending tasks | yes: `process_isolation` (`fds`) | yes | builds | yes, handles: `process_isolation` (`fds`) |
@@ -262,13 +262,22 @@
 //!   builder's `timeout` does the same for tasks that run too long
 //!   ([`Error::TaskTimedOut`]; the time to send the argument counts);
 //!   `terminate_workers()` and `kill_workers()` stop everything now.
-//! - **Nothing a task starts outlives its worker.** Each worker leads its
-//!   own process group, and every signal the pool sends goes to the whole
-//!   group; when a worker ends (cancel, timeout, `terminate_workers`,
-//!   `kill_workers`, shutdown or drop of the pool), whatever is left of its
-//!   group is killed. A program a task starts in a group of its own
-//!   (`setsid`) escapes this. Being in their own groups, workers do not get
-//!   the terminal's Ctrl-C; they die with the pool instead.
+//! - **Nothing a task starts outlives its worker, or your program.** Each
+//!   worker leads its own process group, and every signal the pool sends
+//!   goes to the whole group; when a worker ends (cancel, timeout,
+//!   `terminate_workers`, `kill_workers`, shutdown or drop of the pool),
+//!   whatever is left of its group is killed. However your program ends
+//!   (it returns or exits with the pool still running, panics, gets Ctrl-C,
+//!   SIGTERM or SIGKILL), its workers end with it and take their groups
+//!   along (on Windows, each worker's Job object does it). A program a task
+//!   starts in a group of its own (`setsid`) escapes this. Being in their
+//!   own groups, workers do not get the terminal's Ctrl-C; they die with
+//!   the pool instead. A task's terminal output and `tcsetattr` work as in
+//!   your program, even with `stty tostop` (workers ignore SIGTTOU and
+//!   SIGTTIN; a task that reads the terminal gets an error rather than
+//!   stop). `terminate_workers` sends SIGTERM and, after one second,
+//!   SIGKILL to what is left; workers start with default signal
+//!   dispositions, whatever your program ignores or blocks.
 //! - **Who may be a worker.** Everything a worker runs arrives over a
 //!   private channel: two socket pairs created by the pool, one for calls
 //!   and one for answers. The calls' end is the child's standard input,
@@ -284,8 +293,12 @@
 //!   function offsets it names, checked before any offset is used. No
 //!   socket listens anywhere. A task function must live in the program
 //!   itself, not in a dynamic library (its offset would differ in a
-//!   worker): such a task is refused at `submit`. Where the unsafe code is,
-//!   and why each block is sound, is listed below.
+//!   worker): such a task is refused at `submit`. So is every task of a
+//!   pool made inside a dynamic library (a `cdylib` or plugin that a host
+//!   program loads), with an [`Error::InvalidArgument`] that says why: a
+//!   worker is a fresh run of the host's executable, which would run the
+//!   host's `main`; use a [`ThreadPoolExecutor`] there. Where the unsafe
+//!   code is, and why each block is sound, is listed below.
 //!
 //! # For maintainers: how a task flows
 //!
@@ -343,20 +356,27 @@
 //!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
 //!   with `dladdr` (on Windows `GetModuleHandleExW` with
 //!   `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`, whose module handle is its
-//!   image base) at `submit` and refuses the task otherwise; that call is
-//!   the file's other unsafe block.
+//!   image base) at `submit` and refuses the task otherwise; it also
+//!   refuses every task when the anchor's image is not the program's
+//!   executable (found through `getauxval(AT_PHDR)` on Linux,
+//!   `_dyld_get_image_header(0)` on macOS, `GetModuleHandleW(NULL)` on
+//!   Windows). Those calls are the file's other unsafe blocks.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
 //! - `process/platform.rs` (Unix): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
 //!   `dup2` to take the channel off standard input, `kill` for a signal
 //!   other than SIGKILL and for a child's whole process group,
 //!   `waitid(WNOWAIT)` to see a child exit while its pid, and so its
-//!   group's id, is still reserved, `prctl` so a Linux child dies with its
-//!   pool, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
+//!   group's id, is still reserved, `prctl` and a handler (`sigaction`)
+//!   so a Linux child dies with its pool and kills its process group,
+//!   `sigaction` and `pthread_sigmask` to give a worker default signal
+//!   dispositions and an empty mask, `getpgid`/`setpgid` so a worker can
+//!   kill its own group from outside it as it exits, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
 //!   on the other end).
 //! - `process/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
 //!   the inheritable copies of one spawn, the attribute list with the
-//!   handles the child may inherit, `CreateProcessW` (then the child is put
+//!   handles the child may inherit, `GetCommandLineW` for the command line
+//!   the child gets (the pool's own), `CreateProcessW` (then the child is put
 //!   in its Job object before the handshake), the Job object's calls
 //!   (`TerminateJobObject` is the kill), `WaitForSingleObject` and
 //!   `GetExitCodeProcess` to reap, `GetFileInformationByHandle` for the

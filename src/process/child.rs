@@ -5,6 +5,7 @@
 //! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
 //!
 //! A child is a fresh run of the program, started by the pool with the
+//! program's own arguments (for its tasks' `std::env::args`), the
 //! environment variable [`MARKER`] set to the pool's process id (on
 //! Windows followed by the values of the channel's two handles and of the
 //! start gate's section) and the
@@ -54,6 +55,7 @@ pub(crate) fn serve_if_child(before_main: bool) {
     if before_main {
         sys::before_main();
     }
+    sys::worker_signals();
     let code = match sys::on_worker_stack(move || serve_pool(pool, &rest)) {
         Ok(()) => 0,
         // The pool reports a refusal it heard (a panicking initializer, a
@@ -64,7 +66,9 @@ pub(crate) fn serve_if_child(before_main: bool) {
             1
         }
     };
-    std::process::exit(code);
+    // With whatever its tasks left running (on Windows, its Job object
+    // does that).
+    sys::exit_with_group(code);
 }
 
 /// This executable's fingerprint as the process pool measures it: the

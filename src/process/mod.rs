@@ -51,7 +51,7 @@ use windows::arena;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::crew::{self, Crew};
 use crate::remote::call::{Call, Secret};
@@ -137,6 +137,15 @@ pub struct ProcessTransport {
     crew: Arc<Crew<Queued>>,
     shared: Arc<Shared>,
 }
+
+/// How long [`terminate_workers`](ProcessPoolExecutor::terminate_workers)
+/// gives the workers to end on SIGTERM before it kills what is left with
+/// SIGKILL (its docs say one second).
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often `terminate_workers` looks whether the workers have ended
+/// within the grace period.
+const GRACE_CHECK: Duration = Duration::from_millis(5);
 
 /// What the transport and its manager threads share.
 struct Shared {
@@ -274,8 +283,11 @@ impl RemoteExecutor<ProcessTransport> {
     }
 
     /// Stops everything now: cancels the queued tasks, sends SIGTERM to every
-    /// worker (on Windows: ends its Job object), and waits for them. Running
-    /// tasks fail with [`Error::WorkerDied`]; no worker process is left.
+    /// worker (on Windows: ends its Job object), and waits for them. A
+    /// worker still there after a grace period of one second (its task
+    /// ignores or handles SIGTERM) is killed with SIGKILL, so this returns
+    /// in bounded time whatever the tasks do. Running tasks fail with
+    /// [`Error::WorkerDied`]; no worker process is left.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -310,9 +322,20 @@ impl RemoteExecutor<ProcessTransport> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        for process in processes.iter().filter_map(Weak::upgrade) {
+        let processes: Vec<_> = processes.iter().filter_map(Weak::upgrade).collect();
+        for process in &processes {
             process.kill(signal);
         }
+        if signal != sys::KILL {
+            let deadline = Instant::now() + TERMINATE_GRACE;
+            while processes.iter().any(|p| !p.is_reaped()) && Instant::now() < deadline {
+                std::thread::sleep(GRACE_CHECK);
+            }
+            for process in &processes {
+                process.kill(sys::KILL);
+            }
+        }
+        drop(processes);
         crew.shutdown(Shutdown {
             wait: true,
             cancel_futures: true,

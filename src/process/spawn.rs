@@ -407,6 +407,11 @@ impl Process {
         signal(&mut self.lock(), sig);
     }
 
+    /// Whether the child has been reaped: it is gone.
+    pub(crate) fn is_reaped(&self) -> bool {
+        matches!(self.lock().life, Life::Reaped { .. })
+    }
+
     /// Whether someone killed the child.
     pub(crate) fn was_killed(&self) -> bool {
         matches!(

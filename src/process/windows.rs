@@ -37,7 +37,6 @@
 //! handle), which would only keep the channel open after the worker dies.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::windows::ffi::OsStrExt;
@@ -62,6 +61,7 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Console::{
     GetStdHandle, STD_ERROR_HANDLE, STD_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
+use windows_sys::Win32::System::Environment::GetCommandLineW;
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
@@ -204,10 +204,21 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     let mut environment = environment_block(marker, &value);
     let path = executable()?;
     let application: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
-    let mut command_line: Vec<u16> = OsString::from(format!("\"{}\"", path.display()))
-        .encode_wide()
-        .chain([0])
-        .collect();
+    // The child's command line is this process's own, so that a task's
+    // `std::env::args` gives the caller's arguments; they never reach a
+    // `main`, as a worker serves before it (see `init.rs`).
+    // SAFETY: GetCommandLineW takes nothing and returns this process's
+    // command line, a NUL-terminated string that lives as long as the
+    // process.
+    let own = unsafe { GetCommandLineW() };
+    let mut len = 0;
+    // SAFETY: `own` is NUL-terminated (above), so every unit up to and
+    // including the NUL is readable.
+    while unsafe { *own.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` units and the NUL at `own`, readable (above).
+    let mut command_line = unsafe { std::slice::from_raw_parts(own, len + 1) }.to_vec();
     let mut attributes = AttributeList::with_handles(&list)?;
     // SAFETY: all zeroes is a valid value of this plain C struct.
     let mut startup: STARTUPINFOEXW = unsafe { std::mem::zeroed() };
@@ -734,6 +745,17 @@ pub(crate) fn parent_id() -> u32 {
 /// What a child sets up before `main` that std would set up in `main`'s
 /// prologue: nothing on Windows (no SIGPIPE).
 pub(crate) fn before_main() {}
+
+/// A worker's signal set-up (see the Unix half): nothing on Windows, which
+/// has no signals to inherit.
+pub(crate) fn worker_signals() {}
+
+/// Ends this worker. What its tasks started is in its Job object, which
+/// the pool ends when it reaps the worker, or the system when the pool
+/// dies (kill on close).
+pub(crate) fn exit_with_group(code: i32) -> ! {
+    std::process::exit(code)
+}
 
 /// The stack a worker serves on. The remote layer's depth limits assume a
 /// worker encodes a result on a Linux main thread's 8 MiB; Windows' x64

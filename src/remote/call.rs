@@ -23,7 +23,10 @@
 //!
 //! 1. [`Call::of`] refuses a function outside the anchor's image (one in a
 //!    dynamic library: `-C prefer-dynamic`, a `dylib` crate, a plugin),
-//!    whose distance from the anchor differs from run to run.
+//!    whose distance from the anchor differs from run to run; and it
+//!    refuses every task when the anchor itself is not in the program's
+//!    executable (this crate in a `cdylib` that a host program loaded),
+//!    since a worker runs the executable, not the library.
 //! 2. [`Fingerprint`]: at the handshake each side compares the other's
 //!    executable identity (which each transport measures its own way) and
 //!    code layout.
@@ -33,6 +36,7 @@
 //!    refused before any offset is used.
 
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::codec;
@@ -169,6 +173,7 @@ impl Call {
     }
 
     fn checked(trampoline: usize, function: usize) -> Result<Self, Error> {
+        anchor_in_program()?;
         for address in [function, trampoline] {
             in_anchor_image(address)?;
         }
@@ -385,6 +390,34 @@ fn in_anchor_image(address: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether the anchor, and so this crate, lies in the program's executable;
+/// an error that names the library it lies in if not. A worker (a process
+/// pool's child, an MPI rank) is a fresh run of the executable: with this
+/// crate in a dynamic library (a `cdylib` or plugin that a host program
+/// loaded), that is the host, which would run its own `main` rather than
+/// serve, since this crate's constructor is not in it. Checked once.
+fn anchor_in_program() -> Result<(), Error> {
+    static REFUSAL: OnceLock<Option<String>> = OnceLock::new();
+    let refusal = REFUSAL.get_or_init(|| {
+        let anchor = image::of(&ANCHOR as *const u8 as usize);
+        let program = image::program();
+        (anchor.base != program.base).then(|| {
+            format!(
+                "this crate lies in the dynamic library {}, not in the program's executable \
+                 {}: a worker process runs the executable, which would run its own main \
+                 instead of the task. Pools of processes or MPI ranks work only from the \
+                 program itself; use a ThreadPoolExecutor in a dynamic library",
+                anchor.describe(),
+                program.describe(),
+            )
+        })
+    });
+    match refusal {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidArgument(reason.clone())),
+    }
+}
+
 /// Which loaded image holds an address, as the dynamic loader says.
 mod image {
     /// The image's base address (`None`: the loader knows no image there,
@@ -432,6 +465,38 @@ mod image {
         }
     }
 
+    /// The program's executable: the image that holds its program
+    /// headers, which the kernel hands every program (`AT_PHDR`).
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub(super) fn program() -> Image {
+        // SAFETY: getauxval reads the auxiliary vector the kernel passed
+        // this process, and takes and returns plain integers.
+        of(unsafe { libc::getauxval(libc::AT_PHDR) } as usize)
+    }
+
+    /// The program's executable: dyld's first image, whose Mach-O header
+    /// is its base address.
+    #[cfg(all(target_vendor = "apple", not(miri)))]
+    // libc deprecates its dyld bindings in favour of the `mach2` crate; the
+    // function is dyld's own, documented in `<mach-o/dyld.h>`, and one
+    // call does not warrant a dependency.
+    #[allow(deprecated)]
+    pub(super) fn program() -> Image {
+        // SAFETY: dyld's image 0 is the main executable, loaded for the
+        // life of the process; the call only reads dyld's list.
+        of(unsafe { libc::_dyld_get_image_header(0) } as usize)
+    }
+
+    /// The program's executable: the module that `GetModuleHandleW(NULL)`
+    /// names, whose handle is its base address.
+    #[cfg(all(windows, not(miri)))]
+    pub(super) fn program() -> Image {
+        use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+        // SAFETY: with a null name, GetModuleHandleW returns the handle of
+        // the executable that created this process, and takes no reference.
+        of(unsafe { GetModuleHandleW(std::ptr::null()) } as usize)
+    }
+
     /// The image that holds `address`: the module whose mapping contains
     /// it (its handle is its base address), as `dladdr` says on Unix.
     #[cfg(all(windows, not(miri)))]
@@ -477,6 +542,12 @@ mod image {
             base: None,
             path: None,
         }
+    }
+
+    /// Miri's one image.
+    #[cfg(miri)]
+    pub(super) fn program() -> Image {
+        of(0)
     }
 }
 
