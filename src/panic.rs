@@ -53,6 +53,13 @@ pub(crate) fn catch<T>(f: impl FnOnce() -> T) -> Result<T, Error> {
     })
 }
 
+/// Drops `value`, whose `Drop` is user code, where nobody would see it
+/// panic (on a pool's own thread, or in a serving process): a panic in it
+/// is caught and forgotten.
+pub(crate) fn drop_caught<T>(value: T) {
+    let _ = catch(move || drop(value));
+}
+
 /// Drops a panic payload, whose `Drop` is user code and may panic too: that
 /// second payload is leaked rather than dropped (which could panic again).
 fn drop_payload(payload: Box<dyn Any + Send>) {

@@ -44,8 +44,8 @@ static ANCHOR: u8 = 0;
 /// What every trampoline looks like: call the function at `function` on
 /// each of `count` encoded arguments in `frame[start..]` (followed by the
 /// bytes in `tail`, which a transport may carry apart), appending one
-/// encoded outcome per argument to `out`. `Err` means the arguments did not
-/// decode. The trampoline may take `frame`'s buffer or `tail` as a lone
+/// encoded outcome per argument to `out`, whether or not it decoded. The
+/// trampoline may take `frame`'s buffer or `tail` as a lone
 /// byte-vector argument, leaving it empty; it leaves a lone task's
 /// byte-vector result in `tail`, to be sent after `out` (see
 /// `codec::encode_lone_outcome`).
@@ -56,7 +56,7 @@ type Trampoline = fn(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(), String>;
+);
 
 /// What an initializer trampoline looks like.
 type InitTrampoline = fn(function: *const ()) -> Result<(), String>;
@@ -178,7 +178,7 @@ impl Call {
         hasher.finish()
     }
 
-    /// Runs the task on each encoded argument.
+    /// Runs the task on each encoded argument, leaving one outcome each.
     ///
     /// # Safety
     ///
@@ -192,7 +192,7 @@ impl Call {
         start: usize,
         tail: &mut Vec<u8>,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+    ) {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
@@ -215,7 +215,8 @@ impl Call {
 }
 
 /// The trampoline for tasks of type `T`: decode, call, encode, per item.
-/// A panic, or a result that fails to serialize, is that item's outcome.
+/// A panic, or an argument or result that fails to (de)serialize, is that
+/// item's outcome.
 fn run<T: Task>(
     function: *const (),
     count: u32,
@@ -223,7 +224,7 @@ fn run<T: Task>(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+) {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
     // `T` (a function pointer type, as `Task` requires), and this is the
     // trampoline `Call::of` paired with it, so the address is a function of
@@ -238,16 +239,14 @@ fn run<T: Task>(
     frame.append(tail);
     if let Some(arg) = lone {
         codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
-        return Ok(());
+        return;
     }
     let mut args = &frame[start..];
-    for _ in 0..count {
-        let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
-            format!(
-                "the task's argument could not be deserialized in the worker: {}",
-                codec::explain(&error)
-            )
-        })?;
+    for item in 0..count {
+        let (arg, rest) = match codec::take_arg::<T::Args>(args) {
+            Ok(taken) => taken,
+            Err(reason) => return codec::encode_undecoded(reason, count - item, out),
+        };
         args = rest;
         let outcome = panic::catch(|| task.call(arg));
         match count {
@@ -255,7 +254,6 @@ fn run<T: Task>(
             _ => codec::encode_outcome(outcome, out),
         }
     }
-    Ok(())
 }
 
 /// The trampoline for initializers `fn()`.
@@ -456,7 +454,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -470,7 +468,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -486,7 +484,7 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out) };
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -499,9 +497,52 @@ mod tests {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut Vec::new(), &mut out) };
-        assert!(result.unwrap_err().contains("could not be deserialized"));
-        assert!(out.is_empty());
+        unsafe { call.invoke(1, &mut Vec::new(), 0, &mut Vec::new(), &mut out) };
+        let outcomes = codec::decode_outcomes::<u64>(&out, 1).unwrap();
+        assert!(
+            matches!(&outcomes[0], Err(Error::Serialization(m)) if m.contains("could not be deserialized")),
+            "{outcomes:?}"
+        );
+    }
+
+    /// A number whose `Deserialize` panics on 13.
+    #[derive(Debug, serde::Serialize)]
+    struct Unlucky(u8);
+
+    impl<'de> serde::Deserialize<'de> for Unlucky {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let n = u8::deserialize(deserializer)?;
+            assert_ne!(n, 13, "Unlucky panics on 13");
+            Ok(Unlucky(n))
+        }
+    }
+
+    fn unlucky(n: Unlucky) -> u8 {
+        n.0
+    }
+
+    #[test]
+    fn an_argument_whose_deserialize_panics_fails_its_item_and_the_rest_of_its_chunk() {
+        panic::install_hook();
+        let call = Call::of(unlucky as fn(_) -> _).unwrap();
+        let mut args = Vec::new();
+        for n in [1, 13, 2] {
+            codec::append(&Unlucky(n), &mut args).unwrap();
+        }
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out) };
+        let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
+        assert_eq!(outcomes[0], Ok(1), "the item before it stands");
+        assert!(
+            matches!(&outcomes[1], Err(Error::Serialization(m))
+                if m.contains("Deserialize impl panicked") && m.contains("Unlucky panics on 13")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(&outcomes[2], Err(Error::Serialization(m)) if m.starts_with("not run")),
+            "{outcomes:?}"
+        );
     }
 
     #[test]

@@ -8,13 +8,14 @@
 //! ends the service with the reason ([`serve`] returns `Err`), and nothing
 //! the message names is called. The transport then reports the reason and
 //! exits; its front end sees a serving process gone, as after a crash.
-//! Arguments that do not deserialize are not a breach: each item of that
-//! task gets an [`Error::Serialization`] outcome, and the service goes on.
+//! Arguments that do not deserialize are not a breach: the item whose
+//! argument fails (and the items after it in its chunk, which cannot be
+//! found past it) get an `Error::Serialization` outcome, and the service
+//! goes on.
 
 use super::call::{Fingerprint, Secret};
-use super::codec;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
-use crate::{Error, panic};
+use crate::panic;
 
 /// The serving side's end of a transport's channel.
 pub(crate) trait Endpoint {
@@ -163,17 +164,10 @@ pub(crate) fn run_task_with_tail(
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
-    let invoked = unsafe {
+    unsafe {
         header
             .call
             .invoke(header.count, body, TaskHeader::LEN, tail, outcomes)
     };
-    if let Err(reason) = invoked {
-        outcomes.clear();
-        tail.clear();
-        for _ in 0..header.count {
-            codec::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
-        }
-    }
     Ok(())
 }
