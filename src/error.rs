@@ -35,12 +35,24 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked. The worker caught the panic and goes on serving other tasks.
-    #[error("the task panicked{}: {message}", Location(location))]
+    ///
+    /// A worker process or MPI rank prints nothing for it: the report is
+    /// all here, and `Display` shows the backtrace after the first line.
+    #[error(
+        "the task panicked{}: {message}{}",
+        Location(location),
+        Trace(backtrace)
+    )]
     Panicked {
         /// The panic's message, or a placeholder when the payload was not a string.
         message: String,
         /// `file:line:column` of the panic, when it could be captured.
         location: Option<String>,
+        /// For a task that ran in another process (a process pool's worker,
+        /// an MPI rank), the backtrace of its panic there, when the
+        /// `RUST_BACKTRACE` it inherited asks for one. A thread pool's task
+        /// panics in this process, where the panic hook prints it as usual.
+        backtrace: Option<String>,
     },
 
     /// The future was cancelled before its task ran, so it has no result.
@@ -283,6 +295,21 @@ impl fmt::Display for Location<'_> {
     }
 }
 
+/// Formats an optional backtrace on the lines after the first.
+struct Trace<'a>(&'a Option<String>);
+
+impl fmt::Display for Trace<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(backtrace) => write!(
+                f,
+                "\nstack backtrace of the panic, where the task ran:\n{backtrace}"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,13 +319,24 @@ mod tests {
         let with = Error::Panicked {
             message: "boom".into(),
             location: Some("src/x.rs:1:2".into()),
+            backtrace: None,
         };
         assert_eq!(with.to_string(), "the task panicked at src/x.rs:1:2: boom");
         let without = Error::Panicked {
             message: "boom".into(),
             location: None,
+            backtrace: None,
         };
         assert_eq!(without.to_string(), "the task panicked: boom");
+        let traced = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+            backtrace: Some("   0: f".into()),
+        };
+        assert_eq!(
+            traced.to_string(),
+            "the task panicked: boom\nstack backtrace of the panic, where the task ran:\n   0: f"
+        );
     }
 
     #[test]

@@ -205,7 +205,9 @@ fn a_panic_fails_only_its_own_task() {
             .collect();
         assert_eq!(results[0], Ok(1));
         match &results[1] {
-            Err(Error::Panicked { message, location }) => {
+            Err(Error::Panicked {
+                message, location, ..
+            }) => {
                 assert!(message.contains("two is not allowed"), "{message}");
                 assert!(location.as_deref().is_some_and(|l| l.contains("mpi.rs")));
             }

@@ -262,7 +262,9 @@ fn run_initializer(function: *const ()) -> Result<(), String> {
     // of a `fn()` (see `Call::invoke_initializer`).
     let initializer = unsafe { function_at::<fn()>(function) };
     panic::catch(initializer).map_err(|error| match error {
-        Error::Panicked { message, location } => match location {
+        Error::Panicked {
+            message, location, ..
+        } => match location {
             Some(location) => format!("it panicked at {location}: {message}"),
             None => format!("it panicked: {message}"),
         },

@@ -213,9 +213,13 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
         }
-        Err(Error::Panicked { message, location }) => {
+        Err(Error::Panicked {
+            message,
+            location,
+            backtrace,
+        }) => {
             out.push(PANICKED);
-            append(&(message, location), out).expect("strings serialize");
+            append(&(message, location, backtrace), out).expect("strings serialize");
             return;
         }
         Err(Error::Serialization(message)) => message,
@@ -373,9 +377,14 @@ fn decode_outcomes_into<R: DeserializeOwned + 'static>(
                 (outcome, rest)
             }
             PANICKED => {
-                let ((message, location), rest) =
-                    field::<(String, Option<String>)>(rest, "a panic report")?;
-                (Err(Error::Panicked { message, location }), rest)
+                let ((message, location, backtrace), rest) =
+                    field::<(String, Option<String>, Option<String>)>(rest, "a panic report")?;
+                let panicked = Error::Panicked {
+                    message,
+                    location,
+                    backtrace,
+                };
+                (Err(panicked), rest)
             }
             UNSERIALIZABLE => {
                 let (message, rest) = field::<String>(rest, "a serialization report")?;
@@ -426,12 +435,16 @@ mod tests {
             Err(Error::Panicked {
                 message: "boom".into(),
                 location: Some("f.rs:1:1".into()),
+                backtrace: Some("   0: f".into()),
             }),
             &mut out,
         );
         let decoded = decode_outcomes::<String>(&out, 2).unwrap();
         assert_eq!(decoded[0], Ok("ok".into()));
-        assert!(matches!(&decoded[1], Err(Error::Panicked { message, .. }) if message == "boom"));
+        assert!(
+            matches!(&decoded[1], Err(Error::Panicked { message, backtrace: Some(trace), .. })
+                if message == "boom" && trace == "   0: f")
+        );
         assert!(decode_outcomes::<String>(&out, 3).is_err(), "too few");
         assert!(
             decode_outcomes::<String>(&out, 1).is_err(),

@@ -66,8 +66,9 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     let secret = handshake(endpoint, fingerprint)?;
     // After the initializer: a panic hook it set (the only code of the
     // program that runs in a worker before its tasks) is wrapped by ours,
-    // so task panics keep their location.
-    panic::install_hook();
+    // so task panics keep their location. A caught panic prints nothing
+    // here: it travels to the front end in its outcome.
+    panic::install_serving_hook();
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
