@@ -64,10 +64,15 @@ pub(crate) fn helper_mode() {
 /// Runs this binary as the helper for `scenario` and returns its stdout,
 /// failing with its stderr if it did not exit cleanly.
 fn run_helper(scenario: &str) -> String {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .env(HELPER, scenario)
-        .output()
-        .expect("start the helper");
+    run_helper_with(scenario, |_| {}).0
+}
+
+/// [`run_helper`] with the helper's command set up by `set_up` (its
+/// environment, say); returns its stdout and its stderr.
+fn run_helper_with(scenario: &str, set_up: impl FnOnce(&mut Command)) -> (String, String) {
+    let mut helper = Command::new(std::env::current_exe().unwrap());
+    set_up(helper.env(HELPER, scenario));
+    let output = helper.output().expect("start the helper");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -77,7 +82,7 @@ fn run_helper(scenario: &str) -> String {
         "the {scenario} helper failed ({}): {stdout}\n{stderr}",
         output.status
     );
-    stdout.into_owned()
+    (stdout.into_owned(), stderr.into_owned())
 }
 
 fn helper(scenario: &str) -> ! {
@@ -559,22 +564,12 @@ fn a_caught_panic_is_reported_to_the_caller_not_printed_by_the_worker() {
     // stderr it shares with the caller, past libtest's capture, and the
     // error carried no backtrace.
     for backtrace in [None, Some("1")] {
-        let mut helper = Command::new(std::env::current_exe().unwrap());
-        helper.env(HELPER, "panic-report");
-        match backtrace {
-            Some(style) => helper.env("RUST_BACKTRACE", style),
-            None => helper.env_remove("RUST_BACKTRACE"),
-        };
-        let output = helper.output().expect("start the helper");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        assert!(
-            output.status.success(),
-            "{}: {stdout}\n{stderr}",
-            output.status
-        );
+        let (stdout, stderr) = run_helper_with("panic-report", |helper| {
+            match backtrace {
+                Some(style) => helper.env("RUST_BACKTRACE", style),
+                None => helper.env_remove("RUST_BACKTRACE"),
+            };
+        });
         assert!(
             !stderr.contains("a loud panic"),
             "RUST_BACKTRACE={backtrace:?}: printed on stderr: {stderr}"
