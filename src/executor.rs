@@ -201,7 +201,8 @@ pub trait Executor {
     where
         A: Payload,
         R: Payload,
-        I: IntoIterator<Item = A>;
+        I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static;
 
     /// Runs a function of two arguments over pairs of them, yielding the
     /// results in input order: Python's `Pool.starmap` and
@@ -236,7 +237,8 @@ pub trait Executor {
         A: Payload,
         B: Payload,
         R: Payload,
-        I: IntoIterator<Item = (A, B)>;
+        I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static;
 
     /// Like [`map`](Executor::map), but yields each result as soon as its
     /// task finishes (Python's `Pool.imap_unordered`, mpi4py's
@@ -267,6 +269,7 @@ pub trait Executor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }

@@ -147,6 +147,7 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -172,6 +173,7 @@ impl<T: Transport> RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -196,6 +198,7 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }
@@ -205,6 +208,7 @@ impl<T: Transport> RemoteExecutor<T> {
     fn map_task<F: Task, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
     where
         I: IntoIterator<Item = F::Args>,
+        I::IntoIter: Send + 'static,
     {
         let call = Call::of(task);
         let submit = move |chunk: &mut Vec<F::Args>, meter: Option<&Arc<Meter>>| {
@@ -298,6 +302,7 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::map(self, task, inputs)
     }
@@ -308,6 +313,7 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::starmap(self, task, inputs)
     }

@@ -162,6 +162,7 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         let task = Arc::new(task);
         let submit = move |chunk: &mut Vec<A>, meter: Option<&Arc<Meter>>| {
@@ -289,6 +290,7 @@ impl ThreadPoolExecutor {
         F::Output: Send + 'static,
         Args: Send + 'static,
         I: IntoIterator<Item = Args>,
+        I::IntoIter: Send + 'static,
     {
         self.map(move |args| task.call_with(args), inputs)
     }
@@ -317,6 +319,7 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }
@@ -384,6 +387,7 @@ impl Executor for ThreadPoolExecutor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         ThreadPoolExecutor::map(self, task, inputs)
     }
@@ -394,6 +398,7 @@ impl Executor for ThreadPoolExecutor {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         ThreadPoolExecutor::starmap(self, task, inputs)
     }
