@@ -9,6 +9,9 @@
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
+//! - [`gate`]: the word shared with each child that decides whether a call
+//!   sent ahead starts there or is taken back (Unix; on Windows, none yet,
+//!   and one call at a time).
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `platform` (Unix) and `windows` (Windows), one of them built as
@@ -29,6 +32,7 @@
 mod arena;
 pub(crate) mod child;
 mod frame;
+mod gate;
 mod manager;
 #[cfg(unix)]
 mod platform;
@@ -86,7 +90,13 @@ use spawn::{Process, Recipe};
 /// Tiny tasks: while a worker answers quickly, its manager thread sends it
 /// several tasks at once (up to 32, written in one system call), and
 /// fewer again as soon as one is slow; with a per-task timeout, one at a
-/// time.
+/// time. A task sent ahead stays pending (`running()` is false, and
+/// `cancel()` stops it without touching the worker) until the worker
+/// starts it; when the worker spends more than 2 ms on one task with
+/// others waiting behind it, those go back to the pool's queue for
+/// whichever worker is free, and a `map` chunk is cut after its running
+/// input, so uneven work spreads over the workers. (On Windows, one task
+/// at a time is sent to each worker.)
 ///
 /// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
 /// 256 KiB or more does not go through the worker's channel but through
@@ -167,11 +177,14 @@ impl Shared {
     }
 }
 
-/// What the manager threads' queue holds: a [`Work`], and where a cancel
-/// finds it if a manager already claimed it.
+/// What the manager threads' queue holds: a [`Work`], whether its future
+/// was claimed already (the rest of a `map` chunk cut on a busy worker, or
+/// work that came back from a manager that could start no child), and
+/// whether it was sent to a child that died before starting it.
 pub(crate) struct Queued {
     work: Work,
-    claim: manager::Claim,
+    claimed: bool,
+    resent: bool,
 }
 
 impl crew::Job for Queued {
@@ -199,7 +212,8 @@ impl sealed::Transport for ProcessTransport {
     fn send(&self, work: Work) {
         self.crew.enqueue(Queued {
             work,
-            claim: manager::Claim::Unclaimed,
+            claimed: false,
+            resent: false,
         });
     }
 

@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use super::arena;
 use super::frame::{ReceiveFd, SendFd};
+use super::gate::Gate;
 
 pub(crate) use std::os::unix::process::parent_id;
 
@@ -106,7 +107,9 @@ pub(crate) struct OsChild(Child);
 /// process's pid and its private channel: two fresh socket pairs, one
 /// each way. The child's end of the calls' pair is its standard input,
 /// and the first bytes on it carry the child's end of the answers' pair.
-/// Returns the child with the pool's ends (reader, writer).
+/// Then come the child's start [`Gate`]'s descriptor, if one could be
+/// made (one byte, with or without it). Returns the child with the pool's
+/// ends (reader, writer) and its gate.
 ///
 /// One pair each way, not one pair both ways, because a Unix socket has
 /// one wait queue for its readers and writers, and reading bytes wakes the
@@ -115,15 +118,27 @@ pub(crate) struct OsChild(Child);
 /// answer, and the manager reading the answer woke the child waiting for
 /// its next call, for nothing. A serial round trip took 4.2 context
 /// switches on Linux; with a pair each way, 2.0.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> {
+pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
     let spawning = spawning();
     let (calls, theirs) = UnixStream::pair()?;
     let (answers, answering) = UnixStream::pair()?;
     // Everything that can fail comes before the spawn. The answers' end
-    // waits in the calls' socket until the child takes it; if the child
-    // dies first, it goes with the socket, and the pool reads the end.
+    // and the gate wait in the calls' socket until the child takes them;
+    // if the child dies first, they go with the socket.
     arena::send_with_fd(calls.as_fd(), &[0], answering.as_fd())?;
     drop(answering);
+    // Without a gate (no shared memory here), the pool sends one call at a
+    // time: correct, only slower for tiny tasks.
+    let gate = match Gate::create() {
+        Ok((gate, fd)) => {
+            arena::send_with_fd(calls.as_fd(), &[1], fd.as_fd())?;
+            Some(gate)
+        }
+        Err(_) => {
+            (&calls).write_all(&[0])?;
+            None
+        }
+    };
     let mut command = Command::new(executable()?);
     if let Some(name) = std::env::args_os().next() {
         command.arg0(name);
@@ -139,7 +154,12 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     // the channel would never report end-of-file when the child dies.
     drop(command);
     drop(spawning);
-    Ok((OsChild(child), Deadline::new(answers), Deadline::new(calls)))
+    Ok((
+        OsChild(child),
+        Deadline::new(answers),
+        Deadline::new(calls),
+        gate,
+    ))
 }
 
 impl OsChild {
@@ -225,6 +245,30 @@ impl Deadline {
         self.deadline = deadline;
     }
 
+    /// Whether bytes can be read before `until` (or the channel closed):
+    /// a wait that, unlike a read with a deadline, never stops in the
+    /// middle of a frame.
+    pub(crate) fn readable_by(&self, until: Instant) -> bool {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            let mut poll = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `poll` is one valid pollfd, for the call's duration,
+            // of a descriptor we own.
+            match unsafe { libc::poll(&mut poll, 1, millis) } {
+                0 => return false,
+                n if n > 0 => return true,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                // A failing poll: let the read say what is wrong.
+                _ => return true,
+            }
+        }
+    }
+
     /// Sets the socket's timeout (for reads or for writes, as `set` does)
     /// to what is left until the deadline.
     fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
@@ -307,6 +351,40 @@ pub(crate) fn before_main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Whether this process is a copy of a worker that a task made with
+/// `fork()`, rather than the worker itself: set in the copy by a
+/// `pthread_atfork` handler that [`watch_for_forks`] installs.
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`end_if_forked`] tell a worker from a copy that a task forked
+/// off it.
+pub(crate) fn watch_for_forks() {
+    extern "C" fn in_the_copy() {
+        // ORDERING: the copy has one thread, the one that forked; nothing
+        // else reads the flag there.
+        FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: pthread_atfork only records the handler, a function that
+    // stores to an atomic (async-signal-safe, as a fork child handler must
+    // be); it runs in the copy of every later fork() of this process.
+    unsafe { libc::pthread_atfork(None, None, Some(in_the_copy)) };
+}
+
+/// Ends a copy of the worker that a task made with `fork()` (see
+/// [`watch_for_forks`]), at once and silently: only the worker itself
+/// speaks on the channel, so no answer is ever sent twice, and no item of
+/// the worker's runs again in the copy. In the worker, does nothing.
+pub(crate) fn end_if_forked() {
+    // ORDERING: see `watch_for_forks`; the flag is only ever set in the
+    // copy, by the thread that then reads it.
+    if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: _exit ends the process without running its exit hooks
+        // (which would flush the worker's buffers in the copy's name); it
+        // touches no memory of ours.
+        unsafe { libc::_exit(0) };
+    }
+}
+
 /// Runs the child's service: here, on the first thread, whose stack (8 MiB
 /// by default on Linux and macOS) is what the remote layer's depth limits
 /// assume a worker encodes on.
@@ -320,8 +398,12 @@ pub(crate) type ChildWriter = UnixStream;
 /// The child's side: takes the private channel off standard input (a
 /// close-on-exec copy; `/dev/null` takes descriptor 0) and the answers'
 /// end that comes first on it, checks that the pool process made both, and
-/// ties this child to the pool. The marker's `rest` is empty on Unix.
-pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWriter), String> {
+/// ties this child to the pool; then the start gate, if the pool made one.
+/// The marker's `rest` is empty on Unix.
+pub(crate) fn take_channel(
+    pool: u32,
+    _rest: &str,
+) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
     let stdin = io::stdin();
     // `try_clone_to_owned` duplicates with close-on-exec set.
     let channel = stdin
@@ -351,8 +433,17 @@ pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWrite
         _ => return Err("the private channel did not start with its answers' end".into()),
     };
     made_by_pool(&answers, "the channel's answers' end")?;
+    let mut received = None;
+    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
+    let gate = match (read, received) {
+        (Ok(1), Some(fd)) => {
+            Some(Gate::adopt(fd).map_err(|e| format!("cannot map the start gate: {e}"))?)
+        }
+        (Ok(1), None) => None,
+        _ => return Err("the private channel did not carry its start gate".into()),
+    };
     let reader = tie_to_pool(pool, calls)?;
-    Ok((reader, answers))
+    Ok((reader, answers, gate))
 }
 
 /// The pid of the process that made the other end of `channel`.

@@ -47,6 +47,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 use std::{env, ptr, thread};
 
+use super::gate::Gate;
+
 use super::frame::{ReceiveFd, SendFd};
 
 use windows_sys::Wdk::System::Threading::{NtQueryInformationProcess, ProcessBasicInformation};
@@ -171,8 +173,9 @@ pub(crate) struct OsChild {
 
 /// Starts a run of [`executable`] as a child with `marker` set to this
 /// process's pid and the values of its channel's handles; returns it with
-/// the pool's ends of the channel (reader, writer). See the module docs.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> {
+/// the pool's ends of the channel (reader, writer), and no start gate (see
+/// `gate`). See the module docs.
+pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
     let spawning = spawning();
     let (child_reads, pool_writes) = pipe()?;
     let (pool_reads, child_writes) = pipe()?;
@@ -267,7 +270,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     }
     let reader = Deadline::new(pool_reads, Arc::clone(&job));
     let writer = Deadline::new(pool_writes, Arc::clone(&job));
-    Ok((OsChild { process, job }, reader, writer))
+    Ok((OsChild { process, job }, reader, writer, None))
 }
 
 impl OsChild {
@@ -444,6 +447,13 @@ impl Deadline {
         }
     }
 
+    /// Whether bytes can be read before `until`: always, as far as the
+    /// pool asks here (only a start gate, which Windows has none of yet,
+    /// makes it wait for an answer with patience).
+    pub(crate) fn readable_by(&self, _until: Instant) -> bool {
+        true
+    }
+
     fn passed(&self) -> bool {
         self.deadline.is_some_and(|at| Instant::now() >= at)
     }
@@ -467,6 +477,12 @@ impl Drop for Deadline {
 /// Big payloads take the pipe on Windows: there is no arena (a file
 /// mapping duplicated into the child would be one), so no descriptor is
 /// ever handed over and [`arena::Arena`] has no values.
+/// Windows has no `fork()`: a worker is never copied.
+pub(crate) fn watch_for_forks() {}
+
+/// Nothing to end: see [`watch_for_forks`].
+pub(crate) fn end_if_forked() {}
+
 pub(crate) mod arena {
     use std::io;
 
@@ -722,7 +738,10 @@ pub(crate) type ChildWriter = File;
 /// `rest` (`read:write`), checks that they are pipes, not one of this
 /// process's standard handles, and makes them non-inheritable. The pool
 /// (`pool`) holds their jobs' handles: if it dies, this child is killed.
-pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWriter), String> {
+pub(crate) fn take_channel(
+    _pool: u32,
+    rest: &str,
+) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
     let (read, write) = rest
         .split_once(':')
         .and_then(|(r, w)| Some((r.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
@@ -760,6 +779,7 @@ pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWrite
         (
             File::from_raw_handle(read as RawHandle),
             File::from_raw_handle(write as RawHandle),
+            None,
         )
     })
 }

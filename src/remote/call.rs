@@ -44,8 +44,9 @@ static ANCHOR: u8 = 0;
 /// What every trampoline looks like: call the function at `function` on
 /// each of `count` encoded arguments in `frame[start..]` (followed by the
 /// bytes in `tail`, which a transport may carry apart), appending one
-/// encoded outcome per argument to `out`, whether or not it decoded. The
-/// trampoline may take `frame`'s buffer or `tail` as a lone
+/// encoded outcome per argument to `out`, whether or not it decoded, as
+/// long as `may_start` allows each next item (see [`Ran`]). The trampoline
+/// may take `frame`'s buffer or `tail` as a lone
 /// byte-vector argument, leaving it empty; it leaves a lone task's
 /// byte-vector result in `tail`, to be sent after `out` (see
 /// `codec::encode_lone_outcome`).
@@ -56,7 +57,19 @@ type Trampoline = fn(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-);
+    may_start: &mut dyn FnMut() -> bool,
+) -> Ran;
+
+/// How much of a task message ran: the items before the first that
+/// `may_start` refused (all of them, if it refused none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ran {
+    /// How many items ran, from the first.
+    pub(crate) done: u32,
+    /// How many bytes of the encoded arguments (from `start`) they took;
+    /// of use only when some items did not run (0 for a lone task).
+    pub(crate) consumed: usize,
+}
 
 /// What an initializer trampoline looks like.
 type InitTrampoline = fn(function: *const ()) -> Result<(), String>;
@@ -178,7 +191,8 @@ impl Call {
         hasher.finish()
     }
 
-    /// Runs the task on each encoded argument, leaving one outcome each.
+    /// Runs the task on each encoded argument that `may_start` allows,
+    /// asked before each.
     ///
     /// # Safety
     ///
@@ -192,12 +206,21 @@ impl Call {
         start: usize,
         tail: &mut Vec<u8>,
         out: &mut Vec<u8>,
-    ) {
+        may_start: &mut dyn FnMut() -> bool,
+    ) -> Ran {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
         let trampoline = unsafe { function_at::<Trampoline>(address(self.trampoline)) };
-        trampoline(address(self.function), count, frame, start, tail, out)
+        trampoline(
+            address(self.function),
+            count,
+            frame,
+            start,
+            tail,
+            out,
+            may_start,
+        )
     }
 
     /// Runs an initializer.
@@ -214,9 +237,9 @@ impl Call {
     }
 }
 
-/// The trampoline for tasks of type `T`: decode, call, encode, per item.
-/// A panic, or an argument or result that fails to (de)serialize, is that
-/// item's outcome.
+/// The trampoline for tasks of type `T`: decode, call, encode, per item,
+/// while `may_start` allows the next. A panic, or an argument or a result
+/// that fails to (de)serialize, is that item's outcome.
 fn run<T: Task>(
     function: *const (),
     count: u32,
@@ -224,12 +247,20 @@ fn run<T: Task>(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) {
+    may_start: &mut dyn FnMut() -> bool,
+) -> Ran {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
     // `T` (a function pointer type, as `Task` requires), and this is the
     // trampoline `Call::of` paired with it, so the address is a function of
     // exactly this type (see `Call::invoke`).
     let task = unsafe { function_at::<T>(function) };
+    let nothing = Ran {
+        done: 0,
+        consumed: 0,
+    };
+    if count == 0 || !may_start() {
+        return nothing;
+    }
     let lone = match count {
         1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start),
         1 => codec::take_tail::<T::Args>(&frame[start..], tail),
@@ -239,13 +270,29 @@ fn run<T: Task>(
     frame.append(tail);
     if let Some(arg) = lone {
         codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
-        return;
+        return Ran {
+            done: 1,
+            consumed: 0,
+        };
     }
     let mut args = &frame[start..];
-    for item in 0..count {
+    let total = args.len();
+    for done in 0..count {
+        if done > 0 && !may_start() {
+            return Ran {
+                done,
+                consumed: total - args.len(),
+            };
+        }
         let (arg, rest) = match codec::take_arg::<T::Args>(args) {
             Ok(taken) => taken,
-            Err(reason) => return codec::encode_undecoded(reason, count - item, out),
+            Err(reason) => {
+                codec::encode_undecoded(reason, count - done, out);
+                return Ran {
+                    done: count,
+                    consumed: total,
+                };
+            }
         };
         args = rest;
         let outcome = panic::catch(|| task.call(arg));
@@ -253,6 +300,10 @@ fn run<T: Task>(
             1 => codec::encode_lone_outcome(outcome, out, tail),
             _ => codec::encode_outcome(outcome, out),
         }
+    }
+    Ran {
+        done: count,
+        consumed: total,
     }
 }
 
@@ -456,7 +507,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) };
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -470,7 +521,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) };
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -486,7 +537,7 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out) };
+        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out, &mut || true) };
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -495,11 +546,68 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_stops_where_it_may_not_start_the_next_item() {
+        let call = Call::of(double as fn(_) -> _).unwrap();
+        let mut args = Vec::new();
+        for n in [1_u32, 300, 5] {
+            codec::append(&n, &mut args).unwrap();
+        }
+        let two = {
+            let mut first_two = Vec::new();
+            codec::append(&1_u32, &mut first_two).unwrap();
+            codec::append(&300_u32, &mut first_two).unwrap();
+            first_two.len()
+        };
+        let mut allowed = 2;
+        let mut may_start = || {
+            allowed -= 1;
+            allowed >= 0
+        };
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        let ran =
+            unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
+        assert_eq!(
+            ran,
+            Ran {
+                done: 2,
+                consumed: two
+            }
+        );
+        assert_eq!(
+            codec::decode_outcomes::<u64>(&out, 2).unwrap(),
+            [Ok(2), Ok(600)]
+        );
+        // Refused at once: nothing runs.
+        let mut out = Vec::new();
+        // SAFETY: as above.
+        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || false) };
+        assert_eq!(
+            ran,
+            Ran {
+                done: 0,
+                consumed: 0
+            }
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(1, &mut Vec::new(), 0, &mut Vec::new(), &mut out) };
+        let ran = unsafe {
+            call.invoke(
+                1,
+                &mut Vec::new(),
+                0,
+                &mut Vec::new(),
+                &mut out,
+                &mut || true,
+            )
+        };
+        assert_eq!(ran.done, 1, "its outcome is the error");
         let outcomes = codec::decode_outcomes::<u64>(&out, 1).unwrap();
         assert!(
             matches!(&outcomes[0], Err(Error::Serialization(m)) if m.contains("could not be deserialized")),
@@ -533,7 +641,8 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out) };
+        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
+        assert_eq!(ran.done, 3, "an outcome each");
         let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
         assert_eq!(outcomes[0], Ok(1), "the item before it stands");
         assert!(
