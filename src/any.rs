@@ -102,6 +102,7 @@ impl Executor for AnyExecutor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         on_pool!(self, pool => Executor::map(pool, task, inputs))
     }
@@ -112,6 +113,7 @@ impl Executor for AnyExecutor {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         on_pool!(self, pool => Executor::starmap(pool, task, inputs))
     }

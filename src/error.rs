@@ -35,12 +35,24 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked. The worker caught the panic and goes on serving other tasks.
-    #[error("the task panicked{}: {message}", Location(location))]
+    ///
+    /// A worker process or MPI rank prints nothing for it: the report is
+    /// all here, and `Display` shows the backtrace after the first line.
+    #[error(
+        "the task panicked{}: {message}{}",
+        Location(location),
+        Trace(backtrace)
+    )]
     Panicked {
         /// The panic's message, or a placeholder when the payload was not a string.
         message: String,
         /// `file:line:column` of the panic, when it could be captured.
         location: Option<String>,
+        /// For a task that ran in another process (a process pool's worker,
+        /// an MPI rank), the backtrace of its panic there, when the
+        /// `RUST_BACKTRACE` it inherited asks for one. A thread pool's task
+        /// panics in this process, where the panic hook prints it as usual.
+        backtrace: Option<String>,
     },
 
     /// The future was cancelled before its task ran, so it has no result.
@@ -52,10 +64,14 @@ pub enum Error {
     /// This is about the *wait*, not the task: for
     /// [`Future::result_timeout`](crate::Future::result_timeout) the future
     /// stays usable: ask again later, or [`cancel`](crate::Future::cancel) it.
-    /// A task stopped by a process pool's per-task limit gets
+    /// A [`Map`](crate::Map) or [`as_completed`](crate::as_completed) with a
+    /// timeout yields it once and ends (the map cancels its tasks that have
+    /// not started). A task stopped by a process pool's per-task limit gets
     /// [`Error::TaskTimedOut`] instead.
     #[error(
-        "timed out waiting for the result; the task may still finish, so you can wait again or cancel it"
+        "the deadline passed before the result was ready; a future's task may still finish, so \
+         wait again or cancel it; a map or as_completed with a timeout ends here, and the map \
+         cancelled its tasks that had not started"
     )]
     Timeout,
 
@@ -116,10 +132,11 @@ pub enum Error {
     /// A task's argument or result could not be serialized or deserialized
     /// for the trip to or from a worker process.
     ///
-    /// Process pools send data with serde. The message says which side failed
-    /// and why; an argument that fails is reported before anything is sent.
+    /// Process and MPI pools send data with serde. The message says which
+    /// side failed and why; an argument that fails to serialize is reported
+    /// before anything is sent.
     #[error(
-        "{0}; process pools send arguments and results with serde, so make the type serialize cleanly"
+        "{0} (a process or MPI pool sends a task's arguments and result with serde; a thread pool does not)"
     )]
     Serialization(String),
 
@@ -143,11 +160,15 @@ pub enum Error {
         signal: Option<i32>,
     },
 
-    /// A worker process sent something that breaks the wire protocol.
+    /// A worker process or MPI rank sent something that breaks the wire
+    /// protocol.
     ///
-    /// The task fails and the worker is replaced. This points to a bug, or to
-    /// something else writing to the worker's private channel.
-    #[error("protocol error talking to a worker process: {0}; the worker was replaced")]
+    /// The task fails; a process pool replaces the worker. This points to a
+    /// bug, or to something else writing to the worker's private channel.
+    #[error(
+        "a worker process or MPI rank broke the wire protocol: {0}; this task failed, and a \
+         process pool replaced the worker"
+    )]
     Protocol(String),
 
     /// A pool needs [`init`](crate::init) in `main`, and it was not called.
@@ -162,7 +183,7 @@ pub enum Error {
     InitMissing,
 
     /// A setting or argument is out of range; the message names it and the valid range.
-    #[error("invalid argument: {0}")]
+    #[error("{0}")]
     InvalidArgument(String),
 }
 
@@ -298,6 +319,21 @@ impl fmt::Display for Location<'_> {
     }
 }
 
+/// Formats an optional backtrace on the lines after the first.
+struct Trace<'a>(&'a Option<String>);
+
+impl fmt::Display for Trace<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(backtrace) => write!(
+                f,
+                "\nstack backtrace of the panic, where the task ran:\n{backtrace}"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,13 +343,39 @@ mod tests {
         let with = Error::Panicked {
             message: "boom".into(),
             location: Some("src/x.rs:1:2".into()),
+            backtrace: None,
         };
         assert_eq!(with.to_string(), "the task panicked at src/x.rs:1:2: boom");
         let without = Error::Panicked {
             message: "boom".into(),
             location: None,
+            backtrace: None,
         };
         assert_eq!(without.to_string(), "the task panicked: boom");
+        let traced = Error::Panicked {
+            message: "boom".into(),
+            location: None,
+            backtrace: Some("   0: f".into()),
+        };
+        assert_eq!(
+            traced.to_string(),
+            "the task panicked: boom\nstack backtrace of the panic, where the task ran:\n   0: f"
+        );
+    }
+
+    #[test]
+    fn debug_says_the_variant_once() {
+        // Before: "InvalidArgument: invalid argument: max_workers ...".
+        let invalid = Error::InvalidArgument("max_workers must be at least 1".into());
+        assert_eq!(
+            format!("{invalid:?}"),
+            "InvalidArgument: max_workers must be at least 1"
+        );
+        let timeout = format!("{:?}", Error::Timeout);
+        assert!(
+            timeout.starts_with("Timeout: the deadline passed") && timeout.contains("a map"),
+            "{timeout}"
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn main() {
         results_do_not_depend_on_the_chunk_size,
         quick_tasks_grow_the_default_chunks,
         a_panic_fails_only_its_own_task,
+        a_rank_survives_an_argument_whose_deserialize_panics,
         starmap_and_map_unordered_work,
         generic_executor_code_runs_on_mpi,
         futures_work_with_as_completed,
@@ -204,7 +205,9 @@ fn a_panic_fails_only_its_own_task() {
             .collect();
         assert_eq!(results[0], Ok(1));
         match &results[1] {
-            Err(Error::Panicked { message, location }) => {
+            Err(Error::Panicked {
+                message, location, ..
+            }) => {
                 assert!(message.contains("two is not allowed"), "{message}");
                 assert!(location.as_deref().is_some_and(|l| l.contains("mpi.rs")));
             }
@@ -214,6 +217,41 @@ fn a_panic_fails_only_its_own_task() {
     }
     // The rank that caught the panic goes on serving.
     assert_eq!(settle(&executor.submit(square, 9)), Ok(81));
+}
+
+/// A number whose `Deserialize` panics on 13: in the rank, for an argument.
+#[derive(Debug, serde::Serialize)]
+struct Unlucky(u32);
+
+impl<'de> serde::Deserialize<'de> for Unlucky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(deserializer)?;
+        if n == 13 {
+            fixtures::quiet_expected_panics();
+            panic!("{}Unlucky's Deserialize panics on 13", fixtures::EXPECTED);
+        }
+        Ok(Unlucky(n))
+    }
+}
+
+fn number(n: Unlucky) -> u32 {
+    n.0
+}
+
+/// The panic is that task's error; the same rank (a rank's death would
+/// abort the job, or break the pool) serves the next task.
+fn a_rank_survives_an_argument_whose_deserialize_panics() {
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let (rank, ..) = settle(&executor.submit(where_am_i, ())).unwrap();
+    match settle(&executor.submit(number, Unlucky(13))) {
+        Err(Error::Serialization(message)) => {
+            assert!(message.contains("Deserialize impl panicked"), "{message}");
+        }
+        other => panic!("expected Error::Serialization, got {other:?}"),
+    }
+    assert_eq!(settle(&executor.submit(number, Unlucky(12))), Ok(12));
+    let (again, ..) = settle(&executor.submit(where_am_i, ())).unwrap();
+    assert_eq!(again, rank, "the same rank serves on");
 }
 
 fn pangkat(basis: u64, eksponen: u32) -> u64 {

@@ -16,7 +16,10 @@ fn a_panic_becomes_panicked_with_its_message_and_location() {
     let executor = ThreadPoolExecutor::new(1);
     let line = line!() + 1;
     let future = executor.submit(|n: u32| -> u32 { panic!("task {n} failed") }, 7);
-    let Err(Error::Panicked { message, location }) = future.result_timeout(PATIENCE) else {
+    let Err(Error::Panicked {
+        message, location, ..
+    }) = future.result_timeout(PATIENCE)
+    else {
         panic!("expected Error::Panicked");
     };
     assert_eq!(message, "task 7 failed");

@@ -191,7 +191,10 @@ fn a_hook_set_by_the_initializer_keeps_panic_locations() {
         .build()
         .unwrap();
     let outcome = executor.submit(panics, ()).result_timeout(PATIENCE);
-    let Err(concurrent_futures::Error::Panicked { message, location }) = outcome else {
+    let Err(concurrent_futures::Error::Panicked {
+        message, location, ..
+    }) = outcome
+    else {
         panic!("expected Panicked, got {outcome:?}");
     };
     assert_eq!(message, "on purpose");

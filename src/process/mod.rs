@@ -389,7 +389,9 @@ impl RemoteBuilder<ProcessTransport> {
     /// It is the place for a worker's own set-up, such as a panic hook or
     /// logging: a worker serves before `main`, so nothing of `main` runs
     /// there. A panic hook it sets is wrapped by the pool's, so a task's
-    /// [`Error::Panicked`] still says where it panicked.
+    /// [`Error::Panicked`] still says where it panicked; a panic the pool
+    /// catches does not reach it, since the worker prints nothing for one
+    /// (its report travels in the error).
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;

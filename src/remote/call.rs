@@ -48,9 +48,9 @@ static ANCHOR: u8 = 0;
 /// What every trampoline looks like: call the function at `function` on
 /// each of `count` encoded arguments in `frame[start..]` (followed by the
 /// bytes in `tail`, which a transport may carry apart), appending one
-/// encoded outcome per argument to `out`, as long as `may_start` allows
-/// each next item (see [`Ran`]). `Err` means the arguments did not
-/// decode. The trampoline may take `frame`'s buffer or `tail` as a lone
+/// encoded outcome per argument to `out`, whether or not it decoded, as
+/// long as `may_start` allows each next item (see [`Ran`]). The trampoline
+/// may take `frame`'s buffer or `tail` as a lone
 /// byte-vector argument, leaving it empty; it leaves a lone task's
 /// byte-vector result in `tail`, to be sent after `out` (see
 /// `codec::encode_lone_outcome`).
@@ -62,7 +62,7 @@ type Trampoline = fn(
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
     may_start: &mut dyn FnMut() -> bool,
-) -> Result<Ran, String>;
+) -> Ran;
 
 /// How much of a task message ran: the items before the first that
 /// `may_start` refused (all of them, if it refused none).
@@ -212,7 +212,7 @@ impl Call {
         tail: &mut Vec<u8>,
         out: &mut Vec<u8>,
         may_start: &mut dyn FnMut() -> bool,
-    ) -> Result<Ran, String> {
+    ) -> Ran {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
@@ -243,8 +243,8 @@ impl Call {
 }
 
 /// The trampoline for tasks of type `T`: decode, call, encode, per item,
-/// while `may_start` allows the next. A panic, or a result that fails to
-/// serialize, is that item's outcome.
+/// while `may_start` allows the next. A panic, or an argument or a result
+/// that fails to (de)serialize, is that item's outcome.
 fn run<T: Task>(
     function: *const (),
     count: u32,
@@ -253,7 +253,7 @@ fn run<T: Task>(
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
     may_start: &mut dyn FnMut() -> bool,
-) -> Result<Ran, String> {
+) -> Ran {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
     // `T` (a function pointer type, as `Task` requires), and this is the
     // trampoline `Call::of` paired with it, so the address is a function of
@@ -264,7 +264,7 @@ fn run<T: Task>(
         consumed: 0,
     };
     if count == 0 || !may_start() {
-        return Ok(nothing);
+        return nothing;
     }
     let lone = match count {
         1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start),
@@ -275,26 +275,30 @@ fn run<T: Task>(
     frame.append(tail);
     if let Some(arg) = lone {
         codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
-        return Ok(Ran {
+        return Ran {
             done: 1,
             consumed: 0,
-        });
+        };
     }
     let mut args = &frame[start..];
     let total = args.len();
     for done in 0..count {
         if done > 0 && !may_start() {
-            return Ok(Ran {
+            return Ran {
                 done,
                 consumed: total - args.len(),
-            });
+            };
         }
-        let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
-            format!(
-                "the task's argument could not be deserialized in the worker: {}",
-                codec::explain(&error)
-            )
-        })?;
+        let (arg, rest) = match codec::take_arg::<T::Args>(args) {
+            Ok(taken) => taken,
+            Err(reason) => {
+                codec::encode_undecoded(reason, count - done, out);
+                return Ran {
+                    done: count,
+                    consumed: total,
+                };
+            }
+        };
         args = rest;
         let outcome = panic::catch(|| task.call(arg));
         match count {
@@ -302,10 +306,10 @@ fn run<T: Task>(
             _ => codec::encode_outcome(outcome, out),
         }
     }
-    Ok(Ran {
+    Ran {
         done: count,
         consumed: total,
-    })
+    }
 }
 
 /// The trampoline for initializers `fn()`.
@@ -314,7 +318,9 @@ fn run_initializer(function: *const ()) -> Result<(), String> {
     // of a `fn()` (see `Call::invoke_initializer`).
     let initializer = unsafe { function_at::<fn()>(function) };
     panic::catch(initializer).map_err(|error| match error {
-        Error::Panicked { message, location } => match location {
+        Error::Panicked {
+            message, location, ..
+        } => match location {
             Some(location) => format!("it panicked at {location}: {message}"),
             None => format!("it panicked: {message}"),
         },
@@ -572,7 +578,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -586,7 +592,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -602,7 +608,7 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
+        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out, &mut || true) };
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -633,7 +639,7 @@ mod tests {
         let ran =
             unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
         assert_eq!(
-            ran.unwrap(),
+            ran,
             Ran {
                 done: 2,
                 consumed: two
@@ -648,7 +654,7 @@ mod tests {
         // SAFETY: as above.
         let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || false) };
         assert_eq!(
-            ran.unwrap(),
+            ran,
             Ran {
                 done: 0,
                 consumed: 0
@@ -662,7 +668,7 @@ mod tests {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let result = unsafe {
+        let ran = unsafe {
             call.invoke(
                 1,
                 &mut Vec::new(),
@@ -672,8 +678,53 @@ mod tests {
                 &mut || true,
             )
         };
-        assert!(result.unwrap_err().contains("could not be deserialized"));
-        assert!(out.is_empty());
+        assert_eq!(ran.done, 1, "its outcome is the error");
+        let outcomes = codec::decode_outcomes::<u64>(&out, 1).unwrap();
+        assert!(
+            matches!(&outcomes[0], Err(Error::Serialization(m)) if m.contains("could not be deserialized")),
+            "{outcomes:?}"
+        );
+    }
+
+    /// A number whose `Deserialize` panics on 13.
+    #[derive(Debug, serde::Serialize)]
+    struct Unlucky(u8);
+
+    impl<'de> serde::Deserialize<'de> for Unlucky {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let n = u8::deserialize(deserializer)?;
+            assert_ne!(n, 13, "Unlucky panics on 13");
+            Ok(Unlucky(n))
+        }
+    }
+
+    fn unlucky(n: Unlucky) -> u8 {
+        n.0
+    }
+
+    #[test]
+    fn an_argument_whose_deserialize_panics_fails_its_item_and_the_rest_of_its_chunk() {
+        panic::install_hook();
+        let call = Call::of(unlucky as fn(_) -> _).unwrap();
+        let mut args = Vec::new();
+        for n in [1, 13, 2] {
+            codec::append(&Unlucky(n), &mut args).unwrap();
+        }
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
+        assert_eq!(ran.done, 3, "an outcome each");
+        let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
+        assert_eq!(outcomes[0], Ok(1), "the item before it stands");
+        assert!(
+            matches!(&outcomes[1], Err(Error::Serialization(m))
+                if m.contains("Deserialize impl panicked") && m.contains("Unlucky panics on 13")),
+            "{outcomes:?}"
+        );
+        assert!(
+            matches!(&outcomes[2], Err(Error::Serialization(m)) if m.starts_with("not run")),
+            "{outcomes:?}"
+        );
     }
 
     #[test]

@@ -95,6 +95,20 @@ pub(crate) fn take<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Res
     Ok((slot.expect("just filled"), &rest[len..]))
 }
 
+/// [`take`] for a task's argument in the serving process: its `Deserialize`
+/// is user code, so a panic in it (or in the `Drop` of a part it had made)
+/// is caught, and is that task's error like any other failure to decode.
+pub(crate) fn take_arg<A: DeserializeOwned + 'static>(args: &[u8]) -> Result<(A, &[u8]), String> {
+    let reason = match panic::catch(|| take::<A>(args)) {
+        Ok(Ok(taken)) => return Ok(taken),
+        Ok(Err(error)) => explain(&error),
+        Err(panicked) => format!("its Deserialize impl panicked: {panicked}"),
+    };
+    Err(format!(
+        "the task's argument could not be deserialized in the worker: {reason}"
+    ))
+}
+
 /// If `T` is `Vec<u8>` and `buf[start..]` is exactly one such vector, takes
 /// `buf` itself as the value: the bytes move down over the prefix in place,
 /// with no new allocation. This is how a big byte argument reaches its task.
@@ -185,7 +199,7 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
             let appended = panic::catch(|| append(&value, out));
             // The result's Drop is user code: its panic must not end the
             // serving side, and the value has been sent by now.
-            let _ = panic::catch(move || drop(value));
+            panic::drop_caught(value);
             match appended {
                 Ok(Ok(())) => {
                     let len = (out.len() - start - 9) as u64;
@@ -199,9 +213,13 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
         }
-        Err(Error::Panicked { message, location }) => {
+        Err(Error::Panicked {
+            message,
+            location,
+            backtrace,
+        }) => {
             out.push(PANICKED);
-            append(&(message, location), out).expect("strings serialize");
+            append(&(message, location, backtrace), out).expect("strings serialize");
             return;
         }
         Err(Error::Serialization(message)) => message,
@@ -210,6 +228,20 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
     out.truncate(start);
     out.push(UNSERIALIZABLE);
     append(&failure, out).expect("strings serialize");
+}
+
+/// The outcomes of the last `left` items of a task message, from the one
+/// whose argument did not decode (for `reason`) on: the ones after it are
+/// not run, since their bytes cannot be found past bytes that did not
+/// decode. The outcomes before it stand.
+pub(crate) fn encode_undecoded(reason: String, left: u32, out: &mut Vec<u8>) {
+    encode_outcome::<()>(Err(Error::Serialization(reason)), out);
+    for _ in 1..left {
+        let skipped = "not run: the argument of an item before it in its chunk could not be \
+                       deserialized in the worker, and the arguments after that one cannot be \
+                       found";
+        encode_outcome::<()>(Err(Error::Serialization(skipped.into())), out);
+    }
 }
 
 /// [`encode_outcome`] for the one outcome of a lone task: a `Vec<u8>` value
@@ -284,9 +316,30 @@ pub(crate) fn no_memory_for_result(len: usize) -> Error {
 /// that item's [`Error::Serialization`]; `Err` means the bytes themselves
 /// are not outcomes: a broken protocol.
 pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
-    mut bytes: &[u8],
+    bytes: &[u8],
     count: usize,
 ) -> Result<Vec<Result<R, Error>>, Error> {
+    let mut outcomes = Vec::new();
+    outcomes
+        .try_reserve_exact(count.min(bytes.len()))
+        .map_err(|_| Error::Protocol(format!("no memory for {count} outcomes")))?;
+    match decode_outcomes_into(bytes, count, &mut outcomes) {
+        Ok(()) => Ok(outcomes),
+        Err(error) => {
+            // The values decoded before the break are dropped here, on the
+            // transport's thread: their Drop is user code.
+            panic::drop_caught(outcomes);
+            Err(error)
+        }
+    }
+}
+
+/// The loop of [`decode_outcomes`], pushing onto `outcomes`.
+fn decode_outcomes_into<R: DeserializeOwned + 'static>(
+    mut bytes: &[u8],
+    count: usize,
+    outcomes: &mut Vec<Result<R, Error>>,
+) -> Result<(), Error> {
     fn field<'a, T: DeserializeOwned + 'static>(
         bytes: &'a [u8],
         what: &str,
@@ -300,10 +353,6 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
             _ => Error::Protocol(format!("{what} did not decode: {error}")),
         })
     }
-    let mut outcomes = Vec::new();
-    outcomes
-        .try_reserve_exact(count.min(bytes.len()))
-        .map_err(|_| Error::Protocol(format!("no memory for {count} outcomes")))?;
     for _ in 0..count {
         let (&tag, rest) = bytes
             .split_first()
@@ -328,9 +377,14 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
                 (outcome, rest)
             }
             PANICKED => {
-                let ((message, location), rest) =
-                    field::<(String, Option<String>)>(rest, "a panic report")?;
-                (Err(Error::Panicked { message, location }), rest)
+                let ((message, location, backtrace), rest) =
+                    field::<(String, Option<String>, Option<String>)>(rest, "a panic report")?;
+                let panicked = Error::Panicked {
+                    message,
+                    location,
+                    backtrace,
+                };
+                (Err(panicked), rest)
             }
             UNSERIALIZABLE => {
                 let (message, rest) = field::<String>(rest, "a serialization report")?;
@@ -346,7 +400,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned + 'static>(
             "the worker sent more outcome bytes than tasks".into(),
         ));
     }
-    Ok(outcomes)
+    Ok(())
 }
 
 /// If `R` is `Vec<u8>`: the result that fills `value`, its bytes copied
@@ -381,12 +435,16 @@ mod tests {
             Err(Error::Panicked {
                 message: "boom".into(),
                 location: Some("f.rs:1:1".into()),
+                backtrace: Some("   0: f".into()),
             }),
             &mut out,
         );
         let decoded = decode_outcomes::<String>(&out, 2).unwrap();
         assert_eq!(decoded[0], Ok("ok".into()));
-        assert!(matches!(&decoded[1], Err(Error::Panicked { message, .. }) if message == "boom"));
+        assert!(
+            matches!(&decoded[1], Err(Error::Panicked { message, backtrace: Some(trace), .. })
+                if message == "boom" && trace == "   0: f")
+        );
         assert!(decode_outcomes::<String>(&out, 3).is_err(), "too few");
         assert!(
             decode_outcomes::<String>(&out, 1).is_err(),
@@ -438,6 +496,35 @@ mod tests {
         // postcard keeps no text for custom errors, only their kind.
         assert!(
             matches!(&decoded[0], Err(Error::Serialization(m)) if m.contains("result could not be serialized")),
+            "{decoded:?}"
+        );
+    }
+    /// A number whose `Drop` panics.
+    #[derive(Debug, serde::Deserialize)]
+    struct Bomb(#[allow(dead_code)] u8);
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("Bomb's drop panics");
+        }
+    }
+
+    #[test]
+    fn values_nobody_sees_are_dropped_under_a_catch_in_the_parent() {
+        // A value followed by bytes of no outcome: the protocol error
+        // drops the value decoded before it, here on this thread.
+        let mut out = Vec::new();
+        encode_outcome::<u8>(Ok(7), &mut out);
+        out.push(99);
+        let error = decode_outcomes::<Bomb>(&out, 2).unwrap_err();
+        assert!(matches!(error, Error::Protocol(_)), "{error:?}");
+        // A value with bytes left over after it is of the wrong type, and
+        // is dropped too.
+        let mut out = Vec::new();
+        encode_outcome::<(u8, u8)>(Ok((7, 8)), &mut out);
+        let decoded = decode_outcomes::<Bomb>(&out, 1).unwrap();
+        assert!(
+            matches!(&decoded[0], Err(Error::Serialization(m)) if m.contains("left over")),
             "{decoded:?}"
         );
     }

@@ -71,14 +71,17 @@ pub(crate) fn value<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, String> {
         Ok(Err(message)) => return Err(message),
         Err(panicked) => return Err(format!("its Deserialize impl panicked: {panicked}")),
     };
-    match input.finalize() {
-        Ok([]) => Ok(value),
-        Ok(rest) => Err(format!(
+    let reason = match input.finalize() {
+        Ok([]) => return Ok(value),
+        Ok(rest) => format!(
             "{} bytes were left over after it (does the type match the task's?)",
             rest.len()
-        )),
-        Err(error) => Err(error.to_string()),
-    }
+        ),
+        Err(error) => error.to_string(),
+    };
+    // A value of the wrong type: its Drop is user code too.
+    panic::drop_caught(value);
+    Err(reason)
 }
 
 /// What one decoding shares: the depth now, and the last message user code

@@ -149,6 +149,7 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -174,6 +175,7 @@ impl<T: Transport> RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -198,6 +200,7 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }
@@ -207,6 +210,7 @@ impl<T: Transport> RemoteExecutor<T> {
     fn map_task<F: Task, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
     where
         I: IntoIterator<Item = F::Args>,
+        I::IntoIter: Send + 'static,
     {
         let call = Call::of(task);
         let submit = move |chunk: &mut Vec<F::Args>, meter: Option<&Arc<Meter>>| {
@@ -315,6 +319,7 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
+        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::map(self, task, inputs)
     }
@@ -325,6 +330,7 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
+        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::starmap(self, task, inputs)
     }

@@ -8,13 +8,14 @@
 //! ends the service with the reason ([`serve`] returns `Err`), and nothing
 //! the message names is called. The transport then reports the reason and
 //! exits; its front end sees a serving process gone, as after a crash.
-//! Arguments that do not deserialize are not a breach: each item of that
-//! task gets an [`Error::Serialization`] outcome, and the service goes on.
+//! Arguments that do not deserialize are not a breach: the item whose
+//! argument fails (and the items after it in its chunk, which cannot be
+//! found past it) get an `Error::Serialization` outcome, and the service
+//! goes on.
 
 use super::call::{Fingerprint, Ran, Secret};
-use super::codec;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
-use crate::{Error, panic};
+use crate::panic;
 
 /// The serving side's end of a transport's channel.
 pub(crate) trait Endpoint {
@@ -67,8 +68,9 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     let secret = handshake(endpoint, fingerprint)?;
     // After the initializer: a panic hook it set (the only code of the
     // program that runs in a worker before its tasks) is wrapped by ours,
-    // so task panics keep their location.
-    panic::install_hook();
+    // so task panics keep their location. A caught panic prints nothing
+    // here: it travels to the front end in its outcome.
+    panic::install_serving_hook();
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
@@ -172,7 +174,7 @@ pub(crate) fn run_task_with_tail(
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
-    let invoked = unsafe {
+    let ran = unsafe {
         header.call.invoke(
             header.count,
             body,
@@ -182,18 +184,7 @@ pub(crate) fn run_task_with_tail(
             may_start,
         )
     };
-    let ran = invoked.or_else(|reason| {
-        outcomes.clear();
-        tail.clear();
-        for _ in 0..header.count {
-            codec::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
-        }
-        Ok(Ran {
-            done: header.count,
-            consumed: 0,
-        })
-    });
     #[cfg(feature = "tracing")]
     capture.finish(outcomes);
-    ran
+    Ok(ran)
 }

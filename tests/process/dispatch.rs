@@ -161,7 +161,8 @@ fn a_chunk_with_a_slow_input_gives_its_rest_to_another_worker() {
     let scratch = Scratch::new("dispatch-chunk");
     let executor = ProcessPoolExecutor::new(2);
     warm_up(&executor);
-    let inputs = (0..400).map(|n| (scratch.arg(), n, 201));
+    let dir = scratch.arg();
+    let inputs = (0..400).map(move |n| (dir.clone(), n, 201));
     let map = executor.map(held_or_quick, inputs).chunksize(100);
     let results = std::thread::scope(|scope| {
         let results = scope.spawn(|| map.collect::<Result<Vec<_>, _>>());
@@ -244,7 +245,7 @@ fn the_default_map_with_slow_inputs_among_quick_ones_comes_back_whole() {
         .collect();
     for _ in 0..3 {
         let results: Vec<u64> = executor
-            .map(sleep_ms, inputs.iter().copied())
+            .map(sleep_ms, inputs.clone())
             .collect::<Result<_, _>>()
             .expect("every input, no protocol error");
         assert_eq!(results, inputs);

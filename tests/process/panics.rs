@@ -27,7 +27,10 @@ fn unlucky(n: u32) -> u32 {
 }
 
 fn assert_panicked_here(outcome: Result<u32, Error>, n: u32) {
-    let Err(Error::Panicked { message, location }) = outcome else {
+    let Err(Error::Panicked {
+        message, location, ..
+    }) = outcome
+    else {
         panic!("expected Error::Panicked for {n}, got {outcome:?}");
     };
     assert_eq!(message, format!("{EXPECTED}no {n} today"));

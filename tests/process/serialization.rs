@@ -267,3 +267,137 @@ fn serde_features_postcard_cannot_carry_name_the_fix() {
 fn double(n: u32) -> u32 {
     n * 2
 }
+
+/// A number whose `Deserialize` panics on 13 (in the worker, for an
+/// argument), and whose `Drop` panics if it is `armed`. A value is armed
+/// where it is made, or where it arrives if it was sent with `arm`; so a
+/// test can have only the worker's copy panic.
+#[derive(Debug, PartialEq, Serialize)]
+struct Unlucky {
+    n: u32,
+    arm: bool,
+    #[serde(skip)]
+    armed: bool,
+}
+
+impl<'de> Deserialize<'de> for Unlucky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (n, arm) = <(u32, bool)>::deserialize(deserializer)?;
+        if n == 13 {
+            fixtures::quiet_expected_panics();
+            panic!("{}Unlucky's Deserialize panics on 13", fixtures::EXPECTED);
+        }
+        Ok(Unlucky {
+            n,
+            arm: false,
+            armed: arm,
+        })
+    }
+}
+
+impl Drop for Unlucky {
+    fn drop(&mut self) {
+        if self.armed {
+            fixtures::quiet_expected_panics();
+            panic!("{}Unlucky's Drop panics", fixtures::EXPECTED);
+        }
+    }
+}
+
+fn unlucky(n: u32) -> Unlucky {
+    Unlucky {
+        n,
+        arm: false,
+        armed: false,
+    }
+}
+
+fn number(arg: Unlucky) -> u32 {
+    arg.n
+}
+
+/// The worker's pid, in a result whose `Drop` panics there once sent.
+fn pid_in_a_bomb(_: ()) -> Unlucky {
+    Unlucky {
+        n: std::process::id(),
+        arm: false,
+        armed: true,
+    }
+}
+
+#[test]
+fn an_argument_whose_deserialize_panics_fails_only_its_task_and_the_worker_serves_on() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(1);
+    let worker = settle(&executor.submit(pid, ())).unwrap();
+    let Err(Error::Serialization(message)) = settle(&executor.submit(number, unlucky(13))) else {
+        panic!("expected Error::Serialization for the argument 13");
+    };
+    assert!(
+        message.contains("argument") && message.contains("Deserialize impl panicked"),
+        "{message}"
+    );
+    assert_eq!(
+        settle(&executor.submit(pid, ())),
+        Ok(worker),
+        "the same worker"
+    );
+
+    // In chunks of four: 12 ran before it, and 14 and 15 cannot be found
+    // past its bytes; every other chunk is whole.
+    let results: Vec<_> = executor
+        .map(number, (0..20).map(unlucky))
+        .chunksize(4)
+        .timeout(PATIENCE)
+        .collect();
+    for (n, outcome) in (0..20).zip(results) {
+        match n {
+            13 => assert!(
+                matches!(&outcome, Err(Error::Serialization(m)) if m.contains("Deserialize impl panicked")),
+                "item 13: {outcome:?}"
+            ),
+            14 | 15 => assert!(
+                matches!(&outcome, Err(Error::Serialization(m)) if m.starts_with("not run")),
+                "item {n}: {outcome:?}"
+            ),
+            _ => assert_eq!(outcome, Ok(n), "item {n}"),
+        }
+    }
+    assert_eq!(
+        settle(&executor.submit(pid, ())),
+        Ok(worker),
+        "the same worker"
+    );
+}
+
+#[test]
+fn drops_that_panic_in_the_worker_fail_at_most_their_task_and_the_worker_serves_on() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(1);
+    let worker = settle(&executor.submit(pid, ())).unwrap();
+    // The argument's Drop runs at the end of the task: the task's panic.
+    let bomb = Unlucky {
+        n: 1,
+        arm: true,
+        armed: false,
+    };
+    let outcome = settle(&executor.submit(number, bomb));
+    assert!(
+        matches!(&outcome, Err(Error::Panicked { message, .. }) if message.contains("Drop panics")),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        settle(&executor.submit(pid, ())),
+        Ok(worker),
+        "the same worker"
+    );
+    // The result's Drop runs in the worker once it is sent: the result
+    // arrives whole.
+    let result = settle(&executor.submit(pid_in_a_bomb, ())).unwrap();
+    assert_eq!(result.n, worker);
+    assert_eq!(
+        settle(&executor.submit(pid, ())),
+        Ok(worker),
+        "the same worker"
+    );
+}

@@ -35,6 +35,7 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_tasks_own_processes_die_with_it,
     the_timeout_covers_sending_the_argument,
     worker_deaths_are_reported_with_sigchld_ignored,
+    a_caught_panic_is_reported_to_the_caller_not_printed_by_the_worker,
 ];
 
 /// The cases that apply on Windows. Left out: the address-space and
@@ -48,6 +49,7 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     a_result_that_does_not_deserialize_fails_alone_with_its_message,
     touching_the_executable_breaks_nothing,
     a_tasks_own_processes_die_with_it,
+    a_caught_panic_is_reported_to_the_caller_not_printed_by_the_worker,
 ];
 
 /// In a helper run (started by a case below), runs that helper, which
@@ -62,10 +64,15 @@ pub(crate) fn helper_mode() {
 /// Runs this binary as the helper for `scenario` and returns its stdout,
 /// failing with its stderr if it did not exit cleanly.
 fn run_helper(scenario: &str) -> String {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .env(HELPER, scenario)
-        .output()
-        .expect("start the helper");
+    run_helper_with(scenario, |_| {}).0
+}
+
+/// [`run_helper`] with the helper's command set up by `set_up` (its
+/// environment, say); returns its stdout and its stderr.
+fn run_helper_with(scenario: &str, set_up: impl FnOnce(&mut Command)) -> (String, String) {
+    let mut helper = Command::new(std::env::current_exe().unwrap());
+    set_up(helper.env(HELPER, scenario));
+    let output = helper.output().expect("start the helper");
     let (stdout, stderr) = (
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
@@ -75,7 +82,7 @@ fn run_helper(scenario: &str) -> String {
         "the {scenario} helper failed ({}): {stdout}\n{stderr}",
         output.status
     );
-    stdout.into_owned()
+    (stdout.into_owned(), stderr.into_owned())
 }
 
 fn helper(scenario: &str) -> ! {
@@ -87,6 +94,7 @@ fn helper(scenario: &str) -> ! {
         #[cfg(unix)]
         "sigchld-ignored" => sigchld_ignored_helper(),
         "sleep" => std::thread::sleep(Duration::from_secs(30)),
+        "panic-report" => panic_report_helper(),
         other => panic!("no helper {other}"),
     }
     std::process::exit(0);
@@ -524,4 +532,58 @@ fn worker_deaths_are_reported_with_sigchld_ignored() {
         out.contains("killed: Err(WorkerDied: ") && out.contains("signal 9 (SIGKILL)"),
         "{out}"
     );
+}
+
+/// The line of the panic in [`panics_loudly`].
+const LOUD_LINE: u32 = line!() + 3;
+/// A task that panics, with no quiet hook anywhere.
+fn panics_loudly(_: ()) -> u32 {
+    panic!("a loud panic, for the caller's eyes only");
+}
+
+/// In the helper: a process task that panics; prints what its error carries.
+fn panic_report_helper() {
+    let executor = ProcessPoolExecutor::new(1);
+    match settle(&executor.submit(panics_loudly, ())) {
+        Err(Error::Panicked {
+            message,
+            location,
+            backtrace,
+        }) => {
+            println!("message: {message}");
+            println!("location: {}", location.unwrap_or_default());
+            let names_the_task = backtrace.is_some_and(|trace| trace.contains("panics_loudly"));
+            println!("backtrace naming the task: {names_the_task}");
+        }
+        other => println!("not a panic: {other:?}"),
+    }
+}
+
+fn a_caught_panic_is_reported_to_the_caller_not_printed_by_the_worker() {
+    // Before: the worker printed the panic (and its backtrace) on the
+    // stderr it shares with the caller, past libtest's capture, and the
+    // error carried no backtrace.
+    for backtrace in [None, Some("1")] {
+        let (stdout, stderr) = run_helper_with("panic-report", |helper| {
+            match backtrace {
+                Some(style) => helper.env("RUST_BACKTRACE", style),
+                None => helper.env_remove("RUST_BACKTRACE"),
+            };
+        });
+        assert!(
+            !stderr.contains("a loud panic"),
+            "RUST_BACKTRACE={backtrace:?}: printed on stderr: {stderr}"
+        );
+        let location = format!("location: {}:{LOUD_LINE}:", file!());
+        for line in [
+            "message: a loud panic, for the caller's eyes only",
+            &location,
+            &format!("backtrace naming the task: {}", backtrace.is_some()),
+        ] {
+            assert!(
+                stdout.contains(line),
+                "RUST_BACKTRACE={backtrace:?}: no {line:?} in {stdout}"
+            );
+        }
+    }
 }
