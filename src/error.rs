@@ -59,6 +59,17 @@ pub enum Error {
     #[error("the future was cancelled before its task ran, so there is no result")]
     Cancelled,
 
+    /// The future was cancelled while its task ran: the process pool
+    /// stopped the worker process running it (and starts another for the
+    /// next task), so it has no result. Only a process pool's lone task can
+    /// be cancelled while it runs; [`Future::cancelled`](crate::Future::cancelled)
+    /// is true, as after [`Cancelled`](Error::Cancelled).
+    #[error(
+        "the future was cancelled while its task ran: the worker process running it was stopped, \
+         so there is no result"
+    )]
+    CancelledWhileRunning,
+
     /// A wait gave up: its deadline passed before the result was ready.
     ///
     /// This is about the *wait*, not the task: for
@@ -193,6 +204,7 @@ impl fmt::Debug for Error {
         let name = match self {
             Error::Panicked { .. } => "Panicked",
             Error::Cancelled => "Cancelled",
+            Error::CancelledWhileRunning => "CancelledWhileRunning",
             Error::Timeout => "Timeout",
             Error::TaskTimedOut { .. } => "TaskTimedOut",
             Error::Shutdown => "Shutdown",

@@ -141,6 +141,7 @@ pub(crate) fn pair<R>() -> (Promise<R>, Future<R>) {
             waker: None,
             canceller: None,
             hook: None,
+            stopped: false,
         }),
         ready: Condvar::new(),
     });
@@ -172,6 +173,20 @@ struct Slot<R> {
     /// Set while pending, if the task was sent ahead to a worker: a cancel
     /// must first take it back.
     hook: Option<Hook>,
+    /// Whether a cancel stopped the task while it ran (through its
+    /// canceller), rather than before: what `result` then says.
+    stopped: bool,
+}
+
+impl<R> Slot<R> {
+    /// The error of a cancelled future: cancelled before its task ran, or
+    /// while it ran.
+    fn cancelled(&self) -> Error {
+        match self.stopped {
+            true => Error::CancelledWhileRunning,
+            false => Error::Cancelled,
+        }
+    }
 }
 
 /// A request to be told, by index, when a future completes.
@@ -447,7 +462,8 @@ impl<R> Future<R> {
     /// thread, or as part of a process pool's `map` chunk.
     ///
     /// Cancelling wakes every thread blocked in [`result`](Future::result)
-    /// with [`Error::Cancelled`] and runs the done callbacks.
+    /// with [`Error::Cancelled`] (or, for a task stopped while it ran,
+    /// [`Error::CancelledWhileRunning`]) and runs the done callbacks.
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
@@ -501,6 +517,7 @@ impl<R> Future<R> {
                 return now == CANCELLED;
             }
             slot.hook = None;
+            slot.stopped = from == RUNNING;
             (Wakeups::take(&mut slot), slot.canceller.take())
         };
         wakeups.deliver(&self.inner);
@@ -608,7 +625,7 @@ impl<R> Future<R> {
         let mut slot = self.inner.lock();
         loop {
             match self.inner.state() {
-                CANCELLED => return Err(Error::Cancelled),
+                CANCELLED => return Err(slot.cancelled()),
                 FINISHED | FAILED => return slot.outcome.take().unwrap_or(Err(Error::ResultTaken)),
                 _ => {}
             }
@@ -736,7 +753,7 @@ impl<R> std::future::Future for Future<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut slot = self.inner.lock();
         match self.inner.state() {
-            CANCELLED => Poll::Ready(Err(Error::Cancelled)),
+            CANCELLED => Poll::Ready(Err(slot.cancelled())),
             FINISHED | FAILED => {
                 Poll::Ready(slot.outcome.take().unwrap_or(Err(Error::ResultTaken)))
             }

@@ -65,9 +65,14 @@ fn assert_seven_once(future: &Future<u8>) {
 
 /// Asserts that a cancelled future says so, every time.
 fn assert_cancelled(future: &Future<u8>) {
+    assert_cancelled_with(future, Error::Cancelled);
+}
+
+/// Asserts that a future is cancelled, and says `error` every time.
+fn assert_cancelled_with(future: &Future<u8>, error: Error) {
     assert!(future.cancelled() && future.done());
-    assert_eq!(future.result(), Err(Error::Cancelled));
-    assert_eq!(future.result(), Err(Error::Cancelled));
+    assert_eq!(future.result(), Err(error.clone()));
+    assert_eq!(future.result(), Err(error));
 }
 
 /// No thread is left counted as asleep on the condvar.
@@ -113,7 +118,7 @@ fn complete_vs_cancel_of_a_running_future_with_a_canceller() {
         assert_eq!(cancelled, future.cancelled());
         assert_eq!(killed.get(), usize::from(cancelled));
         if cancelled {
-            assert_cancelled(&future);
+            assert_cancelled_with(&future, Error::CancelledWhileRunning);
         } else {
             assert_seven_once(&future);
         }

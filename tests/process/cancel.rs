@@ -23,7 +23,7 @@ fn cancelling_a_running_task_kills_its_worker() {
 
     assert!(running.cancel(), "a running process task can be cancelled");
     assert!(running.cancelled());
-    assert_eq!(settle(&running), Err(Error::Cancelled));
+    assert_eq!(settle(&running), Err(Error::CancelledWhileRunning));
 
     let next = settle(&executor.submit(pid, ())).expect("the pool goes on");
     assert_ne!(next, worker, "a replacement worker serves the next task");
