@@ -33,7 +33,7 @@ mod fixtures;
 mod harness;
 
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use concurrent_futures::{
     Error, Executor, LOOK_AHEAD_PER_WORKER, MpiPoolExecutor, Shutdown, ThreadPoolExecutor,
@@ -56,6 +56,10 @@ fn main() {
         futures_work_with_as_completed,
         a_closed_pool_refuses_new_tasks,
         pools_come_and_go,
+        two_executors_busy_at_once_keep_to_their_own,
+        three_executors_busy_at_once_keep_to_their_own,
+        a_queued_task_is_pending_and_cancels_without_a_rank,
+        cancel_futures_cancels_every_task_not_started,
         bad_settings_are_errors,
         // Last: they kill ranks.
         a_dead_rank_breaks_its_pool_without_hanging,
@@ -281,16 +285,148 @@ fn pools_come_and_go() {
         assert_eq!(settle(&executor.submit(square, round)), Ok(round * round));
     }
     if let Some(size) = world_size() {
-        // Every serving rank is leased: one more pool has none to use.
+        // Mirrors mpi4py's `test_shared_executors`: in a static world every
+        // executor shares the serving ranks, so one more pool beside one
+        // that uses them all still runs its tasks.
         let all = MpiPoolExecutor::new(size).unwrap();
         assert_eq!(all.max_workers(), size - 1);
-        match MpiPoolExecutor::new(1) {
-            Err(Error::SpawnFailed { reason }) => assert!(reason.contains("in use"), "{reason}"),
-            other => panic!("expected SpawnFailed, got {other:?}"),
-        }
-        drop(all);
-        assert_eq!(MpiPoolExecutor::new(1).unwrap().max_workers(), 1);
+        let executors: Vec<_> = (0..4)
+            .map(|_| MpiPoolExecutor::new(size).unwrap())
+            .collect();
+        let futures: Vec<_> = (0..32_u64)
+            .map(|n| executors[n as usize % 4].submit(square, n))
+            .chain((32..40).map(|n| all.submit(square, n)))
+            .collect();
+        let squares: Vec<u64> = futures.iter().map(|f| settle(f).unwrap()).collect();
+        assert_eq!(squares, (0..40).map(square).collect::<Vec<_>>());
+        assert!(executors.iter().all(|e| e.max_workers() == size - 1));
     }
+}
+
+/// How long the busy-executor cases keep their executors busy: longer than
+/// the hub's 5 s of silence that makes a rank dead, or
+/// `MPI_TEST_BUSY_SECS` seconds (the issue asks for a 60 s run).
+fn busy_for() -> Duration {
+    let secs = std::env::var("MPI_TEST_BUSY_SECS").map_or(7, |s| s.parse().expect("seconds"));
+    Duration::from_secs(secs)
+}
+
+/// Returns `n` after `ms` milliseconds.
+fn echo_after((n, ms): (u64, u64)) -> u64 {
+    thread::sleep(Duration::from_millis(ms));
+    n
+}
+
+/// `count` executors of one rank each, busy at the same time for
+/// [`busy_for`]: each one's tasks come back to it with its own values,
+/// and no rank is taken for dead. Batches of quick tasks with one longer
+/// than a heartbeat's interval, so that answers and heartbeats of every
+/// executor interleave. On the code before the hub routed each answer to
+/// the pool of the rank that sent it, two executors in a static world
+/// failed this within seconds with a false "sent no heartbeat; it died".
+fn keep_busy_at_once(count: u64) {
+    let executors: Vec<_> = (0..count)
+        .map(|_| MpiPoolExecutor::new(1).unwrap())
+        .collect();
+    let until = Instant::now() + busy_for();
+    let done: Vec<u64> = thread::scope(|scope| {
+        let runs: Vec<_> = (executors.iter().zip(0_u64..))
+            .map(|(executor, which)| {
+                scope.spawn(move || {
+                    let mut next = which << 40;
+                    let mut tasks = 0;
+                    while Instant::now() < until {
+                        let inputs: Vec<(u64, u64)> = (0..20)
+                            .map(|k| (next + k, if k == 0 { 300 } else { k % 3 }))
+                            .collect();
+                        let futures: Vec<_> = (inputs.iter())
+                            .map(|&input| executor.submit(echo_after, input))
+                            .collect();
+                        for (future, &(want, _)) in futures.iter().zip(&inputs) {
+                            assert_eq!(settle(future), Ok(want), "executor {which}");
+                        }
+                        next += 20;
+                        tasks += 20;
+                    }
+                    tasks
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    println!(
+        "{count} executors busy for {:?}: {done:?} tasks each",
+        busy_for()
+    );
+    let (fewest, most) = (done.iter().min().unwrap(), done.iter().max().unwrap());
+    assert!(
+        fewest * 4 >= *most,
+        "an executor was starved: {done:?} tasks"
+    );
+}
+
+/// Mirrors mpi4py's `test_multiple_executors` (three executors of one
+/// worker at once), kept busy for longer.
+fn two_executors_busy_at_once_keep_to_their_own() {
+    keep_busy_at_once(2);
+}
+
+/// As [`two_executors_busy_at_once_keep_to_their_own`], with three: in a
+/// static world of two serving ranks, they share them.
+fn three_executors_busy_at_once_keep_to_their_own() {
+    keep_busy_at_once(3);
+}
+
+/// Mirrors mpi4py's `test_submit_cancel`: on a one-rank pool busy with a
+/// held task, a task queued behind it is pending, not running; cancelling
+/// it returns true, its body never runs, and the next task runs on the same
+/// rank (a cancel costs no rank).
+fn a_queued_task_is_pending_and_cancels_without_a_rank() {
+    let scratch = fixtures::Scratch::new("mpi-cancel");
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let held = executor.submit(fixtures::block_until_released, scratch.arg());
+    let rank = read_started(&scratch);
+    let queued = executor.submit(fixtures::leave_a_mark, scratch.arg());
+    let next = executor.submit(fixtures::pid, ());
+    assert!(held.running());
+    assert!(!queued.running(), "a task queued in the hub claims to run");
+    assert!(queued.cancel());
+    assert!(queued.cancelled());
+    scratch.touch("release");
+    assert_eq!(settle(&held), Ok(rank));
+    assert_eq!(settle(&next), Ok(rank), "the cancel cost a rank");
+    assert!(scratch.files("ran-").is_empty(), "the cancelled task ran");
+}
+
+/// The pid of the one task started in `scratch`, once it has started.
+fn read_started(scratch: &fixtures::Scratch) -> u32 {
+    let started = scratch.wait_for_files("started-", 1);
+    fixtures::read_pid(&scratch.path(&started[0]))
+}
+
+/// Mirrors mpi4py's `test_submit_shutdown_cancel_wait`: `cancel_futures`
+/// cancels every task not yet started; the running one finishes.
+fn cancel_futures_cancels_every_task_not_started() {
+    let scratch = fixtures::Scratch::new("mpi-cancel-futures");
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let held = executor.submit(fixtures::block_until_released, scratch.arg());
+    let rank = read_started(&scratch);
+    let queued: Vec<_> = (0..5)
+        .map(|_| executor.submit(fixtures::leave_a_mark, scratch.arg()))
+        .collect();
+    executor.shutdown_with(Shutdown {
+        wait: false,
+        cancel_futures: true,
+    });
+    for future in &queued {
+        fixtures::wait_until("a queued task to be cancelled", || {
+            future.cancelled().then_some(())
+        });
+    }
+    scratch.touch("release");
+    assert_eq!(settle(&held), Ok(rank));
+    executor.shutdown();
+    assert!(scratch.files("ran-").is_empty(), "a cancelled task ran");
 }
 
 fn bad_settings_are_errors() {

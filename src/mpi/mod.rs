@@ -138,9 +138,14 @@ impl Backoff {
 ///   of spawning anew; they exit with the program.
 /// - **Static-world mode.** Under `mpiexec -n N ./program` with N > 1, rank 0
 ///   runs `main` and ranks 1 to N-1 serve tasks from inside `init`, like
-///   `python -m mpi4py.futures`. An executor uses up to `max_workers` of
-///   those ranks; they serve the next executor after this one closes, and
-///   stop when rank 0's program exits.
+///   `python -m mpi4py.futures`. Every executor of the program shares
+///   those ranks, as mpi4py's do: each runs up to `max_workers` tasks on
+///   them at once, the executors taking turns at a free rank. They stop
+///   when rank 0's program exits.
+///
+/// Any number of executors may be busy at once, in either mode: each
+/// answer goes to the executor whose task its rank ran, and a rank is taken
+/// for dead only when it fell silent (see below).
 ///
 /// As with the process pool, tasks are plain functions `fn(A) -> R` named by
 /// their offset in the executable, which is trusted only because every rank
@@ -279,9 +284,10 @@ impl RemoteExecutor<MpiTransport> {
     /// [`Error::InvalidArgument`] for zero workers; [`Error::InitMissing`]
     /// if [`init`](crate::init) was not called; [`Error::SpawnFailed`] if
     /// MPI could not spawn the workers (for example, more processes than
-    /// cores without Open MPI's oversubscribe setting), or every rank of the
-    /// static world serves another executor; [`Error::BrokenExecutor`] if
-    /// MPI cannot be initialized, or a rank runs another executable.
+    /// cores without Open MPI's oversubscribe setting);
+    /// [`Error::BrokenExecutor`] if MPI cannot be initialized, a rank runs
+    /// another executable, or every serving rank of the static world has
+    /// died.
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see the type's documentation.
