@@ -58,6 +58,7 @@ fn main() {
         pools_come_and_go,
         two_executors_busy_at_once_keep_to_their_own,
         three_executors_busy_at_once_keep_to_their_own,
+        a_second_shutdown_waits_and_cancels,
         a_queued_task_is_pending_and_cancels_without_a_rank,
         cancel_futures_cancels_every_task_not_started,
         bad_settings_are_errors,
@@ -375,6 +376,49 @@ fn two_executors_busy_at_once_keep_to_their_own() {
 /// static world of two serving ranks, they share them.
 fn three_executors_busy_at_once_keep_to_their_own() {
     keep_busy_at_once(3);
+}
+
+/// Mirrors mpi4py's `test_submit_shutdown_cancel`: after
+/// `shutdown(wait: false)`, a later shutdown that waits and cancels does
+/// both. Before, the second call returned at once and cancelled nothing.
+fn a_second_shutdown_waits_and_cancels() {
+    let scratch = fixtures::Scratch::new("mpi-shutdown");
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let held = executor.submit(fixtures::block_until_released, scratch.arg());
+    scratch.wait_for_files("started-", 1);
+    let queued: Vec<_> = (0..3)
+        .map(|_| executor.submit(fixtures::leave_a_mark, scratch.arg()))
+        .collect();
+    executor.shutdown_with(Shutdown {
+        wait: false,
+        cancel_futures: false,
+    });
+    assert!(queued.iter().all(|future| !future.cancelled()));
+    let (returned, second_returned) = std::sync::mpsc::channel();
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            executor.shutdown_with(Shutdown {
+                wait: true,
+                cancel_futures: true,
+            });
+            returned.send(()).unwrap();
+        });
+        fixtures::wait_until("the second shutdown to cancel the queued tasks", || {
+            queued.iter().all(|future| future.cancelled()).then_some(())
+        });
+        assert!(
+            second_returned.try_recv().is_err(),
+            "the second shutdown returned while a task still ran"
+        );
+        assert!(!held.done());
+        scratch.touch("release");
+        second_returned
+            .recv_timeout(PATIENCE)
+            .expect("the second shutdown returns once the running task is done");
+    });
+    assert!(held.done(), "shutdown waited for the running task");
+    assert!(held.result().is_ok());
+    assert!(scratch.files("ran-").is_empty(), "a cancelled task ran");
 }
 
 /// Mirrors mpi4py's `test_submit_cancel`: on a one-rank pool busy with a

@@ -201,9 +201,24 @@ pub struct MpiTransport {
     pool: u64,
     workers: usize,
     secret: Secret,
-    /// `None` once shut down. Tasks are sent while holding it, so that none
+    commands: Sender<Command>,
+    /// Whether it takes tasks. Tasks are sent while holding it, so that none
     /// follows the pool's `Close`.
-    commands: Mutex<Option<Sender<Command>>>,
+    intake: Mutex<Intake>,
+}
+
+/// Whether an [`MpiTransport`] takes tasks:
+///
+/// ```text
+/// Open ──shutdown──▶ Closed ──shutdown──▶ Closed
+/// ```
+///
+/// Every shutdown, the first or a later one, sends the hub a `Close`: a
+/// later one may cancel what an earlier one left queued, and wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    Open,
+    Closed,
 }
 
 impl Transport for MpiTransport {}
@@ -225,16 +240,16 @@ impl sealed::Transport for MpiTransport {
     /// Sends one task message to the hub, or fails its results if the pool
     /// is shut down or the hub is gone.
     fn send(&self, work: Work) {
-        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(commands) = commands.as_ref() else {
+        let intake = self.intake.lock().unwrap_or_else(PoisonError::into_inner);
+        if *intake == Intake::Closed {
             return work.results.fail(Error::Shutdown);
-        };
+        }
         let command = Command::Task {
             pool: self.pool,
             work,
         };
         if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
-            commands.send(command)
+            self.commands.send(command)
         {
             work.results.fail(Error::BrokenExecutor {
                 reason: "the MPI hub thread has stopped".into(),
@@ -244,23 +259,22 @@ impl sealed::Transport for MpiTransport {
 
     /// Running tasks always finish: an MPI rank cannot be interrupted. Its
     /// ranks are then free for the next executor; they exit with the
-    /// program.
+    /// program. Every call is honoured, as on the other pools: a later
+    /// one cancels what is still queued if it says so, and waits if it
+    /// says so.
     fn shutdown(&self, how: Shutdown) {
-        let commands = self
-            .commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(commands) = commands else {
-            return;
-        };
         let (reply, done) = crossbeam_channel::bounded(1);
         let close = Command::Close {
             pool: self.pool,
             cancel: how.cancel_futures,
             reply: how.wait.then_some(reply),
         };
-        if commands.send(close).is_ok() && how.wait {
+        let sent = {
+            let mut intake = self.intake.lock().unwrap_or_else(PoisonError::into_inner);
+            *intake = Intake::Closed;
+            self.commands.send(close).is_ok()
+        };
+        if sent && how.wait {
             let _ = done.recv();
         }
     }
@@ -371,7 +385,8 @@ impl RemoteBuilder<MpiTransport> {
             pool: opened.pool,
             workers: opened.workers,
             secret: opened.secret,
-            commands: Mutex::new(Some(commands)),
+            commands,
+            intake: Mutex::new(Intake::Open),
         };
         Ok(RemoteExecutor::over(transport, self.chunksize))
     }
