@@ -61,6 +61,8 @@ fn main() {
         a_second_shutdown_waits_and_cancels,
         a_queued_task_is_pending_and_cancels_without_a_rank,
         cancel_futures_cancels_every_task_not_started,
+        the_default_size_follows_mpi,
+        spawn_settings_reach_the_workers,
         bad_settings_are_errors,
         // Last: they kill ranks.
         a_dead_rank_breaks_its_pool_without_hanging,
@@ -471,6 +473,84 @@ fn cancel_futures_cancels_every_task_not_started() {
     assert_eq!(settle(&held), Ok(rank));
     executor.shutdown();
     assert!(scratch.files("ran-").is_empty(), "a cancelled task ran");
+}
+
+/// Mirrors mpi4py's `test_max_workers_environ` (and `test_max_workers`):
+/// without `max_workers`, the size comes from `MPI_MAX_WORKERS_VAR` if set,
+/// else from the MPI universe (`OMPI_UNIVERSE_SIZE` sets it for Open MPI)
+/// less this program's world; in a static world, every serving rank.
+/// `.ci/run` runs this case with each variable set.
+fn the_default_size_follows_mpi() {
+    let executor = MpiPoolExecutor::builder().build().unwrap();
+    let asked: Option<usize> = std::env::var(concurrent_futures::MPI_MAX_WORKERS_VAR)
+        .ok()
+        .map(|v| v.parse().unwrap());
+    let universe: Option<usize> = std::env::var("OMPI_UNIVERSE_SIZE")
+        .ok()
+        .map(|v| v.parse().unwrap());
+    match (world_size(), asked, universe) {
+        (Some(size), asked, _) => {
+            assert_eq!(executor.max_workers(), asked.unwrap_or(size).min(size - 1));
+        }
+        (None, Some(asked), _) => assert_eq!(executor.max_workers(), asked),
+        (None, None, Some(universe)) => {
+            assert_eq!(executor.max_workers(), universe.saturating_sub(1).max(1));
+        }
+        (None, None, None) => assert!(executor.max_workers() >= 1),
+    }
+    let squares: Vec<_> = executor.map(square, 0..4).timeout(PATIENCE).collect();
+    assert_eq!(squares, [Ok(0), Ok(1), Ok(4), Ok(9)]);
+}
+
+/// What a spawned worker sees: its executable, working directory, the
+/// variable `CF_MPI_TEST_ENV`, and its host.
+fn surroundings(_: ()) -> (String, String, Option<String>, String) {
+    let exe = std::env::current_exe().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    (
+        exe.to_string_lossy().into_owned(),
+        cwd.to_string_lossy().into_owned(),
+        std::env::var("CF_MPI_TEST_ENV").ok(),
+        hostname(),
+    )
+}
+
+/// mpi4py's spawn options (`python_exe`/`path`, `wdir`, `env`, `mpi_info`):
+/// in spawn mode the workers run the program at the path given (a copy of
+/// this test: the same bytes), in the working directory given, with the
+/// variable given, on the host the `host` info key names (across the
+/// simulated hosts, another host than this one). A static world's ranks
+/// already run, so there the settings change nothing.
+fn spawn_settings_reach_the_workers() {
+    let scratch = fixtures::Scratch::new("mpi-spawn-settings");
+    let copy = scratch.path("copy-of-the-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let place = match agent() {
+        Some(_) => "cfmpi-h3".to_owned(),
+        None => hostname(),
+    };
+    let executor = MpiPoolExecutor::builder()
+        .max_workers(1)
+        .program(&copy)
+        .working_dir(scratch.path(""))
+        .env("CF_MPI_TEST_ENV", "tetangga")
+        .info("host", &place)
+        .build()
+        .unwrap();
+    let (exe, cwd, env, host) = settle(&executor.submit(surroundings, ())).unwrap();
+    if world_size().is_some() {
+        assert_ne!(
+            env.as_deref(),
+            Some("tetangga"),
+            "a static world's rank changed"
+        );
+        return;
+    }
+    let canonical = |path: &str| std::fs::canonicalize(path).unwrap();
+    assert_eq!(canonical(&exe), canonical(copy.to_str().unwrap()));
+    assert_eq!(canonical(&cwd), canonical(scratch.arg().as_str()));
+    assert_eq!(env.as_deref(), Some("tetangga"));
+    assert_eq!(host, place);
 }
 
 fn bad_settings_are_errors() {

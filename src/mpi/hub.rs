@@ -41,7 +41,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::liveness::{self, Heard};
 use super::rank::Role;
-use super::{Backoff, Command, Opened, ffi, tags};
+use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
 use crate::remote::message::{self, Hello, Welcome};
@@ -212,6 +212,9 @@ struct Group {
     lease: Lease,
     /// The host each rank runs on, as it said at the handshake.
     hosts: Vec<String>,
+    /// How it was spawned: a later executor reuses it only if asked for
+    /// the same.
+    spawn: MpiSettings,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -308,8 +311,12 @@ impl Hub {
             let mut progressed = command.is_some();
             if let Some(command) = command {
                 match command {
-                    Command::Open { workers, reply } => {
-                        let _ = reply.send(self.open(workers));
+                    Command::Open {
+                        workers,
+                        spawn,
+                        reply,
+                    } => {
+                        let _ = reply.send(self.open(workers, spawn));
                     }
                     Command::Task { pool, work } => match self.pools.get_mut(&pool) {
                         Some(Pool {
@@ -349,15 +356,21 @@ impl Hub {
         }
     }
 
-    /// A new pool of up to `workers` ranks.
-    fn open(&mut self, workers: usize) -> Result<Opened, Error> {
+    /// A new pool of up to `workers` ranks, or of the default size (see
+    /// [`MpiPoolBuilder`](super::MpiPoolBuilder)); spawned as `spawn` says
+    /// in spawn mode.
+    fn open(&mut self, workers: Option<usize>, spawn: MpiSettings) -> Result<Opened, Error> {
         let id = self.next_pool;
         self.next_pool += 1;
         let (link, workers) = if self.world.is_empty() {
-            let group = self.spawned_group(id, workers)?;
+            let workers = workers.unwrap_or_else(|| self.universe_share());
+            let group = self.spawned_group(id, workers, spawn)?;
             (Link::Spawned(group), self.group_size(group))
         } else {
-            (Link::World, self.world_share(workers)?)
+            (
+                Link::World,
+                self.world_share(workers.unwrap_or(usize::MAX))?,
+            )
         };
         let opened = Opened {
             pool: id,
@@ -378,19 +391,34 @@ impl Hub {
         Ok(opened)
     }
 
-    /// A free group of `workers` spawned ranks, leased to pool `id`: one
-    /// left by an earlier executor, or a new one. Reusing them saves a
-    /// spawn (tenths of a second) per executor, and Open MPI's spawn and
-    /// disconnect are its least robust paths.
-    fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
+    /// The default size of a spawned pool: the MPI universe's size less
+    /// this program's world, or 1 if MPI knows no universe size.
+    fn universe_share(&self) -> usize {
+        let world = usize::try_from(self.universe.world().size()).unwrap_or(1);
+        (self.universe.size())
+            .map_or(1, |universe| universe.saturating_sub(world))
+            .max(1)
+    }
+
+    /// A free group of `workers` spawned ranks started as `spawn` says,
+    /// leased to pool `id`: one left by an earlier executor, or a new one.
+    /// Reusing them saves a spawn (tenths of a second) per executor, and
+    /// Open MPI's spawn and disconnect are its least robust paths.
+    fn spawned_group(
+        &mut self,
+        id: u64,
+        workers: usize,
+        spawn: MpiSettings,
+    ) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
             group.lease == Lease::Free
+                && group.spawn == spawn
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
             Some(index) => index,
             None => {
-                let comm = ffi::spawn(workers)?;
+                let comm = ffi::spawn(workers, &spawn)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
                 let hosts = match handshake(&comm, &ranks, &self.welcome) {
                     Ok(hosts) => hosts,
@@ -405,6 +433,7 @@ impl Hub {
                     comm,
                     lease: Lease::Free,
                     hosts,
+                    spawn,
                 });
                 self.groups.len() - 1
             }

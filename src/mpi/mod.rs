@@ -24,6 +24,7 @@ mod liveness;
 pub(crate) mod rank;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -69,9 +70,11 @@ mod tags {
 
 /// What an executor asks of the hub.
 pub(crate) enum Command {
-    /// Make a pool of up to `workers` ranks.
+    /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
+    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned.
     Open {
-        workers: usize,
+        workers: Option<usize>,
+        spawn: MpiSettings,
         reply: Sender<Result<Opened, Error>>,
     },
     /// Run `work` on pool `pool`.
@@ -227,7 +230,7 @@ impl Transport for MpiTransport {}
 #[allow(private_interfaces)]
 impl sealed::Transport for MpiTransport {
     const POOL: &'static str = "MpiPoolExecutor";
-    type Settings = ();
+    type Settings = MpiSettings;
 
     fn max_workers(&self) -> usize {
         self.workers
@@ -331,8 +334,20 @@ impl RemoteExecutor<MpiTransport> {
 }
 
 /// Settings for an [`MpiPoolExecutor`]; start from
-/// [`MpiPoolExecutor::builder`]. They are [`RemoteBuilder`]'s, which every
-/// remote pool has; MPI adds none.
+/// [`MpiPoolExecutor::builder`]. The settings every remote pool has are
+/// [`RemoteBuilder`]'s; MPI adds the spawn options of `mpi4py.futures`:
+/// [`program`](RemoteBuilder::program),
+/// [`working_dir`](RemoteBuilder::working_dir), [`env`](RemoteBuilder::env)
+/// and [`info`](RemoteBuilder::info) (host placement and any other
+/// `MPI_Info` key of `MPI_Comm_spawn`). They apply in spawn mode; a static
+/// world's ranks are already running, so there they change nothing.
+///
+/// **The default size**, when [`max_workers`](RemoteBuilder::max_workers)
+/// is not set, is `mpi4py.futures`'s: in spawn mode, the environment
+/// variable [`MPI_MAX_WORKERS_VAR`] (mpi4py's `MPI4PY_FUTURES_MAX_WORKERS`) if
+/// set, else the MPI universe's size (`MPI_UNIVERSE_SIZE`: the slots the
+/// launcher offers, such as a hostfile's or a Slurm allocation's) less this
+/// program's world, else 1; in a static world, every serving rank.
 ///
 /// ```no_run
 /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
@@ -342,14 +357,100 @@ impl RemoteExecutor<MpiTransport> {
 /// ```
 pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 
+/// The environment variable that sets an [`MpiPoolExecutor`]'s default
+/// size in spawn mode, as `MPI4PY_FUTURES_MAX_WORKERS` does mpi4py's.
+///
+/// ```
+/// assert_eq!(concurrent_futures::MPI_MAX_WORKERS_VAR, "CONCURRENT_FUTURES_MPI_MAX_WORKERS");
+/// ```
+pub const MPI_MAX_WORKERS_VAR: &str = "CONCURRENT_FUTURES_MPI_MAX_WORKERS";
+
+/// The settings only an MPI pool has: how spawn mode starts its ranks.
+/// `pub` only for the sealed trait's associated type; no user names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MpiSettings {
+    program: Option<PathBuf>,
+    /// `MPI_Info` pairs for `MPI_Comm_spawn`, the working directory's
+    /// `wdir` among them.
+    info: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+}
+
 impl RemoteBuilder<MpiTransport> {
+    /// Spawn mode: the program to start as workers, instead of this
+    /// executable's path; for a cluster whose nodes hold the same build at
+    /// another path. It must be the same build: a rank running other bytes
+    /// is refused. (mpi4py's `python_exe` and `path` name where its
+    /// interpreter and modules are; a Rust program is one file.)
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder()
+    ///     .program("/shared/bin/my-program")
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.program = Some(path.into());
+        self
+    }
+
+    /// Spawn mode: the workers' working directory (mpi4py's `wdir`), passed
+    /// as `MPI_Comm_spawn`'s standard `wdir` info key.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder().working_dir("/scratch").build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn working_dir(self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into().to_string_lossy().into_owned();
+        self.info("wdir", dir)
+    }
+
+    /// Spawn mode: sets an environment variable in the workers (mpi4py's
+    /// `env`), on top of the environment the MPI launcher gives them.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder().env("OMP_NUM_THREADS", "1").build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Spawn mode: an `MPI_Info` key and value for `MPI_Comm_spawn`
+    /// (mpi4py's `mpi_info`), such as the standard `host` (where to place
+    /// the workers) or Open MPI's `hostfile`, `map_by` or `add-host`. Which
+    /// keys MPI honours is up to its implementation.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .info("host", "node7,node8")
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn info(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.info.push((key.into(), value.into()));
+        self
+    }
+
     /// Builds the pool: starts MPI's hub thread if it is not running,
     /// then spawns the workers or takes ranks of the static world.
     ///
     /// # Errors
     ///
-    /// As [`MpiPoolExecutor::new`]. The settings are checked before MPI is
-    /// touched:
+    /// As [`MpiPoolExecutor::new`], and [`Error::InvalidArgument`] if
+    /// [`MPI_MAX_WORKERS_VAR`] is set to anything but a positive number. The
+    /// settings are checked before MPI is touched:
     ///
     /// ```
     /// # use concurrent_futures::{Error, MpiPoolExecutor};
@@ -373,10 +474,15 @@ impl RemoteBuilder<MpiTransport> {
         let stopped = || Error::BrokenExecutor {
             reason: "the MPI hub thread has stopped".into(),
         };
+        let workers = match self.max_workers_set {
+            true => Some(self.max_workers),
+            false => default_workers()?,
+        };
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
             .send(Command::Open {
-                workers: self.max_workers,
+                workers,
+                spawn: self.settings,
                 reply,
             })
             .map_err(|_| stopped())?;
@@ -389,5 +495,19 @@ impl RemoteBuilder<MpiTransport> {
             intake: Mutex::new(Intake::Open),
         };
         Ok(RemoteExecutor::over(transport, self.chunksize))
+    }
+}
+
+/// The size [`MPI_MAX_WORKERS_VAR`] asks for, if it is set.
+fn default_workers() -> Result<Option<usize>, Error> {
+    let Some(value) = std::env::var_os(MPI_MAX_WORKERS_VAR) else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(workers) if workers > 0 => Ok(Some(workers)),
+        _ => Err(Error::InvalidArgument(format!(
+            "{MPI_MAX_WORKERS_VAR}={} is not a positive number of workers",
+            value.to_string_lossy()
+        ))),
     }
 }
