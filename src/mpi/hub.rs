@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use ::mpi::Rank;
 use ::mpi::environment::{Threading, Universe};
 use ::mpi::point_to_point::{Destination, Source};
-use ::mpi::topology::{Communicator, InterCommunicator};
+use ::mpi::topology::{Communicator, InterCommunicator, SimpleCommunicator};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::liveness::{self, Heard};
@@ -67,6 +67,11 @@ pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
         .map_err(|reason| Error::BrokenExecutor {
             reason: reason.clone(),
         })
+}
+
+/// Whether this process's hub thread has started (and owns MPI).
+pub(crate) fn started() -> bool {
+    MANAGER.get().is_some()
 }
 
 /// Rank 0 of a static world: starts the hub at once, so that it
@@ -117,47 +122,38 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
         return;
     };
     ffi::errors_return_on_self();
-    let fingerprint = match super::rank::fingerprint() {
-        Ok(fingerprint) => fingerprint,
+    let mut hub = match Hub::new(Some(universe), SimpleCommunicator::world()) {
+        Ok(hub) => hub,
         Err(error) => {
-            let _ = started.send(Err(format!("cannot identify this executable: {error}")));
+            let _ = started.send(Err(error));
             return;
         }
     };
-    let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
-    let _ = thread::Builder::new()
-        .name("concurrent-futures-mpi-callbacks".into())
-        .spawn(move || deferred.iter().for_each(|callback| callback()));
-    let mut hub = Hub {
-        universe,
-        welcome: Welcome {
-            fingerprint,
-            secret: Secret::random(),
-            initializer: None,
-        },
-        world: Vec::new(),
-        groups: Vec::new(),
-        pools: BTreeMap::new(),
-        served_last: 0,
-        next_pool: 1,
-        callbacks,
-        heard: Heard::default(),
-    };
     if let Role::World { size, .. } = role {
-        hub.greet_world(size);
+        hub.greet_world((1..size).filter_map(|r| Rank::try_from(r).ok()).collect());
     }
     let _ = started.send(Ok(()));
     let reply = hub.serve(inbox);
-    let finalize = hub.finish();
-    if finalize {
-        drop(hub); // finalizes MPI
-    } else {
-        // MPI_Finalize would wait for the dead rank for ever.
-        std::mem::forget(hub);
-    }
+    hub.end();
     if let Some(reply) = reply {
         let _ = reply.send(());
     }
+}
+
+/// The comm form's hub, on the calling thread of rank `root` of `comm` (a
+/// duplicate of the user's communicator, whose other ranks serve): greets
+/// them, serves `inbox` until every sender is gone, then stops them. MPI
+/// is the program's: it stays initialized.
+pub(super) fn serve_comm(
+    comm: SimpleCommunicator,
+    root: Rank,
+    inbox: &Receiver<Command>,
+) -> Result<(), Error> {
+    let mut hub = Hub::new(None, comm).map_err(|reason| Error::BrokenExecutor { reason })?;
+    hub.greet_world((0..hub.comm.size()).filter(|&rank| rank != root).collect());
+    hub.serve(inbox);
+    hub.end();
+    Ok(())
 }
 
 /// A serving rank of the static world, and who uses it.
@@ -271,7 +267,14 @@ impl Pool {
 }
 
 struct Hub {
-    universe: Universe,
+    /// The communicator of the serving ranks that every pool shares:
+    /// `MPI_COMM_WORLD` (static-world mode), or the comm form's duplicate
+    /// of the user's communicator. Before `universe`, so that it is freed
+    /// before MPI is finalized.
+    comm: SimpleCommunicator,
+    /// MPI itself, when the hub initialized it: finalized when dropped.
+    /// `None` in the comm form, whose MPI is the program's.
+    universe: Option<Universe>,
     welcome: Welcome,
     world: Vec<WorldRank>,
     /// The spawned ranks, kept for later executors until the program exits.
@@ -286,6 +289,45 @@ struct Hub {
 }
 
 impl Hub {
+    /// A hub over `comm`, with no pool and no serving rank yet (see
+    /// [`greet_world`](Self::greet_world)); starts the thread that runs
+    /// done callbacks.
+    fn new(universe: Option<Universe>, comm: SimpleCommunicator) -> Result<Hub, String> {
+        let fingerprint = super::rank::fingerprint()
+            .map_err(|error| format!("cannot identify this executable: {error}"))?;
+        let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        let _ = thread::Builder::new()
+            .name("concurrent-futures-mpi-callbacks".into())
+            .spawn(move || deferred.iter().for_each(|callback| callback()));
+        Ok(Hub {
+            comm,
+            universe,
+            welcome: Welcome {
+                fingerprint,
+                secret: Secret::random(),
+                initializer: None,
+            },
+            world: Vec::new(),
+            groups: Vec::new(),
+            pools: BTreeMap::new(),
+            served_last: 0,
+            next_pool: 1,
+            callbacks,
+            heard: Heard::default(),
+        })
+    }
+
+    /// Stops every rank ([`finish`](Self::finish)), then finalizes MPI if
+    /// the hub initialized it, unless a rank died: `MPI_Finalize` (and
+    /// freeing the communicator) would wait for the dead rank for ever.
+    fn end(mut self) {
+        if self.finish() {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
+
     /// Serves commands until `Finalize`, or until every executor handle is
     /// gone; returns the finalize reply, if any.
     fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
@@ -394,8 +436,8 @@ impl Hub {
     /// The default size of a spawned pool: the MPI universe's size less
     /// this program's world, or 1 if MPI knows no universe size.
     fn universe_share(&self) -> usize {
-        let world = usize::try_from(self.universe.world().size()).unwrap_or(1);
-        (self.universe.size())
+        let world = usize::try_from(self.comm.size()).unwrap_or(1);
+        (self.universe.as_ref().and_then(Universe::size))
             .map_or(1, |universe| universe.saturating_sub(world))
             .max(1)
     }
@@ -442,16 +484,16 @@ impl Hub {
         Ok(index)
     }
 
-    /// Greets the serving ranks of a static world of `size` processes.
-    fn greet_world(&mut self, size: usize) {
-        let world = self.universe.world();
-        let ranks: Vec<Rank> = (1..size).filter_map(|r| Rank::try_from(r).ok()).collect();
-        let (hosts, refused) = match handshake(&world, &ranks, &self.welcome) {
+    /// Greets `ranks`, the serving ranks of the static world (or of the
+    /// comm form's communicator).
+    fn greet_world(&mut self, ranks: Vec<Rank>) {
+        let world = &self.comm;
+        let (hosts, refused) = match handshake(world, &ranks, &self.welcome) {
             Ok(hosts) => (hosts, None),
             Err(refused) => {
                 // One rank of another build makes the whole world unusable,
                 // but the others serve until told to stop.
-                stop(&world, &refused.serving);
+                stop(world, &refused.serving);
                 (refused.hosts, Some(refused.reason))
             }
         };
@@ -519,7 +561,7 @@ impl Hub {
     /// each, starting after the one served last, so that pools sharing the
     /// static world's ranks share them fairly.
     fn dispatch(&mut self) {
-        let world = self.universe.world();
+        let world = &self.comm;
         let mut sent = true;
         while sent {
             sent = false;
@@ -668,9 +710,9 @@ impl Hub {
             (self.pools.values()).any(|pool| link(&pool.link) && !pool.busy.is_empty())
         };
         if busy(|link| matches!(link, Link::World)) {
-            let world = self.universe.world();
-            self.heard.receive(None, &world);
-            while let Some((rank, outcomes)) = receive_outcomes(&world) {
+            let world = &self.comm;
+            self.heard.receive(None, world);
+            while let Some((rank, outcomes)) = receive_outcomes(world) {
                 received = true;
                 // The rank is free again, whichever pool it served.
                 let slot = self.world.iter_mut().find(|slot| slot.rank == rank);
@@ -769,7 +811,7 @@ impl Hub {
         }));
         lost.into_iter()
             .for_each(|group| std::mem::forget(group.comm));
-        let world = self.universe.world();
+        let world = &self.comm;
         let serving: Vec<Rank> = (self.world.iter())
             .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead(_)))
             .map(|slot| slot.rank)
@@ -787,7 +829,7 @@ impl Hub {
                     .send_with_tag(liveness::ABANDON, tags::STOP);
             }
         } else {
-            stop(&world, &serving);
+            stop(world, &serving);
         }
         !dead
     }

@@ -5,6 +5,8 @@
 //!
 //! - [`hub`]: the one thread of the parent that owns MPI: its event loop
 //!   and the leasing of ranks to executors.
+//! - [`comm`]: the executor inside an existing MPI program, over its
+//!   communicator (mpi4py's `MPICommExecutor`).
 //! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
 //!   endpoint for the remote layer's serve loop.
 //! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
@@ -18,6 +20,7 @@
 //! another inode for the same program). Each message kind is an MPI tag
 //! ([`tags`]).
 
+mod comm;
 mod ffi;
 mod hub;
 mod liveness;
@@ -471,12 +474,22 @@ impl RemoteBuilder<MpiTransport> {
         }
         panic::install_hook();
         let commands = hub::commands()?.clone();
-        let stopped = || Error::BrokenExecutor {
-            reason: "the MPI hub thread has stopped".into(),
-        };
         let workers = match self.max_workers_set {
             true => Some(self.max_workers),
             false => default_workers()?,
+        };
+        self.open(commands, workers)
+    }
+
+    /// Asks the hub on `commands` for a pool of `workers` ranks (`None`:
+    /// its default), and makes the executor over it.
+    fn open(
+        self,
+        commands: Sender<Command>,
+        workers: Option<usize>,
+    ) -> Result<MpiPoolExecutor, Error> {
+        let stopped = || Error::BrokenExecutor {
+            reason: "the MPI hub thread has stopped".into(),
         };
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
