@@ -55,6 +55,9 @@ fn main() {
         generic_executor_code_runs_on_mpi,
         futures_work_with_as_completed,
         a_closed_pool_refuses_new_tasks,
+        shutdown_waits_for_every_submitted_task,
+        map_gives_up_at_its_timeout,
+        results_do_not_depend_on_the_buffer_size,
         pools_come_and_go,
         two_executors_busy_at_once_keep_to_their_own,
         three_executors_busy_at_once_keep_to_their_own,
@@ -114,6 +117,7 @@ fn square(n: u64) -> u64 {
     n * n
 }
 
+/// Mirrors mpi4py's `test_submit`.
 fn a_result_comes_back_from_another_rank() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     assert_eq!(
@@ -161,6 +165,7 @@ fn later_is_faster(n: u64) -> u64 {
     n
 }
 
+/// Mirrors mpi4py's `test_map`.
 fn map_yields_results_in_input_order() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     let results: Vec<_> = executor
@@ -170,6 +175,7 @@ fn map_yields_results_in_input_order() {
     assert_eq!(results, (0..8).map(Ok).collect::<Vec<_>>());
 }
 
+/// Mirrors mpi4py's `test_map_chunksize`.
 fn results_do_not_depend_on_the_chunk_size() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     let expected: Vec<u64> = (0..1000).map(square).collect();
@@ -201,6 +207,9 @@ fn no_twos(n: u32) -> u32 {
     n
 }
 
+/// Mirrors mpi4py's `test_map_exception` and `test_map_unordered_exception`
+/// (a panic is the task's error), and `test_exc_pickle`: the error and its
+/// message come back.
 fn a_panic_fails_only_its_own_task() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     for chunksize in [1, 3] {
@@ -227,6 +236,7 @@ fn pangkat(basis: u64, eksponen: u32) -> u64 {
     basis.pow(eksponen)
 }
 
+/// Mirrors mpi4py's `test_starmap` and `test_map_unordered`.
 fn starmap_and_map_unordered_work() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     let powers: Vec<_> = executor
@@ -259,6 +269,7 @@ fn generic_executor_code_runs_on_mpi() {
     assert_eq!(on_mpi[2], (9, "tugas 3".to_owned()));
 }
 
+/// Mirrors mpi4py's `test_no_timeout` (`as_completed`, `AsCompletedTestMixin`).
 fn futures_work_with_as_completed() {
     let executor = MpiPoolExecutor::new(2).unwrap();
     let futures: Vec<_> = (1..=6).map(|n| executor.submit(square, n)).collect();
@@ -269,6 +280,8 @@ fn futures_work_with_as_completed() {
     assert_eq!(total, 91);
 }
 
+/// Mirrors mpi4py's `test_run_after_shutdown` and `test_shutdown_cancel`
+/// (repeated shutdowns are harmless).
 fn a_closed_pool_refuses_new_tasks() {
     let executor = MpiPoolExecutor::new(1).unwrap();
     let before = executor.submit(square, 4);
@@ -282,6 +295,71 @@ fn a_closed_pool_refuses_new_tasks() {
     }); // again: harmless
 }
 
+/// Mirrors mpi4py's `test_hang_issue12364`: fifty short tasks, then
+/// `shutdown()`: it returns once every one is done, each with its result.
+fn shutdown_waits_for_every_submitted_task() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let futures: Vec<_> = (0..50)
+        .map(|n| executor.submit(echo_after, (n, 10)))
+        .collect();
+    executor.shutdown();
+    for (n, future) in (0..50).zip(&futures) {
+        assert!(future.done(), "shutdown returned before task {n} was done");
+        assert_eq!(future.result(), Ok(n));
+    }
+}
+
+/// Holds its rank until `DIR/release` exists if `hold`; else returns at
+/// once. Either way, the rank's pid.
+fn hold_if((hold, dir): (bool, String)) -> u32 {
+    match hold {
+        true => fixtures::block_until_released(dir),
+        false => std::process::id(),
+    }
+}
+
+/// Mirrors mpi4py's `test_map_timeout`: the inputs that finish in time
+/// give their results, then the one still running gives `Timeout` and the
+/// map ends. (Its task is held by a gate, released afterwards.)
+fn map_gives_up_at_its_timeout() {
+    let scratch = fixtures::Scratch::new("mpi-map-timeout");
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let inputs = [false, false, true].map(|hold| (hold, scratch.arg()));
+    let results: Vec<_> = executor
+        .map(hold_if, inputs)
+        .chunksize(1)
+        .timeout(Duration::from_secs(3))
+        .collect();
+    scratch.touch("release");
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[..2].iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(results[2], Err(Error::Timeout));
+}
+
+/// Mirrors mpi4py's `test_map_buffersize` and `test_starmap_chunksize`:
+/// every buffer size and chunk size around the input's length gives the
+/// same results, in order.
+fn results_do_not_depend_on_the_buffer_size() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let pairs = || (0..10_u64).map(|n| (n, n as u32));
+    let expected: Vec<u64> = pairs().map(|(b, e)| pangkat(b, e)).collect();
+    for buffer in [1, 2, 9, 10, 11] {
+        for chunk in [1, 2, 9, 10, 11] {
+            let results: Vec<u64> = executor
+                .starmap(pangkat, pairs())
+                .chunksize(chunk)
+                .buffer_size(buffer)
+                .timeout(PATIENCE)
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(results, expected, "buffer {buffer}, chunk {chunk}");
+        }
+    }
+}
+
+/// Mirrors mpi4py's `test_context_manager_shutdown` and
+/// `test_del_shutdown` (a dropped executor shuts down and frees its
+/// ranks), and in a static world `test_shared_executors`.
 fn pools_come_and_go() {
     for round in 0..3_u64 {
         let executor = MpiPoolExecutor::new(1).unwrap();
@@ -553,6 +631,8 @@ fn spawn_settings_reach_the_workers() {
     assert_eq!(host, place);
 }
 
+/// Mirrors mpi4py's `test_max_workers_negative` and the `chunksize=-1`
+/// cases (a `usize` cannot be negative: zero is the bad value).
 fn bad_settings_are_errors() {
     assert!(matches!(
         MpiPoolExecutor::new(0),
