@@ -179,6 +179,37 @@ impl Backoff {
 /// program then ends without `MPI_Finalize`, which would wait for the dead
 /// rank). Spawn mode under `mpiexec -n 1` needs `--enable-recovery` too.
 ///
+/// # Coming from `mpi4py.futures`
+///
+/// | mpi4py | here |
+/// |---|---|
+/// | `MPIPoolExecutor(max_workers=n)` | [`MpiPoolExecutor::new(n)`](MpiPoolExecutor::new) |
+/// | `MPIPoolExecutor()`, `MPI4PY_FUTURES_MAX_WORKERS` | [`MpiPoolExecutor::builder().build()`](MpiPoolBuilder), [`MPI_MAX_WORKERS_VAR`] |
+/// | `python_exe`, `path`, `wdir`, `env`, `mpi_info` | `program`, `working_dir`, `env`, `info` on [`MpiPoolBuilder`] |
+/// | `python -m mpi4py.futures prog.py` | `mpiexec -n N ./prog`, with [`init`](crate::init) first in `main` |
+/// | `MPICommExecutor(comm, root)` | [`MpiPoolBuilder::with_comm`](RemoteBuilder::with_comm), [`with_world`](RemoteBuilder::with_world) |
+/// | `shutdown(wait, cancel_futures=...)`, repeated | [`shutdown_with`](RemoteExecutor::shutdown_with): every call honoured |
+///
+/// `tests/mpi.rs` and `tests/mpi_comm.rs` mirror mpi4py's own futures
+/// tests (`demo/futures/test_futures.py`); each case names the test it
+/// mirrors. The deliberate differences:
+///
+/// - **No `bootup()`, no `num_workers`:** the ranks are spawned or greeted
+///   when the executor is built, and [`max_workers`](RemoteExecutor::max_workers)
+///   is their number.
+/// - **No `get_comm_workers()`:** a task is a plain function of its
+///   argument; it reaches no communicator of the pool's.
+/// - **No keyword arguments:** a task takes one argument (a tuple for
+///   several), or two with `starmap`.
+/// - **The comm form refuses a one-rank communicator** (mpi4py then spawns
+///   workers): its MPI is the program's, and spawning needs the executor's
+///   own MPI thread. It needs every rank of the communicator to call it.
+/// - **Executors in a static world share its serving ranks**, as mpi4py's
+///   shared pool does, but each keeps its own `max_workers` bound.
+/// - **No `initializer`/`initargs` for MPI yet**, and no `aplus`-style
+///   `then`/`collect`/`compose`: a [`Future`](crate::Future) has done
+///   callbacks, and `wait`/`as_completed` combine futures.
+///
 /// This example is `no_run`: it needs an MPI runtime, and a doc test's
 /// binary cannot serve as its own worker. `tests/mpi.rs` and
 /// `examples/square_sum_mpi.rs` run the same code.
