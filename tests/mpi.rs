@@ -78,10 +78,21 @@ fn main() {
 /// same code, other bytes.
 const BUILD: Option<&str> = option_env!("CF_MPI_TEST_BUILD");
 
-/// The static world's size, if this binary runs under `mpiexec -n N > 1`.
+/// The static world's size, if this binary runs under `mpiexec -n N > 1`
+/// (or `srun -n N > 1`, with Slurm's PMIx).
 fn world_size() -> Option<usize> {
-    let size: usize = std::env::var("OMPI_COMM_WORLD_SIZE").ok()?.parse().ok()?;
+    let size = std::env::var("OMPI_COMM_WORLD_SIZE").or_else(|_| {
+        std::env::var("PMIX_RANK").and_then(|_| std::env::var("SLURM_STEP_NUM_TASKS"))
+    });
+    let size: usize = size.ok()?.parse().ok()?;
     (size > 1).then_some(size)
+}
+
+/// This process's rank in its own `MPI_COMM_WORLD`, as its launcher says.
+fn world_rank() -> Option<String> {
+    std::env::var("OMPI_COMM_WORLD_RANK")
+        .or_else(|_| std::env::var("PMIX_RANK"))
+        .ok()
 }
 
 /// Where a task ran: its pid, whether it was spawned as a worker, its
@@ -90,12 +101,7 @@ fn where_am_i(_: ()) -> (u32, bool, Option<String>, String) {
     let spawned = std::env::args()
         .nth(1)
         .is_some_and(|a| a.contains("mpi-worker"));
-    (
-        std::process::id(),
-        spawned,
-        std::env::var("OMPI_COMM_WORLD_RANK").ok(),
-        hostname(),
-    )
+    (std::process::id(), spawned, world_rank(), hostname())
 }
 
 fn hostname() -> String {

@@ -10,7 +10,8 @@
 //!   serves the parent over the parent intercommunicator.
 //! - **a rank ≥ 1 of a static world**: the program runs under
 //!   `mpiexec -n N` with N > 1 (Open MPI's `OMPI_COMM_WORLD_SIZE`/`_RANK`,
-//!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra). It serves rank 0 over
+//!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra), or `srun --mpi=pmix`
+//!   (`SLURM_STEP_NUM_TASKS` and `PMIX_RANK`). It serves rank 0 over
 //!   `MPI_COMM_WORLD`. Rank 0 returns from `init` to run `main`, with the
 //!   hub thread already started, so that the serving ranks are told to
 //!   stop when rank 0's program ends, whether or not it used them.
@@ -59,10 +60,14 @@ impl Role {
                 .iter()
                 .find_map(|name| env::var(name).ok()?.parse::<usize>().ok())
         };
-        match (
-            number(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]),
-            number(["OMPI_COMM_WORLD_RANK", "PMI_RANK"]),
-        ) {
+        // Slurm's `srun --mpi=pmix` sets no Open MPI variable: its PMIx
+        // rank, and the step's size. (A batch script's own run has no
+        // PMIx rank: it is alone.)
+        let srun = |name: &str| env::var_os("PMIX_RANK").and(number([name, name]));
+        let size =
+            number(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]).or_else(|| srun("SLURM_STEP_NUM_TASKS"));
+        let rank = number(["OMPI_COMM_WORLD_RANK", "PMI_RANK"]).or_else(|| srun("PMIX_RANK"));
+        match (size, rank) {
             (Some(size), Some(rank)) if size > 1 && rank < size => Role::World { rank, size },
             _ => Role::Alone,
         }
