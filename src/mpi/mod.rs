@@ -179,6 +179,53 @@ impl Backoff {
 /// program then ends without `MPI_Finalize`, which would wait for the dead
 /// rank). Spawn mode under `mpiexec -n 1` needs `--enable-recovery` too.
 ///
+/// # On a cluster, and under Slurm
+///
+/// Every node needs the same binary, byte for byte (each rank proves it at
+/// startup; a node with another build is refused with
+/// [`Error::BrokenExecutor`] naming its rank and host), at the same path,
+/// with the same Open MPI. These are the forms CI runs, on three simulated
+/// hosts (network namespaces on one machine: `.ci/mpi-hosts`) and on a real
+/// Slurm over them (`slurmctld` and one `slurmd` per host:
+/// `.ci/slurm-cluster`, `.ci/slurm-check`), with the MPI tests and
+/// `examples/square_sum_mpi.rs`:
+///
+/// ```text
+/// # mpiexec with a hostfile (.ci/mpi-hosts-check)
+/// mpiexec --hostfile hosts -n 3 ./program                      # static world
+/// mpiexec --hostfile hosts -n 1 --enable-recovery ./program    # spawn mode
+///
+/// # Slurm (.ci/slurm-check)
+/// srun --mpi=pmix -N 3 -n 3 --ntasks-per-node=1 ./program      # static world
+/// sbatch --wait -N 3 -n 3 --ntasks-per-node=1 job.sh           # spawn mode, job.sh being:
+///     #!/bin/sh
+///     exec mpiexec -n 1 --enable-recovery ./program
+/// ```
+///
+/// CI sets, for its private subnet and its 2 cores,
+/// `OMPI_MCA_btl_tcp_if_include` and `OMPI_MCA_oob_tcp_if_include` (the
+/// nodes' network), `OMPI_MCA_btl=tcp,vader,self`,
+/// `OMPI_MCA_mpi_yield_when_idle=1` (more processes than cores) and
+/// `OMPI_MCA_rmaps_base_oversubscribe=1`; `srun` and `sbatch` pass them on.
+/// What it showed:
+///
+/// - Under `srun`, Open MPI's `OMPI_COMM_WORLD_*` variables are not set:
+///   a rank knows the static world from Slurm's `SLURM_STEP_NUM_TASKS` and
+///   its `PMIX_RANK` (a batch script's own run has none, and is alone).
+/// - Spawn mode needs `mpiexec -n 1` (a program run alone spawns on its
+///   own node only), and free slots: a spawned group is kept for the next
+///   executor of its size and settings, so a program that builds executors
+///   of several sizes holds several groups' slots. Allocate enough, or let
+///   Open MPI oversubscribe.
+/// - **A node going down** (its `slurmd` killed, then every process on
+///   it), mid-task: under `srun --no-kill` (static world) the executor
+///   reports [`Error::BrokenExecutor`] within about 5 s and the program goes
+///   on with the ranks left. In spawn mode the executor reports it as fast,
+///   but then Open MPI 4.1's `mpiexec`, whose daemon on that node is gone,
+///   terminates the whole job, rank 0 included, even with
+///   `--enable-recovery` (`FORCE-TERMINATE AT Unreachable`). A rank that
+///   dies on a live node is survived in both modes.
+///
 /// # Coming from `mpi4py.futures`
 ///
 /// | mpi4py | here |
