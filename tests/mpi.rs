@@ -468,43 +468,43 @@ fn three_executors_busy_at_once_keep_to_their_own() {
 /// `shutdown(wait: false)`, a later shutdown that waits and cancels does
 /// both. Before, the second call returned at once and cancelled nothing.
 fn a_second_shutdown_waits_and_cancels() {
-    let scratch = fixtures::Scratch::new("mpi-shutdown");
-    let executor = MpiPoolExecutor::new(1).unwrap();
-    let held = executor.submit(fixtures::block_until_released, scratch.arg());
-    scratch.wait_for_files("started-", 1);
-    let queued: Vec<_> = (0..3)
-        .map(|_| executor.submit(fixtures::leave_a_mark, scratch.arg()))
-        .collect();
-    executor.shutdown_with(Shutdown {
+    let pool = held_with_queued("mpi-shutdown", 3);
+    pool.executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: false,
     });
-    assert!(queued.iter().all(|future| !future.cancelled()));
+    assert!(pool.queued.iter().all(|future| !future.cancelled()));
     let (returned, second_returned) = std::sync::mpsc::channel();
     thread::scope(|scope| {
         scope.spawn(|| {
-            executor.shutdown_with(Shutdown {
+            pool.executor.shutdown_with(Shutdown {
                 wait: true,
                 cancel_futures: true,
             });
             returned.send(()).unwrap();
         });
         fixtures::wait_until("the second shutdown to cancel the queued tasks", || {
-            queued.iter().all(|future| future.cancelled()).then_some(())
+            pool.queued
+                .iter()
+                .all(|future| future.cancelled())
+                .then_some(())
         });
         assert!(
             second_returned.try_recv().is_err(),
             "the second shutdown returned while a task still ran"
         );
-        assert!(!held.done());
-        scratch.touch("release");
+        assert!(!pool.held.done());
+        pool.scratch.touch("release");
         second_returned
             .recv_timeout(PATIENCE)
             .expect("the second shutdown returns once the running task is done");
     });
-    assert!(held.done(), "shutdown waited for the running task");
-    assert!(held.result().is_ok());
-    assert!(scratch.files("ran-").is_empty(), "a cancelled task ran");
+    assert!(pool.held.done(), "shutdown waited for the running task");
+    assert!(pool.held.result().is_ok());
+    assert!(
+        pool.scratch.files("ran-").is_empty(),
+        "a cancelled task ran"
+    );
 }
 
 /// Mirrors mpi4py's `test_submit_cancel`: on a one-rank pool busy with a
@@ -512,51 +512,73 @@ fn a_second_shutdown_waits_and_cancels() {
 /// it returns true, its body never runs, and the next task runs on the same
 /// rank (a cancel costs no rank).
 fn a_queued_task_is_pending_and_cancels_without_a_rank() {
-    let scratch = fixtures::Scratch::new("mpi-cancel");
-    let executor = MpiPoolExecutor::new(1).unwrap();
-    let held = executor.submit(fixtures::block_until_released, scratch.arg());
-    let rank = read_started(&scratch);
-    let queued = executor.submit(fixtures::leave_a_mark, scratch.arg());
-    let next = executor.submit(fixtures::pid, ());
-    assert!(held.running());
+    let pool = held_with_queued("mpi-cancel", 1);
+    let queued = &pool.queued[0];
+    let next = pool.executor.submit(fixtures::pid, ());
+    assert!(pool.held.running());
     assert!(!queued.running(), "a task queued in the hub claims to run");
     assert!(queued.cancel());
     assert!(queued.cancelled());
-    scratch.touch("release");
-    assert_eq!(settle(&held), Ok(rank));
-    assert_eq!(settle(&next), Ok(rank), "the cancel cost a rank");
-    assert!(scratch.files("ran-").is_empty(), "the cancelled task ran");
+    pool.scratch.touch("release");
+    assert_eq!(settle(&pool.held), Ok(pool.rank));
+    assert_eq!(settle(&next), Ok(pool.rank), "the cancel cost a rank");
+    assert!(
+        pool.scratch.files("ran-").is_empty(),
+        "the cancelled task ran"
+    );
 }
 
-/// The pid of the one task started in `scratch`, once it has started.
-fn read_started(scratch: &fixtures::Scratch) -> u32 {
+/// A one-rank pool whose rank is held by a task, with tasks queued behind.
+struct Held {
+    scratch: fixtures::Scratch,
+    executor: MpiPoolExecutor,
+    /// The task that holds the rank until `scratch`'s `release` exists.
+    held: concurrent_futures::Future<u32>,
+    /// The held rank's pid.
+    rank: u32,
+    /// Tasks that would leave a `ran-` mark in `scratch` if they ran.
+    queued: Vec<concurrent_futures::Future<u32>>,
+}
+
+/// A [`Held`] pool with `count` tasks queued once its rank is held.
+fn held_with_queued(label: &str, count: usize) -> Held {
+    let scratch = fixtures::Scratch::new(label);
+    let executor = MpiPoolExecutor::new(1).unwrap();
+    let held = executor.submit(fixtures::block_until_released, scratch.arg());
     let started = scratch.wait_for_files("started-", 1);
-    fixtures::read_pid(&scratch.path(&started[0]))
+    let rank = fixtures::read_pid(&scratch.path(&started[0]));
+    let queued = (0..count)
+        .map(|_| executor.submit(fixtures::leave_a_mark, scratch.arg()))
+        .collect();
+    Held {
+        scratch,
+        executor,
+        held,
+        rank,
+        queued,
+    }
 }
 
 /// Mirrors mpi4py's `test_submit_shutdown_cancel_wait`: `cancel_futures`
 /// cancels every task not yet started; the running one finishes.
 fn cancel_futures_cancels_every_task_not_started() {
-    let scratch = fixtures::Scratch::new("mpi-cancel-futures");
-    let executor = MpiPoolExecutor::new(1).unwrap();
-    let held = executor.submit(fixtures::block_until_released, scratch.arg());
-    let rank = read_started(&scratch);
-    let queued: Vec<_> = (0..5)
-        .map(|_| executor.submit(fixtures::leave_a_mark, scratch.arg()))
-        .collect();
-    executor.shutdown_with(Shutdown {
+    let pool = held_with_queued("mpi-cancel-futures", 5);
+    pool.executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: true,
     });
-    for future in &queued {
+    for future in &pool.queued {
         fixtures::wait_until("a queued task to be cancelled", || {
             future.cancelled().then_some(())
         });
     }
-    scratch.touch("release");
-    assert_eq!(settle(&held), Ok(rank));
-    executor.shutdown();
-    assert!(scratch.files("ran-").is_empty(), "a cancelled task ran");
+    pool.scratch.touch("release");
+    assert_eq!(settle(&pool.held), Ok(pool.rank));
+    pool.executor.shutdown();
+    assert!(
+        pool.scratch.files("ran-").is_empty(),
+        "a cancelled task ran"
+    );
 }
 
 /// Mirrors mpi4py's `test_max_workers_environ` (and `test_max_workers`):
