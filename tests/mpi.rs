@@ -64,6 +64,7 @@ fn main() {
         a_second_shutdown_waits_and_cancels,
         a_queued_task_is_pending_and_cancels_without_a_rank,
         cancel_futures_cancels_every_task_not_started,
+        short_tasks_pass_a_held_one,
         the_default_size_follows_mpi,
         spawn_settings_reach_the_workers,
         bad_settings_are_errors,
@@ -579,6 +580,28 @@ fn cancel_futures_cancels_every_task_not_started() {
         pool.scratch.files("ran-").is_empty(),
         "a cancelled task ran"
     );
+}
+
+/// Issue 21's dispatch on MPI: on a two-rank pool whose first task is
+/// held, the short tasks queued behind it all complete on the other rank
+/// while it is still held (the hub gives a task to a rank only when that
+/// rank is free, so none waits behind the held one).
+fn short_tasks_pass_a_held_one() {
+    let scratch = fixtures::Scratch::new("mpi-pass-held");
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let held = executor.submit(fixtures::block_until_released, scratch.arg());
+    let started = scratch.wait_for_files("started-", 1);
+    let held_rank = fixtures::read_pid(&scratch.path(&started[0]));
+    let short: Vec<_> = (0..20)
+        .map(|_| executor.submit(fixtures::pid, ()))
+        .collect();
+    for future in &short {
+        let rank = settle(future).unwrap();
+        assert_ne!(rank, held_rank, "a short task ran on the held rank");
+    }
+    assert!(!held.done(), "the held task finished before its release");
+    scratch.touch("release");
+    assert_eq!(settle(&held), Ok(held_rank));
 }
 
 /// Mirrors mpi4py's `test_max_workers_environ` (and `test_max_workers`):
