@@ -3,7 +3,7 @@
 Usage: compare.py CRITERION_DIR LOGS_DIR PARTS [BENCHMARKS_MD SVG]
 
 Reads criterion's medians and the logs compare.sh wrote (python.txt,
-limits.txt, process.txt, memory.txt, meta.txt), prints one table of ratios
+limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, meta.txt), prints one table of ratios
 and the detailed tables per pool. With BENCHMARKS_MD and SVG it also draws
 the chart into SVG and replaces the generated block of BENCHMARKS_MD (between
 its `compare.sh:begin` and `compare.sh:end` markers) with what it printed.
@@ -254,6 +254,46 @@ def process_table():
     for line in attempt or []:
         print("- " + line)
 
+def skew_table():
+    """Uneven work on the process pool: each row beside its ideal schedule
+    (the slow work spread evenly over the workers) and Python's
+    ProcessPoolExecutor (chunksize=1) on the same inputs."""
+    python_skew = {}
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(logs, "skew_python.txt")):
+            if m := re.match(r"python skew (\w+): ([\d.]+) s", line):
+                python_skew[m.group(1)] = float(m.group(2))
+    order = None
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(logs, "skew.txt")):
+            if line.startswith("skew order:"):
+                order = line.rstrip()
+    slow = "8 x 400 ms"
+    rows = [
+        ("slow_after_quick", f"{slow} after 2,000 quick tasks, 4 workers", 0.8, 1.3),
+        ("map_slow_start", f"default map, {slow} at the start of 40,008 inputs, 4 workers", 0.8, 1.3),
+        ("map_slow_middle", f"default map, {slow} in the middle of 40,008 inputs, 4 workers", 0.8, 1.3),
+        ("map_slow_end", f"default map, {slow} at the end of 40,008 inputs, 4 workers", 0.8, 1.3),
+        ("long_then_short", "one 3 s task, then 100 x 20 ms, 2 workers", 3.0, 1.2),
+    ]
+    print()
+    print("Uneven work (process pool): seconds, ours against the ideal schedule and Python (chunksize=1)")
+    print()
+    print("| work | ours, s | ideal, s | ours / ideal | target | met | Python, s | Python / ours |")
+    print("|---|---|---|---|---|---|---|---|")
+    for bench, label, ideal, goal in rows:
+        mine = ms(f"process_skew/{bench}")
+        mine = None if mine is None else mine / 1e3
+        theirs = python_skew.get(bench)
+        ratio = None if mine is None else mine / ideal
+        met = "?" if ratio is None else ("met" if ratio <= goal else "NOT met")
+        speed = "n/a" if mine is None or theirs is None else f"{theirs / mine:.3g}x"
+        shown = "n/a" if ratio is None else f"{ratio:.3f}x"
+        print(f"| {label} | {fmt(mine)} | {ideal:g} | {shown} | within {goal:g}x | {met} | {fmt(theirs)} | {speed} |")
+    if order:
+        print()
+        print("- " + order + " (wanted: all 100)")
+
 # The headline: (pool, measure, unit, higher is better, [(who, figure)]), ours first.
 def headline():
     thread_tp = [
@@ -352,6 +392,7 @@ def report():
         print()
         print("### Process pool, every row")
         process_table()
+        skew_table()
 
 printed = io.StringIO()
 with contextlib.redirect_stdout(printed):

@@ -8,7 +8,7 @@
 # redraws benches/comparison.svg and rewrites the generated block of
 # BENCHMARKS.md; commit them with the code they measured.
 #
-#   benches/compare.sh                 # everything, about six minutes
+#   benches/compare.sh                 # everything, about nine minutes
 #   benches/compare.sh round_trip      # extra arguments go to criterion (a filter)
 #   PARTS=process benches/compare.sh   # only the process pool (or PARTS=thread)
 #
@@ -37,8 +37,9 @@ echo "$machine"
 # Stale results of a benchmark left out of this run must not reach the table.
 rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target/criterion/map"
 rm -rf "$target/criterion/map_million" "$target/criterion/map_duration"
-rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes}
-touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt"
+rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes,skew}
+touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt" \
+    "$logs/skew.txt" "$logs/skew_python.txt"
 if has thread; then
     cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt" || failed+=(thread_pool)
     cargo bench --bench map_memory -- "${MAP_MEMORY_ITEMS:-10000000}" 2>&1 | tee "$logs/memory.txt" \
@@ -46,6 +47,11 @@ if has thread; then
 fi
 if has process; then
     cargo bench --bench process_pool -- "$@" 2>&1 | tee "$logs/process.txt" || failed+=(process_pool)
+    # Uneven work, beside its ideal schedule and Python on the same inputs.
+    cargo bench --bench skew -- "$@" 2>&1 | tee "$logs/skew.txt" || failed+=(skew)
+    if [ $# -eq 0 ] && command -v python3 >/dev/null; then
+        python3 benches/skew_python.py 2>&1 | tee "$logs/skew_python.txt" || failed+=(skew_python)
+    fi
     # The machine's floor: three runs on both cores and, where taskset exists,
     # three on one core; the table takes medians of each. On an idle VM the
     # two-core ping-pong pays for waking an idle vCPU (~45 us here against

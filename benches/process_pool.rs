@@ -10,7 +10,9 @@
 //!   drop the pool (which waits for its workers to exit). procspawn:
 //!   `Pool::new(2)`, `spawn`, `join`, drop (which kills and reaps them).
 //! - `process_round_trip`: submit one task to a warm pool and wait for its
-//!   result, repeat. One iteration is one round trip.
+//!   result, repeat. One iteration is one round trip. With `--features
+//!   tracing`, `ours` is the library with its feature `tracing` and no
+//!   subscriber, and `ours_traced` the same with a subscriber listening.
 //! - `process_submit_result`: submit [`PENDING`] tasks, then take every
 //!   result; the throughput is set, so criterion reports elements/s. The
 //!   process's open descriptors are counted before, right after the last
@@ -212,6 +214,27 @@ fn process_round_trip(c: &mut Criterion) {
         });
     });
     drop(executor);
+
+    // With `--features tracing`, `ours` above is the library built with the
+    // feature and no subscriber; here a subscriber wants every span and
+    // event (and writes nowhere), so each task gets its span, its worker
+    // captures, and the answer carries the captured (empty) event list.
+    #[cfg(feature = "tracing")]
+    {
+        let executor = ProcessPoolExecutor::new(WORKERS);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            group.bench_function("ours_traced", |b| {
+                b.iter(|| {
+                    i += 1;
+                    executor.submit(ident, i).result().expect("identity")
+                });
+            });
+        });
+    }
 
     let pool = procspawn_pool();
     group.bench_function("procspawn_pool", |b| {

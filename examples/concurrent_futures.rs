@@ -17,15 +17,15 @@
 //!
 //! The tutorial ends with "Ganti `ThreadPoolExecutor` dengan
 //! `ProcessPoolExecutor` jika ingin beralih ke multiprocessing". Here the
-//! work is written once, against the `Executor` trait, so switching is one
-//! identifier in `main`. Run it with `cargo run --example concurrent_futures`
+//! work is written once, against the `Executor` trait, and `main` picks the
+//! pool from the command line, as an `AnyExecutor`. Run it with `cargo run --example concurrent_futures`
 //! for threads, or `cargo run --example concurrent_futures -- process` for
 //! processes: the same lines, in about the same second.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Error, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+use concurrent_futures::{AnyExecutor, Error, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
 
 /// One second of "work", then a message.
 fn tugas(n: u32) -> String {
@@ -49,18 +49,21 @@ fn main() -> Result<(), Error> {
     let start = Instant::now();
 
     // `cargo run --example concurrent_futures -- thread` (the default).
+    // Python's `pool = ProcessPoolExecutor if ... else ThreadPoolExecutor`:
+    // the chosen pool is one value of `AnyExecutor`.
     let kind = std::env::args().nth(1).unwrap_or_else(|| "thread".into());
-    match kind.as_str() {
-        // The pool is a temporary: it is dropped, which waits for its tasks,
-        // at the end of the statement, like leaving Python's `with` block.
-        "thread" => jalankan(&ThreadPoolExecutor::new(3))?,
-        "process" => jalankan(&ProcessPoolExecutor::new(3))?,
+    let executor: AnyExecutor = match kind.as_str() {
+        "thread" => ThreadPoolExecutor::new(3).into(),
+        "process" => ProcessPoolExecutor::new(3).into(),
         other => {
             return Err(Error::InvalidArgument(format!(
                 "unknown executor {other:?}: use `thread` or `process`"
             )));
         }
-    }
+    };
+    jalankan(&executor)?;
+    // Dropping the pool waits for its tasks, like leaving Python's `with` block.
+    drop(executor);
 
     println!("Waktu: {:.2} detik", start.elapsed().as_secs_f64());
     Ok(())

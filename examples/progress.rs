@@ -11,8 +11,9 @@
 //!         n = future_to_n[future]
 //! ```
 //!
-//! Here `indicatif` plays `tqdm`: `.progress_with(bar)` wraps any iterator,
-//! and the bar moves each time a task finishes, whichever it is. Python's
+//! Here `indicatif` plays `tqdm`: `.progress()` wraps an iterator of known
+//! length, as `as_completed` is (`total=` is not needed), and the bar moves
+//! each time a task finishes, whichever it is. Python's
 //! dict from each future to its task number is a list of `(number, future)`
 //! pairs here: `as_completed` hands each pair back whole, so the number
 //! comes with the future that just finished. Run
@@ -24,7 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ThreadPoolExecutor, as_completed};
-use indicatif::{ProgressBar, ProgressIterator, ProgressStyle};
+use indicatif::{ProgressIterator, ProgressStyle};
 
 /// How many tasks to run.
 const TUGAS: usize = 100;
@@ -62,14 +63,13 @@ fn main() -> Result<(), Error> {
         .map(|(n, ms)| (n, executor.submit(kerja, ms)))
         .collect();
 
-    // `tqdm(as_completed(future_to_n), total=len(future_to_n))`
-    let bar = ProgressBar::new(future_to_n.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} tugas [{elapsed_precise}]")
-            .expect("the template is valid"),
-    );
+    // `tqdm(as_completed(future_to_n), total=len(future_to_n))`: the bar's
+    // length comes from `as_completed`, which knows how many are left.
+    let style = ProgressStyle::with_template("{bar:40} {pos}/{len} tugas [{elapsed_precise}]")
+        .expect("the template is valid");
     let mut total_ms = 0;
     let mut last = (0, 0);
-    for (n, future) in as_completed(&future_to_n).progress_with(bar) {
+    for (n, future) in as_completed(&future_to_n).progress().with_style(style) {
         let ms = future.result()?;
         total_ms += ms;
         last = (*n, ms); // which task this was: future_to_n[future]

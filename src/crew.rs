@@ -19,12 +19,20 @@
 //!   └──break_pool──▶ Broken ◀──break_pool──┘
 //! ```
 //!
+//! Work that a process manager sent ahead and took back (its child was
+//! busy) goes to a second queue, of work [given back](Crew::give_back),
+//! which every crew thread serves before the first: that work was
+//! submitted earlier. A thread that waits blocks on the first queue alone
+//! (a wait on two channels made a serial round trip twice as slow); each
+//! job given back sends it an empty entry, which wakes it to look.
+//!
 //! A crew thread counts as idle while it waits for a job. It takes jobs
 //! through its [`Seat`]: each job comes with a [`Turn`], which counts the
 //! thread idle again exactly once, when it [ends](Turn::end) or is
 //! dropped, and which borrows the seat, so that no next job can be taken
 //! while a turn is open.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -50,7 +58,12 @@ pub(crate) struct Crew<J> {
     /// Signalled when a shutdown finishes joining the threads it took.
     joined: Condvar,
     /// A handle on the queue, for the crew threads and for draining it.
-    queue: Receiver<J>,
+    /// `None` entries only wake a thread to look at `returned`.
+    queue: Receiver<Option<J>>,
+    /// Work given back, served first.
+    returned: Mutex<VecDeque<J>>,
+    /// How many jobs `returned` holds, read without its lock.
+    returned_len: AtomicUsize,
     /// Crew threads waiting for a job, or about to.
     idle: AtomicUsize,
     max_workers: usize,
@@ -61,7 +74,7 @@ pub(crate) struct Crew<J> {
 
 /// Whether the queue takes jobs; see the module's diagram.
 enum Intake<J> {
-    Open(Sender<J>),
+    Open(Sender<Option<J>>),
     ShutDown,
     /// The pool broke, for this reason.
     Broken(String),
@@ -75,6 +88,9 @@ struct State<J> {
     ids: Vec<ThreadId>,
     /// How many shutdowns are joining threads they took out of `threads`.
     joining: usize,
+    /// Whether a shutdown cancelled the queued work: work given back
+    /// after it is cancelled too.
+    cancelled: bool,
 }
 
 impl<J: Job> Crew<J> {
@@ -91,9 +107,12 @@ impl<J: Job> Crew<J> {
                 threads: Vec::new(),
                 ids: Vec::new(),
                 joining: 0,
+                cancelled: false,
             }),
             joined: Condvar::new(),
             queue,
+            returned: Mutex::new(VecDeque::new()),
+            returned_len: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             max_workers,
             name_prefix,
@@ -124,7 +143,7 @@ impl<J: Job> Crew<J> {
             Intake::ShutDown => Error::Shutdown,
             Intake::Open(sender) => {
                 // The receiver lives in `self.queue`, so the send cannot fail.
-                let _ = sender.send(job);
+                let _ = sender.send(Some(job));
                 // ORDERING: a heuristic; see `mark_idle`.
                 let idle = self.idle.load(Ordering::Relaxed);
                 if self.queue.len() > idle
@@ -136,6 +155,7 @@ impl<J: Job> Crew<J> {
                     drop(state);
                     self.queue
                         .try_iter()
+                        .flatten()
                         .for_each(|job| job.fail(error.clone()));
                 }
                 return;
@@ -182,19 +202,84 @@ impl<J: Job> Crew<J> {
     /// counts toward `max_workers`. If the queue is closed, each job fails
     /// with `error` instead.
     // Only the process pool's managers give a job back (a worker that would
-    // not start), and the process pool is built only on Linux, macOS and
-    // Windows.
+    // not start, or was busy), and the process pool is built only on Linux,
+    // macOS and Windows.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn requeue_and_exit(&self, jobs: Vec<J>, error: Error) {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         match &state.intake {
-            // The receiver lives in `self.queue`, so the send cannot fail.
-            Intake::Open(sender) => jobs.into_iter().for_each(|job| drop(sender.send(job))),
+            Intake::Open(_) => jobs.into_iter().for_each(|job| self.put_back(&state, job)),
             Intake::ShutDown | Intake::Broken(_) => {
                 drop(state);
                 jobs.into_iter().for_each(|job| job.fail(error.clone()));
             }
+        }
+    }
+
+    /// Gives back `jobs` that a crew thread took but did not start, for the
+    /// next thread free (served before the queue), starting a thread if
+    /// none is idle and the pool has room. After a shutdown that cancelled
+    /// the queued work, they are dropped unrun (their futures resolve as
+    /// cancelled); after a break, they fail as the queue's did. The calling
+    /// thread serves them itself once it is free, so none waits for ever.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn give_back(self: &Arc<Self>, jobs: impl IntoIterator<Item = J>) {
+        let mut state = self.lock();
+        if let Intake::Broken(reason) = &state.intake {
+            let error = Error::BrokenExecutor {
+                reason: reason.clone(),
+            };
+            drop(state);
+            jobs.into_iter().for_each(|job| job.fail(error.clone()));
+            return;
+        }
+        if state.cancelled {
+            drop(state);
+            for job in jobs {
+                let _ = panic::catch(move || drop(job));
+            }
+            return;
+        }
+        jobs.into_iter().for_each(|job| self.put_back(&state, job));
+        // ORDERING: a heuristic, as in `enqueue`; and see `put_back`.
+        let (idle, given) = (
+            self.idle.load(Ordering::Relaxed),
+            self.returned_len.load(Ordering::Relaxed),
+        );
+        if given > idle && state.threads.len() < self.max_workers {
+            // If it fails, the threads there serve the work when free.
+            let _ = self.start_thread(&mut state);
+        }
+    }
+
+    /// Whether work given back now would find a thread: an idle one, or
+    /// room to start one.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn could_take_more(&self) -> bool {
+        // ORDERING: a heuristic, as in `enqueue`.
+        self.idle.load(Ordering::Relaxed) > 0 || self.lock().threads.len() < self.max_workers
+    }
+
+    /// Whether a shutdown cancelled the queued work.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn cancelled(&self) -> bool {
+        self.lock().cancelled
+    }
+
+    /// Queues `job` with the work given back, and wakes a waiting thread
+    /// to look (while the queue is open; after a shutdown, the thread that
+    /// gave it back serves it once it is free, if no other does).
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    fn put_back(&self, state: &State<J>, job: J) {
+        self.returned_lock().push_back(job);
+        // ORDERING: a count of what the deque holds, changed under its
+        // lock; readers without the lock only skip an empty deque, and a
+        // stale zero is caught by the wake-up entry sent next.
+        self.returned_len.fetch_add(1, Ordering::Relaxed);
+        if let Intake::Open(sender) = &state.intake {
+            // The receiver lives in `self.queue`, so the send cannot fail.
+            let _ = sender.send(None);
         }
     }
 
@@ -210,7 +295,7 @@ impl<J: Job> Crew<J> {
         let mut state = self.lock();
         self.forget_current_thread(&mut state);
         if let Intake::Open(_) = state.intake
-            && !self.queue.is_empty()
+            && !(self.queue.is_empty() && self.returned_lock().is_empty())
         {
             // If even that fails, the queued work waits for the next submit.
             let _ = self.start_thread(&mut state);
@@ -226,9 +311,9 @@ impl<J: Job> Crew<J> {
             }
         }
         let error = Error::BrokenExecutor { reason };
-        self.queue
-            .try_iter()
-            .for_each(|job| job.fail(error.clone()));
+        while let Some(job) = self.try_next() {
+            job.fail(error.clone());
+        }
     }
 
     /// Closes the queue, as `how` says. With `wait`, returns once every
@@ -242,11 +327,12 @@ impl<J: Job> Crew<J> {
             if let Intake::Open(_) = state.intake {
                 state.intake = Intake::ShutDown;
             }
+            state.cancelled |= how.cancel_futures;
         }
         if how.cancel_futures {
             // Dropping a job unrun resolves its futures as cancelled. It
             // also drops a thread-pool task's argument: user code, caught.
-            for job in self.queue.try_iter() {
+            while let Some(job) = self.try_next() {
                 let _ = panic::catch(move || drop(job));
             }
         }
@@ -295,6 +381,32 @@ impl<J: Job> Crew<J> {
 }
 
 impl<J> Crew<J> {
+    fn returned_lock(&self) -> MutexGuard<'_, VecDeque<J>> {
+        // No code that can panic runs under this lock.
+        self.returned.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The oldest job given back, if there is one.
+    fn take_returned(&self) -> Option<J> {
+        // ORDERING: see `put_back`; an empty deque is skipped without the
+        // lock.
+        if self.returned_len.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let job = self.returned_lock().pop_front();
+        if job.is_some() {
+            // ORDERING: as in `put_back`.
+            self.returned_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        job
+    }
+
+    /// The next job, given back or queued, without waiting.
+    fn try_next(&self) -> Option<J> {
+        self.take_returned()
+            .or_else(|| self.queue.try_iter().flatten().next())
+    }
+
     fn mark_idle(&self) {
         // ORDERING: `idle` only steers whether submit starts another thread;
         // a stale value costs a thread or a short wait, never correctness.
@@ -320,9 +432,22 @@ impl<J: Job> Seat<'_, J> {
     /// The thread counts as idle while it waits here, and busy during the
     /// turn.
     pub(crate) fn next_job(&mut self) -> Option<(J, Turn<'_, J>)> {
-        let job = self.crew.queue.recv().ok()?;
-        self.crew.mark_busy();
-        Some((job, Turn { crew: self.crew }))
+        let crew = self.crew;
+        let job = loop {
+            if let Some(job) = crew.take_returned() {
+                break job;
+            }
+            match crew.queue.recv() {
+                Ok(Some(job)) => break job,
+                // Work was given back: look again.
+                Ok(None) => {}
+                // Closed and empty: the thread exits, unless work was
+                // given back meanwhile.
+                Err(_) => break crew.take_returned()?,
+            }
+        };
+        crew.mark_busy();
+        Some((job, Turn { crew }))
     }
 }
 
@@ -354,7 +479,7 @@ impl<'s, J> Turn<'s, J> {
     // Only the process pool's managers take several jobs a turn.
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     pub(crate) fn another_job(&self) -> Option<J> {
-        self.crew.queue.try_recv().ok()
+        self.crew.try_next()
     }
 
     /// Ends the turn: the thread counts as idle again. Call it just before
@@ -418,6 +543,7 @@ impl<J> fmt::Debug for Crew<J> {
             .field("max_workers", &self.max_workers)
             .field("threads", &state.threads.len())
             .field("queued", &self.queue.len())
+            .field("given_back", &self.returned_len.load(Ordering::Relaxed))
             .field("shut_down", &!matches!(state.intake, Intake::Open(_)))
             .field(
                 "broken",

@@ -188,6 +188,21 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The error's text, for tasks whose own error type is `String`: so that
+/// [`Future::flat_result`](crate::Future::flat_result) can put the pool's
+/// error in the same `Err`, and `?` can pass it up a function that returns
+/// `Result<_, String>`.
+///
+/// ```
+/// let text = String::from(concurrent_futures::Error::Cancelled);
+/// assert!(text.starts_with("the future was cancelled"));
+/// ```
+impl From<Error> for String {
+    fn from(error: Error) -> String {
+        error.to_string()
+    }
+}
+
 /// Formats how a worker died: its exit code or its signal, by name.
 struct Death<'a>(&'a Option<i32>, &'a Option<i32>);
 

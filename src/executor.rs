@@ -59,6 +59,48 @@ use crate::{Future, Map};
 /// let future = Executor::submit(&executor, total, &XS);
 /// ```
 ///
+/// # A borrowed input: what rustc says
+///
+/// A `&String` from `words.iter()` gets the note above, that a reference is
+/// not a payload:
+///
+/// ```compile_fail,E0277
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn len(word: &String) -> usize { word.len() }
+/// let words = vec![String::from("one"), String::from("three")];
+/// let executor = ProcessPoolExecutor::new(2);
+/// let lengths: Vec<_> = executor.map(len, words.iter()).collect();
+/// ```
+///
+/// A `&str` (or a `&[u8]`) cannot get it: serde can deserialize those by
+/// borrowing from the bytes, so rustc finds the traits implemented and fails
+/// later, on the lifetimes, where a crate's note cannot be attached. rustc
+/// then says "implementation of `Deserialize` is not general enough: `&str`
+/// must implement `Deserialize<'0>`, for any lifetime `'0`", and, for a
+/// borrow of a local, "`words` does not live long enough ... borrowed for
+/// `'static`". Both mean the same: pass owned values, `String` for `&str`
+/// (`words.iter().cloned()`, or `words` itself), `Vec<u8>` for `&[u8]`.
+///
+/// ```compile_fail,E0597
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn len(word: &str) -> usize { word.len() }
+/// let words = vec![String::from("one"), String::from("three")];
+/// let executor = ProcessPoolExecutor::new(2);
+/// let lengths: Vec<_> = executor.map(len, words.iter().map(|s| s.as_str())).collect();
+/// ```
+///
+/// ```
+/// use concurrent_futures::ProcessPoolExecutor;
+///
+/// fn len(word: String) -> usize { word.len() }
+/// let words = vec![String::from("one"), String::from("three")];
+/// let executor = ProcessPoolExecutor::new(2);
+/// let lengths: Vec<_> = executor.map(len, words.iter().cloned()).collect();
+/// assert_eq!(lengths, [Ok(3), Ok(5)]);
+/// ```
+///
 /// # What postcard cannot carry
 ///
 /// The process pool and the MPI executor send payloads with
@@ -144,6 +186,11 @@ impl Default for Shutdown {
 /// let lines = run_all(&ThreadPoolExecutor::new(3));
 /// assert_eq!(lines, ["Task 1 done", "Task 2 done", "Task 3 done"]);
 /// ```
+///
+/// The methods are generic over the task's types, so the trait cannot be a
+/// trait object (`Box<dyn Executor>` is error E0038). To choose the pool at
+/// run time, hold an [`AnyExecutor`](crate::AnyExecutor), which implements
+/// this trait for whichever pool it holds.
 pub trait Executor {
     /// Schedules `task(arg)` and returns a future for its result.
     ///
@@ -180,6 +227,23 @@ pub trait Executor {
     /// fn power((base, exponent): (u64, u32)) -> u64 { base.pow(exponent) }
     /// let executor = ThreadPoolExecutor::new(1);
     /// let future = Executor::submit(&executor, power, 2, 10); // submit(pow, 2, 10)
+    /// ```
+    ///
+    /// A task written as in Python, with two parameters, cannot get that
+    /// suggestion, nor a note of this crate: rustc checks the number of
+    /// arguments before any trait, and says "this method takes 2 arguments
+    /// but 3 arguments were supplied", "expected fn pointer
+    /// `fn(String) -> _`, found fn item `fn(String, u64) -> usize`" and
+    /// "remove the extra argument". The fix is the one above: one tuple,
+    /// `fn load_url((url, timeout): (String, u64))` and
+    /// `submit(load_url, (url, 60))`.
+    ///
+    /// ```compile_fail,E0061
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn load_url(url: String, timeout: u64) -> usize { url.len() + timeout as usize }
+    /// let executor = ProcessPoolExecutor::new(1);
+    /// let url = String::from("https://www.python.org/");
+    /// let future = executor.submit(load_url, url, 60); // submit(load_url, url, 60)
     /// ```
     fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R>;
 

@@ -11,6 +11,8 @@
 //!    │                  │
 //!    │                  └──cancel, if a canceller is set (process pool)──▶ CANCELLED
 //!    └──cancel / task dropped unrun──────────────────────────────────────▶ CANCELLED
+//!       (if the task was sent ahead to a worker that has not started it,
+//!        only once its hook took it back: see `Promise::hold`)
 //! ```
 //!
 //! The state lives in an atomic so that `done()`, `running()` and the short
@@ -65,6 +67,11 @@ type Callback<R> = Box<dyn FnOnce(&Future<R>) + Send>;
 /// Stops a running task from outside, for example by killing its process.
 pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 
+/// Takes back a pending task that was sent ahead to a worker, so that the
+/// worker never starts it: `true` if it did, `false` if the worker had
+/// started it already (see [`Promise::hold`]).
+pub(crate) type Hook = Box<dyn Fn() -> bool + Send>;
+
 /// The handle to the result of a task that runs on an executor.
 ///
 /// `submit` and `map` hand you futures. A future is `Send` and `Sync`: any
@@ -109,7 +116,7 @@ pub(crate) type Canceller = Box<dyn FnOnce() + Send>;
 ///     assert_eq!(future.result(), Ok(n * n));
 /// }
 /// ```
-#[must_use = "a future does nothing unless you ask it for its result; dropping it does not cancel the task"]
+#[must_use = "the task runs anyway; dropping its future only loses the result and any error (it does not cancel the task)"]
 pub struct Future<R> {
     inner: Arc<Inner<R>>,
 }
@@ -133,6 +140,7 @@ pub(crate) fn pair<R>() -> (Promise<R>, Future<R>) {
             watchers: Vec::new(),
             waker: None,
             canceller: None,
+            hook: None,
         }),
         ready: Condvar::new(),
     });
@@ -161,6 +169,9 @@ struct Slot<R> {
     waker: Option<Waker>,
     /// Set while running, if the executor can stop the task from outside.
     canceller: Option<Canceller>,
+    /// Set while pending, if the task was sent ahead to a worker: a cancel
+    /// must first take it back.
+    hook: Option<Hook>,
 }
 
 /// A request to be told, by index, when a future completes.
@@ -250,6 +261,7 @@ impl<R> Inner<R> {
         }
         slot.outcome = outcome;
         slot.canceller = None;
+        slot.hook = None;
         // ORDERING: Release publishes `outcome` (written above) to lock-free
         // readers of the state; the mutex orders it for everyone else.
         self.state.store(state, Ordering::Release);
@@ -333,21 +345,55 @@ impl<R> Promise<R> {
             .is_ok()
     }
 
-    /// Like [`claim`](Self::claim), and lets [`Future::cancel`] stop the
-    /// task while it runs: `canceller` is called once, after the future has
-    /// turned cancelled. Both happen under the lock `cancel` takes, so a
-    /// cancel never finds the task running without its canceller.
-    // Only the remote layer stops running tasks, and it is built only where
-    // the process pool is; the state machine is the same everywhere.
+    /// The task was sent ahead to a worker that may not start it for a
+    /// while, and can still be taken back: it stays pending, and
+    /// [`Future::cancel`] first calls `hook`, under the lock, to take it
+    /// back. Only if the hook says it did does the cancel go through; if
+    /// the worker had started the task, the cancel fails as for a running
+    /// one. `false` if the future is no longer pending.
+    ///
+    /// A future with a hook must be claimed with [`claim_held`]
+    /// (Self::claim_held), under the same lock, so that a claim and a
+    /// cancel never both win.
     #[cfg_attr(
         not(any(target_os = "linux", target_os = "macos", windows)),
         allow(dead_code)
     )]
-    pub(crate) fn claim_cancellable(&self, canceller: Canceller) -> bool {
+    pub(crate) fn hold(&self, hook: Hook) -> bool {
+        let mut slot = self.inner.lock();
+        let pending = self.inner.state() == PENDING;
+        if pending {
+            slot.hook = Some(hook);
+        }
+        pending
+    }
+
+    /// The task came back from the worker it was sent ahead to, unstarted:
+    /// a cancel no longer needs to take it back.
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "macos", windows)),
+        allow(dead_code)
+    )]
+    pub(crate) fn release(&self) {
+        self.inner.lock().hook = None;
+    }
+
+    /// Like [`claim`](Self::claim), under the lock that a cancel takes, so
+    /// that it is safe with a [`hold`](Self::hold) hook, which it drops.
+    /// With a `canceller`, [`Future::cancel`] may also stop the task while
+    /// it runs: `canceller` is called once, after the future has turned
+    /// cancelled. Both happen under that lock, so a cancel never finds the
+    /// task running without its canceller.
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "macos", windows)),
+        allow(dead_code)
+    )]
+    pub(crate) fn claim_held(&self, canceller: Option<Canceller>) -> bool {
         let mut slot = self.inner.lock();
         let claimed = self.claim();
         if claimed {
-            slot.canceller = Some(canceller);
+            slot.hook = None;
+            slot.canceller = canceller;
         }
         claimed
     }
@@ -434,6 +480,10 @@ impl<R> Future<R> {
             let mut slot = self.inner.lock();
             let from = match self.inner.state() {
                 CANCELLED => return true,
+                // Sent ahead to a worker: only if it is taken back in time.
+                PENDING if slot.hook.as_ref().is_some_and(|take_back| !take_back()) => {
+                    return false;
+                }
                 PENDING => PENDING,
                 RUNNING if up_to == RUNNING && slot.canceller.is_some() => RUNNING,
                 _ => return false,
@@ -450,6 +500,7 @@ impl<R> Future<R> {
                 // The worker claimed it first.
                 return now == CANCELLED;
             }
+            slot.hook = None;
             (Wakeups::take(&mut slot), slot.canceller.take())
         };
         wakeups.deliver(&self.inner);

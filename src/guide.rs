@@ -6,8 +6,8 @@
 //! Python 3.14) in the order of its documentation: the executors and their
 //! parameters, the `Future` methods, the module functions and constants, and
 //! the exceptions. Each row names the Rust form; each section ends with a
-//! runnable example. The last section lists where the behaviour differs and
-//! why.
+//! runnable example. Then come where the behaviour differs and why, and
+//! mpi4py's `MPIPoolExecutor`, on one machine or a cluster.
 //!
 //! The one-line summary: the names are the same, a task's failure is a value
 //! (`Result<R, Error>`) instead of an exception, and a pool is closed by
@@ -33,6 +33,7 @@
 //! | `if __name__ == "__main__":` | nothing: a worker serves before `main`, so no part of `main` runs twice. [`concurrent_futures::init();`](crate::init) is the explicit, optional form (the MPI executor needs it) |
 //! | `with ThreadPoolExecutor() as executor:` | a block or `let`: dropping the executor is `shutdown(wait=True)` |
 //! | subclassing `Executor` | the [`Executor`](crate::Executor) trait, written against by generic code that runs on either pool |
+//! | `pool = ProcessPoolExecutor if args.processes else ThreadPoolExecutor` | [`AnyExecutor`](crate::AnyExecutor): `let executor: AnyExecutor = if processes { ProcessPoolExecutor::new(4).into() } else { ThreadPoolExecutor::new(4).into() };` (`Box<dyn Executor>` does not compile: the trait's methods are generic) |
 //!
 //! ```
 //! use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
@@ -59,12 +60,64 @@
 //! }
 //! ```
 //!
+//! ## Threads or processes from a flag
+//!
+//! Python programs often pick the pool class from the command line:
+//!
+//! ```python
+//! pool = ProcessPoolExecutor if "--processes" in sys.argv else ThreadPoolExecutor
+//! with pool(max_workers=4) as executor:
+//!     for n, prime in zip(NUMBERS, executor.map(is_prime, NUMBERS)):
+//!         print(f"{n} is prime: {prime}")
+//! ```
+//!
+//! In Rust the two pools are two types, so the choice is a value of one
+//! enum, [`AnyExecutor`](crate::AnyExecutor), which implements
+//! [`Executor`](crate::Executor) by handing each call to the pool it holds:
+//!
+//! ```
+//! use concurrent_futures::{AnyExecutor, Error, Executor, ProcessPoolExecutor, ThreadPoolExecutor};
+//!
+//! fn is_prime(n: u64) -> bool {
+//!     n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+//! }
+//!
+//! /// pool = ProcessPoolExecutor if "--processes" in sys.argv else ThreadPoolExecutor
+//! fn pool_from(args: impl IntoIterator<Item = String>) -> AnyExecutor {
+//!     if args.into_iter().any(|arg| arg == "--processes") {
+//!         ProcessPoolExecutor::new(4).into()
+//!     } else {
+//!         ThreadPoolExecutor::new(4).into()
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), Error> {
+//!     // A program passes `std::env::args()`; this page tries both flags.
+//!     for args in [vec![], vec![String::from("--processes")]] {
+//!         let executor = pool_from(args);
+//!         let numbers = [2, 15, 97, 1_000_003];
+//!         let mut primes = Vec::new();
+//!         for (n, prime) in numbers.iter().zip(executor.map(is_prime, numbers)) {
+//!             let prime = prime?; // a task's panic would be this Err
+//!             println!("{n} is prime: {prime}");
+//!             primes.push(prime);
+//!         }
+//!         assert_eq!(primes, [true, false, true, true]);
+//!     } // each pool is dropped here: leaving the `with` block
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/concurrent_futures.rs` does the same with `-- process` on its
+//! command line.
+//!
 //! # Executor methods
 //!
 //! | Python | Rust |
 //! |---|---|
 //! | `submit(fn, arg)` | `submit(fn, arg)`, returning a [`Future<R>`](crate::Future) |
-//! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))` |
+//! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))`; rustc's "takes 2 arguments but 3 arguments were supplied" means this ([`submit`](crate::Executor::submit)) |
+//! | `map(len, words)` with `words` a list of `str` | on a process pool, owned values: `map(len, words.iter().cloned())` with `fn len(word: String)`; a `&str` input makes rustc say "`Deserialize` is not general enough" ([`Payload`](crate::Payload) explains) |
 //! | `submit(fn, x, key=v)` (keyword arguments) | a struct with named fields as the argument |
 //! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
 //! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
@@ -115,6 +168,7 @@
 //! | `result()` | [`result()`](crate::Future::result): blocks, then `Ok(value)` or `Err(error)` |
 //! | `result(timeout=t)` | [`result_timeout(t)`](crate::Future::result_timeout): `Err(Error::Timeout)` leaves the future usable |
 //! | `exception()`, `exception(timeout=t)` | the `Err` of `result()` or `result_timeout(t)` |
+//! | `try: data = future.result()` / `except Exception as exc:`, for a task that returns `Result<T, E>` | [`match future.flat_result() { Ok(data) => .., Err(exc) => .. }`](crate::Future::flat_result): the task's error and the pool's in one `Err` (`E: From<Error>`, as `String` is) |
 //! | `add_done_callback(fn)` | [`add_done_callback(fn)`](crate::Future::add_done_callback): the callback gets `&Future<R>`; one added to a done future runs at once |
 //! | `asyncio.wrap_future(f)`, `await` | `f.await`: [`Future`](crate::Future) implements [`std::future::Future`] |
 //! | `set_running_or_notify_cancel()`, `set_result()`, `set_exception()` | not public: only executors make and complete futures |
@@ -173,27 +227,53 @@
 //! Python's most copied example keys a dict by futures, to know which input
 //! each completed future was for. Here the futures travel with their keys:
 //! `as_completed` and `wait` take `(key, future)` pairs and hand them back.
+//! With a timeout, `?` on each item is Python's `TimeoutError` leaving the
+//! loop; a task that returns a `Result` is read with
+//! [`flat_result`](crate::Future::flat_result), so that its own error and
+//! the pool's (a panic, a dead worker) take one `match`, as one `except`
+//! takes both in Python:
+//!
+//! ```python
+//! with ThreadPoolExecutor(max_workers=5) as executor:
+//!     future_to_url = {executor.submit(load_url, url, 60): url for url in URLS}
+//!     for future in as_completed(future_to_url, timeout=60):
+//!         url = future_to_url[future]
+//!         try:
+//!             data = future.result()
+//!         except Exception as exc:
+//!             print('%r generated an exception: %s' % (url, exc))
+//!         else:
+//!             print('%r page is %d bytes' % (url, len(data)))
+//! ```
 //!
 //! ```
-//! use concurrent_futures::{as_completed, ThreadPoolExecutor};
+//! use concurrent_futures::{as_completed, Error, ThreadPoolExecutor};
+//! use std::time::Duration;
 //!
-//! fn load_url(url: &str) -> usize {
-//!     url.len() // a real program would fetch the page
+//! /// Fetches a page (here its length stands for it); `timeout` as in Python.
+//! fn load_url((url, timeout): (&str, u64)) -> Result<usize, String> {
+//!     assert!(timeout > 0);
+//!     url.strip_prefix("https://").map(str::len).ok_or(format!("cannot fetch {url}"))
 //! }
 //!
-//! let executor = ThreadPoolExecutor::new(5);
-//! // future_to_url = {executor.submit(load_url, url): url for url in URLS}
-//! let future_to_url: Vec<_> = ["https://a.example/", "https://bb.example/"]
-//!     .into_iter()
-//!     .map(|url| (url, executor.submit(load_url, url)))
-//!     .collect();
-//! // for future in as_completed(future_to_url): url = future_to_url[future]
-//! for (url, future) in as_completed(&future_to_url) {
-//!     let bytes = future.result()?; // the task's panic, if any, is this Err
-//!     println!("{url} page is {bytes} bytes");
-//!     assert_eq!(bytes, url.len());
+//! fn main() -> Result<(), Error> {
+//!     let urls = ["https://a.example/", "https://bb.example/", "gopher://c.example/"];
+//!     let executor = ThreadPoolExecutor::new(5);
+//!     // future_to_url = {executor.submit(load_url, url, 60): url for url in URLS}
+//!     let future_to_url: Vec<_> = urls
+//!         .into_iter()
+//!         .map(|url| (url, executor.submit(load_url, (url, 60))))
+//!         .collect();
+//!     // for future in as_completed(future_to_url, timeout=60): url = future_to_url[future]
+//!     for done in as_completed(&future_to_url).timeout(Duration::from_secs(60)) {
+//!         let (url, future) = done?; // TimeoutError
+//!         match future.flat_result() {
+//!             Ok(bytes) => println!("{url} page is {bytes} bytes"),
+//!             Err(exc) => println!("{url} generated an exception: {exc}"),
+//!         }
+//!     }
+//!     Ok(())
 //! }
-//! # Ok::<(), concurrent_futures::Error>(())
 //! ```
 //!
 //! # Exceptions
@@ -328,8 +408,82 @@
 //!   there, and on macOS since Python 3.8, a worker imports the main module
 //!   again (the `"spawn"` start method), while Linux's default `fork` hides
 //!   the mistake until the code moves. Here the answer is the same on every
-//!   platform; where the process pool itself is built is the README's
-//!   platform table.
+//!   platform; where the process pool itself is built is the crate's
+//!   [platform table](crate#platforms).
 //! - **Futures are awaitable without a wrapper.** `.await` a
 //!   [`Future`](crate::Future) from any async runtime; Python needs
 //!   `asyncio.wrap_future`.
+//!
+//! # MPI: beyond one machine
+//!
+//! With the cargo feature `mpi`, `MpiPoolExecutor` is Python's `mpi4py.futures.MPIPoolExecutor`: the
+//! same `Executor`, `Future`, `map`, `wait` and `as_completed`, with tasks on MPI ranks. Default
+//! builds need no MPI library.
+//!
+//! ```toml
+//! concurrent-futures = { version = "0.1", features = ["mpi"] }
+//! ```
+//!
+//! ```ignore
+//! concurrent_futures::init();                        // first line of main: worker ranks serve here
+//! let executor = MpiPoolExecutor::new(2)?;           // spawned ranks, or those of `mpiexec -n N`
+//! for r in executor.map(hitung_kuadrat_berat, (1..=8).map(|n| (n, 10_u64.pow(7)))) { println!("{:?}", r?); }
+//! ```
+//!
+//! - **Spawn mode.** Run alone (or as `mpiexec -n 1`), the executor starts copies of the program with
+//!   `MPI_Comm_spawn`. They serve the next executor of the same size too, and exit with the program.
+//! - **Static-world mode.** Under `mpiexec -n N ./program` (or `srun -n N`), rank 0 runs `main` and
+//!   ranks 1 to N-1 serve tasks from inside `init()`, like `python -m mpi4py.futures`; every
+//!   executor of the program shares them, as mpi4py's do.
+//! - **Inside an existing MPI program** (mpi4py's `MPICommExecutor`): `MpiPoolBuilder::with_comm`
+//!   over a communicator of the `mpi` crate and a root rank, or `with_world`.
+//!
+//! Building needs an MPI library and libclang (the `mpi` crate generates its bindings); on Debian
+//! or Ubuntu: `apt-get install -y --no-install-recommends libopenmpi-dev openmpi-bin libclang-dev`.
+//! The example `examples/square_sum_mpi.rs` runs the tutorial's heavy
+//! sum on the ranks and checks each result against the same sum computed locally
+//! (333333283333335000000). The exact commands, as root, with 3 processes on a 2-core machine (drop the
+//! first two variables when not root, the third when there are enough cores):
+//!
+//! ```sh
+//! cargo build --release --features mpi --example square_sum_mpi
+//! OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+//!     mpiexec -n 3 target/release/examples/square_sum_mpi          # static world: ranks 1 and 2 serve
+//! OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+//!     target/release/examples/square_sum_mpi                        # alone: spawns 2 workers
+//! ```
+//!
+//! Tasks travel as in the process pool (function offsets, a keyed tag, serde arguments); every rank
+//! proves at startup that it runs the same executable (a fingerprint of its contents), so offsets
+//! are trusted only between identical binaries. A panic is that task's `Error::Panicked`; a failing
+//! spawn (say, too few slots without oversubscription) is `Error::SpawnFailed`, not an abort. One
+//! thread per process owns MPI, since Open MPI's communicators cannot move between threads. **A
+//! rank that dies**, on any host, falls silent: a rank running a task sends a heartbeat every 200 ms,
+//! and one silent for 5 s makes its executor broken (`Error::BrokenExecutor` for its pending and
+//! later tasks, as mpi4py does), never a hang. Open MPI 4 then aborts the dead rank's job unless
+//! `mpiexec` runs with `--enable-recovery`: under plain `mpiexec` that takes rank 0 down too. With
+//! it, a static world's other ranks serve the next executor, and in spawn mode the next executor
+//! spawns afresh. Without it, a program run alone loses every spawned rank, not only the dead one's
+//! group: its other executors on spawned ranks break too, rather than wait on ranks that are gone. Keep crash-prone tasks on a `ProcessPoolExecutor`, which fails just the one task.
+//! Tested with Open MPI 4.1.4 (Debian 12), on one host and across simulated hosts.
+//!
+//! ## On a cluster
+//!
+//! The same program runs across machines, in either mode. Every node needs:
+//!
+//! - **the same binary**, byte for byte: each rank proves it at startup, and a node that runs
+//!   another build is refused (`Error::BrokenExecutor`: "MPI rank 2 on host node3 runs a different
+//!   build of the program than rank 0 on host node1 ...");
+//! - **at the same path**: `mpiexec`, `srun` and `MPI_Comm_spawn` start it by its path on each node
+//!   (a shared filesystem, or a copy in the same place);
+//! - **the same Open MPI version**: the ranks' MPI libraries and the launcher's daemons talk to each
+//!   other.
+//!
+//! The commands, with `mpiexec` and a hostfile and under Slurm (`srun` for a static world,
+//! `sbatch` with `mpiexec -n 1` inside for spawn mode), are in `MpiPoolExecutor`'s documentation
+//! (feature `mpi`), section *On a cluster, and under Slurm*: exactly the ones CI runs, on three
+//! simulated hosts (network namespaces on a bridge, `.ci/mpi-hosts`) and on a real Slurm over them
+//! (`.ci/slurm-cluster`), with what CI saw when a rank or a whole node died mid-task.
+//!
+//! - Tasks run on a thread of their own while the rank's serving thread sends the heartbeats, so a
+//!   long task is never taken for a dead rank; only a machine frozen for 5 s is.

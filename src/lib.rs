@@ -145,7 +145,32 @@
 //! on a [`ThreadPoolExecutor`] or a [`ProcessPoolExecutor`]: switching is one
 //! identifier. [`ThreadPoolExecutor`]'s own methods of the same names are
 //! wider: any closure, any `Send` data, and for `starmap` one to six
-//! arguments ([`Spread`]) where the trait takes two.
+//! arguments ([`Spread`]) where the trait takes two. To choose the pool at
+//! run time (threads or processes from a flag), hold an [`AnyExecutor`].
+//!
+//! # Tracing across processes
+//!
+//! With the cargo feature `tracing`, every task gets a `tracing` span named
+//! `task`, a child of the span that was current at `submit`, with the
+//! fields `queue_wait_us` (until a worker took it) and `run_us`; a task
+//! message of a process pool or an MPI executor adds `items` (inputs in the
+//! message: one, or a `map` chunk), `bytes_sent`, `bytes_received` and
+//! `worker_pid`, or `error` if the pool failed it. On the thread pool the
+//! task runs in its span, with the caller's subscriber. On the remote
+//! pools, while the caller's subscriber wants the span, the task's own
+//! events (at the caller's level or above) are captured where the task
+//! runs and, when its outcomes arrive, replayed in the caller's subscriber
+//! under the span, at their level, with target `concurrent_futures::task`
+//! and their worker-side target and spans as fields. Events of threads the
+//! task starts itself are not captured. Both sides of this are the remote
+//! layer's, shared by the process pool and the MPI executor; CI checks it
+//! on the process pool (`tests/tracing.rs`). Without the feature none of
+//! it is built; with it and no subscriber, a remote task message's header
+//! has one byte more. `examples/tracing.rs` shows it with `tracing-subscriber`:
+//!
+//! ```text
+//!  INFO batch{id=7}:task{items=1 bytes_sent=2 queue_wait_us=54 run_us=1269 bytes_received=100 worker_pid=25303}: concurrent_futures::task: summing squares in process 25303 n=2000 worker_target=tracing
+//! ```
 //!
 //! # Beyond one machine: MPI
 //!
@@ -155,7 +180,8 @@
 //! `mpiexec -n N`, rank 0 runs `main` and the other ranks serve from inside
 //! [`init`]. It implements the same [`Executor`] trait, so generic code
 //! switches by one identifier. Default builds need no MPI library. The
-//! README has the commands.
+//! guide's [MPI section](guide#mpi-beyond-one-machine) has the commands, and
+//! how to run on a cluster.
 //!
 //! # Platforms
 //!
@@ -169,8 +195,110 @@
 //! inherited by the one child, a kill-on-close Job object per worker),
 //! whose process-pool tests CI runs under Wine. The MPI executor is built
 //! on Linux only: elsewhere `MpiPoolExecutor` does not exist, so code that
-//! names it fails to compile rather than at run time. The README's
-//! platform table says which promise is checked where.
+//! names it fails to compile rather than at run time. Which promise is
+//! checked where:
+//!
+//! | | Linux | portable Unix path (on Linux) | macOS | Windows (under Wine 8) |
+//! |---|---|---|---|---|
+//! | `ThreadPoolExecutor`, futures, `map`, `wait`, `as_completed`, `scope`, async | yes: every test and example | same code as Linux | builds: clippy | yes: unit tests, 14 test binaries, `download` and `concurrent_futures thread` |
+//! | process pool with no set-up (plain `#[test]`s, ten pools at once, no `init()`) | yes: `process_zero_setup`, every default-harness process test | yes | builds (`__mod_init_func`) | yes (`.CRT$XCU`): `process_zero_setup`, `process`, the `squares` fixture (a library with a pool inside, a binary without `init()`), the doctests, the `process_no_setup` criterion bench; the examples `concurrent_futures process` and `square_sum` print the tutorial's lines |
+//! | process pool: a crash fails one task, the worker is replaced | yes: `process_isolation` (`worker_death`), `process_faults` | yes: the same tests | builds: clippy | yes: `process_isolation` (`worker_death`: abort `0xC0000409`, access violation `0xC0000005`, exit, `TerminateProcess` from outside), `process` |
+//! | cancel of a running task, per-task timeout: the worker and the processes its task started are killed | yes: `process` (`cancel`, `adversarial`) | yes | builds | yes, by the worker's Job object: `process` (`cancel`), `process_isolation` (`adversarial`) |
+//! | `max_tasks_per_child`, initializer, `terminate_workers`, `kill_workers` | yes: `process` (`max_tasks_per_child`, `initializer`, `shutdown`) | yes | builds | yes: the same tests |
+//! | workers die with the pool, even when it is killed, and with them what their tasks started | yes, by `PR_SET_PDEATHSIG` and a group kill: `process_isolation` (`parent_death`, `process_tree`) | yes, by a watchdog on the channel: the same tests | builds (the same watchdog) | yes, by the kill-on-close Job object: `process_isolation` (`parent_death`, `process_tree`) |
+//! | same-binary check, keyed task tags | yes: `process_isolation` (`security`) | yes | builds | yes: the image check (`GetModuleHandleExW`) in the library's unit tests, a stranger's marker in `process_isolation` (`security`); a wrong executable or tag offered by hand is checked on Unix only |
+//! | a rebuilt executable: new workers still run the pool's own | yes (`/proc/self/exe`): `process` (`bad_input`) | no: tasks fail with `SpawnFailed` or `BrokenExecutor`, checked by the same test | no, as on the portable path | no (`GetModuleFileNameW`, as on the portable path); a touched one breaks nothing: `process_isolation` (`adversarial`) |
+//! | no descriptor growth with pending tasks | yes: `process_isolation` (`fds`) | yes | builds | yes, handles: `process_isolation` (`fds`) |
+//! | no listening socket, no named endpoint | yes: socket pairs, the calls' on standard input, each checked by peer pid (`SO_PEERCRED`); `process_isolation` (`security`) | yes | builds (`LOCAL_PEERPID`) | by design: anonymous pipes only, inherited through `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`; the child checks its parent's pid and that both handles are pipes (`security`) |
+//! | `MpiPoolExecutor` (feature `mpi`) | yes: the MPI step | no | no | no |
+//!
+//! "Builds" means CI compiles the library, tests and examples for
+//! `x86_64-apple-darwin` and `aarch64-apple-darwin` with
+//! `cargo clippy --all-targets -D warnings`: macOS binaries cannot run on
+//! CI's Linux machine. Windows binaries run under Debian's `wine64` (Wine
+//! 8), which lacks `bcryptprimitives.dll!ProcessPrng`, imported by Rust's
+//! std: `.ci/wine/processprng.c`, built by `.ci/run` and put beside the
+//! binaries, stands in for it (without it an `.exe` exits with code 53 and
+//! prints nothing). The process tests read `/proc` on Linux and a Toolhelp
+//! snapshot and the handle table on Windows; the cases that are about Unix
+//! alone (resource limits, SIGSTOP, SIGCHLD, bytes written into the
+//! worker's socket) are left out there. What each CI step checks, and how
+//! long it takes, is in the repository's `RELIABILITY.md` ("Platforms:
+//! which promise is checked where").
+//!
+//! The portable Unix path differs from macOS's only in the peer check's one
+//! system call (`LOCAL_PEERPID`), so every other line of it runs in CI. On
+//! Windows, cancel, timeout and `kill_workers` end the worker and what its
+//! task started (`TerminateJobObject`), the workers die with the pool's
+//! process however it ends, and a crash is reported with its NTSTATUS
+//! (`exited with code -1073741819 (0xC0000005, STATUS_ACCESS_VIOLATION: ...)`).
+//!
+//! # The process pool in detail
+//!
+//! - **No set-up.** Workers are fresh runs of your own program
+//!   (`/proc/self/exe` on Linux, not `fork()`) that serve tasks *before*
+//!   `main`, from a constructor, and exit when the pool is done: nothing of
+//!   `main` runs twice, so Python's `if __name__ == "__main__":` has no
+//!   counterpart to forget. Plain `#[test]`s, doctests and criterion
+//!   benches use a `ProcessPoolExecutor` as they are: no
+//!   `harness = false`, no [`init`], since a worker never runs libtest or
+//!   your tests. [`init`] remains, optional (the MPI executor needs it); see
+//!   its docs for what a worker does without because it never reaches
+//!   `main`.
+//! - **Tasks are plain functions** `fn(A) -> R`; a closure that captures
+//!   nothing coerces to one. The pool sends the function's position in the
+//!   binary, so it needs no registration.
+//! - **Arguments and results are serde types** ([`Payload`]), sent with
+//!   [postcard](https://docs.rs/postcard). Pass several arguments as a
+//!   tuple. A value that cannot be serialized, or whose result does not
+//!   deserialize in your process (its `Deserialize` fails or panics, or it
+//!   nests deeper than 4,096 levels), is an [`Error::Serialization`] on its
+//!   own future, with serde's own message.
+//! - **Failures stay with their task.** A panic is [`Error::Panicked`] on
+//!   that future; a worker that aborts, segfaults, exits or is killed fails
+//!   only the task it ran, with [`Error::WorkerDied`] naming the exit code or
+//!   signal, and is replaced. (Python's `BrokenProcessPool` fails them all.)
+//! - **Stopping tasks.** `cancel()` on a running task kills its worker; the
+//!   builder's `timeout` does the same for tasks that run too long
+//!   ([`Error::TaskTimedOut`]; the time to send the argument counts);
+//!   `terminate_workers()` and `kill_workers()` stop everything now.
+//! - **Nothing a task starts outlives its worker, or your program.** Each
+//!   worker leads its own process group, and every signal the pool sends
+//!   goes to the whole group; when a worker ends (cancel, timeout,
+//!   `terminate_workers`, `kill_workers`, shutdown or drop of the pool),
+//!   whatever is left of its group is killed. However your program ends
+//!   (it returns or exits with the pool still running, panics, gets Ctrl-C,
+//!   SIGTERM or SIGKILL), its workers end with it and take their groups
+//!   along (on Windows, each worker's Job object does it). A program a task
+//!   starts in a group of its own (`setsid`) escapes this. Being in their
+//!   own groups, workers do not get the terminal's Ctrl-C; they die with
+//!   the pool instead. A task's terminal output and `tcsetattr` work as in
+//!   your program, even with `stty tostop` (workers ignore SIGTTOU and
+//!   SIGTTIN; a task that reads the terminal gets an error rather than
+//!   stop). `terminate_workers` sends SIGTERM and, after one second,
+//!   SIGKILL to what is left; workers start with default signal
+//!   dispositions, whatever your program ignores or blocks.
+//! - **Who may be a worker.** Everything a worker runs arrives over a
+//!   private channel: two socket pairs created by the pool, one for calls
+//!   and one for answers. The calls' end is the child's standard input,
+//!   which the worker moves to a close-on-exec descriptor (putting
+//!   `/dev/null` in its place) before anything else; its first bytes carry
+//!   the answers' end. A run becomes a worker only if the
+//!   `CONCURRENT_FUTURES_WORKER` variable names its parent process *and* its
+//!   standard input is a Unix socket whose peer (`SO_PEERCRED`) is that
+//!   parent, as is the answers' end's, so the variable alone, leaked into
+//!   another process or set by hand, does nothing. The handshake then checks
+//!   that both sides run the same executable and protocol version, and
+//!   hands over a random per-pool key; every task carries a keyed tag of the
+//!   function offsets it names, checked before any offset is used. No
+//!   socket listens anywhere. A task function must live in the program
+//!   itself, not in a dynamic library (its offset would differ in a
+//!   worker): such a task is refused at `submit`. So is every task of a
+//!   pool made inside a dynamic library (a `cdylib` or plugin that a host
+//!   program loads), with an [`Error::InvalidArgument`] that says why: a
+//!   worker is a fresh run of the host's executable, which would run the
+//!   host's `main`; use a [`ThreadPoolExecutor`] there. Where the unsafe
+//!   code is, and why each block is sound, is listed below.
 //!
 //! # For maintainers: how a task flows
 //!
@@ -207,7 +335,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in four, the MPI transport (feature `mpi`) in one, and the
+//! transport in five, the MPI transport (feature `mpi`) in one, and the
 //! crate's entry in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -228,20 +356,27 @@
 //!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
 //!   with `dladdr` (on Windows `GetModuleHandleExW` with
 //!   `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`, whose module handle is its
-//!   image base) at `submit` and refuses the task otherwise; that call is
-//!   the file's other unsafe block.
+//!   image base) at `submit` and refuses the task otherwise; it also
+//!   refuses every task when the anchor's image is not the program's
+//!   executable (found through `getauxval(AT_PHDR)` on Linux,
+//!   `_dyld_get_image_header(0)` on macOS, `GetModuleHandleW(NULL)` on
+//!   Windows). Those calls are the file's other unsafe blocks.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
 //! - `process/platform.rs` (Unix): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
 //!   `dup2` to take the channel off standard input, `kill` for a signal
 //!   other than SIGKILL and for a child's whole process group,
 //!   `waitid(WNOWAIT)` to see a child exit while its pid, and so its
-//!   group's id, is still reserved, `prctl` so a Linux child dies with its
-//!   pool, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
+//!   group's id, is still reserved, `prctl` and a handler (`sigaction`)
+//!   so a Linux child dies with its pool and kills its process group,
+//!   `sigaction` and `pthread_sigmask` to give a worker default signal
+//!   dispositions and an empty mask, `getpgid`/`setpgid` so a worker can
+//!   kill its own group from outside it as it exits, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
 //!   on the other end).
 //! - `process/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
 //!   the inheritable copies of one spawn, the attribute list with the
-//!   handles the child may inherit, `CreateProcessW` (then the child is put
+//!   handles the child may inherit, `GetCommandLineW` for the command line
+//!   the child gets (the pool's own), `CreateProcessW` (then the child is put
 //!   in its Job object before the handshake), the Job object's calls
 //!   (`TerminateJobObject` is the kill), `WaitForSingleObject` and
 //!   `GetExitCodeProcess` to reap, `GetFileInformationByHandle` for the
@@ -259,6 +394,14 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
+//! - `process/gate.rs` (Unix): each child's start gate, a page of memory
+//!   shared with the pool (a sealed `memfd` on Linux, an unlinked
+//!   `shm_open` object elsewhere), mapped with `mmap` and used only through
+//!   two aligned `AtomicU64`s in it, one written by each side; sequentially
+//!   consistent operations on them decide, for each item, whether the child
+//!   starts it or the pool takes it back (the module docs give the argument).
+//!   `platform.rs` also installs a `pthread_atfork` handler in workers and
+//!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
 //!   spawn is an `Err`), the `MPI_Info` of its spawn settings
@@ -272,9 +415,11 @@
 // platform-gated items then say which feature or platform they need.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod any;
 mod crew;
 mod error;
 mod executor;
+mod flat;
 mod future;
 pub mod guide;
 mod init;
@@ -289,8 +434,11 @@ mod remote;
 mod spread;
 mod sync;
 mod thread;
+#[cfg(feature = "tracing")]
+mod trace;
 mod wait;
 
+pub use any::AnyExecutor;
 pub use error::Error;
 pub use executor::{Executor, Payload, Shutdown};
 pub use future::Future;

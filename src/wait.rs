@@ -236,10 +236,36 @@ impl<'a, T: AsFuture> Iterator for AsCompleted<'a, T> {
         self.watch.next_before(None).map(|i| self.watch.futures[i])
     }
 
+    /// Exact: with no deadline, every future not yet yielded will be.
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.watch.left))
+        (self.watch.left, Some(self.watch.left))
     }
 }
+
+/// Its length is the number of futures not yet yielded: with no deadline,
+/// each of them will be, once it completes. So `len()` works, and so do
+/// adapters that need it, such as indicatif's `.progress()`:
+///
+/// ```
+/// use concurrent_futures::{as_completed, ThreadPoolExecutor};
+/// use indicatif::ProgressIterator;
+///
+/// let executor = ThreadPoolExecutor::new(4);
+/// let futures: Vec<_> = (1..=4).map(|n| executor.submit(|n: u32| n * 10, n)).collect();
+/// let completed = as_completed(&futures);
+/// assert_eq!(completed.len(), 4);
+/// // for future in tqdm(as_completed(futures), total=len(futures)):
+/// let mut total = 0;
+/// for future in completed.progress() {
+///     total += future.result()?;
+/// }
+/// assert_eq!(total, 100);
+/// # Ok::<(), concurrent_futures::Error>(())
+/// ```
+///
+/// [`AsCompleted::timeout`] has no such length: the deadline may end it
+/// early.
+impl<T: AsFuture> ExactSizeIterator for AsCompleted<'_, T> {}
 
 /// The iterator of [`AsCompleted::timeout`]: futures as they complete, until
 /// the deadline.

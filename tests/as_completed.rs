@@ -133,3 +133,40 @@ fn the_timeout_is_one_deadline_for_the_whole_iteration() {
     );
     assert!(iter.next().is_none());
 }
+
+#[test]
+fn the_length_counts_the_futures_not_yet_yielded_held_or_not() {
+    let executor = ThreadPoolExecutor::new(3);
+    let done = finished(&executor, 1);
+    let (first, release_first) = held(&executor, 2);
+    let (second, release_second) = held(&executor, 3);
+    // Given twice, counted once; the held ones count although not done.
+    let all = [&done, &first, &done, &second];
+    let mut iter = as_completed(all);
+    assert_eq!((iter.len(), iter.size_hint()), (3, (3, Some(3))));
+    assert!(std::ptr::eq(iter.next().unwrap(), &done));
+    assert_eq!(iter.len(), 2, "two still held");
+    release_second.send(()).unwrap();
+    assert!(std::ptr::eq(iter.next().unwrap(), &second));
+    assert_eq!(iter.len(), 1);
+    release_first.send(()).unwrap();
+    assert!(std::ptr::eq(iter.next().unwrap(), &first));
+    assert_eq!(iter.len(), 0);
+    assert!(iter.next().is_none(), "the length was exact");
+}
+
+#[test]
+fn a_progress_bar_reaches_its_length_when_every_future_is_yielded() {
+    use indicatif::{ProgressDrawTarget, ProgressIterator};
+    let executor = ThreadPoolExecutor::new(4);
+    let futures: Vec<_> = (0..20).map(|n| executor.submit(|n: u32| n, n)).collect();
+    // .progress() sizes the bar from len(); hidden, the bar keeps the test quiet.
+    let completed = as_completed(&futures).progress();
+    completed
+        .progress
+        .set_draw_target(ProgressDrawTarget::hidden());
+    let bar = completed.progress.clone();
+    assert_eq!((bar.position(), bar.length()), (0, Some(20)));
+    assert_eq!(completed.count(), 20);
+    assert_eq!(bar.position(), 20);
+}

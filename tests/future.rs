@@ -421,3 +421,54 @@ fn futures_can_be_shared_across_threads() {
     });
     assert_eq!(rx.recv().unwrap().as_deref(), Ok("shared"));
 }
+
+/// A task's own error type, which takes the pool's errors too.
+#[derive(Debug, PartialEq)]
+enum FetchError {
+    NotFound(String),
+    Pool(Error),
+}
+
+impl From<Error> for FetchError {
+    fn from(error: Error) -> Self {
+        FetchError::Pool(error)
+    }
+}
+
+#[test]
+fn flat_result_puts_the_tasks_error_and_the_pools_in_one_err() {
+    let executor = ThreadPoolExecutor::new(1);
+    let fetch = |page: &str| match page {
+        "panic" => panic!("no network"),
+        "home" => Ok(4),
+        other => Err(FetchError::NotFound(other.to_owned())),
+    };
+    assert_eq!(executor.submit(fetch, "home").flat_result(), Ok(4));
+    assert_eq!(
+        executor.submit(fetch, "nowhere").flat_result(),
+        Err(FetchError::NotFound("nowhere".into()))
+    );
+    let panicked = executor.submit(fetch, "panic").flat_result();
+    assert!(
+        matches!(&panicked, Err(FetchError::Pool(Error::Panicked { message, .. })) if message == "no network"),
+        "{panicked:?}"
+    );
+
+    // Cancelled behind a held task: the pool's error, as the task's type.
+    let (busy, release) = hold(&executor);
+    let queued = executor.submit(|n: u32| Ok::<u32, String>(n), 1);
+    assert!(queued.cancel());
+    assert_eq!(queued.flat_result(), Err(Error::Cancelled.to_string()));
+    assert_eq!(
+        queued.flat_result(),
+        Err(Error::Cancelled.to_string()),
+        "cancelled stays cancelled"
+    );
+    release.send(()).unwrap();
+    assert_eq!(busy.result(), Ok(true));
+
+    // The value is handed over once, as with result().
+    let once = executor.submit(|n: u32| Ok::<u32, String>(n), 7);
+    assert_eq!(once.flat_result(), Ok(7));
+    assert_eq!(once.flat_result(), Err(Error::ResultTaken.to_string()));
+}

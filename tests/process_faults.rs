@@ -2,9 +2,13 @@
 //! `FAULT_TASKS` tasks (default 10,000, each 0.2 to 2 ms long), another
 //! thread hits random workers `FAULT_KILLS` times (default 100), in turn
 //! with SIGKILL, SIGSEGV, and SIGSTOP followed a few ms later by SIGCONT.
+//! Meanwhile a fork storm: every tenth task forks, and both processes
+//! return from `fork()`, as two copies of the worker (only the worker may
+//! answer: a copy that spoke would hand results to the wrong futures).
 //!
 //! Then: every task that succeeded has its right value (each task returns
-//! its input and the pid it ran in); every failure is `WorkerDied` by
+//! its input and the pid it ran in; a wrong one is counted, `wrong=`, and
+//! fails the run); every failure is `WorkerDied` by
 //! SIGKILL or SIGSEGV, and no more of them than such signals were
 //! delivered (a stopped and continued worker fails nothing: the pool has no
 //! per-task timeout); the faults did hit running tasks; no zombie is left;
@@ -78,8 +82,14 @@ fn expected(n: u64) -> u64 {
     n * 2 + 1
 }
 
+/// Whether task `n` forks.
+fn forks(n: u64) -> bool {
+    n % 10 == 3
+}
+
 /// The task: marks its worker ready (once per worker), works for 0.2 to
-/// 2 ms, and returns its input, its worker's pid and `expected(n)`.
+/// 2 ms, forks if [`forks`] says so (both copies go on), and returns its
+/// input, its worker's pid and `expected(n)`.
 fn work(n: u64) -> (u64, u32, u64) {
     static READY: Once = Once::new();
     let me = std::process::id();
@@ -88,6 +98,12 @@ fn work(n: u64) -> (u64, u32, u64) {
         fixtures::write_atomically(&dir.join(format!("ready-{me}")), "");
     });
     thread::sleep(Duration::from_micros(200 + n * 7919 % 1800));
+    if forks(n) {
+        // SAFETY: fork(2) in a worker whose task runs on its one thread
+        // (the pool's worker serves on its main thread); both copies only
+        // return.
+        unsafe { libc::fork() };
+    }
     (n, me, expected(n))
 }
 
@@ -194,14 +210,17 @@ fn faults(tasks: u64, kills: u64, seed: u64) {
         thread::spawn(move || drop(faults_tx.send(killer(&scratch, kills, seed, &stop))))
     };
 
-    let (mut ok, mut died_kill, mut died_segv) = (0_u64, 0_u64, 0_u64);
+    let (mut ok, mut died_kill, mut died_segv, mut wrong) = (0_u64, 0_u64, 0_u64, 0_u64);
     let mut workers = HashSet::new();
     let mut unexpected = Vec::new();
     for (n, future) in (0..).zip(&futures) {
         // Tasks run in order on 4 workers: PATIENCE per task is ample.
         match future.result_timeout(PATIENCE) {
             Ok((input, pid, value)) => {
-                assert_eq!((input, value), (n, expected(n)), "task {n} ran in {pid}");
+                if (input, value) != (n, expected(n)) {
+                    eprintln!("task {n} got task {input}'s result, {value}, in {pid}");
+                    wrong += 1;
+                }
                 assert_ne!(pid, std::process::id(), "task {n} ran in a worker");
                 workers.insert(pid);
                 ok += 1;
@@ -229,17 +248,19 @@ fn faults(tasks: u64, kills: u64, seed: u64) {
 
     println!(
         "faults: tasks={tasks} seed={seed} injected={} (sigkill={} sigsegv={} stop/cont={}) \
-         ok={ok} died_sigkill={died_kill} died_sigsegv={died_segv} other_errors={} \
-         lost={} workers_used={} in {:.2} s",
+         forked={} ok={ok} wrong={wrong} died_sigkill={died_kill} died_sigsegv={died_segv} \
+         other_errors={} lost={} workers_used={} in {:.2} s",
         faults.total(),
         faults.sigkill,
         faults.sigsegv,
         faults.stop_cont,
+        (0..tasks).filter(|&n| forks(n)).count(),
         unexpected.len(),
         tasks - ok - died_kill - died_segv - unexpected.len() as u64,
         workers.len(),
         run_time.as_secs_f64(),
     );
+    assert_eq!(wrong, 0, "results handed to the wrong futures");
     assert!(
         unexpected.is_empty(),
         "errors other than WorkerDied: {unexpected:?}"

@@ -6,7 +6,7 @@
 //! nothing deadlocks.
 //!
 //! They sit beside the module, not in `tests/`, because they drive the
-//! worker's side (`pair`, `Promise::claim`, `claim_cancellable`, `complete`) and
+//! worker's side (`pair`, `Promise::claim`, `hold`, `claim_held`, `complete`) and
 //! the watchers of `wait`/`as_completed`, which are crate-private; exposing
 //! them only for the models would widen the public API for no user. Run:
 //!
@@ -103,16 +103,52 @@ fn complete_vs_cancel_of_a_running_future_with_a_canceller() {
     model(|| {
         let (promise, future) = pair::<u8>();
         let killed = Count::default();
-        assert!(promise.claim_cancellable(Box::new({
+        assert!(promise.claim_held(Some(Box::new({
             let killed = killed.clone();
             move || killed.add()
-        })));
+        }))));
         let worker = thread::spawn(move || promise.complete(Ok(7)));
         let cancelled = future.cancel();
         worker.join().unwrap();
         assert_eq!(cancelled, future.cancelled());
         assert_eq!(killed.get(), usize::from(cancelled));
         if cancelled {
+            assert_cancelled(&future);
+        } else {
+            assert_seven_once(&future);
+        }
+    });
+}
+
+/// A task sent ahead to a worker process, held pending with a hook that
+/// takes it back on the worker's start gate (modelled: 0 open, 1 started, 2
+/// taken back), against a cancel: the worker starts it and its manager
+/// claims and completes it, or the cancel takes it back first. Never both:
+/// if `cancel` said true the task never started; if false, its value
+/// arrives.
+#[test]
+fn cancel_vs_start_of_a_task_sent_ahead() {
+    use crate::sync::{AtomicU8, Ordering::*};
+    model(|| {
+        let (promise, future) = pair::<u8>();
+        let gate = Arc::new(AtomicU8::new(0));
+        let take_back = Arc::clone(&gate);
+        assert!(promise.hold(Box::new(move || {
+            take_back.compare_exchange(0, 2, AcqRel, Acquire).is_ok()
+        })));
+        let start = Arc::clone(&gate);
+        let worker = thread::spawn(move || {
+            if start.compare_exchange(0, 1, AcqRel, Acquire).is_ok() {
+                assert!(promise.claim_held(None), "started, so not cancelled");
+                promise.complete(Ok(7));
+            }
+            // Taken back: the manager drops it unrun.
+        });
+        let cancelled = future.cancel();
+        worker.join().unwrap();
+        assert_eq!(cancelled, future.cancelled());
+        if cancelled {
+            assert_eq!(gate.load(Acquire), 2, "a cancelled task never starts");
             assert_cancelled(&future);
         } else {
             assert_seven_once(&future);

@@ -1,12 +1,14 @@
-//! Layer: process transport. May use the remote layer's `serve` and `call`,
-//! `frame` and `sys`; no other transport. The child's side: how a run of
+//! Layer: process transport. May use the remote layer's `serve`, `call` and
+//! `message`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
 //! the program knows it is a process pool's child, and its endpoint for the
 //! remote layer's serve loop. The crate's constructor (before `main`, see
 //! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
 //!
 //! A child is a fresh run of the program, started by the pool with the
+//! program's own arguments (for its tasks' `std::env::args`), the
 //! environment variable [`MARKER`] set to the pool's process id (on
-//! Windows followed by the values of the channel's two handles) and the
+//! Windows followed by the values of the channel's two handles and of the
+//! start gate's section) and the
 //! private channel: on Unix two socket pairs, one each way, the calls'
 //! end as its standard input, whose first bytes carry the answers' end; on
 //! Windows two anonymous pipes' ends that only this child inherited. It
@@ -32,9 +34,10 @@ use std::io::{self, BufReader};
 
 use super::arena::{self, Arena};
 use super::frame::{self, FrameError};
+use super::gate::Gate;
 use super::sys;
-use crate::remote::call::Fingerprint;
-use crate::remote::message::Kind;
+use crate::remote::call::{Fingerprint, Secret};
+use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
 
 /// The environment variable that marks a child; its value starts with the
@@ -52,6 +55,7 @@ pub(crate) fn serve_if_child(before_main: bool) {
     if before_main {
         sys::before_main();
     }
+    sys::worker_signals();
     let code = match sys::on_worker_stack(move || serve_pool(pool, &rest)) {
         Ok(()) => 0,
         // The pool reports a refusal it heard (a panicking initializer, a
@@ -62,7 +66,9 @@ pub(crate) fn serve_if_child(before_main: bool) {
             1
         }
     };
-    std::process::exit(code);
+    // With whatever its tasks left running (on Windows, its Job object
+    // does that).
+    sys::exit_with_group(code);
 }
 
 /// This executable's fingerprint as the process pool measures it: the
@@ -96,14 +102,17 @@ fn spawned_by_pool() -> Option<(u32, String)> {
 
 /// Serves the pool until it closes the channel.
 fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
-    let (reader, writer) = sys::take_channel(pool, rest)?;
+    let (reader, writer, gate) = sys::take_channel(pool, rest)?;
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
+    sys::watch_for_forks();
     let mut endpoint = Channel {
         reader: BufReader::new(reader),
         writer,
         arena: None,
         lent: false,
         kept: 0,
+        gate,
+        answer: [0; Answer::LEN],
     };
     serve::serve(&mut endpoint, fingerprint)
 }
@@ -120,16 +129,63 @@ struct Channel {
     lent: bool,
     /// The arena size that freed memory is kept for (`arena::keep_freed`).
     kept: usize,
+    /// Where the pool says which items may start (none: every item may).
+    gate: Option<Gate>,
+    /// The [`Answer`] that goes before the outcomes of the task just run.
+    answer: [u8; Answer::LEN],
 }
 
 impl Endpoint for Channel {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
+        let answer = self.answer;
+        let with_answer: [&[u8]; 3];
+        let parts = match (kind, parts) {
+            (Kind::Outcomes, [outcomes]) => {
+                with_answer = [&answer, outcomes, &[]];
+                &with_answer[..2]
+            }
+            (Kind::Outcomes, [outcomes, tail]) => {
+                with_answer = [&answer, outcomes, tail];
+                &with_answer[..]
+            }
+            _ => parts,
+        };
         let sent = if std::mem::take(&mut self.lent) {
             frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
         } else {
             frame::write_frame(&mut self.writer, kind, parts)
         };
         sent.map_err(|e| e.to_string())
+    }
+
+    /// Runs the items the gate allows, each started on it just before it
+    /// runs, and notes the [`Answer`] to send with the outcomes.
+    fn execute(
+        &mut self,
+        body: &mut Vec<u8>,
+        tail: &mut Vec<u8>,
+        secret: &Secret,
+        outcomes: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        // A header that does not decode is refused by the serve loop.
+        let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
+        let gate = self.gate.as_ref();
+        let mut item = first;
+        let mut may_start = || {
+            sys::end_if_forked();
+            let allowed = gate.is_none_or(|gate| gate.start(item));
+            item = item.wrapping_add(1);
+            allowed
+        };
+        let ran = serve::run_task_with_tail(body, tail, secret, outcomes, &mut may_start)?;
+        sys::end_if_forked();
+        self.answer = Answer {
+            first,
+            done: ran.done,
+            consumed: ran.consumed as u64,
+        }
+        .encode();
+        Ok(())
     }
 
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {

@@ -30,7 +30,7 @@ use crate::remote::message::{Kind, Malformed};
 #[cfg(fuzzing)]
 use crate::remote::{
     codec,
-    message::{Hello, TaskHeader, Welcome, decode_ready},
+    message::{Answer, Hello, TaskHeader, Welcome, decode_ready},
 };
 
 /// Why a frame could not be read.
@@ -365,6 +365,7 @@ pub fn fuzz(mut bytes: &[u8]) {
                 }
             }
             Kind::Outcomes => {
+                drop(Answer::decode(&body));
                 let count = body.first().map_or(0, |&n| usize::from(n));
                 let rest = body.get(1..).unwrap_or_default();
                 drop(codec::decode_outcomes::<u64>(rest, count));

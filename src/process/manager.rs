@@ -1,50 +1,71 @@
-//! Layer: process transport. May use `spawn`, `arena`'s threshold, the
-//! remote layer's work, `crew` and the crate's futures. The manager: the
-//! crew thread that feeds one child process.
+//! Layer: process transport. May use `spawn`, `gate`, `arena`'s threshold,
+//! the remote layer's work, `crew` and the crate's futures. The manager:
+//! the crew thread that feeds one child process.
 //!
-//! Each manager takes work off the pool's queue, starts its child when it
-//! first needs one (and again after the last one died), sends the work and
-//! reads the outcomes. Without a per-task timeout, while its calls are
-//! quick (each answered within [`QUICK`]), it takes whatever else is
-//! queued too, a window that doubles with each quick answer up to
-//! [`IN_FLIGHT`] calls, and writes their frames in one system call; the
-//! child reads them in one go, answers each in order, and the manager reads
-//! the answers as they come, several at once. A slow answer shrinks the
-//! window back to one call, so that work does not queue behind a slow task
-//! while another worker could take it (at most the window's worth, taken
-//! while calls were quick, waits behind a task that turns out slow). With a
-//! timeout, one call is in flight, so that its deadline is its own.
+//! # Dispatch: who owns a task, and when it is claimed
 //!
-//! The child runs its calls in order, answering each before it reads the
-//! next, so when it dies, the oldest call without an answer is the one it
-//! was running: that work alone fails, with [`Error::WorkerDied`]; the
-//! calls behind it never started, and go to a fresh child. A call that
-//! may have started is never sent again, so no task runs twice: a child
-//! killed between two calls (from outside, or by a cancel of the call it
-//! had just answered) fails the next one, which may not have run. A cancel
-//! of a running lone task kills the child when the task is the oldest in
-//! flight, at once or as soon as it becomes so.
+//! Submitted work waits in the pool's one queue (the crew's), where any
+//! manager may take it. A manager whose child answers quickly (each answer
+//! within [`QUICK`]) sends it more calls ahead, a window that doubles with
+//! each quick answer up to [`IN_FLIGHT`] calls, written in one system call,
+//! so that a child of tiny tasks never waits for its manager. Work sent
+//! ahead still belongs to nobody until the child starts it: the child's
+//! start [`Gate`] decides, item by item, whether the child starts an item
+//! or the pool takes it back, and exactly one of the two happens.
+//!
+//! ```text
+//!            take               send ahead            the child starts it
+//!  queue ──────────▶ manager ──────────────▶ in flight ────────────────────▶ running
+//!    ▲   (pending)              (pending, the          (claimed: running(),
+//!    │                           future holds           a cancel of a lone
+//!    │                           a hook)                task kills the child)
+//!    │                            │
+//!    └──── given back ◀───────────┘ taken back on the gate: by the manager,
+//!          (pending again)          when an item has run PATIENCE with work
+//!                                   behind it; or by a cancel (then dropped)
+//! ```
+//!
+//! - A task in flight is pending: `running()` is false and a cancel takes it
+//!   back from the gate (it never starts, and no process is killed); the
+//!   manager claims it only when it is the oldest in flight, the one the
+//!   child runs.
+//! - When the item that the child runs takes longer than [`PATIENCE`] and
+//!   work waits behind it on the same child, the manager takes that work
+//!   back and gives it to the queue of work given back, which every manager
+//!   serves first. A `map` chunk is cut after its running item: the items
+//!   after it go back the same way, as work of their own, and their
+//!   outcomes complete the same future.
+//! - With a per-task timeout, one call is in flight at a time, claimed as
+//!   it is sent, so that its deadline is its own; so too without a gate
+//!   (shared memory that could not be made) and on Windows, whose pipes
+//!   hold no call the child has not read.
+//!
+//! The child runs its calls in order and answers each, saying which of its
+//! items ran (an [`Answer`](crate::remote::message::Answer)), checked
+//! against the call it is for: an answer can never complete another call's
+//! future. When the child dies, the gate tells which items it had started:
+//! a call it started fails ([`Error::WorkerDied`]); the calls it had not
+//! started go back to the queue, so no task runs twice, and no task that
+//! never started fails (a call sent again once and lost again fails).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::Queued;
+use super::Shared;
 use super::arena;
+use super::gate::{Gate, before};
 use super::spawn::{ChildLink, Fault, Process};
 use super::sys;
-use super::{Queued, Shared};
 use crate::Error;
 use crate::crew::{Crew, Turn};
-use crate::future::Canceller;
+use crate::remote::message::Answer;
 use crate::remote::work::Work;
 
-/// Numbers calls, so a late cancel cannot kill a child's next call.
-static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
-
-/// The most calls in flight on one child (without a per-task timeout):
-/// enough that a child of tiny tasks never waits for the manager, few
-/// enough that a slow child does not hoard the queue from its siblings.
+/// The most calls in flight on one child (with a gate, without a per-task
+/// timeout): enough that a child of tiny tasks never waits for the
+/// manager; work behind a slow item is taken back after [`PATIENCE`].
 const IN_FLIGHT: usize = 32;
 
 /// The most bytes of calls in flight on one child. The channel's buffer
@@ -58,24 +79,55 @@ const IN_FLIGHT_BYTES: usize = sys::UNREAD_BYTES;
 /// An answer within this long of its call's turn keeps the window growing.
 const QUICK: Duration = Duration::from_millis(1);
 
-/// Work claimed by a manager, and where a cancel finds it.
+/// How long one item may run while work waits behind it on the same child,
+/// before that work is taken back for the other workers.
+const PATIENCE: Duration = Duration::from_millis(2);
+
+/// Work a manager took, not given back yet.
 struct Job {
     work: Work,
-    target: Option<Arc<Mutex<Target>>>,
-    /// Whether it was sent to a child already, which died before reading it.
+    /// Whether its future was claimed (a later part of a `map` chunk, or
+    /// work that came back from a manager that could start no child).
+    claimed: bool,
+    /// Whether it was sent to a child already, which died before starting
+    /// it: if it is lost again, it fails.
     resent: bool,
 }
 
-/// A job sent to the child, waiting for its outcomes.
+impl From<Queued> for Job {
+    fn from(queued: Queued) -> Self {
+        Job {
+            work: queued.work,
+            claimed: queued.claimed,
+            resent: queued.resent,
+        }
+    }
+}
+
+impl From<Job> for Queued {
+    fn from(job: Job) -> Self {
+        Queued {
+            work: job.work,
+            claimed: job.claimed,
+            resent: job.resent,
+        }
+    }
+}
+
+/// A call sent to the child, waiting for its answer.
 struct Flying {
-    job: Job,
-    call: u64,
+    /// `None` once taken back and given away: the child still owes an
+    /// answer, which must say that nothing ran.
+    job: Option<Job>,
+    /// The number of its first item on the gate, and how many items the
+    /// child should answer for.
+    first: u32,
+    count: u32,
     /// Until when its outcomes may take (a per-task timeout).
     deadline: Option<Instant>,
-    /// Whether its frame went out whole: if not, the child never saw it.
+    /// Whether its frame went out whole: without a gate, whether the child
+    /// may have started it.
     delivered: bool,
-    /// Whether its frame waits in the link's staged frames.
-    staged: bool,
     /// When it was sent.
     sent: Instant,
 }
@@ -83,33 +135,31 @@ struct Flying {
 impl Flying {
     /// The bytes of its frame, near enough.
     fn bytes(&self) -> usize {
-        self.job.work.args.len() + self.job.work.tail.len()
+        self.job
+            .as_ref()
+            .map_or(0, |job| job.work.args.len() + job.work.tail.len())
+    }
+
+    /// Whether item `item` is one of this call's.
+    fn holds(&self, item: u32) -> bool {
+        !before(item, self.first) && before(item, self.first.wrapping_add(self.count))
     }
 }
 
 /// The body of a manager thread.
 pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
-    let mut window = Window {
-        now: 1,
-        max: if shared.timeout.is_some() {
-            1
-        } else {
-            IN_FLIGHT
-        },
-    };
+    let mut window = Window { now: 1 };
     let mut link: Option<ChildLink> = None;
     let mut seat = crew.seat();
     while let Some((queued, turn)) = seat.next_job() {
-        let Some(job) = claim(queued, shared) else {
-            // Dropped unrun, its futures resolve as cancelled.
-            continue;
-        };
         let mut feed = Feed {
             shared,
             crew,
             link: &mut link,
-            waiting: VecDeque::from([job]),
+            waiting: VecDeque::from([Job::from(queued)]),
             flight: VecDeque::new(),
+            paused: false,
+            seen: None,
         };
         if feed.run(turn, &mut window).is_err() {
             return; // no room for a child: the work went back to the queue
@@ -120,45 +170,18 @@ pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
     }
 }
 
-/// Claims queued work for a call; `None` if it was cancelled (or the pool
-/// is stopping), and then it is dropped unrun.
-fn claim(Queued { mut work, claim }: Queued, shared: &Shared) -> Option<Job> {
-    let target = match claim {
-        // Work claimed by a manager that could not start a child comes
-        // back claimed, with where a cancel finds it.
-        Claim::Claimed(target) => target,
-        Claim::Unclaimed => {
-            // Only a lone task can be cancelled while it runs, by killing
-            // its child: only it needs a target for the cancel to find.
-            let target = (work.results.cancellable_while_running())
-                .then(|| Arc::new(Mutex::new(Target::Unsent)));
-            let canceller = target.as_ref().map(Target::canceller);
-            if shared.is_stopping() || !work.results.claim(canceller) {
-                return None;
-            }
-            target
-        }
-    };
-    Some(Job {
-        work,
-        target,
-        resent: false,
-    })
-}
-
 /// How many calls a manager may have in flight on its child now.
 struct Window {
     now: usize,
-    max: usize,
 }
 
 impl Window {
     /// Grows after an answer that came within [`QUICK`] of its call's turn
-    /// (its sending, or the previous answer), and shrinks to one call
-    /// after a slower one.
-    fn answered(&mut self, took: Duration) {
+    /// (its sending, or the previous answer), up to `max`, and shrinks to
+    /// one call after a slower one.
+    fn answered(&mut self, took: Duration, max: usize) {
         self.now = if took <= QUICK {
-            (self.now * 2).min(self.max)
+            (self.now * 2).min(max)
         } else {
             1
         };
@@ -170,10 +193,16 @@ struct Feed<'a> {
     shared: &'a Shared,
     crew: &'a Arc<Crew<Queued>>,
     link: &'a mut Option<ChildLink>,
-    /// Claimed, not sent yet (or to send again), in order.
+    /// Taken, not sent yet (or to send again), in order.
     waiting: VecDeque<Job>,
     /// Sent, oldest first: the oldest is the one the child runs.
     flight: VecDeque<Flying>,
+    /// Whether items in flight were taken back: nothing more is sent until
+    /// the child has answered them all.
+    paused: bool,
+    /// The item the child was seen running at the last look, for
+    /// [`PATIENCE`].
+    seen: Option<u32>,
 }
 
 /// The manager could start no child, and put its work back on the queue.
@@ -186,6 +215,9 @@ impl Feed<'_> {
     fn run(&mut self, turn: Turn<'_, Queued>, window: &mut Window) -> Result<(), Exit> {
         let mut last_answer = None;
         loop {
+            if self.flight.is_empty() {
+                self.resume();
+            }
             self.send_some(&turn, window.now)?;
             if self.flight.is_empty() {
                 if self.waiting.is_empty() {
@@ -193,48 +225,84 @@ impl Feed<'_> {
                 }
                 continue;
             }
+            let patience = self.waits_behind().then(|| Instant::now() + PATIENCE);
+            let live = self.link.as_mut().expect("calls in flight, so a child");
+            // The calls staged since may start, unless a cancel took back
+            // calls meanwhile (then the child skips them, and they go).
+            if !live.allow_sent() {
+                self.pause();
+            }
             let live = self.link.as_mut().expect("calls in flight, so a child");
             // A failed write is not the end yet: the child may have answered
             // calls before it died, and those answers are still to read.
-            if live
-                .flush(self.flight.back().and_then(|f| f.deadline))
-                .is_ok()
+            let _ = live.flush(self.flight.back().and_then(|f| f.deadline));
+            // Patience runs only without a per-task timeout.
+            if let Some(patience) = patience
+                && !live.answer_by(patience)
             {
-                for flying in &mut self.flight {
-                    flying.delivered |= std::mem::take(&mut flying.staged);
-                }
+                self.look_behind();
+                continue;
             }
+            let deadline = self.flight[0].deadline;
             // A lone call's answer may come in the arena: its argument's
             // bytes, sent already and never sent again (it was delivered),
             // are memory to copy that into (see `Arena::take`). Unused,
             // they stay with the job, freed once its future is resolved.
-            let (alone, deadline) = (self.flight.len() == 1, self.flight[0].deadline);
+            let (alone, head) = (self.flight.len() == 1, &mut self.flight[0]);
             let mut nothing = Vec::new();
-            let reuse = match &mut self.flight[0] {
-                lone if alone && lone.delivered => &mut lone.job.work.tail,
+            let reuse = match &mut head.job {
+                Some(job) if alone && head.delivered => &mut job.work.tail,
                 _ => &mut nothing,
             };
             match live.receive(deadline, reuse) {
                 Ok(outcome) => {
-                    let mut done = self.flight.pop_front().expect("in flight");
+                    let Some(done) = self.answered(outcome) else {
+                        continue;
+                    };
                     let now = Instant::now();
                     // It ran from its sending (its child started and
                     // greeted by then) or the answer before it, if later.
                     let turn_began = last_answer.map_or(done.sent, |last| done.sent.max(last));
-                    window.answered(now - turn_began);
-                    done.job.work.results.ran_for(now - turn_began);
+                    window.answered(now - turn_began, self.max_in_flight());
                     last_answer = Some(now);
                     self.next_runs();
                     if self.flight.is_empty() && self.waiting.is_empty() {
                         // The turn ends just before the last completion.
-                        self.complete(done, outcome, Some(turn));
+                        self.complete(done, now - turn_began, Some(turn));
                         return Ok(());
                     }
-                    self.complete(done, outcome, None);
+                    self.complete(done, now - turn_began, None);
                 }
                 Err(fault) => self.lost(fault),
             }
         }
+    }
+
+    /// How many calls may be in flight on this child: one at a time without
+    /// a gate or with a per-task timeout.
+    fn max_in_flight(&self) -> usize {
+        let gate = self.link.as_ref().is_none_or(|live| live.gate.is_some());
+        match gate && self.shared.timeout.is_none() {
+            true => IN_FLIGHT,
+            false => 1,
+        }
+    }
+
+    fn gate(&self) -> Option<&Arc<Gate>> {
+        self.link.as_ref().and_then(|live| live.gate.as_ref())
+    }
+
+    /// Whether work waits behind the item this child runs: other calls,
+    /// later items of the chunk it runs, or work taken off the queue that
+    /// did not fit beside them.
+    fn waits_behind(&self) -> bool {
+        let Some(gate) = self.gate() else {
+            return false;
+        };
+        self.shared.timeout.is_none()
+            && (!self.waiting.is_empty()
+                || self.flight.len() > 1
+                || self.flight[0].count > 1 && self.unstarted_behind(gate.started()))
     }
 
     /// Sends waiting jobs, and takes more off the queue, while there is
@@ -243,17 +311,14 @@ impl Feed<'_> {
     fn send_some(&mut self, turn: &Turn<'_, Queued>, window: usize) -> Result<(), Exit> {
         // Top up only once half the window is answered: several frames
         // per write, not one write per answer.
-        if self.flight.len() > window / 2 {
+        if self.paused || self.flight.len() > window / 2 {
             return Ok(());
         }
-        while self.flight.len() < window {
+        while self.flight.len() < window && !self.paused {
             let job = match self.waiting.pop_front() {
                 Some(job) => job,
                 None => match turn.another_job() {
-                    Some(queued) => match claim(queued, self.shared) {
-                        Some(job) => job,
-                        None => continue,
-                    },
+                    Some(queued) => Job::from(queued),
                     None => return Ok(()),
                 },
             };
@@ -293,8 +358,10 @@ impl Feed<'_> {
     }
 
     /// Sends `job` to the child (starting one if there is none, replacing
-    /// one that must be, with nothing in flight), or fails it.
-    fn send(&mut self, job: Job) -> Result<(), Exit> {
+    /// one that must be, with nothing in flight), or fails it. The oldest
+    /// call in flight is claimed as it is sent; one sent behind others
+    /// stays pending, with a hook that takes it back on a cancel.
+    fn send(&mut self, mut job: Job) -> Result<(), Exit> {
         let lend = self.flight.is_empty();
         if lend && self.needs_new_child() {
             self.retire();
@@ -310,13 +377,8 @@ impl Feed<'_> {
                     if self.shared.any_alive() =>
                 {
                     let jobs = std::iter::once(job).chain(self.waiting.drain(..));
-                    let queued = jobs
-                        .map(|job| Queued {
-                            work: job.work,
-                            claim: Claim::Claimed(job.target),
-                        })
-                        .collect();
-                    self.crew.requeue_and_exit(queued, error);
+                    self.crew
+                        .requeue_and_exit(jobs.map(Queued::from).collect(), error);
                     return Err(Exit);
                 }
                 Err(failed) => {
@@ -326,76 +388,144 @@ impl Feed<'_> {
             }
         }
         let live = self.link.as_mut().expect("started above");
-        // ORDERING: only uniqueness matters.
-        let call = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
-        if lend {
-            live.process.set_running(call);
+        let count = job.work.header.count;
+        let first = live.number(count);
+        // The oldest call goes now: the child may start it. (With nothing
+        // in flight, nothing was taken back since the last resume.)
+        if lend && !live.allow_sent() {
+            self.waiting.push_front(job);
+            self.pause();
+            return Ok(());
         }
-        if let Some(target) = &job.target {
-            let mut target = Target::lock(target);
-            if let Target::Cancelled = *target {
-                if lend {
-                    live.process.set_running(0);
+        job.work.header.first = first;
+        let held = match (&job.claimed, lend, &live.gate) {
+            (true, _, _) => true,
+            (false, true, _) | (false, false, None) => {
+                live.process.set_running(Some(first));
+                let claimed = claim(&mut job.work, &live.process, first);
+                if !claimed {
+                    live.process.set_running(None);
                 }
-                drop(target);
-                fail(self.crew, job.work, Failed::Cancelled);
-                return Ok(());
+                job.claimed = claimed;
+                claimed
             }
-            *target = Target::Sent(Arc::downgrade(&live.process), call);
+            (false, false, Some(gate)) => {
+                let gate = Arc::clone(gate);
+                (job.work.results).hold(Box::new(move || gate.take_back(first)))
+            }
+        };
+        if !held {
+            // Cancelled already: dropped unrun, its future stays cancelled.
+            return Ok(());
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
-        let sent = live.send(
-            &job.work.header,
-            [&job.work.args, &job.work.tail],
-            lend,
-            deadline,
-        );
+        let work = &job.work;
+        let sent = live.send(&work.header, [&work.args, &work.tail], lend, deadline);
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
-            job,
-            call,
+            job: Some(job),
+            first,
+            count,
             deadline,
             delivered: lend && sent.is_ok(),
-            staged: !lend,
             sent: Instant::now(),
         });
         Ok(())
     }
 
-    /// The oldest call in flight is now the one the child runs: a cancel
-    /// that came while it waited kills the child now.
+    /// Takes the child's answer for the oldest call in flight: `None` if
+    /// the call had been given away (its answer says nothing ran), or if
+    /// the answer broke the protocol (then the child was dropped).
+    fn answered(&mut self, outcome: Result<Answer, Error>) -> Option<Answered> {
+        let head = &self.flight[0];
+        let (answer, outcome) = match outcome {
+            Ok(answer) => (answer, Ok(())),
+            // The outcomes of a lone call arrived, but not its result's
+            // bytes: the call ran.
+            Err(error) => (
+                Answer {
+                    first: head.first,
+                    done: head.count,
+                    consumed: 0,
+                },
+                Err(error),
+            ),
+        };
+        // A call still here was claimed as the oldest in flight, and runs
+        // whole; one given away was taken back before it started.
+        let expected = match &head.job {
+            Some(_) => head.count,
+            None => 0,
+        };
+        if answer.first != head.first || answer.done != expected {
+            let error = Error::Protocol(format!(
+                "the worker answered for items {}..+{} where the pool expected {}..+{}",
+                answer.first, answer.done, head.first, expected
+            ));
+            self.lost(Fault::Protocol(error));
+            return None;
+        }
+        let flying = self.flight.pop_front().expect("in flight");
+        let Some(job) = flying.job else {
+            self.next_runs();
+            return None;
+        };
+        Some(Answered {
+            job,
+            outcome,
+            sent: flying.sent,
+        })
+    }
+
+    /// The oldest call in flight is now the one the child runs: it is
+    /// claimed, unless a cancel took it back (then it goes, at once).
     fn next_runs(&mut self) {
         let live = self.link.as_ref().expect("a child answered");
-        let Some(next) = self.flight.front() else {
-            live.process.set_running(0);
+        let Some(next) = self.flight.front_mut() else {
+            live.process.set_running(None);
             return;
         };
-        live.process.set_running(next.call);
-        if let Some(target) = &next.job.target
-            && let Target::Cancelled = *Target::lock(target)
-        {
-            live.process.kill_if_running(next.call);
+        let first = next.first;
+        let Some(job) = &mut next.job else {
+            live.process.set_running(None);
+            return;
+        };
+        live.process.set_running(Some(first));
+        if job.claimed {
+            return;
         }
+        let allowed = live.gate.as_ref().is_none_or(|gate| gate.allows(first));
+        if allowed && claim(&mut job.work, &live.process, first) {
+            job.claimed = true;
+            return;
+        }
+        live.process.set_running(None);
+        // Taken back: the child will skip it, and its answer is owed.
+        let job = next.job.take().expect("checked above");
+        self.link.as_mut().expect("a child answered").took_back();
+        self.give_away(job);
     }
 
     /// Completes `done` from the outcomes the child sent back (or fails it
-    /// with `outcome`'s error), ending `turn` just before if given, and
-    /// retires the child, with nothing more in flight, if it is done.
-    fn complete(
-        &mut self,
-        done: Flying,
-        outcome: Result<(), Error>,
-        turn: Option<Turn<'_, Queued>>,
-    ) {
+    /// with its error), ending `turn` just before if given, and retires the
+    /// child, with nothing more in flight, if it is done.
+    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Turn<'_, Queued>>) {
         let live = self.link.as_mut().expect("the child just answered");
+        let Answered {
+            mut job, outcome, ..
+        } = done;
+        job.work.results.ran_for(took);
         let idle = turn.map(Turn::end);
         let delivered = match outcome {
             // Decoding runs the result's Deserialize, and completing may
             // run its Drop: user code, each caught where it runs (see
             // `Results::deliver`).
-            Ok(()) => (done.job.work.results).deliver(&live.body, std::mem::take(&mut live.tail)),
+            Ok(()) => {
+                let tail = std::mem::take(&mut live.tail);
+                job.work.results.deliver(live.outcomes(), tail)
+            }
             Err(error) => {
-                done.job.work.results.fail(error);
+                job.work.results.fail(error);
                 Ok(None)
             }
         };
@@ -414,15 +544,129 @@ impl Feed<'_> {
         }
     }
 
+    /// Nothing more may start on the child until it answers every call in
+    /// flight; what a cancel took back goes now.
+    fn pause(&mut self) {
+        self.paused = true;
+        let Some(live) = self.link.as_mut() else {
+            return;
+        };
+        let Some(gate) = live.gate.clone() else {
+            return;
+        };
+        for flying in self.flight.iter_mut().skip(1) {
+            if !gate.allows(flying.first)
+                && let Some(job) = flying.job.take()
+            {
+                live.took_back();
+                give_away(self.crew, self.shared, job);
+            }
+        }
+    }
+
+    /// Every call in flight was answered: items may start again.
+    fn resume(&mut self) {
+        if let Some(live) = self.link.as_mut() {
+            live.resume();
+        }
+        self.paused = false;
+        self.seen = None;
+    }
+
+    /// The child ran one item for [`PATIENCE`] while work waited behind
+    /// it: if it is still the same item, and another worker could take
+    /// that work (one is idle, or the pool may start one), it is taken back
+    /// and given to them (a chunk is cut after its running item). A
+    /// shutdown that cancels the queued work takes it all back too.
+    fn look_behind(&mut self) {
+        let gate = Arc::clone(self.gate().expect("patience needs a gate"));
+        let started = gate.started();
+        let cancelling = self.crew.cancelled();
+        let stuck = self.seen == Some(started);
+        self.seen = Some(started);
+        if !(cancelling || stuck && self.crew.could_take_more()) {
+            self.pause_if_taken(&gate);
+            return;
+        }
+        // What was taken off the queue but not sent (it did not fit in the
+        // channel beside the calls in flight) goes first.
+        for job in self.waiting.drain(..) {
+            give_away(self.crew, self.shared, job);
+        }
+        if !self.unstarted_behind(started) {
+            return;
+        }
+        // The first item that may be taken back: after the one running, and
+        // never the first of the oldest call (claimed), nor inside a later
+        // call that started (it runs whole: only the oldest is cut). A
+        // take-back that fails (the child moved on meanwhile) still holds
+        // back what follows, so it is tried again from where the child is.
+        let mut started = started;
+        let from = loop {
+            let head = &self.flight[0];
+            let mut from = match before(started, head.first) {
+                true => head.first.wrapping_add(1),
+                false => started.wrapping_add(1),
+            };
+            if let Some(running) = self.flight.iter().skip(1).find(|f| f.holds(started)) {
+                from = running.first.wrapping_add(running.count);
+            }
+            if gate.take_back(from) {
+                break from;
+            }
+            started = gate.started();
+        };
+        // A chunk's unstarted rest goes as work of its own.
+        let head = &mut self.flight[0];
+        if head.holds(from)
+            && let Some(job) = &mut head.job
+            && let Some(rest) = job.work.split_off(from.wrapping_sub(head.first) as usize)
+        {
+            head.count = job.work.header.count;
+            give_away(
+                self.crew,
+                self.shared,
+                Job {
+                    work: rest,
+                    claimed: true,
+                    resent: false,
+                },
+            );
+        }
+        self.pause();
+    }
+
+    /// Whether calls in flight hold items after `started` that may not have
+    /// started: later calls, or the rest of the oldest one.
+    fn unstarted_behind(&self, started: u32) -> bool {
+        let head = &self.flight[0];
+        let last = head.first.wrapping_add(head.count.max(1) - 1);
+        self.flight.len() > 1 || head.job.is_some() && before(started, last)
+    }
+
+    /// Pauses if a cancel took back calls in flight.
+    fn pause_if_taken(&mut self, gate: &Gate) {
+        if self
+            .flight
+            .iter()
+            .skip(1)
+            .any(|f| f.job.is_some() && !gate.allows(f.first))
+        {
+            self.pause();
+        }
+    }
+
+    /// Gives `job` away: see [`give_away`].
+    fn give_away(&self, job: Job) {
+        give_away(self.crew, self.shared, job);
+    }
+
     /// The child is lost (`fault` says how): it is killed if it may still
-    /// run, and reaped. The oldest call in flight, the one it ran, fails,
-    /// unless the child never saw it (then it is sent again, once); the
-    /// calls behind it never started, and wait to be sent again, first.
-    /// A cancel's kill may have come as the child had moved on to the next
-    /// call, which did not ask for it: that call fails as a death does, as
-    /// it may have started (no task runs twice), and the calls behind it go
-    /// to a fresh child. After a broken protocol, nothing the child said can
-    /// be trusted: every call in flight fails.
+    /// run, and reaped. A call it started fails with the reason; the calls
+    /// it had not started go back to the queue, to be sent again once (a
+    /// child that died before reading a call cannot have started it).
+    /// After a broken protocol, nothing the child said can be trusted:
+    /// every call in flight fails.
     fn lost(&mut self, fault: Fault) {
         let bad = self
             .link
@@ -432,48 +676,88 @@ impl Feed<'_> {
             bad.process.kill(sys::KILL);
         }
         let death = bad.process.death();
+        // The dead child's last word; it is retired (its channel and
+        // handles closed) before any future hears of its death.
+        let last_started = bad.gate.as_ref().map(|gate| gate.started());
         bad.retire();
-        let mut again = VecDeque::new();
+        let started = |flying: &Flying| match last_started {
+            Some(last) => !before(last, flying.first),
+            None => flying.delivered,
+        };
         for (index, flying) in std::mem::take(&mut self.flight).into_iter().enumerate() {
-            let cancelled = (flying.job.target.as_deref())
-                .is_some_and(|target| matches!(*Target::lock(target), Target::Cancelled));
+            let ran = started(&flying);
+            let Some(job) = flying.job else {
+                continue;
+            };
             let error = match &fault {
                 Fault::Protocol(error) => Some(error.clone()),
-                _ if cancelled => Some(Error::Cancelled),
-                _ if index > 0 => None,
-                Fault::TimedOut => Some(Error::TaskTimedOut {
+                Fault::TimedOut if index == 0 => Some(Error::TaskTimedOut {
                     limit: self.shared.timeout.unwrap_or_default(),
                 }),
-                Fault::Undelivered | Fault::Died if !flying.delivered && !flying.job.resent => None,
-                Fault::Undelivered | Fault::Died => Some(death.clone()),
+                _ if ran || job.resent => Some(death.clone()),
+                _ => None,
             };
             match error {
                 // A cancelled future is resolved already; this is a no-op.
-                Some(error) => fail(self.crew, flying.job.work, Failed::Call(error)),
-                None => again.push_back(Job {
-                    resent: index == 0 || flying.job.resent,
-                    ..flying.job
-                }),
+                Some(error) => fail(self.crew, job.work, Failed::Call(error)),
+                None => {
+                    let mut job = job;
+                    if !job.claimed {
+                        // Its hook was for the dead child's gate.
+                        job.work.results.release();
+                    }
+                    job.resent = true;
+                    self.waiting.push_back(job);
+                }
             }
         }
-        again.append(&mut self.waiting);
-        self.waiting = again;
+        self.paused = false;
+        self.seen = None;
     }
 }
 
-/// Whether queued work was claimed yet: work that a manager claimed, but
-/// could not start a child for, goes back on the queue claimed.
-pub(super) enum Claim {
-    Unclaimed,
-    /// Claimed, with where a cancel finds it (a lone task's target).
-    Claimed(Option<Arc<Mutex<Target>>>),
+/// The answer to one call, whose items all ran.
+struct Answered {
+    job: Job,
+    outcome: Result<(), Error>,
+    sent: Instant,
+}
+
+/// Claims `work`'s future for the call whose first item is `first` on
+/// `process`: a lone task gets the canceller that kills the child while it
+/// runs that call. `false` if it was cancelled.
+fn claim(work: &mut Work, process: &Arc<Process>, first: u32) -> bool {
+    let canceller = work.results.cancellable_while_running().then(|| {
+        let process: Weak<Process> = Arc::downgrade(process);
+        Box::new(move || {
+            if let Some(process) = process.upgrade() {
+                process.kill_if_running(first);
+            }
+        }) as crate::future::Canceller
+    });
+    work.results.claim(canceller)
+}
+
+/// Gives work taken back (or sent to a child that died before starting it)
+/// to the queue of work given back, for the next manager free: its future
+/// is pending again (if it was not claimed), with no hook. When the pool
+/// is stopping, it is dropped unrun instead (its future resolves as
+/// cancelled).
+fn give_away(crew: &Arc<Crew<Queued>>, shared: &Shared, mut job: Job) {
+    if shared.is_stopping() {
+        return;
+    }
+    if !job.claimed {
+        job.work.results.release();
+    }
+    crew.give_back([Queued::from(job)]);
 }
 
 /// Resolves `work` that got no outcomes, as `failed` says.
 fn fail(crew: &Crew<Queued>, work: Work, failed: Failed) {
     match failed {
         // Dropped unrun, its futures resolve as cancelled (or already are).
-        Failed::Stopping | Failed::Cancelled => drop(work),
+        Failed::Stopping => drop(work),
         Failed::Start(error) => {
             if let Error::BrokenExecutor { reason } = &error {
                 crew.break_pool(reason.clone());
@@ -484,50 +768,10 @@ fn fail(crew: &Crew<Queued>, work: Work, failed: Failed) {
     }
 }
 
-/// Where a cancel finds the child running its lone task. The task is
-/// claimed (and so can be cancelled) before its child is known: maybe
-/// before one is even started.
-///
-/// ```text
-/// Unsent ──manager sends──▶ Sent(child, call) ──cancel: kill──▶ Cancelled
-///    └───────────────cancel: nothing to kill─────────────────────▶┘
-/// ```
-///
-/// A cancel of an unsent task leaves `Cancelled` for the manager, which
-/// then sends nothing.
-pub(super) enum Target {
-    Unsent,
-    /// The child and the number of the call it runs for this task.
-    Sent(Weak<Process>, u64),
-    Cancelled,
-}
-
-impl Target {
-    fn lock(target: &Mutex<Target>) -> std::sync::MutexGuard<'_, Target> {
-        // Nothing that can panic runs under this lock.
-        target.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// What cancelling the running task does.
-    fn canceller(target: &Arc<Mutex<Target>>) -> Canceller {
-        let target = Arc::clone(target);
-        Box::new(move || {
-            let sent = std::mem::replace(&mut *Target::lock(&target), Target::Cancelled);
-            if let Target::Sent(process, call) = sent
-                && let Some(process) = Weak::upgrade(&process)
-            {
-                process.kill_if_running(call);
-            }
-        })
-    }
-}
-
 /// Why work got no outcomes.
 enum Failed {
     /// `terminate_workers`/`kill_workers` is stopping the pool.
     Stopping,
-    /// The task was cancelled before it was sent.
-    Cancelled,
     /// No child could be started.
     Start(Error),
     /// The call failed: the child died, timed out or broke the protocol.

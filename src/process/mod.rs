@@ -9,6 +9,8 @@
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
+//! - [`gate`]: the word shared with each child that decides whether a call
+//!   sent ahead starts there or is taken back.
 //! - [`child`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `platform` (Unix) and `windows` (Windows), one of them built as
@@ -29,6 +31,7 @@
 mod arena;
 pub(crate) mod child;
 mod frame;
+mod gate;
 mod manager;
 #[cfg(unix)]
 mod platform;
@@ -48,7 +51,7 @@ use windows::arena;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::crew::{self, Crew};
 use crate::remote::call::{Call, Secret};
@@ -86,7 +89,14 @@ use spawn::{Process, Recipe};
 /// Tiny tasks: while a worker answers quickly, its manager thread sends it
 /// several tasks at once (up to 32, written in one system call), and
 /// fewer again as soon as one is slow; with a per-task timeout, one at a
-/// time.
+/// time. A task sent ahead stays pending (`running()` is false, and
+/// `cancel()` stops it without touching the worker) until the worker
+/// starts it; when the worker spends more than 2 ms on one task with
+/// others waiting behind it, those go back to the pool's queue for
+/// whichever worker is free, and a `map` chunk is cut after its running
+/// input, so uneven work spreads over the workers. (On Windows, whose pipes
+/// hold no call the child has not read, one task at a time is sent to each
+/// worker, and the rest of a chunk still goes on after a slow input.)
 ///
 /// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
 /// 256 KiB or more does not go through the worker's channel but through
@@ -128,6 +138,15 @@ pub struct ProcessTransport {
     shared: Arc<Shared>,
 }
 
+/// How long [`terminate_workers`](ProcessPoolExecutor::terminate_workers)
+/// gives the workers to end on SIGTERM before it kills what is left with
+/// SIGKILL (its docs say one second).
+const TERMINATE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often `terminate_workers` looks whether the workers have ended
+/// within the grace period.
+const GRACE_CHECK: Duration = Duration::from_millis(5);
+
 /// What the transport and its manager threads share.
 struct Shared {
     /// How to start a child, or why children cannot be started at all.
@@ -167,11 +186,14 @@ impl Shared {
     }
 }
 
-/// What the manager threads' queue holds: a [`Work`], and where a cancel
-/// finds it if a manager already claimed it.
+/// What the manager threads' queue holds: a [`Work`], whether its future
+/// was claimed already (the rest of a `map` chunk cut on a busy worker, or
+/// work that came back from a manager that could start no child), and
+/// whether it was sent to a child that died before starting it.
 pub(crate) struct Queued {
     work: Work,
-    claim: manager::Claim,
+    claimed: bool,
+    resent: bool,
 }
 
 impl crew::Job for Queued {
@@ -199,7 +221,8 @@ impl sealed::Transport for ProcessTransport {
     fn send(&self, work: Work) {
         self.crew.enqueue(Queued {
             work,
-            claim: manager::Claim::Unclaimed,
+            claimed: false,
+            resent: false,
         });
     }
 
@@ -260,8 +283,11 @@ impl RemoteExecutor<ProcessTransport> {
     }
 
     /// Stops everything now: cancels the queued tasks, sends SIGTERM to every
-    /// worker (on Windows: ends its Job object), and waits for them. Running
-    /// tasks fail with [`Error::WorkerDied`]; no worker process is left.
+    /// worker (on Windows: ends its Job object), and waits for them. A
+    /// worker still there after a grace period of one second (its task
+    /// ignores or handles SIGTERM) is killed with SIGKILL, so this returns
+    /// in bounded time whatever the tasks do. Running tasks fail with
+    /// [`Error::WorkerDied`]; no worker process is left.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
@@ -296,9 +322,20 @@ impl RemoteExecutor<ProcessTransport> {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
-        for process in processes.iter().filter_map(Weak::upgrade) {
+        let processes: Vec<_> = processes.iter().filter_map(Weak::upgrade).collect();
+        for process in &processes {
             process.kill(signal);
         }
+        if signal != sys::KILL {
+            let deadline = Instant::now() + TERMINATE_GRACE;
+            while processes.iter().any(|p| !p.is_reaped()) && Instant::now() < deadline {
+                std::thread::sleep(GRACE_CHECK);
+            }
+            for process in &processes {
+                process.kill(sys::KILL);
+            }
+        }
+        drop(processes);
         crew.shutdown(Shutdown {
             wait: true,
             cancel_futures: true,

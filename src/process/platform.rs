@@ -13,15 +13,16 @@
 //!
 //! - **Linux** uses what only Linux has: `/proc/self/exe`, which reaches
 //!   the running image even if its file was since replaced, and
-//!   `prctl(PR_SET_PDEATHSIG)`, so that the kernel kills a child whose pool
-//!   dies.
+//!   `prctl(PR_SET_PDEATHSIG)`, so that the kernel signals a child whose
+//!   pool dies, which then kills its process group (itself included).
 //! - **The portable Unix path**, which macOS takes, and which Linux takes
 //!   when built with `RUSTFLAGS="--cfg concurrent_futures_portable_unix"`
 //!   (CI runs the process-pool suite so): [`std::env::current_exe`], and a
 //!   watchdog thread that owns the read side of the child's channel
 //!   ([`Watched`]). When the pool's end closes, the serve loop sees the end
 //!   of the channel as on Linux, and if the pool died rather than retired
-//!   this child, the watchdog ends the child at once, even mid-task. That
+//!   this child, the watchdog ends the child at once, even mid-task, with
+//!   its process group (see [`exit_with_group`]). That
 //!   needs the pool's end of a channel
 //!   to be in the pool alone: macOS has no `SOCK_CLOEXEC`, so a child
 //!   spawned between a socket's creation and its close-on-exec flag would
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 
 use super::arena;
 use super::frame::{ReceiveFd, SendFd};
+use super::gate::Gate;
 
 pub(crate) use std::os::unix::process::parent_id;
 
@@ -106,7 +108,9 @@ pub(crate) struct OsChild(Child);
 /// process's pid and its private channel: two fresh socket pairs, one
 /// each way. The child's end of the calls' pair is its standard input,
 /// and the first bytes on it carry the child's end of the answers' pair.
-/// Returns the child with the pool's ends (reader, writer).
+/// Then come the child's start [`Gate`]'s descriptor, if one could be
+/// made (one byte, with or without it). Returns the child with the pool's
+/// ends (reader, writer) and its gate.
 ///
 /// One pair each way, not one pair both ways, because a Unix socket has
 /// one wait queue for its readers and writers, and reading bytes wakes the
@@ -115,19 +119,35 @@ pub(crate) struct OsChild(Child);
 /// answer, and the manager reading the answer woke the child waiting for
 /// its next call, for nothing. A serial round trip took 4.2 context
 /// switches on Linux; with a pair each way, 2.0.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> {
+pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
     let spawning = spawning();
     let (calls, theirs) = UnixStream::pair()?;
     let (answers, answering) = UnixStream::pair()?;
     // Everything that can fail comes before the spawn. The answers' end
-    // waits in the calls' socket until the child takes it; if the child
-    // dies first, it goes with the socket, and the pool reads the end.
+    // and the gate wait in the calls' socket until the child takes them;
+    // if the child dies first, they go with the socket.
     arena::send_with_fd(calls.as_fd(), &[0], answering.as_fd())?;
     drop(answering);
+    // Without a gate (no shared memory here), the pool sends one call at a
+    // time: correct, only slower for tiny tasks.
+    let gate = match Gate::create() {
+        Ok((gate, fd)) => {
+            arena::send_with_fd(calls.as_fd(), &[1], fd.as_fd())?;
+            Some(gate)
+        }
+        Err(_) => {
+            (&calls).write_all(&[0])?;
+            None
+        }
+    };
     let mut command = Command::new(executable()?);
-    if let Some(name) = std::env::args_os().next() {
+    // The caller's arguments, so that a task's `std::env::args` gives them;
+    // they never reach a `main`, as a worker serves before it (`init.rs`).
+    let mut args = std::env::args_os();
+    if let Some(name) = args.next() {
         command.arg0(name);
     }
+    command.args(args);
     let child = command
         .env(marker, std::process::id().to_string())
         .stdin(Stdio::from(OwnedFd::from(theirs)))
@@ -139,7 +159,12 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     // the channel would never report end-of-file when the child dies.
     drop(command);
     drop(spawning);
-    Ok((OsChild(child), Deadline::new(answers), Deadline::new(calls)))
+    Ok((
+        OsChild(child),
+        Deadline::new(answers),
+        Deadline::new(calls),
+        gate,
+    ))
 }
 
 impl OsChild {
@@ -225,6 +250,30 @@ impl Deadline {
         self.deadline = deadline;
     }
 
+    /// Whether bytes can be read before `until` (or the channel closed):
+    /// a wait that, unlike a read with a deadline, never stops in the
+    /// middle of a frame.
+    pub(crate) fn readable_by(&self, until: Instant) -> bool {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
+            let mut poll = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: `poll` is one valid pollfd, for the call's duration,
+            // of a descriptor we own.
+            match unsafe { libc::poll(&mut poll, 1, millis) } {
+                0 => return false,
+                n if n > 0 => return true,
+                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+                // A failing poll: let the read say what is wrong.
+                _ => return true,
+            }
+        }
+    }
+
     /// Sets the socket's timeout (for reads or for writes, as `set` does)
     /// to what is left until the deadline.
     fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
@@ -307,6 +356,128 @@ pub(crate) fn before_main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Whether this process is a copy of a worker that a task made with
+/// `fork()`, rather than the worker itself: set in the copy by a
+/// `pthread_atfork` handler that [`watch_for_forks`] installs.
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`end_if_forked`] tell a worker from a copy that a task forked
+/// off it.
+pub(crate) fn watch_for_forks() {
+    extern "C" fn in_the_copy() {
+        // ORDERING: the copy has one thread, the one that forked; nothing
+        // else reads the flag there.
+        FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    // SAFETY: pthread_atfork only records the handler, a function that
+    // stores to an atomic (async-signal-safe, as a fork child handler must
+    // be); it runs in the copy of every later fork() of this process.
+    unsafe { libc::pthread_atfork(None, None, Some(in_the_copy)) };
+}
+
+/// Ends a copy of the worker that a task made with `fork()` (see
+/// [`watch_for_forks`]), at once and silently: only the worker itself
+/// speaks on the channel, so no answer is ever sent twice, and no item of
+/// the worker's runs again in the copy. In the worker, does nothing.
+pub(crate) fn end_if_forked() {
+    // ORDERING: see `watch_for_forks`; the flag is only ever set in the
+    // copy, by the thread that then reads it.
+    if FORKED.load(std::sync::atomic::Ordering::Relaxed) {
+        // SAFETY: _exit ends the process without running its exit hooks
+        // (which would flush the worker's buffers in the copy's name); it
+        // touches no memory of ours.
+        unsafe { libc::_exit(0) };
+    }
+}
+
+/// Gives this worker the signal set-up of a fresh program, whatever its
+/// pool's was: a signal the pool ignored (which a child inherits, as
+/// `nohup` relies on) takes its default action again, and no signal is
+/// blocked. So `terminate_workers`' SIGTERM ends a worker even when the
+/// program ignores SIGTERM, and a task's own processes start as they would
+/// from the program. Three exceptions, each for a reason:
+///
+/// - SIGPIPE stays ignored (`before_main`), as std ignores it in `main`.
+/// - SIGTTOU and SIGTTIN are ignored. A worker leads its own process group
+///   (so that stopping it stops whatever its tasks started), which on a
+///   terminal makes it a background job: without this, a task that writes
+///   to the terminal with `stty tostop` set, or changes its settings
+///   (`tcsetattr`), would stop the worker as a background job is stopped.
+///   Ignored, the write or the change goes through, as it does from the
+///   program; a task that reads the terminal (its standard input is
+///   `/dev/null`, so only by opening `/dev/tty`) gets an error (`EIO`)
+///   rather than stop. The processes a task starts inherit this.
+/// - On Linux, the signal that says the pool died (`tie_to_pool`) is
+///   caught, to end the worker with its process group.
+pub(crate) fn worker_signals() {
+    for signal in 1..=MAX_SIGNAL {
+        // SAFETY: a zeroed `sigaction` is a valid value to fill in; the
+        // query (a null new action) changes nothing, and a number that is
+        // no signal (or one the C library keeps) just fails.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `action` is valid for writes.
+        let queried = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
+        if queried == 0 && action.sa_sigaction == libc::SIG_IGN {
+            // SAFETY: SIG_DFL installs no handler, only a disposition.
+            unsafe { libc::signal(signal, libc::SIG_DFL) };
+        }
+    }
+    for signal in [libc::SIGPIPE, libc::SIGTTOU, libc::SIGTTIN] {
+        // SAFETY: SIG_IGN installs no handler, only a disposition.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+    // SAFETY: a zeroed `sigset_t` is valid storage for sigemptyset to
+    // initialise; pthread_sigmask reads it, and this is the worker's only
+    // thread yet (it runs before the channel, and so any task, is set up).
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// The highest signal number to look at: Linux has 64 (the real-time
+/// ones included), macOS 31; [`worker_signals`] skips the numbers that are
+/// not signals here.
+const MAX_SIGNAL: libc::c_int = 64;
+
+/// Ends this worker, and first whatever its tasks started: the rest of the
+/// process group the worker leads. So nothing a task started outlives its
+/// worker, however the worker's end came (its pool retired it, or died;
+/// on Linux `tie_to_pool`'s signal does the same mid-task). A task that
+/// left in a group of its own (`setsid`) is spared.
+///
+/// Killing the group would kill the worker too, before it could exit
+/// with `code` (and flush, and run what the C library runs at exit): so
+/// the worker first moves into its parent's process group (the pool's,
+/// or, if the pool died, whoever adopted the worker, if that group is in
+/// the worker's session), and kills its own group from outside. Where it
+/// cannot move, it kills the group with itself in it, after flushing
+/// standard output.
+pub(crate) fn exit_with_group(code: i32) -> ! {
+    use std::io::Write as _;
+    // SAFETY: getpid, getppid, getpgid and setpgid take and return plain
+    // integers and touch no memory. Moving into the parent's group is
+    // allowed only within the session; where it fails, nothing changed.
+    let (group, moved) = unsafe {
+        let group = libc::getpid();
+        let theirs = libc::getpgid(libc::getppid());
+        (
+            group,
+            theirs > 0 && theirs != group && libc::setpgid(0, theirs) == 0,
+        )
+    };
+    if !moved {
+        let _ = io::stdout().flush();
+    }
+    // SAFETY: kill(2) touches no memory. `group` is this process's pid,
+    // which names the group it started as the leader of (the pool's
+    // `process_group(0)`); the number cannot name another group while
+    // this process lives.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    std::process::exit(code)
+}
+
 /// Runs the child's service: here, on the first thread, whose stack (8 MiB
 /// by default on Linux and macOS) is what the remote layer's depth limits
 /// assume a worker encodes on.
@@ -320,8 +491,12 @@ pub(crate) type ChildWriter = UnixStream;
 /// The child's side: takes the private channel off standard input (a
 /// close-on-exec copy; `/dev/null` takes descriptor 0) and the answers'
 /// end that comes first on it, checks that the pool process made both, and
-/// ties this child to the pool. The marker's `rest` is empty on Unix.
-pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWriter), String> {
+/// ties this child to the pool; then the start gate, if the pool made one.
+/// The marker's `rest` is empty on Unix.
+pub(crate) fn take_channel(
+    pool: u32,
+    _rest: &str,
+) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
     let stdin = io::stdin();
     // `try_clone_to_owned` duplicates with close-on-exec set.
     let channel = stdin
@@ -351,8 +526,17 @@ pub(crate) fn take_channel(pool: u32, _rest: &str) -> Result<(Reader, ChildWrite
         _ => return Err("the private channel did not start with its answers' end".into()),
     };
     made_by_pool(&answers, "the channel's answers' end")?;
+    let mut received = None;
+    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
+    let gate = match (read, received) {
+        (Ok(1), Some(fd)) => {
+            Some(Gate::adopt(fd).map_err(|e| format!("cannot map the start gate: {e}"))?)
+        }
+        (Ok(1), None) => None,
+        _ => return Err("the private channel did not carry its start gate".into()),
+    };
     let reader = tie_to_pool(pool, calls)?;
-    Ok((reader, answers))
+    Ok((reader, answers, gate))
 }
 
 /// The pid of the process that made the other end of `channel`.
@@ -424,21 +608,35 @@ mod linux {
     /// pool hands over (an arena).
     pub(crate) type Reader = super::super::arena::FdReader;
 
-    /// Asks the kernel to kill this child when the pool's thread that
-    /// started it ends, so no child outlives the pool, even one killed with
-    /// SIGKILL; returns the reader for the channel.
+    /// Asks the kernel to signal this child when the pool's thread that
+    /// started it ends (`PR_SET_PDEATHSIG`), even if the pool was killed
+    /// with SIGKILL; the signal's handler kills the worker's whole process
+    /// group, so whatever its task started dies too. Returns the reader for
+    /// the channel.
+    ///
+    /// The signal is the last real-time one (`SIGRTMAX`), which no part
+    /// of the worker uses otherwise: a task that changes its disposition
+    /// undoes this (were it reset to its default, the worker alone would
+    /// die).
     pub(crate) fn tie_to_pool(pool: u32, channel: UnixStream) -> Result<Reader, String> {
+        let signal = libc::SIGRTMAX();
+        // SAFETY: a zeroed `sigaction` is valid (no flags, an empty mask to
+        // fill); `pool_died` is an `extern "C" fn(c_int)`, the handler
+        // type that a zero `sa_flags` (no SA_SIGINFO) asks for, and it only
+        // calls the async-signal-safe getpid and kill.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = pool_died as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigfillset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            return Err(format!("sigaction: {}", io::Error::last_os_error()));
+        }
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers and touches
         // no memory of this process.
-        let status = unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
+        let status =
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) };
         if status != 0 {
             return Err(format!("prctl: {}", io::Error::last_os_error()));
         }
@@ -446,6 +644,15 @@ mod linux {
             return Err("the pool exited before this worker started".into());
         }
         Ok(Reader::new(channel))
+    }
+
+    /// The handler of `tie_to_pool`'s signal: the pool is gone, so the
+    /// worker ends with everything its tasks started (the group it leads;
+    /// see `exit_with_group`, which a worker whose channel closed takes).
+    extern "C" fn pool_died(_: libc::c_int) {
+        // SAFETY: getpid and kill are async-signal-safe and touch no
+        // memory; the worker's pid names the group it leads.
+        unsafe { libc::kill(-libc::getpid(), libc::SIGKILL) };
     }
 }
 
@@ -456,7 +663,7 @@ mod portable {
     use std::os::unix::process::parent_id;
     use std::path::PathBuf;
     use std::time::Duration;
-    use std::{env, process, thread};
+    use std::{env, thread};
 
     use crossbeam_channel::{Receiver, bounded};
 
@@ -506,12 +713,13 @@ mod portable {
                 // The pool closed the channel. If it retired this child, the
                 // serve loop reads the rest and the end, and exits; if it
                 // died, nobody wants the task that may be running: exit as
-                // soon as the system has given this child a new parent.
+                // soon as the system has given this child a new parent,
+                // with whatever the task started.
                 drop(chunks);
                 while parent_id() == pool {
                     thread::sleep(ORPHAN_CHECK);
                 }
-                process::exit(0);
+                super::exit_with_group(0);
             })
             .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
         Ok(Watched {

@@ -1,5 +1,5 @@
 //! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `child`'s marker and `init::can_serve`. The parent's side of one
+//! `gate`, `child`'s marker and `init::can_serve`. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
 //!
@@ -13,7 +13,7 @@
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
 //!
 //! ```text
-//!            set_running(call) / set_running(0)
+//!          set_running(Some(call)) / set_running(None)
 //!              ┌──────┐
 //!              ▼      │
 //!   spawn ──▶ Running ┴──kill──▶ Killed(signal) ──reap──▶ Reaped(status, sent)
@@ -28,12 +28,13 @@ use std::time::{Duration, Instant};
 use super::arena::Arena;
 use super::child::MARKER;
 use super::frame::{self, FrameError};
+use super::gate::Gate;
 use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
 use crate::remote::codec;
-use crate::remote::message::{self, Hello, Kind, TaskHeader, Welcome};
+use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
 /// serves before `main` (checked before any spawn: `can_serve`), so either
@@ -75,6 +76,13 @@ pub(crate) struct ChildLink {
     pub(crate) calls: usize,
     /// Whether it sent outcomes that did not decode: it gets no more calls.
     pub(crate) distrusted: bool,
+    /// Where this child starts the items sent to it (none: one call at a
+    /// time, each claimed as it is sent).
+    pub(crate) gate: Option<Arc<Gate>>,
+    /// The number of the next item to send.
+    next_item: u32,
+    /// The last item this side allowed on the gate.
+    allowed: u32,
 }
 
 /// Why a call did not return outcomes.
@@ -101,14 +109,14 @@ impl ChildLink {
         if !can_serve() {
             return Err(Error::InitMissing);
         }
-        let (child, reading, writing) = sys::launch(MARKER).map_err(spawn_failed)?;
+        let (child, reading, writing, gate) = sys::launch(MARKER).map_err(spawn_failed)?;
         let mut link = ChildLink {
             reader: BufReader::new(reading),
             writer: writing,
             process: Arc::new(Process {
                 state: Mutex::new(ProcessState {
                     child,
-                    life: Life::Running { call: 0 },
+                    life: Life::Running { call: None },
                 }),
             }),
             body: Vec::new(),
@@ -117,6 +125,9 @@ impl ChildLink {
             arena: None,
             calls: 0,
             distrusted: false,
+            gate: gate.map(Arc::new),
+            next_item: 1,
+            allowed: 0,
         };
         spawned(&link.process);
         match link.handshake(recipe) {
@@ -184,6 +195,48 @@ impl ChildLink {
         }
     }
 
+    /// Numbers the `count` items of a call about to be sent: the number of
+    /// the first. The child may start them once [`allow_sent`]
+    /// (Self::allow_sent) says so.
+    pub(crate) fn number(&mut self, count: u32) -> u32 {
+        let first = self.next_item;
+        self.next_item = first.wrapping_add(count.max(1));
+        first
+    }
+
+    /// Lets the child start every item numbered so far (one write for a
+    /// batch of calls). `false` if items sent before were taken back since
+    /// (a cancel): nothing more may start until the child has answered
+    /// every call in flight (see [`resume`](Self::resume)).
+    pub(crate) fn allow_sent(&mut self) -> bool {
+        let last = self.next_item.wrapping_sub(1);
+        let Some(gate) = &self.gate else {
+            return true;
+        };
+        if self.allowed == last {
+            return true;
+        }
+        let allowed = gate.allow(self.allowed, last);
+        if allowed {
+            self.allowed = last;
+        }
+        allowed
+    }
+
+    /// A call sent to this child was taken back before it started: it does
+    /// not count toward `max_tasks_per_child`.
+    pub(crate) fn took_back(&mut self) {
+        self.calls = self.calls.saturating_sub(1);
+    }
+
+    /// With every call answered, the child has passed every item sent:
+    /// what was taken back no longer matters, and items may start again.
+    pub(crate) fn resume(&mut self) {
+        if let Some(gate) = &self.gate {
+            self.allowed = gate.reset();
+        }
+    }
+
     /// Sends one task frame: the header, the encoded arguments, then the
     /// bytes of a lone `Vec<u8>` argument. With `lend` (no other call in
     /// flight on this child), the frame lends the arena and goes out now,
@@ -223,9 +276,10 @@ impl ChildLink {
         sent.map_err(sending_fault)
     }
 
-    /// Waits, until `deadline`, for the outcomes of the oldest call in
-    /// flight, which are left in `self.body` and `self.tail` (the latter in
-    /// `reuse`'s memory if it fits them, see `Arena::take`).
+    /// Waits, until `deadline`, for the answer to the oldest call in
+    /// flight: which items ran, whose outcomes are left in `self.body`
+    /// (after the answer: see [`outcomes`](Self::outcomes)) and `self.tail`
+    /// (the latter in `reuse`'s memory if it fits them, see `Arena::take`).
     /// `Ok(Err(error))`: the outcomes arrived whole, and the child is fine,
     /// but the task fails with `error` (this process had no memory for its
     /// result's bytes).
@@ -233,7 +287,7 @@ impl ChildLink {
         &mut self,
         deadline: Option<Instant>,
         reuse: &mut Vec<u8>,
-    ) -> Result<Result<(), Error>, Fault> {
+    ) -> Result<Result<Answer, Error>, Fault> {
         self.reader.get_mut().set(deadline);
         let read = frame::read_message(
             &mut self.reader,
@@ -242,16 +296,35 @@ impl ChildLink {
             reuse,
             &mut self.arena,
         );
+        let answer = || {
+            Answer::decode(&self.body)
+                .map(|(answer, _)| answer)
+                .map_err(|malformed| Fault::Protocol(malformed.into_error()))
+        };
         match read {
-            Ok((Kind::Outcomes, _)) => Ok(Ok(())),
+            Ok((Kind::Outcomes, _)) => Ok(Ok(answer()?)),
             Ok((kind, _)) => Err(Fault::Protocol(Error::Protocol(format!(
                 "the worker answered a task with a {kind:?} frame"
             )))),
             Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
             Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
             Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
-            Err(FrameError::NoMemory(len)) => Ok(Err(codec::no_memory_for_result(len))),
+            Err(FrameError::NoMemory(len)) => {
+                answer()?;
+                Ok(Err(codec::no_memory_for_result(len)))
+            }
         }
+    }
+
+    /// Whether an answer has begun to arrive by `until` (bytes of it are
+    /// here): waiting for it so never stops in the middle of one.
+    pub(crate) fn answer_by(&mut self, until: Instant) -> bool {
+        !self.reader.buffer().is_empty() || self.reader.get_ref().readable_by(until)
+    }
+
+    /// The outcomes of the answer just received.
+    pub(crate) fn outcomes(&self) -> &[u8] {
+        self.body.get(Answer::LEN..).unwrap_or_default()
     }
 
     /// Lets the child finish: closing the channel makes it exit. Waits for it.
@@ -292,9 +365,9 @@ struct ProcessState {
 /// Where a child is in its life; see the module's diagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
-    /// Running, and the number of the call it runs: the oldest in flight
-    /// (0: none).
-    Running { call: u64 },
+    /// Running, and the number of the first item of the call it runs: the
+    /// oldest in flight, if any.
+    Running { call: Option<u32> },
     /// Signalled by the pool (a cancel, a timeout, a stop), not reaped yet;
     /// the last signal sent.
     Killed { signal: Signal },
@@ -312,18 +385,19 @@ impl Process {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Notes that call `seq` is in flight (0: none), if the child runs.
-    pub(crate) fn set_running(&self, seq: u64) {
+    /// Notes which call the child runs now (by its first item), if any,
+    /// while it runs.
+    pub(crate) fn set_running(&self, first: Option<u32>) {
         if let Life::Running { call } = &mut self.lock().life {
-            *call = seq;
+            *call = first;
         }
     }
 
-    /// Kills the child if call `seq` is still in flight on it: what
-    /// cancelling a running task does.
-    pub(crate) fn kill_if_running(&self, seq: u64) {
+    /// Kills the child if it still runs the call whose first item is
+    /// `first`: what cancelling a running task does.
+    pub(crate) fn kill_if_running(&self, first: u32) {
         let mut state = self.lock();
-        if state.life == (Life::Running { call: seq }) {
+        if state.life == (Life::Running { call: Some(first) }) {
             signal(&mut state, sys::KILL);
         }
     }
@@ -331,6 +405,11 @@ impl Process {
     /// Sends `sig` to the child's process group, unless it is already reaped.
     pub(crate) fn kill(&self, sig: Signal) {
         signal(&mut self.lock(), sig);
+    }
+
+    /// Whether the child has been reaped: it is gone.
+    pub(crate) fn is_reaped(&self) -> bool {
+        matches!(self.lock().life, Life::Reaped { .. })
     }
 
     /// Whether someone killed the child.

@@ -37,7 +37,6 @@
 //! handle), which would only keep the channel open after the worker dies.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::windows::ffi::OsStrExt;
@@ -46,6 +45,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 use std::{env, ptr, thread};
+
+use super::gate::Gate;
 
 use super::frame::{ReceiveFd, SendFd};
 
@@ -60,12 +61,13 @@ use windows_sys::Win32::Storage::FileSystem::{
 use windows_sys::Win32::System::Console::{
     GetStdHandle, STD_ERROR_HANDLE, STD_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
+use windows_sys::Win32::System::Environment::GetCommandLineW;
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectExtendedLimitInformation,
     SetInformationJobObject, TerminateJobObject,
 };
-use windows_sys::Win32::System::Pipes::CreatePipe;
+use windows_sys::Win32::System::Pipes::{CreatePipe, PeekNamedPipe};
 use windows_sys::Win32::System::Threading::{
     CREATE_UNICODE_ENVIRONMENT, CreateProcessW, DeleteProcThreadAttributeList,
     EXTENDED_STARTUPINFO_PRESENT, GetCurrentProcess, GetExitCodeProcess, INFINITE,
@@ -170,9 +172,10 @@ pub(crate) struct OsChild {
 }
 
 /// Starts a run of [`executable`] as a child with `marker` set to this
-/// process's pid and the values of its channel's handles; returns it with
-/// the pool's ends of the channel (reader, writer). See the module docs.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> {
+/// process's pid and the values of its channel's handles and of its start
+/// gate's section; returns it with the pool's ends of the channel (reader,
+/// writer) and its gate. See the module docs.
+pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
     let spawning = spawning();
     let (child_reads, pool_writes) = pipe()?;
     let (pool_reads, child_writes) = pipe()?;
@@ -186,21 +189,36 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     let stdin = inheritable(null.as_raw_handle())?;
     let stdout = inheritable(std_handle(STD_OUTPUT_HANDLE).unwrap_or(null.as_raw_handle()))?;
     let stderr = inheritable(std_handle(STD_ERROR_HANDLE).unwrap_or(null.as_raw_handle()))?;
-    let list = [&reads, &writes, &stdin, &stdout, &stderr].map(AsRawHandle::as_raw_handle);
+    let (gate, section) = Gate::create()?;
+    let section = inheritable(section.as_raw_handle())?;
+    let list =
+        [&reads, &writes, &stdin, &stdout, &stderr, &section].map(AsRawHandle::as_raw_handle);
 
     let value = format!(
-        "{}:{}:{}",
+        "{}:{}:{}:{}",
         std::process::id(),
         reads.as_raw_handle() as usize,
-        writes.as_raw_handle() as usize
+        writes.as_raw_handle() as usize,
+        section.as_raw_handle() as usize,
     );
     let mut environment = environment_block(marker, &value);
     let path = executable()?;
     let application: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
-    let mut command_line: Vec<u16> = OsString::from(format!("\"{}\"", path.display()))
-        .encode_wide()
-        .chain([0])
-        .collect();
+    // The child's command line is this process's own, so that a task's
+    // `std::env::args` gives the caller's arguments; they never reach a
+    // `main`, as a worker serves before it (see `init.rs`).
+    // SAFETY: GetCommandLineW takes nothing and returns this process's
+    // command line, a NUL-terminated string that lives as long as the
+    // process.
+    let own = unsafe { GetCommandLineW() };
+    let mut len = 0;
+    // SAFETY: `own` is NUL-terminated (above), so every unit up to and
+    // including the NUL is readable.
+    while unsafe { *own.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: the `len` units and the NUL at `own`, readable (above).
+    let mut command_line = unsafe { std::slice::from_raw_parts(own, len + 1) }.to_vec();
     let mut attributes = AttributeList::with_handles(&list)?;
     // SAFETY: all zeroes is a valid value of this plain C struct.
     let mut startup: STARTUPINFOEXW = unsafe { std::mem::zeroed() };
@@ -244,6 +262,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
         stdin,
         stdout,
         stderr,
+        section,
         child_reads,
         child_writes,
     ));
@@ -267,7 +286,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline)> 
     }
     let reader = Deadline::new(pool_reads, Arc::clone(&job));
     let writer = Deadline::new(pool_writes, Arc::clone(&job));
-    Ok((OsChild { process, job }, reader, writer))
+    Ok((OsChild { process, job }, reader, writer, Some(gate)))
 }
 
 impl OsChild {
@@ -444,6 +463,37 @@ impl Deadline {
         }
     }
 
+    /// Whether bytes can be read before `until` (or the pipe broke): a
+    /// wait that, unlike a read with a deadline (which ends the worker),
+    /// never stops in the middle of a frame. An anonymous pipe has nothing
+    /// to wait on, so it looks every 100 µs; the manager waits so only
+    /// while a chunk or calls wait behind a running item.
+    pub(crate) fn readable_by(&self, until: Instant) -> bool {
+        loop {
+            let mut available = 0;
+            // SAFETY: the pipe handle is open while `self` lives; no buffer
+            // is read (null, 0), and `available` is valid for writes.
+            let peeked = unsafe {
+                PeekNamedPipe(
+                    self.pipe.as_raw_handle(),
+                    ptr::null_mut(),
+                    0,
+                    ptr::null_mut(),
+                    &mut available,
+                    ptr::null_mut(),
+                )
+            };
+            // A broken pipe: let the read say so.
+            if peeked == 0 || available > 0 {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            thread::sleep(std::time::Duration::from_micros(100));
+        }
+    }
+
     fn passed(&self) -> bool {
         self.deadline.is_some_and(|at| Instant::now() >= at)
     }
@@ -467,6 +517,12 @@ impl Drop for Deadline {
 /// Big payloads take the pipe on Windows: there is no arena (a file
 /// mapping duplicated into the child would be one), so no descriptor is
 /// ever handed over and [`arena::Arena`] has no values.
+/// Windows has no `fork()`: a worker is never copied.
+pub(crate) fn watch_for_forks() {}
+
+/// Nothing to end: see [`watch_for_forks`].
+pub(crate) fn end_if_forked() {}
+
 pub(crate) mod arena {
     use std::io;
 
@@ -690,6 +746,17 @@ pub(crate) fn parent_id() -> u32 {
 /// prologue: nothing on Windows (no SIGPIPE).
 pub(crate) fn before_main() {}
 
+/// A worker's signal set-up (see the Unix half): nothing on Windows, which
+/// has no signals to inherit.
+pub(crate) fn worker_signals() {}
+
+/// Ends this worker. What its tasks started is in its Job object, which
+/// the pool ends when it reaps the worker, or the system when the pool
+/// dies (kill on close).
+pub(crate) fn exit_with_group(code: i32) -> ! {
+    std::process::exit(code)
+}
+
 /// The stack a worker serves on. The remote layer's depth limits assume a
 /// worker encodes a result on a Linux main thread's 8 MiB; Windows' x64
 /// frames are larger, and under Wine 8 MiB did not hold the 20,000-link
@@ -722,22 +789,27 @@ pub(crate) type ChildWriter = File;
 /// `rest` (`read:write`), checks that they are pipes, not one of this
 /// process's standard handles, and makes them non-inheritable. The pool
 /// (`pool`) holds their jobs' handles: if it dies, this child is killed.
-pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWriter), String> {
-    let (read, write) = rest
-        .split_once(':')
-        .and_then(|(r, w)| Some((r.parse::<usize>().ok()?, w.parse::<usize>().ok()?)))
-        .ok_or("the marker names no handles: not the pool's private channel")?;
-    if read == write {
+pub(crate) fn take_channel(
+    _pool: u32,
+    rest: &str,
+) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
+    let values: Vec<usize> = rest.split(':').map_while(|v| v.parse().ok()).collect();
+    let &[read, write, section] = &values[..] else {
+        return Err("the marker names no handles: not the pool's private channel".into());
+    };
+    if read == write || section == read || section == write {
         return Err("the marker names one handle twice: not the pool's private channel".into());
     }
     let standard = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE].map(std_handle);
-    for value in [read, write] {
-        let handle = value as HANDLE;
-        if standard.contains(&Some(handle)) {
+    for value in [read, write, section] {
+        if standard.contains(&Some(value as HANDLE)) {
             return Err(
                 "the marker names a standard handle: not the pool's private channel".into(),
             );
         }
+    }
+    for value in [read, write] {
+        let handle = value as HANDLE;
         // SAFETY: GetFileType takes any value; for one that is no open
         // handle it fails, with FILE_TYPE_UNKNOWN.
         if unsafe { GetFileType(handle) } != FILE_TYPE_PIPE {
@@ -751,6 +823,15 @@ pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWrite
             return Err(format!("cannot keep the channel private: {error}"));
         }
     }
+    // SAFETY: a handle, distinct from the pipes and the standard handles,
+    // that the pool had this process inherit for this alone and named in
+    // the marker; no code of this program has seen it (this runs before
+    // `main`, or in `init()`): ours to own. If it is not a section, mapping
+    // it fails.
+    let section = unsafe { OwnedHandle::from_raw_handle(section as RawHandle) };
+    let gate = Gate::adopt(section).map_err(|e| {
+        format!("the start gate could not be mapped ({e}): not the pool's private channel")
+    })?;
     // SAFETY: two distinct pipe handles, checked above, that the pool had
     // this process inherit for this alone and named in the marker; no code
     // of this program has seen them (this runs before `main`, or in
@@ -760,6 +841,7 @@ pub(crate) fn take_channel(_pool: u32, rest: &str) -> Result<(Reader, ChildWrite
         (
             File::from_raw_handle(read as RawHandle),
             File::from_raw_handle(write as RawHandle),
+            Some(gate),
         )
     })
 }

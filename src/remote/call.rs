@@ -23,7 +23,10 @@
 //!
 //! 1. [`Call::of`] refuses a function outside the anchor's image (one in a
 //!    dynamic library: `-C prefer-dynamic`, a `dylib` crate, a plugin),
-//!    whose distance from the anchor differs from run to run.
+//!    whose distance from the anchor differs from run to run; and it
+//!    refuses every task when the anchor itself is not in the program's
+//!    executable (this crate in a `cdylib` that a host program loaded),
+//!    since a worker runs the executable, not the library.
 //! 2. [`Fingerprint`]: at the handshake each side compares the other's
 //!    executable identity (which each transport measures its own way) and
 //!    code layout.
@@ -33,6 +36,7 @@
 //!    refused before any offset is used.
 
 use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::codec;
@@ -44,7 +48,8 @@ static ANCHOR: u8 = 0;
 /// What every trampoline looks like: call the function at `function` on
 /// each of `count` encoded arguments in `frame[start..]` (followed by the
 /// bytes in `tail`, which a transport may carry apart), appending one
-/// encoded outcome per argument to `out`. `Err` means the arguments did not
+/// encoded outcome per argument to `out`, as long as `may_start` allows
+/// each next item (see [`Ran`]). `Err` means the arguments did not
 /// decode. The trampoline may take `frame`'s buffer or `tail` as a lone
 /// byte-vector argument, leaving it empty; it leaves a lone task's
 /// byte-vector result in `tail`, to be sent after `out` (see
@@ -56,7 +61,19 @@ type Trampoline = fn(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(), String>;
+    may_start: &mut dyn FnMut() -> bool,
+) -> Result<Ran, String>;
+
+/// How much of a task message ran: the items before the first that
+/// `may_start` refused (all of them, if it refused none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ran {
+    /// How many items ran, from the first.
+    pub(crate) done: u32,
+    /// How many bytes of the encoded arguments (from `start`) they took;
+    /// of use only when some items did not run (0 for a lone task).
+    pub(crate) consumed: usize,
+}
 
 /// What an initializer trampoline looks like.
 type InitTrampoline = fn(function: *const ()) -> Result<(), String>;
@@ -156,6 +173,7 @@ impl Call {
     }
 
     fn checked(trampoline: usize, function: usize) -> Result<Self, Error> {
+        anchor_in_program()?;
         for address in [function, trampoline] {
             in_anchor_image(address)?;
         }
@@ -178,7 +196,8 @@ impl Call {
         hasher.finish()
     }
 
-    /// Runs the task on each encoded argument.
+    /// Runs the task on each encoded argument that `may_start` allows,
+    /// asked before each.
     ///
     /// # Safety
     ///
@@ -192,12 +211,21 @@ impl Call {
         start: usize,
         tail: &mut Vec<u8>,
         out: &mut Vec<u8>,
-    ) -> Result<(), String> {
+        may_start: &mut dyn FnMut() -> bool,
+    ) -> Result<Ran, String> {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
         let trampoline = unsafe { function_at::<Trampoline>(address(self.trampoline)) };
-        trampoline(address(self.function), count, frame, start, tail, out)
+        trampoline(
+            address(self.function),
+            count,
+            frame,
+            start,
+            tail,
+            out,
+            may_start,
+        )
     }
 
     /// Runs an initializer.
@@ -214,8 +242,9 @@ impl Call {
     }
 }
 
-/// The trampoline for tasks of type `T`: decode, call, encode, per item.
-/// A panic, or a result that fails to serialize, is that item's outcome.
+/// The trampoline for tasks of type `T`: decode, call, encode, per item,
+/// while `may_start` allows the next. A panic, or a result that fails to
+/// serialize, is that item's outcome.
 fn run<T: Task>(
     function: *const (),
     count: u32,
@@ -223,12 +252,20 @@ fn run<T: Task>(
     start: usize,
     tail: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> Result<(), String> {
+    may_start: &mut dyn FnMut() -> bool,
+) -> Result<Ran, String> {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
     // `T` (a function pointer type, as `Task` requires), and this is the
     // trampoline `Call::of` paired with it, so the address is a function of
     // exactly this type (see `Call::invoke`).
     let task = unsafe { function_at::<T>(function) };
+    let nothing = Ran {
+        done: 0,
+        consumed: 0,
+    };
+    if count == 0 || !may_start() {
+        return Ok(nothing);
+    }
     let lone = match count {
         1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start),
         1 => codec::take_tail::<T::Args>(&frame[start..], tail),
@@ -238,10 +275,20 @@ fn run<T: Task>(
     frame.append(tail);
     if let Some(arg) = lone {
         codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
-        return Ok(());
+        return Ok(Ran {
+            done: 1,
+            consumed: 0,
+        });
     }
     let mut args = &frame[start..];
-    for _ in 0..count {
+    let total = args.len();
+    for done in 0..count {
+        if done > 0 && !may_start() {
+            return Ok(Ran {
+                done,
+                consumed: total - args.len(),
+            });
+        }
         let (arg, rest) = codec::take::<T::Args>(args).map_err(|error| {
             format!(
                 "the task's argument could not be deserialized in the worker: {}",
@@ -255,7 +302,10 @@ fn run<T: Task>(
             _ => codec::encode_outcome(outcome, out),
         }
     }
-    Ok(())
+    Ok(Ran {
+        done: count,
+        consumed: total,
+    })
 }
 
 /// The trampoline for initializers `fn()`.
@@ -340,6 +390,34 @@ fn in_anchor_image(address: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether the anchor, and so this crate, lies in the program's executable;
+/// an error that names the library it lies in if not. A worker (a process
+/// pool's child, an MPI rank) is a fresh run of the executable: with this
+/// crate in a dynamic library (a `cdylib` or plugin that a host program
+/// loaded), that is the host, which would run its own `main` rather than
+/// serve, since this crate's constructor is not in it. Checked once.
+fn anchor_in_program() -> Result<(), Error> {
+    static REFUSAL: OnceLock<Option<String>> = OnceLock::new();
+    let refusal = REFUSAL.get_or_init(|| {
+        let anchor = image::of(&ANCHOR as *const u8 as usize);
+        let program = image::program();
+        (anchor.base != program.base).then(|| {
+            format!(
+                "this crate lies in the dynamic library {}, not in the program's executable \
+                 {}: a worker process runs the executable, which would run its own main \
+                 instead of the task. Pools of processes or MPI ranks work only from the \
+                 program itself; use a ThreadPoolExecutor in a dynamic library",
+                anchor.describe(),
+                program.describe(),
+            )
+        })
+    });
+    match refusal {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidArgument(reason.clone())),
+    }
+}
+
 /// Which loaded image holds an address, as the dynamic loader says.
 mod image {
     /// The image's base address (`None`: the loader knows no image there,
@@ -385,6 +463,38 @@ mod image {
             base: Some(info.dli_fbase as usize),
             path,
         }
+    }
+
+    /// The program's executable: the image that holds its program
+    /// headers, which the kernel hands every program (`AT_PHDR`).
+    #[cfg(all(target_os = "linux", not(miri)))]
+    pub(super) fn program() -> Image {
+        // SAFETY: getauxval reads the auxiliary vector the kernel passed
+        // this process, and takes and returns plain integers.
+        of(unsafe { libc::getauxval(libc::AT_PHDR) } as usize)
+    }
+
+    /// The program's executable: dyld's first image, whose Mach-O header
+    /// is its base address.
+    #[cfg(all(target_vendor = "apple", not(miri)))]
+    // libc deprecates its dyld bindings in favour of the `mach2` crate; the
+    // function is dyld's own, documented in `<mach-o/dyld.h>`, and one
+    // call does not warrant a dependency.
+    #[allow(deprecated)]
+    pub(super) fn program() -> Image {
+        // SAFETY: dyld's image 0 is the main executable, loaded for the
+        // life of the process; the call only reads dyld's list.
+        of(unsafe { libc::_dyld_get_image_header(0) } as usize)
+    }
+
+    /// The program's executable: the module that `GetModuleHandleW(NULL)`
+    /// names, whose handle is its base address.
+    #[cfg(all(windows, not(miri)))]
+    pub(super) fn program() -> Image {
+        use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
+        // SAFETY: with a null name, GetModuleHandleW returns the handle of
+        // the executable that created this process, and takes no reference.
+        of(unsafe { GetModuleHandleW(std::ptr::null()) } as usize)
     }
 
     /// The image that holds `address`: the module whose mapping contains
@@ -433,6 +543,12 @@ mod image {
             path: None,
         }
     }
+
+    /// Miri's one image.
+    #[cfg(miri)]
+    pub(super) fn program() -> Image {
+        of(0)
+    }
 }
 
 #[cfg(test)]
@@ -456,7 +572,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -470,7 +586,7 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -486,7 +602,7 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out) }.unwrap();
+        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out, &mut || true) }.unwrap();
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -495,11 +611,67 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_stops_where_it_may_not_start_the_next_item() {
+        let call = Call::of(double as fn(_) -> _).unwrap();
+        let mut args = Vec::new();
+        for n in [1_u32, 300, 5] {
+            codec::append(&n, &mut args).unwrap();
+        }
+        let two = {
+            let mut first_two = Vec::new();
+            codec::append(&1_u32, &mut first_two).unwrap();
+            codec::append(&300_u32, &mut first_two).unwrap();
+            first_two.len()
+        };
+        let mut allowed = 2;
+        let mut may_start = || {
+            allowed -= 1;
+            allowed >= 0
+        };
+        let mut out = Vec::new();
+        // SAFETY: `call` was made by `Call::of` in this process.
+        let ran =
+            unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
+        assert_eq!(
+            ran.unwrap(),
+            Ran {
+                done: 2,
+                consumed: two
+            }
+        );
+        assert_eq!(
+            codec::decode_outcomes::<u64>(&out, 2).unwrap(),
+            [Ok(2), Ok(600)]
+        );
+        // Refused at once: nothing runs.
+        let mut out = Vec::new();
+        // SAFETY: as above.
+        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || false) };
+        assert_eq!(
+            ran.unwrap(),
+            Ran {
+                done: 0,
+                consumed: 0
+            }
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
         let call = Call::of(double as fn(_) -> _).unwrap();
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let result = unsafe { call.invoke(1, &mut Vec::new(), 0, &mut Vec::new(), &mut out) };
+        let result = unsafe {
+            call.invoke(
+                1,
+                &mut Vec::new(),
+                0,
+                &mut Vec::new(),
+                &mut out,
+                &mut || true,
+            )
+        };
         assert!(result.unwrap_err().contains("could not be deserialized"));
         assert!(out.is_empty());
     }

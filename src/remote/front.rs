@@ -120,7 +120,9 @@ impl<T: Transport> RemoteExecutor<T> {
     fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
         match Call::of(task).and_then(|call| Ok((call, codec::encode_lone(arg)?))) {
-            Ok((call, (args, tail))) => self.send(call, 1, args, tail, Box::new(One(promise))),
+            Ok((call, (args, tail))) => {
+                self.send(call, 1, args, Vec::new(), tail, Box::new(One(promise)))
+            }
             Err(error) => promise.complete(Err(error)),
         }
         future
@@ -216,7 +218,14 @@ impl<T: Transport> RemoteExecutor<T> {
             let (future, encoded) = Chunk::encode(chunk, meter);
             if let Some(chunk) = encoded {
                 match &call {
-                    Ok(call) => self.send(*call, chunk.sent, chunk.args, Vec::new(), chunk.results),
+                    Ok(call) => self.send(
+                        *call,
+                        chunk.sent,
+                        chunk.args,
+                        chunk.ends,
+                        Vec::new(),
+                        chunk.results,
+                    ),
                     Err(error) => chunk.results.fail(error.clone()),
                 }
             }
@@ -241,17 +250,25 @@ impl<T: Transport> RemoteExecutor<T> {
         call: Call,
         count: usize,
         args: Vec<u8>,
+        ends: Vec<usize>,
         tail: Vec<u8>,
         results: Box<dyn Results>,
     ) {
+        #[cfg(feature = "tracing")]
+        let (trace, results) = super::trace::begin(count, args.len() + tail.len(), results);
         let header = TaskHeader {
             call,
             tag: call.tag(self.transport.secret()),
             count: u32::try_from(count).unwrap_or(u32::MAX),
+            // The transport numbers the items as it sends them, if it does.
+            first: 0,
+            #[cfg(feature = "tracing")]
+            trace,
         };
         self.transport.send(Work {
             header,
             args,
+            ends,
             tail,
             results,
         });

@@ -12,8 +12,9 @@
 //!   ◀── Welcome (magic, version, fingerprint, secret, initializer?) ──
 //!   checks the fingerprint, runs the initializer
 //!   ── Ready   (empty, or why it will not serve) ──▶
-//!   ◀── Task    (call, tag, count, arguments) ──
-//!   ── Outcomes (one per argument) ──▶
+//!   ◀── Task    (call, tag, count, first item, arguments) ──
+//!   ── Outcomes (one per argument run; for the process pool, after an
+//!                [`Answer`] that says which items ran) ──▶
 //!   ...                         until the transport says stop
 //! ```
 //!
@@ -24,7 +25,7 @@ use super::call::{Call, Fingerprint, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 2;
+pub(crate) const VERSION: u16 = 3;
 
 const MAGIC: [u8; 4] = *b"CFut";
 
@@ -216,17 +217,30 @@ pub(crate) struct TaskHeader {
     pub(crate) call: Call,
     pub(crate) tag: u64,
     pub(crate) count: u32,
+    /// The number of the message's first item on its serving side (the
+    /// process pool numbers the items it sends a child; see its `gate`);
+    /// the others follow it. 0 where nothing numbers them (MPI).
+    pub(crate) first: u32,
+    /// Feature `tracing`: capture the task's events, and at which level
+    /// (see `remote/trace.rs`); 0: do not.
+    #[cfg(feature = "tracing")]
+    pub(crate) trace: u8,
 }
 
 impl TaskHeader {
-    pub(crate) const LEN: usize = 28;
+    pub(crate) const LEN: usize = 32 + cfg!(feature = "tracing") as usize;
 
     pub(crate) fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0; Self::LEN];
         out[..8].copy_from_slice(&self.call.trampoline.to_le_bytes());
         out[8..16].copy_from_slice(&self.call.function.to_le_bytes());
         out[16..24].copy_from_slice(&self.tag.to_le_bytes());
-        out[24..].copy_from_slice(&self.count.to_le_bytes());
+        out[24..28].copy_from_slice(&self.count.to_le_bytes());
+        out[28..32].copy_from_slice(&self.first.to_le_bytes());
+        #[cfg(feature = "tracing")]
+        {
+            out[32] = self.trace;
+        }
         out
     }
 
@@ -240,8 +254,49 @@ impl TaskHeader {
             },
             tag: fields.u64()?,
             count: fields.u32()?,
+            first: fields.u32()?,
+            #[cfg(feature = "tracing")]
+            trace: fields.u8()?,
         };
         Ok((header, fields.0))
+    }
+}
+
+/// What a process pool's child says before a task message's outcomes:
+/// which message it answers, and how many of its items ran. The items
+/// after those were taken back by the pool before they started, and the
+/// child did not run them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Answer {
+    /// The number of the message's first item, as its header said.
+    pub(crate) first: u32,
+    /// How many items ran, from the first: one outcome each follows.
+    pub(crate) done: u32,
+    /// How many bytes of the encoded arguments those items took: the
+    /// arguments of the items not run start there.
+    pub(crate) consumed: u64,
+}
+
+impl Answer {
+    pub(crate) const LEN: usize = 16;
+
+    pub(crate) fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0; Self::LEN];
+        out[..4].copy_from_slice(&self.first.to_le_bytes());
+        out[4..8].copy_from_slice(&self.done.to_le_bytes());
+        out[8..].copy_from_slice(&self.consumed.to_le_bytes());
+        out
+    }
+
+    /// Splits an outcomes message's body into its answer and its outcomes.
+    pub(crate) fn decode(body: &[u8]) -> Result<(Self, &[u8]), Malformed> {
+        let mut fields = Fields(body);
+        let answer = Answer {
+            first: fields.u32()?,
+            done: fields.u32()?,
+            consumed: fields.u64()?,
+        };
+        Ok((answer, fields.0))
     }
 }
 
@@ -281,9 +336,20 @@ mod tests {
             },
             tag: 3,
             count: 4,
+            first: u32::MAX,
+            #[cfg(feature = "tracing")]
+            trace: 5,
         };
         let body = [&header.encode()[..], b"args"].concat();
         assert_eq!(TaskHeader::decode(&body).unwrap(), (header, &b"args"[..]));
+        let answer = Answer {
+            first: 7,
+            done: 2,
+            consumed: 1 << 40,
+        };
+        let body = [&answer.encode()[..], b"outcomes"].concat();
+        assert_eq!(Answer::decode(&body).unwrap(), (answer, &b"outcomes"[..]));
+        assert!(Answer::decode(&body[..Answer::LEN - 1]).is_err());
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`work`]: a task message and the futures its answer completes;
 //! - [`serve`]: the serving side's loop, over a transport's
 //!   [`Endpoint`](serve::Endpoint).
+//! - `trace` (feature `tracing`): a task's span in the caller, and its
+//!   events captured where it runs and replayed under that span.
 //!
 //! A transport (`process/`, `mpi/`) implements [`Transport`] for the front
 //! end and an `Endpoint` for the serving side, and owns everything about
@@ -25,6 +27,8 @@ pub(crate) mod decode;
 mod front;
 pub(crate) mod message;
 pub(crate) mod serve;
+#[cfg(feature = "tracing")]
+mod trace;
 pub(crate) mod work;
 
 pub use front::{RemoteBuilder, RemoteExecutor, Transport};

@@ -11,7 +11,7 @@
 //! Arguments that do not deserialize are not a breach: each item of that
 //! task gets an [`Error::Serialization`] outcome, and the service goes on.
 
-use super::call::{Fingerprint, Secret};
+use super::call::{Fingerprint, Ran, Secret};
 use super::codec;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::{Error, panic};
@@ -27,8 +27,10 @@ pub(crate) trait Endpoint {
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String>;
     /// Runs a task message through [`run_task_with_tail`] (with the
     /// session's `secret`), leaving its outcomes in `outcomes` and `tail`.
-    /// Here, by default; a transport that must keep talking while a task
-    /// runs (MPI's heartbeats) runs it on a thread of its own.
+    /// Here, every item, by default; a transport that must keep talking
+    /// while a task runs (MPI's heartbeats) runs it on a thread of its
+    /// own, and one whose front end may take items back (the process
+    /// pool's gate) asks before each.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
@@ -36,7 +38,7 @@ pub(crate) trait Endpoint {
         secret: &Secret,
         outcomes: &mut Vec<u8>,
     ) -> Result<(), String> {
-        run_task_with_tail(body, tail, secret, outcomes)
+        run_task_with_tail(body, tail, secret, outcomes, &mut || true).map(drop)
     }
 }
 
@@ -141,39 +143,57 @@ pub(crate) fn run_task(
     outcomes: &mut Vec<u8>,
 ) -> Result<(), String> {
     let mut tail = Vec::new();
-    run_task_with_tail(body, &mut tail, secret, outcomes)?;
+    run_task_with_tail(body, &mut tail, secret, outcomes, &mut || true)?;
     outcomes.append(&mut tail);
     Ok(())
 }
 
 /// [`run_task`] for a message whose last bytes came apart, in `tail`; a
 /// lone byte-vector result is left there, to be sent after `outcomes`.
+/// Asks `may_start` before each item, and stops at the first it refuses:
+/// returns how much ran.
 pub(crate) fn run_task_with_tail(
     body: &mut Vec<u8>,
     tail: &mut Vec<u8>,
     secret: &Secret,
     outcomes: &mut Vec<u8>,
-) -> Result<(), String> {
+    may_start: &mut dyn FnMut() -> bool,
+) -> Result<Ran, String> {
     let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
     if header.tag != header.call.tag(secret) {
         return Err(
             "refused a task whose tag does not match: it did not come from this pool".into(),
         );
     }
+    // Feature `tracing`: the header says whether to capture the task's
+    // events for the answer.
+    #[cfg(feature = "tracing")]
+    let capture = super::trace::Capture::start(header.trace);
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
     // session's secret made this call with `Call::of` (see `remote::call`).
     let invoked = unsafe {
-        header
-            .call
-            .invoke(header.count, body, TaskHeader::LEN, tail, outcomes)
+        header.call.invoke(
+            header.count,
+            body,
+            TaskHeader::LEN,
+            tail,
+            outcomes,
+            may_start,
+        )
     };
-    if let Err(reason) = invoked {
+    let ran = invoked.or_else(|reason| {
         outcomes.clear();
         tail.clear();
         for _ in 0..header.count {
             codec::encode_outcome::<()>(Err(Error::Serialization(reason.clone())), outcomes);
         }
-    }
-    Ok(())
+        Ok(Ran {
+            done: header.count,
+            consumed: 0,
+        })
+    });
+    #[cfg(feature = "tracing")]
+    capture.finish(outcomes);
+    ran
 }

@@ -136,6 +136,8 @@ impl ThreadPoolExecutor {
         R: Send + 'static,
     {
         let (promise, future) = future::pair();
+        #[cfg(feature = "tracing")]
+        let task = crate::trace::in_span(task);
         self.crew.enqueue(Box::new(Task { task, arg, promise }));
         future
     }

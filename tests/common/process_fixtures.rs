@@ -220,6 +220,47 @@ pub fn exists(pid: u32) -> bool {
     return alive(pid);
 }
 
+/// The pids a helper run reports on the first line of its standard output
+/// (piped), as `LABEL PID PID...`. A helper that says nothing else within
+/// [`PATIENCE`] is killed, and the test fails.
+pub fn reported_pids(helper: &mut std::process::Child, label: &str) -> Vec<u32> {
+    use std::io::{BufRead, BufReader};
+    let stdout = helper.stdout.take().expect("the helper's piped stdout");
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = line_tx.send(line);
+    });
+    let line = line_rx.recv_timeout(PATIENCE);
+    match line.as_deref().map(|line| line.strip_prefix(label)) {
+        Ok(Some(pids)) if pids.starts_with(' ') => pids
+            .split_whitespace()
+            .map(|pid| pid.parse().unwrap())
+            .collect(),
+        _ => {
+            let _ = helper.kill();
+            let _ = helper.wait();
+            panic!("the helper did not report its {label}: {line:?}");
+        }
+    }
+}
+
+/// Those of `pids` still alive after up to `within` (polled): processes
+/// that the test started, which it kills before it returns them.
+pub fn survivors(pids: &[u32], within: Duration) -> Vec<u32> {
+    let start = Instant::now();
+    let mut left = pids.to_vec();
+    while !left.is_empty() && start.elapsed() < within {
+        left.retain(|&pid| alive(pid));
+        thread::sleep(Duration::from_millis(2));
+    }
+    for &pid in &left {
+        try_kill(pid);
+    }
+    left
+}
+
 /// Our child processes, zombies included: every pid whose parent is us.
 pub fn children() -> Vec<u32> {
     let me = std::process::id();

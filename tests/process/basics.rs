@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{
-    Executor, LOOK_AHEAD_PER_WORKER, ProcessPoolExecutor, ThreadPoolExecutor,
+    AnyExecutor, Executor, LOOK_AHEAD_PER_WORKER, ProcessPoolExecutor, ThreadPoolExecutor,
 };
 use fixtures::{PATIENCE, Scratch, block_until_released, pid, settle};
 
@@ -161,6 +161,36 @@ fn generic_executor_code_runs_on_processes() {
     let me = std::process::id();
     assert!(on_threads.iter().all(|(_, pid)| *pid == me));
     assert!(on_processes.iter().all(|(_, pid)| *pid != me));
+}
+
+/// Python's `executor_class = ProcessPoolExecutor if flag else ThreadPoolExecutor`.
+fn chosen(processes: bool) -> AnyExecutor {
+    if processes {
+        ProcessPoolExecutor::new(2).into()
+    } else {
+        ThreadPoolExecutor::new(2).into()
+    }
+}
+
+#[test]
+fn a_pool_chosen_at_run_time_runs_tasks_where_it_says() {
+    let _alone = fixtures::alone();
+    let me = std::process::id();
+    for processes in [false, true] {
+        let executor = chosen(processes);
+        let results = run_all(&executor);
+        assert_eq!(results.len(), 8);
+        assert!(
+            results.iter().all(|(_, pid)| (*pid != me) == processes),
+            "processes: {processes}, pids {results:?}"
+        );
+        executor.shutdown();
+        assert_eq!(
+            executor.submit(tugas, 1).result(),
+            Err(concurrent_futures::Error::Shutdown),
+            "shutdown reaches the pool inside"
+        );
+    }
 }
 
 fn same(text: String) -> String {

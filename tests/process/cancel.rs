@@ -129,19 +129,22 @@ fn a_pool_timeout_keeps_map_inputs_one_per_task() {
 /// An initializer that holds a new worker in its start-up until the test
 /// creates `release-start` in the pool's scratch directory.
 fn wait_for_release_start() {
-    let release = fixtures::parents_scratch("cancel-starting").join("release-start");
+    let scratch = fixtures::parents_scratch("cancel-starting");
+    fixtures::write_atomically(&scratch.join("starting"), "");
+    let release = scratch.join("release-start");
     let deadline = Instant::now() + fixtures::BLOCK_AT_MOST;
     while !release.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
-/// Found by the soak test: a task counts as running from the moment its
-/// manager takes it, which may be before its worker process has started.
-/// `cancel()` then said `false` (there was nothing to kill yet) and the task
-/// ran to the end anyway.
+/// Found by the soak test: a task counted as running from the moment its
+/// manager took it, which may be before its worker process has started;
+/// `cancel()` then said `false` (there was nothing to kill yet) and the
+/// task ran to the end anyway. Now a task whose worker is still starting
+/// is pending, as it is: a cancel stops it for free, and it never runs.
 #[test]
-fn a_task_running_while_its_worker_starts_can_be_cancelled() {
+fn a_task_whose_worker_is_still_starting_is_pending_and_cancels() {
     let _alone = fixtures::alone();
     let scratch = Scratch::for_workers("cancel-starting");
     let executor = ProcessPoolExecutor::builder()
@@ -150,9 +153,10 @@ fn a_task_running_while_its_worker_starts_can_be_cancelled() {
         .build()
         .unwrap();
     let task = executor.submit(leave_a_mark, scratch.arg());
-    fixtures::wait_until("the task to be taken", || task.running().then_some(()));
+    scratch.wait_for_files("starting", 1);
+    assert!(!task.running(), "its worker has not started it");
 
-    assert!(task.cancel(), "a running process task can be cancelled");
+    assert!(task.cancel(), "a pending process task can be cancelled");
     assert_eq!(settle(&task), Err(Error::Cancelled));
     scratch.touch("release-start");
     // One worker serves tasks in order: once the next has run, the

@@ -1,6 +1,8 @@
 //! What must not get past a worker process, in one test binary: a worker's
 //! death fails only its task (`worker_death`), workers die with a killed
-//! parent (`parent_death`), garbage on the channel is refused
+//! parent (`parent_death`), and so does whatever their tasks
+//! started, however the program ends (`process_tree`), a task's terminal
+//! I/O works as the program's (`terminal`), garbage on the channel is refused
 //! (`corrupt_channel`), a stranger cannot become or feed a worker
 //! (`security`), descriptors stay flat (`fds`), the limits only a
 //! helper run can reach (`limits`), and what unusual tasks return, raise
@@ -36,13 +38,19 @@ mod fds;
 #[cfg(unix)]
 mod limits;
 mod parent_death;
+mod process_tree;
 mod security;
+#[cfg(unix)]
+mod terminal;
 mod worker_death;
 
 fn main() {
     security::probe_mode();
     adversarial::helper_mode();
     parent_death::helper_mode();
+    process_tree::helper_mode();
+    #[cfg(unix)]
+    terminal::helper_mode();
     #[cfg(unix)]
     limits::helper_mode();
     harness::run(&harness::by_file(&[
@@ -53,7 +61,10 @@ fn main() {
         #[cfg(unix)]
         ("limits", limits::CASES),
         ("parent_death", parent_death::CASES),
+        ("process_tree", process_tree::CASES),
         ("security", security::CASES),
+        #[cfg(unix)]
+        ("terminal", terminal::CASES),
         ("worker_death", worker_death::CASES),
     ]));
 }

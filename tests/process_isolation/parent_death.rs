@@ -12,14 +12,12 @@
 use crate::fixtures;
 use crate::harness;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use concurrent_futures::ProcessPoolExecutor;
-use fixtures::{PATIENCE, Scratch, alive, block_until_released};
+use fixtures::{Scratch, alive, block_until_released};
 
 /// Set to a scratch directory, this variable makes a run the helper.
 const HELPER: &str = "CONCURRENT_FUTURES_TEST_PARENT_DEATH_HELPER";
@@ -67,26 +65,7 @@ fn workers_die_with_a_killed_parent() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the helper");
-    let stdout = parent.stdout.take().unwrap();
-    let (line_tx, line_rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = line_tx.send(line);
-    });
-    let line = line_rx.recv_timeout(PATIENCE);
-    let workers: Vec<u32> = match &line {
-        Ok(line) if line.starts_with("workers ") => line
-            .split_whitespace()
-            .skip(1)
-            .map(|pid| pid.parse().unwrap())
-            .collect(),
-        _ => {
-            let _ = parent.kill();
-            let _ = parent.wait();
-            panic!("the helper did not report its workers: {line:?}");
-        }
-    };
+    let workers = fixtures::reported_pids(&mut parent, "workers");
     assert_eq!(workers.len(), 2);
     assert!(
         workers.iter().all(|&pid| alive(pid)),
@@ -104,16 +83,9 @@ fn workers_die_with_a_killed_parent() {
     );
     #[cfg(windows)]
     assert!(!status.success(), "{status}");
-    let died = Instant::now();
-    let mut survivors = workers.clone();
-    while !survivors.is_empty() && died.elapsed() < Duration::from_secs(1) {
-        survivors.retain(|&pid| alive(pid));
-        thread::sleep(Duration::from_millis(2));
-    }
-    for &pid in &survivors {
-        // An orphaned worker that this test started (through the helper).
-        fixtures::kill_from_outside(pid);
-    }
+    // Orphaned workers that this test started (through the helper) are
+    // killed.
+    let survivors = fixtures::survivors(&workers, Duration::from_secs(1));
     assert!(
         survivors.is_empty(),
         "workers {survivors:?} outlived their parent by 1 s"

@@ -184,6 +184,8 @@ fn worker_by_hand() -> (std::process::Child, ByHand, Vec<u8>) {
     let (mut answers, answering) = UnixStream::pair().unwrap();
     send_with_fd(&calls, &answering);
     drop(answering);
+    // No start gate: the pool says so with a byte of its own.
+    (&calls).write_all(&[0]).unwrap();
     let me = std::process::id().to_string();
     let child = probe(&me, Stdio::from(std::os::fd::OwnedFd::from(theirs)));
     let (kind, hello) = read_frame(&mut answers);
@@ -237,7 +239,7 @@ fn send_with_fd(socket: &UnixStream, fd: &impl std::os::fd::AsRawFd) {
 /// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
 fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     let mut body = b"CFut".to_vec();
-    body.extend_from_slice(&2_u16.to_le_bytes()); // the protocol version
+    body.extend_from_slice(&3_u16.to_le_bytes()); // the protocol version
     body.extend_from_slice(fingerprint);
     body.extend_from_slice(&[0x5A; 16]);
     body.push(0);
@@ -276,7 +278,8 @@ fn a_worker_refuses_a_task_whose_tag_does_not_match() {
     for word in [0xDEAD_BEEF_u64, 0xBAD_F00D, 0x1234_5678] {
         task.extend_from_slice(&word.to_le_bytes());
     }
-    task.extend_from_slice(&1_u32.to_le_bytes());
+    task.extend_from_slice(&1_u32.to_le_bytes()); // one item
+    task.extend_from_slice(&1_u32.to_le_bytes()); // numbered 1
     task.push(0);
     channel.calls.write_all(&frame(TASK, &task)).unwrap();
     let output = child.wait_with_output().unwrap();
