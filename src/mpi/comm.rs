@@ -40,7 +40,9 @@ impl RemoteBuilder<MpiTransport> {
     /// `comm`, freed before this returns. `body` runs on a thread of its
     /// own and must make no MPI call (this thread makes them for the
     /// executor meanwhile). The program needs no [`init`](crate::init): the
-    /// serving ranks serve from here.
+    /// serving ranks serve from here. (Under `mpiexec` or `srun`, a program
+    /// that calls `init()` is a static world instead: its ranks other than
+    /// 0 serve from inside `init()` and never reach this call.)
     ///
     /// Deliberate differences from mpi4py: a communicator of one rank is an
     /// error, not a fallback to spawned workers (MPI is the program's, and
