@@ -76,7 +76,8 @@ fn nap(_: u64) -> (String, Duration) {
     let start = Instant::now();
     std::thread::sleep(BUSY_TASK);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let rank = std::env::var("OMPI_COMM_WORLD_RANK").unwrap_or_default();
+    let rank = (std::env::var("OMPI_COMM_WORLD_RANK").or_else(|_| std::env::var("PMIX_RANK")))
+        .unwrap_or_default();
     (format!("{} rank {rank}", host.trim()), start.elapsed())
 }
 
@@ -117,7 +118,11 @@ fn main() {
         return raw_round_trip();
     }
     concurrent_futures::init(); // in a worker rank, this serves and never returns
-    let mode = match std::env::var("OMPI_COMM_WORLD_SIZE") {
+    // mpiexec names the world's size; srun, through Slurm's PMIx, the step's.
+    let size = std::env::var("OMPI_COMM_WORLD_SIZE").or_else(|_| {
+        std::env::var("PMIX_RANK").and_then(|_| std::env::var("SLURM_STEP_NUM_TASKS"))
+    });
+    let mode = match size {
         Ok(size) if size != "1" => format!("static world of {size}"),
         _ => "spawn".to_owned(),
     };

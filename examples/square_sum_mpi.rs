@@ -41,7 +41,9 @@ fn hitung_kuadrat_berat((angka, n): (u32, u64)) -> (u32, u128, String) {
     let hasil = (0..n)
         .map(|i| black_box(u128::from(i) * u128::from(i)))
         .sum();
-    let rank = std::env::var("OMPI_COMM_WORLD_RANK").unwrap_or_else(|_| "?".into());
+    // Open MPI's mpiexec names the rank; so does Slurm's srun, through PMIx.
+    let rank = (std::env::var("OMPI_COMM_WORLD_RANK").or_else(|_| std::env::var("PMIX_RANK")))
+        .unwrap_or_else(|_| "?".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     (
         angka,

@@ -432,8 +432,11 @@
 //!
 //! - **Spawn mode.** Run alone (or as `mpiexec -n 1`), the executor starts copies of the program with
 //!   `MPI_Comm_spawn`. They serve the next executor of the same size too, and exit with the program.
-//! - **Static-world mode.** Under `mpiexec -n N ./program`, rank 0 runs `main` and ranks 1 to N-1
-//!   serve tasks from inside `init()`, like `python -m mpi4py.futures`.
+//! - **Static-world mode.** Under `mpiexec -n N ./program` (or `srun -n N`), rank 0 runs `main` and
+//!   ranks 1 to N-1 serve tasks from inside `init()`, like `python -m mpi4py.futures`; every
+//!   executor of the program shares them, as mpi4py's do.
+//! - **Inside an existing MPI program** (mpi4py's `MPICommExecutor`): `MpiPoolBuilder::with_comm`
+//!   over a communicator of the `mpi` crate and a root rank, or `with_world`.
 //!
 //! Building needs an MPI library and libclang (the `mpi` crate generates its bindings); on Debian
 //! or Ubuntu: `apt-get install -y --no-install-recommends libopenmpi-dev openmpi-bin libclang-dev`.
@@ -476,33 +479,11 @@
 //! - **the same Open MPI version**: the ranks' MPI libraries and the launcher's daemons talk to each
 //!   other.
 //!
-//! With `mpiexec` and a hostfile (one line per node; `slots` is how many processes it takes):
+//! The commands, with `mpiexec` and a hostfile and under Slurm (`srun` for a static world,
+//! `sbatch` with `mpiexec -n 1` inside for spawn mode), are in `MpiPoolExecutor`'s documentation
+//! (feature `mpi`), section *On a cluster, and under Slurm*: exactly the ones CI runs, on three
+//! simulated hosts (network namespaces on a bridge, `.ci/mpi-hosts`) and on a real Slurm over them
+//! (`.ci/slurm-cluster`), with what CI saw when a rank or a whole node died mid-task.
 //!
-//! ```sh
-//! printf '%s\n' 'node1 slots=1' 'node2 slots=8' 'node3 slots=8' > hosts
-//! # Static world: rank 0 (main) on node1, 16 serving ranks on node2 and node3.
-//! mpiexec --hostfile hosts -n 17 --enable-recovery ./target/release/my_program
-//! # Spawn mode: rank 0 on node1; MpiPoolExecutor::new(16) spawns its ranks on the free slots.
-//! mpiexec --hostfile hosts -n 1 --enable-recovery ./target/release/my_program
-//! ```
-//!
-//! Under Slurm, `srun` starts a static world; for spawn mode, run `mpiexec` inside the allocation
-//! (Open MPI's `mpiexec` reads it):
-//!
-//! ```sh
-//! #!/bin/sh
-//! #SBATCH --nodes=3 --ntasks=17
-//! srun --mpi=pmix ./target/release/my_program               # static world: rank 0 runs main
-//! # or, spawn mode: mpiexec -n 1 --enable-recovery ./target/release/my_program
-//! ```
-//!
-//! - Spawn mode needs `mpiexec -n 1`: a program run alone (a singleton) spawns its ranks on its own
-//!   host only.
-//! - Pick the network with `--mca btl_tcp_if_include 10.0.0.0/24 --mca oob_tcp_if_include
-//!   10.0.0.0/24`, and add `--mca mpi_yield_when_idle 1` where nodes run more processes than cores.
 //! - Tasks run on a thread of their own while the rank's serving thread sends the heartbeats, so a
 //!   long task is never taken for a dead rank; only a machine frozen for 5 s is.
-//!
-//! CI runs the tests and the example with rank 0 and the serving ranks on three simulated hosts
-//! (network namespaces on a bridge, `.ci/mpi-hosts`), kills a serving rank inside its host, and
-//! starts one host with another build. The `srun` lines are not tested here.

@@ -404,7 +404,9 @@
 //!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
-//!   spawn is an `Err`), `MPI_Comm_set_errhandler` on `MPI_COMM_SELF`,
+//!   spawn is an `Err`), the `MPI_Info` of its spawn settings
+//!   (`MPI_Info_create`, `_set`, `_free`), `MPI_Comm_set_errhandler` on
+//!   `MPI_COMM_SELF`,
 //!   `MPI_Error_string`, reading the library's handle constants, wrapping
 //!   the new intercommunicator; and `atexit`, so that the serving ranks are
 //!   stopped and MPI finalized when the program exits.
@@ -444,7 +446,7 @@ pub use init::init;
 pub use map::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, Map};
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "mpi", target_os = "linux"))))]
-pub use mpi::{MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
+pub use mpi::{MPI_MAX_WORKERS_VAR, MpiPoolBuilder, MpiPoolExecutor, MpiTransport};
 /// The wire decoders' fuzzing entry point; built only by `cargo fuzz`.
 #[cfg(all(fuzzing, any(target_os = "linux", target_os = "macos", windows)))]
 #[doc(hidden)]

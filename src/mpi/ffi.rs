@@ -1,8 +1,9 @@
 //! Layer: MPI transport. May use the `mpi` crate's raw bindings and
-//! `libc`; nothing else of this crate but `Error` and the rank's
-//! [`WORKER_ARG`]. The MPI calls the `mpi` crate has no form of that
-//! returns errors, each in a safe function: spawning ranks, the error
-//! handler, error strings; and the process exit hook that finalizes MPI.
+//! `libc`; nothing else of this crate but `Error`, the pool's spawn
+//! settings and the rank's [`WORKER_ARG`]. The MPI calls the `mpi` crate
+//! has no form of that returns errors, each in a safe function: spawning
+//! ranks with their `MPI_Info`, the error handler, error strings; and the
+//! process exit hook that finalizes MPI.
 //! Every `unsafe` block of the MPI transport is here. Only the hub thread
 //! calls these, after it initialized MPI.
 
@@ -12,6 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use ::mpi::ffi;
 use ::mpi::topology::InterCommunicator;
 
+use super::MpiSettings;
 use super::rank::WORKER_ARG;
 use crate::Error;
 
@@ -22,13 +24,68 @@ pub(super) fn at_exit(hook: extern "C" fn()) -> bool {
     unsafe { libc::atexit(hook) == 0 }
 }
 
-/// Starts `workers` copies of this executable with `MPI_Comm_spawn`.
-pub(super) fn spawn(workers: usize) -> Result<InterCommunicator, Error> {
+/// An `MPI_Info` object, freed on drop.
+struct Info(ffi::MPI_Info);
+
+impl Info {
+    /// An info object holding `pairs`.
+    fn of(pairs: &[(String, String)]) -> Result<Info, String> {
+        let mut info = Info(
+            // SAFETY: reading a handle constant of the MPI library.
+            unsafe { ffi::RSMPI_INFO_NULL },
+        );
+        // SAFETY: MPI is initialized (by this thread, the only one calling
+        // MPI), and `info.0` is valid for a write.
+        if unsafe { ffi::MPI_Info_create(&mut info.0) } != ffi::MPI_SUCCESS as c_int {
+            return Err("MPI_Info_create failed".into());
+        }
+        for (key, value) in pairs {
+            let text = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+            let (key_c, value_c) = (text(key)?, text(value)?);
+            // SAFETY: `info.0` is the info object just created; both strings
+            // are NUL-terminated and outlive the call; MPI copies them.
+            let status = unsafe { ffi::MPI_Info_set(info.0, key_c.as_ptr(), value_c.as_ptr()) };
+            if status != ffi::MPI_SUCCESS as c_int {
+                return Err(format!(
+                    "MPI_Info_set({key:?}, {value:?}) failed ({})",
+                    error_string(status)
+                ));
+            }
+        }
+        Ok(info)
+    }
+}
+
+impl Drop for Info {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is an info object MPI_Info_create made, freed only
+        // here; MPI is still initialized (the hub owns it until it exits).
+        unsafe {
+            ffi::MPI_Info_free(&mut self.0);
+        }
+    }
+}
+
+/// Starts `workers` copies of this executable (or of the program `spawn`
+/// names) with `MPI_Comm_spawn`, with `spawn`'s info keys and environment.
+pub(super) fn spawn(workers: usize, spawn: &MpiSettings) -> Result<InterCommunicator, Error> {
     let failed = |reason: String| Error::SpawnFailed { reason };
-    let program =
-        std::env::current_exe().map_err(|e| failed(format!("cannot find this executable: {e}")))?;
+    let program = match &spawn.program {
+        Some(program) => program.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| failed(format!("cannot find this executable: {e}")))?,
+    };
     let program = CString::new(program.as_os_str().as_bytes())
-        .map_err(|_| failed("this executable's path contains a NUL byte".into()))?;
+        .map_err(|_| failed("the program's path contains a NUL byte".into()))?;
+    let mut pairs = spawn.info.clone();
+    if !spawn.env.is_empty() {
+        // Open MPI's key: one `NAME=VALUE` a line.
+        let lines: Vec<String> = (spawn.env.iter())
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        pairs.push(("env".into(), lines.join("\n")));
+    }
+    let info = Info::of(&pairs).map_err(|e| failed(format!("the spawn settings: {e}")))?;
     let arg = CString::new(WORKER_ARG).expect("no NUL");
     let mut argv = [arg.as_ptr().cast_mut(), std::ptr::null_mut()];
     let count = c_int::try_from(workers)
@@ -36,13 +93,7 @@ pub(super) fn spawn(workers: usize) -> Result<InterCommunicator, Error> {
     let mut errcodes: Vec<c_int> = vec![-1; workers];
     // SAFETY: reading the MPI library's handle constants; MPI is
     // initialized (this thread did it).
-    let (mut intercomm, info, self_comm) = unsafe {
-        (
-            ffi::RSMPI_COMM_NULL,
-            ffi::RSMPI_INFO_NULL,
-            ffi::RSMPI_COMM_SELF,
-        )
-    };
+    let (mut intercomm, self_comm) = unsafe { (ffi::RSMPI_COMM_NULL, ffi::RSMPI_COMM_SELF) };
     // SAFETY: `program` and the strings of `argv` are NUL-terminated and
     // outlive the call, `argv` ends with a null pointer, `errcodes` has
     // room for `count` codes, and `intercomm` is valid for a write. MPI
@@ -53,7 +104,7 @@ pub(super) fn spawn(workers: usize) -> Result<InterCommunicator, Error> {
             program.as_ptr(),
             argv.as_mut_ptr(),
             count,
-            info,
+            info.0,
             0,
             self_comm,
             &mut intercomm,

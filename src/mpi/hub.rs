@@ -11,18 +11,24 @@
 //! process exits, when an `atexit` hook has it stop the serving ranks and
 //! finalize MPI. MPI cannot be initialized twice in one process, so every
 //! executor of the process shares this thread; each executor is one *pool*
-//! here: its own ranks, queue and tasks in flight. Spawned ranks outlive
-//! their executor, for the next one of the same size.
+//! here: its queue and tasks in flight, on ranks of its own (a spawned
+//! group) or on the static world's serving ranks, which every pool of the
+//! process shares, as under `python -m mpi4py.futures`. Spawned ranks
+//! outlive their executor, for the next one of the same size.
 //!
-//! The loop hands queued work to idle ranks (one message each, so it knows
-//! which work every rank holds), then receives outcomes from any rank,
-//! polling with a [`Backoff`] while work is out and blocking on the channel
-//! while none is. Done callbacks run on a separate thread, so that a slow
-//! callback never stalls MPI. Busy ranks are watched through their
-//! heartbeats ([`liveness`]): one silent for too long is
-//! dead, on whatever host it ran, and its pool is broken.
+//! The loop hands queued work to free ranks (one message each, so it knows
+//! which work every rank holds; the pools take turns at a shared rank),
+//! then receives outcomes from any rank of each communicator and gives
+//! each to the pool whose work that rank holds, polling with a [`Backoff`]
+//! while work is out and blocking on the channel while none is. Done
+//! callbacks run on a separate thread, so that a slow callback never
+//! stalls MPI. Busy ranks are watched through their heartbeats
+//! ([`liveness`]): one silent for too long is dead, on whatever host it
+//! ran, and its pool is broken. Silence is judged after the messages that
+//! arrived have been received, so a rank is never taken for dead because
+//! the hub was slow to read it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -30,12 +36,12 @@ use std::time::{Duration, Instant};
 use ::mpi::Rank;
 use ::mpi::environment::{Threading, Universe};
 use ::mpi::point_to_point::{Destination, Source};
-use ::mpi::topology::{Communicator, InterCommunicator};
+use ::mpi::topology::{Communicator, InterCommunicator, SimpleCommunicator};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::liveness::{self, Heard};
 use super::rank::Role;
-use super::{Backoff, Command, Opened, ffi, tags};
+use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
 use crate::remote::message::{self, Hello, Welcome};
@@ -61,6 +67,11 @@ pub(crate) fn commands() -> Result<&'static Sender<Command>, Error> {
         .map_err(|reason| Error::BrokenExecutor {
             reason: reason.clone(),
         })
+}
+
+/// Whether this process's hub thread has started (and owns MPI).
+pub(crate) fn started() -> bool {
+    MANAGER.get().is_some()
 }
 
 /// Rank 0 of a static world: starts the hub at once, so that it
@@ -111,46 +122,38 @@ fn run(role: Role, started: &Sender<Result<(), String>>, inbox: &Receiver<Comman
         return;
     };
     ffi::errors_return_on_self();
-    let fingerprint = match super::rank::fingerprint() {
-        Ok(fingerprint) => fingerprint,
+    let mut hub = match Hub::new(Some(universe), SimpleCommunicator::world()) {
+        Ok(hub) => hub,
         Err(error) => {
-            let _ = started.send(Err(format!("cannot identify this executable: {error}")));
+            let _ = started.send(Err(error));
             return;
         }
     };
-    let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
-    let _ = thread::Builder::new()
-        .name("concurrent-futures-mpi-callbacks".into())
-        .spawn(move || deferred.iter().for_each(|callback| callback()));
-    let mut hub = Hub {
-        universe,
-        welcome: Welcome {
-            fingerprint,
-            secret: Secret::random(),
-            initializer: None,
-        },
-        world: Vec::new(),
-        groups: Vec::new(),
-        pools: HashMap::new(),
-        next_pool: 1,
-        callbacks,
-        heard: Heard::default(),
-    };
     if let Role::World { size, .. } = role {
-        hub.greet_world(size);
+        hub.greet_world((1..size).filter_map(|r| Rank::try_from(r).ok()).collect());
     }
     let _ = started.send(Ok(()));
     let reply = hub.serve(inbox);
-    let finalize = hub.finish();
-    if finalize {
-        drop(hub); // finalizes MPI
-    } else {
-        // MPI_Finalize would wait for the dead rank for ever.
-        std::mem::forget(hub);
-    }
+    hub.end();
     if let Some(reply) = reply {
         let _ = reply.send(());
     }
+}
+
+/// The comm form's hub, on the calling thread of rank `root` of `comm` (a
+/// duplicate of the user's communicator, whose other ranks serve): greets
+/// them, serves `inbox` until every sender is gone, then stops them. MPI
+/// is the program's: it stays initialized.
+pub(super) fn serve_comm(
+    comm: SimpleCommunicator,
+    root: Rank,
+    inbox: &Receiver<Command>,
+) -> Result<(), Error> {
+    let mut hub = Hub::new(None, comm).map_err(|reason| Error::BrokenExecutor { reason })?;
+    hub.greet_world((0..hub.comm.size()).filter(|&rank| rank != root).collect());
+    hub.serve(inbox);
+    hub.end();
+    Ok(())
 }
 
 /// A serving rank of the static world, and who uses it.
@@ -161,17 +164,19 @@ struct WorldRank {
     state: Lease,
 }
 
-/// Who may use a serving rank of the static world, or a group of spawned
-/// ranks:
+/// Who may use a group of spawned ranks, or a serving rank of the static
+/// world. A group is leased to one pool for that executor's life; a rank of
+/// the static world, shared by every pool, for one task at a time:
 ///
 /// ```text
-/// Free ──open──▶ Leased(pool) ──retire──▶ Free
-///   │                 │
-///   │                 └──silent while busy──▶ Dead(rank)
-///   └──handshake refused──▶ Refused(why)          (static world)
+/// Free ──open (group) or task (world rank)──▶ Leased(pool)
+///   ▲                                              │
+///   └──retire (group) or its outcomes (world rank)─┤
+///                                                  └──silent while busy──▶ Dead(rank)
+/// Free ──handshake refused──▶ Refused(why)                     (world ranks)
 ///
 /// Free or Leased(pool) ──a rank of another group dead──▶ Aborted
-///                                                   (spawned groups)
+///                                                        (spawned groups)
 /// ```
 ///
 /// `Refused`, `Dead` and `Aborted` are final: such ranks are never used
@@ -203,6 +208,9 @@ struct Group {
     lease: Lease,
     /// The host each rank runs on, as it said at the handshake.
     hosts: Vec<String>,
+    /// How it was spawned: a later executor reuses it only if asked for
+    /// the same.
+    spawn: MpiSettings,
 }
 
 /// Which communicator a pool's ranks are on.
@@ -226,7 +234,8 @@ impl Link {
 /// One executor's ranks and work.
 struct Pool {
     link: Link,
-    idle: Vec<Rank>,
+    /// The most ranks that run its work at once.
+    workers: usize,
     /// The work each busy rank runs, and when it was sent there.
     busy: HashMap<Rank, (Work, Instant)>,
     queue: VecDeque<Work>,
@@ -241,7 +250,6 @@ impl Pool {
     /// [`Error::BrokenExecutor`], as will later work, and none of its ranks
     /// is given more.
     fn fail(&mut self, lost: Vec<Work>, reason: &str) {
-        self.idle.clear();
         for work in self.queue.drain(..).chain(lost) {
             work.results.fail(Error::BrokenExecutor {
                 reason: reason.to_owned(),
@@ -259,18 +267,67 @@ impl Pool {
 }
 
 struct Hub {
-    universe: Universe,
+    /// The communicator of the serving ranks that every pool shares:
+    /// `MPI_COMM_WORLD` (static-world mode), or the comm form's duplicate
+    /// of the user's communicator. Before `universe`, so that it is freed
+    /// before MPI is finalized.
+    comm: SimpleCommunicator,
+    /// MPI itself, when the hub initialized it: finalized when dropped.
+    /// `None` in the comm form, whose MPI is the program's.
+    universe: Option<Universe>,
     welcome: Welcome,
     world: Vec<WorldRank>,
     /// The spawned ranks, kept for later executors until the program exits.
     groups: Vec<Group>,
-    pools: HashMap<u64, Pool>,
+    /// By id: the order in which they take turns at shared ranks.
+    pools: BTreeMap<u64, Pool>,
+    /// The pool that was given a rank last.
+    served_last: u64,
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
     heard: Heard,
 }
 
 impl Hub {
+    /// A hub over `comm`, with no pool and no serving rank yet (see
+    /// [`greet_world`](Self::greet_world)); starts the thread that runs
+    /// done callbacks.
+    fn new(universe: Option<Universe>, comm: SimpleCommunicator) -> Result<Hub, String> {
+        let fingerprint = super::rank::fingerprint()
+            .map_err(|error| format!("cannot identify this executable: {error}"))?;
+        let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
+        let _ = thread::Builder::new()
+            .name("concurrent-futures-mpi-callbacks".into())
+            .spawn(move || deferred.iter().for_each(|callback| callback()));
+        Ok(Hub {
+            comm,
+            universe,
+            welcome: Welcome {
+                fingerprint,
+                secret: Secret::random(),
+                initializer: None,
+            },
+            world: Vec::new(),
+            groups: Vec::new(),
+            pools: BTreeMap::new(),
+            served_last: 0,
+            next_pool: 1,
+            callbacks,
+            heard: Heard::default(),
+        })
+    }
+
+    /// Stops every rank ([`finish`](Self::finish)), then finalizes MPI if
+    /// the hub initialized it, unless a rank died: `MPI_Finalize` (and
+    /// freeing the communicator) would wait for the dead rank for ever.
+    fn end(mut self) {
+        if self.finish() {
+            drop(self);
+        } else {
+            std::mem::forget(self);
+        }
+    }
+
     /// Serves commands until `Finalize`, or until every executor handle is
     /// gone; returns the finalize reply, if any.
     fn serve(&mut self, inbox: &Receiver<Command>) -> Option<Sender<()>> {
@@ -278,10 +335,6 @@ impl Hub {
         let mut checked = Instant::now();
         loop {
             let out = self.pools.values().any(|pool| !pool.busy.is_empty());
-            if out && checked.elapsed() > LIVENESS_CHECK {
-                checked = Instant::now();
-                self.check_silent();
-            }
             let command = if out {
                 match backoff.delay() {
                     None => inbox.try_recv().ok(),
@@ -300,8 +353,12 @@ impl Hub {
             let mut progressed = command.is_some();
             if let Some(command) = command {
                 match command {
-                    Command::Open { workers, reply } => {
-                        let _ = reply.send(self.open(workers));
+                    Command::Open {
+                        workers,
+                        spawn,
+                        reply,
+                    } => {
+                        let _ = reply.send(self.open(workers, spawn));
                     }
                     Command::Task { pool, work } => match self.pools.get_mut(&pool) {
                         Some(Pool {
@@ -329,6 +386,11 @@ impl Hub {
                 // work queued and nothing out.
                 self.dispatch();
             }
+            // After the receive: what has arrived is heard.
+            if out && checked.elapsed() > LIVENESS_CHECK {
+                checked = Instant::now();
+                self.check_silent();
+            }
             self.retire_drained();
             if progressed {
                 backoff.reset();
@@ -336,27 +398,32 @@ impl Hub {
         }
     }
 
-    /// A new pool of up to `workers` ranks.
-    fn open(&mut self, workers: usize) -> Result<Opened, Error> {
+    /// A new pool of up to `workers` ranks, or of the default size (see
+    /// [`MpiPoolBuilder`](super::MpiPoolBuilder)); spawned as `spawn` says
+    /// in spawn mode.
+    fn open(&mut self, workers: Option<usize>, spawn: MpiSettings) -> Result<Opened, Error> {
         let id = self.next_pool;
         self.next_pool += 1;
-        let (link, ranks) = if self.world.is_empty() {
-            let group = self.spawned_group(id, workers)?;
-            let ranks = (0..self.groups[group].comm.remote_size()).collect();
-            (Link::Spawned(group), ranks)
+        let (link, workers) = if self.world.is_empty() {
+            let workers = workers.unwrap_or_else(|| self.universe_share());
+            let group = self.spawned_group(id, workers, spawn)?;
+            (Link::Spawned(group), self.group_size(group))
         } else {
-            (Link::World, self.lease(id, workers)?)
+            (
+                Link::World,
+                self.world_share(workers.unwrap_or(usize::MAX))?,
+            )
         };
         let opened = Opened {
             pool: id,
-            workers: ranks.len(),
+            workers,
             secret: self.welcome.secret,
         };
         self.pools.insert(
             id,
             Pool {
                 link,
-                idle: ranks.into_iter().rev().collect(),
+                workers,
                 busy: HashMap::new(),
                 queue: VecDeque::new(),
                 closing: None,
@@ -366,19 +433,34 @@ impl Hub {
         Ok(opened)
     }
 
-    /// A free group of `workers` spawned ranks, leased to pool `id`: one
-    /// left by an earlier executor, or a new one. Reusing them saves a
-    /// spawn (tenths of a second) per executor, and Open MPI's spawn and
-    /// disconnect are its least robust paths.
-    fn spawned_group(&mut self, id: u64, workers: usize) -> Result<usize, Error> {
+    /// The default size of a spawned pool: the MPI universe's size less
+    /// this program's world, or 1 if MPI knows no universe size.
+    fn universe_share(&self) -> usize {
+        let world = usize::try_from(self.comm.size()).unwrap_or(1);
+        (self.universe.as_ref().and_then(Universe::size))
+            .map_or(1, |universe| universe.saturating_sub(world))
+            .max(1)
+    }
+
+    /// A free group of `workers` spawned ranks started as `spawn` says,
+    /// leased to pool `id`: one left by an earlier executor, or a new one.
+    /// Reusing them saves a spawn (tenths of a second) per executor, and
+    /// Open MPI's spawn and disconnect are its least robust paths.
+    fn spawned_group(
+        &mut self,
+        id: u64,
+        workers: usize,
+        spawn: MpiSettings,
+    ) -> Result<usize, Error> {
         let free = self.groups.iter().position(|group| {
             group.lease == Lease::Free
+                && group.spawn == spawn
                 && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
         });
         let index = match free {
             Some(index) => index,
             None => {
-                let comm = ffi::spawn(workers)?;
+                let comm = ffi::spawn(workers, &spawn)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
                 let hosts = match handshake(&comm, &ranks, &self.welcome) {
                     Ok(hosts) => hosts,
@@ -393,6 +475,7 @@ impl Hub {
                     comm,
                     lease: Lease::Free,
                     hosts,
+                    spawn,
                 });
                 self.groups.len() - 1
             }
@@ -401,16 +484,16 @@ impl Hub {
         Ok(index)
     }
 
-    /// Greets the serving ranks of a static world of `size` processes.
-    fn greet_world(&mut self, size: usize) {
-        let world = self.universe.world();
-        let ranks: Vec<Rank> = (1..size).filter_map(|r| Rank::try_from(r).ok()).collect();
-        let (hosts, refused) = match handshake(&world, &ranks, &self.welcome) {
+    /// Greets `ranks`, the serving ranks of the static world (or of the
+    /// comm form's communicator).
+    fn greet_world(&mut self, ranks: Vec<Rank>) {
+        let world = &self.comm;
+        let (hosts, refused) = match handshake(world, &ranks, &self.welcome) {
             Ok(hosts) => (hosts, None),
             Err(refused) => {
                 // One rank of another build makes the whole world unusable,
                 // but the others serve until told to stop.
-                stop(&world, &refused.serving);
+                stop(world, &refused.serving);
                 (refused.hosts, Some(refused.reason))
             }
         };
@@ -428,17 +511,19 @@ impl Hub {
             .collect();
     }
 
-    /// Takes up to `workers` free ranks of the static world for pool `id`.
-    fn lease(&mut self, id: u64, workers: usize) -> Result<Vec<Rank>, Error> {
-        let mut ranks = Vec::new();
-        for slot in &mut self.world {
-            if ranks.len() < workers && matches!(slot.state, Lease::Free) {
-                slot.state = Lease::Leased(id);
-                ranks.push(slot.rank);
-            }
-        }
-        if !ranks.is_empty() {
-            return Ok(ranks);
+    /// The number of ranks in spawned group `index`.
+    fn group_size(&self, index: usize) -> usize {
+        usize::try_from(self.groups[index].comm.remote_size()).unwrap_or(0)
+    }
+
+    /// How many of the static world's serving ranks a new pool of up to
+    /// `workers` may use at once: every pool shares the live ones.
+    fn world_share(&self, workers: usize) -> Result<usize, Error> {
+        let live = (self.world.iter())
+            .filter(|slot| matches!(slot.state, Lease::Free | Lease::Leased(_)))
+            .count();
+        if live > 0 {
+            return Ok(workers.min(live));
         }
         Err(
             match self.world.iter().find_map(|slot| match &slot.state {
@@ -446,10 +531,10 @@ impl Hub {
                 _ => None,
             }) {
                 Some(reason) => Error::BrokenExecutor { reason },
-                None => Error::SpawnFailed {
+                None => Error::BrokenExecutor {
                     reason: format!(
-                        "all {} serving ranks of this MPI world are in use by another \
-                     MpiPoolExecutor; shut it down first, or run with more ranks",
+                        "all {} serving ranks of this MPI world have died; start the \
+                         program again",
                         self.world.len()
                     ),
                 },
@@ -472,18 +557,45 @@ impl Hub {
         pool.closing.get_or_insert_with(Vec::new).extend(reply);
     }
 
-    /// Hands queued work to idle ranks.
+    /// Hands queued work to free ranks: the pools take turns, one task
+    /// each, starting after the one served last, so that pools sharing the
+    /// static world's ranks share them fairly.
     fn dispatch(&mut self) {
-        let world = self.universe.world();
-        for pool in self.pools.values_mut() {
-            while !pool.idle.is_empty() {
-                let Some(mut work) = pool.queue.pop_front() else {
-                    break;
-                };
-                if !work.results.claim(None) {
-                    continue; // cancelled: dropped unrun
+        let world = &self.comm;
+        let mut sent = true;
+        while sent {
+            sent = false;
+            let after = self.served_last.saturating_add(1);
+            let turns: Vec<u64> = (self.pools.range(after..).chain(self.pools.range(..after)))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in turns {
+                let pool = self.pools.get_mut(&id).expect("listed above");
+                if pool.busy.len() >= pool.workers {
+                    continue;
                 }
-                let rank = pool.idle.pop().expect("not empty");
+                let free = match pool.link {
+                    Link::World => (self.world.iter()).position(|slot| slot.state == Lease::Free),
+                    Link::Spawned(group) => (0..self.groups[group].comm.remote_size())
+                        .find(|rank| !pool.busy.contains_key(rank))
+                        .and_then(|rank| usize::try_from(rank).ok()),
+                };
+                let Some(free) = free else {
+                    continue;
+                };
+                // Cancelled work is dropped unrun, and takes no rank.
+                let Some(mut work) = std::iter::from_fn(|| pool.queue.pop_front())
+                    .find_map(|mut work| work.results.claim(None).then_some(work))
+                else {
+                    continue;
+                };
+                let rank = match pool.link {
+                    Link::World => {
+                        self.world[free].state = Lease::Leased(id);
+                        self.world[free].rank
+                    }
+                    Link::Spawned(_) => Rank::try_from(free).expect("a rank of the group"),
+                };
                 // One contiguous message: header, arguments, tail.
                 let message = [&work.header.encode()[..], &work.args, &work.tail].concat();
                 match &pool.link {
@@ -498,6 +610,8 @@ impl Hub {
                 (work.args, work.tail) = (Vec::new(), Vec::new());
                 pool.busy.insert(rank, (work, Instant::now()));
                 self.heard.alive(pool.link.comm(), rank);
+                self.served_last = id;
+                sent = true;
             }
         }
     }
@@ -586,44 +700,47 @@ impl Hub {
         }
     }
 
-    /// Receives every outcome that has arrived; `true` if there was one.
+    /// Receives every outcome and heartbeat that has arrived, from the
+    /// world's serving ranks and from each busy spawned group, and gives
+    /// each outcome to the pool whose work its rank holds; `true` if there
+    /// was one.
     fn receive(&mut self) -> bool {
-        let world = self.universe.world();
         let mut received = false;
-        for pool in self.pools.values_mut() {
-            if !pool.busy.is_empty() {
-                match &pool.link {
-                    Link::World => self.heard.receive(None, &world),
-                    Link::Spawned(group) => {
-                        self.heard.receive(Some(*group), &self.groups[*group].comm);
-                    }
+        let busy = |link: fn(&Link) -> bool| {
+            (self.pools.values()).any(|pool| link(&pool.link) && !pool.busy.is_empty())
+        };
+        if busy(|link| matches!(link, Link::World)) {
+            let world = &self.comm;
+            self.heard.receive(None, world);
+            while let Some((rank, outcomes)) = receive_outcomes(world) {
+                received = true;
+                // The rank is free again, whichever pool it served.
+                let slot = self.world.iter_mut().find(|slot| slot.rank == rank);
+                let Some(slot) = slot.filter(|slot| matches!(slot.state, Lease::Leased(_))) else {
+                    continue; // a stray message, ignored
+                };
+                let Lease::Leased(id) = std::mem::replace(&mut slot.state, Lease::Free) else {
+                    unreachable!("matched above");
+                };
+                if let Some(pool) = self.pools.get_mut(&id) {
+                    answered(pool, rank, &outcomes, &mut self.heard, &self.callbacks);
                 }
             }
+        }
+        for pool in self.pools.values_mut() {
+            let Link::Spawned(group) = pool.link else {
+                continue;
+            };
+            let comm = &self.groups[group].comm;
+            if !pool.busy.is_empty() {
+                self.heard.receive(Some(group), comm);
+            }
             while !pool.busy.is_empty() {
-                let arrived = match &pool.link {
-                    Link::World => receive_outcomes(&world),
-                    Link::Spawned(group) => receive_outcomes(&self.groups[*group].comm),
-                };
-                let Some((rank, outcomes)) = arrived else {
+                let Some((rank, outcomes)) = receive_outcomes(comm) else {
                     break;
                 };
                 received = true;
-                let Some((mut work, sent)) = pool.busy.remove(&rank) else {
-                    continue; // not ours: a stray message, ignored
-                };
-                // A rank runs one call at a time, from when it is sent:
-                // what a `map` with automatic chunks sizes them from.
-                work.results.ran_for(sent.elapsed());
-                self.heard.answered(pool.link.comm(), rank);
-                if pool.broken.is_none() {
-                    pool.idle.push(rank);
-                }
-                let deferred = match work.results.deliver(&outcomes, Vec::new()) {
-                    Ok(deferred) | Err(deferred) => deferred,
-                };
-                if let Some(callbacks) = deferred {
-                    let _ = self.callbacks.send(callbacks);
-                }
+                answered(pool, rank, &outcomes, &mut self.heard, &self.callbacks);
             }
         }
         received
@@ -641,20 +758,13 @@ impl Hub {
         }
     }
 
+    /// Frees a drained pool's group (its world ranks were freed as they
+    /// answered) and answers its `Close`s.
     fn retire(&mut self, id: u64, pool: Pool) {
-        match pool.link {
-            Link::Spawned(group) => {
-                let group = &mut self.groups[group];
-                if group.lease == Lease::Leased(id) {
-                    group.lease = Lease::Free;
-                }
-            }
-            Link::World => {
-                for slot in &mut self.world {
-                    if matches!(slot.state, Lease::Leased(pool) if pool == id) {
-                        slot.state = Lease::Free;
-                    }
-                }
+        if let Link::Spawned(group) = pool.link {
+            let group = &mut self.groups[group];
+            if group.lease == Lease::Leased(id) {
+                group.lease = Lease::Free;
             }
         }
         for reply in pool.closing.into_iter().flatten() {
@@ -701,7 +811,7 @@ impl Hub {
         }));
         lost.into_iter()
             .for_each(|group| std::mem::forget(group.comm));
-        let world = self.universe.world();
+        let world = &self.comm;
         let serving: Vec<Rank> = (self.world.iter())
             .filter(|slot| !matches!(slot.state, Lease::Refused(_) | Lease::Dead(_)))
             .map(|slot| slot.rank)
@@ -719,9 +829,33 @@ impl Hub {
                     .send_with_tag(liveness::ABANDON, tags::STOP);
             }
         } else {
-            stop(&world, &serving);
+            stop(world, &serving);
         }
         !dead
+    }
+}
+
+/// Completes the work `rank` of `pool`'s link held with its `outcomes`;
+/// its done callbacks go to the callback thread.
+fn answered(
+    pool: &mut Pool,
+    rank: Rank,
+    outcomes: &[u8],
+    heard: &mut Heard,
+    callbacks: &Sender<Box<dyn FnOnce() + Send>>,
+) {
+    let Some((mut work, sent)) = pool.busy.remove(&rank) else {
+        return; // a stray message, ignored
+    };
+    // A rank runs one call at a time, from when it is sent: what a `map`
+    // with automatic chunks sizes them from.
+    work.results.ran_for(sent.elapsed());
+    heard.answered(pool.link.comm(), rank);
+    let deferred = match work.results.deliver(outcomes, Vec::new()) {
+        Ok(deferred) | Err(deferred) => deferred,
+    };
+    if let Some(deferred) = deferred {
+        let _ = callbacks.send(deferred);
     }
 }
 

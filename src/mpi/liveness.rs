@@ -87,9 +87,9 @@ impl TaskThread {
     }
 }
 
-/// Sends one heartbeat to rank 0 of `comm` (the hub).
-pub(crate) fn beat<C: Communicator>(comm: &C) {
-    comm.process_at_rank(0)
+/// Sends one heartbeat to rank `hub` of `comm`.
+pub(crate) fn beat<C: Communicator>(comm: &C, hub: Rank) {
+    comm.process_at_rank(hub)
         .send_with_tag(&[][..] as &[u8], tags::HEARTBEAT);
 }
 

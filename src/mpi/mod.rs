@@ -5,6 +5,8 @@
 //!
 //! - [`hub`]: the one thread of the parent that owns MPI: its event loop
 //!   and the leasing of ranks to executors.
+//! - [`comm`]: the executor inside an existing MPI program, over its
+//!   communicator (mpi4py's `MPICommExecutor`).
 //! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
 //!   endpoint for the remote layer's serve loop.
 //! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
@@ -18,12 +20,14 @@
 //! another inode for the same program). Each message kind is an MPI tag
 //! ([`tags`]).
 
+mod comm;
 mod ffi;
 mod hub;
 mod liveness;
 pub(crate) mod rank;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
@@ -69,9 +73,11 @@ mod tags {
 
 /// What an executor asks of the hub.
 pub(crate) enum Command {
-    /// Make a pool of up to `workers` ranks.
+    /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
+    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned.
     Open {
-        workers: usize,
+        workers: Option<usize>,
+        spawn: MpiSettings,
         reply: Sender<Result<Opened, Error>>,
     },
     /// Run `work` on pool `pool`.
@@ -138,9 +144,14 @@ impl Backoff {
 ///   of spawning anew; they exit with the program.
 /// - **Static-world mode.** Under `mpiexec -n N ./program` with N > 1, rank 0
 ///   runs `main` and ranks 1 to N-1 serve tasks from inside `init`, like
-///   `python -m mpi4py.futures`. An executor uses up to `max_workers` of
-///   those ranks; they serve the next executor after this one closes, and
-///   stop when rank 0's program exits.
+///   `python -m mpi4py.futures`. Every executor of the program shares
+///   those ranks, as mpi4py's do: each runs up to `max_workers` tasks on
+///   them at once, the executors taking turns at a free rank. They stop
+///   when rank 0's program exits.
+///
+/// Any number of executors may be busy at once, in either mode: each
+/// answer goes to the executor whose task its rank ran, and a rank is taken
+/// for dead only when it fell silent (see below).
 ///
 /// As with the process pool, tasks are plain functions `fn(A) -> R` named by
 /// their offset in the executable, which is trusted only because every rank
@@ -167,6 +178,84 @@ impl Backoff {
 /// `--enable-recovery`, when the other ranks serve later executors (the
 /// program then ends without `MPI_Finalize`, which would wait for the dead
 /// rank). Spawn mode under `mpiexec -n 1` needs `--enable-recovery` too.
+///
+/// # On a cluster, and under Slurm
+///
+/// Every node needs the same binary, byte for byte (each rank proves it at
+/// startup; a node with another build is refused with
+/// [`Error::BrokenExecutor`] naming its rank and host), at the same path,
+/// with the same Open MPI. These are the forms CI runs, on three simulated
+/// hosts (network namespaces on one machine: `.ci/mpi-hosts`) and on a real
+/// Slurm over them (`slurmctld` and one `slurmd` per host:
+/// `.ci/slurm-cluster`, `.ci/slurm-check`), with the MPI tests and
+/// `examples/square_sum_mpi.rs`:
+///
+/// ```text
+/// # mpiexec with a hostfile (.ci/mpi-hosts-check)
+/// mpiexec --hostfile hosts -n 3 ./program                      # static world
+/// mpiexec --hostfile hosts -n 1 --enable-recovery ./program    # spawn mode
+///
+/// # Slurm (.ci/slurm-check)
+/// srun --mpi=pmix -N 3 -n 3 --ntasks-per-node=1 ./program      # static world
+/// sbatch --wait -N 3 -n 3 --ntasks-per-node=1 job.sh           # spawn mode, job.sh being:
+///     #!/bin/sh
+///     exec mpiexec -n 1 --enable-recovery ./program
+/// ```
+///
+/// CI sets, for its private subnet and its 2 cores,
+/// `OMPI_MCA_btl_tcp_if_include` and `OMPI_MCA_oob_tcp_if_include` (the
+/// nodes' network), `OMPI_MCA_btl=tcp,vader,self`,
+/// `OMPI_MCA_mpi_yield_when_idle=1` (more processes than cores) and
+/// `OMPI_MCA_rmaps_base_oversubscribe=1`; `srun` and `sbatch` pass them on.
+/// What it showed:
+///
+/// - Under `srun`, Open MPI's `OMPI_COMM_WORLD_*` variables are not set:
+///   a rank knows the static world from Slurm's `SLURM_STEP_NUM_TASKS` and
+///   its `PMIX_RANK` (a batch script's own run has none, and is alone).
+/// - Spawn mode needs `mpiexec -n 1` (a program run alone spawns on its
+///   own node only), and free slots: a spawned group is kept for the next
+///   executor of its size and settings, so a program that builds executors
+///   of several sizes holds several groups' slots. Allocate enough, or let
+///   Open MPI oversubscribe.
+/// - **A node going down** (its `slurmd` killed, then every process on
+///   it), mid-task: under `srun --no-kill` (static world) the executor
+///   reports [`Error::BrokenExecutor`] within about 5 s and the program goes
+///   on with the ranks left. In spawn mode the executor reports it as fast,
+///   but then Open MPI 4.1's `mpiexec`, whose daemon on that node is gone,
+///   terminates the whole job, rank 0 included, even with
+///   `--enable-recovery` (`FORCE-TERMINATE AT Unreachable`). A rank that
+///   dies on a live node is survived in both modes.
+///
+/// # Coming from `mpi4py.futures`
+///
+/// | mpi4py | here |
+/// |---|---|
+/// | `MPIPoolExecutor(max_workers=n)` | [`MpiPoolExecutor::new(n)`](MpiPoolExecutor::new) |
+/// | `MPIPoolExecutor()`, `MPI4PY_FUTURES_MAX_WORKERS` | [`MpiPoolExecutor::builder().build()`](MpiPoolBuilder), [`MPI_MAX_WORKERS_VAR`] |
+/// | `python_exe`, `path`, `wdir`, `env`, `mpi_info` | `program`, `working_dir`, `env`, `info` on [`MpiPoolBuilder`] |
+/// | `python -m mpi4py.futures prog.py` | `mpiexec -n N ./prog`, with [`init`](crate::init) first in `main` |
+/// | `MPICommExecutor(comm, root)` | [`MpiPoolBuilder::with_comm`](RemoteBuilder::with_comm), [`with_world`](RemoteBuilder::with_world) |
+/// | `shutdown(wait, cancel_futures=...)`, repeated | [`shutdown_with`](RemoteExecutor::shutdown_with): every call honoured |
+///
+/// `tests/mpi.rs` and `tests/mpi_comm.rs` mirror mpi4py's own futures
+/// tests (`demo/futures/test_futures.py`); each case names the test it
+/// mirrors. The deliberate differences:
+///
+/// - **No `bootup()`, no `num_workers`:** the ranks are spawned or greeted
+///   when the executor is built, and [`max_workers`](RemoteExecutor::max_workers)
+///   is their number.
+/// - **No `get_comm_workers()`:** a task is a plain function of its
+///   argument; it reaches no communicator of the pool's.
+/// - **No keyword arguments:** a task takes one argument (a tuple for
+///   several), or two with `starmap`.
+/// - **The comm form refuses a one-rank communicator** (mpi4py then spawns
+///   workers): its MPI is the program's, and spawning needs the executor's
+///   own MPI thread. It needs every rank of the communicator to call it.
+/// - **Executors in a static world share its serving ranks**, as mpi4py's
+///   shared pool does, but each keeps its own `max_workers` bound.
+/// - **No `initializer`/`initargs` for MPI yet**, and no `aplus`-style
+///   `then`/`collect`/`compose`: a [`Future`](crate::Future) has done
+///   callbacks, and `wait`/`as_completed` combine futures.
 ///
 /// This example is `no_run`: it needs an MPI runtime, and a doc test's
 /// binary cannot serve as its own worker. `tests/mpi.rs` and
@@ -196,9 +285,24 @@ pub struct MpiTransport {
     pool: u64,
     workers: usize,
     secret: Secret,
-    /// `None` once shut down. Tasks are sent while holding it, so that none
+    commands: Sender<Command>,
+    /// Whether it takes tasks. Tasks are sent while holding it, so that none
     /// follows the pool's `Close`.
-    commands: Mutex<Option<Sender<Command>>>,
+    intake: Mutex<Intake>,
+}
+
+/// Whether an [`MpiTransport`] takes tasks:
+///
+/// ```text
+/// Open ──shutdown──▶ Closed ──shutdown──▶ Closed
+/// ```
+///
+/// Every shutdown, the first or a later one, sends the hub a `Close`: a
+/// later one may cancel what an earlier one left queued, and wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Intake {
+    Open,
+    Closed,
 }
 
 impl Transport for MpiTransport {}
@@ -207,7 +311,7 @@ impl Transport for MpiTransport {}
 #[allow(private_interfaces)]
 impl sealed::Transport for MpiTransport {
     const POOL: &'static str = "MpiPoolExecutor";
-    type Settings = ();
+    type Settings = MpiSettings;
 
     fn max_workers(&self) -> usize {
         self.workers
@@ -220,16 +324,16 @@ impl sealed::Transport for MpiTransport {
     /// Sends one task message to the hub, or fails its results if the pool
     /// is shut down or the hub is gone.
     fn send(&self, work: Work) {
-        let commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(commands) = commands.as_ref() else {
+        let intake = self.intake.lock().unwrap_or_else(PoisonError::into_inner);
+        if *intake == Intake::Closed {
             return work.results.fail(Error::Shutdown);
-        };
+        }
         let command = Command::Task {
             pool: self.pool,
             work,
         };
         if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
-            commands.send(command)
+            self.commands.send(command)
         {
             work.results.fail(Error::BrokenExecutor {
                 reason: "the MPI hub thread has stopped".into(),
@@ -239,23 +343,22 @@ impl sealed::Transport for MpiTransport {
 
     /// Running tasks always finish: an MPI rank cannot be interrupted. Its
     /// ranks are then free for the next executor; they exit with the
-    /// program.
+    /// program. Every call is honoured, as on the other pools: a later
+    /// one cancels what is still queued if it says so, and waits if it
+    /// says so.
     fn shutdown(&self, how: Shutdown) {
-        let commands = self
-            .commands
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(commands) = commands else {
-            return;
-        };
         let (reply, done) = crossbeam_channel::bounded(1);
         let close = Command::Close {
             pool: self.pool,
             cancel: how.cancel_futures,
             reply: how.wait.then_some(reply),
         };
-        if commands.send(close).is_ok() && how.wait {
+        let sent = {
+            let mut intake = self.intake.lock().unwrap_or_else(PoisonError::into_inner);
+            *intake = Intake::Closed;
+            self.commands.send(close).is_ok()
+        };
+        if sent && how.wait {
             let _ = done.recv();
         }
     }
@@ -279,9 +382,10 @@ impl RemoteExecutor<MpiTransport> {
     /// [`Error::InvalidArgument`] for zero workers; [`Error::InitMissing`]
     /// if [`init`](crate::init) was not called; [`Error::SpawnFailed`] if
     /// MPI could not spawn the workers (for example, more processes than
-    /// cores without Open MPI's oversubscribe setting), or every rank of the
-    /// static world serves another executor; [`Error::BrokenExecutor`] if
-    /// MPI cannot be initialized, or a rank runs another executable.
+    /// cores without Open MPI's oversubscribe setting);
+    /// [`Error::BrokenExecutor`] if MPI cannot be initialized, a rank runs
+    /// another executable, or every serving rank of the static world has
+    /// died.
     ///
     /// ```no_run
     /// // `no_run`: needs an MPI runtime; see the type's documentation.
@@ -311,8 +415,20 @@ impl RemoteExecutor<MpiTransport> {
 }
 
 /// Settings for an [`MpiPoolExecutor`]; start from
-/// [`MpiPoolExecutor::builder`]. They are [`RemoteBuilder`]'s, which every
-/// remote pool has; MPI adds none.
+/// [`MpiPoolExecutor::builder`]. The settings every remote pool has are
+/// [`RemoteBuilder`]'s; MPI adds the spawn options of `mpi4py.futures`:
+/// [`program`](RemoteBuilder::program),
+/// [`working_dir`](RemoteBuilder::working_dir), [`env`](RemoteBuilder::env)
+/// and [`info`](RemoteBuilder::info) (host placement and any other
+/// `MPI_Info` key of `MPI_Comm_spawn`). They apply in spawn mode; a static
+/// world's ranks are already running, so there they change nothing.
+///
+/// **The default size**, when [`max_workers`](RemoteBuilder::max_workers)
+/// is not set, is `mpi4py.futures`'s: in spawn mode, the environment
+/// variable [`MPI_MAX_WORKERS_VAR`] (mpi4py's `MPI4PY_FUTURES_MAX_WORKERS`) if
+/// set, else the MPI universe's size (`MPI_UNIVERSE_SIZE`: the slots the
+/// launcher offers, such as a hostfile's or a Slurm allocation's) less this
+/// program's world, else 1; in a static world, every serving rank.
 ///
 /// ```no_run
 /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
@@ -322,14 +438,100 @@ impl RemoteExecutor<MpiTransport> {
 /// ```
 pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 
+/// The environment variable that sets an [`MpiPoolExecutor`]'s default
+/// size in spawn mode, as `MPI4PY_FUTURES_MAX_WORKERS` does mpi4py's.
+///
+/// ```
+/// assert_eq!(concurrent_futures::MPI_MAX_WORKERS_VAR, "CONCURRENT_FUTURES_MPI_MAX_WORKERS");
+/// ```
+pub const MPI_MAX_WORKERS_VAR: &str = "CONCURRENT_FUTURES_MPI_MAX_WORKERS";
+
+/// The settings only an MPI pool has: how spawn mode starts its ranks.
+/// `pub` only for the sealed trait's associated type; no user names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MpiSettings {
+    program: Option<PathBuf>,
+    /// `MPI_Info` pairs for `MPI_Comm_spawn`, the working directory's
+    /// `wdir` among them.
+    info: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+}
+
 impl RemoteBuilder<MpiTransport> {
+    /// Spawn mode: the program to start as workers, instead of this
+    /// executable's path; for a cluster whose nodes hold the same build at
+    /// another path. It must be the same build: a rank running other bytes
+    /// is refused. (mpi4py's `python_exe` and `path` name where its
+    /// interpreter and modules are; a Rust program is one file.)
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder()
+    ///     .program("/shared/bin/my-program")
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.settings.program = Some(path.into());
+        self
+    }
+
+    /// Spawn mode: the workers' working directory (mpi4py's `wdir`), passed
+    /// as `MPI_Comm_spawn`'s standard `wdir` info key.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder().working_dir("/scratch").build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn working_dir(self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into().to_string_lossy().into_owned();
+        self.info("wdir", dir)
+    }
+
+    /// Spawn mode: sets an environment variable in the workers (mpi4py's
+    /// `env`), on top of the environment the MPI launcher gives them.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder().env("OMP_NUM_THREADS", "1").build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Spawn mode: an `MPI_Info` key and value for `MPI_Comm_spawn`
+    /// (mpi4py's `mpi_info`), such as the standard `host` (where to place
+    /// the workers) or Open MPI's `hostfile`, `map_by` or `add-host`. Which
+    /// keys MPI honours is up to its implementation.
+    ///
+    /// ```no_run
+    /// // `no_run`: needs an MPI runtime; see MpiPoolExecutor's documentation.
+    /// concurrent_futures::init();
+    /// let executor = concurrent_futures::MpiPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .info("host", "node7,node8")
+    ///     .build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn info(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.info.push((key.into(), value.into()));
+        self
+    }
+
     /// Builds the pool: starts MPI's hub thread if it is not running,
     /// then spawns the workers or takes ranks of the static world.
     ///
     /// # Errors
     ///
-    /// As [`MpiPoolExecutor::new`]. The settings are checked before MPI is
-    /// touched:
+    /// As [`MpiPoolExecutor::new`], and [`Error::InvalidArgument`] if
+    /// [`MPI_MAX_WORKERS_VAR`] is set to anything but a positive number. The
+    /// settings are checked before MPI is touched:
     ///
     /// ```
     /// # use concurrent_futures::{Error, MpiPoolExecutor};
@@ -350,13 +552,28 @@ impl RemoteBuilder<MpiTransport> {
         }
         panic::install_hook();
         let commands = hub::commands()?.clone();
+        let workers = match self.max_workers_set {
+            true => Some(self.max_workers),
+            false => default_workers()?,
+        };
+        self.open(commands, workers)
+    }
+
+    /// Asks the hub on `commands` for a pool of `workers` ranks (`None`:
+    /// its default), and makes the executor over it.
+    fn open(
+        self,
+        commands: Sender<Command>,
+        workers: Option<usize>,
+    ) -> Result<MpiPoolExecutor, Error> {
         let stopped = || Error::BrokenExecutor {
             reason: "the MPI hub thread has stopped".into(),
         };
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
             .send(Command::Open {
-                workers: self.max_workers,
+                workers,
+                spawn: self.settings,
                 reply,
             })
             .map_err(|_| stopped())?;
@@ -365,8 +582,23 @@ impl RemoteBuilder<MpiTransport> {
             pool: opened.pool,
             workers: opened.workers,
             secret: opened.secret,
-            commands: Mutex::new(Some(commands)),
+            commands,
+            intake: Mutex::new(Intake::Open),
         };
         Ok(RemoteExecutor::over(transport, self.chunksize))
+    }
+}
+
+/// The size [`MPI_MAX_WORKERS_VAR`] asks for, if it is set.
+fn default_workers() -> Result<Option<usize>, Error> {
+    let Some(value) = std::env::var_os(MPI_MAX_WORKERS_VAR) else {
+        return Ok(None);
+    };
+    match value.to_str().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(workers) if workers > 0 => Ok(Some(workers)),
+        _ => Err(Error::InvalidArgument(format!(
+            "{MPI_MAX_WORKERS_VAR}={} is not a positive number of workers",
+            value.to_string_lossy()
+        ))),
     }
 }

@@ -10,7 +10,8 @@
 //!   serves the parent over the parent intercommunicator.
 //! - **a rank ≥ 1 of a static world**: the program runs under
 //!   `mpiexec -n N` with N > 1 (Open MPI's `OMPI_COMM_WORLD_SIZE`/`_RANK`,
-//!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra). It serves rank 0 over
+//!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra), or `srun --mpi=pmix`
+//!   (`SLURM_STEP_NUM_TASKS` and `PMIX_RANK`). It serves rank 0 over
 //!   `MPI_COMM_WORLD`. Rank 0 returns from `init` to run `main`, with the
 //!   hub thread already started, so that the serving ranks are told to
 //!   stop when rank 0's program ends, whether or not it used them.
@@ -59,10 +60,14 @@ impl Role {
                 .iter()
                 .find_map(|name| env::var(name).ok()?.parse::<usize>().ok())
         };
-        match (
-            number(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]),
-            number(["OMPI_COMM_WORLD_RANK", "PMI_RANK"]),
-        ) {
+        // Slurm's `srun --mpi=pmix` sets no Open MPI variable: its PMIx
+        // rank, and the step's size. (A batch script's own run has no
+        // PMIx rank: it is alone.)
+        let srun = |name: &str| env::var_os("PMIX_RANK").and(number([name, name]));
+        let size =
+            number(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]).or_else(|| srun("SLURM_STEP_NUM_TASKS"));
+        let rank = number(["OMPI_COMM_WORLD_RANK", "PMI_RANK"]).or_else(|| srun("PMIX_RANK"));
+        match (size, rank) {
             (Some(size), Some(rank)) if size > 1 && rank < size => Role::World { rank, size },
             _ => Role::Alone,
         }
@@ -107,7 +112,7 @@ fn serve_spawned() -> i32 {
             "started with {WORKER_ARG}, but not spawned by an MpiPoolExecutor (no MPI parent)"
         )));
     };
-    let result = serve_hub(&parent);
+    let result = serve_hub(&parent, 0);
     if result == Ok(Finalize::No) {
         // A rank of this job died: a disconnect or MPI_Finalize would wait
         // for it.
@@ -129,7 +134,7 @@ fn serve_world() -> i32 {
     let Some(universe) = ::mpi::initialize() else {
         return report(Err("MPI was already initialized".into()));
     };
-    let result = serve_hub(&universe.world());
+    let result = serve_hub(&universe.world(), 0);
     if result == Ok(Finalize::No) {
         std::mem::forget(universe); // MPI_Finalize would wait for a dead rank
     } else {
@@ -168,9 +173,17 @@ pub(super) fn fingerprint() -> std::io::Result<Fingerprint> {
     ]))
 }
 
-/// Serves the hub at rank 0 of `comm` until it says stop.
-fn serve_hub<C: Communicator>(comm: &C) -> Result<Finalize, String> {
-    let hub = comm.process_at_rank(0);
+/// A serving rank of the comm form
+/// ([`MpiPoolBuilder::with_comm`](super::MpiPoolBuilder::with_comm)):
+/// serves the hub at rank `root` of `comm` until it says stop. `Err` says
+/// why it stopped early.
+pub(super) fn serve_comm<C: Communicator>(comm: &C, root: ::mpi::Rank) -> Result<(), String> {
+    serve_hub(comm, root).map(drop)
+}
+
+/// Serves the hub at rank `hub_rank` of `comm` until it says stop.
+fn serve_hub<C: Communicator>(comm: &C, hub_rank: ::mpi::Rank) -> Result<Finalize, String> {
+    let hub = comm.process_at_rank(hub_rank);
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     // So that a parent on the same host can tell when this rank has died.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -178,6 +191,7 @@ fn serve_hub<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     hub.send_with_tag(place.as_bytes(), tags::WHERE);
     let mut rank = Rank {
         comm,
+        hub: hub_rank,
         tasks: None,
         finalize: Finalize::Yes,
     };
@@ -187,10 +201,12 @@ fn serve_hub<C: Communicator>(comm: &C) -> Result<Finalize, String> {
     Ok(rank.finalize)
 }
 
-/// A serving rank's end of the communicator: messages to and from rank 0,
-/// each kind under its tag.
+/// A serving rank's end of the communicator: messages to and from the
+/// hub's rank, each kind under its tag.
 struct Rank<'c, C> {
     comm: &'c C,
+    /// The hub's rank in `comm`.
+    hub: ::mpi::Rank,
     /// The thread that runs tasks, started with the first one.
     tasks: Option<TaskThread>,
     /// What the hub's `STOP` said to do about MPI.
@@ -199,7 +215,7 @@ struct Rank<'c, C> {
 
 impl<C: Communicator> Endpoint for Rank<'_, C> {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
-        let hub = self.comm.process_at_rank(0);
+        let hub = self.comm.process_at_rank(self.hub);
         match parts {
             [one] => hub.send_with_tag(*one, tags::of(kind)),
             _ => hub.send_with_tag(&parts.concat()[..], tags::of(kind)),
@@ -209,7 +225,7 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
 
     /// MPI carries every message whole: `tail` stays empty.
     fn receive(&mut self, body: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Option<Kind>, String> {
-        let hub = self.comm.process_at_rank(0);
+        let hub = self.comm.process_at_rank(self.hub);
         let mut backoff = Backoff::default();
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
@@ -252,7 +268,7 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
             Some(tasks) => tasks,
             tasks => tasks.insert(TaskThread::start(*secret, serve::run_task)?),
         };
-        *outcomes = tasks.run(std::mem::take(body), || liveness::beat(self.comm))?;
+        *outcomes = tasks.run(std::mem::take(body), || liveness::beat(self.comm, self.hub))?;
         Ok(())
     }
 }

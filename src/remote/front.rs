@@ -370,6 +370,9 @@ impl<T: Transport> fmt::Debug for RemoteExecutor<T> {
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RemoteBuilder<T: Transport> {
     pub(crate) max_workers: usize,
+    /// Whether `max_workers` was set, not left at its default: an MPI
+    /// pool's default comes from MPI.
+    pub(crate) max_workers_set: bool,
     pub(crate) chunksize: Option<usize>,
     pub(crate) settings: T::Settings,
 }
@@ -378,6 +381,7 @@ impl<T: Transport> Default for RemoteBuilder<T> {
     fn default() -> Self {
         RemoteBuilder {
             max_workers: num_cpus::get(),
+            max_workers_set: false,
             chunksize: None,
             settings: T::Settings::default(),
         }
@@ -388,6 +392,7 @@ impl<T: Transport> Clone for RemoteBuilder<T> {
     fn clone(&self) -> Self {
         RemoteBuilder {
             max_workers: self.max_workers,
+            max_workers_set: self.max_workers_set,
             chunksize: self.chunksize,
             settings: self.settings.clone(),
         }
@@ -407,7 +412,7 @@ impl<T: Transport> fmt::Debug for RemoteBuilder<T> {
 
 impl<T: Transport> RemoteBuilder<T> {
     /// The most worker processes. Default: the number of CPUs (an MPI pool
-    /// in static-world mode gets at most the world's serving ranks). Zero
+    /// has its own default, from MPI: see `MpiPoolBuilder::build`). Zero
     /// makes `build` fail.
     ///
     /// ```
@@ -416,6 +421,7 @@ impl<T: Transport> RemoteBuilder<T> {
     /// ```
     pub fn max_workers(mut self, max_workers: usize) -> Self {
         self.max_workers = max_workers;
+        self.max_workers_set = true;
         self
     }
 

@@ -30,8 +30,16 @@ use std::{process, thread};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-/// How long one case may run before the whole binary fails.
+/// How long one case may run before the whole binary fails, unless
+/// `CF_TEST_CASE_SECS` says more (for a case asked to run long, such as the
+/// MPI suite's busy executors for 60 s).
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn case_timeout() -> Duration {
+    std::env::var("CF_TEST_CASE_SECS").map_or(CASE_TIMEOUT, |secs| {
+        Duration::from_secs(secs.parse().expect("CF_TEST_CASE_SECS: whole seconds"))
+    })
+}
 
 /// `cases![a, b]` is `&[("a", a as fn()), ("b", b as fn())]`.
 macro_rules! cases {
@@ -73,7 +81,7 @@ pub fn run(cases: &[Case]) -> ! {
 }
 
 /// Runs `case` on a thread named after it; a case still running after
-/// [`CASE_TIMEOUT`] fails the whole run at once rather than hang it (its
+/// [`case_timeout`] fails the whole run at once rather than hang it (its
 /// worker processes die with the test process).
 fn within_timeout(name: &'static str, case: fn()) -> Result<(), Failed> {
     let (done, finished) = mpsc::channel();
@@ -84,13 +92,14 @@ fn within_timeout(name: &'static str, case: fn()) -> Result<(), Failed> {
             let _ = done.send(()); // a panicking case drops `done` unsent
         })
         .expect("the runner could not start a thread");
-    match finished.recv_timeout(CASE_TIMEOUT) {
+    let timeout = case_timeout();
+    match finished.recv_timeout(timeout) {
         Ok(()) => Ok(()),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
             Err("the case panicked; its message is above".into())
         }
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            println!("test {name} ... FAILED (still running after {CASE_TIMEOUT:?})");
+            println!("test {name} ... FAILED (still running after {timeout:?})");
             process::exit(101);
         }
     }
