@@ -12,9 +12,9 @@
 //! Run with `cargo bench --bench map_memory`; exits non-zero if a bound is
 //! broken. `ITEMS` may be overridden by the first argument that is a number.
 
+use std::cell::Cell;
 use std::hint::black_box;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::rc::Rc;
 use std::time::Instant;
 
 use concurrent_futures::{LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, ThreadPoolExecutor};
@@ -38,15 +38,9 @@ fn status_kib(field: &str) -> u64 {
 /// automatic size), and returns the most inputs ever pulled from the
 /// iterator but not yet yielded as results.
 fn max_pulled_ahead(executor: &ThreadPoolExecutor, items: u64, chunksize: Option<usize>) -> u64 {
-    // The map pulls its inputs on a thread of its own.
-    let pulled = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&pulled);
-    // ORDERING: each count happens before its input reaches the map (the
-    // channel between the threads orders them), and so before the read
-    // below that follows the input's result.
-    let inputs = (0..items).inspect(move |_| {
-        counter.fetch_add(1, Ordering::Relaxed);
-    });
+    let pulled = Rc::new(Cell::new(0u64));
+    let counter = Rc::clone(&pulled);
+    let inputs = (0..items).inspect(move |_| counter.set(counter.get() + 1));
     let results = executor.map(|x: u64| black_box(x), inputs);
     let results = match chunksize {
         Some(chunksize) => results.chunksize(chunksize),
@@ -56,8 +50,7 @@ fn max_pulled_ahead(executor: &ThreadPoolExecutor, items: u64, chunksize: Option
     for result in results {
         total += result.expect("identity never fails");
         yielded += 1;
-        // ORDERING: see the count above.
-        max_ahead = max_ahead.max(pulled.load(Ordering::Relaxed) - yielded + 1);
+        max_ahead = max_ahead.max(pulled.get() - yielded + 1);
     }
     assert_eq!(yielded, items, "every input yields one result");
     assert_eq!(

@@ -53,7 +53,7 @@ fn main() -> Result<(), Error> {
 
     let start = Instant::now();
     let executor = ProcessPoolExecutor::new(tasks.max(1) as usize);
-    let inputs = (1..=tasks).map(move |angka| (angka, n));
+    let inputs = (1..=tasks).map(|angka| (angka, n));
     for (angka, hasil) in (1..).zip(executor.map(hitung_kuadrat_berat, inputs)) {
         println!("Hasil proses {angka}: {}", hasil?);
     }

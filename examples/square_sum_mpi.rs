@@ -69,10 +69,7 @@ fn main() -> Result<(), Error> {
     let executor = MpiPoolExecutor::new(2)?;
     println!("{} rank melayani tugas", executor.max_workers());
     let mut total = 0_u128;
-    for hasil in executor.map(
-        hitung_kuadrat_berat,
-        (1..=tasks).map(move |angka| (angka, n)),
-    ) {
+    for hasil in executor.map(hitung_kuadrat_berat, (1..=tasks).map(|angka| (angka, n))) {
         let (angka, hasil, tempat) = hasil?;
         println!("Hasil tugas {angka} ({tempat}): {hasil}");
         assert_eq!(

@@ -102,7 +102,6 @@ impl Executor for AnyExecutor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         on_pool!(self, pool => Executor::map(pool, task, inputs))
     }
@@ -113,7 +112,6 @@ impl Executor for AnyExecutor {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
-        I::IntoIter: Send + 'static,
     {
         on_pool!(self, pool => Executor::starmap(pool, task, inputs))
     }

@@ -80,10 +80,7 @@ use crate::{Future, Map};
 /// must implement `Deserialize<'0>`, for any lifetime `'0`", and, for a
 /// borrow of a local, "`words` does not live long enough ... borrowed for
 /// `'static`". Both mean the same: pass owned values, `String` for `&str`
-/// (`words` itself, or `words.clone()`), `Vec<u8>` for `&[u8]`. The input
-/// iterator owns its data too: a thread of the map pulls it (see [`Map`]),
-/// so `words.iter().cloned()`, which borrows `words`, gets the second
-/// message as well.
+/// (`words.iter().cloned()`, or `words` itself), `Vec<u8>` for `&[u8]`.
 ///
 /// ```compile_fail,E0597
 /// use concurrent_futures::ProcessPoolExecutor;
@@ -268,8 +265,7 @@ pub trait Executor {
     where
         A: Payload,
         R: Payload,
-        I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static;
+        I: IntoIterator<Item = A>;
 
     /// Runs a function of two arguments over pairs of them, yielding the
     /// results in input order: Python's `Pool.starmap` and
@@ -304,8 +300,7 @@ pub trait Executor {
         A: Payload,
         B: Payload,
         R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-        I::IntoIter: Send + 'static;
+        I: IntoIterator<Item = (A, B)>;
 
     /// Like [`map`](Executor::map), but yields each result as soon as its
     /// task finishes (Python's `Pool.imap_unordered`, mpi4py's
@@ -336,7 +331,6 @@ pub trait Executor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }

@@ -117,7 +117,7 @@
 //! |---|---|
 //! | `submit(fn, arg)` | `submit(fn, arg)`, returning a [`Future<R>`](crate::Future) |
 //! | `submit(fn, a, b)` (several arguments) | one tuple: `submit(f, (a, b))`, with `fn f((a, b): (u32, u32))`; rustc's "takes 2 arguments but 3 arguments were supplied" means this ([`submit`](crate::Executor::submit)) |
-//! | `map(len, words)` with `words` a list of `str` | on a process pool, owned values: `map(len, words.clone())` with `fn len(word: String)` (the input is pulled on a thread of the map's own, so it owns its data too); a `&str` input makes rustc say "`Deserialize` is not general enough" ([`Payload`](crate::Payload) explains) |
+//! | `map(len, words)` with `words` a list of `str` | on a process pool, owned values: `map(len, words.iter().cloned())` with `fn len(word: String)`; a `&str` input makes rustc say "`Deserialize` is not general enough" ([`Payload`](crate::Payload) explains) |
 //! | `submit(fn, x, key=v)` (keyword arguments) | a struct with named fields as the argument |
 //! | `map(fn, xs)` | [`map(fn, xs)`](crate::Executor::map): a lazy iterator of `Result<R, Error>`, in input order |
 //! | `map(fn, xs, ys)` (several iterables) | `map(f, xs.into_iter().zip(ys))` with a tuple argument |
@@ -283,7 +283,7 @@
 //! | Python | Rust |
 //! |---|---|
 //! | an exception raised by the task | [`Error::Panicked { message, location, backtrace }`](crate::Error::Panicked): the panic is caught, and the worker carries on, printing nothing: the message, the location and, under `RUST_BACKTRACE`, the backtrace travel in the error |
-//! | `CancelledError` | [`Error::Cancelled`](crate::Error::Cancelled) |
+//! | `CancelledError` | [`Error::Cancelled`](crate::Error::Cancelled); for a process pool's task cancelled while it ran, [`Error::CancelledWhileRunning`](crate::Error::CancelledWhileRunning) |
 //! | `TimeoutError` | [`Error::Timeout`](crate::Error::Timeout) |
 //! | `BrokenExecutor`, `BrokenThreadPool` (an initializer failed) | [`Error::BrokenExecutor { reason }`](crate::Error::BrokenExecutor), naming the cause |
 //! | `BrokenProcessPool` (a worker died) | [`Error::WorkerDied { exit_code, signal }`](crate::Error::WorkerDied) on the one task that worker ran; the pool replaces the worker and goes on |

@@ -149,7 +149,6 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -175,7 +174,6 @@ impl<T: Transport> RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
-        I::IntoIter: Send + 'static,
     {
         self.map_task(task, inputs)
     }
@@ -200,7 +198,6 @@ impl<T: Transport> RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }
@@ -210,7 +207,6 @@ impl<T: Transport> RemoteExecutor<T> {
     fn map_task<F: Task, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
     where
         I: IntoIterator<Item = F::Args>,
-        I::IntoIter: Send + 'static,
     {
         let call = Call::of(task);
         let submit = move |chunk: &mut Vec<F::Args>, meter: Option<&Arc<Meter>>| {
@@ -319,7 +315,6 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::map(self, task, inputs)
     }
@@ -330,7 +325,6 @@ impl<T: Transport> Executor for RemoteExecutor<T> {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
-        I::IntoIter: Send + 'static,
     {
         RemoteExecutor::starmap(self, task, inputs)
     }

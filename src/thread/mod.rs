@@ -164,7 +164,6 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         let task = Arc::new(task);
         let submit = move |chunk: &mut Vec<A>, meter: Option<&Arc<Meter>>| {
@@ -292,7 +291,6 @@ impl ThreadPoolExecutor {
         F::Output: Send + 'static,
         Args: Send + 'static,
         I: IntoIterator<Item = Args>,
-        I::IntoIter: Send + 'static,
     {
         self.map(move |args| task.call_with(args), inputs)
     }
@@ -321,7 +319,6 @@ impl ThreadPoolExecutor {
         A: Send + 'static,
         R: Send + 'static,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         self.map(task, inputs).unordered()
     }
@@ -389,7 +386,6 @@ impl Executor for ThreadPoolExecutor {
         A: Payload,
         R: Payload,
         I: IntoIterator<Item = A>,
-        I::IntoIter: Send + 'static,
     {
         ThreadPoolExecutor::map(self, task, inputs)
     }
@@ -400,7 +396,6 @@ impl Executor for ThreadPoolExecutor {
         B: Payload,
         R: Payload,
         I: IntoIterator<Item = (A, B)>,
-        I::IntoIter: Send + 'static,
     {
         ThreadPoolExecutor::starmap(self, task, inputs)
     }

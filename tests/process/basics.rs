@@ -81,8 +81,7 @@ fn map_unordered_does_not_wait_for_a_held_task() {
     let _alone = fixtures::alone();
     let scratch = Scratch::new("unordered");
     let executor = ProcessPoolExecutor::new(2);
-    let dir = scratch.arg();
-    let inputs = (0..6).map(move |n| (dir.clone(), n));
+    let inputs = (0..6).map(|n| (scratch.arg(), n));
     let mut results = executor
         .map_unordered(first_waits, inputs)
         .timeout(PATIENCE);
