@@ -280,3 +280,43 @@ fn chunks_cut_many_times_keep_every_result_in_its_place() {
         );
     }
 }
+
+/// [`held_or_quick`] with the two halves of its argument apart, for
+/// `starmap`.
+fn held_or_quick_pair(dir: String, (n, held): (u32, u32)) -> u32 {
+    held_or_quick((dir, n, held))
+}
+
+/// `map_unordered` and `starmap` cut a chunk as `map` does: the rest of the
+/// held input's chunk runs on the other worker while it is held.
+#[test]
+fn map_unordered_and_starmap_give_a_chunks_rest_to_another_worker() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::new(2);
+    warm_up(&executor);
+    for how in ["unordered", "starmap"] {
+        let scratch = Scratch::new("dispatch-chunk-kinds");
+        let results = std::thread::scope(|scope| {
+            let results = scope.spawn(|| match how {
+                "unordered" => executor
+                    .map_unordered(held_or_quick, (0..400).map(|n| (scratch.arg(), n, 201)))
+                    .chunksize(100)
+                    .collect::<Result<Vec<_>, _>>(),
+                _ => executor
+                    .starmap(
+                        held_or_quick_pair,
+                        (0..400).map(|n| (scratch.arg(), (n, 201))),
+                    )
+                    .chunksize(100)
+                    .collect::<Result<Vec<_>, _>>(),
+            });
+            scratch.wait_for_files("started-", 1);
+            // Every other input finishes while input 201 is still held.
+            scratch.wait_for_files("done-", 399);
+            assert!(!scratch.path("done-201").exists(), "{how}");
+            scratch.touch("release");
+            results.join().expect("the map's thread")
+        });
+        assert_eq!(results.expect("every input").len(), 400, "{how}");
+    }
+}
