@@ -393,6 +393,23 @@ impl<R> Promise<R> {
         self.inner.lock().hook = None;
     }
 
+    /// A running task moved to another worker (its first died before
+    /// starting it): `canceller` now stops it there, replacing the one
+    /// [`claim_held`](Self::claim_held) set. `false` if it is no longer
+    /// running (a cancel came first), and then it must not be sent.
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "macos", windows)),
+        allow(dead_code)
+    )]
+    pub(crate) fn rehome(&self, canceller: Canceller) -> bool {
+        let mut slot = self.inner.lock();
+        let running = self.inner.state() == RUNNING;
+        if running {
+            slot.canceller = Some(canceller);
+        }
+        running
+    }
+
     /// Like [`claim`](Self::claim), under the lock that a cancel takes, so
     /// that it is safe with a [`hold`](Self::hold) hook, which it drops.
     /// With a `canceller`, [`Future::cancel`] may also stop the task while

@@ -60,6 +60,7 @@ use super::spawn::{ChildLink, Fault, Process};
 use super::sys;
 use crate::Error;
 use crate::crew::{Crew, Turn};
+use crate::future::Canceller;
 use crate::remote::message::Answer;
 use crate::remote::work::Work;
 
@@ -399,7 +400,15 @@ impl Feed<'_> {
         }
         job.work.header.first = first;
         let held = match (&job.claimed, lend, &live.gate) {
-            (true, _, _) => true,
+            // Claimed on a child that died before starting it: its cancel
+            // must now reach this child.
+            (true, _, _) => {
+                if lend {
+                    live.process.set_running(Some(first));
+                }
+                let canceller = canceller(&job.work, &live.process, first);
+                job.work.results.rehome(canceller)
+            }
             (false, true, _) | (false, false, None) => {
                 live.process.set_running(Some(first));
                 let claimed = claim(&mut job.work, &live.process, first);
@@ -727,15 +736,21 @@ struct Answered {
 /// `process`: a lone task gets the canceller that kills the child while it
 /// runs that call. `false` if it was cancelled.
 fn claim(work: &mut Work, process: &Arc<Process>, first: u32) -> bool {
-    let canceller = work.results.cancellable_while_running().then(|| {
+    let canceller = canceller(work, process, first);
+    work.results.claim(canceller)
+}
+
+/// What stops `work` while it runs on `process` as the call whose first
+/// item is `first`: a lone task's canceller, which kills the child.
+fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Canceller> {
+    work.results.cancellable_while_running().then(|| {
         let process: Weak<Process> = Arc::downgrade(process);
         Box::new(move || {
             if let Some(process) = process.upgrade() {
                 process.kill_if_running(first);
             }
-        }) as crate::future::Canceller
-    });
-    work.results.claim(canceller)
+        }) as Canceller
+    })
 }
 
 /// Gives work taken back (or sent to a child that died before starting it)

@@ -100,6 +100,11 @@ pub(crate) trait Results: Send {
     fn ran_for(&mut self, took: Duration) {
         let _ = took;
     }
+    /// Work claimed for one serving process goes to another, unstarted:
+    /// a lone task's `canceller` now stops it there. `false` if it was
+    /// cancelled meanwhile (then it must not be sent). Chunks have no
+    /// canceller: `true`.
+    fn rehome(&mut self, canceller: Option<Canceller>) -> bool;
     /// The results of this work's items from `at` on, which become work of
     /// their own (see [`Work::split_off`]); `None` for a lone task.
     fn split(&mut self, at: usize) -> Option<Box<dyn Results>>;
@@ -143,6 +148,10 @@ impl<R: Payload> Results for One<R> {
 
     fn fail(self: Box<Self>, error: Error) {
         self.0.complete(Err(error));
+    }
+
+    fn rehome(&mut self, canceller: Option<Canceller>) -> bool {
+        canceller.is_none_or(|canceller| self.0.rehome(canceller))
     }
 
     fn split(&mut self, _: usize) -> Option<Box<dyn Results>> {
@@ -322,6 +331,10 @@ impl<R: Payload> Results for Chunk<R> {
         if let Some(meter) = &self.meter {
             meter.record(self.len, took);
         }
+    }
+
+    fn rehome(&mut self, _: Option<Canceller>) -> bool {
+        true
     }
 
     /// Only a claimed chunk is split (the transport splits the one it runs).
