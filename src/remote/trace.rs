@@ -106,6 +106,10 @@ impl Results for Traced {
         self.inner.release();
     }
 
+    fn rehome(&mut self, canceller: Option<Canceller>) -> bool {
+        self.inner.rehome(canceller)
+    }
+
     fn claim(&mut self, canceller: Option<Canceller>) -> bool {
         // A later part of a cut chunk was claimed with the first.
         if self.started.is_none() {
