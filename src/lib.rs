@@ -431,6 +431,7 @@ mod panic;
 mod process;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod remote;
+mod shared;
 mod spread;
 mod sync;
 mod thread;
@@ -463,6 +464,7 @@ pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
     doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
 )]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
+pub use shared::{Share, Shared};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{

@@ -28,15 +28,15 @@
 //! arrived have been received, so a rank is never taken for dead because
 //! the hub was slow to read it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::mpi::Rank;
 use ::mpi::environment::{Threading, Universe};
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::{Communicator, InterCommunicator, SimpleCommunicator};
+use ::mpi::{Rank, Tag};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::liveness::{self, Heard};
@@ -44,8 +44,9 @@ use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
-use crate::remote::message::{self, Hello, Welcome};
+use crate::remote::message::{self, Hello, Kind, Welcome};
 use crate::remote::work::Work;
+use crate::shared;
 
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
@@ -286,6 +287,31 @@ struct Hub {
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
     heard: Heard,
+    /// The ids of the shared values put in each rank (by spawned group, or
+    /// `None` for the static world's), so that each crosses once a rank.
+    known: HashMap<(Option<usize>, Rank), HashSet<u64>>,
+}
+
+/// The messages that ready a rank which has the shared values of `known`
+/// for a task that uses `shared`: a `Release` of the values whose last
+/// handle is gone, and a `Put` of each one the rank lacks (see `shared`).
+fn share(known: &mut HashSet<u64>, shared: &[Arc<shared::Inner>]) -> Vec<(Tag, Vec<u8>)> {
+    let mut messages = Vec::new();
+    let gone = shared::gone(known);
+    if !gone.is_empty() {
+        messages.push((tags::of(Kind::Release), shared::release_body(&gone)));
+    }
+    for inner in shared {
+        // A value that cannot be sent failed its task at `submit`.
+        let Ok(wire) = inner.wire() else {
+            continue;
+        };
+        if known.insert(inner.id()) {
+            let put = [&shared::put_header(inner, &wire)[..], wire.bytes()].concat();
+            messages.push((tags::of(Kind::Put), put));
+        }
+    }
+    messages
 }
 
 impl Hub {
@@ -314,6 +340,7 @@ impl Hub {
             next_pool: 1,
             callbacks,
             heard: Heard::default(),
+            known: HashMap::new(),
         })
     }
 
@@ -596,16 +623,26 @@ impl Hub {
                     }
                     Link::Spawned(_) => Rank::try_from(free).expect("a rank of the group"),
                 };
-                // One contiguous message: header, arguments, tail.
-                let message = [&work.header.encode()[..], &work.args, &work.tail].concat();
-                match &pool.link {
-                    Link::World => world
-                        .process_at_rank(rank)
-                        .send_with_tag(&message[..], tags::TASK),
-                    Link::Spawned(group) => self.groups[*group]
-                        .comm
-                        .process_at_rank(rank)
-                        .send_with_tag(&message[..], tags::TASK),
+                // The shared values the rank lacks, each once per rank;
+                // then one contiguous message: header, arguments, tail.
+                let group = match pool.link {
+                    Link::World => None,
+                    Link::Spawned(group) => Some(group),
+                };
+                let known = self.known.entry((group, rank)).or_default();
+                let mut messages = share(known, &work.shared);
+                let task = [&work.header.encode()[..], &work.args, &work.tail].concat();
+                messages.push((tags::TASK, task));
+                for (tag, message) in &messages {
+                    match group {
+                        None => world
+                            .process_at_rank(rank)
+                            .send_with_tag(&message[..], *tag),
+                        Some(group) => self.groups[group]
+                            .comm
+                            .process_at_rank(rank)
+                            .send_with_tag(&message[..], *tag),
+                    }
                 }
                 (work.args, work.tail) = (Vec::new(), Vec::new());
                 pool.busy.insert(rank, (work, Instant::now()));

@@ -429,7 +429,8 @@ impl Feed<'_> {
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
         let work = &job.work;
-        let sent = live.send(&work.header, [&work.args, &work.tail], lend, deadline);
+        let sent = (live.share(&work.shared, deadline))
+            .and_then(|()| live.send(&work.header, [&work.args, &work.tail], lend, deadline));
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
             job: Some(job),

@@ -21,6 +21,7 @@
 //!              └──────────────────reap (it exited)─────────────┘
 //! ```
 
+use std::collections::HashSet;
 use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
 use crate::remote::codec;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
+use crate::shared::{self, Region, Wire};
 
 /// Why a new worker may not greet the pool. A worker of this program
 /// serves before `main` (checked before any spawn: `can_serve`), so either
@@ -83,6 +85,8 @@ pub(crate) struct ChildLink {
     next_item: u32,
     /// The last item this side allowed on the gate.
     allowed: u32,
+    /// The ids of the shared values put in this child (see `share`).
+    known: HashSet<u64>,
 }
 
 /// Why a call did not return outcomes.
@@ -128,6 +132,7 @@ impl ChildLink {
             gate: gate.map(Arc::new),
             next_item: 1,
             allowed: 0,
+            known: HashSet::new(),
         };
         spawned(&link.process);
         match link.handshake(recipe) {
@@ -264,6 +269,44 @@ impl ChildLink {
         sent.map_err(sending_fault)
     }
 
+    /// Readies the child for a call whose arguments hold `shared` handles:
+    /// tells it to drop the values it was put whose last handle is gone
+    /// (staged, to go with the next frames), and puts in it each value of
+    /// `shared` it does not have yet (now, after the staged frames). So a
+    /// value crosses to each child at most once, and a child that replaces
+    /// one gets it again.
+    pub(crate) fn share(
+        &mut self,
+        shared: &[Arc<shared::Inner>],
+        deadline: Option<Instant>,
+    ) -> Result<(), Fault> {
+        let gone = shared::gone(&mut self.known);
+        if !gone.is_empty() {
+            let body = shared::release_body(&gone);
+            frame::stage_frame(&mut self.staged, Kind::Release, &[&body]);
+        }
+        for inner in shared {
+            // A value that cannot be sent failed its task at `submit`.
+            let Ok(wire) = inner.wire() else {
+                continue;
+            };
+            if self.known.contains(&inner.id()) {
+                continue;
+            }
+            self.flush(deadline)?;
+            let header = shared::put_header(inner, &wire);
+            self.writer.set(deadline);
+            let sent = match wire {
+                Wire::Mapped(region) => put_region(&mut self.writer, &header, region),
+                _ => frame::write_frame(&mut self.writer, Kind::Put, &[&header, wire.bytes()]),
+            };
+            self.writer.set(None);
+            sent.map_err(sending_fault)?;
+            self.known.insert(inner.id());
+        }
+        Ok(())
+    }
+
     /// Writes the staged task frames, in one call if the channel takes them.
     pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Fault> {
         if self.staged.is_empty() {
@@ -339,6 +382,19 @@ impl ChildLink {
         drop(reader);
         process.reap();
     }
+}
+
+/// Puts a shared value's memory in a child: its descriptor goes with the
+/// frame (Linux).
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+fn put_region(writer: &mut Deadline, header: &[u8], region: &Region) -> io::Result<()> {
+    frame::write_frame_with_fd(writer, Kind::Put, &[header], region.fd())
+}
+
+/// Elsewhere there is no shared memory to put.
+#[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
+fn put_region(_: &mut Deadline, _: &[u8], region: &Region) -> io::Result<()> {
+    match *region {}
 }
 
 /// A worker's process: shared between its manager and cancellers, which

@@ -15,7 +15,7 @@ use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::future;
 use crate::map::{Map, Meter, Pending};
-use crate::{Error, Executor, Future, Payload, Shutdown};
+use crate::{Error, Executor, Future, Payload, Shutdown, shared};
 
 /// How a [`RemoteExecutor`] reaches the processes that run its tasks: the
 /// process pool's children ([`ProcessTransport`](crate::ProcessTransport))
@@ -119,10 +119,18 @@ impl<T: Transport> RemoteExecutor<T> {
     /// [`submit`](Self::submit), for a task of any [`Task`] type.
     fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
-        match Call::of(task).and_then(|call| Ok((call, codec::encode_lone(arg)?))) {
-            Ok((call, (args, tail))) => {
-                self.send(call, 1, args, Vec::new(), tail, Box::new(One(promise)))
-            }
+        let encoded = Call::of(task).and_then(|call| {
+            let (encoded, shared) = shared::collect(|| codec::encode_lone(arg));
+            Ok((call, encoded?, shared?))
+        });
+        match encoded {
+            Ok((call, (args, tail), shared)) => self.send(
+                call,
+                1,
+                (args, Vec::new(), tail),
+                shared,
+                Box::new(One(promise)),
+            ),
             Err(error) => promise.complete(Err(error)),
         }
         future
@@ -221,9 +229,8 @@ impl<T: Transport> RemoteExecutor<T> {
                     Ok(call) => self.send(
                         *call,
                         chunk.sent,
-                        chunk.args,
-                        chunk.ends,
-                        Vec::new(),
+                        (chunk.args, chunk.ends, Vec::new()),
+                        chunk.shared,
                         chunk.results,
                     ),
                     Err(error) => chunk.results.fail(error.clone()),
@@ -249,9 +256,8 @@ impl<T: Transport> RemoteExecutor<T> {
         &self,
         call: Call,
         count: usize,
-        args: Vec<u8>,
-        ends: Vec<usize>,
-        tail: Vec<u8>,
+        (args, ends, tail): (Vec<u8>, Vec<usize>, Vec<u8>),
+        shared: Vec<Arc<shared::Inner>>,
         results: Box<dyn Results>,
     ) {
         #[cfg(feature = "tracing")]
@@ -271,6 +277,7 @@ impl<T: Transport> RemoteExecutor<T> {
             ends,
             tail,
             results,
+            shared,
         });
     }
 

@@ -15,6 +15,9 @@
 //!   ◀── Task    (call, tag, count, first item, arguments) ──
 //!   ── Outcomes (one per argument run; for the process pool, after an
 //!                [`Answer`] that says which items ran) ──▶
+//!   ◀── Put     (id, form, a shared value's bytes), before the first task
+//!               that uses the value on this side; not answered
+//!   ◀── Release (ids of shared values to drop); not answered
 //!   ...                         until the transport says stop
 //! ```
 //!
@@ -25,7 +28,7 @@ use super::call::{Call, Fingerprint, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 3;
+pub(crate) const VERSION: u16 = 4;
 
 const MAGIC: [u8; 4] = *b"CFut";
 
@@ -38,6 +41,9 @@ pub(crate) enum Kind {
     Ready = 3,
     Task = 4,
     Outcomes = 5,
+    // 6 to 8 are the MPI transport's own tags.
+    Put = 9,
+    Release = 10,
 }
 
 impl Kind {
@@ -49,6 +55,8 @@ impl Kind {
             Kind::Ready,
             Kind::Task,
             Kind::Outcomes,
+            Kind::Put,
+            Kind::Release,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)
