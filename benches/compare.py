@@ -3,7 +3,7 @@
 Usage: compare.py CRITERION_DIR LOGS_DIR PARTS [BENCHMARKS_MD SVG]
 
 Reads criterion's medians and the logs compare.sh wrote (python.txt,
-limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, meta.txt), prints one table of ratios
+limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, shared.txt, meta.txt), prints one table of ratios
 and the detailed tables per pool. With BENCHMARKS_MD and SVG it also draws
 the chart into SVG and replaces the generated block of BENCHMARKS_MD (between
 its `compare.sh:begin` and `compare.sh:end` markers) with what it printed.
@@ -294,6 +294,33 @@ def skew_table():
         print()
         print("- " + order + " (wanted: all 100)")
 
+def shared_table():
+    """Context put once (`Shared`, benches/shared.rs): the 32 MiB table over
+    200 tasks on 2 workers, and the 1 GiB value's lines from the log."""
+    lines = []
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(logs, "shared.txt")):
+            if line.startswith("shared 1GiB"):
+                lines.append(line.rstrip())
+    rows = [
+        ("Shared<[u64]> (shared memory), process pool", "table_32mib_200_tasks_plain", 50),
+        ("Shared<Vec<u64>> (sent once per worker), process pool", "table_32mib_200_tasks_typed", 50),
+        ("Shared<[u64]>, thread pool (an Arc; context)", "table_32mib_200_tasks_threads", None),
+    ]
+    print()
+    print("Context put once (`Shared`): a 32 MiB table, a new handle each time, over 200 small tasks, 2 workers; ms")
+    print()
+    print("| form | ms | target | met |")
+    print("|---|---|---|---|")
+    for label, bench, goal in rows:
+        mine = ms(f"process_shared/{bench}")
+        met = "" if goal is None else ("?" if mine is None else ("met" if mine <= goal else "NOT met"))
+        target = "" if goal is None else f"<= {goal} ms"
+        print(f"| {label} | {fmt(mine)} | {target} | {met} |")
+    for line in lines:
+        print()
+        print("- " + line)
+
 # The headline: (pool, measure, unit, higher is better, [(who, figure)]), ours first.
 def headline():
     thread_tp = [
@@ -393,6 +420,7 @@ def report():
         print("### Process pool, every row")
         process_table()
         skew_table()
+        shared_table()
 
 printed = io.StringIO()
 with contextlib.redirect_stdout(printed):

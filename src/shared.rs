@@ -332,7 +332,16 @@ pub(crate) enum Wire<'a> {
     Mapped(&'a Region),
 }
 
-impl Wire<'_> {
+impl<'a> Wire<'a> {
+    /// The same value, for a transport that hands over no shared memory:
+    /// its bytes, to send as they are.
+    pub(crate) fn inline(self) -> Wire<'a> {
+        match self {
+            Wire::Mapped(region) => Wire::Plain(region.bytes()),
+            other => other,
+        }
+    }
+
     /// The bytes, wherever they are.
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {

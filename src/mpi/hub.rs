@@ -303,7 +303,7 @@ fn share(known: &mut HashSet<u64>, shared: &[Arc<shared::Inner>]) -> Vec<(Tag, V
     }
     for inner in shared {
         // A value that cannot be sent failed its task at `submit`.
-        let Ok(wire) = inner.wire() else {
+        let Ok(wire) = inner.wire().map(shared::Wire::inline) else {
             continue;
         };
         if known.insert(inner.id()) {
