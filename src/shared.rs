@@ -334,7 +334,8 @@ pub(crate) enum Wire<'a> {
 
 impl<'a> Wire<'a> {
     /// The same value, for a transport that hands over no shared memory:
-    /// its bytes, to send as they are.
+    /// its bytes, to send as they are (MPI).
+    #[cfg(all(feature = "mpi", target_os = "linux"))]
     pub(crate) fn inline(self) -> Wire<'a> {
         match self {
             Wire::Mapped(region) => Wire::Plain(region.bytes()),

@@ -10,9 +10,7 @@
 #[path = "common/shared_forms.rs"]
 mod forms;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use concurrent_futures::{Executor, ProcessPoolExecutor, Shared, ThreadPoolExecutor};
 use forms::{Counted, DECODED, every_form, look};
@@ -123,80 +121,85 @@ fn an_unserializable_value_fails_its_task() {
     assert_eq!(executor.submit(|n: u8| n + 1, 1).result(), Ok(2));
 }
 
-/// The inode of the shared memory mapped at `address` in this process.
+/// Plain data in a `memfd` (Linux): mapped once in each process, and
+/// unmapped everywhere once the caller's last handle is gone.
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-fn inode_at(address: usize) -> u64 {
-    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
-    let line = maps
-        .lines()
-        .find(|line| line.starts_with(&format!("{address:x}-")))
-        .expect("a mapping at the value's address");
-    assert!(line.contains("memfd:concurrent-futures-shared"), "{line}");
-    line.split_whitespace().nth(4).unwrap().parse().unwrap()
-}
+mod memfd {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
 
-/// How many mappings of the shared memory with `inode` process `pid` has.
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-fn mappings(pid: u32, inode: u64) -> usize {
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
-    maps.lines()
-        .filter(|line| line.contains("memfd:concurrent-futures-shared"))
-        .filter(|line| line.split_whitespace().nth(4) == Some(&inode.to_string()))
-        .count()
-}
+    use concurrent_futures::{ProcessPoolExecutor, Shared};
 
-/// Runs in a worker until both workers of the pool run one (each writes
-/// its pid into `dir`, and waits for the other's): so each worker of the
-/// pool has run one task. Reads the value if it is given one; returns its
-/// pid and how many mappings of the memory with `inode` it has.
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-fn meet((dir, value, inode): (PathBuf, Option<Shared<[f64]>>, u64)) -> (u32, usize) {
-    let pid = std::process::id();
-    std::fs::write(dir.join(pid.to_string()), b"").expect("a file in the test's folder");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::read_dir(&dir).expect("the folder").count() < 2 {
-        assert!(Instant::now() < deadline, "the other worker never came");
-        std::thread::sleep(Duration::from_millis(1));
+    /// The inode of the shared memory mapped at `address` in this process.
+    fn inode_at(address: usize) -> u64 {
+        let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+        let line = maps
+            .lines()
+            .find(|line| line.starts_with(&format!("{address:x}-")))
+            .expect("a mapping at the value's address");
+        assert!(line.contains("memfd:concurrent-futures-shared"), "{line}");
+        line.split_whitespace().nth(4).unwrap().parse().unwrap()
     }
-    if let Some(value) = value {
-        assert_eq!(value[1000], 1000.0);
-    }
-    (pid, mappings(pid, inode))
-}
 
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-fn both_workers(
-    executor: &ProcessPoolExecutor,
-    dir: &Path,
-    value: Option<&Shared<[f64]>>,
-    inode: u64,
-) -> Vec<(u32, usize)> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
-    let futures: Vec<_> = (0..2)
-        .map(|_| executor.submit(meet, (dir.to_owned(), value.cloned(), inode)))
-        .collect();
-    let seen: Vec<_> = futures.iter().map(|f| f.result().unwrap()).collect();
-    assert_ne!(seen[0].0, seen[1].0, "one task on each worker");
-    seen
-}
+    /// How many mappings of the shared memory with `inode` process `pid` has.
+    fn mappings(pid: u32, inode: u64) -> usize {
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
+        maps.lines()
+            .filter(|line| line.contains("memfd:concurrent-futures-shared"))
+            .filter(|line| line.split_whitespace().nth(4) == Some(&inode.to_string()))
+            .count()
+    }
 
-#[test]
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-fn dropping_the_last_handle_unmaps_it_everywhere() {
-    let me = std::process::id();
-    let dir = std::env::temp_dir().join(format!("concurrent-futures-shared-{me}"));
-    let value = Shared::from_vec((0..1_000_000).map(f64::from).collect());
-    let inode = inode_at(value.as_ptr() as usize);
-    assert_eq!(mappings(me, inode), 1, "one mapping in the caller");
-    let executor = ProcessPoolExecutor::new(2);
-    for (pid, mappings) in both_workers(&executor, &dir, Some(&value), inode) {
-        assert_eq!(mappings, 1, "worker {pid} maps it once");
+    /// Runs in a worker until both workers of the pool run one (each writes
+    /// its pid into `dir`, and waits for the other's): so each worker of the
+    /// pool has run one task. Reads the value if it is given one; returns its
+    /// pid and how many mappings of the memory with `inode` it has.
+    fn meet((dir, value, inode): (PathBuf, Option<Shared<[f64]>>, u64)) -> (u32, usize) {
+        let pid = std::process::id();
+        std::fs::write(dir.join(pid.to_string()), b"").expect("a file in the test's folder");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_dir(&dir).expect("the folder").count() < 2 {
+            assert!(Instant::now() < deadline, "the other worker never came");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if let Some(value) = value {
+            assert_eq!(value[1000], 1000.0);
+        }
+        (pid, mappings(pid, inode))
     }
-    drop(value);
-    assert_eq!(mappings(me, inode), 0, "unmapped in the caller");
-    for (pid, mappings) in both_workers(&executor, &dir, None, inode) {
-        assert_eq!(mappings, 0, "worker {pid} still maps it");
+
+    fn both_workers(
+        executor: &ProcessPoolExecutor,
+        dir: &Path,
+        value: Option<&Shared<[f64]>>,
+        inode: u64,
+    ) -> Vec<(u32, usize)> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let futures: Vec<_> = (0..2)
+            .map(|_| executor.submit(meet, (dir.to_owned(), value.cloned(), inode)))
+            .collect();
+        let seen: Vec<_> = futures.iter().map(|f| f.result().unwrap()).collect();
+        assert_ne!(seen[0].0, seen[1].0, "one task on each worker");
+        seen
     }
-    std::fs::remove_dir_all(&dir).unwrap();
+
+    #[test]
+    fn dropping_the_last_handle_unmaps_it_everywhere() {
+        let me = std::process::id();
+        let dir = std::env::temp_dir().join(format!("concurrent-futures-shared-{me}"));
+        let value = Shared::from_vec((0..1_000_000).map(f64::from).collect());
+        let inode = inode_at(value.as_ptr() as usize);
+        assert_eq!(mappings(me, inode), 1, "one mapping in the caller");
+        let executor = ProcessPoolExecutor::new(2);
+        for (pid, mappings) in both_workers(&executor, &dir, Some(&value), inode) {
+            assert_eq!(mappings, 1, "worker {pid} maps it once");
+        }
+        drop(value);
+        assert_eq!(mappings(me, inode), 0, "unmapped in the caller");
+        for (pid, mappings) in both_workers(&executor, &dir, None, inode) {
+            assert_eq!(mappings, 0, "worker {pid} still maps it");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
