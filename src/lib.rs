@@ -148,6 +148,34 @@
 //! arguments ([`Spread`]) where the trait takes two. To choose the pool at
 //! run time (threads or processes from a flag), hold an [`AnyExecutor`].
 //!
+//! # Context for many tasks: `Shared`
+//!
+//! A task cannot capture anything, so the context it needs (a table, a
+//! model, a config) travels in its argument. Put it in a [`Shared`] once,
+//! and pass clones of the handle: a process pool sends the value to each
+//! worker at most once, however many tasks use it, and the workers drop it
+//! when your last handle is gone. Plain data (`Shared<[T]>` of numbers, or
+//! of any `bytemuck::Pod` type) is not even copied on Linux: it lives in
+//! one sealed `memfd` that every process maps read-only. On the thread
+//! pool a `Shared` is an `Arc`, so code written for [`Executor`] runs with
+//! it everywhere:
+//!
+//! ```
+//! use concurrent_futures::{Executor, ProcessPoolExecutor, Shared};
+//!
+//! fn score((weights, row): (Shared<[f64]>, usize)) -> f64 {
+//!     weights[row * 4..row * 4 + 4].iter().sum()
+//! }
+//!
+//! let executor = ProcessPoolExecutor::new(2);
+//! let weights = Shared::from_vec(vec![0.25; 4_000]); // put once
+//! let scores: Vec<_> = executor
+//!     .map(score, (0..1000).map(|row| (weights.clone(), row)))
+//!     .collect::<Result<_, _>>()?;
+//! assert!(scores.iter().all(|&s| s == 1.0));
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
 //! # Tracing across processes
 //!
 //! With the cargo feature `tracing`, every task gets a `tracing` span named
@@ -335,8 +363,8 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in five, the MPI transport (feature `mpi`) in one, and the
-//! crate's entry in one. Each block has a `// SAFETY:` comment:
+//! transport in five, the MPI transport (feature `mpi`) in one, the
+//! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
 //!   entry in the platform's table of constructors, run before `main`
@@ -394,6 +422,14 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
+//! - `shared/region.rs` (Linux): the memory that holds a `Shared<[T]>`'s
+//!   plain data, one `memfd` for the caller and every worker:
+//!   `memfd_create`, `fcntl` to seal it against writes and size changes
+//!   (and, for one handed over, to check those seals before mapping it),
+//!   `mmap`/`munmap` read-only, and the `&[u8]` over the mapping, sound
+//!   because the bytes are written before the write seal goes on and can
+//!   never change or shrink after it; the region's `Send`/`Sync` rest on
+//!   the same argument.
 //! - `process/gate.rs` (Unix): each child's start gate, a page of memory
 //!   shared with the pool (a sealed `memfd` on Linux, an unlinked
 //!   `shm_open` object elsewhere), mapped with `mmap` and used only through

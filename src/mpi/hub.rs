@@ -1,4 +1,4 @@
-//! Layer: MPI transport. May use the remote layer's messages and work,
+//! Layer: MPI transport. May use the remote layer's messages and work, `shared`'s values to put in a rank,
 //! `ffi`, `liveness` and `rank`; no other transport. The hub: the one
 //! thread of a process that owns MPI, with its event loop and the leasing
 //! of ranks.

@@ -1,4 +1,4 @@
-//! Layer: process transport. May use the remote layer's `serve`, `call` and
+//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call` and
 //! `message`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
 //! the program knows it is a process pool's child, and its endpoint for the
 //! remote layer's serve loop. The crate's constructor (before `main`, see

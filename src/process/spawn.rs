@@ -1,5 +1,6 @@
 //! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `gate`, `child`'s marker and `init::can_serve`. The parent's side of one
+//! `gate`, `child`'s marker, `init::can_serve` and `shared`'s values to
+//! put in a child. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
 //!

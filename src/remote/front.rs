@@ -1,5 +1,5 @@
 //! Layer: remote. May use the rest of the remote layer, `map`, the crate's
-//! futures and `Executor`; no transport (a transport implements
+//! futures, `Executor` and `shared`'s collection of handles; no transport (a transport implements
 //! [`Transport`] instead). The one front end of every remote pool:
 //! [`RemoteExecutor`], whose `submit`, `map`, `starmap`, `map_unordered`
 //! and shutdown are written once, with [`Executor`] implemented once, for

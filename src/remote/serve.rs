@@ -1,5 +1,5 @@
 //! Layer: remote. May use the rest of the remote layer and the crate's
-//! `panic`; no transport (a transport implements [`Endpoint`] instead).
+//! `panic` and `shared` (to keep and release the values put here); no transport (a transport implements [`Endpoint`] instead).
 //! The serving side's one loop, for a process pool's child and an MPI rank
 //! alike: the handshake, then task after task.
 //!

@@ -1,4 +1,4 @@
-//! Layer: remote. May use `codec`, `message` and the crate's futures; no
+//! Layer: remote. May use `codec`, `message`, `shared` and the crate's futures; no
 //! transport. What a transport carries for the front end: a [`Work`] (one
 //! task message: a lone task, or a chunk of a `map`) and the [`Results`]
 //! its answer completes.
