@@ -53,7 +53,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::Queued;
-use super::Shared;
+use super::PoolState;
 use super::arena;
 use super::gate::{Gate, before};
 use super::spawn::{ChildLink, Fault, Process};
@@ -148,7 +148,7 @@ impl Flying {
 }
 
 /// The body of a manager thread.
-pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
+pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &PoolState) {
     let mut window = Window { now: 1 };
     let mut link: Option<ChildLink> = None;
     let mut seat = crew.seat();
@@ -191,7 +191,7 @@ impl Window {
 
 /// One turn of a manager: the jobs it took, sent or to send.
 struct Feed<'a> {
-    shared: &'a Shared,
+    shared: &'a PoolState,
     crew: &'a Arc<Crew<Queued>>,
     link: &'a mut Option<ChildLink>,
     /// Taken, not sent yet (or to send again), in order.
@@ -759,7 +759,7 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(crew: &Arc<Crew<Queued>>, shared: &Shared, mut job: Job) {
+fn give_away(crew: &Arc<Crew<Queued>>, shared: &PoolState, mut job: Job) {
     if shared.is_stopping() {
         return;
     }
@@ -796,7 +796,7 @@ enum Failed {
 
 /// Starts a child, registered with the pool from the moment it exists, so
 /// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
-fn start(shared: &Shared) -> Result<ChildLink, Failed> {
+fn start(shared: &PoolState) -> Result<ChildLink, Failed> {
     let started = ChildLink::start(&shared.recipe, |process| shared.register(process));
     if shared.is_stopping() {
         if let Ok(link) = started {
