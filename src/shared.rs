@@ -513,7 +513,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
     /// use concurrent_futures::Shared;
     /// use std::collections::HashMap;
     ///
-    /// let config = Shared::new(HashMap::from([("scale", 2.5)]));
+    /// let config = Shared::new(HashMap::from([(String::from("scale"), 2.5)]));
     /// assert_eq!(config["scale"], 2.5);
     /// ```
     pub fn new(value: T) -> Self {
