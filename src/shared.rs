@@ -316,8 +316,9 @@ pub(crate) struct Inner {
     /// Whether this process made the value (its last handle's drop
     /// releases it), rather than being put it.
     origin: bool,
-    /// A typed value's encoding, made at its first send.
-    encoded: OnceLock<Result<Vec<u8>, String>>,
+    /// A typed value's encoding, made at its first send, with the values
+    /// of the handles it holds itself: they go wherever it goes.
+    encoded: OnceLock<Result<(Vec<u8>, Vec<Arc<Inner>>), String>>,
     /// How to make it (the handle's type knows; the table does not).
     encode: fn(&Value) -> Result<Vec<u8>, String>,
 }
@@ -376,11 +377,29 @@ impl Inner {
                 }
                 Ok(Wire::Plain(plain.bytes()))
             }
-            Value::Typed(_) => match self.encoded.get_or_init(|| (self.encode)(&self.value)) {
-                Ok(bytes) => Ok(Wire::Encoded(bytes)),
+            Value::Typed(_) => match self.encoded() {
+                Ok((bytes, _)) => Ok(Wire::Encoded(bytes)),
                 Err(reason) => Err(Error::Serialization(reason.clone())),
             },
             Value::Encoded { bytes, from } => Ok(Wire::Encoded(&bytes[*from..])),
+        }
+    }
+}
+
+impl Inner {
+    fn encoded(&self) -> &Result<(Vec<u8>, Vec<Arc<Inner>>), String> {
+        self.encoded.get_or_init(|| {
+            let (bytes, nested) = noting(|| (self.encode)(&self.value));
+            bytes.map(|bytes| (bytes, nested))
+        })
+    }
+
+    /// The values of the handles this value holds (encoding it, if it is
+    /// typed and was not yet).
+    fn nested(&self) -> &[Arc<Inner>] {
+        match (&self.value, self.encoded()) {
+            (Value::Typed(_), Ok((_, nested))) => nested,
+            _ => &[],
         }
     }
 }
@@ -466,7 +485,8 @@ impl<T: ?Sized + Share> Shared<T> {
         let fitted = Arc::new(Inner {
             id,
             value,
-            origin: inner.origin,
+            // Never in the table as made here: its drop releases nothing.
+            origin: false,
             encoded: OnceLock::new(),
             encode: T::encode,
         });
@@ -610,17 +630,33 @@ thread_local! {
     static USED: RefCell<Option<Vec<Arc<Inner>>>> = const { RefCell::new(None) };
 }
 
-/// Runs `encode` (a task's arguments being serialized), returning the
-/// values of the handles it serialized, each once, ready to send: an error
-/// if one of them cannot be serialized.
-pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Result<Vec<Arc<Inner>>, Error>) {
+/// Runs `encode`, noting the values of the handles it serializes.
+fn noting<R>(encode: impl FnOnce() -> R) -> (R, Vec<Arc<Inner>>) {
     let outer = USED.replace(Some(Vec::new()));
     let result = encode();
-    let mut used = USED.replace(outer).unwrap_or_default();
+    (result, USED.replace(outer).unwrap_or_default())
+}
+
+/// Runs `encode` (a task's arguments being serialized), returning the
+/// values of the handles it serialized and of those their values hold,
+/// each once, ready to send: an error if one of them cannot be serialized.
+pub(crate) fn collect<R>(encode: impl FnOnce() -> R) -> (R, Result<Vec<Arc<Inner>>, Error>) {
+    let (result, mut used) = noting(encode);
     let mut seen = HashSet::new();
     used.retain(|inner| seen.insert(inner.id));
-    let ready = used.iter().try_for_each(|inner| inner.wire().map(drop));
-    (result, ready.map(|()| used))
+    let mut next = 0;
+    while let Some(inner) = used.get(next) {
+        if let Err(error) = inner.wire() {
+            return (result, Err(error));
+        }
+        let nested: Vec<_> = (inner.nested().iter())
+            .filter(|nested| seen.insert(nested.id))
+            .cloned()
+            .collect();
+        used.extend(nested);
+        next += 1;
+    }
+    (result, Ok(used))
 }
 
 /// The ids of `known` (the values a worker was put) whose last handle in

@@ -79,6 +79,26 @@ fn a_replaced_worker_gets_it_again() {
     assert!(seen.iter().all(|s| s.1 == 1 && s.2 == 7), "{seen:?}");
 }
 
+/// A value that holds handles takes their values along, to every worker
+/// it goes to (here each task has a fresh worker).
+#[test]
+fn a_handle_inside_a_shared_value_goes_along() {
+    fn inner_sum(outer: Shared<(String, Shared<[u32]>)>) -> (String, u32) {
+        (outer.0.clone(), outer.1.iter().sum())
+    }
+    let inner = Shared::from_vec(vec![1_u32, 2, 3, 4]);
+    let outer = Shared::new((String::from("outer"), inner));
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let got = executor.submit(inner_sum, outer.clone()).result();
+        assert_eq!(got, Ok((String::from("outer"), 10)));
+    }
+}
+
 /// A value made in a worker cannot come back: the caller cannot find it.
 #[test]
 fn a_handle_made_in_a_worker_cannot_be_returned() {

@@ -644,7 +644,8 @@ impl Hub {
                             .send_with_tag(&message[..], *tag),
                     }
                 }
-                (work.args, work.tail) = (Vec::new(), Vec::new());
+                // Sent: its shared values are let go with its bytes.
+                (work.args, work.tail, work.shared) = (Vec::new(), Vec::new(), Vec::new());
                 pool.busy.insert(rank, (work, Instant::now()));
                 self.heard.alive(pool.link.comm(), rank);
                 self.served_last = id;

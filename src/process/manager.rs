@@ -52,8 +52,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use super::Queued;
 use super::PoolState;
+use super::Queued;
 use super::arena;
 use super::gate::{Gate, before};
 use super::spawn::{ChildLink, Fault, Process};
@@ -525,6 +525,9 @@ impl Feed<'_> {
             mut job, outcome, ..
         } = done;
         job.work.results.ran_for(took);
+        // The shared values it used are let go before its future resolves:
+        // a caller that drops its last handle then frees the value now.
+        drop(std::mem::take(&mut job.work.shared));
         let idle = turn.map(Turn::end);
         let delivered = match outcome {
             // Decoding runs the result's Deserialize, and completing may
