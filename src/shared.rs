@@ -318,10 +318,13 @@ pub(crate) struct Inner {
     origin: bool,
     /// A typed value's encoding, made at its first send, with the values
     /// of the handles it holds itself: they go wherever it goes.
-    encoded: OnceLock<Result<(Vec<u8>, Vec<Arc<Inner>>), String>>,
+    encoded: OnceLock<Result<Encoded, String>>,
     /// How to make it (the handle's type knows; the table does not).
     encode: fn(&Value) -> Result<Vec<u8>, String>,
 }
+
+/// A typed value's encoding, and the values of the handles it holds.
+type Encoded = (Vec<u8>, Vec<Arc<Inner>>);
 
 /// What a transport sends a worker for a value.
 pub(crate) enum Wire<'a> {
@@ -387,7 +390,7 @@ impl Inner {
 }
 
 impl Inner {
-    fn encoded(&self) -> &Result<(Vec<u8>, Vec<Arc<Inner>>), String> {
+    fn encoded(&self) -> &Result<Encoded, String> {
         self.encoded.get_or_init(|| {
             let (bytes, nested) = noting(|| (self.encode)(&self.value));
             bytes.map(|bytes| (bytes, nested))
