@@ -28,7 +28,7 @@ use super::call::{Call, Fingerprint, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 4;
+pub(crate) const VERSION: u16 = 3;
 
 const MAGIC: [u8; 4] = *b"CFut";
 
