@@ -99,6 +99,30 @@ fn a_handle_inside_a_shared_value_goes_along() {
     }
 }
 
+/// A value put in a worker that is busy with a call whose answer fills
+/// the channel back: the value waits for the answer rather than fill the
+/// channel to a worker that is not reading it (both would wait for ever).
+#[test]
+fn a_value_waits_for_a_busy_worker() {
+    fn big_answer(n: u32) -> Vec<u32> {
+        vec![n; 1 << 20]
+    }
+    fn first(value: Shared<Vec<u32>>) -> u32 {
+        value[0]
+    }
+    let executor = ProcessPoolExecutor::new(1);
+    // Quick answers open the window of calls sent ahead.
+    executor.map(|n: u32| n, 0..1000).for_each(drop);
+    for round in 0..5 {
+        let answer = executor.submit(big_answer, round);
+        let value = Shared::new(vec![round; 1 << 20]);
+        let used = executor.submit(first, value);
+        let patience = std::time::Duration::from_secs(30);
+        assert_eq!(used.result_timeout(patience), Ok(round));
+        assert_eq!(answer.result_timeout(patience).map(|v| v.len()), Ok(1 << 20));
+    }
+}
+
 /// A value made in a worker cannot come back: the caller cannot find it.
 #[test]
 fn a_handle_made_in_a_worker_cannot_be_returned() {

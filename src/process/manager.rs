@@ -323,7 +323,11 @@ impl Feed<'_> {
                     None => return Ok(()),
                 },
             };
-            let bytes = job.work.args.len() + job.work.tail.len();
+            // The shared values the child lacks go before the call, written
+            // at once: with calls in flight they could fill the channel
+            // while the child, busy, does not read it.
+            let puts = (self.link.as_ref()).map_or(0, |live| live.put_bytes(&job.work.shared));
+            let bytes = job.work.args.len() + job.work.tail.len() + puts;
             let alone = job.work.tail.len() >= arena::THRESHOLD || self.needs_new_child();
             let flying_bytes: usize = self.flight.iter().map(Flying::bytes).sum();
             if !self.flight.is_empty() && (alone || flying_bytes + bytes > IN_FLIGHT_BYTES) {

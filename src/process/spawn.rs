@@ -270,6 +270,19 @@ impl ChildLink {
         sent.map_err(sending_fault)
     }
 
+    /// How many bytes [`share`](Self::share) would write for `shared`: the
+    /// values this child lacks (a value in shared memory: only its header).
+    pub(crate) fn put_bytes(&self, shared: &[Arc<shared::Inner>]) -> usize {
+        (shared.iter())
+            .filter(|inner| !self.known.contains(&inner.id()))
+            .filter_map(|inner| inner.wire().ok())
+            .map(|wire| match wire {
+                Wire::Mapped(_) => shared::PUT_HEADER,
+                wire => shared::PUT_HEADER + wire.bytes().len(),
+            })
+            .sum()
+    }
+
     /// Readies the child for a call whose arguments hold `shared` handles:
     /// tells it to drop the values it was put whose last handle is gone
     /// (staged, to go with the next frames), and puts in it each value of
