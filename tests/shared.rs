@@ -119,7 +119,10 @@ fn a_value_waits_for_a_busy_worker() {
         let used = executor.submit(first, value);
         let patience = std::time::Duration::from_secs(30);
         assert_eq!(used.result_timeout(patience), Ok(round));
-        assert_eq!(answer.result_timeout(patience).map(|v| v.len()), Ok(1 << 20));
+        assert_eq!(
+            answer.result_timeout(patience).map(|v| v.len()),
+            Ok(1 << 20)
+        );
     }
 }
 
