@@ -155,8 +155,9 @@
 //! and pass clones of the handle: a process pool sends the value to each
 //! worker at most once, however many tasks use it, and the workers drop it
 //! when your last handle is gone. Plain data (`Shared<[T]>` of numbers, or
-//! of any `bytemuck::Pod` type) is not even copied on Linux: it lives in
-//! one sealed `memfd` that every process maps read-only. On the thread
+//! of any `bytemuck::Pod` type) is not even copied to the workers on Unix:
+//! it lives in one piece of shared memory that every process maps
+//! read-only. On the thread
 //! pool a `Shared` is an `Arc`, so code written for [`Executor`] runs with
 //! it everywhere:
 //!
@@ -238,7 +239,7 @@
 //! | a rebuilt executable: new workers still run the pool's own | yes (`/proc/self/exe`): `process` (`bad_input`) | no: tasks fail with `SpawnFailed` or `BrokenExecutor`, checked by the same test | no, as on the portable path | no (`GetModuleFileNameW`, as on the portable path); a touched one breaks nothing: `process_isolation` (`adversarial`) |
 //! | no descriptor growth with pending tasks | yes: `process_isolation` (`fds`) | yes | builds | yes, handles: `process_isolation` (`fds`) |
 //! | no listening socket, no named endpoint | yes: socket pairs, the calls' on standard input, each checked by peer pid (`SO_PEERCRED`); `process_isolation` (`security`) | yes | builds (`LOCAL_PEERPID`) | by design: anonymous pipes only, inherited through `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`; the child checks its parent's pid and that both handles are pipes (`security`) |
-//! | [`Shared`]: a value crosses to each worker once; plain data in one read-only mapping | yes: `shared` (a sealed `memfd`, unmapped everywhere after the last handle) | sent once per worker, no shared memory: `shared` | builds: clippy | sent once per worker, no shared memory: `shared` (the Wine step runs it) |
+//! | [`Shared`]: a value crosses to each worker once; plain data in one read-only mapping | yes: `shared` (a sealed `memfd`, unmapped everywhere after the last handle) | yes, a read-only `shm_open` object: `shared` | builds: clippy | sent once per worker, no shared memory: `shared` (the Wine step runs it) |
 //! | `MpiPoolExecutor` (feature `mpi`) | yes: the MPI step | no | no | no |
 //!
 //! "Builds" means CI compiles the library, tests and examples for
@@ -423,13 +424,18 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
-//! - `shared/region.rs` (Linux): the memory that holds a `Shared<[T]>`'s
-//!   plain data, one `memfd` for the caller and every worker:
-//!   `memfd_create`, `fcntl` to seal it against writes and size changes
-//!   (and, for one handed over, to check those seals before mapping it),
-//!   `mmap`/`munmap` read-only, and the `&[u8]` over the mapping, sound
-//!   because the bytes are written before the write seal goes on and can
-//!   never change or shrink after it; the region's `Send`/`Sync` rest on
+//! - `shared/region.rs` (Unix): the memory that holds a `Shared<[T]>`'s
+//!   plain data, one object for the caller and every worker: on Linux
+//!   `memfd_create` and `fcntl` to seal it against writes and size changes
+//!   (and, for one handed over, to check those seals before mapping it);
+//!   on the portable path (macOS) `shm_open` twice (writable to fill it,
+//!   read-only to keep and hand over), `shm_unlink`, `ftruncate`, a
+//!   writable `mmap` to copy the bytes in, unmapped before anyone else can
+//!   see it, and `fcntl(F_GETFL)` to check that a descriptor handed over
+//!   is read-only; then `mmap`/`munmap` read-only, and the `&[u8]` over the
+//!   mapping, sound because the bytes are written before any other process
+//!   can reach them and nobody can write or shrink them after (the seals,
+//!   or no writable descriptor left); the region's `Send`/`Sync` rest on
 //!   the same argument.
 //! - `process/gate.rs` (Unix): each child's start gate, a page of memory
 //!   shared with the pool (a sealed `memfd` on Linux, an unlinked

@@ -18,10 +18,12 @@
 //!
 //! Plain data (`Shared<[T]>` for a `bytemuck::Pod` `T`) lives in memory
 //! that every process maps read-only where the platform allows it
-//! (`region`: a sealed `memfd` on Linux); the transport hands the
-//! mapping's descriptor over, and a worker maps it without copying it.
+//! (`region`: a sealed `memfd` on Linux, a POSIX shared memory object
+//! reached read-only on the portable Unix path and macOS); the process
+//! transport hands its descriptor over, and a worker maps it without
+//! copying it.
 
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+#[cfg(unix)]
 pub(crate) mod region;
 
 use std::any::Any;
@@ -40,16 +42,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, panic};
 
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+#[cfg(unix)]
 pub(crate) use region::Region;
 
-/// Shared memory for plain data, where this platform has none (the
-/// portable Unix path, macOS, Windows): there is never one.
-#[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
+/// Shared memory for plain data, where this platform has none (Windows):
+/// there is never one.
+#[cfg(not(unix))]
 #[derive(Debug)]
 pub(crate) enum Region {}
 
-#[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
+#[cfg(not(unix))]
 impl Bytes for Region {
     fn bytes(&self) -> &[u8] {
         match *self {}
@@ -99,12 +101,14 @@ impl Bytes for Region {
 /// # Plain data: shared, not copied
 ///
 /// A `Shared<[T]>` of plain data (bytes, numbers, and structs of them that
-/// derive [`bytemuck::Pod`]) derefs to `&[T]`. On Linux its bytes are
-/// copied once, when the handle is made, into a sealed `memfd` that this
-/// process and every worker map read-only: no worker copies it, and a
-/// worker's memory grows only by the pages its tasks read. Elsewhere (the
-/// portable Unix path that macOS takes, Windows, MPI ranks) it is sent to
-/// each worker once, like a typed value.
+/// derive [`bytemuck::Pod`]) derefs to `&[T]`. On Unix its bytes are
+/// copied once, when the handle is made, into shared memory that this
+/// process and every worker of a process pool map read-only (on Linux a
+/// sealed `memfd`; on macOS a POSIX shared memory object, unlinked at once
+/// and reached only through a read-only descriptor): no worker copies it,
+/// and a worker's memory grows only by the pages its tasks read. On
+/// Windows, and to MPI ranks, it is sent to each worker once, like a typed
+/// value.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor, Shared};
@@ -545,9 +549,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
 }
 
 impl<T: Pod + Send + Sync> Shared<[T]> {
-    /// Puts plain data behind a handle. On Linux the bytes move into shared
+    /// Puts plain data behind a handle. On Unix the bytes move into shared
     /// memory (one copy) and the vector is freed; if that memory cannot be
-    /// made (no `memfd`, no memory), and on other platforms, the vector is
+    /// made (no memory, an empty vector), and on Windows, the vector is
     /// kept as it is and sent to each worker once.
     ///
     /// ```
@@ -558,7 +562,7 @@ impl<T: Pod + Send + Sync> Shared<[T]> {
     /// assert_eq!(&weights[..], [0.5, 0.25, 0.25]);
     /// ```
     pub fn from_vec(values: Vec<T>) -> Self {
-        #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+        #[cfg(unix)]
         if let Ok(region) = Region::copy_of(bytemuck::cast_slice(&values)) {
             return Self::made(Value::Plain(Box::new(region)));
         }
@@ -566,8 +570,8 @@ impl<T: Pod + Send + Sync> Shared<[T]> {
     }
 
     /// Puts a copy of `values` behind a handle: [`from_vec`](Shared::from_vec)
-    /// without the vector, copied once (on Linux, straight into the
-    /// shared memory).
+    /// without the vector, copied once (on Unix, straight into the shared
+    /// memory).
     ///
     /// ```
     /// use concurrent_futures::Shared;
@@ -576,7 +580,7 @@ impl<T: Pod + Send + Sync> Shared<[T]> {
     /// assert_eq!(&bytes[..3], b"hea");
     /// ```
     pub fn from_slice(values: &[T]) -> Self {
-        #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+        #[cfg(unix)]
         if let Ok(region) = Region::copy_of(bytemuck::cast_slice(values)) {
             return Self::made(Value::Plain(Box::new(region)));
         }

@@ -3,9 +3,9 @@
 //! (tests/mpi.rs runs it on MPI ranks): in `submit`, `map` and `starmap`,
 //! alone, in tuples and in structs. On the process pool: the value crosses
 //! to each worker once however many tasks use it (counted in the worker:
-//! its decodings, and the bytes it read), a replaced worker gets it again,
-//! and (Linux) plain data is one sealed `memfd` mapped by every process,
-//! unmapped everywhere once the caller's last handle is gone.
+//! its decodings), a replaced worker gets it again, and (Unix) plain data
+//! is one piece of shared memory mapped by every process, unmapped
+//! everywhere once the caller's last handle is gone (checked on Linux).
 
 #[path = "common/shared_forms.rs"]
 mod forms;
@@ -168,10 +168,18 @@ fn an_unserializable_value_fails_its_task() {
     assert_eq!(executor.submit(|n: u8| n + 1, 1).result(), Ok(2));
 }
 
-/// Plain data in a `memfd` (Linux): mapped once in each process, and
+/// Plain data in shared memory (Linux: a `memfd`; on the portable Unix
+/// path a POSIX shared memory object): mapped once in each process, and
 /// unmapped everywhere once the caller's last handle is gone.
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-mod memfd {
+#[cfg(target_os = "linux")]
+mod mapped {
+    /// How the mapping is named in `/proc/PID/maps`.
+    const NAMES: [&str; 2] = ["memfd:concurrent-futures-shared", "/dev/shm/cf-shared-"];
+
+    fn is_shared(line: &str) -> bool {
+        NAMES.iter().any(|name| line.contains(name))
+    }
+
     use std::path::{Path, PathBuf};
     use std::time::{Duration, Instant};
 
@@ -184,7 +192,7 @@ mod memfd {
             .lines()
             .find(|line| line.starts_with(&format!("{address:x}-")))
             .expect("a mapping at the value's address");
-        assert!(line.contains("memfd:concurrent-futures-shared"), "{line}");
+        assert!(is_shared(line), "{line}");
         line.split_whitespace().nth(4).unwrap().parse().unwrap()
     }
 
@@ -192,7 +200,7 @@ mod memfd {
     fn mappings(pid: u32, inode: u64) -> usize {
         let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).expect("maps");
         maps.lines()
-            .filter(|line| line.contains("memfd:concurrent-futures-shared"))
+            .filter(|line| is_shared(line))
             .filter(|line| line.split_whitespace().nth(4) == Some(&inode.to_string()))
             .count()
     }

@@ -39,7 +39,7 @@ use super::sys;
 use crate::remote::call::{Fingerprint, Secret};
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+#[cfg(unix)]
 use {super::frame::ReceiveFd, crate::shared::Region};
 
 /// The environment variable that marks a child; its value starts with the
@@ -192,7 +192,7 @@ impl Endpoint for Channel {
 
     /// The memory of a shared value came with the `Put` frame's first
     /// bytes, so the reader holds it by now.
-    #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+    #[cfg(unix)]
     fn take_region(&mut self) -> Result<Region, String> {
         let fd = (self.reader.get_mut().received_fd())
             .ok_or("a shared value's memory did not come with its Put frame")?;

@@ -144,7 +144,7 @@ pub(crate) fn write_message(
 
 /// Writes one frame whose first bytes carry `fd`: a `Put` of a shared
 /// value's memory (see `shared`), which only Linux has.
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+#[cfg(unix)]
 pub(crate) fn write_frame_with_fd(
     out: &mut impl SendFd,
     kind: Kind,

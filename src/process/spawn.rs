@@ -400,13 +400,13 @@ impl ChildLink {
 
 /// Puts a shared value's memory in a child: its descriptor goes with the
 /// frame (Linux).
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+#[cfg(unix)]
 fn put_region(writer: &mut Deadline, header: &[u8], region: &Region) -> io::Result<()> {
     frame::write_frame_with_fd(writer, Kind::Put, &[header], region.fd())
 }
 
 /// Elsewhere there is no shared memory to put.
-#[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
+#[cfg(windows)]
 fn put_region(_: &mut Deadline, _: &[u8], region: &Region) -> io::Result<()> {
     match *region {}
 }
