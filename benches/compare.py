@@ -304,7 +304,7 @@ def shared_table():
                 lines.append(line.rstrip())
     rows = [
         ("Shared<[u64]> (shared memory), process pool", "table_32mib_200_tasks_plain", 50),
-        ("Shared<Vec<u64>> (sent once per worker), process pool", "table_32mib_200_tasks_typed", 50),
+        ("Shared<Vec<u64>> (serialized, sent once per worker; context)", "table_32mib_200_tasks_typed", None),
         ("Shared<[u64]>, thread pool (an Arc; context)", "table_32mib_200_tasks_threads", None),
     ]
     print()
