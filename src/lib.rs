@@ -239,7 +239,7 @@
 //! | a rebuilt executable: new workers still run the pool's own | yes (`/proc/self/exe`): `process` (`bad_input`) | no: tasks fail with `SpawnFailed` or `BrokenExecutor`, checked by the same test | no, as on the portable path | no (`GetModuleFileNameW`, as on the portable path); a touched one breaks nothing: `process_isolation` (`adversarial`) |
 //! | no descriptor growth with pending tasks | yes: `process_isolation` (`fds`) | yes | builds | yes, handles: `process_isolation` (`fds`) |
 //! | no listening socket, no named endpoint | yes: socket pairs, the calls' on standard input, each checked by peer pid (`SO_PEERCRED`); `process_isolation` (`security`) | yes | builds (`LOCAL_PEERPID`) | by design: anonymous pipes only, inherited through `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`; the child checks its parent's pid and that both handles are pipes (`security`) |
-//! | [`Shared`]: a value crosses to each worker once; plain data in one read-only mapping | yes: `shared` (a sealed `memfd`, unmapped everywhere after the last handle) | yes, a read-only `shm_open` object: `shared` | builds: clippy | sent once per worker, no shared memory: `shared` (the Wine step runs it) |
+//! | [`Shared`]: a value crosses to each worker once; plain data in one read-only mapping | yes: `shared` (a sealed `memfd`, unmapped everywhere after the last handle) | yes, a read-only `shm_open` object: `shared` | builds: clippy | sent once per worker, no shared memory: `shared` |
 //! | `MpiPoolExecutor` (feature `mpi`) | yes: the MPI step | no | no | no |
 //!
 //! "Builds" means CI compiles the library, tests and examples for
