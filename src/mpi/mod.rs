@@ -11,6 +11,8 @@
 //!   endpoint for the remote layer's serve loop.
 //! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
 //!   host has died.
+//! - [`gate`]: a serving rank's start gate, where the hub's request to cut
+//!   a chunk takes back the items that have not started.
 //! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
@@ -22,6 +24,7 @@
 
 mod comm;
 mod ffi;
+mod gate;
 mod hub;
 mod liveness;
 pub(crate) mod rank;
@@ -69,6 +72,12 @@ mod tags {
     /// A rank running a task is alive (an empty message); see
     /// [`liveness`](super::liveness).
     pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
+    /// From the hub: cut the task message numbered as the body says (its
+    /// header's `first`, 4 bytes little-endian) after the item running
+    /// now. From a rank running that message: an
+    /// [`Answer`](crate::remote::message::Answer) saying how many of its
+    /// items run (see [`Gate::cut`](super::gate::Gate::cut)).
+    pub(crate) const CUT: ::mpi::Tag = 9;
 }
 
 /// What an executor asks of the hub.
