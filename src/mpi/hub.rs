@@ -30,8 +30,10 @@
 //!
 //! A `map` chunk runs on one rank, but need not run there whole: when a
 //! rank has held a chunk for [`PATIENCE`] while a rank its pool could use
-//! idles, the hub asks it to cut the chunk after the item running now
-//! (see [`gate`](super::gate)). The rank answers how many items run
+//! idles, the hub asks it to cut the chunk (see [`gate`](super::gate)):
+//! right after the item running, if that one has run for a while (a slow
+//! input), else halfway through the items not started (a chunk of quick
+//! ones, split with the idle rank). The rank answers how many items run
 //! there; the rest becomes work of its own, already claimed, queued first
 //! for the next free rank, and its outcomes complete the same future. So a
 //! slow input holds up only itself, wherever it falls in the input.
@@ -41,8 +43,9 @@
 //!  queue ─────────────────▶ busy ──────────────────────────────▶ asked
 //!    ▲  (pending; claimed            (claimed: running())           │
 //!    │   as it is sent)                                             │
-//!    └──── the rest, first in line ◀── the rank answers: its items ─┘
-//!          (claimed)                   after the running one, taken back
+//!    └──── the rest, first in line ◀── the rank answers: the items ─┘
+//!          (claimed)                   it had not started, or the
+//!                                      later half of them, taken back
 //! ```
 //!
 //! Every task message carries a number (its header's `first`), echoed in
@@ -79,8 +82,8 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How long a rank may hold a chunk while a rank its pool could use idles,
-/// before it is asked to cut the chunk after its running item. Automatic
-/// chunks aim at a millisecond, so uniform work is never cut.
+/// before it is asked to cut it. Automatic chunks aim at a millisecond, so
+/// uniform work is rarely cut.
 const PATIENCE: Duration = Duration::from_millis(2);
 
 /// The hub's channel, or why it could not start.
@@ -693,8 +696,8 @@ impl Hub {
         }
     }
 
-    /// Asks ranks that have held a chunk for [`PATIENCE`] to cut it after
-    /// the item running now, as many as their pool has ranks idle (after
+    /// Asks ranks that have held a chunk for [`PATIENCE`] to cut it, as
+    /// many as their pool has ranks idle (after
     /// [`dispatch`](Self::dispatch), a pool with a rank idle has nothing
     /// queued), those that have held theirs longest first.
     fn ask_cuts(&mut self) {

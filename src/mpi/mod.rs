@@ -73,8 +73,8 @@ mod tags {
     /// [`liveness`](super::liveness).
     pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
     /// From the hub: cut the task message numbered as the body says (its
-    /// header's `first`, 4 bytes little-endian) after the item running
-    /// now. From a rank running that message: an
+    /// header's `first`, 4 bytes little-endian). From a rank running that
+    /// message: an
     /// [`Answer`](crate::remote::message::Answer) saying how many of its
     /// items run (see [`Gate::cut`](super::gate::Gate::cut)).
     pub(crate) const CUT: ::mpi::Tag = 9;

@@ -622,6 +622,11 @@ mod tests {
         assert!(frame.is_empty(), "the buffer itself became the argument");
     }
 
+    /// A `may_start` that allows the first `n` items.
+    fn allowing(mut n: u32) -> impl FnMut() -> bool {
+        move || n.checked_sub(1).map(|left| n = left).is_some()
+    }
+
     #[test]
     fn a_chunk_stops_where_it_may_not_start_the_next_item() {
         let call = Call::of(double as fn(_) -> _).unwrap();
@@ -635,11 +640,7 @@ mod tests {
             codec::append(&300_u32, &mut first_two).unwrap();
             first_two.len()
         };
-        let mut allowed = 2;
-        let mut may_start = || {
-            allowed -= 1;
-            allowed >= 0
-        };
+        let mut may_start = allowing(2);
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         let ran =
@@ -733,11 +734,7 @@ mod tests {
         );
         // The items after it that were taken back get no outcome here: they
         // run elsewhere.
-        let mut allowed = 2;
-        let mut may_start = || {
-            allowed -= 1;
-            allowed >= 0
-        };
+        let mut may_start = allowing(2);
         let mut out = Vec::new();
         // SAFETY: as above.
         let ran =
