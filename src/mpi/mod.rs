@@ -162,6 +162,13 @@ impl Backoff {
 /// answer goes to the executor whose task its rank ran, and a rank is taken
 /// for dead only when it fell silent (see below).
 ///
+/// A task goes to a rank only once that rank is free, so a queued task is
+/// pending (`running()` is false) and a cancel stops it without touching a
+/// rank. A `map` chunk that a rank has held for 2 ms while another rank
+/// idles is cut: right after its running input if that one has run 2 ms,
+/// else halfway through the inputs not started. The rest runs on the next
+/// free rank, so a slow input holds up only itself.
+///
 /// As with the process pool, tasks are plain functions `fn(A) -> R` named by
 /// their offset in the executable, which is trusted only because every rank
 /// proved at startup that it runs the same executable (a fingerprint of its
