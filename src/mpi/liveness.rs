@@ -1,8 +1,9 @@
 //! Whether a busy rank is alive, wherever it runs: heartbeats over MPI.
 //!
 //! Layer: MPI transport, between its hub and its serving ranks; uses
-//! std, crossbeam-channel and the `mpi` crate's point-to-point calls, and
-//! nothing of a particular host (no `/proc`, no pid).
+//! std, crossbeam-channel, the `mpi` crate's point-to-point calls and the
+//! rank's start `gate`, and nothing of a particular host (no `/proc`, no
+//! pid).
 //!
 //! A rank runs each task on a thread of its own ([`TaskThread`]), while
 //! its serving thread, the only one that calls MPI, sends the hub a
