@@ -33,6 +33,13 @@
 //! - `ranks busy`: `map` with chunks of [`BUSY_CHUNK`] over [`BUSY_ITEMS`]
 //!   tasks that each sleep [`BUSY_TASK`]: the share of the wall time each
 //!   rank spent inside tasks (100% = never waiting for work).
+//! - `map skew start|middle|end` (issue 21): on a pool of up to
+//!   [`SKEW_WORKERS`] ranks, the default `map` over [`SKEW_TOTAL`] inputs,
+//!   [`SKEW_SLOW`] of them sleeping [`SKEW_MILLIS`] at the start, in the
+//!   middle or at the end, the rest quick: the median of [`SKEW_RUNS`]
+//!   runs, beside the ideal schedule (the slow work spread evenly over the
+//!   ranks). Slow inputs sleep, like I/O, so that more ranks than cores
+//!   overlap.
 //! - with `--raw`, instead: `raw round trip`, 8 bytes from rank 0 to rank 1
 //!   and back with blocking `MPI_Send`/`MPI_Recv`, no executor.
 //!
@@ -53,6 +60,11 @@ const MAP_ITEMS: u64 = 1_000_000;
 const BUSY_ITEMS: u64 = 4_000;
 const BUSY_CHUNK: usize = 100;
 const BUSY_TASK: Duration = Duration::from_micros(250);
+const SKEW_WORKERS: usize = 4;
+const SKEW_RUNS: usize = 3;
+const SKEW_TOTAL: usize = 40_008;
+const SKEW_SLOW: usize = 8;
+const SKEW_MILLIS: u64 = 400;
 
 fn ident(x: u64) -> u64 {
     black_box(x)
@@ -79,6 +91,52 @@ fn nap(_: u64) -> (String, Duration) {
     let rank = (std::env::var("OMPI_COMM_WORLD_RANK").or_else(|_| std::env::var("PMIX_RANK")))
         .unwrap_or_default();
     (format!("{} rank {rank}", host.trim()), start.elapsed())
+}
+
+/// Sleeps `millis` (0: a quick input), and returns it.
+fn sleep_ms(millis: u64) -> u64 {
+    if millis > 0 {
+        std::thread::sleep(Duration::from_millis(millis));
+    }
+    millis
+}
+
+/// The `map skew` rows: a pool of its own, of up to [`SKEW_WORKERS`] ranks.
+fn skew() {
+    let executor = MpiPoolExecutor::new(SKEW_WORKERS).expect("an MPI pool");
+    let ranks = executor.max_workers();
+    let ideal = Duration::from_millis(SKEW_MILLIS) * (SKEW_SLOW / ranks) as u32;
+    for (name, at) in [
+        ("start", 0),
+        ("middle", SKEW_TOTAL / 2),
+        ("end", SKEW_TOTAL - SKEW_SLOW),
+    ] {
+        let inputs: Vec<u64> = (0..SKEW_TOTAL)
+            .map(|i| match (at..at + SKEW_SLOW).contains(&i) {
+                true => SKEW_MILLIS,
+                false => 0,
+            })
+            .collect();
+        let mut times: Vec<Duration> = (0..SKEW_RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                let sum: u64 = executor
+                    .map(sleep_ms, inputs.clone())
+                    .map(Result::unwrap)
+                    .sum();
+                assert_eq!(sum, SKEW_MILLIS * SKEW_SLOW as u64);
+                start.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        let median = times[SKEW_RUNS / 2];
+        println!(
+            "  map skew {name:<7}      {:>10.3} s ({ranks} ranks; ideal {:.3} s: {:.2}x; runs {times:.3?})",
+            median.as_secs_f64(),
+            ideal.as_secs_f64(),
+            median.as_secs_f64() / ideal.as_secs_f64(),
+        );
+    }
 }
 
 /// The raw MPI round trip: 8 bytes from rank 0 to rank 1 and back.
@@ -195,6 +253,8 @@ fn main() {
             100.0 * time.as_secs_f64() / wall.as_secs_f64()
         );
     }
+    drop(executor);
+    skew();
 }
 
 fn micros(d: Duration) -> f64 {

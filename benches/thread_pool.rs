@@ -261,6 +261,18 @@ fn map(c: &mut Criterion) {
             black_box(total)
         });
     });
+    // The same with the input on the map's own thread: what a stalling
+    // input's safety costs on tiny tasks.
+    group.bench_function("ours_buffer_size_32_pull_on_thread", |b| {
+        b.iter(|| {
+            let mut total = 0u64;
+            let results = executor.map(ident, 0..BATCH).buffer_size(32);
+            for result in results.pull_on_thread() {
+                total += result.expect("identity never fails");
+            }
+            black_box(total)
+        });
+    });
     drop(executor);
 
     let pool = rayon_pool();

@@ -316,6 +316,7 @@
 //! | Python | Rust |
 //! |---|---|
 //! | `multiprocessing.Pool.imap_unordered(f, xs)`, mpi4py's `map(f, xs, unordered=True)` | [`executor.map_unordered(f, xs)`](crate::Executor::map_unordered): results as they finish, with `map`'s settings |
+//! | `multiprocessing.Pool.imap(f, xs)` over an input that may stall (Python pulls `xs` on a thread of its own) | [`executor.map(f, xs).pull_on_thread()`](crate::Map::pull_on_thread): results and the timeout go on while `xs` waits |
 //! | `multiprocessing.Pool.starmap(f, pairs)`, `itertools.starmap` | [`executor.starmap(f, pairs)`](crate::Executor::starmap); the thread pool's takes one to six arguments |
 //! | `loop.run_in_executor(executor, f, x)`, `asyncio.wrap_future(f)` | `executor.submit(f, x).await` |
 //! | `asyncio.as_completed(fs)` | [`as_completed(&fs).into_stream()`](crate::AsCompleted::into_stream), a `futures_core::Stream` |

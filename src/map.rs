@@ -1,27 +1,31 @@
-//! Layer: core. May use `future`, `sync` and `Error`; no pool, no transport.
-//! [`Map`]: the lazy, bounded iterator behind every executor's `map`,
-//! `map_unordered` and `starmap`.
+//! Layer: core. May use `future`, `sync`, `panic` and `Error`; no pool, no
+//! transport. [`Map`]: the lazy, bounded iterator behind every executor's
+//! `map`, `map_unordered` and `starmap`.
 //!
 //! In input order, the next chunk to yield is the oldest one submitted.
 //! Unordered, each submitted chunk's future has a watcher (the mechanism of
 //! [`wait`](crate::wait)) that sends the chunk's number down one channel as
 //! it finishes, and the next chunk to yield is the next number received.
 //! Unless the caller sets a chunk size, [`sizing`] picks each chunk's size from
-//! the durations the pool measures.
+//! the durations the pool measures. The caller's thread pulls the inputs,
+//! unless [`Map::pull_on_thread`] gives them to a thread of the map's own
+//! ([`feed`]): then the caller waits for whichever comes first, a finished
+//! chunk, more input, or the deadline.
 
+mod feed;
 mod outcomes;
 mod sizing;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::iter::Fuse;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Select};
 
 use crate::future::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
+use feed::{After, Batch, Feed};
 pub(crate) use outcomes::Outcomes;
 pub use sizing::MAX_AUTO_CHUNKSIZE;
 pub(crate) use sizing::Meter;
@@ -76,6 +80,24 @@ impl<R> Pending<R> {
         };
     }
 
+    /// Waits for the outcome until `deadline` (spinning briefly first,
+    /// unless `sleep`) and takes it; `None` if the deadline passed first,
+    /// and then the outcome stays. (A pool's future never holds
+    /// `Error::Timeout`: that is a wait's.)
+    fn take(&self, deadline: Option<Instant>, sleep: bool) -> Option<Taken<R>> {
+        let taken = match self {
+            Pending::One(future) => Taken::One(future.wait_and_take(deadline)),
+            Pending::Chunk { future, len } if sleep => {
+                Taken::Chunk(future.sleep_and_take(deadline), *len)
+            }
+            Pending::Chunk { future, len } => Taken::Chunk(future.wait_and_take(deadline), *len),
+        };
+        match taken {
+            Taken::One(Err(Error::Timeout)) | Taken::Chunk(Err(Error::Timeout), _) => None,
+            taken => Some(taken),
+        }
+    }
+
     /// Has `number` sent to `completions` once this chunk is done.
     fn watch(&self, completions: &Completions, number: usize) {
         let Completions { key, notify, .. } = completions;
@@ -84,13 +106,110 @@ impl<R> Pending<R> {
             Pending::Chunk { future, .. } => future.watch(*key, number, notify),
         };
     }
+
+    /// Withdraws [`watch`](Self::watch).
+    fn unwatch(&self, completions: &Completions) {
+        match self {
+            Pending::One(future) => future.unwatch(completions.key),
+            Pending::Chunk { future, .. } => future.unwatch(completions.key),
+        }
+    }
 }
 
-/// Where the chunks of a `map_unordered` report, by number, that they are done.
+/// Where chunks report, by number, that they are done: every chunk of a
+/// `map_unordered`, and the oldest chunk of a `map` while the caller waits
+/// for it and for input at once.
 struct Completions {
     key: u64,
     notify: Arc<Notify>,
     finished: Receiver<usize>,
+}
+
+impl Completions {
+    fn new() -> Self {
+        let (notify, finished) = Notify::channel();
+        Completions {
+            key: watch_key(),
+            notify,
+            finished,
+        }
+    }
+}
+
+/// Where a map's inputs are, in its lifecycle:
+///
+/// ```text
+/// Here ----------------- the input ends --------------------------> Ended
+///   |                                                                 ^
+///   +--pull_on_thread--> Feeding --last batch received (or panic)-----+
+///   |                                                                 |
+///   +--pull_on_thread, no thread to pull on (SpawnFailed)-------------+
+/// ```
+///
+/// The map is dropped, or its deadline passes, in any state: then it drops
+/// the input (`Ended`), and a feeder thread exits.
+enum Input<I: Iterator> {
+    /// The caller's thread pulls it, within the look-ahead, as `next` needs.
+    Here(I),
+    /// A feeder thread pulls it, a grant at a time.
+    Feeding {
+        feed: Feed<I::Item>,
+        /// The iterator's size hint after the last batch received.
+        hint: (usize, Option<usize>),
+    },
+    /// Every input has been received. An error to yield after every
+    /// result: the input panicked, or could not be pulled at all.
+    Ended(Option<Error>),
+}
+
+impl<I: Iterator> Input<I> {
+    /// The size hint of the inputs not received yet.
+    fn hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Input::Here(inputs) => inputs.size_hint(),
+            Input::Feeding { hint, .. } => *hint,
+            Input::Ended(_) => (0, Some(0)),
+        }
+    }
+}
+
+/// Whether `pending` is a chunk measured to run for longer than a wait
+/// would spin for it: then the wait sleeps at once.
+fn runs_long<R>(chunking: &Chunking, pending: &Pending<R>) -> bool {
+    match (chunking, pending) {
+        (Chunking::Auto(sizing), Pending::Chunk { len, .. }) => sizing.runs_long(*len),
+        _ => false,
+    }
+}
+
+/// The outcome of a chunk, taken from its future.
+enum Taken<R> {
+    One(Result<R, Error>),
+    /// The chunk's outcomes, or its error, and how many inputs it had.
+    Chunk(Result<Outcomes<R>, Error>, usize),
+}
+
+/// What the caller's thread waited for, and got.
+enum Event<R> {
+    /// The next chunk to yield, to wait for in full, up to the deadline.
+    Chunk(Pending<R>),
+    /// The next chunk's outcome, already taken.
+    Taken(Taken<R>),
+    /// A batch of inputs arrived (and is in `chunk`): refill.
+    Input,
+    /// The deadline passed.
+    Timeout,
+    /// Nothing is in flight, and no input will come.
+    End,
+}
+
+/// What woke the caller waiting for a chunk and for input at once.
+enum Woke<T> {
+    Timeout,
+    /// A batch, or `None` if the feeder's channel closed.
+    Input(Option<Batch<T>>),
+    /// A chunk's number, from `Completions`.
+    Finished(Option<usize>),
 }
 
 /// The iterator returned by `map`, `map_unordered` and `starmap`: each
@@ -120,6 +239,12 @@ struct Completions {
 /// - **One deadline.** With [`timeout`](Map::timeout), the whole iteration
 ///   must finish within that time from the `map` call. When it passes, the
 ///   iterator yields [`Error::Timeout`] once and ends.
+/// - **The input where you choose.** By default the caller's thread pulls
+///   the inputs, inside `next`, within the look-ahead: any iterator will do,
+///   borrowing ones too, and nothing crosses threads. An input that may stall
+///   (a channel, a socket) would hold up the results already finished and
+///   the deadline there; [`pull_on_thread`](Map::pull_on_thread) gives it to
+///   a thread of the map's own.
 /// - **Clean stop.** When the deadline passes or the iterator is dropped, the
 ///   tasks that have not started are cancelled.
 ///
@@ -162,23 +287,23 @@ struct Completions {
 #[must_use = "map is lazy and runs no task until iterated, so `let _ =` would run nothing: \
               iterate it, e.g. `for result in executor.map(..) { result?; }`"]
 pub struct Map<'e, I: Iterator, R> {
-    inputs: Fuse<I>,
+    input: Input<I>,
     submit: SubmitChunk<'e, I::Item, R>,
     /// The chunks submitted and not yet yielded, by number.
     in_flight: BTreeMap<usize, Pending<R>>,
     /// How many chunks have been submitted: the next one's number.
     submitted: usize,
-    /// `Some` for `map_unordered`: yield chunks as they finish.
-    completions: Option<Completions>,
+    /// Whether to yield in input order; if not (`map_unordered`), every
+    /// chunk reports to `completions`, and chunks are yielded as they finish.
+    ordered: bool,
+    completions: Completions,
     /// How many inputs `in_flight` holds.
     in_flight_items: usize,
     /// The rest of the chunk being yielded.
     ready: outcomes::IntoIter<R>,
-    /// Inputs pulled and not yet submitted: the next chunk as it is filled,
-    /// and at the end of the inputs, the last ones, which go out in shares.
+    /// Inputs received and not yet submitted: whole batches, and at the end
+    /// of the inputs, the last ones, which go out in shares.
     chunk: Vec<I::Item>,
-    /// Whether `inputs` has run out.
-    inputs_ended: bool,
     workers: usize,
     buffer_size: Option<usize>,
     chunking: Chunking,
@@ -200,15 +325,15 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         submit: SubmitChunk<'e, I::Item, R>,
     ) -> Self {
         Self {
-            inputs: inputs.fuse(),
+            input: Input::Here(inputs),
             submit,
             in_flight: BTreeMap::new(),
             submitted: 0,
-            completions: None,
+            ordered: true,
+            completions: Completions::new(),
             in_flight_items: 0,
             ready: outcomes::IntoIter::default(),
             chunk: Vec::new(),
-            inputs_ended: false,
             workers,
             buffer_size: None,
             chunking: Chunking::Auto(Sizing::new(workers, chunk_target)),
@@ -222,12 +347,7 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
     /// Yields results as their chunks finish instead of in input order.
     /// Called before the first `next`, so every chunk is watched.
     pub(crate) fn unordered(mut self) -> Self {
-        let (notify, finished) = Notify::channel();
-        self.completions = Some(Completions {
-            key: watch_key(),
-            notify,
-            finished,
-        });
+        self.ordered = false;
         self
     }
 
@@ -302,23 +422,54 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         self
     }
 
-    /// Tops the in-flight queue up with whole chunks, within the look-ahead.
+    /// Takes the batches of inputs there now, asks for more within the
+    /// look-ahead (first what the next chunk lacks, then whole chunks), and
+    /// submits whole chunks, or at the end of the input what is left.
     fn refill(&mut self) {
         loop {
             let (size, look_ahead) = self.next_chunk();
-            if self.in_flight_items + self.ready.len() + size > look_ahead {
-                return;
-            }
-            if self.chunk.len() < size && !self.inputs_ended {
-                let wanted = size - self.chunk.len();
-                self.chunk.extend(self.inputs.by_ref().take(wanted));
-                if self.chunk.len() < size {
-                    // These are the last inputs: size them as such.
-                    self.inputs_ended = true;
+            let held = self.in_flight_items + self.ready.len();
+            if let Input::Feeding { feed, .. } = &mut self.input {
+                let held = held + self.chunk.len();
+                // In bulk, once half the look-ahead is free (the feeder wakes
+                // once for all of it), or when the pool has nothing of this
+                // map to run: first what the next chunk lacks, then whole
+                // chunks.
+                let room = look_ahead.saturating_sub(held + feed.granted());
+                if room >= look_ahead.div_ceil(2) || self.in_flight.is_empty() {
+                    let lacking = size - (self.chunk.len() + feed.granted()) % size;
+                    if lacking <= room {
+                        feed.grant(1, lacking);
+                        feed.grant((room - lacking) / size, size);
+                    }
+                }
+                // A batch at a time: one that makes a whole chunk is sent as
+                // it is, with no copy.
+                if self.chunk.len() < size
+                    && let Some(batch) = feed.try_batch()
+                {
+                    self.receive(batch);
                     continue;
                 }
+            } else {
+                // Pulled here, a chunk at a time, within the look-ahead.
+                if held + size > look_ahead {
+                    return;
+                }
+                if let Input::Here(inputs) = &mut self.input
+                    && self.chunk.len() < size
+                {
+                    let wanted = size - self.chunk.len();
+                    self.chunk.extend(inputs.by_ref().take(wanted));
+                    if self.chunk.len() < size {
+                        // These are the last inputs: size them as such.
+                        self.input = Input::Ended(None);
+                        continue;
+                    }
+                }
             }
-            if self.chunk.is_empty() {
+            let ended = matches!(self.input, Input::Ended(_));
+            if self.chunk.is_empty() || (self.chunk.len() < size && !ended) {
                 return;
             }
             let mut chunk = match size < self.chunk.len() {
@@ -330,12 +481,30 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
                 Chunking::Auto(sizing) => Some(sizing.meter()),
             };
             let pending = (self.submit)(&mut chunk, meter);
-            if let Some(completions) = &self.completions {
-                pending.watch(completions, self.submitted);
+            if !self.ordered {
+                pending.watch(&self.completions, self.submitted);
             }
             self.in_flight_items += pending.len();
             self.in_flight.insert(self.submitted, pending);
             self.submitted += 1;
+        }
+    }
+
+    /// Takes in a batch of inputs.
+    fn receive(&mut self, batch: Batch<I::Item>) {
+        if self.chunk.is_empty() {
+            self.chunk = batch.items;
+        } else {
+            self.chunk.extend(batch.items);
+        }
+        match batch.after {
+            After::More => {
+                if let Input::Feeding { hint, .. } = &mut self.input {
+                    *hint = batch.hint;
+                }
+            }
+            After::Ended => self.input = Input::Ended(None),
+            After::Failed(error) => self.input = Input::Ended(Some(error)),
         }
     }
 
@@ -348,10 +517,9 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
                 (*size, self.buffer_size.unwrap_or(per_chunk).max(*size))
             }
             Chunking::Auto(sizing) => {
-                // Inputs left, if known exactly: the ones pulled, and the
+                // Inputs left, if known exactly: the ones received, and the
                 // rest by an exact size hint.
-                let left = match self.inputs.size_hint() {
-                    _ if self.inputs_ended => Some(self.chunk.len()),
+                let left = match self.input.hint() {
                     (lower, Some(upper)) if lower == upper => Some(lower + self.chunk.len()),
                     _ => None,
                 };
@@ -363,15 +531,83 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         }
     }
 
+    /// Waits for the next thing to do: a chunk to yield (the oldest, or for
+    /// `map_unordered` the next to finish), or a batch of inputs to submit
+    /// while no chunk is done, or the deadline.
+    fn next_event(&mut self) -> Event<R> {
+        loop {
+            let feed = match &mut self.input {
+                Input::Feeding { feed, .. } if feed.granted() > 0 => feed,
+                // No input is coming: wait for the next chunk in full.
+                _ => return self.next_pending().map_or(Event::End, Event::Chunk),
+            };
+            if self.in_flight.is_empty() {
+                return match feed.wait_batch(self.deadline) {
+                    Ok(batch) => {
+                        self.receive(batch);
+                        Event::Input
+                    }
+                    Err(_) => Event::Timeout,
+                };
+            }
+            // In order, the oldest chunk reports here while the caller waits.
+            let oldest = self.in_flight.first_key_value().filter(|_| self.ordered);
+            if let Some((&number, oldest)) = oldest {
+                // As a wait would: spin briefly first (a tiny chunk is done
+                // by then, and nobody has to be woken), unless it runs long.
+                let sleep = runs_long(&self.chunking, oldest);
+                if let Some(taken) = oldest.take(Some(Instant::now()), sleep) {
+                    if let Some((_, pending)) = self.in_flight.pop_first() {
+                        self.in_flight_items -= pending.len();
+                    }
+                    return Event::Taken(taken);
+                }
+                oldest.watch(&self.completions, number);
+            }
+            let woke = {
+                let mut select = Select::new();
+                let input = select.recv(feed.batches());
+                select.recv(&self.completions.finished);
+                let selected = match self.deadline {
+                    Some(deadline) => select.select_deadline(deadline).ok(),
+                    None => Some(select.select()),
+                };
+                match selected {
+                    None => Woke::Timeout,
+                    Some(op) if op.index() == input => Woke::Input(op.recv(feed.batches()).ok()),
+                    Some(op) => Woke::Finished(op.recv(&self.completions.finished).ok()),
+                }
+            };
+            if let Some((_, oldest)) = oldest {
+                oldest.unwatch(&self.completions);
+            }
+            match woke {
+                Woke::Timeout => return Event::Timeout,
+                Woke::Input(batch) => {
+                    let batch = feed.received(batch);
+                    self.receive(batch);
+                    return Event::Input;
+                }
+                // In order, a number is only a wake-up: the loop looks again.
+                Woke::Finished(Some(number)) if !self.ordered => {
+                    if let Some(pending) = self.in_flight.remove(&number) {
+                        return Event::Chunk(pending);
+                    }
+                }
+                Woke::Finished(_) => {}
+            }
+        }
+    }
+
     /// Takes the next chunk to yield: the oldest, or for `map_unordered` the
     /// next to finish. Once the deadline has passed, the oldest, whose wait
     /// then reports the timeout.
     fn next_pending(&mut self) -> Option<Pending<R>> {
-        if let Some(completions) = &self.completions {
+        if !self.ordered {
             while !self.in_flight.is_empty() {
                 let finished = match self.deadline {
-                    None => completions.finished.recv().ok(),
-                    Some(deadline) => completions.finished.recv_deadline(deadline).ok(),
+                    None => self.completions.finished.recv().ok(),
+                    Some(deadline) => self.completions.finished.recv_deadline(deadline).ok(),
                 };
                 let Some(number) = finished else { break };
                 // A number not in flight was taken as the oldest after the
@@ -384,29 +620,70 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
         self.in_flight.pop_first().map(|(_, pending)| pending)
     }
 
-    /// Cancels every task that has not started and ends the iteration.
+    /// Cancels every task that has not started, lets the input go (a feeder
+    /// thread exits), and ends the iteration.
     fn stop(&mut self) {
         for pending in std::mem::take(&mut self.in_flight).into_values() {
             pending.cancel_pending();
         }
         self.in_flight_items = 0;
         self.ready = outcomes::IntoIter::default();
+        self.input = Input::Ended(None);
         self.ended = true;
     }
+}
 
-    /// Ends the iteration if `result` is a timeout and the map's deadline
-    /// has passed. (A task's own `TaskTimedOut`, from a process pool's
-    /// per-task limit, is just that item's error.)
-    fn timed_out<T>(&mut self, result: &Result<T, Error>, future: &Future<T>) -> bool {
-        let timed_out = matches!(result, Err(Error::Timeout))
-            && self
-                .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline);
-        if timed_out {
-            future.cancel_pending();
-            self.stop();
-        }
-        timed_out
+impl<I, R> Map<'_, I, R>
+where
+    I: Iterator + Send + 'static,
+    I::Item: Send + 'static,
+{
+    /// Pulls the inputs on a thread of the map's own (Python's `Pool.imap`
+    /// does so), for an input that may stall: a channel, a socket, a slow
+    /// parser. Finished results then come out while the input is stalled,
+    /// and the [`timeout`](Map::timeout) holds whatever the input does. A
+    /// panic in the input iterator becomes the map's last item, its
+    /// [`Error::Panicked`], after the results of the inputs pulled before
+    /// it.
+    ///
+    /// The input must own its data (`Send + 'static`: `words`, or
+    /// `words.clone()`, not `words.iter()`). What is pulled stays within the
+    /// look-ahead, a chunk at a time. Without this, the caller's thread
+    /// pulls each input inside `next`, which costs nothing extra and takes
+    /// any iterator; with it, each chunk's inputs cross between two threads,
+    /// which matters only for tiny tasks in small chunks. A map dropped
+    /// while its input blocks lets the thread go; it exits once the input
+    /// returns.
+    ///
+    /// ```
+    /// use concurrent_futures::{Error, ThreadPoolExecutor};
+    /// use std::{sync::mpsc, time::Duration};
+    ///
+    /// let executor = ThreadPoolExecutor::new(2);
+    /// let (send, lines) = mpsc::channel();
+    /// send.send(3).unwrap();
+    /// // `send` is still open: the input stalls after its first line.
+    /// let mut lengths = executor
+    ///     .map(|n: u32| n * 2, lines.into_iter())
+    ///     .pull_on_thread()
+    ///     .timeout(Duration::from_millis(200));
+    /// assert_eq!(lengths.next(), Some(Ok(6)));              // out while the input stalls
+    /// assert_eq!(lengths.next(), Some(Err(Error::Timeout))); // the deadline holds
+    /// # drop(send);
+    /// ```
+    pub fn pull_on_thread(mut self) -> Self {
+        self.input = match std::mem::replace(&mut self.input, Input::Ended(None)) {
+            Input::Here(inputs) => {
+                let hint = inputs.size_hint();
+                match Feed::start(inputs) {
+                    Ok(feed) => Input::Feeding { feed, hint },
+                    Err(error) => Input::Ended(Some(error)),
+                }
+            }
+            // Called twice, or after the input ended: nothing changes.
+            input => input,
+        };
+        self
     }
 }
 
@@ -432,7 +709,14 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
             return (1, Some(1));
         }
         let pulled = self.ready.len() + self.in_flight_items + self.chunk.len();
-        let (lower, upper) = self.inputs.size_hint();
+        let (lower, upper) = match &self.input {
+            // The input's error is one more item.
+            Input::Ended(failure) => {
+                let left = usize::from(failure.is_some());
+                (left, Some(left))
+            }
+            input => input.hint(),
+        };
         let upper = upper.and_then(|upper| upper.checked_add(pulled));
         match self.deadline {
             Some(_) => (0, upper),
@@ -444,7 +728,7 @@ impl<I: Iterator, R> Iterator for Map<'_, I, R> {
 impl<I: Iterator, R> Map<'_, I, R> {
     /// [`next`](Iterator::next) past the current chunk's run of values: the
     /// rest of a chunk with errors, or else the first result of the next
-    /// chunk to yield (or the bad setting, or the end).
+    /// chunk to yield (or the bad setting, or the input's error, or the end).
     #[inline(never)]
     fn next_slow(&mut self) -> Option<Result<R, Error>> {
         if let Some(result) = self.ready.next() {
@@ -457,25 +741,48 @@ impl<I: Iterator, R> Map<'_, I, R> {
         if self.ended {
             return None;
         }
-        self.refill();
-        let pending = self.next_pending()?;
-        self.in_flight_items -= pending.len();
-        match pending {
-            Pending::One(future) => {
-                let result = future.wait_and_take(self.deadline);
-                self.timed_out(&result, &future);
-                Some(result)
-            }
-            Pending::Chunk { future, len } => {
-                let results = match &self.chunking {
-                    Chunking::Auto(sizing) if sizing.runs_long(len) => {
-                        future.sleep_and_take(self.deadline)
-                    }
-                    _ => future.wait_and_take(self.deadline),
-                };
-                if self.timed_out(&results, &future) {
+        loop {
+            self.refill();
+            match self.next_event() {
+                Event::Chunk(pending) => {
+                    self.in_flight_items -= pending.len();
+                    let sleep = runs_long(&self.chunking, &pending);
+                    let Some(taken) = pending.take(self.deadline, sleep) else {
+                        // A task's own `TaskTimedOut`, from a process
+                        // pool's per-task limit, is just that item's error.
+                        pending.cancel_pending();
+                        self.stop();
+                        return Some(Err(Error::Timeout));
+                    };
+                    return self.yield_taken(taken);
+                }
+                Event::Taken(taken) => return self.yield_taken(taken),
+                Event::Input => {}
+                Event::Timeout => {
+                    self.stop();
                     return Some(Err(Error::Timeout));
                 }
+                Event::End => {
+                    // Nothing in flight and no input awaited: the input has
+                    // ended (one still feeding is always awaited then, and
+                    // one pulled here has filled the look-ahead).
+                    self.ended = true;
+                    return match &mut self.input {
+                        Input::Ended(failure) => failure.take().map(Err),
+                        Input::Here(_) | Input::Feeding { .. } => None,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl<I: Iterator, R> Map<'_, I, R> {
+    /// The first result of a chunk's outcome; the rest goes to `ready`.
+    fn yield_taken(&mut self, taken: Taken<R>) -> Option<Result<R, Error>> {
+        match taken {
+            Taken::One(result) => Some(result),
+            Taken::Chunk(results, len) => {
                 let outcomes = results.unwrap_or_else(|error| Outcomes::failed(&error, len));
                 self.ready = outcomes.into_iter();
                 self.ready.next()
@@ -503,7 +810,7 @@ impl<I: Iterator, R> fmt::Debug for Map<'_, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
             .field("in_flight", &self.in_flight.len())
-            .field("ordered", &self.completions.is_none())
+            .field("ordered", &self.ordered)
             .field("buffer_size", &self.buffer_size)
             .field("chunking", &self.chunking)
             .field("deadline", &self.deadline)
@@ -547,7 +854,10 @@ mod tests {
     }
 
     /// Runs `map` to the end: its results must be `expected` in order.
-    fn drain(map: Map<'static, impl Iterator<Item = u32>, u32>, expected: std::ops::Range<u32>) {
+    fn drain(
+        map: Map<'static, impl Iterator<Item = u32> + Send + 'static, u32>,
+        expected: std::ops::Range<u32>,
+    ) {
         let results: Vec<_> = map.collect();
         assert_eq!(results, expected.map(Ok).collect::<Vec<_>>());
     }

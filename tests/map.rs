@@ -57,15 +57,20 @@ fn nothing_is_submitted_before_the_first_next() {
 #[test]
 fn buffer_size_bounds_how_far_ahead_inputs_are_pulled() {
     let executor = ThreadPoolExecutor::new(2);
-    let (inputs, pulled) = counted(0..1000);
-    let mut results = executor.map(|n: u32| n, inputs).buffer_size(3);
-    for consumed in 1..=50 {
-        assert_eq!(results.next(), Some(Ok(consumed - 1)));
-        let pulled = pulled.load(Ordering::SeqCst);
-        assert!(
-            pulled <= consumed as usize + 3,
-            "pulled {pulled} inputs after consuming {consumed}, look-ahead 3"
-        );
+    for on_thread in [false, true] {
+        let (inputs, pulled) = counted(0..1000);
+        let mut results = executor.map(|n: u32| n, inputs).buffer_size(3);
+        if on_thread {
+            results = results.pull_on_thread();
+        }
+        for consumed in 1..=50 {
+            assert_eq!(results.next(), Some(Ok(consumed - 1)));
+            let pulled = pulled.load(Ordering::SeqCst);
+            assert!(
+                pulled <= consumed as usize + 3,
+                "pulled {pulled} inputs after consuming {consumed}, look-ahead 3, on a thread: {on_thread}"
+            );
+        }
     }
 }
 
@@ -379,4 +384,106 @@ fn the_last_inputs_go_one_per_chunk_so_every_worker_works_to_the_end() {
             "unordered: {unordered}"
         );
     }
+}
+
+/// An input of `0..before`, then one more input, `before`, once `gate`
+/// gives (or is dropped): until then it blocks, as a socket or a channel
+/// may.
+fn stalls_after(before: u32, gate: mpsc::Receiver<()>) -> impl Iterator<Item = u32> + Send {
+    (0..before).chain(std::iter::once_with(move || {
+        let _ = gate.recv();
+        before
+    }))
+}
+
+#[test]
+fn finished_results_come_out_while_the_input_stalls() {
+    // Before (and without `pull_on_thread`): the first `next` pulled inputs up to the look-ahead, on the
+    // caller's thread, and blocked in the stalled input: no result came
+    // out until the gate opened.
+    for (unordered, chunksize) in [(false, 1), (false, 2), (true, 1)] {
+        let (open, gate) = mpsc::channel();
+        let (yielded, results) = mpsc::channel();
+        // The map runs on a thread of the test's, so that a map that blocks
+        // fails the test instead of hanging it.
+        let consumer = thread::spawn(move || {
+            let executor = ThreadPoolExecutor::new(2);
+            let inputs = stalls_after(4, gate);
+            let map = match unordered {
+                true => executor.map_unordered(|n: u32| n * 10, inputs),
+                false => executor.map(|n: u32| n * 10, inputs),
+            };
+            for result in map.pull_on_thread().chunksize(chunksize) {
+                yielded.send(result).unwrap();
+            }
+        });
+        let mut first = (0..4)
+            .map(|_| {
+                results
+                    .recv_timeout(PATIENCE)
+                    .expect("a result while the input stalls")
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        first.sort_unstable();
+        assert_eq!(first, [0, 10, 20, 30], "chunksize {chunksize}");
+        open.send(()).unwrap();
+        assert_eq!(results.recv_timeout(PATIENCE), Ok(Ok(40)));
+        consumer.join().unwrap();
+        assert_eq!(results.try_recv(), Err(TryRecvError::Disconnected));
+    }
+}
+
+#[test]
+fn the_timeout_holds_while_the_input_stalls() {
+    // Before (and without `pull_on_thread`): the map blocked in the stalled input, and its deadline never
+    // came. Time is the behaviour: a short timeout, and a gate that stays
+    // shut until the timeout has been seen.
+    let (open, gate) = mpsc::channel();
+    let (yielded, results) = mpsc::channel();
+    let start = Instant::now();
+    let consumer = thread::spawn(move || {
+        let executor = ThreadPoolExecutor::new(2);
+        let map = executor
+            .map(|n: u32| n * 10, stalls_after(2, gate))
+            .pull_on_thread()
+            .chunksize(1)
+            .timeout(Duration::from_millis(300));
+        for result in map {
+            yielded.send(result).unwrap();
+        }
+    });
+    for expected in [Ok(0), Ok(10), Err(Error::Timeout)] {
+        assert_eq!(results.recv_timeout(PATIENCE), Ok(expected));
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(took < PATIENCE, "{took:?}");
+    consumer.join().unwrap();
+    assert_eq!(
+        results.try_recv(),
+        Err(TryRecvError::Disconnected),
+        "the map ended"
+    );
+    drop(open); // only now: the input was stalled throughout
+}
+
+#[test]
+fn a_panicking_input_is_the_maps_last_item() {
+    // Before (and without `pull_on_thread`): the panic unwound out of
+    // `next`, on the caller's thread.
+    let executor = ThreadPoolExecutor::new(2);
+    let inputs = (0..5_u32).inspect(|&n| assert!(n < 3, "input {n} cannot be made"));
+    let results: Vec<_> = executor
+        .map(|n: u32| n * 10, inputs)
+        .pull_on_thread()
+        .chunksize(1)
+        .collect();
+    assert_eq!(results[..3], [Ok(0), Ok(10), Ok(20)]);
+    assert!(
+        matches!(&results[3], Err(Error::Panicked { message, .. })
+            if message.contains("input iterator panicked") && message.contains("input 3 cannot be made")),
+        "{results:?}"
+    );
+    assert_eq!(results.len(), 4, "the map ends there");
 }

@@ -70,6 +70,8 @@ fn main() {
         a_queued_task_is_pending_and_cancels_without_a_rank,
         cancel_futures_cancels_every_task_not_started,
         short_tasks_pass_a_held_one,
+        a_chunk_with_a_held_input_gives_its_rest_to_the_other_rank,
+        cuts_racing_the_items_lose_none_and_run_none_twice,
         the_default_size_follows_mpi,
         spawn_settings_reach_the_workers,
         bad_settings_are_errors,
@@ -667,6 +669,113 @@ fn short_tasks_pass_a_held_one() {
     assert!(!held.done(), "the held task finished before its release");
     scratch.touch("release");
     assert_eq!(settle(&held), Ok(held_rank));
+}
+
+/// Leaves `DIR/done-N` and returns the rank's pid; for `N` = `held`,
+/// first blocks until `DIR/release`, like `block_until_released`.
+fn held_or_quick((dir, n, held): (String, u32, u32)) -> u32 {
+    if n == held {
+        fixtures::block_until_released(dir.clone());
+    }
+    fixtures::write_atomically(&std::path::Path::new(&dir).join(format!("done-{n}")), "");
+    std::process::id()
+}
+
+/// [`held_or_quick`] with the two halves of its argument apart, for
+/// `starmap`.
+fn held_or_quick_pair(dir: String, (n, held): (u32, u32)) -> u32 {
+    held_or_quick((dir, n, held))
+}
+
+/// Issue 21's skew on MPI: a chunk runs on one rank, but not whole there.
+/// The default `map` (and `map_unordered`, `starmap`) over 400 inputs in
+/// chunks of 100, one of them held: the inputs after it in its chunk
+/// (at its start, in its middle, at its end) all complete on the other
+/// rank while it is still held, and every result comes back in its place.
+/// Before, they waited behind the held input.
+fn a_chunk_with_a_held_input_gives_its_rest_to_the_other_rank() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    for (how, held) in [("map", 100), ("unordered", 150), ("starmap", 198)] {
+        let scratch = fixtures::Scratch::new("mpi-cut");
+        let dir = scratch.arg();
+        let (results, held_rank) = thread::scope(|scope| {
+            let results = scope.spawn(|| match how {
+                "map" => (executor.map(held_or_quick, (0..400).map(|n| (dir.clone(), n, held))))
+                    .chunksize(100)
+                    .collect::<Result<Vec<_>, _>>(),
+                "unordered" => (executor
+                    .map_unordered(held_or_quick, (0..400).map(|n| (dir.clone(), n, held))))
+                .chunksize(100)
+                .collect::<Result<Vec<_>, _>>(),
+                _ => (executor.starmap(
+                    held_or_quick_pair,
+                    (0..400).map(|n| (dir.clone(), (n, held))),
+                ))
+                .chunksize(100)
+                .collect::<Result<Vec<_>, _>>(),
+            });
+            let started = scratch.wait_for_files("started-", 1);
+            let held_rank = fixtures::read_pid(&scratch.path(&started[0]));
+            // Every other input finishes while the held one is held.
+            scratch.wait_for_files("done-", 399);
+            assert!(!scratch.path(&format!("done-{held}")).exists(), "{how}");
+            scratch.touch("release");
+            (results.join().expect("the map's thread"), held_rank)
+        });
+        let results = results.unwrap_or_else(|e| panic!("{how}: {e}"));
+        assert_eq!(results.len(), 400, "{how}: each input once");
+        if how != "unordered" {
+            assert_eq!(results[held as usize], held_rank, "{how}");
+            let rest = &results[held as usize + 1..200];
+            assert!(
+                rest.iter().all(|&rank| rank != held_rank),
+                "{how}: the rest of the held input's chunk waited for it"
+            );
+        }
+    }
+}
+
+/// Marks `DIR/ran-N` (or, if that is there already, `DIR/twice-N`), then
+/// sleeps `micros`.
+fn mark_once((dir, n, micros): (String, u32, u64)) -> u32 {
+    let dir = std::path::Path::new(&dir);
+    let first = (std::fs::OpenOptions::new().write(true).create_new(true))
+        .open(dir.join(format!("ran-{n}")));
+    if first.is_err() {
+        fixtures::write_atomically(&dir.join(format!("twice-{n}")), "");
+    }
+    thread::sleep(Duration::from_micros(micros));
+    n
+}
+
+/// A chunk cut again and again, each cut racing the items' ends (one
+/// chunk of every input, on two ranks: the idle one takes the rest, until
+/// it is cut in turn): no input is lost, none runs twice, every result
+/// comes back in its place. Inputs of about the hub's patience, so that
+/// cuts fall before, during and after items, right after the item running
+/// or halfway through the rest: 150 of 4 ms, or 400 of 0 to 3 ms.
+fn cuts_racing_the_items_lose_none_and_run_none_twice() {
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    for round in 0..4 {
+        let scratch = fixtures::Scratch::new("mpi-cut-race");
+        let (count, micros): (u32, fn(u32) -> u64) = match round % 2 {
+            0 => (150, |_| 4_000),
+            _ => (400, |n| 500 * u64::from(n % 7)),
+        };
+        let inputs = (0..count).map(|n| (scratch.arg(), n, micros(n)));
+        let results: Vec<u32> = (executor.map(mark_once, inputs))
+            .chunksize(400)
+            .timeout(PATIENCE)
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(results, (0..count).collect::<Vec<_>>(), "round {round}");
+        assert_eq!(
+            scratch.files("twice-"),
+            Vec::<String>::new(),
+            "round {round}"
+        );
+        assert_eq!(scratch.files("ran-").len(), count as usize, "round {round}");
+    }
 }
 
 /// Mirrors mpi4py's `test_max_workers_environ` (and `test_max_workers`):

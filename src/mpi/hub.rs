@@ -27,6 +27,31 @@
 //! ran, and its pool is broken. Silence is judged after the messages that
 //! arrived have been received, so a rank is never taken for dead because
 //! the hub was slow to read it.
+//!
+//! A `map` chunk runs on one rank, but need not run there whole: when a
+//! rank has held a chunk for [`PATIENCE`] while a rank its pool could use
+//! idles, the hub asks it to cut the chunk (see [`gate`](super::gate)):
+//! right after the item running, if that one has run for a while (a slow
+//! input), else halfway through the items not started (a chunk of quick
+//! ones, split with the idle rank). The rank answers how many items run
+//! there; the rest becomes work of its own, already claimed, queued first
+//! for the next free rank, and its outcomes complete the same future. So a
+//! slow input holds up only itself, wherever it falls in the input.
+//!
+//! ```text
+//!            a free rank              held PATIENCE, a rank idle
+//!  queue ─────────────────▶ busy ──────────────────────────────▶ asked
+//!    ▲  (pending; claimed            (claimed: running())           │
+//!    │   as it is sent)                                             │
+//!    └──── the rest, first in line ◀── the rank answers: the items ─┘
+//!          (claimed)                   it had not started, or the
+//!                                      later half of them, taken back
+//! ```
+//!
+//! Every task message carries a number (its header's `first`), echoed in
+//! the rank's answer to a cut and with its outcomes, which say how many of
+//! its items ran: an answer is checked against the work its rank holds,
+//! and never completes another's future.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -44,7 +69,7 @@ use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
-use crate::remote::message::{self, Hello, Kind, Welcome};
+use crate::remote::message::{self, Answer, Hello, Kind, Welcome};
 use crate::remote::work::Work;
 use crate::shared;
 
@@ -56,6 +81,11 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(200);
 
 /// How long the exit hook waits for the hub to stop the ranks.
 const EXIT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// How long a rank may hold a chunk while a rank its pool could use idles,
+/// before it is asked to cut it. Automatic chunks aim at a millisecond, so
+/// uniform work is rarely cut.
+const PATIENCE: Duration = Duration::from_millis(2);
 
 /// The hub's channel, or why it could not start.
 static MANAGER: OnceLock<Result<Sender<Command>, String>> = OnceLock::new();
@@ -232,16 +262,45 @@ impl Link {
     }
 }
 
+/// Work a rank runs.
+struct Busy {
+    work: Work,
+    /// When it was sent.
+    sent: Instant,
+    cut: Cut,
+}
+
+/// Whether the hub may ask a rank to cut the chunk it runs:
+///
+/// ```text
+/// Later(t) ──held PATIENCE since t, a rank idle──▶ Asked ──all started──▶ Never
+///    ▲                                               │
+///    └────────cut, or nothing started yet────────────┘
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// Once it has been held [`PATIENCE`] from this instant.
+    Later(Instant),
+    /// Asked: the rank's answer is awaited.
+    Asked,
+    /// It has nothing to give away: a lone task, or every item has
+    /// started.
+    Never,
+}
+
 /// One executor's ranks and work.
 struct Pool {
     link: Link,
     /// The most ranks that run its work at once.
     workers: usize,
-    /// The work each busy rank runs, and when it was sent there.
-    busy: HashMap<Rank, (Work, Instant)>,
+    /// The work each busy rank runs.
+    busy: HashMap<Rank, Busy>,
     queue: VecDeque<Work>,
     /// Set by `Close`: the replies to send once the pool is drained.
     closing: Option<Vec<Sender<()>>>,
+    /// Whether a `Close` cancelled the queued work: the rest of a chunk
+    /// cut later is dropped too.
+    cancelled: bool,
     /// Why the pool can run nothing more, if it cannot.
     broken: Option<String>,
 }
@@ -262,7 +321,7 @@ impl Pool {
     /// [`fail`](Self::fail) with every busy rank's work lost: the pool's
     /// ranks are all gone.
     fn fail_all(&mut self, reason: &str) {
-        let lost = self.busy.drain().map(|(_, (work, _))| work).collect();
+        let lost = self.busy.drain().map(|(_, busy)| busy.work).collect();
         self.fail(lost, reason);
     }
 }
@@ -284,6 +343,8 @@ struct Hub {
     pools: BTreeMap<u64, Pool>,
     /// The pool that was given a rank last.
     served_last: u64,
+    /// The number of the last task message sent (its header's `first`).
+    numbered: u32,
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
     heard: Heard,
@@ -337,6 +398,7 @@ impl Hub {
             groups: Vec::new(),
             pools: BTreeMap::new(),
             served_last: 0,
+            numbered: 0,
             next_pool: 1,
             callbacks,
             heard: Heard::default(),
@@ -413,6 +475,7 @@ impl Hub {
                 // work queued and nothing out.
                 self.dispatch();
             }
+            self.ask_cuts();
             // After the receive: what has arrived is heard.
             if out && checked.elapsed() > LIVENESS_CHECK {
                 checked = Instant::now();
@@ -454,6 +517,7 @@ impl Hub {
                 busy: HashMap::new(),
                 queue: VecDeque::new(),
                 closing: None,
+                cancelled: false,
                 broken: None,
             },
         );
@@ -580,6 +644,7 @@ impl Hub {
         if cancel {
             // Dropped unrun, their futures resolve as cancelled.
             pool.queue.clear();
+            pool.cancelled = true;
         }
         pool.closing.get_or_insert_with(Vec::new).extend(reply);
     }
@@ -623,6 +688,8 @@ impl Hub {
                     }
                     Link::Spawned(_) => Rank::try_from(free).expect("a rank of the group"),
                 };
+                self.numbered = self.numbered.wrapping_add(1);
+                work.header.first = self.numbered;
                 // The shared values the rank lacks, each once per rank;
                 // then one contiguous message: header, arguments, tail.
                 let group = match pool.link {
@@ -644,12 +711,67 @@ impl Hub {
                             .send_with_tag(&message[..], *tag),
                     }
                 }
-                // Sent: its shared values are let go with its bytes.
-                (work.args, work.tail, work.shared) = (Vec::new(), Vec::new(), Vec::new());
-                pool.busy.insert(rank, (work, Instant::now()));
+                // A chunk keeps its arguments, and the shared values they
+                // use, for a cut; the rest is let go now.
+                let now = Instant::now();
+                let count = work.header.count as usize;
+                let cut = if count > 1 && work.ends.len() == count {
+                    Cut::Later(now)
+                } else {
+                    (work.args, work.tail, work.shared) = (Vec::new(), Vec::new(), Vec::new());
+                    Cut::Never
+                };
+                let busy = Busy {
+                    work,
+                    sent: now,
+                    cut,
+                };
+                pool.busy.insert(rank, busy);
                 self.heard.alive(pool.link.comm(), rank);
                 self.served_last = id;
                 sent = true;
+            }
+        }
+    }
+
+    /// Asks ranks that have held a chunk for [`PATIENCE`] to cut it, as
+    /// many as their pool has ranks idle (after
+    /// [`dispatch`](Self::dispatch), a pool with a rank idle has nothing
+    /// queued), those that have held theirs longest first.
+    fn ask_cuts(&mut self) {
+        let free_world = (self.world.iter())
+            .filter(|slot| slot.state == Lease::Free)
+            .count();
+        for pool in self.pools.values_mut().filter(|pool| pool.broken.is_none()) {
+            let room = pool.workers.saturating_sub(pool.busy.len());
+            let idle = match pool.link {
+                Link::World => free_world.min(room),
+                Link::Spawned(_) => room,
+            };
+            let asked = (pool.busy.values())
+                .filter(|busy| busy.cut == Cut::Asked)
+                .count();
+            let Some(wanted) = idle.checked_sub(asked).filter(|&wanted| wanted > 0) else {
+                continue;
+            };
+            let mut held: Vec<(Instant, Rank)> = (pool.busy.iter())
+                .filter_map(|(&rank, busy)| match busy.cut {
+                    Cut::Later(since) if since.elapsed() > PATIENCE => Some((since, rank)),
+                    _ => None,
+                })
+                .collect();
+            held.sort_unstable();
+            for (_, rank) in held.into_iter().take(wanted) {
+                let busy = pool.busy.get_mut(&rank).expect("listed above");
+                let first = busy.work.header.first.to_le_bytes();
+                match pool.link {
+                    Link::World => {
+                        (self.comm.process_at_rank(rank)).send_with_tag(&first[..], tags::CUT)
+                    }
+                    Link::Spawned(group) => (self.groups[group].comm.process_at_rank(rank))
+                        .send_with_tag(&first[..], tags::CUT),
+                }
+                busy.cut = Cut::Asked;
             }
         }
     }
@@ -704,7 +826,7 @@ impl Hub {
                 liveness::SILENCE
             );
             if let Link::World = pool.link {
-                let lost = pool.busy.remove(&rank).map(|(work, _)| work);
+                let lost = pool.busy.remove(&rank).map(|busy| busy.work);
                 pool.fail(lost.into_iter().collect(), &reason);
                 continue;
             }
@@ -750,7 +872,18 @@ impl Hub {
         if busy(|link| matches!(link, Link::World)) {
             let world = &self.comm;
             self.heard.receive(None, world);
-            while let Some((rank, outcomes)) = receive_outcomes(world) {
+            // Answers to cuts before outcomes: a rank sends its answer
+            // first, and its outcomes say how many items ran either way.
+            while let Some((rank, answer)) = receive_from_any(world, tags::CUT) {
+                received = true;
+                let slot = self.world.iter().find(|slot| slot.rank == rank);
+                if let Some(Lease::Leased(id)) = slot.map(|slot| &slot.state)
+                    && let Some(pool) = self.pools.get_mut(id)
+                {
+                    cut_answered(pool, rank, &answer);
+                }
+            }
+            while let Some((rank, outcomes)) = receive_from_any(world, tags::OUTCOMES) {
                 received = true;
                 // The rank is free again, whichever pool it served.
                 let slot = self.world.iter_mut().find(|slot| slot.rank == rank);
@@ -772,9 +905,13 @@ impl Hub {
             let comm = &self.groups[group].comm;
             if !pool.busy.is_empty() {
                 self.heard.receive(Some(group), comm);
+                while let Some((rank, answer)) = receive_from_any(comm, tags::CUT) {
+                    received = true;
+                    cut_answered(pool, rank, &answer);
+                }
             }
             while !pool.busy.is_empty() {
-                let Some((rank, outcomes)) = receive_outcomes(comm) else {
+                let Some((rank, outcomes)) = receive_from_any(comm, tags::OUTCOMES) else {
                     break;
                 };
                 received = true;
@@ -819,7 +956,7 @@ impl Hub {
             for work in pool
                 .queue
                 .drain(..)
-                .chain(pool.busy.drain().map(|(_, (w, _))| w))
+                .chain(pool.busy.drain().map(|(_, busy)| busy.work))
             {
                 work.results.fail(Error::BrokenExecutor {
                     reason: reason.clone(),
@@ -873,8 +1010,10 @@ impl Hub {
     }
 }
 
-/// Completes the work `rank` of `pool`'s link held with its `outcomes`;
-/// its done callbacks go to the callback thread.
+/// Completes the work `rank` of `pool`'s link held with its `outcomes`
+/// (which end with an [`Answer`]); its done callbacks go to the callback
+/// thread. A chunk whose rank ran only its first items (it was cut) gives
+/// the rest to the queue, if the rank's answer to the cut has not already.
 fn answered(
     pool: &mut Pool,
     rank: Rank,
@@ -882,18 +1021,78 @@ fn answered(
     heard: &mut Heard,
     callbacks: &Sender<Box<dyn FnOnce() + Send>>,
 ) {
-    let Some((mut work, sent)) = pool.busy.remove(&rank) else {
+    let Some(Busy { mut work, sent, .. }) = pool.busy.remove(&rank) else {
         return; // a stray message, ignored
     };
-    // A rank runs one call at a time, from when it is sent: what a `map`
-    // with automatic chunks sizes them from.
-    work.results.ran_for(sent.elapsed());
     heard.answered(pool.link.comm(), rank);
+    let (outcomes, answer) = outcomes.split_at(outcomes.len().saturating_sub(Answer::LEN));
+    let (first, count) = (work.header.first, work.header.count);
+    let answer = (Answer::decode(answer).ok())
+        .and_then(|(answer, _)| Some(answer).filter(|a| a.first == first));
+    let Some(done) = answer
+        .map(|answer| answer.done)
+        .filter(|done| (1..=count).contains(done))
+    else {
+        return work.results.fail(Error::Protocol(format!(
+            "MPI rank {rank} answered {answer:?} for the task numbered {first}, of {count} items"
+        )));
+    };
+    if done < count {
+        match work.split_off(done as usize) {
+            Some(rest) => queue_rest(pool, rest),
+            None => {
+                return work.results.fail(Error::Protocol(format!(
+                    "MPI rank {rank} ran {done} of the {count} items of a task that cannot be cut"
+                )));
+            }
+        }
+    }
+    // A rank runs one call at a time, from when it is sent: what a `map`
+    // with automatic chunks sizes them from (the items that ran there).
+    work.results.ran_for(sent.elapsed());
+    // The shared values it used are let go before its future resolves.
+    drop(std::mem::take(&mut work.shared));
     let deferred = match work.results.deliver(outcomes, Vec::new()) {
         Ok(deferred) | Err(deferred) => deferred,
     };
     if let Some(deferred) = deferred {
         let _ = callbacks.send(deferred);
+    }
+}
+
+/// Takes `rank`'s answer to a request to cut the chunk it runs: how many
+/// of its items run there. The rest goes to the queue; a chunk with items
+/// left that have not started (it was cut halfway through them, or none
+/// had started) may be asked again later. An answer for work the rank no
+/// longer runs (its outcomes came first) is dropped.
+fn cut_answered(pool: &mut Pool, rank: Rank, answer: &[u8]) {
+    let Ok((answer, _)) = Answer::decode(answer) else {
+        return; // a stray message, ignored
+    };
+    let Some(busy) = (pool.busy.get_mut(&rank))
+        .filter(|busy| busy.work.header.first == answer.first && busy.cut == Cut::Asked)
+    else {
+        return;
+    };
+    busy.cut = match answer.done >= busy.work.header.count {
+        true => Cut::Never,
+        false => Cut::Later(Instant::now()),
+    };
+    if let Some(rest) = busy.work.split_off(answer.done as usize) {
+        queue_rest(pool, rest);
+    }
+}
+
+/// Queues the rest of a cut chunk first, to run on the next free rank; it
+/// fails at once if the pool is broken, and is dropped unrun (its future
+/// cancelled) if a shutdown cancelled the pool's queued work.
+fn queue_rest(pool: &mut Pool, rest: Work) {
+    match (&pool.broken, pool.cancelled) {
+        (Some(reason), _) => rest.results.fail(Error::BrokenExecutor {
+            reason: reason.clone(),
+        }),
+        (None, true) => drop(rest),
+        (None, false) => pool.queue.push_front(rest),
     }
 }
 
@@ -996,19 +1195,15 @@ fn receive_within<C: Communicator>(
     }
 }
 
-/// One arrived outcomes message, if any: its sender and bytes.
-fn receive_outcomes<C: Communicator>(comm: &C) -> Option<(Rank, Vec<u8>)> {
+/// One arrived message with `tag`, if any: its sender and bytes.
+fn receive_from_any<C: Communicator>(comm: &C, tag: ::mpi::Tag) -> Option<(Rank, Vec<u8>)> {
     // A probe, then a receive from the rank it found: this thread alone
     // receives, so the message is still there. Not a matched probe
     // (`MPI_Mprobe`): Open MPI's has been unreliable (mpi4py turns it off),
     // and here it left spawned ranks crashing in `MPI_Comm_disconnect`.
-    let status = comm
-        .any_process()
-        .immediate_probe_with_tag(tags::OUTCOMES)?;
+    let status = comm.any_process().immediate_probe_with_tag(tag)?;
     let rank = status.source_rank();
-    let (bytes, _) = comm
-        .process_at_rank(rank)
-        .receive_vec_with_tag::<u8>(tags::OUTCOMES);
+    let (bytes, _) = comm.process_at_rank(rank).receive_vec_with_tag::<u8>(tag);
     Some((rank, bytes))
 }
 

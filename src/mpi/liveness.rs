@@ -1,8 +1,9 @@
 //! Whether a busy rank is alive, wherever it runs: heartbeats over MPI.
 //!
 //! Layer: MPI transport, between its hub and its serving ranks; uses
-//! std, crossbeam-channel and the `mpi` crate's point-to-point calls, and
-//! nothing of a particular host (no `/proc`, no pid).
+//! std, crossbeam-channel, the `mpi` crate's point-to-point calls and the
+//! rank's start `gate`, and nothing of a particular host (no `/proc`, no
+//! pid).
 //!
 //! A rank runs each task on a thread of its own ([`TaskThread`]), while
 //! its serving thread, the only one that calls MPI, sends the hub a
@@ -17,9 +18,12 @@
 //! runs with `--enable-recovery`.
 //!
 //! Short tasks send no heartbeat at all: one message per [`BEAT`] of a
-//! running task is the whole cost on the wire.
+//! running task is the whole cost on the wire. Meanwhile the serving
+//! thread also looks, every [`LOOK`], for the hub asking it to cut the
+//! task (a `map` chunk whose rest other ranks could run; see `gate`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,12 +33,15 @@ use ::mpi::request::StaticScope;
 use ::mpi::topology::Communicator;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::gate::Gate;
 use super::tags;
 use crate::remote::call::Secret;
 
 /// What the task thread runs on a task message: the remote layer's
-/// `serve::run_task`, outcomes out, or `Err` for a message it refuses.
-type RunTask = fn(&mut Vec<u8>, &Secret, &mut Vec<u8>) -> Result<(), String>;
+/// `serve::run_task`, outcomes out, asking the last argument before each
+/// item whether it may start; or `Err` for a message it refuses.
+type RunTask =
+    fn(&mut Vec<u8>, &Secret, &mut Vec<u8>, &mut dyn FnMut() -> bool) -> Result<(), String>;
 
 /// How often a rank running a task says it is alive.
 pub(crate) const BEAT: Duration = Duration::from_millis(200);
@@ -44,11 +51,17 @@ pub(crate) const BEAT: Duration = Duration::from_millis(200);
 /// machine is not.
 pub(crate) const SILENCE: Duration = Duration::from_secs(5);
 
+/// How often the serving thread of a rank running a task looks for the
+/// hub's requests (to cut the task), well within the hub's patience.
+pub(crate) const LOOK: Duration = Duration::from_millis(1);
+
 /// The thread of a worker rank that runs its tasks, so that the serving
-/// thread can send heartbeats meanwhile.
+/// thread can send heartbeats and answer the hub meanwhile.
 pub(crate) struct TaskThread {
     todo: Sender<Vec<u8>>,
     done: Receiver<Result<Vec<u8>, String>>,
+    /// Which items of the task running may start.
+    gate: Arc<Gate>,
 }
 
 impl TaskThread {
@@ -57,30 +70,54 @@ impl TaskThread {
     pub(crate) fn start(secret: Secret, run: RunTask) -> Result<Self, String> {
         let (todo, tasks) = crossbeam_channel::bounded::<Vec<u8>>(1);
         let (finished, done) = crossbeam_channel::bounded(1);
+        let gate = Arc::new(Gate::default());
+        let items = Arc::clone(&gate);
         thread::Builder::new()
             .name("concurrent-futures-mpi-task".into())
             .spawn(move || {
                 for mut body in tasks {
                     let mut outcomes = Vec::new();
-                    let ran = run(&mut body, &secret, &mut outcomes).map(|()| outcomes);
+                    let may_start = &mut || items.start();
+                    let ran = run(&mut body, &secret, &mut outcomes, may_start).map(|()| outcomes);
                     if finished.send(ran).is_err() {
                         break;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the task thread: {e}"))?;
-        Ok(TaskThread { todo, done })
+        Ok(TaskThread { todo, done, gate })
     }
 
-    /// Runs one task message, calling `beat` every [`BEAT`] until its
-    /// outcomes are ready.
-    pub(crate) fn run(&self, body: Vec<u8>, mut beat: impl FnMut()) -> Result<Vec<u8>, String> {
+    /// Runs one task message of `count` items, calling `beat` every
+    /// [`BEAT`] and `look` every [`LOOK`] until its outcomes are ready,
+    /// with the gate of its items and how long the item running has been
+    /// seen running.
+    pub(crate) fn run(
+        &self,
+        body: Vec<u8>,
+        count: u32,
+        mut beat: impl FnMut(),
+        mut look: impl FnMut(&Gate, Duration),
+    ) -> Result<Vec<u8>, String> {
         let gone = || "the task thread has stopped".to_owned();
+        self.gate.open(count);
         self.todo.send(body).map_err(|_| gone())?;
+        let mut beaten = Instant::now();
+        let mut seen = (0, beaten);
         loop {
-            match self.done.recv_timeout(BEAT) {
+            match self.done.recv_timeout(LOOK) {
                 Ok(ran) => return ran,
-                Err(RecvTimeoutError::Timeout) => beat(),
+                Err(RecvTimeoutError::Timeout) => {
+                    let started = self.gate.started();
+                    if started != seen.0 {
+                        seen = (started, Instant::now());
+                    }
+                    look(&self.gate, seen.1.elapsed());
+                    if beaten.elapsed() >= BEAT {
+                        beat();
+                        beaten = Instant::now();
+                    }
+                }
                 Err(RecvTimeoutError::Disconnected) => return Err(gone()),
             }
         }
@@ -199,11 +236,34 @@ mod tests {
         assert!(!heard.silent(None, 1));
     }
 
-    fn echo(body: &mut Vec<u8>, _: &Secret, out: &mut Vec<u8>) -> Result<(), String> {
+    /// Set once the test's look has cut the task.
+    static CUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    /// An item that waits, once started, until [`CUT`] is set.
+    const HOLD: u8 = 0xff;
+
+    /// Echoes its body's items (its bytes after the first), stopping at
+    /// one taken back; sleeps first if the first byte is 1.
+    fn echo(
+        body: &mut Vec<u8>,
+        _: &Secret,
+        out: &mut Vec<u8>,
+        may_start: &mut dyn FnMut() -> bool,
+    ) -> Result<(), String> {
+        let body = std::mem::take(body);
         if body.first() == Some(&1) {
             thread::sleep(BEAT * 4);
         }
-        out.append(body);
+        for &byte in &body[1..] {
+            if !may_start() {
+                break;
+            }
+            out.push(byte);
+            // ORDERING: Relaxed: a flag alone, nothing published with it.
+            while byte == HOLD && !CUT.load(std::sync::atomic::Ordering::Relaxed) {
+                thread::sleep(LOOK);
+            }
+        }
         Ok(())
     }
 
@@ -211,10 +271,34 @@ mod tests {
     fn a_long_task_beats_and_a_short_one_does_not() {
         let tasks = TaskThread::start(Secret([0; 2]), echo).unwrap();
         let mut beats = 0;
-        assert_eq!(tasks.run(vec![0, 7], || beats += 1), Ok(vec![0, 7]));
+        assert_eq!(
+            tasks.run(vec![0, 7], 1, || beats += 1, |_, _| {}),
+            Ok(vec![7])
+        );
         assert_eq!(beats, 0);
-        assert_eq!(tasks.run(vec![1, 7], || beats += 1), Ok(vec![1, 7]));
+        assert_eq!(
+            tasks.run(vec![1, 7], 1, || beats += 1, |_, _| {}),
+            Ok(vec![7])
+        );
         // About four; fewer if this thread was slow to wake.
         assert!((1..=4).contains(&beats), "{beats} beats");
+    }
+
+    #[test]
+    fn a_look_while_the_task_runs_may_cut_it() {
+        let tasks = TaskThread::start(Secret([0; 2]), echo).unwrap();
+        let mut cut = 0;
+        let look = |gate: &Gate, _| {
+            if cut == 0 {
+                cut = gate.cut(true);
+                // ORDERING: Relaxed: see `echo`.
+                CUT.store(cut > 0, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        let body = vec![0, 7, HOLD, 8, 9];
+        let ran = tasks.run(body.clone(), 4, || {}, look).unwrap();
+        // Cut after 7 or after the held item: what ran is what it says.
+        assert!((1..=2).contains(&cut), "cut at {cut}");
+        assert_eq!(ran, body[1..=cut as usize]);
     }
 }

@@ -11,6 +11,8 @@
 //!   endpoint for the remote layer's serve loop.
 //! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
 //!   host has died.
+//! - [`gate`]: a serving rank's start gate, where the hub's request to cut
+//!   a chunk takes back the items that have not started.
 //! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
@@ -22,6 +24,7 @@
 
 mod comm;
 mod ffi;
+mod gate;
 mod hub;
 mod liveness;
 pub(crate) mod rank;
@@ -69,6 +72,12 @@ mod tags {
     /// A rank running a task is alive (an empty message); see
     /// [`liveness`](super::liveness).
     pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
+    /// From the hub: cut the task message numbered as the body says (its
+    /// header's `first`, 4 bytes little-endian). From a rank running that
+    /// message: an
+    /// [`Answer`](crate::remote::message::Answer) saying how many of its
+    /// items run (see [`Gate::cut`](super::gate::Gate::cut)).
+    pub(crate) const CUT: ::mpi::Tag = 9;
 }
 
 /// What an executor asks of the hub.
@@ -152,6 +161,13 @@ impl Backoff {
 /// Any number of executors may be busy at once, in either mode: each
 /// answer goes to the executor whose task its rank ran, and a rank is taken
 /// for dead only when it fell silent (see below).
+///
+/// A task goes to a rank only once that rank is free, so a queued task is
+/// pending (`running()` is false) and a cancel stops it without touching a
+/// rank. A `map` chunk that a rank has held for 2 ms while another rank
+/// idles is cut: right after its running input if that one has run 2 ms,
+/// else halfway through the inputs not started. The rest runs on the next
+/// free rank, so a slow input holds up only itself.
 ///
 /// As with the process pool, tasks are plain functions `fn(A) -> R` named by
 /// their offset in the executable, which is trusted only because every rank

@@ -1,5 +1,5 @@
 //! Layer: MPI transport. May use the remote layer's `serve`, `call` and
-//! `message`; no other transport. The rank's side: how
+//! `message`, `liveness` and `gate`; no other transport. The rank's side: how
 //! [`init`](crate::init) recognises a serving rank, and its endpoint for the
 //! remote layer's serve loop.
 //!
@@ -21,19 +21,28 @@
 //! communicator, until the hub says stop: the handshake, then task after
 //! task. Each task runs on a thread of its own while the serving thread
 //! sends heartbeats, so that the hub can tell a long task from a dead rank
-//! ([`liveness`](super::liveness)). A task whose tag does not match ends
-//! the service, as on every transport: nothing it names is called.
+//! ([`liveness`](super::liveness)), and answers the hub's requests to cut
+//! a chunk after its running item ([`gate`](super::gate)), saying how many
+//! of its items run: the hub gives the rest to other ranks. A task whose
+//! tag does not match ends the service, as on every transport: nothing it
+//! names is called.
 
 use std::env;
+use std::time::Duration;
 
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
+use super::gate::Gate;
 use super::liveness::{self, TaskThread};
 use super::{Backoff, tags};
 use crate::remote::call::{Fingerprint, Secret};
-use crate::remote::message::Kind;
+use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint};
+
+/// How long an item must have run for a cut to take back every item after
+/// it, rather than half of them: about the hub's patience with a chunk.
+const SLOW: Duration = Duration::from_millis(2);
 
 /// The argument a spawned worker is started with.
 pub(crate) const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";
@@ -230,9 +239,15 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
         // shares with the others. A probe, then a receive of what it found
-        // (not a matched probe: see `hub::receive_outcomes`).
+        // (not a matched probe: see `hub::receive_from_any`).
         let status = loop {
             match hub.immediate_probe() {
+                // A request to cut a task that has finished since: it owes
+                // no answer (the hub has its outcomes, sent before this
+                // was read).
+                Some(status) if status.tag() == tags::CUT => {
+                    let _: (Vec<u8>, _) = hub.receive_vec_with_tag(tags::CUT);
+                }
                 Some(status) => break status,
                 None => backoff.pause(),
             }
@@ -254,7 +269,8 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
     }
 
     /// On the task thread, with a heartbeat every
-    /// [`BEAT`](liveness::BEAT) while it runs.
+    /// [`BEAT`](liveness::BEAT) while it runs, and an answer to each
+    /// request to cut it.
     /// `tail` is empty in (see `receive`), and stays so: `run_task` joins
     /// a result's tail to the outcomes.
     fn execute(
@@ -268,7 +284,40 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
             Some(tasks) => tasks,
             tasks => tasks.insert(TaskThread::start(*secret, serve::run_task)?),
         };
-        *outcomes = tasks.run(std::mem::take(body), || liveness::beat(self.comm, self.hub))?;
+        // A header that does not decode is refused on the task thread.
+        let (first, count) = TaskHeader::decode(body).map_or((0, 0), |(h, _)| (h.first, h.count));
+        let (comm, hub) = (self.comm, self.hub);
+        let beat = || liveness::beat(comm, hub);
+        let look = |gate: &Gate, running: Duration| answer_cuts(comm, hub, first, gate, running);
+        *outcomes = tasks.run(std::mem::take(body), count, beat, look)?;
         Ok(())
+    }
+}
+
+/// Answers every request to cut the task numbered `first`, running with
+/// `gate`, that has arrived from rank `hub` of `comm`: cuts it (after the
+/// item running now if it has been `running` for [`SLOW`], else halfway
+/// through the rest), and says how many of its items run. A request for
+/// another task (one that has finished) is dropped: the hub has its
+/// outcomes.
+fn answer_cuts<C: Communicator>(
+    comm: &C,
+    hub: ::mpi::Rank,
+    first: u32,
+    gate: &Gate,
+    running: Duration,
+) {
+    let hub = comm.process_at_rank(hub);
+    while hub.immediate_probe_with_tag(tags::CUT).is_some() {
+        let (asked, _) = hub.receive_vec_with_tag::<u8>(tags::CUT);
+        if asked[..] != first.to_le_bytes() {
+            continue;
+        }
+        let answer = Answer {
+            first,
+            done: gate.cut(running >= SLOW),
+            consumed: 0,
+        };
+        hub.send_with_tag(&answer.encode()[..], tags::CUT);
     }
 }

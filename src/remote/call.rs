@@ -292,9 +292,15 @@ fn run<T: Task>(
         let (arg, rest) = match codec::take_arg::<T::Args>(args) {
             Ok(taken) => taken,
             Err(reason) => {
-                codec::encode_undecoded(reason, count - done, out);
+                // The items after it cannot be found past it: each that may
+                // still start fails with it (those taken back run elsewhere).
+                let mut failed = 1;
+                while done + failed < count && may_start() {
+                    failed += 1;
+                }
+                codec::encode_undecoded(reason, failed, out);
                 return Ran {
-                    done: count,
+                    done: done + failed,
                     consumed: total,
                 };
             }
@@ -616,6 +622,11 @@ mod tests {
         assert!(frame.is_empty(), "the buffer itself became the argument");
     }
 
+    /// A `may_start` that allows the first `n` items.
+    fn allowing(mut n: u32) -> impl FnMut() -> bool {
+        move || n.checked_sub(1).map(|left| n = left).is_some()
+    }
+
     #[test]
     fn a_chunk_stops_where_it_may_not_start_the_next_item() {
         let call = Call::of(double as fn(_) -> _).unwrap();
@@ -629,11 +640,7 @@ mod tests {
             codec::append(&300_u32, &mut first_two).unwrap();
             first_two.len()
         };
-        let mut allowed = 2;
-        let mut may_start = || {
-            allowed -= 1;
-            allowed >= 0
-        };
+        let mut may_start = allowing(2);
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
         let ran =
@@ -723,6 +730,19 @@ mod tests {
         );
         assert!(
             matches!(&outcomes[2], Err(Error::Serialization(m)) if m.starts_with("not run")),
+            "{outcomes:?}"
+        );
+        // The items after it that were taken back get no outcome here: they
+        // run elsewhere.
+        let mut may_start = allowing(2);
+        let mut out = Vec::new();
+        // SAFETY: as above.
+        let ran =
+            unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
+        assert_eq!(ran.done, 2, "an outcome for each item allowed");
+        let outcomes = codec::decode_outcomes::<u8>(&out, 2).unwrap();
+        assert!(
+            matches!(&outcomes[1], Err(Error::Serialization(_))),
             "{outcomes:?}"
         );
     }

@@ -13,8 +13,9 @@
 //!   checks the fingerprint, runs the initializer
 //!   ── Ready   (empty, or why it will not serve) ──▶
 //!   ◀── Task    (call, tag, count, first item, arguments) ──
-//!   ── Outcomes (one per argument run; for the process pool, after an
-//!                [`Answer`] that says which items ran) ──▶
+//!   ── Outcomes (one per argument run, with an [`Answer`] that says
+//!                which items ran: before them for the process pool,
+//!                after them for MPI) ──▶
 //!   ◀── Put     (id, form, a shared value's bytes), before the first task
 //!               that uses the value on this side; not answered
 //!   ◀── Release (ids of shared values to drop); not answered
@@ -28,7 +29,7 @@ use super::call::{Call, Fingerprint, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
-pub(crate) const VERSION: u16 = 3;
+pub(crate) const VERSION: u16 = 4;
 
 const MAGIC: [u8; 4] = *b"CFut";
 
@@ -41,9 +42,9 @@ pub(crate) enum Kind {
     Ready = 3,
     Task = 4,
     Outcomes = 5,
-    // 6 to 8 are the MPI transport's own tags.
-    Put = 9,
-    Release = 10,
+    // 6 to 9 are the MPI transport's own tags.
+    Put = 10,
+    Release = 11,
 }
 
 impl Kind {
@@ -270,10 +271,10 @@ impl TaskHeader {
     }
 }
 
-/// What a process pool's child says before a task message's outcomes:
-/// which message it answers, and how many of its items ran. The items
-/// after those were taken back by the pool before they started, and the
-/// child did not run them.
+/// What a serving side says with a task message's outcomes (a process
+/// pool's child before them, an MPI rank after them): which message it
+/// answers, and how many of its items ran. The items after those were
+/// taken back by the front end before they started, and were not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Answer {
     /// The number of the message's first item, as its header said.

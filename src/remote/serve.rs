@@ -18,6 +18,8 @@
 //! takes values back (see `shared`); neither is answered.
 
 use super::call::{Fingerprint, Ran, Secret};
+#[cfg(feature = "mpi")]
+use super::message::Answer;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::panic;
 use crate::shared::{self, Region};
@@ -161,16 +163,27 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
 /// `Err` (nothing called) if the message cannot be trusted. For MPI,
-/// which carries messages whole: a result's tail joins the outcomes.
+/// which carries messages whole: a result's tail joins the outcomes, and
+/// an [`Answer`] (which message, how many of its items ran: those
+/// `may_start` allowed) ends them.
 #[cfg(feature = "mpi")]
 pub(crate) fn run_task(
     body: &mut Vec<u8>,
     secret: &Secret,
     outcomes: &mut Vec<u8>,
+    may_start: &mut dyn FnMut() -> bool,
 ) -> Result<(), String> {
+    // A header that does not decode is refused below.
+    let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
     let mut tail = Vec::new();
-    run_task_with_tail(body, &mut tail, secret, outcomes, &mut || true)?;
+    let ran = run_task_with_tail(body, &mut tail, secret, outcomes, may_start)?;
     outcomes.append(&mut tail);
+    let answer = Answer {
+        first,
+        done: ran.done,
+        consumed: ran.consumed as u64,
+    };
+    outcomes.extend_from_slice(&answer.encode());
     Ok(())
 }
 

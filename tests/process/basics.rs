@@ -299,3 +299,39 @@ fn a_big_result_comes_back_in_its_arguments_memory_when_it_fits() {
         }
     }
 }
+
+fn tenfold(n: u32) -> u32 {
+    n * 10
+}
+
+#[test]
+fn pull_on_thread_lets_results_out_while_the_input_stalls() {
+    // The same on the process pool as on threads (tests/map.rs): the map's
+    // own thread pulls the input, so the results of the first inputs come
+    // out while it is stalled. The map runs on a thread of the test's, so
+    // that a map stuck in its input fails the test instead of hanging it.
+    let _alone = fixtures::alone();
+    let (open, gate) = std::sync::mpsc::channel::<()>();
+    let (yielded, results) = std::sync::mpsc::channel();
+    let consumer = thread::spawn(move || {
+        let executor = ProcessPoolExecutor::new(2);
+        let inputs = (0..3_u32).chain(std::iter::once_with(move || {
+            let _ = gate.recv();
+            3
+        }));
+        for result in executor.map(tenfold, inputs).pull_on_thread().chunksize(1) {
+            yielded.send(result).unwrap();
+        }
+    });
+    for expected in [0, 10, 20] {
+        assert_eq!(
+            results.recv_timeout(PATIENCE),
+            Ok(Ok(expected)),
+            "a result while the input stalls"
+        );
+    }
+    open.send(()).unwrap();
+    assert_eq!(results.recv_timeout(PATIENCE), Ok(Ok(30)));
+    consumer.join().unwrap();
+    assert!(results.try_recv().is_err(), "the map ended");
+}
