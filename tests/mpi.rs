@@ -58,6 +58,7 @@ fn main() {
         generic_executor_code_runs_on_mpi,
         shared_values_work_on_mpi,
         a_shared_value_goes_to_each_rank_once,
+        the_rest_of_a_cut_chunk_takes_its_shared_value_along,
         futures_work_with_as_completed,
         a_closed_pool_refuses_new_tasks,
         shutdown_waits_for_every_submitted_task,
@@ -341,6 +342,34 @@ fn a_shared_value_goes_to_each_rank_once() {
         assert_eq!(byte, (n * 999) as u8);
         assert_eq!(decoded, 1, "decoded once in each rank: {seen:?}");
     }
+}
+
+/// A chunk whose first input is slow is cut, and its rest runs on the
+/// other rank: that rank is put the value the rest uses.
+fn the_rest_of_a_cut_chunk_takes_its_shared_value_along() {
+    fn slow_first((value, n): (Shared<Vec<u32>>, usize)) -> (u32, u32) {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300));
+        }
+        (value[n], std::process::id())
+    }
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let value = Shared::new((0..64).collect::<Vec<u32>>());
+    let got: Vec<_> = (executor.map(slow_first, (0..64).map(|n| (value.clone(), n))))
+        .chunksize(64)
+        .timeout(PATIENCE)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        (0..64).collect::<Vec<_>>()
+    );
+    let ranks: std::collections::BTreeSet<_> = got.iter().map(|g| g.1).collect();
+    assert_eq!(
+        ranks.len(),
+        2,
+        "the chunk was cut, its rest run on the other rank"
+    );
 }
 
 /// Mirrors mpi4py's `test_no_timeout` (`as_completed`, `AsCompletedTestMixin`).
