@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::call::{Call, Secret, Task};
+use super::call::{Call, Initializer, Secret, Task};
 use super::codec;
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
@@ -368,6 +368,9 @@ pub struct RemoteBuilder<T: Transport> {
     /// pool's default comes from MPI.
     pub(crate) max_workers_set: bool,
     pub(crate) chunksize: Option<usize>,
+    /// The initializer, or why its argument could not be encoded (`build`
+    /// says it).
+    pub(crate) initializer: Option<Result<Initializer, Error>>,
     pub(crate) settings: T::Settings,
 }
 
@@ -377,6 +380,7 @@ impl<T: Transport> Default for RemoteBuilder<T> {
             max_workers: num_cpus::get(),
             max_workers_set: false,
             chunksize: None,
+            initializer: None,
             settings: T::Settings::default(),
         }
     }
@@ -388,6 +392,7 @@ impl<T: Transport> Clone for RemoteBuilder<T> {
             max_workers: self.max_workers,
             max_workers_set: self.max_workers_set,
             chunksize: self.chunksize,
+            initializer: self.initializer.clone(),
             settings: self.settings.clone(),
         }
     }
@@ -399,6 +404,7 @@ impl<T: Transport> fmt::Debug for RemoteBuilder<T> {
             .field("pool", &T::POOL)
             .field("max_workers", &self.max_workers)
             .field("chunksize", &self.chunksize)
+            .field("initializer", &self.initializer.is_some())
             .field("settings", &self.settings)
             .finish()
     }
@@ -432,11 +438,88 @@ impl<T: Transport> RemoteBuilder<T> {
         self
     }
 
+    /// Runs `initializer` once in each worker before its first task:
+    /// Python's `initializer=f`. If it panics, the pool is broken: tasks
+    /// fail with [`Error::BrokenExecutor`], whose reason carries the panic
+    /// message. To give it an argument, use
+    /// [`initializer_with`](Self::initializer_with).
+    ///
+    /// It is the place for a worker's own set-up, such as a panic hook or
+    /// logging: a worker serves from [`init`](crate::init) or before
+    /// `main`, so nothing of `main` runs there. A panic hook it sets is
+    /// wrapped by the pool's, so a task's [`Error::Panicked`] still says
+    /// where it panicked; a panic the pool catches does not reach it, since
+    /// the worker prints nothing for one (its report travels in the error).
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn warm_up() {}
+    /// let executor = ProcessPoolExecutor::builder().initializer(warm_up).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(Initializer::of(initializer, &()));
+        self
+    }
+
+    /// Runs `initializer(arg)` once in each worker before its first task:
+    /// Python's `initializer=f, initargs=(arg,)`. Several arguments go as a
+    /// tuple, as with [`submit`](RemoteExecutor::submit): `initargs=(a, b)`
+    /// is `.initializer_with(f, (a, b))` with `fn f((a, b): (A, B))`.
+    ///
+    /// `arg` is serialized here, once, and the same bytes go to every
+    /// worker, including one started to replace a worker that died, which
+    /// runs the initializer again. An argument that does not serialize
+    /// makes `build` fail with
+    /// [`Error::Serialization`]. A failing initializer breaks the pool, as
+    /// with [`initializer`](Self::initializer).
+    ///
+    /// The usual use is Python's: context every task reads (a table, a
+    /// model, settings) sent once per worker into a global, instead of with
+    /// every task. The guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// compares the ways.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// // table = None
+    /// static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    ///
+    /// // def init(t): global table; table = t
+    /// fn init(table: Vec<u64>) {
+    ///     TABLE.set(table).expect("a worker runs its initializer once");
+    /// }
+    ///
+    /// // def lookup(i): return table[i]
+    /// fn lookup(i: usize) -> u64 {
+    ///     TABLE.get().expect("set by init")[i]
+    /// }
+    ///
+    /// // ProcessPoolExecutor(2, initializer=init, initargs=(table,))
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .initializer_with(init, table)
+    ///     .build()?;
+    /// let squares: Vec<u64> = executor.map(lookup, [3, 30, 300]).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [9, 900, 90_000]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer_with<A: Payload>(mut self, initializer: fn(A), arg: A) -> Self {
+        self.initializer = Some(Initializer::of(initializer, &arg));
+        self
+    }
+
     /// The checks of every remote pool's `build`: the counts that must be
-    /// at least 1.
+    /// at least 1, and the initializer's argument.
     pub(crate) fn check(&self) -> Result<(), Error> {
         at_least_one("max_workers", self.max_workers)?;
-        at_least_one("chunksize", self.chunksize.unwrap_or(1))
+        at_least_one("chunksize", self.chunksize.unwrap_or(1))?;
+        match &self.initializer {
+            Some(Err(error)) => Err(error.clone()),
+            _ => Ok(()),
+        }
     }
 }
 
