@@ -112,6 +112,44 @@ impl<T: Transport> RemoteExecutor<T> {
     /// let worker = executor.submit(pid, ()).result().unwrap();
     /// assert_ne!(worker, std::process::id(), "it ran in another process");
     /// ```
+    ///
+    /// # A task cannot capture
+    ///
+    /// A task is a function of the program, which a worker finds by its
+    /// offset in the executable; a closure's captured values live only in
+    /// this process. So `task` is a `fn(A) -> R`: a function, or a closure
+    /// that captures nothing. A capturing closure does not compile, and
+    /// rustc says "expected fn pointer, found closure" with its own note,
+    /// "closures can only be coerced to `fn` types if they do not capture
+    /// any variables", pointing at what the closure captured:
+    ///
+    /// ```compile_fail,E0308
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// let future = executor.submit(move |i: usize| table[i], 7);
+    /// ```
+    ///
+    /// Pass the context instead, in the argument or once per worker; the
+    /// guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// compares the ways:
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn lookup((table, i): (Vec<u64>, usize)) -> u64 { table[i] }
+    ///
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// assert_eq!(executor.submit(lookup, (table, 7)).result(), Ok(49));
+    /// ```
+    ///
+    /// (This crate cannot add a note of its own there: a closure given for
+    /// a `fn` pointer is a type mismatch, E0308, and
+    /// `#[diagnostic::on_unimplemented]` attaches only to an unmet trait
+    /// bound. Taking any `F: Fn(A) -> R` instead would not help: stable
+    /// Rust has no bound that tells a capturing closure from one that
+    /// captures nothing, so the capture could only be refused after
+    /// monomorphisation, which `cargo check` and editors never reach.)
     pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
         self.submit_task(task, arg)
     }
