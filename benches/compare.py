@@ -314,6 +314,7 @@ def context_table():
     rows = [
         ("per_task", "the table in every task's argument, started pool", "per_task"),
         ("initargs", "`initializer_with(init, table)` into a static (Python: initializer + initargs into a global), pool start included", "initargs"),
+        ("initargs", "the same, Python with the forkserver start method (it pickles initargs, as spawn does)", "initargs_forkserver"),
         ("start_only", "the same pool without the table, start included (what `initargs` costs beyond the table)", "start_only"),
         ("thread_arc", "thread pool, a closure over an `Arc` (Python: none)", None),
     ]

@@ -7,6 +7,9 @@ each row, as `python context NAME: SECONDS s`:
 - initargs: the best practice, `ProcessPoolExecutor(2, initializer=init,
   initargs=(table,))` putting the table in a global, then the 200 tasks;
   the pool's start and shutdown inside the time, as in the Rust row;
+- initargs_forkserver: the same with the forkserver start method (the
+  default on Linux from Python 3.14; spawn, on macOS and Windows, pickles
+  initargs too): the table is pickled and sent to each worker;
 - start_only: the same pool without the table;
 - per_task: a started pool, the table passed with every task
   (`map(lookup_in, [table] * 200, range(200))`, which is what
@@ -14,7 +17,7 @@ each row, as `python context NAME: SECONDS s`:
 
 The start method is this Python's default (fork on Linux before 3.14,
 where a fork hands initargs over without pickling them)."""
-import array, statistics, sys, time
+import array, multiprocessing, statistics, time
 from concurrent.futures import ProcessPoolExecutor
 
 TABLE_LEN = 4 << 20
@@ -59,6 +62,14 @@ def main():
         with ProcessPoolExecutor(WORKERS, initializer=init, initargs=(data,)) as executor:
             return sum(executor.map(lookup, range(TASKS)))
     print(f"python context initargs: {timed(5, expected, initargs):.6f} s", flush=True)
+
+    forkserver = multiprocessing.get_context("forkserver")
+    def initargs_forkserver():
+        with ProcessPoolExecutor(WORKERS, mp_context=forkserver, initializer=init,
+                                 initargs=(data,)) as executor:
+            return sum(executor.map(lookup, range(TASKS)))
+    print(f"python context initargs_forkserver: {timed(5, expected, initargs_forkserver):.6f} s",
+          flush=True)
 
     def start_only():
         with ProcessPoolExecutor(WORKERS) as executor:

@@ -1,8 +1,7 @@
 //! Layer: MPI transport. May use the remote layer's calls, messages and
 //! work, the crate's futures, `ffi`, `liveness` and `rank`; no other
-//! transport. The hub: the one
-//! thread of a process that owns MPI, with its event loop and the leasing
-//! of ranks.
+//! transport. The hub: the one thread of a process that owns MPI, with its
+//! event loop and the leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -20,7 +19,8 @@
 //! The loop hands queued work to free ranks (one message each, so it knows
 //! which work every rank holds; the pools take turns at a shared rank; a
 //! pool with an initializer sends it, as a task, before a rank's first task
-//! of the pool, and breaks if it fails), then receives outcomes from any rank of each communicator and gives
+//! of the pool, and breaks if it fails), then receives outcomes from any
+//! rank of each communicator and gives
 //! each to the pool whose work that rank holds, polling with a [`Backoff`]
 //! while work is out and blocking on the channel while none is. Done
 //! callbacks run on a separate thread, so that a slow callback never
