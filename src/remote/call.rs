@@ -770,6 +770,41 @@ mod tests {
         );
     }
 
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    fn remember(n: usize) {
+        assert!(n != 13, "no table of 13 today");
+        // ORDERING: a test's own counter, read after the call returns.
+        SEEN.store(n, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn an_initializer_runs_on_its_argument_or_says_why_not() {
+        panic::install_hook();
+        let init = Initializer::of(remember as fn(_), &42_usize).unwrap();
+        let mut frame = b"head".to_vec();
+        frame.extend_from_slice(&init.arg);
+        // SAFETY: the call was made by `Initializer::of` in this process.
+        let ran = unsafe { Initializer::run(init.call, &mut frame, 4) };
+        assert_eq!(ran, Ok(()));
+        // ORDERING: as in `remember`.
+        assert_eq!(SEEN.load(Ordering::Relaxed), 42);
+        let init = Initializer::of(remember as fn(_), &13_usize).unwrap();
+        let mut frame = init.arg.clone();
+        // SAFETY: as above.
+        let failed = unsafe { Initializer::run(init.call, &mut frame, 0) }.unwrap_err();
+        assert!(
+            failed.starts_with("it panicked at ") && failed.ends_with("no table of 13 today"),
+            "{failed}"
+        );
+        // A `fn()` takes no argument at all.
+        let init = Initializer::of((|| ()) as fn(), &()).unwrap();
+        assert!(init.arg.is_empty());
+        // SAFETY: as above.
+        let ran = unsafe { Initializer::run(init.call, &mut Vec::new(), 0) };
+        assert_eq!(ran, Ok(()));
+    }
+
     #[test]
     fn tags_depend_on_the_secret_and_the_pair() {
         let secret = Secret::random();
