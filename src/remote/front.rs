@@ -484,10 +484,13 @@ impl<T: Transport> RemoteBuilder<T> {
     ///
     /// It is the place for a worker's own set-up, such as a panic hook or
     /// logging: a worker serves from [`init`](crate::init) or before
-    /// `main`, so nothing of `main` runs there. A panic hook it sets is
-    /// wrapped by the pool's, so a task's [`Error::Panicked`] still says
-    /// where it panicked; a panic the pool catches does not reach it, since
-    /// the worker prints nothing for one (its report travels in the error).
+    /// `main`, so nothing of `main` runs there. On a process pool, a panic
+    /// hook it sets is wrapped by the pool's, so a task's [`Error::Panicked`]
+    /// still says where it panicked; a panic the pool catches does not
+    /// reach it, since the worker prints nothing for one (its report
+    /// travels in the error). An MPI rank runs an executor's initializer as
+    /// a task, after it began serving: a panic hook set there replaces the
+    /// pool's, and that rank's task panics lose their location.
     ///
     /// ```
     /// # use concurrent_futures::ProcessPoolExecutor;
