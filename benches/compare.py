@@ -3,7 +3,8 @@
 Usage: compare.py CRITERION_DIR LOGS_DIR PARTS [BENCHMARKS_MD SVG]
 
 Reads criterion's medians and the logs compare.sh wrote (python.txt,
-limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, shared.txt, meta.txt), prints one table of ratios
+limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, context.txt,
+context_python.txt, shared.txt, meta.txt), prints one table of ratios
 and the detailed tables per pool. With BENCHMARKS_MD and SVG it also draws
 the chart into SVG and replaces the generated block of BENCHMARKS_MD (between
 its `compare.sh:begin` and `compare.sh:end` markers) with what it printed.
@@ -299,6 +300,46 @@ def skew_table():
         print()
         print("- " + order + " (wanted: all 100)")
 
+def context_table():
+    """Context every task reads (issue 23): a 32 MiB table, 200 tasks, 2
+    workers, each way of giving it to the tasks, in seconds for the whole
+    job, beside Python's forms of the same job. Both files hold lines
+    `[python ]context NAME: SECONDS s` (medians, from context.rs and
+    context_python.py)."""
+    def read(name, prefix):
+        found = {}
+        with contextlib.suppress(OSError):
+            for line in open(os.path.join(logs, name)):
+                if m := re.match(prefix + r"context (\w+): ([\d.]+) s", line):
+                    found[m.group(1)] = float(m.group(2))
+        return found
+    mine, python = read("context.txt", ""), read("context_python.txt", "python ")
+    if not mine and not python:
+        return
+    rows = [
+        ("per_task", "the table in every task's argument, started pool", "per_task"),
+        ("initargs", "`initializer_with(init, table)` into a static (Python: initializer + initargs into a global), pool start included", "initargs"),
+        ("initargs", "the same, Python with the forkserver start method (it pickles initargs, as spawn does)", "initargs_forkserver"),
+        ("start_only", "the same pool without the table, start included (what `initargs` costs beyond the table)", "start_only"),
+        ("thread_arc", "thread pool, a closure over an `Arc` (Python: none)", None),
+    ]
+    print()
+    print("Context every task reads: a 32 MiB table, 200 tasks, 2 workers; seconds for the job (medians)")
+    print()
+    print("| form | ours, s | Python, s | Python / ours |")
+    print("|---|---|---|---|")
+    # The Shared handle (benches/shared.rs, criterion's median), a new
+    # handle each time on a started pool.
+    handle = ms("process_shared/table_32mib_200_tasks_plain")
+    if handle is not None:
+        mine["shared_handle"] = handle / 1e3
+        rows.insert(1, ("shared_handle", "a `Shared<[u64]>` handle in every task's argument (put once per worker, shared memory), started pool (Python: none)", None))
+    for bench, label, peer in rows:
+        ours_s, theirs = mine.get(bench), python.get(peer) if peer else None
+        speed = "n/a" if ours_s is None or theirs is None else f"{theirs / ours_s:.3g}x"
+        shown = lambda v: "n/a" if v is None else f"{v:.4g}"
+        print(f"| {label} | {shown(ours_s)} | {shown(theirs) if peer else ''} | {speed if peer else ''} |")
+
 def shared_table():
     """Context put once (`Shared`, benches/shared.rs): the 32 MiB table over
     200 tasks on 2 workers, and the 1 GiB value's lines from the log."""
@@ -412,7 +453,8 @@ def report():
         print(meta)
         print()
     rows = headline()
-    ratio_table(rows)
+    if rows:
+        ratio_table(rows)
     if svg_path:
         print()
         print(f"![ours against the peers, from this run](benches/{os.path.basename(svg_path)})")
@@ -426,6 +468,8 @@ def report():
         process_table()
         skew_table()
         shared_table()
+    if "process" in parts or "context" in parts:
+        context_table()
 
 printed = io.StringIO()
 with contextlib.redirect_stdout(printed):

@@ -11,6 +11,7 @@
 #   benches/compare.sh                 # everything, about nine minutes
 #   benches/compare.sh round_trip      # extra arguments go to criterion (a filter)
 #   PARTS=process benches/compare.sh   # only the process pool (or PARTS=thread)
+#   PARTS=context benches/compare.sh   # only the context rows (part of process)
 #
 # Environment: CARGO_TARGET_DIR (criterion's results are read from
 # $CARGO_TARGET_DIR/criterion, default target/criterion), PEERS (the folder of
@@ -39,7 +40,8 @@ rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target
 rm -rf "$target/criterion/map_million" "$target/criterion/map_duration"
 rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes,skew,shared}
 touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt" \
-    "$logs/skew.txt" "$logs/skew_python.txt" "$logs/shared.txt"
+    "$logs/skew.txt" "$logs/skew_python.txt" "$logs/context.txt" "$logs/context_python.txt" \
+    "$logs/shared.txt"
 if has thread; then
     cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt" || failed+=(thread_pool)
     cargo bench --bench map_memory -- "${MAP_MEMORY_ITEMS:-10000000}" 2>&1 | tee "$logs/memory.txt" \
@@ -54,6 +56,17 @@ if has process; then
     if [ $# -eq 0 ] && command -v python3 >/dev/null; then
         python3 benches/skew_python.py 2>&1 | tee "$logs/skew_python.txt" || failed+=(skew_python)
     fi
+fi
+if has process || has context; then
+    # Context every task reads (a 32 MiB table over 200 tasks on 2 workers),
+    # each way, beside Python's initializer+initargs and per-task forms.
+    cargo bench --bench context 2>&1 | tee "$logs/context.txt" || failed+=(context)
+    if command -v python3 >/dev/null; then
+        python3 benches/context_python.py 2>&1 | tee "$logs/context_python.txt" \
+            || failed+=(context_python)
+    fi
+fi
+if has process; then
     # The machine's floor: three runs on both cores and, where taskset exists,
     # three on one core; the table takes medians of each. On an idle VM the
     # two-core ping-pong pays for waking an idle vCPU (~45 us here against
@@ -70,7 +83,9 @@ if has process; then
         echo "no gcc or no $peers/limits.c: no raw limits" | tee "$logs/limits.txt"
     fi
 fi
-if command -v python3 >/dev/null && [ -f "$peers/overhead_python.py" ]; then
+if ! has thread && ! has process; then
+    echo "only the context rows: no Python column" | tee "$logs/python.txt"
+elif command -v python3 >/dev/null && [ -f "$peers/overhead_python.py" ]; then
     python3 "$peers/overhead_python.py" 100000 2>&1 | tee "$logs/python.txt"
 else
     echo "no python3 or no $peers/overhead_python.py: no Python column" | tee "$logs/python.txt"

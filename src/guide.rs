@@ -25,7 +25,8 @@
 //! | `ProcessPoolExecutor()` | [`ProcessPoolExecutor::default()`](crate::ProcessPoolExecutor), one worker per CPU, with no set-up in `main` (see "No `__main__` guard" below); [`builder().build()?`](crate::ProcessPoolBuilder) returns an error instead of panicking |
 //! | `ProcessPoolExecutor(max_workers=2)` | [`ProcessPoolExecutor::new(2)`](crate::ProcessPoolExecutor::new) |
 //! | `mp_context=` | no counterpart: a worker is always a fresh run of the same executable (Python's `"spawn"`), never a `fork()` of a threaded parent |
-//! | `initializer=f, initargs=()` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()`; it cannot capture, so it reads its settings from constants or the environment |
+//! | `initializer=f` | [`.initializer(f)`](crate::ProcessPoolBuilder::initializer) with `f: fn()` |
+//! | `initializer=f, initargs=(a,)` | [`.initializer_with(f, a)`](crate::ProcessPoolBuilder::initializer_with) with `f: fn(A)`: `a` is serialized once, at the call, and each worker (a replacement too) runs `f(a)` before its first task; `initargs=(a, b)` is `.initializer_with(f, (a, b))` with `fn f((a, b): (A, B))`. See [sharing data with workers](#sharing-data-with-workers) |
 //! | `max_tasks_per_child=n` | [`.max_tasks_per_child(n)`](crate::ProcessPoolBuilder::max_tasks_per_child) |
 //! | (none) | [`.timeout(t)`](crate::ProcessPoolBuilder::timeout): a task running longer has its worker killed and fails with [`Error::TaskTimedOut`](crate::Error::TaskTimedOut) |
 //! | (none) | [`.chunksize(c)`](crate::ProcessPoolBuilder::chunksize): a fixed size for every `map`, instead of the automatic one |
@@ -348,6 +349,108 @@
 //! let urls = executor.map_scoped(|page| format!("{prefix}{page}"), &pages);
 //! assert_eq!(urls, [Ok("https://web1".to_owned()), Ok("https://web2".to_owned())]);
 //! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
+//! # Sharing data with workers
+//!
+//! Most CPU-bound tasks read some context: a lookup table, a model, a
+//! config. A thread pool's task simply captures it (an `Arc`, or a borrow
+//! in a [scope](crate::ThreadPoolExecutor::scope)). A process pool's task
+//! is a plain `fn` that cannot capture (rustc says "closures can only be
+//! coerced to `fn` types if they do not capture any variables"; see
+//! [`submit`](crate::ProcessPoolExecutor::submit)), and the context must
+//! cross to the worker processes. Python has the same three ways, and they
+//! port line for line:
+//!
+//! | Python | Rust (process pool, MPI executor) | Each worker gets the context |
+//! |---|---|---|
+//! | `ProcessPoolExecutor(initializer=init, initargs=(table,))`, `init` setting a global that tasks read | [`.initializer_with(init, table)`](crate::ProcessPoolBuilder::initializer_with), `init` setting a `static` (a `OnceLock`) that tasks read | once, when it starts |
+//! | `executor.map(functools.partial(lookup, table), xs)` | `executor.starmap(lookup, xs.map(\|x\| (table.clone(), x)))` with `fn lookup(table: Table, x: X)` | with every task |
+//! | `executor.submit(lookup, table, x)` | `executor.submit(lookup, (table.clone(), x))` with `fn lookup((table, x): (Table, X))` | with every task |
+//! | a closure over the data (threads share memory) | [`ThreadPoolExecutor`](crate::ThreadPoolExecutor)'s `submit`/`map` with a closure that captures an `Arc` | never copied |
+//!
+//! <!-- issue 23, merge: the put-once handle (branch `shared`) gets its row
+//! above and its paragraph below; name and link its type here. -->
+//!
+//! Which to use:
+//!
+//! - **Small context** (a few numbers, a short config): pass it with each
+//!   task, as an argument. It is the simplest, it may differ from task to
+//!   task, and a few hundred bytes cost nothing beside a round trip. This
+//!   is `functools.partial`'s job: a two-argument `fn` and
+//!   [`starmap`](crate::Executor::starmap) over `(context, input)` pairs,
+//!   or a tuple with [`map`](crate::Executor::map). (Python pickles a
+//!   `partial` once per chunk; here the context is encoded once per input,
+//!   so keep it small.)
+//! - **Big context, fixed for the pool's life** (a table, a model):
+//!   `initializer_with`, Python's best practice. It crosses once per
+//!   worker, however many tasks read it, and a worker that replaces one
+//!   that died gets it again. A 32 MiB table read by 200 tasks on 2
+//!   workers took 0.18 s this way, the pool's start included, and 9.7 s
+//!   sent with every task (`benches/context.rs`, on 2 busy cores).
+//! - **Big context made after the pool, or several, or one that changes**:
+//!   the put-once handle (issue 23's `Shared<T>`), which crosses to each
+//!   worker at most once however many tasks carry it, and works on all
+//!   three executors.
+//!
+//! On the MPI executor a rank serves every executor of the program (and
+//! spawned ranks are reused by the next executor of their size), so an
+//! initializer there should replace its global's value (a `RwLock`), not
+//! expect a fresh process.
+//!
+//! ```
+//! use std::sync::{Arc, OnceLock};
+//! use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor};
+//!
+//! // PRICES = None
+//! static PRICES: OnceLock<Vec<u64>> = OnceLock::new();
+//!
+//! // def init(prices): global PRICES; PRICES = prices
+//! fn init(prices: Vec<u64>) {
+//!     PRICES.set(prices).expect("each worker runs its initializer once");
+//! }
+//!
+//! // def total(order): return sum(PRICES[i] for i in order)
+//! fn total(order: Vec<usize>) -> u64 {
+//!     let prices = PRICES.get().expect("set by init");
+//!     order.iter().map(|&i| prices[i]).sum()
+//! }
+//!
+//! // def total_with(prices, order): return sum(prices[i] for i in order)
+//! fn total_with(prices: Vec<u64>, order: Vec<usize>) -> u64 {
+//!     order.iter().map(|&i| prices[i]).sum()
+//! }
+//!
+//! fn main() -> Result<(), Error> {
+//!     let prices: Vec<u64> = vec![250, 400, 1200];
+//!     let orders = vec![vec![0, 1], vec![2], vec![0, 0, 2]];
+//!
+//!     // with ProcessPoolExecutor(2, initializer=init, initargs=(prices,)) as executor:
+//!     //     once = list(executor.map(total, orders))
+//!     let executor = ProcessPoolExecutor::builder()
+//!         .max_workers(2)
+//!         .initializer_with(init, prices.clone())
+//!         .build()?;
+//!     let once: Vec<u64> = executor.map(total, orders.clone()).collect::<Result<_, _>>()?;
+//!
+//!     // with ProcessPoolExecutor(2) as executor:
+//!     //     per_task = list(executor.map(functools.partial(total_with, prices), orders))
+//!     let executor = ProcessPoolExecutor::new(2);
+//!     let pairs = orders.iter().map(|order| (prices.clone(), order.clone()));
+//!     let per_task: Vec<u64> = executor.starmap(total_with, pairs).collect::<Result<_, _>>()?;
+//!
+//!     // Threads share memory: a closure captures the Arc, nothing is copied.
+//!     let prices = Arc::new(prices);
+//!     let threads = ThreadPoolExecutor::new(2);
+//!     let shared: Vec<u64> = threads
+//!         .map(move |order: Vec<usize>| order.iter().map(|&i| prices[i]).sum::<u64>(), orders)
+//!         .collect::<Result<_, _>>()?;
+//!
+//!     assert_eq!(once, [650, 1200, 1700]);
+//!     assert_eq!(per_task, once);
+//!     assert_eq!(shared, once);
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # What differs from Python, and why

@@ -8,8 +8,11 @@
 //! A hook the program installs later replaces ours; `location` is then `None`.
 //!
 //! A serving process (a process pool's worker, an MPI rank) installs the
-//! hook with [`install_serving_hook`], after the pool's initializer, so that a
-//! hook the initializer sets is wrapped, not replacing. There a caught panic
+//! hook with [`install_serving_hook`], after the handshake, which on a
+//! process pool runs the pool's initializer, so that a hook the initializer
+//! sets is wrapped, not replacing. (An MPI rank runs an executor's
+//! initializer later, as a task: a hook set there replaces ours, and the
+//! rank's task panics lose their location.) There a caught panic
 //! prints nothing: its message, location and, when `RUST_BACKTRACE` asks for
 //! one, backtrace travel to the caller in the error, which shows them where
 //! the caller's own output goes (libtest's capture, say); the worker's

@@ -76,6 +76,8 @@ fn main() {
         the_default_size_follows_mpi,
         spawn_settings_reach_the_workers,
         bad_settings_are_errors,
+        initargs_set_a_global_that_every_task_reads,
+        a_failing_initializer_breaks_its_pool,
         // Last: they kill ranks.
         a_dead_rank_breaks_its_pool_without_hanging,
         a_killed_rank_on_another_host_breaks_its_pool,
@@ -896,6 +898,75 @@ fn bad_settings_are_errors() {
         MpiPoolExecutor::builder().chunksize(0).build(),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// The table every task reads: Python's module-level `table = None`. A
+/// lock, not a `OnceLock`: ranks outlive an executor (spawned groups are
+/// reused, the static world's ranks shared), and each executor's
+/// initializer sets its own table, as Python's `global table` does.
+static TABLE: std::sync::RwLock<Vec<u64>> = std::sync::RwLock::new(Vec::new());
+
+/// `def init(t): global table; table = t`.
+fn init_table(table: Vec<u64>) {
+    *TABLE.write().unwrap() = table;
+}
+
+/// `def lookup(i): return table[i]`.
+fn lookup(i: usize) -> u64 {
+    TABLE.read().unwrap()[i]
+}
+
+/// mpi4py's `MPIPoolExecutor(initializer=init, initargs=(table,))`: each
+/// rank runs the initializer before its first task of the executor, and
+/// a later executor's ranks (the same ones, reused or shared) run its own.
+fn initargs_set_a_global_that_every_task_reads() {
+    let indices: Vec<usize> = (0..1000).step_by(7).collect();
+    for power in [2, 3] {
+        let table: Vec<u64> = (0..1000_u64).map(|i| i.pow(power)).collect();
+        let expected: Vec<u64> = indices.iter().map(|&i| table[i]).collect();
+        let executor = MpiPoolExecutor::builder()
+            .max_workers(2)
+            .initializer_with(init_table, table)
+            .build()
+            .unwrap();
+        let found: Vec<u64> = executor
+            .map(lookup, indices.clone())
+            .chunksize(3)
+            .timeout(PATIENCE)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(found, expected, "the table of power {power}");
+    }
+}
+
+fn refuses_short_tables(table: Vec<u64>) {
+    assert!(
+        table.len() >= 100,
+        "a table of {} rows is too short",
+        table.len()
+    );
+}
+
+/// As a process pool's: a failing initializer breaks its executor, whose
+/// tasks fail with `BrokenExecutor` naming the failure; the ranks serve on.
+fn a_failing_initializer_breaks_its_pool() {
+    let executor = MpiPoolExecutor::builder()
+        .max_workers(2)
+        .initializer_with(refuses_short_tables, vec![1, 2, 3])
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        let outcome = settle(&executor.submit(square, n));
+        assert!(
+            matches!(&outcome, Err(Error::BrokenExecutor { reason })
+                if reason.contains("initializer failed")
+                    && reason.contains("a table of 3 rows is too short")),
+            "submission {n}: {outcome:?}"
+        );
+    }
+    drop(executor);
+    let healthy = MpiPoolExecutor::new(2).unwrap();
+    assert_eq!(settle(&healthy.submit(square, 9)), Ok(81));
 }
 
 fn exit_with(code: i32) -> i32 {

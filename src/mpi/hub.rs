@@ -1,7 +1,7 @@
-//! Layer: MPI transport. May use the remote layer's messages and work, `shared`'s values to put in a rank,
-//! `ffi`, `liveness` and `rank`; no other transport. The hub: the one
-//! thread of a process that owns MPI, with its event loop and the leasing
-//! of ranks.
+//! Layer: MPI transport. May use the remote layer's calls, messages and
+//! work, `shared`'s values to put in a rank, the crate's futures, `ffi`,
+//! `liveness` and `rank`; no other transport. The hub: the one thread of a
+//! process that owns MPI, with its event loop and the leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -17,8 +17,10 @@
 //! outlive their executor, for the next one of the same size.
 //!
 //! The loop hands queued work to free ranks (one message each, so it knows
-//! which work every rank holds; the pools take turns at a shared rank),
-//! then receives outcomes from any rank of each communicator and gives
+//! which work every rank holds; the pools take turns at a shared rank; a
+//! pool with an initializer sends it, as a task, before a rank's first task
+//! of the pool, and breaks if it fails), then receives outcomes from any
+//! rank of each communicator and gives
 //! each to the pool whose work that rank holds, polling with a [`Backoff`]
 //! while work is out and blocking on the channel while none is. Done
 //! callbacks run on a separate thread, so that a slow callback never
@@ -67,11 +69,10 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use super::liveness::{self, Heard};
 use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
-use crate::Error;
-use crate::remote::call::Secret;
-use crate::remote::message::{self, Answer, Hello, Kind, Welcome};
-use crate::remote::work::Work;
-use crate::shared;
+use crate::remote::call::{Initializer, Secret};
+use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
+use crate::remote::work::{One, Work};
+use crate::{Error, Future, future, shared};
 
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
@@ -303,6 +304,14 @@ struct Pool {
     cancelled: bool,
     /// Why the pool can run nothing more, if it cannot.
     broken: Option<String>,
+    /// What each rank runs before its first task of this pool, as a task
+    /// of its own: a rank of the static world or of a reused group may
+    /// have served other pools, whose initializers do not count.
+    initializer: Option<Initializer>,
+    /// The ranks the initializer was sent to.
+    initialized: HashSet<Rank>,
+    /// The outcome of the initializer on each rank still running it.
+    initializing: HashMap<Rank, Future<()>>,
 }
 
 impl Pool {
@@ -445,9 +454,10 @@ impl Hub {
                     Command::Open {
                         workers,
                         spawn,
+                        initializer,
                         reply,
                     } => {
-                        let _ = reply.send(self.open(workers, spawn));
+                        let _ = reply.send(self.open(workers, spawn, initializer));
                     }
                     Command::Task { pool, work } => match self.pools.get_mut(&pool) {
                         Some(Pool {
@@ -490,8 +500,14 @@ impl Hub {
 
     /// A new pool of up to `workers` ranks, or of the default size (see
     /// [`MpiPoolBuilder`](super::MpiPoolBuilder)); spawned as `spawn` says
-    /// in spawn mode.
-    fn open(&mut self, workers: Option<usize>, spawn: MpiSettings) -> Result<Opened, Error> {
+    /// in spawn mode; each rank runs `initializer` before its first task of
+    /// the pool.
+    fn open(
+        &mut self,
+        workers: Option<usize>,
+        spawn: MpiSettings,
+        initializer: Option<Initializer>,
+    ) -> Result<Opened, Error> {
         let id = self.next_pool;
         self.next_pool += 1;
         let (link, workers) = if self.world.is_empty() {
@@ -519,6 +535,9 @@ impl Hub {
                 closing: None,
                 cancelled: false,
                 broken: None,
+                initializer,
+                initialized: HashSet::new(),
+                initializing: HashMap::new(),
             },
         );
         Ok(opened)
@@ -675,19 +694,29 @@ impl Hub {
                 let Some(free) = free else {
                     continue;
                 };
-                // Cancelled work is dropped unrun, and takes no rank.
-                let Some(mut work) = std::iter::from_fn(|| pool.queue.pop_front())
-                    .find_map(|mut work| work.results.claim(None).then_some(work))
-                else {
-                    continue;
-                };
                 let rank = match pool.link {
-                    Link::World => {
-                        self.world[free].state = Lease::Leased(id);
-                        self.world[free].rank
-                    }
+                    Link::World => self.world[free].rank,
                     Link::Spawned(_) => Rank::try_from(free).expect("a rank of the group"),
                 };
+                let work = match &pool.initializer {
+                    // The rank's first work for this pool: the initializer.
+                    Some(initializer)
+                        if !pool.queue.is_empty() && pool.initialized.insert(rank) =>
+                    {
+                        let (work, outcome) = initializer_work(initializer, &self.welcome.secret);
+                        pool.initializing.insert(rank, outcome);
+                        Some(work)
+                    }
+                    // Cancelled work is dropped unrun, and takes no rank.
+                    _ => std::iter::from_fn(|| pool.queue.pop_front())
+                        .find_map(|mut work| work.results.claim(None).then_some(work)),
+                };
+                let Some(mut work) = work else {
+                    continue;
+                };
+                if let Link::World = pool.link {
+                    self.world[free].state = Lease::Leased(id);
+                }
                 self.numbered = self.numbered.wrapping_add(1);
                 work.header.first = self.numbered;
                 // The shared values the rank lacks, each once per rank;
@@ -1010,6 +1039,29 @@ impl Hub {
     }
 }
 
+/// A run of `initializer` as a task of its own, tagged with `secret`; the
+/// future says how it went.
+fn initializer_work(initializer: &Initializer, secret: &Secret) -> (Work, Future<()>) {
+    let (promise, future) = future::pair();
+    let header = TaskHeader {
+        call: initializer.call,
+        tag: initializer.call.tag(secret),
+        count: 1,
+        first: 0,
+        #[cfg(feature = "tracing")]
+        trace: 0,
+    };
+    let work = Work {
+        header,
+        args: initializer.arg.clone(),
+        ends: Vec::new(),
+        tail: Vec::new(),
+        results: Box::new(One(promise)),
+        shared: Vec::new(),
+    };
+    (work, future)
+}
+
 /// Completes the work `rank` of `pool`'s link held with its `outcomes`
 /// (which end with an [`Answer`]); its done callbacks go to the callback
 /// thread. A chunk whose rank ran only its first items (it was cut) gives
@@ -1057,6 +1109,18 @@ fn answered(
     };
     if let Some(deferred) = deferred {
         let _ = callbacks.send(deferred);
+    }
+    // An initializer that failed on one rank would fail on every rank:
+    // the pool is broken, as a process pool is.
+    if let Some(Err(error)) =
+        (pool.initializing.remove(&rank)).map(|outcome| outcome.result_timeout(Duration::ZERO))
+        && pool.broken.is_none()
+    {
+        let reason = Initializer::failure(error);
+        pool.fail(
+            Vec::new(),
+            &format!("the initializer failed on MPI rank {rank}: {reason}"),
+        );
     }
 }
 

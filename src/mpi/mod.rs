@@ -37,7 +37,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::remote::call::Secret;
+use crate::remote::call::{Initializer, Secret};
 use crate::remote::message::Kind;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
@@ -83,10 +83,12 @@ mod tags {
 /// What an executor asks of the hub.
 pub(crate) enum Command {
     /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
-    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned.
+    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned, each of
+    /// which runs `initializer` before its first task of the pool.
     Open {
         workers: Option<usize>,
         spawn: MpiSettings,
+        initializer: Option<Initializer>,
         reply: Sender<Result<Opened, Error>>,
     },
     /// Run `work` on pool `pool`.
@@ -252,6 +254,7 @@ impl Backoff {
 /// | `python -m mpi4py.futures prog.py` | `mpiexec -n N ./prog`, with [`init`](crate::init) first in `main` |
 /// | `MPICommExecutor(comm, root)` | [`MpiPoolBuilder::with_comm`](RemoteBuilder::with_comm), [`with_world`](RemoteBuilder::with_world) |
 /// | `shutdown(wait, cancel_futures=...)`, repeated | [`shutdown_with`](RemoteExecutor::shutdown_with): every call honoured |
+/// | `initializer=f, initargs=(a,)` | [`initializer_with(f, a)`](RemoteBuilder::initializer_with), [`initializer(f)`](RemoteBuilder::initializer) |
 ///
 /// `tests/mpi.rs` and `tests/mpi_comm.rs` mirror mpi4py's own futures
 /// tests (`demo/futures/test_futures.py`); each case names the test it
@@ -269,9 +272,17 @@ impl Backoff {
 ///   own MPI thread. It needs every rank of the communicator to call it.
 /// - **Executors in a static world share its serving ranks**, as mpi4py's
 ///   shared pool does, but each keeps its own `max_workers` bound.
-/// - **No `initializer`/`initargs` for MPI yet**, and no `aplus`-style
-///   `then`/`collect`/`compose`: a [`Future`](crate::Future) has done
-///   callbacks, and `wait`/`as_completed` combine futures.
+/// - **The initializer runs per executor, on ranks that outlive it:** each
+///   rank runs an executor's initializer before its first task of that
+///   executor, but a rank of the static world serves every executor, and a
+///   spawned group is reused by the next executor of its size, so a rank
+///   may have run another executor's initializer before. An initializer
+///   should set its global so that a second run replaces the value (a
+///   `RwLock`, as Python's `global table` assignment), not expect a fresh
+///   process (a `OnceLock` fails there).
+/// - **No `aplus`-style `then`/`collect`/`compose`:** a
+///   [`Future`](crate::Future) has done callbacks, and `wait`/`as_completed`
+///   combine futures.
 ///
 /// This example is `no_run`: it needs an MPI runtime, and a doc test's
 /// binary cannot serve as its own worker. `tests/mpi.rs` and
@@ -590,6 +601,7 @@ impl RemoteBuilder<MpiTransport> {
             .send(Command::Open {
                 workers,
                 spawn: self.settings,
+                initializer: self.initializer.and_then(Result::ok),
                 reply,
             })
             .map_err(|_| stopped())?;

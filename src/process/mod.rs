@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::crew::{self, Crew};
-use crate::remote::call::{Call, Secret};
+use crate::remote::call::Secret;
 use crate::remote::decode;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
@@ -376,34 +376,11 @@ pub type ProcessPoolBuilder = RemoteBuilder<ProcessTransport>;
 /// trait's associated type; this module is private, so no user can name it.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessSettings {
-    initializer: Option<fn()>,
     max_tasks_per_child: Option<usize>,
     timeout: Option<Duration>,
 }
 
 impl RemoteBuilder<ProcessTransport> {
-    /// Runs `initializer` once in each worker process before its first task.
-    /// If it panics, the pool is broken: tasks fail with
-    /// [`Error::BrokenExecutor`], whose reason carries the panic message.
-    ///
-    /// It is the place for a worker's own set-up, such as a panic hook or
-    /// logging: a worker serves before `main`, so nothing of `main` runs
-    /// there. A panic hook it sets is wrapped by the pool's, so a task's
-    /// [`Error::Panicked`] still says where it panicked; a panic the pool
-    /// catches does not reach it, since the worker prints nothing for one
-    /// (its report travels in the error).
-    ///
-    /// ```
-    /// # use concurrent_futures::ProcessPoolExecutor;
-    /// fn warm_up() {}
-    /// let executor = ProcessPoolExecutor::builder().initializer(warm_up).build()?;
-    /// # Ok::<(), concurrent_futures::Error>(())
-    /// ```
-    pub fn initializer(mut self, initializer: fn()) -> Self {
-        self.settings.initializer = Some(initializer);
-        self
-    }
-
     /// Replaces each worker after it has run this many calls (a task, or a
     /// chunk of a `map`): a cure for leaks in the task code. Zero makes
     /// [`build`](Self::build) fail. Default: never.
@@ -453,7 +430,6 @@ impl RemoteBuilder<ProcessTransport> {
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         self.check()?;
         let ProcessSettings {
-            initializer,
             max_tasks_per_child,
             timeout,
         } = self.settings;
@@ -461,13 +437,12 @@ impl RemoteBuilder<ProcessTransport> {
         let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
             reason: format!("cannot identify this executable: {error}"),
         })?;
-        let initializer = initializer.map(Call::of_initializer).transpose()?;
         panic::install_hook();
         let shared = Arc::new(PoolState {
             recipe: Recipe {
                 fingerprint,
                 secret: Secret::random(),
-                initializer,
+                initializer: self.initializer.and_then(Result::ok),
             },
             timeout,
             max_tasks_per_child,

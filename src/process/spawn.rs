@@ -34,7 +34,7 @@ use super::gate::Gate;
 use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
-use crate::remote::call::{Call, Fingerprint, Secret};
+use crate::remote::call::{Fingerprint, Initializer, Secret};
 use crate::remote::codec;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 use crate::shared::{self, Region, Wire};
@@ -56,7 +56,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Recipe {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) secret: Secret,
-    pub(crate) initializer: Option<Call>,
+    pub(crate) initializer: Option<Initializer>,
 }
 
 /// The parent's link to one live child: its process and channel, owned by
@@ -178,9 +178,13 @@ impl ChildLink {
         let welcome = Welcome {
             fingerprint: recipe.fingerprint,
             secret: recipe.secret,
-            initializer: recipe.initializer,
+            initializer: recipe.initializer.as_ref().map(|init| init.call),
         };
-        frame::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode()])
+        let arg = recipe
+            .initializer
+            .as_ref()
+            .map_or(&[][..], |init| &init.arg);
+        frame::write_frame(&mut self.writer, Kind::Welcome, &[&welcome.encode(), arg])
             .map_err(|e| not_started(format!("could not welcome a new worker: {e}")))?;
         // The initializer may take as long as it likes.
         self.reader.get_mut().set(None);

@@ -15,6 +15,9 @@
 //!   the outcomes;
 //! - the **function**: the user's `fn(A) -> R` or `fn(A, B) -> R`.
 //!
+//! A pool's initializer travels the same way ([`Initializer`]): a `fn()` or
+//! `fn(A)` is a task whose result is `()`, its argument encoded once.
+//!
 //! Turning a distance back into a function pointer is the only `unsafe` here
 //! ([`function_at`], used by [`Call::invoke`] and [`run`]). It is sound only
 //! if the serving side runs the same binary, the pair really came from
@@ -75,9 +78,6 @@ pub(crate) struct Ran {
     pub(crate) consumed: usize,
 }
 
-/// What an initializer trampoline looks like.
-type InitTrampoline = fn(function: *const ()) -> Result<(), String>;
-
 fn offset(address: usize) -> u64 {
     address.wrapping_sub(&ANCHOR as *const u8 as usize) as u64
 }
@@ -119,6 +119,19 @@ pub(crate) trait Task: Copy + Send + Sync + 'static {
     fn address(self) -> usize;
     /// Calls the function with `args`.
     fn call(self, args: Self::Args) -> Self::Output;
+}
+
+impl<R: Payload> Task for fn() -> R {
+    type Args = ();
+    type Output = R;
+
+    fn address(self) -> usize {
+        self as usize
+    }
+
+    fn call(self, (): ()) -> R {
+        self()
+    }
 }
 
 impl<A: Payload, R: Payload> Task for fn(A) -> R {
@@ -164,12 +177,6 @@ impl Call {
     pub(crate) fn of<T: Task>(task: T) -> Result<Self, Error> {
         let trampoline: Trampoline = run::<T>;
         Call::checked(trampoline as usize, task.address())
-    }
-
-    /// Names an initializer; fails as [`Call::of`] does.
-    pub(crate) fn of_initializer(initializer: fn()) -> Result<Self, Error> {
-        let trampoline: InitTrampoline = run_initializer;
-        Call::checked(trampoline as usize, initializer as usize)
     }
 
     fn checked(trampoline: usize, function: usize) -> Result<Self, Error> {
@@ -227,18 +234,70 @@ impl Call {
             may_start,
         )
     }
+}
 
-    /// Runs an initializer.
+/// A pool's initializer: a function of the program that each serving
+/// process runs before its first task of the pool, named as a task is
+/// (a `fn()` or `fn(A)` is a task whose result is `()`), with its argument
+/// encoded once, when the pool is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Initializer {
+    pub(crate) call: Call,
+    /// The encoded argument: empty for a `fn()`.
+    pub(crate) arg: Vec<u8>,
+}
+
+impl Initializer {
+    /// Names `function` and encodes `arg` for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Call::of`]; [`Error::Serialization`] if `arg` does not
+    /// serialize (its `Serialize` impl fails or panics).
+    pub(crate) fn of<F: Task<Output = ()>>(function: F, arg: &F::Args) -> Result<Self, Error> {
+        let call = Call::of(function)?;
+        let mut encoded = Vec::new();
+        let failure = match panic::catch(|| codec::append(arg, &mut encoded)) {
+            Ok(Ok(())) => return Ok(Initializer { call, arg: encoded }),
+            Ok(Err(error)) => codec::explain(&error),
+            Err(panicked) => panicked.to_string(),
+        };
+        Err(Error::Serialization(format!(
+            "the initializer's argument could not be serialized: {failure}"
+        )))
+    }
+
+    /// Why an initializer failed, from the error its run ended with: a
+    /// panic's message and place, or the error as it reads.
+    pub(crate) fn failure(error: Error) -> String {
+        match error {
+            Error::Panicked {
+                message, location, ..
+            } => match location {
+                Some(location) => format!("it panicked at {location}: {message}"),
+                None => format!("it panicked: {message}"),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    /// Runs the initializer `call` on its encoded argument, `frame[start..]`
+    /// (taking the buffer if it likes, as a task does); `Err` says why it
+    /// failed.
     ///
     /// # Safety
     ///
-    /// As for [`invoke`](Call::invoke), with a `Call` made by
-    /// [`Call::of_initializer`].
-    pub(crate) unsafe fn invoke_initializer(self) -> Result<(), String> {
-        // SAFETY: by this function's contract, `trampoline` is the offset of
-        // `run_initializer` (an `InitTrampoline`) in this very image.
-        let trampoline = unsafe { function_at::<InitTrampoline>(address(self.trampoline)) };
-        trampoline(address(self.function))
+    /// As for [`Call::invoke`], with a `call` made by [`Initializer::of`].
+    pub(crate) unsafe fn run(call: Call, frame: &mut Vec<u8>, start: usize) -> Result<(), String> {
+        let (mut out, mut tail) = (Vec::new(), Vec::new());
+        // SAFETY: this function's contract is `invoke`'s.
+        unsafe { call.invoke(1, frame, start, &mut tail, &mut out, &mut || true) };
+        match codec::decode_outcomes_with_tail::<()>(&out, tail, 1) {
+            Ok(mut outcomes) => (outcomes.pop())
+                .unwrap_or_else(|| Err(Error::Protocol("the initializer gave no outcome".into())))
+                .map_err(Self::failure),
+            Err(error) => Err(error.to_string()),
+        }
     }
 }
 
@@ -316,22 +375,6 @@ fn run<T: Task>(
         done: count,
         consumed: total,
     }
-}
-
-/// The trampoline for initializers `fn()`.
-fn run_initializer(function: *const ()) -> Result<(), String> {
-    // SAFETY: `function` is anchor + the offset `Call::of_initializer` took
-    // of a `fn()` (see `Call::invoke_initializer`).
-    let initializer = unsafe { function_at::<fn()>(function) };
-    panic::catch(initializer).map_err(|error| match error {
-        Error::Panicked {
-            message, location, ..
-        } => match location {
-            Some(location) => format!("it panicked at {location}: {message}"),
-            None => format!("it panicked: {message}"),
-        },
-        other => other.to_string(),
-    })
 }
 
 /// A per-pool random key for [`Call::tag`].
@@ -747,6 +790,41 @@ mod tests {
         );
     }
 
+    static SEEN: AtomicUsize = AtomicUsize::new(0);
+
+    fn remember(n: usize) {
+        assert!(n != 13, "no table of 13 today");
+        // ORDERING: a test's own counter, read after the call returns.
+        SEEN.store(n, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn an_initializer_runs_on_its_argument_or_says_why_not() {
+        panic::install_hook();
+        let init = Initializer::of(remember as fn(_), &42_usize).unwrap();
+        let mut frame = b"head".to_vec();
+        frame.extend_from_slice(&init.arg);
+        // SAFETY: the call was made by `Initializer::of` in this process.
+        let ran = unsafe { Initializer::run(init.call, &mut frame, 4) };
+        assert_eq!(ran, Ok(()));
+        // ORDERING: as in `remember`.
+        assert_eq!(SEEN.load(Ordering::Relaxed), 42);
+        let init = Initializer::of(remember as fn(_), &13_usize).unwrap();
+        let mut frame = init.arg.clone();
+        // SAFETY: as above.
+        let failed = unsafe { Initializer::run(init.call, &mut frame, 0) }.unwrap_err();
+        assert!(
+            failed.starts_with("it panicked at ") && failed.ends_with("no table of 13 today"),
+            "{failed}"
+        );
+        // A `fn()` takes no argument at all.
+        let init = Initializer::of((|| ()) as fn(), &()).unwrap();
+        assert!(init.arg.is_empty());
+        // SAFETY: as above.
+        let ran = unsafe { Initializer::run(init.call, &mut Vec::new(), 0) };
+        assert_eq!(ran, Ok(()));
+    }
+
     #[test]
     fn tags_depend_on_the_secret_and_the_pair() {
         let secret = Secret::random();
@@ -804,7 +882,7 @@ mod tests {
         // again (the second time from the memo).
         for _ in 0..2 {
             Call::of(double as fn(_) -> _).unwrap();
-            Call::of_initializer(|| ()).unwrap();
+            Call::of((|| ()) as fn()).unwrap();
         }
     }
 }

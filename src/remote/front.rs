@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::call::{Call, Secret, Task};
+use super::call::{Call, Initializer, Secret, Task};
 use super::codec;
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
@@ -112,6 +112,44 @@ impl<T: Transport> RemoteExecutor<T> {
     /// let worker = executor.submit(pid, ()).result().unwrap();
     /// assert_ne!(worker, std::process::id(), "it ran in another process");
     /// ```
+    ///
+    /// # A task cannot capture
+    ///
+    /// A task is a function of the program, which a worker finds by its
+    /// offset in the executable; a closure's captured values live only in
+    /// this process. So `task` is a `fn(A) -> R`: a function, or a closure
+    /// that captures nothing. A capturing closure does not compile, and
+    /// rustc says "expected fn pointer, found closure" with its own note,
+    /// "closures can only be coerced to `fn` types if they do not capture
+    /// any variables", pointing at what the closure captured:
+    ///
+    /// ```compile_fail,E0308
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// let future = executor.submit(move |i: usize| table[i], 7);
+    /// ```
+    ///
+    /// Pass the context instead, in the argument or once per worker; the
+    /// guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// compares the ways:
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn lookup((table, i): (Vec<u64>, usize)) -> u64 { table[i] }
+    ///
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::new(2);
+    /// assert_eq!(executor.submit(lookup, (table, 7)).result(), Ok(49));
+    /// ```
+    ///
+    /// (This crate cannot add a note of its own there: a closure given for
+    /// a `fn` pointer is a type mismatch, E0308, and
+    /// `#[diagnostic::on_unimplemented]` attaches only to an unmet trait
+    /// bound. Taking any `F: Fn(A) -> R` instead would not help: stable
+    /// Rust has no bound that tells a capturing closure from one that
+    /// captures nothing, so the capture could only be refused after
+    /// monomorphisation, which `cargo check` and editors never reach.)
     pub fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
         self.submit_task(task, arg)
     }
@@ -375,6 +413,9 @@ pub struct RemoteBuilder<T: Transport> {
     /// pool's default comes from MPI.
     pub(crate) max_workers_set: bool,
     pub(crate) chunksize: Option<usize>,
+    /// The initializer, or why its argument could not be encoded (`build`
+    /// says it).
+    pub(crate) initializer: Option<Result<Initializer, Error>>,
     pub(crate) settings: T::Settings,
 }
 
@@ -384,6 +425,7 @@ impl<T: Transport> Default for RemoteBuilder<T> {
             max_workers: num_cpus::get(),
             max_workers_set: false,
             chunksize: None,
+            initializer: None,
             settings: T::Settings::default(),
         }
     }
@@ -395,6 +437,7 @@ impl<T: Transport> Clone for RemoteBuilder<T> {
             max_workers: self.max_workers,
             max_workers_set: self.max_workers_set,
             chunksize: self.chunksize,
+            initializer: self.initializer.clone(),
             settings: self.settings.clone(),
         }
     }
@@ -406,6 +449,7 @@ impl<T: Transport> fmt::Debug for RemoteBuilder<T> {
             .field("pool", &T::POOL)
             .field("max_workers", &self.max_workers)
             .field("chunksize", &self.chunksize)
+            .field("initializer", &self.initializer.is_some())
             .field("settings", &self.settings)
             .finish()
     }
@@ -439,11 +483,91 @@ impl<T: Transport> RemoteBuilder<T> {
         self
     }
 
+    /// Runs `initializer` once in each worker before its first task:
+    /// Python's `initializer=f`. If it panics, the pool is broken: tasks
+    /// fail with [`Error::BrokenExecutor`], whose reason carries the panic
+    /// message. To give it an argument, use
+    /// [`initializer_with`](Self::initializer_with).
+    ///
+    /// It is the place for a worker's own set-up, such as a panic hook or
+    /// logging: a worker serves from [`init`](crate::init) or before
+    /// `main`, so nothing of `main` runs there. On a process pool, a panic
+    /// hook it sets is wrapped by the pool's, so a task's [`Error::Panicked`]
+    /// still says where it panicked; a panic the pool catches does not
+    /// reach it, since the worker prints nothing for one (its report
+    /// travels in the error). An MPI rank runs an executor's initializer as
+    /// a task, after it began serving: a panic hook set there replaces the
+    /// pool's, and that rank's task panics lose their location.
+    ///
+    /// ```
+    /// # use concurrent_futures::ProcessPoolExecutor;
+    /// fn warm_up() {}
+    /// let executor = ProcessPoolExecutor::builder().initializer(warm_up).build()?;
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer(mut self, initializer: fn()) -> Self {
+        self.initializer = Some(Initializer::of(initializer, &()));
+        self
+    }
+
+    /// Runs `initializer(arg)` once in each worker before its first task:
+    /// Python's `initializer=f, initargs=(arg,)`. Several arguments go as a
+    /// tuple, as with [`submit`](RemoteExecutor::submit): `initargs=(a, b)`
+    /// is `.initializer_with(f, (a, b))` with `fn f((a, b): (A, B))`.
+    ///
+    /// `arg` is serialized here, once, and the same bytes go to every
+    /// worker, including one started to replace a worker that died, which
+    /// runs the initializer again. An argument that does not serialize
+    /// makes `build` fail with
+    /// [`Error::Serialization`]. A failing initializer breaks the pool, as
+    /// with [`initializer`](Self::initializer).
+    ///
+    /// The usual use is Python's: context every task reads (a table, a
+    /// model, settings) sent once per worker into a global, instead of with
+    /// every task. The guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// compares the ways.
+    ///
+    /// ```
+    /// use std::sync::OnceLock;
+    /// use concurrent_futures::ProcessPoolExecutor;
+    ///
+    /// // table = None
+    /// static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+    ///
+    /// // def init(t): global table; table = t
+    /// fn init(table: Vec<u64>) {
+    ///     TABLE.set(table).expect("a worker runs its initializer once");
+    /// }
+    ///
+    /// // def lookup(i): return table[i]
+    /// fn lookup(i: usize) -> u64 {
+    ///     TABLE.get().expect("set by init")[i]
+    /// }
+    ///
+    /// // ProcessPoolExecutor(2, initializer=init, initargs=(table,))
+    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let executor = ProcessPoolExecutor::builder()
+    ///     .max_workers(2)
+    ///     .initializer_with(init, table)
+    ///     .build()?;
+    /// let squares: Vec<u64> = executor.map(lookup, [3, 30, 300]).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [9, 900, 90_000]);
+    /// # Ok::<(), concurrent_futures::Error>(())
+    /// ```
+    pub fn initializer_with<A: Payload>(mut self, initializer: fn(A), arg: A) -> Self {
+        self.initializer = Some(Initializer::of(initializer, &arg));
+        self
+    }
+
     /// The checks of every remote pool's `build`: the counts that must be
-    /// at least 1.
+    /// at least 1, and the initializer's argument.
     pub(crate) fn check(&self) -> Result<(), Error> {
         at_least_one("max_workers", self.max_workers)?;
-        at_least_one("chunksize", self.chunksize.unwrap_or(1))
+        at_least_one("chunksize", self.chunksize.unwrap_or(1))?;
+        match &self.initializer {
+            Some(Err(error)) => Err(error.clone()),
+            _ => Ok(()),
+        }
     }
 }
 

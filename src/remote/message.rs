@@ -9,7 +9,8 @@
 //! ```text
 //! serving side                        front end
 //!   ── Hello   (magic, version, fingerprint) ──▶   checks the fingerprint
-//!   ◀── Welcome (magic, version, fingerprint, secret, initializer?) ──
+//!   ◀── Welcome (magic, version, fingerprint, secret, initializer?,
+//!                its argument) ──
 //!   checks the fingerprint, runs the initializer
 //!   ── Ready   (empty, or why it will not serve) ──▶
 //!   ◀── Task    (call, tag, count, first item, arguments) ──
@@ -172,7 +173,9 @@ impl Hello {
     }
 }
 
-/// The front end's answer: who it is, the key for task tags, the initializer.
+/// The front end's answer: who it is, the key for task tags, the
+/// initializer (named as [`Initializer`](super::call::Initializer) names
+/// it). The initializer's encoded argument follows the encoded `Welcome`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Welcome {
     pub(crate) fingerprint: Fingerprint,
@@ -198,7 +201,9 @@ impl Welcome {
         out
     }
 
-    pub(crate) fn decode(body: &[u8]) -> Result<Self, Malformed> {
+    /// Splits a welcome message's body into the `Welcome` and its
+    /// initializer's encoded argument (nothing without an initializer).
+    pub(crate) fn decode(body: &[u8]) -> Result<(Self, &[u8]), Malformed> {
         let mut fields = Fields(body);
         fields.preamble()?;
         let fingerprint = fields.fingerprint()?;
@@ -211,12 +216,15 @@ impl Welcome {
             }),
             other => return Err(malformed(format!("bad initializer flag {other}"))),
         };
-        fields.end()?;
-        Ok(Welcome {
+        if initializer.is_none() {
+            fields.end()?;
+        }
+        let welcome = Welcome {
             fingerprint,
             secret,
             initializer,
-        })
+        };
+        Ok((welcome, fields.0))
     }
 }
 
@@ -337,7 +345,20 @@ mod tests {
                 function: 10,
             }),
         };
-        assert_eq!(Welcome::decode(&welcome.encode()).unwrap(), welcome);
+        let body = [&welcome.encode()[..], b"arg"].concat();
+        assert_eq!(
+            Welcome::decode(&body).unwrap(),
+            (welcome.clone(), &b"arg"[..])
+        );
+        let alone = Welcome {
+            initializer: None,
+            ..welcome
+        };
+        assert_eq!(
+            Welcome::decode(&alone.encode()).unwrap(),
+            (alone.clone(), &[][..])
+        );
+        assert!(Welcome::decode(&[&alone.encode()[..], b"!"].concat()).is_err());
         let header = TaskHeader {
             call: Call {
                 trampoline: 1,

@@ -17,7 +17,7 @@
 //! [`Shared`](crate::Shared) that the tasks after it use, and a `Release`
 //! takes values back (see `shared`); neither is answered.
 
-use super::call::{Fingerprint, Ran, Secret};
+use super::call::{Fingerprint, Initializer, Ran, Secret};
 #[cfg(feature = "mpi")]
 use super::message::Answer;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
@@ -129,19 +129,22 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         .map_err(|e| format!("cannot greet the pool: {e}"))?;
     let mut body = Vec::new();
     let welcome = match endpoint.receive(&mut body, &mut Vec::new())? {
-        Some(Kind::Welcome) => Welcome::decode(&body).map_err(|e| e.into_error().to_string()),
+        Some(Kind::Welcome) => Welcome::decode(&body)
+            .map(|(welcome, arg)| (welcome, body.len() - arg.len()))
+            .map_err(|e| e.into_error().to_string()),
         Some(kind) => Err(format!("expected a Welcome message, got {kind:?}")),
         None => Err("the pool left before welcoming this worker".to_owned()),
     };
-    let ready = welcome.and_then(|welcome| {
+    let ready = welcome.and_then(|(welcome, arg)| {
         if welcome.fingerprint != fingerprint {
             return Err("the pool runs a different executable; refusing its tasks".to_owned());
         }
         if let Some(initializer) = welcome.initializer {
             // SAFETY: the call came in the Welcome, over the transport's
             // private channel from a front end that runs this same
-            // executable (the fingerprints match).
-            unsafe { initializer.invoke_initializer() }?;
+            // executable (the fingerprints match), which made it with
+            // `Initializer::of`.
+            unsafe { Initializer::run(initializer, &mut body, arg) }?;
         }
         Ok(welcome.secret)
     });

@@ -1,12 +1,15 @@
 //! The builder's `initializer` runs once in each worker process, before its
 //! first task; one that panics breaks the pool with `Error::BrokenExecutor`,
 //! whose reason carries the panic message, for that task and later ones.
+//! `initializer_with` gives it an argument, encoded once at build, which a
+//! replaced worker gets again.
 
 use crate::fixtures;
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
@@ -149,4 +152,149 @@ fn a_worker_that_dies_while_starting_fails_only_its_task() {
     assert!(second.is_ok(), "the pool goes on: {second:?}");
     drop(executor);
     assert_no_children();
+}
+
+// `initializer_with`: Python's `initializer=f, initargs=(a,)`.
+
+/// The table every task reads: Python's module-level `table = None`.
+static TABLE: OnceLock<Vec<u64>> = OnceLock::new();
+
+/// `def init(t): global table; table = t`.
+fn init_table(table: Vec<u64>) {
+    TABLE
+        .set(table)
+        .expect("a worker runs its initializer once");
+}
+
+/// `def lookup(i): return os.getpid(), table[i]`.
+fn lookup(i: usize) -> (u32, u64) {
+    (
+        std::process::id(),
+        TABLE.get().expect("set by init_table")[i],
+    )
+}
+
+fn squares(len: u64) -> Vec<u64> {
+    (0..len).map(|i| i * i).collect()
+}
+
+#[test]
+fn initargs_set_a_global_that_every_task_reads() {
+    let _alone = fixtures::alone();
+    // ProcessPoolExecutor(2, initializer=init, initargs=(table,))
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer_with(init_table, squares(10_000))
+        .build()
+        .unwrap();
+    let indices: Vec<usize> = (0..10_000).step_by(37).collect();
+    let found: Vec<(u32, u64)> = executor
+        .map(lookup, indices.clone())
+        .chunksize(4)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let values: Vec<u64> = found.iter().map(|&(_, value)| value).collect();
+    let expected: Vec<u64> = indices.iter().map(|&i| (i * i) as u64).collect();
+    assert_eq!(values, expected);
+    assert!(found.iter().all(|&(pid, _)| pid != std::process::id()));
+}
+
+fn exits(_: ()) -> u32 {
+    std::process::exit(3)
+}
+
+#[test]
+fn a_replaced_worker_runs_the_initializer_again_with_the_same_argument() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer_with(init_table, squares(100))
+        .build()
+        .unwrap();
+    let (first, value) = settle(&executor.submit(lookup, 7)).unwrap();
+    assert_eq!(value, 49);
+    let crashed = settle(&executor.submit(exits, ()));
+    assert!(
+        matches!(
+            crashed,
+            Err(Error::WorkerDied {
+                exit_code: Some(3),
+                ..
+            })
+        ),
+        "{crashed:?}"
+    );
+    let (second, value) = settle(&executor.submit(lookup, 9)).unwrap();
+    assert_ne!(second, first, "a new worker took the dead one's place");
+    assert_eq!(value, 81, "and it ran the initializer with the same table");
+}
+
+/// An initializer that refuses a table too short for the tasks.
+fn needs_a_long_table(table: Vec<u64>) {
+    fixtures::quiet_expected_panics();
+    assert!(
+        table.len() >= 100,
+        "{}a table of {} rows is too short",
+        fixtures::EXPECTED,
+        table.len()
+    );
+}
+
+#[test]
+fn a_panicking_initializer_with_an_argument_breaks_the_pool() {
+    let _alone = fixtures::alone();
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .initializer_with(needs_a_long_table, squares(3))
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        let outcome = settle(&executor.submit(fixtures::pid, ()));
+        assert!(
+            matches!(&outcome, Err(Error::BrokenExecutor { reason })
+                if reason.contains("initializer failed") && reason.contains("a table of 3 rows is too short")),
+            "submission {n}: {outcome:?}"
+        );
+    }
+    drop(executor);
+    assert_no_children();
+}
+
+/// A table whose `Serialize` fails, or panics, as it says.
+#[derive(Debug, serde::Deserialize)]
+enum Unsendable {
+    Fails,
+    Panics,
+}
+
+impl serde::Serialize for Unsendable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Unsendable::Fails => Err(serde::ser::Error::custom("this table stays home")),
+            Unsendable::Panics => {
+                fixtures::quiet_expected_panics();
+                panic!("{}this table panics when sent", fixtures::EXPECTED)
+            }
+        }
+    }
+}
+
+fn takes_unsendable(_: Unsendable) {}
+
+#[test]
+fn an_argument_that_does_not_serialize_fails_the_build() {
+    // (postcard keeps no custom message: a failure says only that it failed)
+    for (arg, says) in [
+        (Unsendable::Fails, "Serde Serialization Error"),
+        (Unsendable::Panics, "this table panics when sent"),
+    ] {
+        let built = ProcessPoolExecutor::builder()
+            .initializer_with(takes_unsendable, arg)
+            .build();
+        assert!(
+            matches!(&built, Err(Error::Serialization(m))
+                if m.contains("initializer's argument could not be serialized") && m.contains(says)),
+            "{built:?}"
+        );
+    }
 }

@@ -239,7 +239,7 @@ fn send_with_fd(socket: &UnixStream, fd: &impl std::os::fd::AsRawFd) {
 /// A Welcome: preamble, fingerprint, a 128-bit secret, no initializer.
 fn welcome(fingerprint: &[u8]) -> Vec<u8> {
     let mut body = b"CFut".to_vec();
-    body.extend_from_slice(&3_u16.to_le_bytes()); // the protocol version
+    body.extend_from_slice(&4_u16.to_le_bytes()); // the protocol version
     body.extend_from_slice(fingerprint);
     body.extend_from_slice(&[0x5A; 16]);
     body.push(0);
