@@ -350,6 +350,7 @@ def shared_table():
                 lines.append(line.rstrip())
     rows = [
         ("Shared<[u64]> (shared memory), process pool", "table_32mib_200_tasks_plain", 50),
+        ("the same handle kept: the tasks alone, the value in both workers already (context)", "table_32mib_200_tasks_plain_kept", None),
         ("Shared<Vec<u64>> (serialized, sent once per worker; context)", "table_32mib_200_tasks_typed", None),
         ("Shared<[u64]>, thread pool (an Arc; context)", "table_32mib_200_tasks_threads", None),
     ]
