@@ -130,17 +130,20 @@ impl<T: Transport> RemoteExecutor<T> {
     /// let future = executor.submit(move |i: usize| table[i], 7);
     /// ```
     ///
-    /// Pass the context instead, in the argument or once per worker; the
-    /// guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// Pass the context instead, in the argument, in a
+    /// [`Shared`](crate::Shared) handle that each worker gets once, or once
+    /// per worker with an initializer; the guide's
+    /// [sharing data with workers](crate::guide#sharing-data-with-workers)
     /// compares the ways:
     ///
     /// ```
-    /// # use concurrent_futures::ProcessPoolExecutor;
-    /// fn lookup((table, i): (Vec<u64>, usize)) -> u64 { table[i] }
+    /// # use concurrent_futures::{ProcessPoolExecutor, Shared};
+    /// fn lookup((table, i): (Shared<[u64]>, usize)) -> u64 { table[i] }
     ///
-    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let table = Shared::from_vec((0..1000).map(|i| i * i).collect());
     /// let executor = ProcessPoolExecutor::new(2);
-    /// assert_eq!(executor.submit(lookup, (table, 7)).result(), Ok(49));
+    /// assert_eq!(executor.submit(lookup, (table.clone(), 7)).result(), Ok(49));
+    /// assert_eq!(executor.submit(lookup, (table, 9)).result(), Ok(81));
     /// ```
     ///
     /// (This crate cannot add a note of its own there: a closure given for
