@@ -549,6 +549,16 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Shared<T> {
 }
 
 impl<T: Pod + Send + Sync> Shared<[T]> {
+    /// Refuses a zero-sized `T` when the program is built.
+    fn not_zero_sized() {
+        const {
+            assert!(
+                size_of::<T>() > 0,
+                "Shared<[T]> shares bytes, and a zero-sized T has none: use Shared::new"
+            );
+        }
+    }
+
     /// Puts plain data behind a handle. On Unix the bytes move into shared
     /// memory (one copy) and the vector is freed; if that memory cannot be
     /// made (no memory, an empty vector), and on Windows, the vector is
@@ -561,7 +571,15 @@ impl<T: Pod + Send + Sync> Shared<[T]> {
     /// assert_eq!(weights.iter().sum::<f32>(), 1.0);
     /// assert_eq!(&weights[..], [0.5, 0.25, 0.25]);
     /// ```
+    ///
+    /// A zero-sized `T` has no bytes to share (its count would be lost):
+    /// it does not build. Put such a value in a [`Shared::new`] instead.
+    ///
+    /// ```compile_fail,E0080
+    /// let units = concurrent_futures::Shared::from_vec(vec![(); 3]);
+    /// ```
     pub fn from_vec(values: Vec<T>) -> Self {
+        Self::not_zero_sized();
         #[cfg(unix)]
         if let Ok(region) = Region::copy_of(bytemuck::cast_slice(&values)) {
             return Self::made(Value::Plain(Box::new(region)));
@@ -580,6 +598,7 @@ impl<T: Pod + Send + Sync> Shared<[T]> {
     /// assert_eq!(&bytes[..3], b"hea");
     /// ```
     pub fn from_slice(values: &[T]) -> Self {
+        Self::not_zero_sized();
         #[cfg(unix)]
         if let Ok(region) = Region::copy_of(bytemuck::cast_slice(values)) {
             return Self::made(Value::Plain(Box::new(region)));
