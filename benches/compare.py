@@ -4,7 +4,7 @@ Usage: compare.py CRITERION_DIR LOGS_DIR PARTS [BENCHMARKS_MD SVG]
 
 Reads criterion's medians and the logs compare.sh wrote (python.txt,
 limits.txt, process.txt, memory.txt, skew.txt, skew_python.txt, context.txt,
-context_python.txt, meta.txt), prints one table of ratios
+context_python.txt, shared.txt, meta.txt), prints one table of ratios
 and the detailed tables per pool. With BENCHMARKS_MD and SVG it also draws
 the chart into SVG and replaces the generated block of BENCHMARKS_MD (between
 its `compare.sh:begin` and `compare.sh:end` markers) with what it printed.
@@ -328,11 +328,45 @@ def context_table():
     print()
     print("| form | ours, s | Python, s | Python / ours |")
     print("|---|---|---|---|")
+    # The Shared handle (benches/shared.rs, criterion's median), a new
+    # handle each time on a started pool.
+    handle = ms("process_shared/table_32mib_200_tasks_plain")
+    if handle is not None:
+        mine["shared_handle"] = handle / 1e3
+        rows.insert(1, ("shared_handle", "a `Shared<[u64]>` handle in every task's argument (put once per worker, shared memory), started pool (Python: none)", None))
     for bench, label, peer in rows:
         ours_s, theirs = mine.get(bench), python.get(peer) if peer else None
         speed = "n/a" if ours_s is None or theirs is None else f"{theirs / ours_s:.3g}x"
         shown = lambda v: "n/a" if v is None else f"{v:.4g}"
         print(f"| {label} | {shown(ours_s)} | {shown(theirs) if peer else ''} | {speed if peer else ''} |")
+
+def shared_table():
+    """Context put once (`Shared`, benches/shared.rs): the 32 MiB table over
+    200 tasks on 2 workers, and the 1 GiB value's lines from the log."""
+    lines = []
+    with contextlib.suppress(OSError):
+        for line in open(os.path.join(logs, "shared.txt")):
+            if line.startswith("shared 1GiB"):
+                lines.append(line.rstrip())
+    rows = [
+        ("Shared<[u64]> (shared memory), process pool", "table_32mib_200_tasks_plain", 50),
+        ("the same handle kept: the tasks alone, the value in both workers already (context)", "table_32mib_200_tasks_plain_kept", None),
+        ("Shared<Vec<u64>> (serialized, sent once per worker; context)", "table_32mib_200_tasks_typed", None),
+        ("Shared<[u64]>, thread pool (an Arc; context)", "table_32mib_200_tasks_threads", None),
+    ]
+    print()
+    print("Context put once (`Shared`): a 32 MiB table, a new handle each time, over 200 small tasks, 2 workers; ms")
+    print()
+    print("| form | ms | target | met |")
+    print("|---|---|---|---|")
+    for label, bench, goal in rows:
+        mine = ms(f"process_shared/{bench}")
+        met = "" if goal is None else ("?" if mine is None else ("met" if mine <= goal else "NOT met"))
+        target = "" if goal is None else f"<= {goal} ms"
+        print(f"| {label} | {fmt(mine)} | {target} | {met} |")
+    for line in lines:
+        print()
+        print("- " + line)
 
 # The headline: (pool, measure, unit, higher is better, [(who, figure)]), ours first.
 def headline():
@@ -434,6 +468,7 @@ def report():
         print("### Process pool, every row")
         process_table()
         skew_table()
+        shared_table()
     if "process" in parts or "context" in parts:
         context_table()
 

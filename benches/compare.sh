@@ -38,9 +38,10 @@ echo "$machine"
 # Stale results of a benchmark left out of this run must not reach the table.
 rm -rf "$target/criterion/submit_result" "$target/criterion/round_trip" "$target/criterion/map"
 rm -rf "$target/criterion/map_million" "$target/criterion/map_duration"
-rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes,skew}
+rm -rf "$target/criterion"/process_{start,round_trip,submit_result,map,big_arg,bytes,skew,shared}
 touch "$logs/criterion.txt" "$logs/memory.txt" "$logs/process.txt" "$logs/limits.txt" \
-    "$logs/skew.txt" "$logs/skew_python.txt" "$logs/context.txt" "$logs/context_python.txt"
+    "$logs/skew.txt" "$logs/skew_python.txt" "$logs/context.txt" "$logs/context_python.txt" \
+    "$logs/shared.txt"
 if has thread; then
     cargo bench --bench thread_pool -- "$@" 2>&1 | tee "$logs/criterion.txt" || failed+=(thread_pool)
     cargo bench --bench map_memory -- "${MAP_MEMORY_ITEMS:-10000000}" 2>&1 | tee "$logs/memory.txt" \
@@ -50,6 +51,8 @@ if has process; then
     cargo bench --bench process_pool -- "$@" 2>&1 | tee "$logs/process.txt" || failed+=(process_pool)
     # Uneven work, beside its ideal schedule and Python on the same inputs.
     cargo bench --bench skew -- "$@" 2>&1 | tee "$logs/skew.txt" || failed+=(skew)
+    # Context put once (Shared), with its 1 GiB lines.
+    cargo bench --bench shared -- "$@" 2>&1 | tee "$logs/shared.txt" || failed+=(shared)
     if [ $# -eq 0 ] && command -v python3 >/dev/null; then
         python3 benches/skew_python.py 2>&1 | tee "$logs/skew_python.txt" || failed+=(skew_python)
     fi

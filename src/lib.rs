@@ -148,6 +148,35 @@
 //! arguments ([`Spread`]) where the trait takes two. To choose the pool at
 //! run time (threads or processes from a flag), hold an [`AnyExecutor`].
 //!
+//! # Context for many tasks: `Shared`
+//!
+//! A task cannot capture anything, so the context it needs (a table, a
+//! model, a config) travels in its argument. Put it in a [`Shared`] once,
+//! and pass clones of the handle: a process pool sends the value to each
+//! worker at most once, however many tasks use it, and the workers drop it
+//! when your last handle is gone. Plain data (`Shared<[T]>` of numbers, or
+//! of any `bytemuck::Pod` type) is not even copied to the workers on Unix:
+//! it lives in one piece of shared memory that every process maps
+//! read-only. On the thread
+//! pool a `Shared` is an `Arc`, so code written for [`Executor`] runs with
+//! it everywhere:
+//!
+//! ```
+//! use concurrent_futures::{Executor, ProcessPoolExecutor, Shared};
+//!
+//! fn score((weights, row): (Shared<[f64]>, usize)) -> f64 {
+//!     weights[row * 4..row * 4 + 4].iter().sum()
+//! }
+//!
+//! let executor = ProcessPoolExecutor::new(2);
+//! let weights = Shared::from_vec(vec![0.25; 4_000]); // put once
+//! let scores: Vec<_> = executor
+//!     .map(score, (0..1000).map(|row| (weights.clone(), row)))
+//!     .collect::<Result<_, _>>()?;
+//! assert!(scores.iter().all(|&s| s == 1.0));
+//! # Ok::<(), concurrent_futures::Error>(())
+//! ```
+//!
 //! # Tracing across processes
 //!
 //! With the cargo feature `tracing`, every task gets a `tracing` span named
@@ -210,6 +239,7 @@
 //! | a rebuilt executable: new workers still run the pool's own | yes (`/proc/self/exe`): `process` (`bad_input`) | no: tasks fail with `SpawnFailed` or `BrokenExecutor`, checked by the same test | no, as on the portable path | no (`GetModuleFileNameW`, as on the portable path); a touched one breaks nothing: `process_isolation` (`adversarial`) |
 //! | no descriptor growth with pending tasks | yes: `process_isolation` (`fds`) | yes | builds | yes, handles: `process_isolation` (`fds`) |
 //! | no listening socket, no named endpoint | yes: socket pairs, the calls' on standard input, each checked by peer pid (`SO_PEERCRED`); `process_isolation` (`security`) | yes | builds (`LOCAL_PEERPID`) | by design: anonymous pipes only, inherited through `PROC_THREAD_ATTRIBUTE_HANDLE_LIST`; the child checks its parent's pid and that both handles are pipes (`security`) |
+//! | [`Shared`]: a value crosses to each worker once; plain data in one read-only mapping | yes: `shared` (a sealed `memfd`, unmapped everywhere after the last handle) | yes, a read-only `shm_open` object: `shared` | builds: clippy | sent once per worker, no shared memory: `shared` |
 //! | `MpiPoolExecutor` (feature `mpi`) | yes: the MPI step | no | no | no |
 //!
 //! "Builds" means CI compiles the library, tests and examples for
@@ -335,8 +365,8 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in two files, the process
-//! transport in five, the MPI transport (feature `mpi`) in one, and the
-//! crate's entry in one. Each block has a `// SAFETY:` comment:
+//! transport in five, the MPI transport (feature `mpi`) in one, the
+//! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
 //!   entry in the platform's table of constructors, run before `main`
@@ -394,6 +424,19 @@
 //!   its frame, the reader reads after that frame arrives and before it
 //!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
 //!   mapping is not inherited by `fork`. The module docs give the argument.
+//! - `shared/region.rs` (Unix): the memory that holds a `Shared<[T]>`'s
+//!   plain data, one object for the caller and every worker: on Linux
+//!   `memfd_create` and `fcntl` to seal it against writes and size changes
+//!   (and, for one handed over, to check those seals before mapping it);
+//!   on the portable path (macOS) `shm_open` twice (writable to fill it,
+//!   read-only to keep and hand over), `shm_unlink`, `ftruncate`, a
+//!   writable `mmap` to copy the bytes in, unmapped before anyone else can
+//!   see it, and `fcntl(F_GETFL)` to check that a descriptor handed over
+//!   is read-only; then `mmap`/`munmap` read-only, and the `&[u8]` over the
+//!   mapping, sound because the bytes are written before any other process
+//!   can reach them and nobody can write or shrink them after (the seals,
+//!   or no writable descriptor left); the region's `Send`/`Sync` rest on
+//!   the same argument.
 //! - `process/gate.rs` (Unix): each child's start gate, a page of memory
 //!   shared with the pool (a sealed `memfd` on Linux, an unlinked
 //!   `shm_open` object elsewhere), mapped with `mmap` and used only through
@@ -431,6 +474,7 @@ mod panic;
 mod process;
 #[cfg(any(target_os = "linux", target_os = "macos", windows))]
 mod remote;
+mod shared;
 mod spread;
 mod sync;
 mod thread;
@@ -463,6 +507,7 @@ pub use process::{ProcessPoolBuilder, ProcessPoolExecutor, ProcessTransport};
     doc(cfg(any(target_os = "linux", target_os = "macos", windows)))
 )]
 pub use remote::{RemoteBuilder, RemoteExecutor, Transport};
+pub use shared::{Share, Shared};
 pub use spread::Spread;
 pub use thread::{Scope, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use wait::{

@@ -31,12 +31,14 @@
 mod fixtures;
 #[path = "common/process_harness.rs"]
 mod harness;
+#[path = "common/shared_forms.rs"]
+mod shared_forms;
 
 use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{
-    Error, Executor, LOOK_AHEAD_PER_WORKER, MpiPoolExecutor, Shutdown, ThreadPoolExecutor,
+    Error, Executor, LOOK_AHEAD_PER_WORKER, MpiPoolExecutor, Shared, Shutdown, ThreadPoolExecutor,
     as_completed,
 };
 use fixtures::{PATIENCE, settle};
@@ -54,6 +56,9 @@ fn main() {
         a_rank_survives_an_argument_whose_deserialize_panics,
         starmap_and_map_unordered_work,
         generic_executor_code_runs_on_mpi,
+        shared_values_work_on_mpi,
+        a_shared_value_goes_to_each_rank_once,
+        the_rest_of_a_cut_chunk_takes_its_shared_value_along,
         futures_work_with_as_completed,
         a_closed_pool_refuses_new_tasks,
         shutdown_waits_for_every_submitted_task,
@@ -316,6 +321,57 @@ fn generic_executor_code_runs_on_mpi() {
     let on_mpi = run_all(&MpiPoolExecutor::new(2).unwrap());
     assert_eq!(on_threads, on_mpi);
     assert_eq!(on_mpi[2], (9, "tugas 3".to_owned()));
+}
+
+/// `Shared` in `submit`, `map`, `starmap`, tuples and structs, as on the
+/// other executors (tests/shared.rs).
+fn shared_values_work_on_mpi() {
+    shared_forms::every_form(&MpiPoolExecutor::new(2).unwrap());
+}
+
+/// However many tasks use it, a value is decoded once in each rank (a
+/// second `Put` there would decode it again).
+fn a_shared_value_goes_to_each_rank_once() {
+    let value = Shared::new(shared_forms::Counted(
+        (0..100_000).map(|n| n as u8).collect(),
+    ));
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let inputs = (0..100).map(|n| (value.clone(), n * 999));
+    let seen: Vec<_> = (executor.map(shared_forms::look, inputs).timeout(PATIENCE))
+        .map(Result::unwrap)
+        .collect();
+    for (n, &(_, decoded, byte)) in seen.iter().enumerate() {
+        assert_eq!(byte, (n * 999) as u8);
+        assert_eq!(decoded, 1, "decoded once in each rank: {seen:?}");
+    }
+}
+
+/// A chunk whose first input is slow is cut, and its rest runs on the
+/// other rank: that rank is put the value the rest uses.
+fn the_rest_of_a_cut_chunk_takes_its_shared_value_along() {
+    fn slow_first((value, n): (Shared<Vec<u32>>, usize)) -> (u32, u32) {
+        if n == 0 {
+            thread::sleep(Duration::from_millis(300));
+        }
+        (value[n], std::process::id())
+    }
+    let executor = MpiPoolExecutor::new(2).unwrap();
+    let value = Shared::new((0..64).collect::<Vec<u32>>());
+    let got: Vec<_> = (executor.map(slow_first, (0..64).map(|n| (value.clone(), n))))
+        .chunksize(64)
+        .timeout(PATIENCE)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| g.0).collect::<Vec<_>>(),
+        (0..64).collect::<Vec<_>>()
+    );
+    let ranks: std::collections::BTreeSet<_> = got.iter().map(|g| g.1).collect();
+    assert_eq!(
+        ranks.len(),
+        2,
+        "the chunk was cut, its rest run on the other rank"
+    );
 }
 
 /// Mirrors mpi4py's `test_no_timeout` (`as_completed`, `AsCompletedTestMixin`).

@@ -1,7 +1,7 @@
 //! Layer: MPI transport. May use the remote layer's calls, messages and
-//! work, the crate's futures, `ffi`, `liveness` and `rank`; no other
-//! transport. The hub: the one thread of a process that owns MPI, with its
-//! event loop and the leasing of ranks.
+//! work, `shared`'s values to put in a rank, the crate's futures, `ffi`,
+//! `liveness` and `rank`; no other transport. The hub: the one thread of a
+//! process that owns MPI, with its event loop and the leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -56,23 +56,23 @@
 //! and never completes another's future.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::mpi::Rank;
 use ::mpi::environment::{Threading, Universe};
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::{Communicator, InterCommunicator, SimpleCommunicator};
+use ::mpi::{Rank, Tag};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::liveness::{self, Heard};
 use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::remote::call::{Initializer, Secret};
-use crate::remote::message::{self, Answer, Hello, TaskHeader, Welcome};
+use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 use crate::remote::work::{One, Work};
-use crate::{Error, Future, future};
+use crate::{Error, Future, future, shared};
 
 /// How long a new rank may take to greet and report ready.
 const HANDSHAKE_PATIENCE: Duration = Duration::from_secs(30);
@@ -357,6 +357,31 @@ struct Hub {
     next_pool: u64,
     callbacks: Sender<Box<dyn FnOnce() + Send>>,
     heard: Heard,
+    /// The ids of the shared values put in each rank (by spawned group, or
+    /// `None` for the static world's), so that each crosses once a rank.
+    known: HashMap<(Option<usize>, Rank), HashSet<u64>>,
+}
+
+/// The messages that ready a rank which has the shared values of `known`
+/// for a task that uses `shared`: a `Release` of the values whose last
+/// handle is gone, and a `Put` of each one the rank lacks (see `shared`).
+fn share(known: &mut HashSet<u64>, shared: &[Arc<shared::Inner>]) -> Vec<(Tag, Vec<u8>)> {
+    let mut messages = Vec::new();
+    let gone = shared::gone(known);
+    if !gone.is_empty() {
+        messages.push((tags::of(Kind::Release), shared::release_body(&gone)));
+    }
+    for inner in shared {
+        // A value that cannot be sent failed its task at `submit`.
+        let Ok(wire) = inner.wire().map(shared::Wire::inline) else {
+            continue;
+        };
+        if known.insert(inner.id()) {
+            let put = [&shared::put_header(inner, &wire)[..], wire.bytes()].concat();
+            messages.push((tags::of(Kind::Put), put));
+        }
+    }
+    messages
 }
 
 impl Hub {
@@ -386,6 +411,7 @@ impl Hub {
             next_pool: 1,
             callbacks,
             heard: Heard::default(),
+            known: HashMap::new(),
         })
     }
 
@@ -693,24 +719,35 @@ impl Hub {
                 }
                 self.numbered = self.numbered.wrapping_add(1);
                 work.header.first = self.numbered;
-                // One contiguous message: header, arguments, tail.
-                let message = [&work.header.encode()[..], &work.args, &work.tail].concat();
-                match &pool.link {
-                    Link::World => world
-                        .process_at_rank(rank)
-                        .send_with_tag(&message[..], tags::TASK),
-                    Link::Spawned(group) => self.groups[*group]
-                        .comm
-                        .process_at_rank(rank)
-                        .send_with_tag(&message[..], tags::TASK),
+                // The shared values the rank lacks, each once per rank;
+                // then one contiguous message: header, arguments, tail.
+                let group = match pool.link {
+                    Link::World => None,
+                    Link::Spawned(group) => Some(group),
+                };
+                let known = self.known.entry((group, rank)).or_default();
+                let mut messages = share(known, &work.shared);
+                let task = [&work.header.encode()[..], &work.args, &work.tail].concat();
+                messages.push((tags::TASK, task));
+                for (tag, message) in &messages {
+                    match group {
+                        None => world
+                            .process_at_rank(rank)
+                            .send_with_tag(&message[..], *tag),
+                        Some(group) => self.groups[group]
+                            .comm
+                            .process_at_rank(rank)
+                            .send_with_tag(&message[..], *tag),
+                    }
                 }
-                // A chunk keeps its arguments, for a cut.
+                // A chunk keeps its arguments, and the shared values they
+                // use, for a cut; the rest is let go now.
                 let now = Instant::now();
                 let count = work.header.count as usize;
                 let cut = if count > 1 && work.ends.len() == count {
                     Cut::Later(now)
                 } else {
-                    (work.args, work.tail) = (Vec::new(), Vec::new());
+                    (work.args, work.tail, work.shared) = (Vec::new(), Vec::new(), Vec::new());
                     Cut::Never
                 };
                 let busy = Busy {
@@ -1020,6 +1057,7 @@ fn initializer_work(initializer: &Initializer, secret: &Secret) -> (Work, Future
         ends: Vec::new(),
         tail: Vec::new(),
         results: Box::new(One(promise)),
+        shared: Vec::new(),
     };
     (work, future)
 }
@@ -1064,6 +1102,8 @@ fn answered(
     // A rank runs one call at a time, from when it is sent: what a `map`
     // with automatic chunks sizes them from (the items that ran there).
     work.results.ran_for(sent.elapsed());
+    // The shared values it used are let go before its future resolves.
+    drop(std::mem::take(&mut work.shared));
     let deferred = match work.results.deliver(outcomes, Vec::new()) {
         Ok(deferred) | Err(deferred) => deferred,
     };

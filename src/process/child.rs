@@ -1,4 +1,4 @@
-//! Layer: process transport. May use the remote layer's `serve`, `call` and
+//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call` and
 //! `message`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
 //! the program knows it is a process pool's child, and its endpoint for the
 //! remote layer's serve loop. The crate's constructor (before `main`, see
@@ -39,6 +39,8 @@ use super::sys;
 use crate::remote::call::{Fingerprint, Secret};
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
+#[cfg(unix)]
+use {super::frame::ReceiveFd, crate::shared::Region};
 
 /// The environment variable that marks a child; its value starts with the
 /// pool's pid.
@@ -186,6 +188,15 @@ impl Endpoint for Channel {
         }
         .encode();
         Ok(())
+    }
+
+    /// The memory of a shared value came with the `Put` frame's first
+    /// bytes, so the reader holds it by now.
+    #[cfg(unix)]
+    fn take_region(&mut self) -> Result<Region, String> {
+        let fd = (self.reader.get_mut().received_fd())
+            .ok_or("a shared value's memory did not come with its Put frame")?;
+        Region::adopt(fd).map_err(|error| format!("cannot map a shared value: {error}"))
     }
 
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {

@@ -138,16 +138,36 @@ pub(crate) fn write_message(
     let parts_after = &parts_after[..=head.len()];
     match handed {
         None => write_all(out, &header, parts_after),
-        Some(fd) => {
-            let sent = loop {
-                match out.send_fd(&header, &fd) {
-                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                    sent => break sent?,
-                }
-            };
-            write_all(out, &header[sent..], parts_after)
-        }
+        Some(fd) => write_all_with_fd(out, &header, parts_after, &fd),
     }
+}
+
+/// Writes one frame whose first bytes carry `fd`: a `Put` of a shared
+/// value's memory (see `shared`), which only Linux has.
+#[cfg(unix)]
+pub(crate) fn write_frame_with_fd(
+    out: &mut impl SendFd,
+    kind: Kind,
+    parts: &[&[u8]],
+    fd: &Descriptor,
+) -> io::Result<()> {
+    write_all_with_fd(out, &frame_header(kind as u8, parts, &[]), parts, fd)
+}
+
+/// [`write_all`], with `fd` sent along with the header's first bytes.
+fn write_all_with_fd(
+    out: &mut impl SendFd,
+    header: &[u8],
+    parts: &[&[u8]],
+    fd: &Descriptor,
+) -> io::Result<()> {
+    let sent = loop {
+        match out.send_fd(header, fd) {
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            sent => break sent?,
+        }
+    };
+    write_all(out, &header[sent..], parts)
 }
 
 /// A frame's 9-byte header, for a body made of `parts` then `more`.
@@ -372,6 +392,9 @@ pub fn fuzz(mut bytes: &[u8]) {
                 drop(codec::decode_outcomes::<String>(rest, count));
                 drop(codec::decode_outcomes::<Vec<u8>>(rest, count));
             }
+            // No shared memory comes with fuzzed bytes.
+            Kind::Put => drop(crate::shared::accept_put(&mut body.clone(), None)),
+            Kind::Release => drop(crate::shared::accept_release(&body)),
         }
     }
 }

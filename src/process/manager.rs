@@ -52,8 +52,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::PoolState;
 use super::Queued;
-use super::Shared;
 use super::arena;
 use super::gate::{Gate, before};
 use super::spawn::{ChildLink, Fault, Process};
@@ -148,7 +148,7 @@ impl Flying {
 }
 
 /// The body of a manager thread.
-pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &Shared) {
+pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &PoolState) {
     let mut window = Window { now: 1 };
     let mut link: Option<ChildLink> = None;
     let mut seat = crew.seat();
@@ -191,7 +191,7 @@ impl Window {
 
 /// One turn of a manager: the jobs it took, sent or to send.
 struct Feed<'a> {
-    shared: &'a Shared,
+    shared: &'a PoolState,
     crew: &'a Arc<Crew<Queued>>,
     link: &'a mut Option<ChildLink>,
     /// Taken, not sent yet (or to send again), in order.
@@ -323,7 +323,11 @@ impl Feed<'_> {
                     None => return Ok(()),
                 },
             };
-            let bytes = job.work.args.len() + job.work.tail.len();
+            // The shared values the child lacks go before the call, written
+            // at once: with calls in flight they could fill the channel
+            // while the child, busy, does not read it.
+            let puts = (self.link.as_ref()).map_or(0, |live| live.put_bytes(&job.work.shared));
+            let bytes = job.work.args.len() + job.work.tail.len() + puts;
             let alone = job.work.tail.len() >= arena::THRESHOLD || self.needs_new_child();
             let flying_bytes: usize = self.flight.iter().map(Flying::bytes).sum();
             if !self.flight.is_empty() && (alone || flying_bytes + bytes > IN_FLIGHT_BYTES) {
@@ -429,7 +433,8 @@ impl Feed<'_> {
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
         let work = &job.work;
-        let sent = live.send(&work.header, [&work.args, &work.tail], lend, deadline);
+        let sent = (live.share(&work.shared, deadline))
+            .and_then(|()| live.send(&work.header, [&work.args, &work.tail], lend, deadline));
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
             job: Some(job),
@@ -524,6 +529,9 @@ impl Feed<'_> {
             mut job, outcome, ..
         } = done;
         job.work.results.ran_for(took);
+        // The shared values it used are let go before its future resolves:
+        // a caller that drops its last handle then frees the value now.
+        drop(std::mem::take(&mut job.work.shared));
         let idle = turn.map(Turn::end);
         let delivered = match outcome {
             // Decoding runs the result's Deserialize, and completing may
@@ -758,7 +766,7 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(crew: &Arc<Crew<Queued>>, shared: &Shared, mut job: Job) {
+fn give_away(crew: &Arc<Crew<Queued>>, shared: &PoolState, mut job: Job) {
     if shared.is_stopping() {
         return;
     }
@@ -795,7 +803,7 @@ enum Failed {
 
 /// Starts a child, registered with the pool from the moment it exists, so
 /// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
-fn start(shared: &Shared) -> Result<ChildLink, Failed> {
+fn start(shared: &PoolState) -> Result<ChildLink, Failed> {
     let started = ChildLink::start(&shared.recipe, |process| shared.register(process));
     if shared.is_stopping() {
         if let Ok(link) = started {

@@ -135,7 +135,7 @@ pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
     crew: Arc<Crew<Queued>>,
-    shared: Arc<Shared>,
+    shared: Arc<PoolState>,
 }
 
 /// How long [`terminate_workers`](ProcessPoolExecutor::terminate_workers)
@@ -148,7 +148,7 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 const GRACE_CHECK: Duration = Duration::from_millis(5);
 
 /// What the transport and its manager threads share.
-struct Shared {
+struct PoolState {
     /// How to start a child, or why children cannot be started at all.
     recipe: Recipe,
     timeout: Option<Duration>,
@@ -159,7 +159,7 @@ struct Shared {
     processes: Mutex<Vec<Weak<Process>>>,
 }
 
-impl Shared {
+impl PoolState {
     fn is_stopping(&self) -> bool {
         // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
         // that misses the flag still has its child killed there.
@@ -438,7 +438,7 @@ impl RemoteBuilder<ProcessTransport> {
             reason: format!("cannot identify this executable: {error}"),
         })?;
         panic::install_hook();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(PoolState {
             recipe: Recipe {
                 fingerprint,
                 secret: Secret::random(),

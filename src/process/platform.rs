@@ -659,6 +659,7 @@ mod linux {
 #[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
 mod portable {
     use std::io::{self, Read};
+    use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::net::UnixStream;
     use std::os::unix::process::parent_id;
     use std::path::PathBuf;
@@ -690,7 +691,7 @@ mod portable {
 
     /// Starts the watchdog: from now on this child exits when its pool dies,
     /// even while a task runs. If the pool is already gone, that is at once.
-    pub(crate) fn tie_to_pool(pool: u32, mut stream: UnixStream) -> Result<Reader, String> {
+    pub(crate) fn tie_to_pool(pool: u32, stream: UnixStream) -> Result<Reader, String> {
         // One chunk in hand and one queued: the pool sends one call at a
         // time, so this holds at most the end of one call's frame.
         let (chunks, received) = bounded(1);
@@ -699,10 +700,13 @@ mod portable {
             .spawn(move || {
                 let mut buffer = vec![0; 64 * 1024];
                 loop {
-                    match stream.read(&mut buffer) {
+                    // A descriptor (a shared value's memory) comes with the
+                    // bytes it was sent with.
+                    let mut fd = None;
+                    match crate::process::arena::receive(stream.as_fd(), &mut buffer, &mut fd) {
                         Ok(0) => break,
                         Ok(n) => {
-                            if chunks.send(buffer[..n].to_vec()).is_err() {
+                            if chunks.send((buffer[..n].to_vec(), fd)).is_err() {
                                 return; // the serve loop is done
                             }
                         }
@@ -726,22 +730,26 @@ mod portable {
             received,
             chunk: Vec::new(),
             at: 0,
+            fd: None,
         })
     }
 
-    /// The channel's bytes, as the watchdog thread read them.
+    /// The channel's bytes, as the watchdog thread read them, each chunk
+    /// with the descriptor that came with it.
     #[derive(Debug)]
     pub(crate) struct Watched {
-        received: Receiver<Vec<u8>>,
+        received: Receiver<(Vec<u8>, Option<OwnedFd>)>,
         chunk: Vec<u8>,
         /// How much of `chunk` has been read.
         at: usize,
+        /// The descriptor of the last chunk begun that had one (no arenas
+        /// on this path: a shared value's memory).
+        fd: Option<OwnedFd>,
     }
 
-    /// The pool hands no descriptors over on this path (no arenas).
     impl crate::process::frame::ReceiveFd for Watched {
-        fn received_fd(&mut self) -> Option<std::os::fd::OwnedFd> {
-            None
+        fn received_fd(&mut self) -> Option<OwnedFd> {
+            self.fd.take()
         }
     }
 
@@ -749,7 +757,12 @@ mod portable {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             if self.at == self.chunk.len() {
                 match self.received.recv() {
-                    Ok(chunk) => self.chunk = chunk,
+                    Ok((chunk, fd)) => {
+                        self.chunk = chunk;
+                        if fd.is_some() {
+                            self.fd = fd;
+                        }
+                    }
                     Err(_) => return Ok(0), // the pool closed the channel
                 }
                 self.at = 0;

@@ -1,5 +1,6 @@
 //! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `gate`, `child`'s marker and `init::can_serve`. The parent's side of one
+//! `gate`, `child`'s marker, `init::can_serve` and `shared`'s values to
+//! put in a child. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
 //!
@@ -21,6 +22,7 @@
 //!              └──────────────────reap (it exited)─────────────┘
 //! ```
 
+use std::collections::HashSet;
 use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ use crate::init::can_serve;
 use crate::remote::call::{Fingerprint, Initializer, Secret};
 use crate::remote::codec;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
+use crate::shared::{self, Region, Wire};
 
 /// Why a new worker may not greet the pool. A worker of this program
 /// serves before `main` (checked before any spawn: `can_serve`), so either
@@ -83,6 +86,8 @@ pub(crate) struct ChildLink {
     next_item: u32,
     /// The last item this side allowed on the gate.
     allowed: u32,
+    /// The ids of the shared values put in this child (see `share`).
+    known: HashSet<u64>,
 }
 
 /// Why a call did not return outcomes.
@@ -128,6 +133,7 @@ impl ChildLink {
             gate: gate.map(Arc::new),
             next_item: 1,
             allowed: 0,
+            known: HashSet::new(),
         };
         spawned(&link.process);
         match link.handshake(recipe) {
@@ -268,6 +274,57 @@ impl ChildLink {
         sent.map_err(sending_fault)
     }
 
+    /// How many bytes [`share`](Self::share) would write for `shared`: the
+    /// values this child lacks (a value in shared memory: only its header).
+    pub(crate) fn put_bytes(&self, shared: &[Arc<shared::Inner>]) -> usize {
+        (shared.iter())
+            .filter(|inner| !self.known.contains(&inner.id()))
+            .filter_map(|inner| inner.wire().ok())
+            .map(|wire| match wire {
+                Wire::Mapped(_) => shared::PUT_HEADER,
+                wire => shared::PUT_HEADER + wire.bytes().len(),
+            })
+            .sum()
+    }
+
+    /// Readies the child for a call whose arguments hold `shared` handles:
+    /// tells it to drop the values it was put whose last handle is gone
+    /// (staged, to go with the next frames), and puts in it each value of
+    /// `shared` it does not have yet (now, after the staged frames). So a
+    /// value crosses to each child at most once, and a child that replaces
+    /// one gets it again.
+    pub(crate) fn share(
+        &mut self,
+        shared: &[Arc<shared::Inner>],
+        deadline: Option<Instant>,
+    ) -> Result<(), Fault> {
+        let gone = shared::gone(&mut self.known);
+        if !gone.is_empty() {
+            let body = shared::release_body(&gone);
+            frame::stage_frame(&mut self.staged, Kind::Release, &[&body]);
+        }
+        for inner in shared {
+            // A value that cannot be sent failed its task at `submit`.
+            let Ok(wire) = inner.wire() else {
+                continue;
+            };
+            if self.known.contains(&inner.id()) {
+                continue;
+            }
+            self.flush(deadline)?;
+            let header = shared::put_header(inner, &wire);
+            self.writer.set(deadline);
+            let sent = match wire {
+                Wire::Mapped(region) => put_region(&mut self.writer, &header, region),
+                _ => frame::write_frame(&mut self.writer, Kind::Put, &[&header, wire.bytes()]),
+            };
+            self.writer.set(None);
+            sent.map_err(sending_fault)?;
+            self.known.insert(inner.id());
+        }
+        Ok(())
+    }
+
     /// Writes the staged task frames, in one call if the channel takes them.
     pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Fault> {
         if self.staged.is_empty() {
@@ -343,6 +400,19 @@ impl ChildLink {
         drop(reader);
         process.reap();
     }
+}
+
+/// Puts a shared value's memory in a child: its descriptor goes with the
+/// frame (Linux).
+#[cfg(unix)]
+fn put_region(writer: &mut Deadline, header: &[u8], region: &Region) -> io::Result<()> {
+    frame::write_frame_with_fd(writer, Kind::Put, &[header], region.fd())
+}
+
+/// Elsewhere there is no shared memory to put.
+#[cfg(windows)]
+fn put_region(_: &mut Deadline, _: &[u8], region: &Region) -> io::Result<()> {
+    match *region {}
 }
 
 /// A worker's process: shared between its manager and cancellers, which

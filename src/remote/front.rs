@@ -1,5 +1,5 @@
 //! Layer: remote. May use the rest of the remote layer, `map`, the crate's
-//! futures and `Executor`; no transport (a transport implements
+//! futures, `Executor` and `shared`'s collection of handles; no transport (a transport implements
 //! [`Transport`] instead). The one front end of every remote pool:
 //! [`RemoteExecutor`], whose `submit`, `map`, `starmap`, `map_unordered`
 //! and shutdown are written once, with [`Executor`] implemented once, for
@@ -15,7 +15,7 @@ use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::future;
 use crate::map::{Map, Meter, Pending};
-use crate::{Error, Executor, Future, Payload, Shutdown};
+use crate::{Error, Executor, Future, Payload, Shutdown, shared};
 
 /// How a [`RemoteExecutor`] reaches the processes that run its tasks: the
 /// process pool's children ([`ProcessTransport`](crate::ProcessTransport))
@@ -130,17 +130,20 @@ impl<T: Transport> RemoteExecutor<T> {
     /// let future = executor.submit(move |i: usize| table[i], 7);
     /// ```
     ///
-    /// Pass the context instead, in the argument or once per worker; the
-    /// guide's [sharing data with workers](crate::guide#sharing-data-with-workers)
+    /// Pass the context instead, in the argument, in a
+    /// [`Shared`](crate::Shared) handle that each worker gets once, or once
+    /// per worker with an initializer; the guide's
+    /// [sharing data with workers](crate::guide#sharing-data-with-workers)
     /// compares the ways:
     ///
     /// ```
-    /// # use concurrent_futures::ProcessPoolExecutor;
-    /// fn lookup((table, i): (Vec<u64>, usize)) -> u64 { table[i] }
+    /// # use concurrent_futures::{ProcessPoolExecutor, Shared};
+    /// fn lookup((table, i): (Shared<[u64]>, usize)) -> u64 { table[i] }
     ///
-    /// let table: Vec<u64> = (0..1000).map(|i| i * i).collect();
+    /// let table = Shared::from_vec((0..1000).map(|i| i * i).collect());
     /// let executor = ProcessPoolExecutor::new(2);
-    /// assert_eq!(executor.submit(lookup, (table, 7)).result(), Ok(49));
+    /// assert_eq!(executor.submit(lookup, (table.clone(), 7)).result(), Ok(49));
+    /// assert_eq!(executor.submit(lookup, (table, 9)).result(), Ok(81));
     /// ```
     ///
     /// (This crate cannot add a note of its own there: a closure given for
@@ -157,10 +160,18 @@ impl<T: Transport> RemoteExecutor<T> {
     /// [`submit`](Self::submit), for a task of any [`Task`] type.
     fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
-        match Call::of(task).and_then(|call| Ok((call, codec::encode_lone(arg)?))) {
-            Ok((call, (args, tail))) => {
-                self.send(call, 1, args, Vec::new(), tail, Box::new(One(promise)))
-            }
+        let encoded = Call::of(task).and_then(|call| {
+            let (encoded, shared) = shared::collect(|| codec::encode_lone(arg));
+            Ok((call, encoded?, shared?))
+        });
+        match encoded {
+            Ok((call, (args, tail), shared)) => self.send(
+                call,
+                1,
+                (args, Vec::new(), tail),
+                shared,
+                Box::new(One(promise)),
+            ),
             Err(error) => promise.complete(Err(error)),
         }
         future
@@ -259,9 +270,8 @@ impl<T: Transport> RemoteExecutor<T> {
                     Ok(call) => self.send(
                         *call,
                         chunk.sent,
-                        chunk.args,
-                        chunk.ends,
-                        Vec::new(),
+                        (chunk.args, chunk.ends, Vec::new()),
+                        chunk.shared,
                         chunk.results,
                     ),
                     Err(error) => chunk.results.fail(error.clone()),
@@ -287,9 +297,8 @@ impl<T: Transport> RemoteExecutor<T> {
         &self,
         call: Call,
         count: usize,
-        args: Vec<u8>,
-        ends: Vec<usize>,
-        tail: Vec<u8>,
+        (args, ends, tail): (Vec<u8>, Vec<usize>, Vec<u8>),
+        shared: Vec<Arc<shared::Inner>>,
         results: Box<dyn Results>,
     ) {
         #[cfg(feature = "tracing")]
@@ -309,6 +318,7 @@ impl<T: Transport> RemoteExecutor<T> {
             ends,
             tail,
             results,
+            shared,
         });
     }
 

@@ -17,6 +17,9 @@
 //!   ── Outcomes (one per argument run, with an [`Answer`] that says
 //!                which items ran: before them for the process pool,
 //!                after them for MPI) ──▶
+//!   ◀── Put     (id, form, a shared value's bytes), before the first task
+//!               that uses the value on this side; not answered
+//!   ◀── Release (ids of shared values to drop); not answered
 //!   ...                         until the transport says stop
 //! ```
 //!
@@ -40,6 +43,9 @@ pub(crate) enum Kind {
     Ready = 3,
     Task = 4,
     Outcomes = 5,
+    // 6 to 9 are the MPI transport's own tags.
+    Put = 10,
+    Release = 11,
 }
 
 impl Kind {
@@ -51,6 +57,8 @@ impl Kind {
             Kind::Ready,
             Kind::Task,
             Kind::Outcomes,
+            Kind::Put,
+            Kind::Release,
         ]
         .into_iter()
         .find(|kind| *kind as u8 == byte)

@@ -1,5 +1,5 @@
 //! Layer: remote. May use the rest of the remote layer and the crate's
-//! `panic`; no transport (a transport implements [`Endpoint`] instead).
+//! `panic` and `shared` (to keep and release the values put here); no transport (a transport implements [`Endpoint`] instead).
 //! The serving side's one loop, for a process pool's child and an MPI rank
 //! alike: the handshake, then task after task.
 //!
@@ -12,12 +12,17 @@
 //! argument fails (and the items after it in its chunk, which cannot be
 //! found past it) get an `Error::Serialization` outcome, and the service
 //! goes on.
+//!
+//! Between tasks, a `Put` message gives this side the value of a
+//! [`Shared`](crate::Shared) that the tasks after it use, and a `Release`
+//! takes values back (see `shared`); neither is answered.
 
 use super::call::{Fingerprint, Initializer, Ran, Secret};
 #[cfg(feature = "mpi")]
 use super::message::Answer;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::panic;
+use crate::shared::{self, Region};
 
 /// The serving side's end of a transport's channel.
 pub(crate) trait Endpoint {
@@ -28,6 +33,12 @@ pub(crate) trait Endpoint {
     /// transport that carries a message's last bytes apart (the process
     /// pool's shared memory) leaves them in `tail`; the others leave it empty.
     fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+    /// The shared memory that came with the `Put` message just received,
+    /// which says it would. Only the process pool on Linux hands memory
+    /// over; elsewhere a `Put` carries its bytes.
+    fn take_region(&mut self) -> Result<Region, String> {
+        Err("this transport hands over no shared memory".into())
+    }
     /// Runs a task message through [`run_task_with_tail`] (with the
     /// session's `secret`), leaving its outcomes in `outcomes` and `tail`.
     /// Here, every item, by default; a transport that must keep talking
@@ -80,6 +91,19 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
         let mut tail = Vec::new();
         match endpoint.receive(&mut body, &mut tail)? {
             Some(Kind::Task) => {}
+            // A value of a `Shared` for the tasks to come, and values to
+            // drop: nothing to answer.
+            Some(Kind::Put) => {
+                let region = shared::put_is_mapped(&body)
+                    .then(|| endpoint.take_region())
+                    .transpose()?;
+                shared::accept_put(&mut body, region)?;
+                continue;
+            }
+            Some(Kind::Release) => {
+                shared::accept_release(&body)?;
+                continue;
+            }
             Some(kind) => return Err(format!("unexpected {kind:?} message").into()),
             None => return Ok(()),
         }

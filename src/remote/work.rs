@@ -1,4 +1,4 @@
-//! Layer: remote. May use `codec`, `message` and the crate's futures; no
+//! Layer: remote. May use `codec`, `message`, `shared` and the crate's futures; no
 //! transport. What a transport carries for the front end: a [`Work`] (one
 //! task message: a lone task, or a chunk of a `map`) and the [`Results`]
 //! its answer completes.
@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::future::{self, Canceller, Hook, Promise};
 use crate::map::{Meter, Outcomes};
-use crate::{Error, Future, Payload, panic};
+use crate::{Error, Future, Payload, panic, shared};
 
 use super::codec;
 use super::message::TaskHeader;
@@ -30,6 +30,10 @@ pub(crate) struct Work {
     /// A lone `Vec<u8>` argument's bytes, sent as they are: no copy.
     pub(crate) tail: Vec<u8>,
     pub(crate) results: Box<dyn Results>,
+    /// The values of the [`Shared`](crate::Shared) handles its arguments
+    /// hold: the transport puts each in the worker before the task, if the
+    /// worker does not have it yet (see `shared`).
+    pub(crate) shared: Vec<Arc<shared::Inner>>,
 }
 
 impl Work {
@@ -61,6 +65,7 @@ impl Work {
             ends,
             tail: Vec::new(),
             results,
+            shared: self.shared.clone(),
         })
     }
 }
@@ -190,6 +195,7 @@ pub(crate) struct ChunkMessage {
     pub(crate) ends: Vec<usize>,
     pub(crate) sent: usize,
     pub(crate) results: Box<dyn Results>,
+    pub(crate) shared: Vec<Arc<shared::Inner>>,
 }
 
 impl<R: Payload> Chunk<R> {
@@ -204,12 +210,23 @@ impl<R: Payload> Chunk<R> {
         let (promise, future) = future::pair();
         let len = inputs.len();
         let (mut args, mut ends, mut refused) = (Vec::new(), Vec::with_capacity(len), Vec::new());
+        let mut shared = Vec::new();
         for (index, arg) in inputs.drain(..).enumerate() {
-            match codec::encode_arg(&arg, &mut args) {
-                Ok(()) => ends.push(args.len()),
-                Err(error) => refused.push((index, error)),
+            let start = args.len();
+            let (encoded, used) = shared::collect(|| codec::encode_arg(&arg, &mut args));
+            match encoded.and(used) {
+                Ok(used) => {
+                    ends.push(args.len());
+                    shared.extend(used);
+                }
+                Err(error) => {
+                    args.truncate(start);
+                    refused.push((index, error));
+                }
             }
         }
+        shared.sort_unstable_by_key(|inner| inner.id());
+        shared.dedup_by_key(|inner| inner.id());
         let sent = len - refused.len();
         if sent == 0 {
             promise.complete(Ok(refused.into_iter().map(|(_, e)| Err(e)).collect()));
@@ -234,6 +251,7 @@ impl<R: Payload> Chunk<R> {
                 ends,
                 sent,
                 results,
+                shared,
             }),
         )
     }
