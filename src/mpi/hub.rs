@@ -1,7 +1,7 @@
-//! Layer: MPI transport. May use the remote layer's messages and work,
-//! `ffi`, `liveness` and `rank`; no other transport. The hub: the one
-//! thread of a process that owns MPI, with its event loop and the leasing
-//! of ranks.
+//! Layer: MPI transport. May use the remote layer's messages, work and
+//! codec's `Bulk`, `ffi`, `liveness` and `rank`; no other transport. The
+//! hub: the one thread of a process that owns MPI, with its event loop and
+//! the leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -44,6 +44,7 @@ use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::Error;
 use crate::remote::call::Secret;
+use crate::remote::codec::Bulk;
 use crate::remote::message::{self, Hello, Welcome};
 use crate::remote::work::Work;
 
@@ -597,7 +598,7 @@ impl Hub {
                     Link::Spawned(_) => Rank::try_from(free).expect("a rank of the group"),
                 };
                 // One contiguous message: header, arguments, tail.
-                let message = [&work.header.encode()[..], &work.args, &work.tail].concat();
+                let message = [&work.header.encode()[..], &work.args, work.bulk.bytes()].concat();
                 match &pool.link {
                     Link::World => world
                         .process_at_rank(rank)
@@ -607,7 +608,7 @@ impl Hub {
                         .process_at_rank(rank)
                         .send_with_tag(&message[..], tags::TASK),
                 }
-                (work.args, work.tail) = (Vec::new(), Vec::new());
+                (work.args, work.bulk) = (Vec::new(), Bulk::default());
                 pool.busy.insert(rank, (work, Instant::now()));
                 self.heard.alive(pool.link.comm(), rank);
                 self.served_last = id;
@@ -851,7 +852,7 @@ fn answered(
     // with automatic chunks sizes them from.
     work.results.ran_for(sent.elapsed());
     heard.answered(pool.link.comm(), rank);
-    let deferred = match work.results.deliver(outcomes, Vec::new()) {
+    let deferred = match work.results.deliver(outcomes, &[], &mut Bulk::default()) {
         Ok(deferred) | Err(deferred) => deferred,
     };
     if let Some(deferred) = deferred {

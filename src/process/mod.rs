@@ -233,6 +233,12 @@ impl sealed::Transport for ProcessTransport {
     fn one_input_per_task(&self) -> bool {
         self.shared.timeout.is_some()
     }
+
+    /// Straight into the child's arena (where there is none, the manager
+    /// encodes it into memory of its own).
+    fn encodes_in_place(&self) -> bool {
+        true
+    }
 }
 
 impl fmt::Debug for ProcessTransport {

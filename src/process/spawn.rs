@@ -1,5 +1,5 @@
-//! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `gate`, `child`'s marker and `init::can_serve`. The parent's side of one
+//! Layer: process transport. May use the remote layer's messages and
+//! codec's `Deferred`, `frame`, `gate`, `child`'s marker and `init::can_serve`. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
 //!
@@ -25,7 +25,7 @@ use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::arena::Arena;
+use super::arena::{Arena, Descriptor};
 use super::child::MARKER;
 use super::frame::{self, FrameError};
 use super::gate::Gate;
@@ -33,7 +33,7 @@ use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Call, Fingerprint, Secret};
-use crate::remote::codec;
+use crate::remote::codec::Deferred;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 
 /// Why a new worker may not greet the pool. A worker of this program
@@ -65,13 +65,18 @@ pub(crate) struct ChildLink {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
-    /// The outcomes' last bytes, if they came through the arena.
-    pub(crate) tail: Vec<u8>,
+    /// How many of the outcomes' last bytes lie in the arena (see `tail`).
+    in_arena: usize,
     /// Task frames to write together (see `send`).
     staged: Vec<u8>,
     /// The memory shared with this child for big payloads, once one was
     /// needed (see `arena`).
     arena: Option<Arena>,
+    /// A new arena not handed over yet: it goes with the next task frame.
+    handing: Option<Descriptor>,
+    /// How many bytes of the next task's arguments [`place`](Self::place)
+    /// encoded into the arena already.
+    placed: Option<usize>,
     /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
     /// Whether it sent outcomes that did not decode: it gets no more calls.
@@ -120,9 +125,11 @@ impl ChildLink {
                 }),
             }),
             body: Vec::new(),
-            tail: Vec::new(),
+            in_arena: 0,
             staged: Vec::new(),
             arena: None,
+            handing: None,
+            placed: None,
             calls: 0,
             distrusted: false,
             gate: gate.map(Arc::new),
@@ -238,7 +245,7 @@ impl ChildLink {
     }
 
     /// Sends one task frame: the header, the encoded arguments, then the
-    /// bytes of a lone `Vec<u8>` argument. With `lend` (no other call in
+    /// memory of a lone plain-vector argument. With `lend` (no other call in
     /// flight on this child), the frame lends the arena and goes out now,
     /// and big bytes through the arena; else it is staged, to go out with
     /// the others in one write at the next [`flush`](Self::flush). The
@@ -252,6 +259,9 @@ impl ChildLink {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         self.calls += 1;
+        // The arena is about to be lent again: what it held is gone.
+        self.in_arena = 0;
+        let placed = self.placed.take();
         let parts = [&header.encode()[..], args, tail];
         if !lend {
             frame::stage_frame(&mut self.staged, Kind::Task, &parts);
@@ -259,9 +269,29 @@ impl ChildLink {
         }
         self.flush(deadline)?;
         self.writer.set(deadline);
-        let sent = frame::write_message(&mut self.writer, Kind::Task, &parts, &mut self.arena);
+        let (writer, handing) = (&mut self.writer, &mut self.handing);
+        let sent = match placed {
+            Some(len) => frame::write_placed(writer, Kind::Task, &parts, len, handing),
+            None => frame::write_message(writer, Kind::Task, &parts, &mut self.arena, handing),
+        };
         self.writer.set(None);
         sent.map_err(sending_fault)
+    }
+
+    /// Encodes a lone task's deferred argument straight into the arena, for
+    /// the next [`send`](Self::send), which must lend it: call only with
+    /// nothing in flight (the arena is then the pool's). `None` if there
+    /// can be no arena here: the argument must be encoded into memory of
+    /// its own. `Some(Err)`: its `Serialize` failed, the task's error; the
+    /// arena still is as the child knows it, or a new one waits for the
+    /// next task frame to hand it over.
+    pub(crate) fn place(&mut self, deferred: &Deferred) -> Option<Result<(), Error>> {
+        let (arena, handing) = (&mut self.arena, &mut self.handing);
+        let placed = frame::fill_arena(arena, handing, deferred.size(), |into| {
+            deferred.encode_into(into)
+        })?;
+        self.placed = placed.is_ok().then_some(deferred.size());
+        Some(placed)
     }
 
     /// Writes the staged task frames, in one call if the channel takes them.
@@ -278,41 +308,26 @@ impl ChildLink {
 
     /// Waits, until `deadline`, for the answer to the oldest call in
     /// flight: which items ran, whose outcomes are left in `self.body`
-    /// (after the answer: see [`outcomes`](Self::outcomes)) and `self.tail`
-    /// (the latter in `reuse`'s memory if it fits them, see `Arena::take`).
-    /// `Ok(Err(error))`: the outcomes arrived whole, and the child is fine,
-    /// but the task fails with `error` (this process had no memory for its
-    /// result's bytes).
-    pub(crate) fn receive(
-        &mut self,
-        deadline: Option<Instant>,
-        reuse: &mut Vec<u8>,
-    ) -> Result<Result<Answer, Error>, Fault> {
+    /// (after the answer: see [`outcomes`](Self::outcomes)) and in the
+    /// arena (see [`tail`](Self::tail)).
+    pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Answer, Fault> {
         self.reader.get_mut().set(deadline);
-        let read = frame::read_message(
-            &mut self.reader,
-            &mut self.body,
-            &mut self.tail,
-            reuse,
-            &mut self.arena,
-        );
-        let answer = || {
-            Answer::decode(&self.body)
-                .map(|(answer, _)| answer)
-                .map_err(|malformed| Fault::Protocol(malformed.into_error()))
-        };
+        self.in_arena = 0;
+        let read = frame::read_message(&mut self.reader, &mut self.body, &mut self.arena);
         match read {
-            Ok((Kind::Outcomes, _)) => Ok(Ok(answer()?)),
-            Ok((kind, _)) => Err(Fault::Protocol(Error::Protocol(format!(
-                "the worker answered a task with a {kind:?} frame"
+            Ok(received) if received.kind == Kind::Outcomes => {
+                self.in_arena = received.in_arena;
+                Answer::decode(&self.body)
+                    .map(|(answer, _)| answer)
+                    .map_err(|malformed| Fault::Protocol(malformed.into_error()))
+            }
+            Ok(received) => Err(Fault::Protocol(Error::Protocol(format!(
+                "the worker answered a task with a {:?} frame",
+                received.kind
             )))),
             Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
             Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
             Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
-            Err(FrameError::NoMemory(len)) => {
-                answer()?;
-                Ok(Err(codec::no_memory_for_result(len)))
-            }
         }
     }
 
@@ -325,6 +340,17 @@ impl ChildLink {
     /// The outcomes of the answer just received.
     pub(crate) fn outcomes(&self) -> &[u8] {
         self.body.get(Answer::LEN..).unwrap_or_default()
+    }
+
+    /// The outcomes' last bytes, where they came apart: in the arena, to
+    /// decode in place. Call only before the next [`send`](Self::send):
+    /// the arena is this side's until then (see `arena`), and the borrow
+    /// of `self` makes sure the bytes are not used past it.
+    pub(crate) fn tail(&self) -> &[u8] {
+        match &self.arena {
+            Some(arena) => arena.view(self.in_arena),
+            None => &[],
+        }
     }
 
     /// Lets the child finish: closing the channel makes it exit. Waits for it.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::call::{Call, Secret, Task};
-use super::codec;
+use super::codec::{self, Bulk};
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::future;
@@ -49,6 +49,12 @@ pub(crate) mod sealed {
         /// Whether a `map` without a fixed chunk size must send one input
         /// per task (a per-task timeout stays per task).
         fn one_input_per_task(&self) -> bool {
+            false
+        }
+        /// Whether this transport encodes a lone task's big argument where
+        /// it sends it from (see `codec::Deferred`), rather than taking it
+        /// encoded.
+        fn encodes_in_place(&self) -> bool {
             false
         }
     }
@@ -99,9 +105,15 @@ impl<T: Transport> RemoteExecutor<T> {
     ///
     /// The argument is serialized here, before anything is sent: if that
     /// fails, the future holds [`Error::Serialization`]. On a process pool,
-    /// cancelling the future while the task runs kills its worker (which
-    /// is replaced); an MPI rank cannot be interrupted, so there a task can
-    /// be cancelled only before it starts.
+    /// an argument whose encoding is big (256 KiB or more) is only measured
+    /// here, and encoded when it is sent, straight into the memory the pool
+    /// shares with the worker (so its `Serialize` runs three times, and a
+    /// failure then is the future's [`Error::Serialization`] too); a
+    /// `Vec<u8>`, `Vec<f32>` or `Vec<f64>` is not encoded at all, but
+    /// copied there as it is. Cancelling the future while the task runs on
+    /// a process pool kills its worker (which is replaced); an MPI rank
+    /// cannot be interrupted, so there a task can be cancelled only before
+    /// it starts.
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -119,9 +131,10 @@ impl<T: Transport> RemoteExecutor<T> {
     /// [`submit`](Self::submit), for a task of any [`Task`] type.
     fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
-        match Call::of(task).and_then(|call| Ok((call, codec::encode_lone(arg)?))) {
-            Ok((call, (args, tail))) => {
-                self.send(call, 1, args, Vec::new(), tail, Box::new(One(promise)))
+        let defer = self.transport.encodes_in_place();
+        match Call::of(task).and_then(|call| Ok((call, codec::encode_lone(arg, defer)?))) {
+            Ok((call, (args, bulk))) => {
+                self.send(call, 1, args, Vec::new(), bulk, Box::new(One(promise)))
             }
             Err(error) => promise.complete(Err(error)),
         }
@@ -223,7 +236,7 @@ impl<T: Transport> RemoteExecutor<T> {
                         chunk.sent,
                         chunk.args,
                         chunk.ends,
-                        Vec::new(),
+                        Bulk::default(),
                         chunk.results,
                     ),
                     Err(error) => chunk.results.fail(error.clone()),
@@ -251,11 +264,11 @@ impl<T: Transport> RemoteExecutor<T> {
         count: usize,
         args: Vec<u8>,
         ends: Vec<usize>,
-        tail: Vec<u8>,
+        bulk: Bulk,
         results: Box<dyn Results>,
     ) {
         #[cfg(feature = "tracing")]
-        let (trace, results) = super::trace::begin(count, args.len() + tail.len(), results);
+        let (trace, results) = super::trace::begin(count, args.len() + bulk.bytes().len(), results);
         let header = TaskHeader {
             call,
             tag: call.tag(self.transport.secret()),
@@ -269,7 +282,7 @@ impl<T: Transport> RemoteExecutor<T> {
             header,
             args,
             ends,
-            tail,
+            bulk,
             results,
         });
     }

@@ -13,7 +13,8 @@
 //! found past it) get an `Error::Serialization` outcome, and the service
 //! goes on.
 
-use super::call::{Fingerprint, Ran, Secret};
+use super::call::{Args, Fingerprint, Ran, Secret};
+use super::codec::Bulk;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::panic;
 
@@ -24,22 +25,23 @@ pub(crate) trait Endpoint {
     /// Receives the next message into `body` (reusing its memory): its
     /// kind, or `None` when the front end is done with this side. A
     /// transport that carries a message's last bytes apart (the process
-    /// pool's shared memory) leaves them in `tail`; the others leave it empty.
-    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+    /// pool's shared memory) keeps them, for [`execute`](Self::execute).
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String>;
     /// Runs a task message through [`run_task_with_tail`] (with the
-    /// session's `secret`), leaving its outcomes in `outcomes` and `tail`.
-    /// Here, every item, by default; a transport that must keep talking
-    /// while a task runs (MPI's heartbeats) runs it on a thread of its
-    /// own, and one whose front end may take items back (the process
-    /// pool's gate) asks before each.
+    /// session's `secret` and the message's last bytes, if they came
+    /// apart), leaving its outcomes in `outcomes` and `bulk`. Here, every
+    /// item, by default; a transport that must keep talking while a task
+    /// runs (MPI's heartbeats) runs it on a thread of its own, and one
+    /// whose front end may take items back (the process pool's gate) asks
+    /// before each.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
-        tail: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
+        bulk: &mut Bulk,
     ) -> Result<(), String> {
-        run_task_with_tail(body, tail, secret, outcomes, &mut || true).map(drop)
+        run_task_with_tail(body, &[], secret, outcomes, bulk, &mut || true).map(drop)
     }
 }
 
@@ -74,16 +76,16 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
-        // A fresh tail each time: a big result's bytes are not kept.
-        let mut tail = Vec::new();
-        match endpoint.receive(&mut body, &mut tail)? {
+        // A fresh bulk each time: a big result's memory is not kept.
+        let mut bulk = Bulk::default();
+        match endpoint.receive(&mut body)? {
             Some(Kind::Task) => {}
             Some(kind) => return Err(format!("unexpected {kind:?} message").into()),
             None => return Ok(()),
         }
         outcomes.clear();
-        endpoint.execute(&mut body, &mut tail, &secret, &mut outcomes)?;
-        let parts: &[&[u8]] = match &tail[..] {
+        endpoint.execute(&mut body, &secret, &mut outcomes, &mut bulk)?;
+        let parts: &[&[u8]] = match bulk.bytes() {
             [] => &[&outcomes],
             tail => &[&outcomes, tail],
         };
@@ -102,7 +104,7 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         .send(Kind::Hello, &[&Hello { fingerprint }.encode()])
         .map_err(|e| format!("cannot greet the pool: {e}"))?;
     let mut body = Vec::new();
-    let welcome = match endpoint.receive(&mut body, &mut Vec::new())? {
+    let welcome = match endpoint.receive(&mut body)? {
         Some(Kind::Welcome) => Welcome::decode(&body).map_err(|e| e.into_error().to_string()),
         Some(kind) => Err(format!("expected a Welcome message, got {kind:?}")),
         None => Err("the pool left before welcoming this worker".to_owned()),
@@ -137,28 +139,29 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
 /// `Err` (nothing called) if the message cannot be trusted. For MPI,
-/// which carries messages whole: a result's tail joins the outcomes.
+/// which carries messages whole: a result's bulk joins the outcomes.
 #[cfg(feature = "mpi")]
 pub(crate) fn run_task(
     body: &mut Vec<u8>,
     secret: &Secret,
     outcomes: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let mut tail = Vec::new();
-    run_task_with_tail(body, &mut tail, secret, outcomes, &mut || true)?;
-    outcomes.append(&mut tail);
+    let mut bulk = Bulk::default();
+    run_task_with_tail(body, &[], secret, outcomes, &mut bulk, &mut || true)?;
+    outcomes.extend_from_slice(bulk.bytes());
     Ok(())
 }
 
 /// [`run_task`] for a message whose last bytes came apart, in `tail`; a
-/// lone byte-vector result is left there, to be sent after `outcomes`.
-/// Asks `may_start` before each item, and stops at the first it refuses:
-/// returns how much ran.
+/// lone plain-vector result is left in `bulk`, to be sent after
+/// `outcomes`. Asks `may_start` before each item, and stops at the first
+/// it refuses: returns how much ran.
 pub(crate) fn run_task_with_tail(
     body: &mut Vec<u8>,
-    tail: &mut Vec<u8>,
+    tail: &[u8],
     secret: &Secret,
     outcomes: &mut Vec<u8>,
+    bulk: &mut Bulk,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Result<Ran, String> {
     let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
@@ -177,10 +180,13 @@ pub(crate) fn run_task_with_tail(
     let ran = unsafe {
         header.call.invoke(
             header.count,
-            body,
-            TaskHeader::LEN,
-            tail,
+            Args {
+                frame: body,
+                start: TaskHeader::LEN,
+                tail,
+            },
             outcomes,
+            bulk,
             may_start,
         )
     };
