@@ -868,19 +868,88 @@ mod tests {
     }
 
     #[test]
-    fn byte_vectors_take_the_fast_path_to_postcards_own_format() {
-        for len in [0, 1, 127, 128, 300, 70_000] {
-            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+    fn plain_vectors_take_the_fast_path_to_postcards_own_format() {
+        /// Encodes `values` on the fast path, checks postcard's bytes, and
+        /// decodes them back, as a lone outcome apart too.
+        fn check<P: Plain + Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+            values: Vec<P>,
+        ) {
+            let len = values.len();
             let mut fast = Vec::new();
-            append(&bytes, &mut fast).unwrap();
-            assert_eq!(fast, postcard::to_allocvec(&bytes).unwrap(), "len {len}");
+            append(&values, &mut fast).unwrap();
+            assert_eq!(fast, postcard::to_allocvec(&values).unwrap(), "len {len}");
             fast.push(42);
-            let (back, rest) = take::<Vec<u8>>(&fast).unwrap();
-            assert_eq!((back, rest), (bytes, &[42][..]));
+            let (back, rest) = take::<Vec<P>>(&fast).unwrap();
+            assert_eq!((&back, rest), (&values, &[42][..]));
+            let (mut out, mut bulk) = (Vec::new(), Bulk::default());
+            encode_lone_outcome(Ok(values.clone()), &mut out, &mut bulk);
+            let decoded =
+                decode_outcomes_with_tail::<Vec<P>>(&out, bulk.bytes(), 1, &mut Bulk::default());
+            assert_eq!(decoded.unwrap(), [Ok(values)], "len {len}");
+        }
+        for len in [0, 1, 127, 128, 300, 70_000] {
+            check::<u8>((0..len).map(|i| i as u8).collect());
+            check::<f32>((0..len).map(|i| i as f32 / 3.0).collect());
+            check::<f64>((0..len).map(|i| i as f64 / 3.0).collect());
         }
         let truncated = [5, 1, 2];
         assert!(take::<Vec<u8>>(&truncated).is_err());
+        assert!(take::<Vec<f64>>(&[1, 0, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(take::<Vec<u8>>(&[0xFF; 11]).is_err());
+    }
+
+    #[test]
+    fn a_plain_result_takes_the_arguments_memory_when_it_fits_snugly() {
+        for (len, reused) in [(1000, true), (875, true), (874, false)] {
+            let mut reuse = Bulk::F64(Vec::with_capacity(1000));
+            let memory = reuse.bytes().as_ptr();
+            let values: Vec<f64> = (0..len).map(|i| i as f64).collect();
+            let (mut out, mut bulk) = (Vec::new(), Bulk::default());
+            encode_lone_outcome(Ok(values.clone()), &mut out, &mut bulk);
+            let mut decoded =
+                decode_outcomes_with_tail::<Vec<f64>>(&out, bulk.bytes(), 1, &mut reuse).unwrap();
+            let got = decoded.pop().unwrap().unwrap();
+            assert_eq!(got, values);
+            assert_eq!(got.as_ptr().cast() == memory, reused, "len {len}");
+        }
+    }
+
+    /// A value whose encoding is big.
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Big {
+        name: String,
+        numbers: Vec<u32>,
+    }
+
+    #[test]
+    fn a_big_argument_is_left_to_be_encoded_where_it_is_sent() {
+        // Five bytes a number: a little more than DEFER in all.
+        let big = || Big {
+            name: "big".into(),
+            numbers: vec![u32::MAX; DEFER / 5 + 1],
+        };
+        let (args, bulk) = encode_lone(big(), false).unwrap();
+        assert_eq!(args, postcard::to_allocvec(&big()).unwrap(), "not deferred");
+        assert!(bulk.bytes().is_empty());
+        let (args, bulk) = encode_lone(big(), true).unwrap();
+        assert!(args.is_empty());
+        let Bulk::Deferred(deferred) = bulk else {
+            panic!("deferred: {bulk:?}");
+        };
+        let encoded = postcard::to_allocvec(&big()).unwrap();
+        assert_eq!(deferred.size(), encoded.len());
+        assert_eq!(deferred.encode().unwrap(), encoded);
+        let mut short = vec![0; encoded.len() - 1];
+        assert!(
+            matches!(deferred.encode_into(&mut short), Err(Error::Serialization(m)) if m.contains("another size")),
+        );
+        // A small one is encoded at once.
+        let small = Big {
+            name: "small".into(),
+            numbers: vec![1, 2, 3],
+        };
+        let (args, bulk) = encode_lone(small, true).unwrap();
+        assert!(!args.is_empty() && matches!(bulk, Bulk::Bytes(ref b) if b.is_empty()));
     }
 
     #[test]
