@@ -227,9 +227,6 @@ fn plain_vector<P: Plain>(count: usize, bytes: &[u8], reuse: &mut Bulk) -> Resul
     Ok(vector)
 }
 
-/// How big a fresh buffer must be before it is worth huge pages.
-const HUGE: usize = 4 << 20;
-
 /// Asks for transparent huge pages under a big fresh buffer, before its
 /// first write: a 4 KiB page fault each costs more than the copy into it
 /// (BENCHMARKS.md), and the system's policy may be `madvise`. Only a hint:
@@ -237,6 +234,8 @@ const HUGE: usize = 4 << 20;
 fn advise_huge<T>(buffer: &mut [MaybeUninit<T>]) {
     #[cfg(target_os = "linux")]
     {
+        /// How big a fresh buffer must be before it is worth huge pages.
+        const HUGE: usize = 4 << 20;
         let len = size_of_val(buffer);
         if len < HUGE {
             return;
