@@ -114,19 +114,23 @@ pub(crate) fn write_message(
         .rposition(|part| !part.is_empty())
         .map_or(0, |last| last + 1);
     let parts = &parts[..used];
+    let mut lent = if kind == Kind::Task { LENT } else { 0 };
     if let Some((bulk, head)) = parts.split_last()
         && bulk.len() >= arena::THRESHOLD
-        && fill_arena(arena, handing, bulk.len(), |into| {
-            into.copy_from_slice(bulk)
-        })
-        .is_some()
     {
-        return write_placed(out, kind, head, bulk.len(), handing);
+        let copy = |into: &mut [u8]| into.copy_from_slice(bulk);
+        if fill_arena(arena, handing, bulk.len(), copy).is_some() {
+            return write_placed(out, kind, head, bulk.len(), handing);
+        }
+        // This side's arena went, and no new one could be made: a lent
+        // frame would let the child answer into the one it still has.
+        if arena.is_none() {
+            lent = 0;
+        }
     }
-    if kind == Kind::Task && handing.is_some() {
+    if lent != 0 && handing.is_some() {
         return write_placed(out, kind, parts, 0, handing);
     }
-    let lent = if kind == Kind::Task { LENT } else { 0 };
     write_all(out, &frame_header(kind as u8 | lent, parts, &[]), parts)
 }
 

@@ -383,17 +383,25 @@ impl Feed<'_> {
         // A big argument left unencoded goes straight into the arena, which
         // is the pool's with nothing in flight; else into memory of its own.
         // Its Serialize failing fails the task, before anything is sent.
+        let mut placed = None;
         if let Bulk::Deferred(deferred) = &job.work.bulk {
-            let placed = match lend.then(|| live.place(deferred)).flatten() {
-                Some(placed) => placed,
-                None => deferred.encode().map(|bytes| {
+            let encoded = match lend.then(|| live.place(deferred)).flatten() {
+                Some(in_arena) => in_arena.map(|len| {
+                    placed = Some(len);
+                    None
+                }),
+                None => deferred.encode().map(Some),
+            };
+            match encoded {
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
                     job.work.args = bytes;
                     job.work.bulk = Bulk::default();
-                }),
-            };
-            if let Err(error) = placed {
-                job.work.results.fail(error);
-                return Ok(());
+                }
+                Err(error) => {
+                    job.work.results.fail(error);
+                    return Ok(());
+                }
             }
         }
         let count = job.work.header.count;
@@ -436,12 +444,8 @@ impl Feed<'_> {
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
         let work = &job.work;
-        let sent = live.send(
-            &work.header,
-            [&work.args, work.bulk.bytes()],
-            lend,
-            deadline,
-        );
+        let parts = [&work.args[..], work.bulk.bytes()];
+        let sent = live.send(&work.header, parts, placed, lend, deadline);
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
             job: Some(job),

@@ -74,9 +74,6 @@ pub(crate) struct ChildLink {
     arena: Option<Arena>,
     /// A new arena not handed over yet: it goes with the next task frame.
     handing: Option<Descriptor>,
-    /// How many bytes of the next task's arguments [`place`](Self::place)
-    /// encoded into the arena already.
-    placed: Option<usize>,
     /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
     /// Whether it sent outcomes that did not decode: it gets no more calls.
@@ -129,7 +126,6 @@ impl ChildLink {
             staged: Vec::new(),
             arena: None,
             handing: None,
-            placed: None,
             calls: 0,
             distrusted: false,
             gate: gate.map(Arc::new),
@@ -245,23 +241,25 @@ impl ChildLink {
     }
 
     /// Sends one task frame: the header, the encoded arguments, then the
-    /// memory of a lone plain-vector argument. With `lend` (no other call in
-    /// flight on this child), the frame lends the arena and goes out now,
-    /// and big bytes through the arena; else it is staged, to go out with
-    /// the others in one write at the next [`flush`](Self::flush). The
-    /// deadline covers sending: a worker that stops reading (stopped, or
-    /// stuck) must not hold the call forever.
+    /// memory of a lone plain-vector argument, or the `placed` bytes of an
+    /// argument that [`place`](Self::place) encoded into the arena. With
+    /// `lend` (no other call in flight on this child), the frame lends the
+    /// arena and goes out now, and big bytes through the arena; else it is
+    /// staged, to go out with the others in one write at the next
+    /// [`flush`](Self::flush). The deadline covers sending: a worker that
+    /// stops reading (stopped, or stuck) must not hold the call forever.
     pub(crate) fn send(
         &mut self,
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
+        placed: Option<usize>,
         lend: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
+        debug_assert!(lend || placed.is_none(), "placed in an arena not lent");
         self.calls += 1;
         // The arena is about to be lent again: what it held is gone.
         self.in_arena = 0;
-        let placed = self.placed.take();
         let parts = [&header.encode()[..], args, tail];
         if !lend {
             frame::stage_frame(&mut self.staged, Kind::Task, &parts);
@@ -278,20 +276,17 @@ impl ChildLink {
         sent.map_err(sending_fault)
     }
 
-    /// Encodes a lone task's deferred argument straight into the arena, for
-    /// the next [`send`](Self::send), which must lend it: call only with
-    /// nothing in flight (the arena is then the pool's). `None` if there
-    /// can be no arena here: the argument must be encoded into memory of
-    /// its own. `Some(Err)`: its `Serialize` failed, the task's error; the
-    /// arena still is as the child knows it, or a new one waits for the
-    /// next task frame to hand it over.
-    pub(crate) fn place(&mut self, deferred: &Deferred) -> Option<Result<(), Error>> {
-        let (arena, handing) = (&mut self.arena, &mut self.handing);
-        let placed = frame::fill_arena(arena, handing, deferred.size(), |into| {
-            deferred.encode_into(into)
-        })?;
-        self.placed = placed.is_ok().then_some(deferred.size());
-        Some(placed)
+    /// Encodes a lone task's deferred argument straight into the arena, to
+    /// be [`send`](Self::send)'s `placed` bytes, in a frame that lends the
+    /// arena: call only with nothing in flight (the arena is then the
+    /// pool's). `None` if there can be no arena here: the argument must be
+    /// encoded into memory of its own. `Some(Err)`: its `Serialize` failed,
+    /// the task's error; the arena still is as the child knows it, or a new
+    /// one waits for the next task frame to hand it over.
+    pub(crate) fn place(&mut self, deferred: &Deferred) -> Option<Result<usize, Error>> {
+        let (arena, handing, len) = (&mut self.arena, &mut self.handing, deferred.size());
+        let placed = frame::fill_arena(arena, handing, len, |into| deferred.encode_into(into))?;
+        Some(placed.map(|()| len))
     }
 
     /// Writes the staged task frames, in one call if the channel takes them.
