@@ -33,41 +33,24 @@ trait Plain: Copy + 'static {
     fn in_bulk(bulk: &mut Bulk) -> Option<&mut Vec<Self>>;
 }
 
-impl Plain for u8 {
-    fn bulk(vector: Vec<Self>) -> Bulk {
-        Bulk::Bytes(vector)
-    }
-    fn in_bulk(bulk: &mut Bulk) -> Option<&mut Vec<Self>> {
-        match bulk {
-            Bulk::Bytes(vector) => Some(vector),
-            _ => None,
+/// Implements [`Plain`] for each number type, held by its [`Bulk`] variant.
+macro_rules! plain {
+    ($($number:ty => $variant:ident),*) => {$(
+        impl Plain for $number {
+            fn bulk(vector: Vec<Self>) -> Bulk {
+                Bulk::$variant(vector)
+            }
+            fn in_bulk(bulk: &mut Bulk) -> Option<&mut Vec<Self>> {
+                match bulk {
+                    Bulk::$variant(vector) => Some(vector),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl Plain for f32 {
-    fn bulk(vector: Vec<Self>) -> Bulk {
-        Bulk::F32(vector)
-    }
-    fn in_bulk(bulk: &mut Bulk) -> Option<&mut Vec<Self>> {
-        match bulk {
-            Bulk::F32(vector) => Some(vector),
-            _ => None,
-        }
-    }
-}
-
-impl Plain for f64 {
-    fn bulk(vector: Vec<Self>) -> Bulk {
-        Bulk::F64(vector)
-    }
-    fn in_bulk(bulk: &mut Bulk) -> Option<&mut Vec<Self>> {
-        match bulk {
-            Bulk::F64(vector) => Some(vector),
-            _ => None,
-        }
-    }
-}
+plain!(u8 => Bytes, f32 => F32, f64 => F64);
 
 /// The memory of `values`, as bytes.
 fn bytes_of<P: Plain>(values: &[P]) -> &[u8] {
