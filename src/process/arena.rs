@@ -50,8 +50,10 @@
 //!
 //! An arena is made by whichever side first needs one big enough, sized to
 //! the next power of two at least [`MIN`] and at most [`MAX`]; it is handed
-//! to the other side once, with the frame that first uses it (`SCM_RIGHTS`
-//! on the channel), and replaced only by a bigger one. So a pool holds at
+//! to the other side once, with the frame that first uses it, or (one the
+//! pool made for an argument that then failed to encode) the next task
+//! frame that lends it (`SCM_RIGHTS` on the channel), and replaced only by
+//! a bigger one. So a pool holds at
 //! most one arena per worker, of at most [`MAX`] bytes: `max_workers` ×
 //! the largest payload seen, rounded up to a power of two. Payloads above
 //! [`MAX`] take the channel. The memory is returned when the worker retires

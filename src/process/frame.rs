@@ -16,6 +16,10 @@
 //! old. A task frame with [`LENT`] set lends the arena to the child until
 //! it answers that task: only then may the task's argument or its answer
 //! lie in the arena (the pool lends it only with nothing else in flight).
+//! The pool may make a new arena before it has a frame to hand it over
+//! with (a big argument whose encoding failed halfway into it): the next
+//! task frame that lends the arena hands it over, with 0 bytes in it if
+//! need be, so the child never answers into an arena the pool has dropped.
 //! The handshake's frames never carry any flag.
 //!
 //! Reading never trusts a length: at most [`RESERVE_AHEAD`] is reserved
