@@ -241,31 +241,56 @@ fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
     vec![byte; len]
 }
 
-/// Three vectors of numbers, a struct that serde encodes (not a plain
-/// vector, which travels as its memory).
-#[derive(Serialize, Deserialize)]
-struct Three {
-    x: Vec<f64>,
-    y: Vec<f64>,
-    z: Vec<f64>,
+/// Bytes that serde encodes as one blob (`serialize_bytes`), so that even
+/// a debug build encodes a big one quickly.
+struct Blob(Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
 }
 
-/// A [`Three`] of `len` bytes of numbers whose every byte is `byte`.
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(bytes.to_vec()))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
+/// Three blobs: a struct that serde encodes (not a plain vector, which
+/// travels as its memory).
+#[derive(Serialize, Deserialize)]
+struct Three {
+    x: Blob,
+    y: Blob,
+    z: Blob,
+}
+
+/// A [`Three`] of `len` bytes, every one `byte`.
 fn filled_three((byte, len): (u8, usize)) -> Three {
-    let numbers = vec![f64::from_ne_bytes([byte; 8]); len / 24];
+    let blob = || Blob(vec![byte; len / 3]);
     Three {
-        x: numbers.clone(),
-        y: numbers.clone(),
-        z: numbers,
+        x: blob(),
+        y: blob(),
+        z: blob(),
     }
 }
 
 /// Whether `three` is [`filled_three`]'s, of `byte` and `len`.
 fn is_filled(three: &Three, byte: u8, len: usize) -> bool {
-    let number = f64::from_ne_bytes([byte; 8]);
     [&three.x, &three.y, &three.z]
         .iter()
-        .all(|numbers| numbers.len() == len / 24 && numbers.iter().all(|&n| n == number))
+        .all(|blob| blob.0.len() == len / 3 && blob.0.iter().all(|&b| b == byte))
 }
 
 /// Returns [`filled_three`], and dies as its encoding starts to arrive in
@@ -280,16 +305,15 @@ fn has_arena(_: ()) -> bool {
     arena_mapping().is_some()
 }
 
-/// A worker that dies while it writes its result of `len` bytes (made by
-/// `make`, or by `dies`, which dies so) into the arena fails only that
-/// task: never a result read out of a half-written arena.
+/// A worker that dies while it writes its result (made by `make`, or by
+/// `dies`, which dies so) into the arena fails only that task: never a
+/// result read out of a half-written arena.
 fn dying_in_the_arena<R: concurrent_futures::Payload>(
-    len: usize,
     make: fn((u8, usize)) -> R,
     dies: fn((u8, usize)) -> R,
     check: fn(&R, u8, usize) -> bool,
 ) {
-    let executor = ProcessPoolExecutor::new(1);
+    let (executor, len) = (ProcessPoolExecutor::new(1), ARENA_RESULT);
     let warm = settle(&executor.submit(make, (0x11, len))).expect("a big result");
     assert!(check(&warm, 0x11, len));
     drop(warm);
@@ -317,14 +341,12 @@ fn dying_in_the_arena<R: concurrent_futures::Payload>(
 
 fn a_death_while_writing_into_the_arena_fails_only_its_task() {
     let check = |bytes: &Vec<u8>, byte, len| bytes.len() == len && bytes.iter().all(|&b| b == byte);
-    dying_in_the_arena(ARENA_RESULT, filled, dies_writing_into_the_arena, check);
+    dying_in_the_arena(filled, dies_writing_into_the_arena, check);
 }
 
 fn a_death_while_writing_a_struct_into_the_arena_fails_only_its_task() {
-    // Smaller: serde encodes it number by number, slowly in a debug build.
-    let len = ARENA_RESULT / 4;
     let dies = dies_writing_a_struct_into_the_arena;
-    dying_in_the_arena(len, filled_three, dies, is_filled);
+    dying_in_the_arena(filled_three, dies, is_filled);
 }
 
 fn a_death_with_calls_queued_on_its_worker_fails_only_its_task() {
