@@ -234,6 +234,17 @@ def process_table():
                      target, peers + floors))
         rows.append((f"{label} Vec<u8> result (echo less argument), GiB/s", result_gib_s(size), True,
                      target, floors))
+    # Typed payloads of the same size, beside the Vec<u8> rows and the floor
+    # of two copies: a Vec<f64> travels as its memory, a struct's encoding
+    # is written straight into the shared memory and decoded out of it.
+    reused = floor.get("64MiB", (None, None))[1]
+    typed_floor = ("floor: two copies, in and out of shared memory (memcpy / 2)", reused and reused / 2, None)
+    for name, label in (("f64_64MiB", "64 MiB Vec<f64>"), ("three_60MiB", "struct of three 20 MiB Vec<f64>")):
+        three = (">= 3 GiB/s", lambda v: v >= 3)
+        rows.append((f"{label} argument, GiB/s", gib_s(f"process_bytes/arg_{name}"), True, three, [
+            ("64 MiB Vec<u8> argument", gib_s("process_bytes/arg_64MiB"), None), typed_floor]))
+        rows.append((f"{label} result (echo less argument), GiB/s", result_gib_s(name), True, three, [
+            ("64 MiB Vec<u8> result", result_gib_s("64MiB"), None), typed_floor]))
     print()
     print("Process pool (speed-up above 1: ours is faster; fds are this process's open descriptors)")
     print()

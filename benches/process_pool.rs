@@ -34,7 +34,10 @@
 //!   `compare.py` takes a result's time as echo minus argument. A line
 //!   `bytes floor ...` gives what copying into memory costs here: a fresh
 //!   vector (what a receiver must make) and a reused one.
-//!   procspawn's `arg_64MiB` row is the peer.
+//!   procspawn's `arg_64MiB` row is the peer. Then the same two tasks for
+//!   typed payloads of 64 MiB and 60 MiB: a `Vec<f64>` (`arg_f64_64MiB`,
+//!   `echo_f64_64MiB`) and a struct of three 20 MiB vectors ([`Three`]:
+//!   `arg_three_60MiB`, `echo_three_60MiB`), which serde encodes.
 //!
 //! procspawn's workers serve from `procspawn::init()`, the first line of
 //! `main`, so this bench has a `main` of its own; our pool's workers need no
@@ -54,6 +57,7 @@ use std::time::{Duration, Instant};
 
 use concurrent_futures::ProcessPoolExecutor;
 use criterion::{Criterion, SamplingMode, Throughput};
+use serde::{Deserialize, Serialize};
 
 /// Worker processes in every pool measured here.
 const WORKERS: usize = 2;
@@ -103,6 +107,55 @@ fn len(bytes: Vec<u8>) -> usize {
 /// The big-result task: its argument, back.
 fn echo(bytes: Vec<u8>) -> Vec<u8> {
     bytes
+}
+
+/// The typed big-argument task: how many numbers.
+fn len_f64(numbers: Vec<f64>) -> usize {
+    numbers.len()
+}
+
+/// The typed big-result task: its argument, back.
+fn echo_f64(numbers: Vec<f64>) -> Vec<f64> {
+    numbers
+}
+
+/// A struct of big vectors, as a task's data often is: three of 20 MiB.
+#[derive(Clone, Serialize, Deserialize)]
+struct Three {
+    x: Vec<f64>,
+    y: Vec<f64>,
+    z: Vec<f64>,
+}
+
+impl Three {
+    /// The numbers in each vector.
+    const LEN: usize = 20 << 20 >> 3;
+    /// Its vectors' size in bytes.
+    const BYTES: usize = 3 * (20 << 20);
+
+    fn new() -> Self {
+        let numbers: Vec<f64> = (0..Three::LEN).map(|n| n as f64 * 0.5).collect();
+        Three {
+            x: numbers.clone(),
+            y: numbers.clone(),
+            z: numbers,
+        }
+    }
+
+    /// How many bytes its vectors hold.
+    fn bytes(&self) -> usize {
+        (self.x.len() + self.y.len() + self.z.len()) * size_of::<f64>()
+    }
+}
+
+/// The struct's big-argument task: how many bytes its vectors hold.
+fn len_three(three: Three) -> usize {
+    three.bytes()
+}
+
+/// The struct's big-result task: its argument, back.
+fn echo_three(three: Three) -> Three {
+    three
 }
 
 /// This process's open file descriptors.
@@ -428,28 +481,39 @@ fn process_map(c: &mut Criterion) {
     group.finish();
 }
 
-/// Times `iters` calls of `send` on a fresh vector of `size` bytes each,
-/// leaving the making of the vector off the clock, and the dropping of
-/// what `send` returns: a returned vector is the caller's to free when it
-/// likes, as the argument's memory is the pool's to free after the result
-/// is in hand (freeing 64 MiB of 4 KiB pages takes a few milliseconds
-/// here, whoever made them). `len` says how many bytes came back.
-fn byte_calls<R>(
+/// Times `iters` calls of `send` on a fresh copy of `template` each,
+/// leaving the making of the copy off the clock, and the dropping of what
+/// `send` returns: a returned value is the caller's to free when it likes,
+/// as the argument's memory is the pool's to free after the result is in
+/// hand (freeing 64 MiB of 4 KiB pages takes a few milliseconds here,
+/// whoever made them). `len` says how many bytes came back, `size` how
+/// many must.
+fn payload_calls<T: Clone, R>(
     iters: u64,
+    template: &T,
     size: usize,
-    mut send: impl FnMut(Vec<u8>) -> R,
+    mut send: impl FnMut(T) -> R,
     len: fn(&R) -> usize,
 ) -> Duration {
-    let template = vec![7u8; size];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
-        let bytes = template.clone();
+        let payload = template.clone();
         let start = Instant::now();
-        let got = send(bytes);
+        let got = send(payload);
         total += start.elapsed();
         assert_eq!(len(&got), size);
     }
     total
+}
+
+/// [`payload_calls`] on a vector of `size` bytes.
+fn byte_calls<R>(
+    iters: u64,
+    size: usize,
+    send: impl FnMut(Vec<u8>) -> R,
+    len: fn(&R) -> usize,
+) -> Duration {
+    payload_calls(iters, &vec![7u8; size], size, send, len)
 }
 
 /// What copying `size` bytes costs here: into a fresh vector, and into
@@ -504,6 +568,39 @@ fn process_bytes(c: &mut Criterion) {
             });
         });
     }
+    let numbers: Vec<f64> = (0..BYTES[1].0 / 8).map(|n| n as f64 * 0.5).collect();
+    let size = BYTES[1].0;
+    group.throughput(Throughput::Bytes(size as u64));
+    group.bench_function("arg_f64_64MiB", |b| {
+        ran = true;
+        b.iter_custom(|iters| {
+            let send = |numbers| executor.submit(len_f64, numbers).result().expect("len");
+            payload_calls(iters, &numbers, size / 8, send, |n| *n)
+        });
+    });
+    group.bench_function("echo_f64_64MiB", |b| {
+        b.iter_custom(|iters| {
+            let send = |numbers| executor.submit(echo_f64, numbers).result().expect("echo");
+            payload_calls(iters, &numbers, size / 8, send, Vec::len)
+        });
+    });
+    drop(numbers);
+    let three = Three::new();
+    group.throughput(Throughput::Bytes(Three::BYTES as u64));
+    group.bench_function("arg_three_60MiB", |b| {
+        ran = true;
+        b.iter_custom(|iters| {
+            let send = |three| executor.submit(len_three, three).result().expect("len");
+            payload_calls(iters, &three, Three::BYTES, send, |n| *n)
+        });
+    });
+    group.bench_function("echo_three_60MiB", |b| {
+        b.iter_custom(|iters| {
+            let send = |three| executor.submit(echo_three, three).result().expect("echo");
+            payload_calls(iters, &three, Three::BYTES, send, Three::bytes)
+        });
+    });
+    drop(three);
     drop(executor);
 
     let pool = procspawn_pool();

@@ -364,7 +364,7 @@
 //! state machine (pending, running, done, cancelled, with its callbacks,
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
-//! scoped tasks; the remote layer has it in two files, the process
+//! scoped tasks; the remote layer has it in three files, the process
 //! transport in five, the MPI transport (feature `mpi`) in one, the
 //! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
@@ -392,6 +392,12 @@
 //!   `_dyld_get_image_header(0)` on macOS, `GetModuleHandleW(NULL)` on
 //!   Windows). Those calls are the file's other unsafe blocks.
 //! - `remote/serve.rs`: calling a received task, after those two checks.
+//! - `remote/codec.rs`: the fast path of vectors of plain numbers (`u8`,
+//!   `f32`, `f64`: no padding, and any bytes are a valid value): viewing
+//!   one's memory as bytes, and copying bytes into a vector's reserved,
+//!   uninitialized room before setting its length; and `madvise` for huge
+//!   pages under a big fresh buffer (Linux), a hint that never changes what
+//!   the memory holds.
 //! - `process/platform.rs` (Unix): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
 //!   `dup2` to take the channel off standard input, `kill` for a signal
@@ -417,13 +423,14 @@
 //! - `process/arena.rs`: the memory a pool shares with one child for big
 //!   payloads (Linux): `memfd_create`, sealing, `mmap`/`munmap`, `madvise`,
 //!   `sendmsg`/`recvmsg` with `SCM_RIGHTS` to hand it over, and in a worker
-//!   `mallopt` (glibc's two thresholds, see `arena::keep_freed`); and the two
-//!   copies into and out of the shared mapping. Those copy through raw
-//!   pointers, never a `&[u8]` over the mapping, and only while the
-//!   protocol gives this side the memory: the writer writes before it sends
-//!   its frame, the reader reads after that frame arrives and before it
-//!   sends one; the memfd is sealed at its size (no `SIGBUS`) and the
-//!   mapping is not inherited by `fork`. The module docs give the argument.
+//!   `mallopt` (glibc's two thresholds, see `arena::keep_freed`); and the
+//!   slices over the shared mapping that payloads are encoded into and
+//!   decoded out of (`Arena::view_mut`, `Arena::view`). A slice lives only
+//!   while the protocol gives this side the memory: the writer writes
+//!   before it sends its frame, the reader reads after that frame arrives
+//!   and is done before it sends one (the borrow of the arena ends first);
+//!   the memfd is sealed at its size (no `SIGBUS`) and the mapping is not
+//!   inherited by `fork`. The module docs give the argument.
 //! - `shared/region.rs` (Unix): the memory that holds a `Shared<[T]>`'s
 //!   plain data, one object for the caller and every worker: on Linux
 //!   `memfd_create` and `fcntl` to seal it against writes and size changes

@@ -1,7 +1,8 @@
-//! Layer: MPI transport. May use the remote layer's calls, messages and
-//! work, `shared`'s values to put in a rank, the crate's futures, `ffi`,
-//! `liveness` and `rank`; no other transport. The hub: the one thread of a
-//! process that owns MPI, with its event loop and the leasing of ranks.
+//! Layer: MPI transport. May use the remote layer's calls, messages, work
+//! and codec's `Bulk`, `shared`'s values to put in a rank, the crate's
+//! futures, `ffi`, `liveness` and `rank`; no other transport. The hub: the
+//! one thread of a process that owns MPI, with its event loop and the
+//! leasing of ranks.
 //!
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
@@ -70,6 +71,7 @@ use super::liveness::{self, Heard};
 use super::rank::Role;
 use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
 use crate::remote::call::{Initializer, Secret};
+use crate::remote::codec::Bulk;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 use crate::remote::work::{One, Work};
 use crate::{Error, Future, future, shared};
@@ -727,7 +729,7 @@ impl Hub {
                 };
                 let known = self.known.entry((group, rank)).or_default();
                 let mut messages = share(known, &work.shared);
-                let task = [&work.header.encode()[..], &work.args, &work.tail].concat();
+                let task = [&work.header.encode()[..], &work.args, work.bulk.bytes()].concat();
                 messages.push((tags::TASK, task));
                 for (tag, message) in &messages {
                     match group {
@@ -747,7 +749,7 @@ impl Hub {
                 let cut = if count > 1 && work.ends.len() == count {
                     Cut::Later(now)
                 } else {
-                    (work.args, work.tail, work.shared) = (Vec::new(), Vec::new(), Vec::new());
+                    (work.args, work.bulk, work.shared) = (Vec::new(), Bulk::default(), Vec::new());
                     Cut::Never
                 };
                 let busy = Busy {
@@ -1055,7 +1057,7 @@ fn initializer_work(initializer: &Initializer, secret: &Secret) -> (Work, Future
         header,
         args: initializer.arg.clone(),
         ends: Vec::new(),
-        tail: Vec::new(),
+        bulk: Bulk::default(),
         results: Box::new(One(promise)),
         shared: Vec::new(),
     };
@@ -1104,7 +1106,7 @@ fn answered(
     work.results.ran_for(sent.elapsed());
     // The shared values it used are let go before its future resolves.
     drop(std::mem::take(&mut work.shared));
-    let deferred = match work.results.deliver(outcomes, Vec::new()) {
+    let deferred = match work.results.deliver(outcomes, &[], &mut Bulk::default()) {
         Ok(deferred) | Err(deferred) => deferred,
     };
     if let Some(deferred) = deferred {

@@ -1,5 +1,5 @@
-//! Layer: MPI transport. May use the remote layer's `serve`, `call` and
-//! `message`, `liveness` and `gate`; no other transport. The rank's side: how
+//! Layer: MPI transport. May use the remote layer's `serve`, `call`,
+//! `message` and codec's `Bulk`, `liveness` and `gate`; no other transport. The rank's side: how
 //! [`init`](crate::init) recognises a serving rank, and its endpoint for the
 //! remote layer's serve loop.
 //!
@@ -37,6 +37,7 @@ use super::gate::Gate;
 use super::liveness::{self, TaskThread};
 use super::{Backoff, tags};
 use crate::remote::call::{Fingerprint, Secret};
+use crate::remote::codec::Bulk;
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint};
 
@@ -232,8 +233,8 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         Ok(())
     }
 
-    /// MPI carries every message whole: `tail` stays empty.
-    fn receive(&mut self, body: &mut Vec<u8>, _: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+    /// MPI carries every message whole: nothing comes apart.
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
         let hub = self.comm.process_at_rank(self.hub);
         let mut backoff = Backoff::default();
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
@@ -271,14 +272,14 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
     /// On the task thread, with a heartbeat every
     /// [`BEAT`](liveness::BEAT) while it runs, and an answer to each
     /// request to cut it.
-    /// `tail` is empty in (see `receive`), and stays so: `run_task` joins
-    /// a result's tail to the outcomes.
+    /// Nothing comes apart (see `receive`), and `bulk` stays empty:
+    /// `run_task` joins a result's bulk to the outcomes.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
-        _: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
+        _: &mut Bulk,
     ) -> Result<(), String> {
         let tasks = match &mut self.tasks {
             Some(tasks) => tasks,

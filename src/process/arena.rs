@@ -1,13 +1,14 @@
 //! Layer: process transport, at its bottom beside `platform`. May use `std`,
-//! `libc` and `frame`'s `ReceiveFd` trait only. Big payloads through shared memory: the bytes of a lone
-//! `Vec<u8>` argument or result travel through an [`Arena`] (a `memfd`
-//! mapped by the pool and by one child) instead of the channel.
+//! `libc` and `frame`'s `ReceiveFd` trait only. Big payloads through shared memory: a message's big last part
+//! (a lone plain vector's memory, or encoded arguments or outcomes of any
+//! type) travels through an [`Arena`] (a `memfd` mapped by the pool and by
+//! one child) instead of the channel.
 //!
 //! Why: through the socket, every byte is copied into the kernel and out
 //! again, in pieces of the socket's buffer, with a context switch each. An
 //! arena costs one copy on each side: the sender's into memory that is
-//! already mapped and faulted in, the receiver's out of it, into the
-//! `Vec<u8>` the task (or the caller) gets.
+//! already mapped and faulted in, the receiver's out of it, as it decodes
+//! the value in place ([`Arena::view`]).
 //!
 //! # The protocol: who may touch the arena when
 //!
@@ -17,19 +18,20 @@
 //! argument may lie in it, and only such a task's answer may use it:
 //!
 //! ```text
-//! pool: put(argument) ──── Task frame ────▶ child: take(argument)
+//! pool: write(argument) ── Task frame ────▶ child: view(argument), decoded
 //!                                                 … task …
-//!                                                 put(result)
-//! pool: take(result) ◀── Outcomes frame ──
+//!                                                 write(result)
+//! pool: view(result), decoded ◀── Outcomes frame ──
 //! ```
 //!
 //! The side that writes does so before it sends its frame; the other side
-//! reads only after that frame arrived, and copies the bytes out before it
-//! sends a frame of its own. Between two frames, the memory belongs to one
-//! process alone; the system calls that move the frame order the writes
-//! before the reads. So no byte is read while the peer may still write it,
-//! and no `&[u8]` is ever formed over the mapping: [`Arena::put`] and
-//! [`Arena::take`] copy through raw pointers, inside those windows.
+//! reads only after that frame arrived, and is done reading (it decoded
+//! the value out) before it sends a frame of its own. Between two frames,
+//! the memory belongs to one process alone; the system calls that move the
+//! frame order the writes before the reads. So no byte is read while the
+//! peer may still write it, nor written while it may read it: the slices
+//! that [`Arena::view_mut`] and [`Arena::view`] form over the mapping live
+//! only inside such windows (their callers say why).
 //!
 //! Nothing else can write the mapping: the `memfd` is close-on-exec (and
 //! received so), closed once mapped, sealed against shrinking or growing
@@ -48,15 +50,17 @@
 //!
 //! An arena is made by whichever side first needs one big enough, sized to
 //! the next power of two at least [`MIN`] and at most [`MAX`]; it is handed
-//! to the other side once, with the frame that first uses it (`SCM_RIGHTS`
-//! on the channel), and replaced only by a bigger one. So a pool holds at
+//! to the other side once, with the frame that first uses it, or (one the
+//! pool made for an argument that then failed to encode) the next task
+//! frame that lends it (`SCM_RIGHTS` on the channel), and replaced only by
+//! a bigger one. So a pool holds at
 //! most one arena per worker, of at most [`MAX`] bytes: `max_workers` ×
 //! the largest payload seen, rounded up to a power of two. Payloads above
 //! [`MAX`] take the channel. The memory is returned when the worker retires
 //! (at shutdown, or when it is replaced).
 //!
 //! A worker also keeps what its tasks free, up to twice its arena's size,
-//! for the next payload's vector ([`keep_freed`]): it holds at most that
+//! for the next payload's vectors ([`keep_freed`]): it holds at most that
 //! much more memory, for its life.
 //!
 //! Linux only (`memfd_create`); on the portable Unix path (macOS)
@@ -91,8 +95,8 @@ pub(crate) struct Arena {
 }
 
 // SAFETY: an Arena is a mapping owned by one value; it has no thread
-// affinity, and every access goes through `&mut self` (put) or copies out
-// under the protocol (take), so moving it to another thread is sound.
+// affinity, and every access goes through a borrow of it (`view_mut`,
+// `view`), under the protocol, so moving it to another thread is sound.
 unsafe impl Send for Arena {}
 
 impl Arena {
@@ -127,53 +131,34 @@ impl Arena {
         self.len
     }
 
-    /// Copies `bytes` to the start of the arena: call only while this side
-    /// owns it (see the module docs), before sending the frame that hands
-    /// the bytes over.
-    pub(crate) fn put(&mut self, bytes: &[u8]) {
-        assert!(bytes.len() <= self.len, "a payload bigger than its arena");
+    /// The first `len` bytes of the arena (at most its size), to write
+    /// into: call only while this side owns the arena, before sending the
+    /// frame that hands the bytes over (see the module docs).
+    pub(crate) fn view_mut(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= self.len, "a payload bigger than its arena");
         // SAFETY: the mapping is `self.len` bytes, readable and writable,
-        // and sealed at that size (no SIGBUS); `bytes` fits (checked) and
-        // lies in this process's own memory, not in the mapping (nothing
-        // outside this module can name the mapping's address). The peer
-        // does not touch the arena while this side owns it (module docs).
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base, bytes.len()) };
+        // sealed at that size (no SIGBUS) and alive while `self` is (the
+        // reference borrows it mutably, so no other view of it exists in
+        // this process); `len` fits (checked). The peer does not touch the
+        // arena while this side owns it (module docs).
+        unsafe { std::slice::from_raw_parts_mut(self.base, len) }
     }
 
-    /// Copies the first `len` bytes of the arena (at most its size) into a
-    /// vector: call only after the frame that handed them over arrived,
-    /// before sending one. The vector is `reuse`'s memory, taken, when `len`
-    /// fits it snugly (at least seven eighths of its capacity): memory
-    /// already faulted in costs a copy, fresh memory also a page fault and
-    /// the kernel's zeroing of each page, more than the copy itself.
-    /// Otherwise it is a new vector, and `reuse` is left as it was, for its
-    /// owner to free when it will. `None` if this process has no memory for
-    /// the bytes.
-    pub(crate) fn take(&self, len: usize, reuse: &mut Vec<u8>) -> Option<Vec<u8>> {
+    /// The first `len` bytes of the arena (at most its size), to decode in
+    /// place: call only after the frame that handed them over arrived, and
+    /// drop before sending a frame (see the module docs). Within that
+    /// window the peer writes nothing, so the bytes hold still under the
+    /// reference, as Rust requires.
+    pub(crate) fn view(&self, len: usize) -> &[u8] {
         assert!(len <= self.len, "a payload bigger than its arena");
-        let capacity = reuse.capacity();
-        let mut bytes = if len <= capacity && len >= capacity - capacity / 8 {
-            let mut reused = std::mem::take(reuse);
-            reused.clear();
-            reused
-        } else {
-            let mut fresh = Vec::new();
-            fresh.try_reserve_exact(len).ok()?;
-            sys::advise_huge(fresh.spare_capacity_mut());
-            fresh
-        };
-        // SAFETY: the source is the first `len` bytes of the mapping
-        // (checked above), sealed at its size; the destination is the
-        // vector's spare capacity, at least `len` bytes (it is empty, and
-        // its capacity was checked or reserved), in this process's heap
-        // and so not overlapping the mapping. The peer wrote these bytes
-        // before sending the frame that handed them over, and writes
-        // nothing more until this side answers (module docs).
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.base, bytes.as_mut_ptr(), len);
-            bytes.set_len(len);
-        }
-        Some(bytes)
+        // SAFETY: the mapping is `self.len` bytes, readable, sealed at that
+        // size (no SIGBUS) and alive while `self` is (the reference borrows
+        // it); `len` fits (checked). Nothing in this process writes it but
+        // `put`, which needs `&mut self`, so not while this borrow lives;
+        // the peer wrote these bytes before sending the frame that handed
+        // them over, and writes nothing more until this side sends one,
+        // which its callers do only once the view is gone (module docs).
+        unsafe { std::slice::from_raw_parts(self.base, len) }
     }
 }
 
@@ -458,32 +443,6 @@ mod sys {
         #[cfg(not(target_env = "gnu"))]
         let _ = len;
     }
-
-    /// How big a fresh buffer must be before it is worth huge pages.
-    const HUGE: usize = 4 << 20;
-
-    /// Asks for transparent huge pages under a big fresh buffer, before
-    /// its first write: a 4 KiB page fault each costs more than the copy
-    /// into it (BENCHMARKS.md), and this system's policy may be `madvise`.
-    /// Only a hint: failing changes nothing.
-    pub(super) fn advise_huge(buffer: &mut [std::mem::MaybeUninit<u8>]) {
-        if buffer.len() < HUGE {
-            return;
-        }
-        let page = 4096;
-        let start = buffer.as_mut_ptr().addr().next_multiple_of(page);
-        let end = (buffer.as_mut_ptr().addr() + buffer.len()) / page * page;
-        // SAFETY: `start..end` lies inside `buffer`, memory this process
-        // owns through a `&mut`, page-aligned; MADV_HUGEPAGE changes how
-        // the kernel backs those pages, never what they hold.
-        unsafe {
-            libc::madvise(
-                buffer.as_mut_ptr().with_addr(start).cast(),
-                end - start,
-                libc::MADV_HUGEPAGE,
-            )
-        };
-    }
 }
 
 /// The portable Unix path: no memfd, so no arena; every payload takes the
@@ -522,8 +481,6 @@ mod sys {
     }
 
     pub(super) fn unmap(_: *mut u8, _: usize) {}
-
-    pub(super) fn advise_huge(_: &mut [std::mem::MaybeUninit<u8>]) {}
 
     pub(super) fn keep_freed(_: usize) {}
 }

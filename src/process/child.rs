@@ -1,5 +1,5 @@
-//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call` and
-//! `message`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
+//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call`,
+//! `message` and codec's `Bulk`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
 //! the program knows it is a process pool's child, and its endpoint for the
 //! remote layer's serve loop. The crate's constructor (before `main`, see
 //! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
@@ -37,6 +37,7 @@ use super::frame::{self, FrameError};
 use super::gate::Gate;
 use super::sys;
 use crate::remote::call::{Fingerprint, Secret};
+use crate::remote::codec::Bulk;
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
 #[cfg(unix)]
@@ -112,6 +113,7 @@ fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
         writer,
         arena: None,
         lent: false,
+        in_arena: 0,
         kept: 0,
         gate,
         answer: [0; Answer::LEN],
@@ -129,6 +131,8 @@ struct Channel {
     /// Whether the task being served came with the arena lent: only then
     /// may its answer use it.
     lent: bool,
+    /// How many of the task's last bytes lie in the arena.
+    in_arena: usize,
     /// The arena size that freed memory is kept for (`arena::keep_freed`).
     kept: usize,
     /// Where the pool says which items may start (none: every item may).
@@ -153,7 +157,8 @@ impl Endpoint for Channel {
             _ => parts,
         };
         let sent = if std::mem::take(&mut self.lent) {
-            frame::write_message(&mut self.writer, kind, parts, &mut self.arena)
+            // A new arena made here goes with this frame at once.
+            frame::write_message(&mut self.writer, kind, parts, &mut self.arena, &mut None)
         } else {
             frame::write_frame(&mut self.writer, kind, parts)
         };
@@ -165,9 +170,9 @@ impl Endpoint for Channel {
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
-        tail: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
+        bulk: &mut Bulk,
     ) -> Result<(), String> {
         // A header that does not decode is refused by the serve loop.
         let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
@@ -179,7 +184,14 @@ impl Endpoint for Channel {
             item = item.wrapping_add(1);
             allowed
         };
-        let ran = serve::run_task_with_tail(body, tail, secret, outcomes, &mut may_start)?;
+        // The task's last bytes are decoded where they lie, in the arena:
+        // this side's from the task frame that lent it until the answer,
+        // which `send` writes only after this view is gone (see `arena`).
+        let tail = match &self.arena {
+            Some(arena) => arena.view(std::mem::take(&mut self.in_arena)),
+            None => &[],
+        };
+        let ran = serve::run_task_with_tail(body, tail, secret, outcomes, bulk, &mut may_start)?;
         sys::end_if_forked();
         self.answer = Answer {
             first,
@@ -199,18 +211,17 @@ impl Endpoint for Channel {
         Region::adopt(fd).map_err(|error| format!("cannot map a shared value: {error}"))
     }
 
-    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String> {
-        // No memory to reuse: a task's argument vector is the task's.
-        let reuse = &mut Vec::new();
-        match frame::read_message(&mut self.reader, body, tail, reuse, &mut self.arena) {
-            Ok((kind, lent)) => {
-                self.lent = lent;
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String> {
+        match frame::read_message(&mut self.reader, body, &mut self.arena) {
+            Ok(received) => {
+                self.lent = received.lent;
+                self.in_arena = received.in_arena;
                 let arena = self.arena.as_ref().map_or(0, Arena::len);
                 if arena > self.kept {
                     arena::keep_freed(arena);
                     self.kept = arena;
                 }
-                Ok(Some(kind))
+                Ok(Some(received.kind))
             }
             Err(FrameError::Closed) => Ok(None),
             Err(error) => Err(error.into_error().to_string()),

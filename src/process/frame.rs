@@ -6,15 +6,20 @@
 //! and the body). The bodies are the remote layer's
 //! ([`message`](crate::remote::message)).
 //!
-//! A message whose last part (a lone `Vec<u8>` argument's or result's
-//! bytes) is big goes through the shared [`Arena`] ([`write_message`],
-//! [`read_message`]): the kind byte then has [`IN_ARENA`] set, the body
-//! starts with the length of those bytes (8 bytes, little-endian), and they
-//! are at the start of the arena; with [`NEW_ARENA`] also set, the frame's
+//! A message whose last part (a lone plain vector's memory, or else the
+//! encoded arguments or outcomes, of any type) is big goes through the
+//! shared [`Arena`] ([`write_message`], [`read_message`]): the kind byte
+//! then has [`IN_ARENA`] set, the body starts with the length of those
+//! bytes (8 bytes, little-endian), and they are at the start of the arena,
+//! where the receiver decodes them; with [`NEW_ARENA`] also set, the frame's
 //! first byte carries the descriptor of a new arena, which replaces the
 //! old. A task frame with [`LENT`] set lends the arena to the child until
 //! it answers that task: only then may the task's argument or its answer
 //! lie in the arena (the pool lends it only with nothing else in flight).
+//! The pool may make a new arena before it has a frame to hand it over
+//! with (a big argument whose encoding failed halfway into it): the next
+//! task frame that lends the arena hands it over, with 0 bytes in it if
+//! need be, so the child never answers into an arena the pool has dropped.
 //! The handshake's frames never carry any flag.
 //!
 //! Reading never trusts a length: at most [`RESERVE_AHEAD`] is reserved
@@ -42,9 +47,6 @@ pub(crate) enum FrameError {
     Io(io::Error),
     /// The bytes do not form a valid message.
     Malformed(String),
-    /// The message is whole, but this process has no memory for the
-    /// bytes it left in the arena, of this length.
-    NoMemory(usize),
 }
 
 impl From<io::Error> for FrameError {
@@ -66,7 +68,6 @@ impl FrameError {
             FrameError::Closed => "the child closed the channel".to_owned(),
             FrameError::Io(error) => format!("the channel to the child failed: {error}"),
             FrameError::Malformed(what) => what,
-            FrameError::NoMemory(len) => format!("no memory for a payload of {len} bytes"),
         })
     }
 }
@@ -74,9 +75,10 @@ impl FrameError {
 fn malformed(what: impl Into<String>) -> FrameError {
     FrameError::Malformed(what.into())
 }
-/// The most parts a frame's body is written from (a task: header,
-/// arguments, a lone byte vector's bytes).
-const MAX_PARTS: usize = 3;
+/// The most parts a frame's body is written from (a task that lends the
+/// arena: the length of what lies there, header, arguments, a lone plain
+/// vector's memory).
+const MAX_PARTS: usize = 4;
 
 /// The kind byte's flag: the message's last bytes are in the arena.
 const IN_ARENA: u8 = 0x80;
@@ -99,37 +101,83 @@ pub(crate) trait ReceiveFd: Read {
 }
 
 /// Writes one message, with the arena in hand: as [`write_frame`], except
-/// that a last part of at least [`arena::THRESHOLD`] bytes goes through
-/// `arena` (made, or replaced by a bigger one, as needed), and a task frame
-/// lends the arena (see the module docs). Without an arena (none can be
+/// that a last part (the last that is not empty) of at least
+/// [`arena::THRESHOLD`] bytes goes through `arena` ([`fill_arena`]), and a
+/// task frame lends the arena (see the module docs), handing over the new
+/// arena waiting in `handing`, if one does. Without an arena (none can be
 /// made here, or the part is above [`arena::MAX`]), the channel carries it.
 pub(crate) fn write_message(
     out: &mut impl SendFd,
     kind: Kind,
     parts: &[&[u8]],
     arena: &mut Option<Arena>,
+    handing: &mut Option<Descriptor>,
 ) -> io::Result<()> {
-    let lent = if kind == Kind::Task { LENT } else { 0 };
-    let Some((bulk, head)) = parts
-        .split_last()
-        .filter(|(bulk, _)| (arena::THRESHOLD..=arena::MAX).contains(&bulk.len()))
-    else {
-        return write_all(out, &frame_header(kind as u8 | lent, parts, &[]), parts);
-    };
-    let mut handed = None;
-    if arena.as_ref().is_none_or(|arena| arena.len() < bulk.len()) {
-        // The old arena goes first: never two held at once on this side.
-        *arena = None;
-        match Arena::create(bulk.len()) {
-            Ok((new, fd)) => {
-                *arena = Some(new);
-                handed = Some(fd);
-            }
-            Err(_) => return write_frame(out, kind, parts),
+    let used = parts
+        .iter()
+        .rposition(|part| !part.is_empty())
+        .map_or(0, |last| last + 1);
+    let parts = &parts[..used];
+    let mut lent = if kind == Kind::Task { LENT } else { 0 };
+    if let Some((bulk, head)) = parts.split_last()
+        && bulk.len() >= arena::THRESHOLD
+    {
+        let copy = |into: &mut [u8]| into.copy_from_slice(bulk);
+        if fill_arena(arena, handing, bulk.len(), copy).is_some() {
+            return write_placed(out, kind, head, bulk.len(), handing);
+        }
+        // This side's arena went, and no new one could be made: a lent
+        // frame would let the child answer into the one it still has.
+        if arena.is_none() {
+            lent = 0;
         }
     }
-    arena.as_mut().expect("made above").put(bulk);
-    let len = (bulk.len() as u64).to_le_bytes();
+    if lent != 0 && handing.is_some() {
+        return write_placed(out, kind, parts, 0, handing);
+    }
+    write_all(out, &frame_header(kind as u8 | lent, parts, &[]), parts)
+}
+
+/// Makes sure `arena` holds at least `len` bytes (made, or replaced by a
+/// bigger one, whose descriptor then waits in `handing` for the next frame
+/// that uses or lends the arena: [`write_placed`]), and lets `fill` write
+/// its first `len` bytes: call only while this side owns the arena. `None`
+/// if there can be no arena here (none can be made, or `len` is above
+/// [`arena::MAX`]): the channel must carry the bytes.
+pub(crate) fn fill_arena<R>(
+    arena: &mut Option<Arena>,
+    handing: &mut Option<Descriptor>,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> R,
+) -> Option<R> {
+    if len > arena::MAX {
+        return None;
+    }
+    if arena.as_ref().is_none_or(|arena| arena.len() < len) {
+        // The old arena goes first: never two held at once on this side.
+        *arena = None;
+        *handing = None;
+        let (new, fd) = Arena::create(len).ok()?;
+        *arena = Some(new);
+        *handing = Some(fd);
+    }
+    Some(fill(arena.as_mut().expect("made above").view_mut(len)))
+}
+
+/// Writes one message whose last `len` bytes lie at the start of the arena
+/// already ([`fill_arena`]), after `head` in the frame; with `len` 0, a task
+/// frame that lends the arena with nothing in it. Either way, the new arena
+/// waiting in `handing`, if one does, goes with it.
+pub(crate) fn write_placed(
+    out: &mut impl SendFd,
+    kind: Kind,
+    head: &[&[u8]],
+    len: usize,
+    handing: &mut Option<Descriptor>,
+) -> io::Result<()> {
+    let lent = if kind == Kind::Task { LENT } else { 0 };
+    let handed = handing.take();
+    let len = (len as u64).to_le_bytes();
     let flags = lent | IN_ARENA | if handed.is_some() { NEW_ARENA } else { 0 };
     let header = frame_header(kind as u8 | flags, &[&len], head);
     let mut parts_after = [&[][..]; MAX_PARTS];
@@ -238,23 +286,31 @@ pub(crate) fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> Result<Ki
     }
 }
 
+/// What [`read_message`] read: the message's kind, whether it lent the
+/// arena, and how many of its last bytes it left at the start of the arena
+/// (0: none), to decode there (see [`Arena::view`]).
+pub(crate) struct Received {
+    pub(crate) kind: Kind,
+    pub(crate) lent: bool,
+    pub(crate) in_arena: usize,
+}
+
 /// Reads one message written by [`write_message`] or [`stage_frame`]: the
-/// frame into `body`, and the bytes it left in the arena into `tail` (else
-/// empty), in `reuse`'s memory when they fit it (see [`Arena::take`]). A
-/// new arena handed over replaces `arena`. Returns the kind, and whether
-/// the message lent the arena.
+/// frame into `body`; the bytes it left in the arena stay there (see
+/// [`Received`]). A new arena handed over replaces `arena`.
 pub(crate) fn read_message<R: ReceiveFd>(
     input: &mut BufReader<R>,
     body: &mut Vec<u8>,
-    tail: &mut Vec<u8>,
-    reuse: &mut Vec<u8>,
     arena: &mut Option<Arena>,
-) -> Result<(Kind, bool), FrameError> {
+) -> Result<Received, FrameError> {
     let (kind, flags) = read_frame_reserving(input, body, RESERVE_AHEAD)?;
-    tail.clear();
     let lent = flags & LENT != 0;
     if flags & !LENT == 0 {
-        return Ok((kind, lent));
+        return Ok(Received {
+            kind,
+            lent,
+            in_arena: 0,
+        });
     }
     let len = (body.first_chunk::<8>())
         .filter(|_| flags & IN_ARENA != 0 && (lent || kind != Kind::Task))
@@ -280,8 +336,11 @@ pub(crate) fn read_message<R: ReceiveFd>(
             arena.len()
         )));
     }
-    *tail = arena.take(len, reuse).ok_or(FrameError::NoMemory(len))?;
-    Ok((kind, lent))
+    Ok(Received {
+        kind,
+        lent,
+        in_arena: len,
+    })
 }
 
 /// Reads one frame; returns its kind and the flags of its kind byte.

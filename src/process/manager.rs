@@ -61,6 +61,7 @@ use super::sys;
 use crate::Error;
 use crate::crew::{Crew, Turn};
 use crate::future::Canceller;
+use crate::remote::codec::Bulk;
 use crate::remote::message::Answer;
 use crate::remote::work::Work;
 
@@ -138,7 +139,7 @@ impl Flying {
     fn bytes(&self) -> usize {
         self.job
             .as_ref()
-            .map_or(0, |job| job.work.args.len() + job.work.tail.len())
+            .map_or(0, |job| job.work.args.len() + job.work.bulk.len())
     }
 
     /// Whether item `item` is one of this call's.
@@ -245,19 +246,9 @@ impl Feed<'_> {
                 continue;
             }
             let deadline = self.flight[0].deadline;
-            // A lone call's answer may come in the arena: its argument's
-            // bytes, sent already and never sent again (it was delivered),
-            // are memory to copy that into (see `Arena::take`). Unused,
-            // they stay with the job, freed once its future is resolved.
-            let (alone, head) = (self.flight.len() == 1, &mut self.flight[0]);
-            let mut nothing = Vec::new();
-            let reuse = match &mut head.job {
-                Some(job) if alone && head.delivered => &mut job.work.tail,
-                _ => &mut nothing,
-            };
-            match live.receive(deadline, reuse) {
-                Ok(outcome) => {
-                    let Some(done) = self.answered(outcome) else {
+            match live.receive(deadline) {
+                Ok(answer) => {
+                    let Some(done) = self.answered(answer) else {
                         continue;
                     };
                     let now = Instant::now();
@@ -327,8 +318,9 @@ impl Feed<'_> {
             // at once: with calls in flight they could fill the channel
             // while the child, busy, does not read it.
             let puts = (self.link.as_ref()).map_or(0, |live| live.put_bytes(&job.work.shared));
-            let bytes = job.work.args.len() + job.work.tail.len() + puts;
-            let alone = job.work.tail.len() >= arena::THRESHOLD || self.needs_new_child();
+            let payload = job.work.args.len() + job.work.bulk.len();
+            let bytes = payload + puts;
+            let alone = payload >= arena::THRESHOLD || self.needs_new_child();
             let flying_bytes: usize = self.flight.iter().map(Flying::bytes).sum();
             if !self.flight.is_empty() && (alone || flying_bytes + bytes > IN_FLIGHT_BYTES) {
                 self.waiting.push_front(job);
@@ -393,6 +385,30 @@ impl Feed<'_> {
             }
         }
         let live = self.link.as_mut().expect("started above");
+        // A big argument left unencoded goes straight into the arena, which
+        // is the pool's with nothing in flight; else into memory of its own.
+        // Its Serialize failing fails the task, before anything is sent.
+        let mut placed = None;
+        if let Bulk::Deferred(deferred) = &job.work.bulk {
+            let encoded = match lend.then(|| live.place(deferred)).flatten() {
+                Some(in_arena) => in_arena.map(|len| {
+                    placed = Some(len);
+                    None
+                }),
+                None => deferred.encode().map(Some),
+            };
+            match encoded {
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
+                    job.work.args = bytes;
+                    job.work.bulk = Bulk::default();
+                }
+                Err(error) => {
+                    job.work.results.fail(error);
+                    return Ok(());
+                }
+            }
+        }
         let count = job.work.header.count;
         let first = live.number(count);
         // The oldest call goes now: the child may start it. (With nothing
@@ -433,8 +449,9 @@ impl Feed<'_> {
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
         let work = &job.work;
+        let parts = [&work.args[..], work.bulk.bytes()];
         let sent = (live.share(&work.shared, deadline))
-            .and_then(|()| live.send(&work.header, [&work.args, &work.tail], lend, deadline));
+            .and_then(|()| live.send(&work.header, parts, placed, lend, deadline));
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
             job: Some(job),
@@ -450,21 +467,8 @@ impl Feed<'_> {
     /// Takes the child's answer for the oldest call in flight: `None` if
     /// the call had been given away (its answer says nothing ran), or if
     /// the answer broke the protocol (then the child was dropped).
-    fn answered(&mut self, outcome: Result<Answer, Error>) -> Option<Answered> {
+    fn answered(&mut self, answer: Answer) -> Option<Answered> {
         let head = &self.flight[0];
-        let (answer, outcome) = match outcome {
-            Ok(answer) => (answer, Ok(())),
-            // The outcomes of a lone call arrived, but not its result's
-            // bytes: the call ran.
-            Err(error) => (
-                Answer {
-                    first: head.first,
-                    done: head.count,
-                    consumed: 0,
-                },
-                Err(error),
-            ),
-        };
         // A call still here was claimed as the oldest in flight, and runs
         // whole; one given away was taken back before it started.
         let expected = match &head.job {
@@ -486,7 +490,6 @@ impl Feed<'_> {
         };
         Some(Answered {
             job,
-            outcome,
             sent: flying.sent,
         })
     }
@@ -520,32 +523,25 @@ impl Feed<'_> {
         self.give_away(job);
     }
 
-    /// Completes `done` from the outcomes the child sent back (or fails it
-    /// with its error), ending `turn` just before if given, and retires the
-    /// child, with nothing more in flight, if it is done.
+    /// Completes `done` from the outcomes the child sent back, ending
+    /// `turn` just before if given, and retires the child, with nothing
+    /// more in flight, if it is done.
     fn complete(&mut self, done: Answered, took: Duration, turn: Option<Turn<'_, Queued>>) {
         let live = self.link.as_mut().expect("the child just answered");
-        let Answered {
-            mut job, outcome, ..
-        } = done;
+        let Answered { mut job, .. } = done;
         job.work.results.ran_for(took);
         // The shared values it used are let go before its future resolves:
         // a caller that drops its last handle then frees the value now.
         drop(std::mem::take(&mut job.work.shared));
         let idle = turn.map(Turn::end);
-        let delivered = match outcome {
-            // Decoding runs the result's Deserialize, and completing may
-            // run its Drop: user code, each caught where it runs (see
-            // `Results::deliver`).
-            Ok(()) => {
-                let tail = std::mem::take(&mut live.tail);
-                job.work.results.deliver(live.outcomes(), tail)
-            }
-            Err(error) => {
-                job.work.results.fail(error);
-                Ok(None)
-            }
-        };
+        // Decoding runs the result's Deserialize, and completing may run
+        // its Drop: user code, each caught where it runs (see
+        // `Results::deliver`). The outcomes' tail is decoded in the arena,
+        // before anything more is sent to this child (see `ChildLink::tail`);
+        // a plain-vector result may take the memory of the job's own
+        // argument, sent already and never sent again.
+        let delivered =
+            (job.work.results).deliver(live.outcomes(), live.tail(), &mut job.work.bulk);
         // Outcomes that did not decode (the future got the protocol
         // error): the child is not to be trusted with more calls; those in
         // flight are answered first.
@@ -736,7 +732,6 @@ impl Feed<'_> {
 /// The answer to one call, whose items all ran.
 struct Answered {
     job: Job,
-    outcome: Result<(), Error>,
     sent: Instant,
 }
 

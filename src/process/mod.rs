@@ -98,20 +98,25 @@ use spawn::{Process, Recipe};
 /// hold no call the child has not read, one task at a time is sent to each
 /// worker, and the rest of a chunk still goes on after a slow input.)
 ///
-/// Big byte payloads: on Linux, a task's `Vec<u8>` argument or result of
-/// 256 KiB or more does not go through the worker's channel but through
-/// memory shared with that worker, copied once on each side. Each worker
-/// keeps that memory from its first such payload on, sized to the largest
-/// payload it has carried rounded up to a power of two (at least 1 MiB, at
-/// most 1 GiB; bigger payloads take the channel), and returns it when it
-/// exits: at shutdown, or when it is replaced. So the pool holds at most
-/// `max_workers` times that. A worker also keeps up to twice that size of
-/// the memory its tasks free (with glibc), so that the next big argument
-/// is copied into memory already in use rather than fresh pages. A big
-/// result is copied into its task's argument vector when it fills at
-/// least seven eighths of that vector's capacity, so a `Vec<u8>` result's
-/// capacity may exceed its length by up to an eighth. Elsewhere (macOS,
-/// Windows), every payload takes the channel.
+/// Big payloads: on Linux, a task's argument or result whose encoding is
+/// 256 KiB or more, of any type, does not go through the worker's channel
+/// but through memory shared with that worker. A `Vec<u8>`, `Vec<f32>` or
+/// `Vec<f64>` is copied into it as it is, and out of it once on the other
+/// side; any other value is encoded straight into it (a lone task's
+/// argument by the pool, when it sends it: its `Serialize` runs on
+/// `submit` to measure it, and again there) and decoded straight out of
+/// it. Each worker keeps that memory from its first such payload on, sized
+/// to the largest payload it has carried rounded up to a power of two (at
+/// least 1 MiB, at most 1 GiB; bigger payloads take the channel), and
+/// returns it when it exits: at shutdown, or when it is replaced. So the
+/// pool holds at most `max_workers` times that. A worker also keeps up to
+/// twice that size of the memory its tasks free (with glibc), so that the
+/// next big argument lands in memory already in use rather than fresh
+/// pages. A `Vec<u8>`, `Vec<f32>` or `Vec<f64>` result is copied into its
+/// task's argument vector of the same type when it fills at least seven
+/// eighths of that vector's capacity, so its capacity may exceed its
+/// length by up to an eighth. Elsewhere (macOS, Windows), every payload
+/// takes the channel.
 ///
 /// ```
 /// use concurrent_futures::{Executor, ProcessPoolExecutor};
@@ -232,6 +237,12 @@ impl sealed::Transport for ProcessTransport {
 
     fn one_input_per_task(&self) -> bool {
         self.shared.timeout.is_some()
+    }
+
+    /// Straight into the child's arena (where there is none, the manager
+    /// encodes it into memory of its own).
+    fn encodes_in_place(&self) -> bool {
+        true
     }
 }
 

@@ -1,6 +1,6 @@
-//! Layer: process transport. May use the remote layer's messages, `frame`,
-//! `gate`, `child`'s marker, `init::can_serve` and `shared`'s values to
-//! put in a child. The parent's side of one
+//! Layer: process transport. May use the remote layer's messages and
+//! codec's `Deferred`, `frame`, `gate`, `child`'s marker, `init::can_serve`
+//! and `shared`'s values to put in a child. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
 //!
@@ -27,7 +27,7 @@ use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::arena::Arena;
+use super::arena::{Arena, Descriptor};
 use super::child::MARKER;
 use super::frame::{self, FrameError};
 use super::gate::Gate;
@@ -35,7 +35,7 @@ use super::sys::{self, Deadline, OsChild, Signal, Status};
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Fingerprint, Initializer, Secret};
-use crate::remote::codec;
+use crate::remote::codec::Deferred;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 use crate::shared::{self, Region, Wire};
 
@@ -68,13 +68,15 @@ pub(crate) struct ChildLink {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     pub(crate) body: Vec<u8>,
-    /// The outcomes' last bytes, if they came through the arena.
-    pub(crate) tail: Vec<u8>,
+    /// How many of the outcomes' last bytes lie in the arena (see `tail`).
+    in_arena: usize,
     /// Task frames to write together (see `send`).
     staged: Vec<u8>,
     /// The memory shared with this child for big payloads, once one was
     /// needed (see `arena`).
     arena: Option<Arena>,
+    /// A new arena not handed over yet: it goes with the next task frame.
+    handing: Option<Descriptor>,
     /// Calls made to this worker, for `max_tasks_per_child`.
     pub(crate) calls: usize,
     /// Whether it sent outcomes that did not decode: it gets no more calls.
@@ -125,9 +127,10 @@ impl ChildLink {
                 }),
             }),
             body: Vec::new(),
-            tail: Vec::new(),
+            in_arena: 0,
             staged: Vec::new(),
             arena: None,
+            handing: None,
             calls: 0,
             distrusted: false,
             gate: gate.map(Arc::new),
@@ -248,20 +251,25 @@ impl ChildLink {
     }
 
     /// Sends one task frame: the header, the encoded arguments, then the
-    /// bytes of a lone `Vec<u8>` argument. With `lend` (no other call in
-    /// flight on this child), the frame lends the arena and goes out now,
-    /// and big bytes through the arena; else it is staged, to go out with
-    /// the others in one write at the next [`flush`](Self::flush). The
-    /// deadline covers sending: a worker that stops reading (stopped, or
-    /// stuck) must not hold the call forever.
+    /// memory of a lone plain-vector argument, or the `placed` bytes of an
+    /// argument that [`place`](Self::place) encoded into the arena. With
+    /// `lend` (no other call in flight on this child), the frame lends the
+    /// arena and goes out now, and big bytes through the arena; else it is
+    /// staged, to go out with the others in one write at the next
+    /// [`flush`](Self::flush). The deadline covers sending: a worker that
+    /// stops reading (stopped, or stuck) must not hold the call forever.
     pub(crate) fn send(
         &mut self,
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
+        placed: Option<usize>,
         lend: bool,
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
+        debug_assert!(lend || placed.is_none(), "placed in an arena not lent");
         self.calls += 1;
+        // The arena is about to be lent again: what it held is gone.
+        self.in_arena = 0;
         let parts = [&header.encode()[..], args, tail];
         if !lend {
             frame::stage_frame(&mut self.staged, Kind::Task, &parts);
@@ -269,7 +277,11 @@ impl ChildLink {
         }
         self.flush(deadline)?;
         self.writer.set(deadline);
-        let sent = frame::write_message(&mut self.writer, Kind::Task, &parts, &mut self.arena);
+        let (writer, handing) = (&mut self.writer, &mut self.handing);
+        let sent = match placed {
+            Some(len) => frame::write_placed(writer, Kind::Task, &parts, len, handing),
+            None => frame::write_message(writer, Kind::Task, &parts, &mut self.arena, handing),
+        };
         self.writer.set(None);
         sent.map_err(sending_fault)
     }
@@ -325,6 +337,19 @@ impl ChildLink {
         Ok(())
     }
 
+    /// Encodes a lone task's deferred argument straight into the arena, to
+    /// be [`send`](Self::send)'s `placed` bytes, in a frame that lends the
+    /// arena: call only with nothing in flight (the arena is then the
+    /// pool's). `None` if there can be no arena here: the argument must be
+    /// encoded into memory of its own. `Some(Err)`: its `Serialize` failed,
+    /// the task's error; the arena still is as the child knows it, or a new
+    /// one waits for the next task frame to hand it over.
+    pub(crate) fn place(&mut self, deferred: &Deferred) -> Option<Result<usize, Error>> {
+        let (arena, handing, len) = (&mut self.arena, &mut self.handing, deferred.size());
+        let placed = frame::fill_arena(arena, handing, len, |into| deferred.encode_into(into))?;
+        Some(placed.map(|()| len))
+    }
+
     /// Writes the staged task frames, in one call if the channel takes them.
     pub(crate) fn flush(&mut self, deadline: Option<Instant>) -> Result<(), Fault> {
         if self.staged.is_empty() {
@@ -339,41 +364,26 @@ impl ChildLink {
 
     /// Waits, until `deadline`, for the answer to the oldest call in
     /// flight: which items ran, whose outcomes are left in `self.body`
-    /// (after the answer: see [`outcomes`](Self::outcomes)) and `self.tail`
-    /// (the latter in `reuse`'s memory if it fits them, see `Arena::take`).
-    /// `Ok(Err(error))`: the outcomes arrived whole, and the child is fine,
-    /// but the task fails with `error` (this process had no memory for its
-    /// result's bytes).
-    pub(crate) fn receive(
-        &mut self,
-        deadline: Option<Instant>,
-        reuse: &mut Vec<u8>,
-    ) -> Result<Result<Answer, Error>, Fault> {
+    /// (after the answer: see [`outcomes`](Self::outcomes)) and in the
+    /// arena (see [`tail`](Self::tail)).
+    pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Answer, Fault> {
         self.reader.get_mut().set(deadline);
-        let read = frame::read_message(
-            &mut self.reader,
-            &mut self.body,
-            &mut self.tail,
-            reuse,
-            &mut self.arena,
-        );
-        let answer = || {
-            Answer::decode(&self.body)
-                .map(|(answer, _)| answer)
-                .map_err(|malformed| Fault::Protocol(malformed.into_error()))
-        };
+        self.in_arena = 0;
+        let read = frame::read_message(&mut self.reader, &mut self.body, &mut self.arena);
         match read {
-            Ok((Kind::Outcomes, _)) => Ok(Ok(answer()?)),
-            Ok((kind, _)) => Err(Fault::Protocol(Error::Protocol(format!(
-                "the worker answered a task with a {kind:?} frame"
+            Ok(received) if received.kind == Kind::Outcomes => {
+                self.in_arena = received.in_arena;
+                Answer::decode(&self.body)
+                    .map(|(answer, _)| answer)
+                    .map_err(|malformed| Fault::Protocol(malformed.into_error()))
+            }
+            Ok(received) => Err(Fault::Protocol(Error::Protocol(format!(
+                "the worker answered a task with a {:?} frame",
+                received.kind
             )))),
             Err(FrameError::Io(e)) if is_timeout(&e) => Err(Fault::TimedOut),
             Err(FrameError::Closed | FrameError::Io(_)) => Err(Fault::Died),
             Err(error @ FrameError::Malformed(_)) => Err(Fault::Protocol(error.into_error())),
-            Err(FrameError::NoMemory(len)) => {
-                answer()?;
-                Ok(Err(codec::no_memory_for_result(len)))
-            }
         }
     }
 
@@ -386,6 +396,17 @@ impl ChildLink {
     /// The outcomes of the answer just received.
     pub(crate) fn outcomes(&self) -> &[u8] {
         self.body.get(Answer::LEN..).unwrap_or_default()
+    }
+
+    /// The outcomes' last bytes, where they came apart: in the arena, to
+    /// decode in place. Call only before the next [`send`](Self::send):
+    /// the arena is this side's until then (see `arena`), and the borrow
+    /// of `self` makes sure the bytes are not used past it.
+    pub(crate) fn tail(&self) -> &[u8] {
+        match &self.arena {
+            Some(arena) => arena.view(self.in_arena),
+            None => &[],
+        }
     }
 
     /// Lets the child finish: closing the channel makes it exit. Waits for it.

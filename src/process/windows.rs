@@ -554,11 +554,11 @@ pub(crate) mod arena {
             match *self {}
         }
 
-        pub(crate) fn put(&mut self, _bytes: &[u8]) {
+        pub(crate) fn view_mut(&mut self, _len: usize) -> &mut [u8] {
             match *self {}
         }
 
-        pub(crate) fn take(&self, _len: usize, _reuse: &mut Vec<u8>) -> Option<Vec<u8>> {
+        pub(crate) fn view(&self, _len: usize) -> &[u8] {
             match *self {}
         }
     }

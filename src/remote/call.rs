@@ -42,30 +42,35 @@ use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::codec;
+use super::codec::{self, Bulk};
 use crate::{Error, Payload, panic};
 
 /// The fixed point every offset is measured from.
 static ANCHOR: u8 = 0;
 
 /// What every trampoline looks like: call the function at `function` on
-/// each of `count` encoded arguments in `frame[start..]` (followed by the
-/// bytes in `tail`, which a transport may carry apart), appending one
-/// encoded outcome per argument to `out`, whether or not it decoded, as
-/// long as `may_start` allows each next item (see [`Ran`]). The trampoline
-/// may take `frame`'s buffer or `tail` as a lone
-/// byte-vector argument, leaving it empty; it leaves a lone task's
-/// byte-vector result in `tail`, to be sent after `out` (see
-/// `codec::encode_lone_outcome`).
+/// each of `count` encoded arguments in `args`, appending one encoded
+/// outcome per argument to `out`, whether or not it decoded, as long as
+/// `may_start` allows each next item (see [`Ran`]). The trampoline may take
+/// the frame's buffer as a lone byte-vector argument, leaving it empty; it
+/// leaves a lone task's plain-vector result in `bulk`, to be sent after
+/// `out` (see `codec::encode_lone_outcome`).
 type Trampoline = fn(
     function: *const (),
     count: u32,
-    frame: &mut Vec<u8>,
-    start: usize,
-    tail: &mut Vec<u8>,
+    args: Args<'_>,
     out: &mut Vec<u8>,
+    bulk: &mut Bulk,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Ran;
+
+/// Where a task message's encoded arguments lie: `frame[start..]`, then
+/// `tail`, the bytes a transport may carry apart, in memory of its own.
+pub(crate) struct Args<'a> {
+    pub(crate) frame: &'a mut Vec<u8>,
+    pub(crate) start: usize,
+    pub(crate) tail: &'a [u8],
+}
 
 /// How much of a task message ran: the items before the first that
 /// `may_start` refused (all of them, if it refused none).
@@ -214,25 +219,16 @@ impl Call {
     pub(crate) unsafe fn invoke(
         self,
         count: u32,
-        frame: &mut Vec<u8>,
-        start: usize,
-        tail: &mut Vec<u8>,
+        args: Args<'_>,
         out: &mut Vec<u8>,
+        bulk: &mut Bulk,
         may_start: &mut dyn FnMut() -> bool,
     ) -> Ran {
         // SAFETY: by this function's contract, `trampoline` is the offset of
         // a `run::<T>` (a `Trampoline`) in this very image, so anchor +
         // offset is that function's address.
         let trampoline = unsafe { function_at::<Trampoline>(address(self.trampoline)) };
-        trampoline(
-            address(self.function),
-            count,
-            frame,
-            start,
-            tail,
-            out,
-            may_start,
-        )
+        trampoline(address(self.function), count, args, out, bulk, may_start)
     }
 }
 
@@ -289,10 +285,15 @@ impl Initializer {
     ///
     /// As for [`Call::invoke`], with a `call` made by [`Initializer::of`].
     pub(crate) unsafe fn run(call: Call, frame: &mut Vec<u8>, start: usize) -> Result<(), String> {
-        let (mut out, mut tail) = (Vec::new(), Vec::new());
+        let (mut out, mut bulk) = (Vec::new(), Bulk::default());
+        let args = Args {
+            frame,
+            start,
+            tail: &[],
+        };
         // SAFETY: this function's contract is `invoke`'s.
-        unsafe { call.invoke(1, frame, start, &mut tail, &mut out, &mut || true) };
-        match codec::decode_outcomes_with_tail::<()>(&out, tail, 1) {
+        unsafe { call.invoke(1, args, &mut out, &mut bulk, &mut || true) };
+        match codec::decode_outcomes_with_tail::<()>(&out, bulk.bytes(), 1, &mut Bulk::default()) {
             Ok(mut outcomes) => (outcomes.pop())
                 .unwrap_or_else(|| Err(Error::Protocol("the initializer gave no outcome".into())))
                 .map_err(Self::failure),
@@ -307,10 +308,9 @@ impl Initializer {
 fn run<T: Task>(
     function: *const (),
     count: u32,
-    frame: &mut Vec<u8>,
-    start: usize,
-    tail: &mut Vec<u8>,
+    Args { frame, start, tail }: Args<'_>,
     out: &mut Vec<u8>,
+    bulk: &mut Bulk,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Ran {
     // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
@@ -326,20 +326,36 @@ fn run<T: Task>(
         return nothing;
     }
     let lone = match count {
-        1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start),
-        1 => codec::take_tail::<T::Args>(&frame[start..], tail),
+        1 if tail.is_empty() => codec::take_whole::<T::Args>(frame, start).map(Ok),
+        1 => codec::take_apart::<T::Args>(&frame[start..], tail, &mut Bulk::default()),
         _ => None,
     };
-    // Bytes apart from the message that no lone byte vector took follow it.
-    frame.append(tail);
-    if let Some(arg) = lone {
-        codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, tail);
-        return Ran {
-            done: 1,
-            consumed: 0,
-        };
+    let lone_ran = Ran {
+        done: 1,
+        consumed: 0,
+    };
+    match lone {
+        Some(Ok(arg)) => {
+            codec::encode_lone_outcome(panic::catch(|| task.call(arg)), out, bulk);
+            return lone_ran;
+        }
+        Some(Err(reason)) => {
+            let reason =
+                format!("the task's argument could not be received in the worker: {reason}");
+            codec::encode_undecoded(reason, 1, out);
+            return lone_ran;
+        }
+        None => {}
     }
-    let mut args = &frame[start..];
+    // Arguments apart from the message are decoded where they lie; those
+    // split between the two, from the bytes joined.
+    if !tail.is_empty() && frame.len() > start {
+        frame.extend_from_slice(tail);
+    }
+    let mut args = match frame.len() > start {
+        true => &frame[start..],
+        false => tail,
+    };
     let total = args.len();
     for done in 0..count {
         if done > 0 && !may_start() {
@@ -367,7 +383,7 @@ fn run<T: Task>(
         args = rest;
         let outcome = panic::catch(|| task.call(arg));
         match count {
-            1 => codec::encode_lone_outcome(outcome, out, tail),
+            1 => codec::encode_lone_outcome(outcome, out, bulk),
             _ => codec::encode_outcome(outcome, out),
         }
     }
@@ -610,6 +626,15 @@ mod image {
 mod tests {
     use super::*;
 
+    /// Arguments that all lie in `frame`, from `start`.
+    fn whole(frame: &mut Vec<u8>, start: usize) -> Args<'_> {
+        Args {
+            frame,
+            start,
+            tail: &[],
+        }
+    }
+
     fn double(n: u32) -> u64 {
         u64::from(n) * 2
     }
@@ -627,7 +652,15 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
+        unsafe {
+            call.invoke(
+                2,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut || true,
+            )
+        };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
@@ -641,7 +674,15 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe { call.invoke(2, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
+        unsafe {
+            call.invoke(
+                2,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut || true,
+            )
+        };
         let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
@@ -657,7 +698,15 @@ mod tests {
         // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
         // SAFETY: as above.
-        unsafe { call.invoke(1, &mut frame, 4, &mut Vec::new(), &mut out, &mut || true) };
+        unsafe {
+            call.invoke(
+                1,
+                whole(&mut frame, 4),
+                &mut out,
+                &mut Bulk::default(),
+                &mut || true,
+            )
+        };
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -686,8 +735,15 @@ mod tests {
         let mut may_start = allowing(2);
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let ran =
-            unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
+        let ran = unsafe {
+            call.invoke(
+                3,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut may_start,
+            )
+        };
         assert_eq!(
             ran,
             Ran {
@@ -702,7 +758,15 @@ mod tests {
         // Refused at once: nothing runs.
         let mut out = Vec::new();
         // SAFETY: as above.
-        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || false) };
+        let ran = unsafe {
+            call.invoke(
+                3,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut || false,
+            )
+        };
         assert_eq!(
             ran,
             Ran {
@@ -721,10 +785,9 @@ mod tests {
         let ran = unsafe {
             call.invoke(
                 1,
-                &mut Vec::new(),
-                0,
-                &mut Vec::new(),
+                whole(&mut Vec::new(), 0),
                 &mut out,
+                &mut Bulk::default(),
                 &mut || true,
             )
         };
@@ -762,7 +825,15 @@ mod tests {
         }
         let mut out = Vec::new();
         // SAFETY: `call` was made by `Call::of` in this process.
-        let ran = unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut || true) };
+        let ran = unsafe {
+            call.invoke(
+                3,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut || true,
+            )
+        };
         assert_eq!(ran.done, 3, "an outcome each");
         let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
         assert_eq!(outcomes[0], Ok(1), "the item before it stands");
@@ -780,8 +851,15 @@ mod tests {
         let mut may_start = allowing(2);
         let mut out = Vec::new();
         // SAFETY: as above.
-        let ran =
-            unsafe { call.invoke(3, &mut args, 0, &mut Vec::new(), &mut out, &mut may_start) };
+        let ran = unsafe {
+            call.invoke(
+                3,
+                whole(&mut args, 0),
+                &mut out,
+                &mut Bulk::default(),
+                &mut may_start,
+            )
+        };
         assert_eq!(ran.done, 2, "an outcome for each item allowed");
         let outcomes = codec::decode_outcomes::<u8>(&out, 2).unwrap();
         assert!(

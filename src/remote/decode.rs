@@ -31,8 +31,9 @@ use serde::de::{
 
 use crate::panic;
 
-/// How deep a decoded value may nest: every value (a struct, an enum, an
-/// option, a sequence, a map, a number) counts one level below its parent.
+/// How deep a decoded value may nest: every value that may hold others (a
+/// struct, an enum, an option, a sequence, a map) counts one level below
+/// its parent.
 /// Measured on a linked list of `struct Node { value: u32, next:
 /// Option<Box<Node>> }` (two levels a link), through this guard: about 160
 /// bytes of stack a level in a release build, 1,200 in a debug build
@@ -173,16 +174,34 @@ macro_rules! forward {
     )*};
 }
 
+/// [`forward!`] for a value that holds no other (a number, a string): it
+/// nests nothing below it, so it costs no depth to count, and a vector of
+/// numbers decodes without the count's work on each.
+macro_rules! leaf {
+    ($($method:ident;)*) => {$(
+        #[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Failure> {
+            let context = self.context;
+            (self.inner.$method(Wrap { inner: visitor, context })).map_err(|e| context.recover(e))
+        }
+    )*};
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     type Error = Failure;
 
-    forward! {
-        deserialize_any; deserialize_bool;
+    leaf! {
+        deserialize_bool;
         deserialize_i8; deserialize_i16; deserialize_i32; deserialize_i64; deserialize_i128;
         deserialize_u8; deserialize_u16; deserialize_u32; deserialize_u64; deserialize_u128;
         deserialize_f32; deserialize_f64; deserialize_char;
         deserialize_str; deserialize_string; deserialize_bytes; deserialize_byte_buf;
-        deserialize_option; deserialize_unit;
+        deserialize_unit;
+    }
+
+    forward! {
+        deserialize_any;
+        deserialize_option;
         deserialize_unit_struct(name: &'static str);
         deserialize_newtype_struct(name: &'static str);
         deserialize_seq;
@@ -203,6 +222,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
 /// own error type, stashing the message.
 macro_rules! visit {
     ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        #[inline]
         fn $method<E: de::Error>(self, $($arg: $ty),*) -> Result<V::Value, E> {
             let context = self.context;
             self.inner.$method($($arg),*).map_err(|failure| context.stash(failure))
@@ -259,6 +279,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for Wrap<'_, V> {
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<'_, S> {
     type Value = S::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, inner: D) -> Result<S::Value, D::Error> {
         let context = self.context;
         (self.inner.deserialize(Guard { inner, context })).map_err(|f| context.stash(f))
@@ -268,6 +289,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Wrap<'_, S> {
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Wrap<'_, A> {
     type Error = Failure;
 
+    #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::call::{Call, Initializer, Secret, Task};
-use super::codec;
+use super::codec::{self, Bulk};
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::future;
@@ -49,6 +49,12 @@ pub(crate) mod sealed {
         /// Whether a `map` without a fixed chunk size must send one input
         /// per task (a per-task timeout stays per task).
         fn one_input_per_task(&self) -> bool {
+            false
+        }
+        /// Whether this transport encodes a lone task's big argument where
+        /// it sends it from (see `codec::Deferred`), rather than taking it
+        /// encoded.
+        fn encodes_in_place(&self) -> bool {
             false
         }
     }
@@ -99,9 +105,15 @@ impl<T: Transport> RemoteExecutor<T> {
     ///
     /// The argument is serialized here, before anything is sent: if that
     /// fails, the future holds [`Error::Serialization`]. On a process pool,
-    /// cancelling the future while the task runs kills its worker (which
-    /// is replaced); an MPI rank cannot be interrupted, so there a task can
-    /// be cancelled only before it starts.
+    /// an argument whose encoding is big (256 KiB or more) is only measured
+    /// here, and encoded when it is sent, straight into the memory the pool
+    /// shares with the worker (so its `Serialize` runs three times, and a
+    /// failure then is the future's [`Error::Serialization`] too); a
+    /// `Vec<u8>`, `Vec<f32>` or `Vec<f64>` is not encoded at all, but
+    /// copied there as it is. Cancelling the future while the task runs on
+    /// a process pool kills its worker (which is replaced); an MPI rank
+    /// cannot be interrupted, so there a task can be cancelled only before
+    /// it starts.
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -160,15 +172,16 @@ impl<T: Transport> RemoteExecutor<T> {
     /// [`submit`](Self::submit), for a task of any [`Task`] type.
     fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
+        let defer = self.transport.encodes_in_place();
         let encoded = Call::of(task).and_then(|call| {
-            let (encoded, shared) = shared::collect(|| codec::encode_lone(arg));
+            let (encoded, shared) = shared::collect(|| codec::encode_lone(arg, defer));
             Ok((call, encoded?, shared?))
         });
         match encoded {
-            Ok((call, (args, tail), shared)) => self.send(
+            Ok((call, (args, bulk), shared)) => self.send(
                 call,
                 1,
-                (args, Vec::new(), tail),
+                (args, Vec::new(), bulk),
                 shared,
                 Box::new(One(promise)),
             ),
@@ -270,7 +283,7 @@ impl<T: Transport> RemoteExecutor<T> {
                     Ok(call) => self.send(
                         *call,
                         chunk.sent,
-                        (chunk.args, chunk.ends, Vec::new()),
+                        (chunk.args, chunk.ends, Bulk::default()),
                         chunk.shared,
                         chunk.results,
                     ),
@@ -297,12 +310,12 @@ impl<T: Transport> RemoteExecutor<T> {
         &self,
         call: Call,
         count: usize,
-        (args, ends, tail): (Vec<u8>, Vec<usize>, Vec<u8>),
+        (args, ends, bulk): (Vec<u8>, Vec<usize>, Bulk),
         shared: Vec<Arc<shared::Inner>>,
         results: Box<dyn Results>,
     ) {
         #[cfg(feature = "tracing")]
-        let (trace, results) = super::trace::begin(count, args.len() + tail.len(), results);
+        let (trace, results) = super::trace::begin(count, args.len() + bulk.bytes().len(), results);
         let header = TaskHeader {
             call,
             tag: call.tag(self.transport.secret()),
@@ -316,7 +329,7 @@ impl<T: Transport> RemoteExecutor<T> {
             header,
             args,
             ends,
-            tail,
+            bulk,
             results,
             shared,
         });

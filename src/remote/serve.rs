@@ -17,7 +17,8 @@
 //! [`Shared`](crate::Shared) that the tasks after it use, and a `Release`
 //! takes values back (see `shared`); neither is answered.
 
-use super::call::{Fingerprint, Initializer, Ran, Secret};
+use super::call::{Args, Fingerprint, Initializer, Ran, Secret};
+use super::codec::Bulk;
 #[cfg(feature = "mpi")]
 use super::message::Answer;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
@@ -31,8 +32,8 @@ pub(crate) trait Endpoint {
     /// Receives the next message into `body` (reusing its memory): its
     /// kind, or `None` when the front end is done with this side. A
     /// transport that carries a message's last bytes apart (the process
-    /// pool's shared memory) leaves them in `tail`; the others leave it empty.
-    fn receive(&mut self, body: &mut Vec<u8>, tail: &mut Vec<u8>) -> Result<Option<Kind>, String>;
+    /// pool's shared memory) keeps them, for [`execute`](Self::execute).
+    fn receive(&mut self, body: &mut Vec<u8>) -> Result<Option<Kind>, String>;
     /// The shared memory that came with the `Put` message just received,
     /// which says it would. Only the process pool on Linux hands memory
     /// over; elsewhere a `Put` carries its bytes.
@@ -40,19 +41,20 @@ pub(crate) trait Endpoint {
         Err("this transport hands over no shared memory".into())
     }
     /// Runs a task message through [`run_task_with_tail`] (with the
-    /// session's `secret`), leaving its outcomes in `outcomes` and `tail`.
-    /// Here, every item, by default; a transport that must keep talking
-    /// while a task runs (MPI's heartbeats) runs it on a thread of its
-    /// own, and one whose front end may take items back (the process
-    /// pool's gate) asks before each.
+    /// session's `secret` and the message's last bytes, if they came
+    /// apart), leaving its outcomes in `outcomes` and `bulk`. Here, every
+    /// item, by default; a transport that must keep talking while a task
+    /// runs (MPI's heartbeats) runs it on a thread of its own, and one
+    /// whose front end may take items back (the process pool's gate) asks
+    /// before each.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
-        tail: &mut Vec<u8>,
         secret: &Secret,
         outcomes: &mut Vec<u8>,
+        bulk: &mut Bulk,
     ) -> Result<(), String> {
-        run_task_with_tail(body, tail, secret, outcomes, &mut || true).map(drop)
+        run_task_with_tail(body, &[], secret, outcomes, bulk, &mut || true).map(drop)
     }
 }
 
@@ -87,9 +89,9 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
     let mut body = Vec::new();
     let mut outcomes = Vec::new();
     loop {
-        // A fresh tail each time: a big result's bytes are not kept.
-        let mut tail = Vec::new();
-        match endpoint.receive(&mut body, &mut tail)? {
+        // A fresh bulk each time: a big result's memory is not kept.
+        let mut bulk = Bulk::default();
+        match endpoint.receive(&mut body)? {
             Some(Kind::Task) => {}
             // A value of a `Shared` for the tasks to come, and values to
             // drop: nothing to answer.
@@ -108,8 +110,8 @@ pub(crate) fn serve(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> R
             None => return Ok(()),
         }
         outcomes.clear();
-        endpoint.execute(&mut body, &mut tail, &secret, &mut outcomes)?;
-        let parts: &[&[u8]] = match &tail[..] {
+        endpoint.execute(&mut body, &secret, &mut outcomes, &mut bulk)?;
+        let parts: &[&[u8]] = match bulk.bytes() {
             [] => &[&outcomes],
             tail => &[&outcomes, tail],
         };
@@ -128,7 +130,7 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
         .send(Kind::Hello, &[&Hello { fingerprint }.encode()])
         .map_err(|e| format!("cannot greet the pool: {e}"))?;
     let mut body = Vec::new();
-    let welcome = match endpoint.receive(&mut body, &mut Vec::new())? {
+    let welcome = match endpoint.receive(&mut body)? {
         Some(Kind::Welcome) => Welcome::decode(&body)
             .map(|(welcome, arg)| (welcome, body.len() - arg.len()))
             .map_err(|e| e.into_error().to_string()),
@@ -166,7 +168,7 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
 
 /// Runs one task message, leaving one outcome per item in `outcomes`;
 /// `Err` (nothing called) if the message cannot be trusted. For MPI,
-/// which carries messages whole: a result's tail joins the outcomes, and
+/// which carries messages whole: a result's bulk joins the outcomes, and
 /// an [`Answer`] (which message, how many of its items ran: those
 /// `may_start` allowed) ends them.
 #[cfg(feature = "mpi")]
@@ -178,9 +180,9 @@ pub(crate) fn run_task(
 ) -> Result<(), String> {
     // A header that does not decode is refused below.
     let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
-    let mut tail = Vec::new();
-    let ran = run_task_with_tail(body, &mut tail, secret, outcomes, may_start)?;
-    outcomes.append(&mut tail);
+    let mut bulk = Bulk::default();
+    let ran = run_task_with_tail(body, &[], secret, outcomes, &mut bulk, may_start)?;
+    outcomes.extend_from_slice(bulk.bytes());
     let answer = Answer {
         first,
         done: ran.done,
@@ -191,14 +193,15 @@ pub(crate) fn run_task(
 }
 
 /// [`run_task`] for a message whose last bytes came apart, in `tail`; a
-/// lone byte-vector result is left there, to be sent after `outcomes`.
-/// Asks `may_start` before each item, and stops at the first it refuses:
-/// returns how much ran.
+/// lone plain-vector result is left in `bulk`, to be sent after
+/// `outcomes`. Asks `may_start` before each item, and stops at the first
+/// it refuses: returns how much ran.
 pub(crate) fn run_task_with_tail(
     body: &mut Vec<u8>,
-    tail: &mut Vec<u8>,
+    tail: &[u8],
     secret: &Secret,
     outcomes: &mut Vec<u8>,
+    bulk: &mut Bulk,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Result<Ran, String> {
     let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
@@ -217,10 +220,13 @@ pub(crate) fn run_task_with_tail(
     let ran = unsafe {
         header.call.invoke(
             header.count,
-            body,
-            TaskHeader::LEN,
-            tail,
+            Args {
+                frame: body,
+                start: TaskHeader::LEN,
+                tail,
+            },
             outcomes,
+            bulk,
             may_start,
         )
     };

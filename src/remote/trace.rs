@@ -45,6 +45,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Event, Level, Metadata, Span, Subscriber};
 
+use super::codec::Bulk;
 use super::work::{Deferred, Results};
 use crate::Error;
 use crate::future::{Canceller, Hook};
@@ -121,7 +122,12 @@ impl Results for Traced {
         self.inner.claim(canceller)
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
+    fn deliver(
+        self: Box<Self>,
+        outcomes: &[u8],
+        tail: &[u8],
+        reuse: &mut Bulk,
+    ) -> Result<Deferred, Deferred> {
         let Traced {
             inner,
             span,
@@ -138,12 +144,18 @@ impl Results for Traced {
             *received
         };
         span.record("bytes_received", received);
-        match split(outcomes) {
+        // The section leads the outcomes, wherever they came: outcomes that
+        // came whole apart from the answer (big ones) hold it too.
+        let (sectioned, tail) = match outcomes.is_empty() {
+            true => (tail, &[][..]),
+            false => (outcomes, tail),
+        };
+        match split(sectioned) {
             Ok((captured, outcomes)) => {
                 span.record("worker_pid", captured.pid);
                 // To the subscriber that holds the span, in it.
                 in_scope(&span, || captured.events.iter().for_each(emit));
-                inner.deliver(outcomes, tail)
+                inner.deliver(outcomes, tail, reuse)
             }
             Err(reason) => {
                 let error = Error::Protocol(reason);

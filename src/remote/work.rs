@@ -16,19 +16,19 @@ use crate::future::{self, Canceller, Hook, Promise};
 use crate::map::{Meter, Outcomes};
 use crate::{Error, Future, Payload, panic, shared};
 
-use super::codec;
+use super::codec::{self, Bulk};
 use super::message::TaskHeader;
 
 /// One message's worth of work: a lone task, or a chunk of a `map`.
 pub(crate) struct Work {
     pub(crate) header: TaskHeader,
-    /// The encoded arguments, sent after the header, then `tail`.
+    /// The encoded arguments, sent after the header, then `bulk`.
     pub(crate) args: Vec<u8>,
     /// Where each item's encoded argument ends in `args` (a chunk's; empty
     /// for a lone task), so that a chunk can be cut between two items.
     pub(crate) ends: Vec<usize>,
-    /// A lone `Vec<u8>` argument's bytes, sent as they are: no copy.
-    pub(crate) tail: Vec<u8>,
+    /// A lone plain-vector argument's memory, sent as it is: no copy.
+    pub(crate) bulk: Bulk,
     pub(crate) results: Box<dyn Results>,
     /// The values of the [`Shared`](crate::Shared) handles its arguments
     /// hold: the transport puts each in the worker before the task, if the
@@ -63,7 +63,7 @@ impl Work {
             header,
             args,
             ends,
-            tail: Vec::new(),
+            bulk: Bulk::default(),
             results,
             shared: self.shared.clone(),
         })
@@ -92,10 +92,16 @@ pub(crate) trait Results: Send {
     fn claim(&mut self, canceller: Option<Canceller>) -> bool;
     /// Completes the future from the serving side's outcomes, whose last
     /// bytes may have come apart in `tail` (`Err` if they did not decode:
-    /// the future then holds the protocol error). Either way, hands back
-    /// its done callbacks to run, so that the caller can count itself busy
-    /// meanwhile.
-    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred>;
+    /// the future then holds the protocol error); a plain-vector result may
+    /// take `reuse`'s memory (the work's own bulk, sent already). Either
+    /// way, hands back its done callbacks to run, so that the caller can
+    /// count itself busy meanwhile.
+    fn deliver(
+        self: Box<Self>,
+        outcomes: &[u8],
+        tail: &[u8],
+        reuse: &mut Bulk,
+    ) -> Result<Deferred, Deferred>;
     /// Fails the future with `error`.
     fn fail(self: Box<Self>, error: Error);
     /// Notes how long the serving side ran this work: from when it could
@@ -144,8 +150,13 @@ impl<R: Payload> Results for One<R> {
         self.0.claim_held(canceller)
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
-        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, 1) {
+    fn deliver(
+        self: Box<Self>,
+        outcomes: &[u8],
+        tail: &[u8],
+        reuse: &mut Bulk,
+    ) -> Result<Deferred, Deferred> {
+        match codec::decode_outcomes_with_tail::<R>(outcomes, tail, 1, reuse) {
             Ok(mut outcomes) => Ok(complete(self.0, outcomes.pop().expect("one outcome"))),
             Err(error) => Err(complete(self.0, Err(error))),
         }
@@ -300,8 +311,13 @@ impl<R: Payload> Results for Chunk<R> {
         self.claimed
     }
 
-    fn deliver(self: Box<Self>, outcomes: &[u8], tail: Vec<u8>) -> Result<Deferred, Deferred> {
-        let decoded = codec::decode_outcomes_with_tail::<R>(outcomes, tail, self.len);
+    fn deliver(
+        self: Box<Self>,
+        outcomes: &[u8],
+        tail: &[u8],
+        reuse: &mut Bulk,
+    ) -> Result<Deferred, Deferred> {
+        let decoded = codec::decode_outcomes_with_tail::<R>(outcomes, tail, self.len, reuse);
         let mut whole = self.whole();
         let Some(promise) = whole.promise.take() else {
             drop(whole);

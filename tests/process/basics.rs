@@ -270,7 +270,7 @@ fn a_big_result_comes_back_in_its_arguments_memory_when_it_fits() {
     // Fresh memory for a big result costs the caller a page fault and the
     // kernel's zeroing per page; the argument's vector, done with once
     // its bytes were sent, is copied into instead when the result fits it
-    // snugly, at most an eighth smaller (`Arena::take`). A result
+    // snugly, at most an eighth smaller (`codec::plain_vector`). A result
     // smaller than that gets a vector of its own size.
     let _alone = fixtures::alone();
     let executor = ProcessPoolExecutor::new(1);

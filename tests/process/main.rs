@@ -1,8 +1,8 @@
 //! The process pool's behaviour, one file per area, in one test binary
 //! under libtest's own harness: results and `map` (`basics`), the arguments a task sees, panics,
-//! serialization, bad input, the initializer, `max_tasks_per_child`,
-//! cancel and the per-task timeout, shutdown, signals, and where queued
-//! work runs (`dispatch`). Plain `#[test]`s, named
+//! serialization, big payloads of any type, bad input, the initializer,
+//! `max_tasks_per_child`, cancel and the per-task timeout, shutdown,
+//! signals, and where queued work runs (`dispatch`). Plain `#[test]`s, named
 //! `file::case`, so that `cargo test --test process shutdown::` selects a
 //! file: the pools' workers are runs of this binary that serve before
 //! libtest's `main`. Each test holds `fixtures::alone()`.
@@ -23,6 +23,7 @@ mod dispatch;
 mod initializer;
 mod max_tasks_per_child;
 mod panics;
+mod payloads;
 mod serialization;
 mod shutdown;
 #[cfg(unix)]

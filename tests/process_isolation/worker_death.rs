@@ -11,6 +11,7 @@ use std::path::Path;
 
 use concurrent_futures::{Error, ProcessPoolExecutor};
 use fixtures::{Scratch, block_until_released, pid, settle, write_atomically};
+use serde::{Deserialize, Serialize};
 
 /// The cases of this file, run by `main.rs`.
 pub(crate) const CASES: &[harness::Case] = harness::cases![
@@ -22,6 +23,7 @@ pub(crate) const CASES: &[harness::Case] = harness::cases![
     an_idle_worker_that_dies_fails_no_task,
     a_death_in_a_map_chunk_fails_that_chunk_only,
     a_death_while_writing_into_the_arena_fails_only_its_task,
+    a_death_while_writing_a_struct_into_the_arena_fails_only_its_task,
     a_death_with_calls_queued_on_its_worker_fails_only_its_task,
 ];
 
@@ -214,9 +216,9 @@ fn arena_mapping() -> Option<usize> {
     usize::from_str_radix(start, 16).ok()
 }
 
-/// Returns `len` bytes of `byte`, while a thread aborts this worker as soon
-/// as they start to arrive in the arena: mid-transfer, a sixteenth in.
-fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
+/// Starts a thread that aborts this worker as soon as `byte` shows in its
+/// arena, `len / 16` bytes in: a result of `len` bytes, mid-transfer.
+fn abort_when_the_arena_shows(byte: u8, len: usize) {
     let watched = arena_mapping().expect("the warm-up left an arena") + len / 16;
     std::thread::spawn(move || {
         loop {
@@ -230,7 +232,72 @@ fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
             std::hint::spin_loop();
         }
     });
+}
+
+/// Returns `len` bytes of `byte`, and dies as they start to arrive in the
+/// arena.
+fn dies_writing_into_the_arena((byte, len): (u8, usize)) -> Vec<u8> {
+    abort_when_the_arena_shows(byte, len);
     vec![byte; len]
+}
+
+/// Bytes that serde encodes as one blob (`serialize_bytes`), so that even
+/// a debug build encodes a big one quickly.
+struct Blob(Vec<u8>);
+
+impl Serialize for Blob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Blob {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl serde::de::Visitor<'_> for Bytes {
+            type Value = Blob;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Blob, E> {
+                Ok(Blob(bytes.to_vec()))
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
+/// Three blobs: a struct that serde encodes (not a plain vector, which
+/// travels as its memory).
+#[derive(Serialize, Deserialize)]
+struct Three {
+    x: Blob,
+    y: Blob,
+    z: Blob,
+}
+
+/// A [`Three`] of `len` bytes, every one `byte`.
+fn filled_three((byte, len): (u8, usize)) -> Three {
+    let blob = || Blob(vec![byte; len / 3]);
+    Three {
+        x: blob(),
+        y: blob(),
+        z: blob(),
+    }
+}
+
+/// Whether `three` is [`filled_three`]'s, of `byte` and `len`.
+fn is_filled(three: &Three, byte: u8, len: usize) -> bool {
+    [&three.x, &three.y, &three.z]
+        .iter()
+        .all(|blob| blob.0.len() == len / 3 && blob.0.iter().all(|&b| b == byte))
+}
+
+/// Returns [`filled_three`], and dies as its encoding starts to arrive in
+/// the arena.
+fn dies_writing_a_struct_into_the_arena((byte, len): (u8, usize)) -> Three {
+    abort_when_the_arena_shows(byte, len);
+    filled_three((byte, len))
 }
 
 /// Whether this worker has an arena mapped.
@@ -238,10 +305,17 @@ fn has_arena(_: ()) -> bool {
     arena_mapping().is_some()
 }
 
-fn a_death_while_writing_into_the_arena_fails_only_its_task() {
-    let executor = ProcessPoolExecutor::new(1);
-    let warm = settle(&executor.submit(filled, (0x11, ARENA_RESULT))).expect("a big result");
-    assert!(warm.len() == ARENA_RESULT && warm.iter().all(|&b| b == 0x11));
+/// A worker that dies while it writes its result (made by `make`, or by
+/// `dies`, which dies so) into the arena fails only that task: never a
+/// result read out of a half-written arena.
+fn dying_in_the_arena<R: concurrent_futures::Payload>(
+    make: fn((u8, usize)) -> R,
+    dies: fn((u8, usize)) -> R,
+    check: fn(&R, u8, usize) -> bool,
+) {
+    let (executor, len) = (ProcessPoolExecutor::new(1), ARENA_RESULT);
+    let warm = settle(&executor.submit(make, (0x11, len))).expect("a big result");
+    assert!(check(&warm, 0x11, len));
     drop(warm);
     let arena = settle(&executor.submit(has_arena, ())).unwrap();
     if cfg!(any(windows, concurrent_futures_portable_unix)) {
@@ -252,21 +326,27 @@ fn a_death_while_writing_into_the_arena_fails_only_its_task() {
     }
     assert!(arena, "a big result left the worker an arena");
     let first_worker = settle(&executor.submit(pid, ())).unwrap();
-    let victim = executor.submit(dies_writing_into_the_arena, (0x22, ARENA_RESULT));
-    let queued_behind = executor.submit(filled, (0x33, ARENA_RESULT));
-    // Never a result read out of a half-written arena: the task fails.
-    assert_eq!(
-        settle(&victim).map(|bytes| bytes.len()),
-        Err(fixtures::aborted())
-    );
+    let victim = executor.submit(dies, (0x22, len));
+    let queued_behind = executor.submit(make, (0x33, len));
+    assert_eq!(settle(&victim).map(drop), Err(fixtures::aborted()));
     let next = settle(&queued_behind).expect("the task queued behind it is unaffected");
-    assert!(next.len() == ARENA_RESULT && next.iter().all(|&b| b == 0x33));
+    assert!(check(&next, 0x33, len));
     let worker = settle(&executor.submit(pid, ())).expect("the pool keeps working");
     assert_ne!(worker, first_worker, "a replacement worker ran it");
     assert!(
         !fixtures::exists(first_worker),
         "the dead worker was reaped"
     );
+}
+
+fn a_death_while_writing_into_the_arena_fails_only_its_task() {
+    let check = |bytes: &Vec<u8>, byte, len| bytes.len() == len && bytes.iter().all(|&b| b == byte);
+    dying_in_the_arena(filled, dies_writing_into_the_arena, check);
+}
+
+fn a_death_while_writing_a_struct_into_the_arena_fails_only_its_task() {
+    let dies = dies_writing_a_struct_into_the_arena;
+    dying_in_the_arena(filled_three, dies, is_filled);
 }
 
 fn a_death_with_calls_queued_on_its_worker_fails_only_its_task() {
