@@ -353,7 +353,10 @@ impl<'e, I: Iterator, R> Map<'e, I, R> {
 
     /// Sets one deadline for the whole iteration, measured from the `map`
     /// call. When it passes the iterator yields [`Error::Timeout`] once,
-    /// cancels what has not started, and ends.
+    /// cancels what has not started, and ends. The deadline holds while the
+    /// map waits for its tasks; while the caller's thread is inside the
+    /// input's own `next` (the default way of pulling), it cannot: for an
+    /// input that may stall, add [`pull_on_thread`](Map::pull_on_thread).
     ///
     /// ```
     /// use concurrent_futures::{Error, ThreadPoolExecutor};
