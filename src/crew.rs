@@ -34,7 +34,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle, ThreadId};
 
@@ -144,7 +144,11 @@ impl<J: Job> Crew<J> {
             Intake::Open(sender) => {
                 // The receiver lives in `self.queue`, so the send cannot fail.
                 let _ = sender.send(Some(job));
-                // ORDERING: a heuristic; see `mark_idle`.
+                // ORDERING: SeqCst, paired with the fence in `took`: either
+                // this load sees a thread that took a job as busy, or that
+                // thread sees this job queued (and starts a thread for it).
+                fence(Ordering::SeqCst);
+                // ORDERING: otherwise a heuristic; see `mark_idle`.
                 let idle = self.idle.load(Ordering::Relaxed);
                 if self.queue.len() > idle
                     && state.threads.len() < self.max_workers
@@ -192,9 +196,33 @@ impl<J: Job> Crew<J> {
     /// A seat for the calling crew thread, which counts it idle until the
     /// seat is dropped (the thread exits, or unwinds), except during its
     /// turns: the one way to take jobs. Each thread takes one, once.
-    pub(crate) fn seat(&self) -> Seat<'_, J> {
+    pub(crate) fn seat(self: &Arc<Self>) -> Seat<'_, J> {
         self.mark_idle();
         Seat { crew: self }
+    }
+
+    /// The calling crew thread took a job off the queue: it is busy. A
+    /// submit in between its taking and this count saw it still idle, and
+    /// started no thread for its job, which would then wait for a busy
+    /// thread while the pool had room for another: so if work is queued
+    /// that the idle threads will not all take, a thread starts now.
+    fn took(self: &Arc<Self>) {
+        self.mark_busy();
+        // ORDERING: SeqCst, paired with the fence in `enqueue` (after its
+        // send, before its load of `idle`).
+        fence(Ordering::SeqCst);
+        // ORDERING: the counts are heuristics, as in `enqueue`, whose test
+        // this repeats under the lock.
+        if self.queue.len() > self.idle.load(Ordering::Relaxed) {
+            let mut state = self.lock();
+            if matches!(state.intake, Intake::Open(_))
+                && self.queue.len() > self.idle.load(Ordering::Relaxed)
+                && state.threads.len() < self.max_workers
+            {
+                // If it fails, the threads there serve the work when free.
+                let _ = self.start_thread(&mut state);
+            }
+        }
     }
 
     /// Puts `jobs`, not started, back on the queue for another thread, and
@@ -423,7 +451,7 @@ impl<J> Crew<J> {
 
 /// A crew thread's place at the queue; see [`Crew::seat`].
 pub(crate) struct Seat<'c, J> {
-    crew: &'c Crew<J>,
+    crew: &'c Arc<Crew<J>>,
 }
 
 impl<J: Job> Seat<'_, J> {
@@ -446,7 +474,7 @@ impl<J: Job> Seat<'_, J> {
                 Err(_) => break crew.take_returned()?,
             }
         };
-        crew.mark_busy();
+        crew.took();
         Some((job, Turn { crew }))
     }
 }
@@ -606,6 +634,39 @@ mod tests {
 
     impl Job for Test {
         fn fail(self, _: Error) {}
+    }
+
+    #[test]
+    fn a_job_queued_while_a_thread_takes_another_gets_a_thread() {
+        // The race, one step at a time on this test's thread, which acts
+        // as a crew thread through the crew's own steps: it waits (idle),
+        // takes a job off the queue, and before it counts itself busy a
+        // submit comes, sees it idle and starts no thread. Before, nothing
+        // more happened: the second job waited for a busy thread while the
+        // crew had room for another (the likely cause of a rare timeout of
+        // tests/starmap.rs, whose three tasks wait for one another, seen
+        // once under heavy load).
+        let body: Body<Test> = Arc::new(|crew: &Arc<Crew<Test>>| {
+            let mut seat = crew.seat();
+            while let Some((job, _turn)) = seat.next_job() {
+                if let Test::Report(done) = job {
+                    let _ = done.send(());
+                }
+            }
+        });
+        let crew = Arc::new(Crew::new(2, "test".into(), None, body));
+        crew.mark_idle();
+        let (first, _) = std::sync::mpsc::channel();
+        crew.enqueue(Test::Report(first));
+        assert!(crew.lock().threads.is_empty(), "this thread was idle");
+        let taken = crew.queue.recv().expect("queued").expect("a job");
+        let (done, ran) = std::sync::mpsc::channel();
+        crew.enqueue(Test::Report(done));
+        crew.took();
+        ran.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a thread started for the job queued behind the one taken");
+        drop(taken);
+        crew.shutdown(Shutdown::default());
     }
 
     #[test]
