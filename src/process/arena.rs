@@ -154,7 +154,7 @@ impl Arena {
         // SAFETY: the mapping is `self.len` bytes, readable, sealed at that
         // size (no SIGBUS) and alive while `self` is (the reference borrows
         // it); `len` fits (checked). Nothing in this process writes it but
-        // `put`, which needs `&mut self`, so not while this borrow lives;
+        // `view_mut`, which needs `&mut self`, so not while this borrow lives;
         // the peer wrote these bytes before sending the frame that handed
         // them over, and writes nothing more until this side sends one,
         // which its callers do only once the view is gone (module docs).
