@@ -346,22 +346,35 @@ fn a_shared_value_goes_to_each_rank_once() {
     }
 }
 
-/// A chunk whose first input is slow is cut, and its rest runs on the
-/// other rank: that rank is put the value the rest uses.
+/// A chunk whose first input is held is cut, and its rest runs on the
+/// other rank while it is held: that rank is put the value the rest uses.
 fn the_rest_of_a_cut_chunk_takes_its_shared_value_along() {
-    fn slow_first((value, n): (Shared<Vec<u32>>, usize)) -> (u32, u32) {
+    /// Holds input 0 until `DIR/release`; leaves `DIR/done-N` for the others.
+    fn held_first((value, dir, n): (Shared<Vec<u32>>, String, usize)) -> (u32, u32) {
         if n == 0 {
-            thread::sleep(Duration::from_millis(300));
+            fixtures::block_until_released(dir);
+        } else {
+            fixtures::write_atomically(&std::path::Path::new(&dir).join(format!("done-{n}")), "");
         }
         (value[n], std::process::id())
     }
     let executor = MpiPoolExecutor::new(2).unwrap();
     let value = Shared::new((0..64).collect::<Vec<u32>>());
-    let got: Vec<_> = (executor.map(slow_first, (0..64).map(|n| (value.clone(), n))))
-        .chunksize(64)
-        .timeout(PATIENCE)
-        .map(Result::unwrap)
-        .collect();
+    let scratch = fixtures::Scratch::new("mpi-cut-shared");
+    let dir = scratch.arg();
+    let got = thread::scope(|scope| {
+        let got = scope.spawn(|| {
+            (executor.map(held_first, (0..64).map(|n| (value.clone(), dir.clone(), n))))
+                .chunksize(64)
+                .timeout(PATIENCE)
+                .collect::<Result<Vec<_>, _>>()
+        });
+        // The rest of the held input's chunk finishes while it is held.
+        scratch.wait_for_files("done-", 63);
+        scratch.touch("release");
+        got.join().expect("the map's thread")
+    })
+    .unwrap();
     assert_eq!(
         got.iter().map(|g| g.0).collect::<Vec<_>>(),
         (0..64).collect::<Vec<_>>()
