@@ -5,7 +5,7 @@
 //!
 //! Each thread-pool test file says `mod common;`. The process-pool tests do
 //! not use this module; they include `process_fixtures.rs` and
-//! `process_harness.rs` from this folder by `#[path]`.
+//! `harness.rs` from this folder by `#[path]`.
 
 // Every test binary compiles its own copy of this module and uses only part
 // of it; the rest would warn as dead code in that binary.
