@@ -38,6 +38,45 @@ fn assert_still_blocked<T: std::fmt::Debug>(returned: &Receiver<T>, what: &str) 
     }
 }
 
+/// Runs `call` on another thread while tasks are held: it must still be
+/// blocked after [`GRACE`], and return within [`PATIENCE`] once every one
+/// of `releases` is sent. Returns what it returned.
+fn blocks_until_released<T: Send + std::fmt::Debug>(
+    what: &str,
+    releases: Vec<Sender<()>>,
+    call: impl FnOnce() -> T + Send,
+) -> T {
+    let (returned, call_returned) = mpsc::channel();
+    thread::scope(|s| {
+        // Owned here, so a failing assertion releases the tasks before the
+        // scope joins its threads.
+        let releases = releases;
+        s.spawn(move || returned.send(call()).unwrap());
+        assert_still_blocked(&call_returned, what);
+        for release in &releases {
+            release.send(()).unwrap();
+        }
+        (call_returned.recv_timeout(PATIENCE))
+            .unwrap_or_else(|_| panic!("{what} did not return once the tasks were released"))
+    })
+}
+
+/// A pool of one whose worker is held (`busy`, until `release`), with five
+/// [`spy`] tasks queued behind it, 0 to 4; `runs` hears each that runs.
+fn five_queued_behind_a_held_task() -> (
+    ThreadPoolExecutor,
+    Future<bool>,
+    Sender<()>,
+    Vec<Future<u32>>,
+    Receiver<u32>,
+) {
+    let executor = ThreadPoolExecutor::new(1);
+    let (busy, release) = hold(&executor);
+    let (ran, runs) = mpsc::channel();
+    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
+    (executor, busy, release, queued, runs)
+}
+
 fn one(_: ()) -> u8 {
     1
 }
@@ -87,28 +126,12 @@ fn submit_after_shutdown_without_waiting_gives_shutdown() {
 
 #[test]
 fn shutdown_waits_for_running_and_queued_work() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
-    let (returned, shutdown_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
-            executor.shutdown();
-            returned.send(queued.iter().all(Future::done)).unwrap();
-        });
-        assert_still_blocked(&shutdown_returned, "shutdown()");
-        release.send(()).unwrap();
-        assert_eq!(
-            shutdown_returned.recv_timeout(PATIENCE),
-            Ok(true),
-            "when shutdown returns, all queued work has run"
-        );
+    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
+    let all_done = blocks_until_released("shutdown()", vec![release], || {
+        executor.shutdown();
+        queued.iter().all(Future::done)
     });
+    assert!(all_done, "when shutdown returns, all queued work has run");
     assert_eq!(busy.result(), Ok(true));
     assert_eq!(runs.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
     for (n, future) in (0..).zip(&queued) {
@@ -118,11 +141,7 @@ fn shutdown_waits_for_running_and_queued_work() {
 
 #[test]
 fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
+    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
     executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: true,
@@ -144,27 +163,19 @@ fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
 
 #[test]
 fn cancel_futures_with_waiting_waits_only_for_the_running_task() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
-    let (returned, shutdown_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
+    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
+    let busy_done =
+        blocks_until_released("shutdown_with(wait, cancel_futures)", vec![release], || {
             executor.shutdown_with(Shutdown {
                 wait: true,
                 cancel_futures: true,
             });
-            returned.send(busy.done()).unwrap();
+            busy.done()
         });
-        assert_still_blocked(&shutdown_returned, "shutdown_with(wait, cancel_futures)");
-        release.send(()).unwrap();
-        assert_eq!(shutdown_returned.recv_timeout(PATIENCE), Ok(true));
-    });
+    assert!(
+        busy_done,
+        "shutdown_with(wait) returned only once the running task was done"
+    );
     assert_eq!(busy.result(), Ok(true));
     assert!(queued.iter().all(Future::cancelled));
     assert_eq!(runs.try_recv(), Err(TryRecvError::Disconnected));
@@ -241,25 +252,11 @@ fn dropping_the_executor_waits_for_work_and_joins_every_thread() {
     }
     let queued: Vec<_> = (0..10).map(|n| executor.submit(|n: u32| n, n)).collect();
 
-    let (dropped, drop_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let releases = releases;
-        s.spawn(move || {
-            drop(executor);
-            dropped.send(()).unwrap();
-        });
-        assert_still_blocked(&drop_returned, "drop(executor)");
-        for release in &releases {
-            release.send(()).unwrap();
-        }
-        drop_returned.recv_timeout(PATIENCE).unwrap();
-        // Drop has returned: every thread has exited, no waiting needed.
-        let names: HashSet<String> = exits.try_iter().collect();
-        let expected: HashSet<String> = (0..3).map(|n| format!("dropped_{n}")).collect();
-        assert_eq!(names, expected, "every worker thread was joined");
-    });
+    blocks_until_released("drop(executor)", releases, move || drop(executor));
+    // Drop has returned: every thread has exited, no waiting needed.
+    let names: HashSet<String> = exits.try_iter().collect();
+    let expected: HashSet<String> = (0..3).map(|n| format!("dropped_{n}")).collect();
+    assert_eq!(names, expected, "every worker thread was joined");
     for future in &held {
         assert_eq!(future.result(), Ok(true));
     }
@@ -349,19 +346,11 @@ fn dropping_the_pool_after_a_shutdown_from_inside_still_waits_for_queued_work() 
     assert_eq!(from_inside.result_timeout(PATIENCE), Ok(()));
     wait_started.recv_timeout(PATIENCE).unwrap();
 
-    let (dropped, drop_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
-            drop(executor);
-            dropped.send(queued.done()).unwrap();
-        });
-        assert_still_blocked(&drop_returned, "drop(executor)");
-        release.send(()).unwrap();
-        assert_eq!(drop_returned.recv_timeout(PATIENCE), Ok(true));
+    let queued_done = blocks_until_released("drop(executor)", vec![release], || {
+        drop(executor);
+        queued.done()
     });
+    assert!(queued_done, "dropping the pool waited for the queued task");
 }
 
 #[test]

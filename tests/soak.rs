@@ -47,9 +47,9 @@ mod harness;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::fs;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
