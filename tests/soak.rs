@@ -379,6 +379,22 @@ fn check_memory(pool: &str, (warm, end, measured): (u64, u64, u64)) -> String {
     )
 }
 
+/// The end of one pool's soak, its pools dropped: prints the summary line
+/// `soak POOL: tasks=N ... lost=0 ...` (CI greps it), then fails if a
+/// future was lost, memory grew, or the resources are not back to
+/// `before`.
+fn report(pool: &str, tasks: u64, tally: &Tally, memory: (u64, u64, u64), before: &Resources) {
+    let memory = check_memory(pool, memory);
+    let after = Resources::settled(before);
+    println!(
+        "\nsoak {pool}: tasks={tasks} {} | {} | {memory}",
+        tally.summary(),
+        before.compare(&after)
+    );
+    assert_eq!(tally.futures, tally.resolved, "futures lost");
+    before.assert_back(&after, &format!("after every {pool} was dropped"));
+}
+
 // ---- The thread pool -------------------------------------------------------
 
 fn soak_threads(tasks: u64) {
@@ -397,15 +413,7 @@ fn soak_threads(tasks: u64) {
         }
     });
     drop(executor);
-    let memory = check_memory("thread pool", memory);
-    let after = Resources::settled(&before);
-    println!(
-        "\nsoak thread pool: tasks={tasks} {} | {} | {memory}",
-        tally.summary(),
-        before.compare(&after)
-    );
-    assert_eq!(tally.futures, tally.resolved, "futures lost");
-    before.assert_back(&after, "after the thread pool was dropped");
+    report("thread pool", tasks, &tally, memory, &before);
 }
 
 /// On threads, a running task cannot be stopped: `cancel` says `false` and
@@ -473,15 +481,7 @@ fn soak_processes(tasks: u64) {
     drop(executor);
     drop(timeouts);
     drop(scratch);
-    let memory = check_memory("process pool", memory);
-    let after = Resources::settled(&before);
-    println!(
-        "\nsoak process pool: tasks={tasks} {} | {} | {memory}",
-        tally.summary(),
-        before.compare(&after)
-    );
-    assert_eq!(tally.futures, tally.resolved, "futures lost");
-    before.assert_back(&after, "after the process pools were dropped");
+    report("process pool", tasks, &tally, memory, &before);
 }
 
 /// On processes, cancelling a running task kills its worker: `cancel` says
