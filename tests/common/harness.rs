@@ -2,7 +2,8 @@
 //! (`harness = false`): `process_isolation`, which starts itself again as a
 //! helper or a probe chosen in `main`; `mpi`, whose ranks serve from
 //! `concurrent_futures::init()`; `soak`, which checks the process's
-//! resources around all its cases; and `process_faults`. Every other test
+//! resources around all its cases; `process_faults`; and `mpi_comm`, an
+//! MPI program whose two cases run under `mpiexec` alone. Every other test
 //! is a plain `#[test]` under libtest: a process pool's workers serve
 //! before `main`.
 //!
@@ -22,11 +23,11 @@
 //! are libtest's in every one of these binaries (`cargo test NAME` filters
 //! by substring, `--exact` by whole name, `--skip`, `--list` lists,
 //! `--ignored` runs the ignored cases alone and `--include-ignored` all;
-//! `--nocapture` is accepted, and nothing is captured anyway). Each case
-//! runs on a thread of its own, named after it, one case at a time; a case
-//! passes unless it panics. A case still running after its time limit fails
-//! the run at once rather than hang it; its worker processes die with the
-//! test process. Panics a test provokes on purpose stay off stderr
+//! `--nocapture` is accepted, and nothing is captured anyway). One case
+//! runs at a time; a case passes unless it panics. A case with a time limit
+//! ([`run`]'s cases) runs on a thread of its own, named after it, and one
+//! still running after its limit fails the run at once rather than hang
+//! it; its worker processes die with the test process. Panics a test provokes on purpose stay off stderr
 //! (`fixtures::quiet_expected_panics`).
 //!
 //! A case's own output starts on the line of `test NAME ... ` (libtest
@@ -96,14 +97,21 @@ pub fn run(cases: &[Case]) -> ! {
     conclude(&arguments(), trials).exit()
 }
 
-/// A case named `name` that runs `case` on a thread named after it; one
-/// still running after `limit` (if any) fails the whole run at once rather
-/// than hang it.
+/// A case named `name` that runs `case`. With a `limit`, it runs on a
+/// thread named after it, and one still running after `limit` fails the
+/// whole run at once rather than hang it. Without one, it runs on the
+/// main thread (where MPI wants its calls), its count bounding how long.
 pub fn trial(
     name: &'static str,
     limit: Option<Duration>,
     case: impl FnOnce() + Send + 'static,
 ) -> Trial {
+    let Some(limit) = limit else {
+        return Trial::test(name, move || {
+            case();
+            Ok(())
+        });
+    };
     Trial::test(name, move || {
         let (done, finished) = mpsc::channel();
         thread::Builder::new()
@@ -113,11 +121,7 @@ pub fn trial(
                 let _ = done.send(()); // a panicking case drops `done` unsent
             })
             .expect("the runner could not start a thread");
-        let outcome = match limit {
-            Some(limit) => finished.recv_timeout(limit),
-            None => finished.recv().map_err(mpsc::RecvTimeoutError::from),
-        };
-        match outcome {
+        match finished.recv_timeout(limit) {
             Ok(()) => Ok(()),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err(Failed::from("the case panicked; its message is above"))
