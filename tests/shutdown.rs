@@ -63,18 +63,26 @@ fn blocks_until_released<T: Send + std::fmt::Debug>(
 
 /// A pool of one whose worker is held (`busy`, until `release`), with five
 /// [`spy`] tasks queued behind it, 0 to 4; `runs` hears each that runs.
-fn five_queued_behind_a_held_task() -> (
-    ThreadPoolExecutor,
-    Future<bool>,
-    Sender<()>,
-    Vec<Future<u32>>,
-    Receiver<u32>,
-) {
+struct FiveQueued {
+    executor: ThreadPoolExecutor,
+    busy: Future<bool>,
+    release: Sender<()>,
+    queued: Vec<Future<u32>>,
+    runs: Receiver<u32>,
+}
+
+fn five_queued_behind_a_held_task() -> FiveQueued {
     let executor = ThreadPoolExecutor::new(1);
     let (busy, release) = hold(&executor);
     let (ran, runs) = mpsc::channel();
     let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    (executor, busy, release, queued, runs)
+    FiveQueued {
+        executor,
+        busy,
+        release,
+        queued,
+        runs,
+    }
 }
 
 fn one(_: ()) -> u8 {
@@ -126,7 +134,13 @@ fn submit_after_shutdown_without_waiting_gives_shutdown() {
 
 #[test]
 fn shutdown_waits_for_running_and_queued_work() {
-    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
+    let FiveQueued {
+        executor,
+        busy,
+        release,
+        queued,
+        runs,
+    } = five_queued_behind_a_held_task();
     let all_done = blocks_until_released("shutdown()", vec![release], || {
         executor.shutdown();
         queued.iter().all(Future::done)
@@ -141,7 +155,13 @@ fn shutdown_waits_for_running_and_queued_work() {
 
 #[test]
 fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
-    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
+    let FiveQueued {
+        executor,
+        busy,
+        release,
+        queued,
+        runs,
+    } = five_queued_behind_a_held_task();
     executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: true,
@@ -163,7 +183,13 @@ fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
 
 #[test]
 fn cancel_futures_with_waiting_waits_only_for_the_running_task() {
-    let (executor, busy, release, queued, runs) = five_queued_behind_a_held_task();
+    let FiveQueued {
+        executor,
+        busy,
+        release,
+        queued,
+        runs,
+    } = five_queued_behind_a_held_task();
     let busy_done =
         blocks_until_released("shutdown_with(wait, cancel_futures)", vec![release], || {
             executor.shutdown_with(Shutdown {

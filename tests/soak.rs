@@ -88,13 +88,13 @@ fn main() {
         Err(_) if full => FULL_TASKS,
         Err(_) => SMOKE_TASKS,
     };
-    let cases: [(&'static str, fn(u64)); 2] = [
-        ("thread_pool_soak", soak_threads),
-        ("process_pool_soak", soak_processes),
-    ];
     // No time limit: the count sets how long a case runs (CI bounds it).
-    let trials = (cases.into_iter())
-        .map(|(name, case)| harness::trial(name, None, move || case(tasks)).with_ignored_flag(full))
+    let trials = vec![
+        harness::trial("thread_pool_soak", None, move || soak_threads(tasks)),
+        harness::trial("process_pool_soak", None, move || soak_processes(tasks)),
+    ];
+    let trials = (trials.into_iter())
+        .map(|trial| trial.with_ignored_flag(full))
         .collect();
     let before = Resources::now();
     let conclusion = harness::conclude(&args, trials);
