@@ -48,7 +48,6 @@
 
 mod common;
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use common::{SLOW_MILLIS, ident, skewed_inputs, sleep_ms};
