@@ -134,48 +134,36 @@ fn submit_after_shutdown_without_waiting_gives_shutdown() {
 
 #[test]
 fn shutdown_waits_for_running_and_queued_work() {
-    let FiveQueued {
-        executor,
-        busy,
-        release,
-        queued,
-        runs,
-    } = five_queued_behind_a_held_task();
-    let all_done = blocks_until_released("shutdown()", vec![release], || {
-        executor.shutdown();
-        queued.iter().all(Future::done)
+    let five = five_queued_behind_a_held_task();
+    let all_done = blocks_until_released("shutdown()", vec![five.release], || {
+        five.executor.shutdown();
+        five.queued.iter().all(Future::done)
     });
     assert!(all_done, "when shutdown returns, all queued work has run");
-    assert_eq!(busy.result(), Ok(true));
-    assert_eq!(runs.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-    for (n, future) in (0..).zip(&queued) {
+    assert_eq!(five.busy.result(), Ok(true));
+    assert_eq!(five.runs.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    for (n, future) in (0..).zip(&five.queued) {
         assert_eq!(future.result(), Ok(n));
     }
 }
 
 #[test]
 fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
-    let FiveQueued {
-        executor,
-        busy,
-        release,
-        queued,
-        runs,
-    } = five_queued_behind_a_held_task();
-    executor.shutdown_with(Shutdown {
+    let five = five_queued_behind_a_held_task();
+    five.executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: true,
     });
-    for future in &queued {
+    for future in &five.queued {
         assert!(future.cancelled(), "cancelled by the time shutdown returns");
         assert_eq!(future.result(), Err(Error::Cancelled));
     }
-    assert!(busy.running(), "the running task is not touched");
-    release.send(()).unwrap();
-    assert_eq!(busy.result_timeout(PATIENCE), Ok(true));
-    executor.shutdown();
+    assert!(five.busy.running(), "the running task is not touched");
+    five.release.send(()).unwrap();
+    assert_eq!(five.busy.result_timeout(PATIENCE), Ok(true));
+    five.executor.shutdown();
     assert_eq!(
-        runs.try_recv(),
+        five.runs.try_recv(),
         Err(TryRecvError::Disconnected),
         "no cancelled task ran"
     );
@@ -183,28 +171,25 @@ fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
 
 #[test]
 fn cancel_futures_with_waiting_waits_only_for_the_running_task() {
-    let FiveQueued {
-        executor,
-        busy,
-        release,
-        queued,
-        runs,
-    } = five_queued_behind_a_held_task();
-    let busy_done =
-        blocks_until_released("shutdown_with(wait, cancel_futures)", vec![release], || {
-            executor.shutdown_with(Shutdown {
+    let five = five_queued_behind_a_held_task();
+    let busy_done = blocks_until_released(
+        "shutdown_with(wait, cancel_futures)",
+        vec![five.release],
+        || {
+            five.executor.shutdown_with(Shutdown {
                 wait: true,
                 cancel_futures: true,
             });
-            busy.done()
-        });
+            five.busy.done()
+        },
+    );
     assert!(
         busy_done,
         "shutdown_with(wait) returned only once the running task was done"
     );
-    assert_eq!(busy.result(), Ok(true));
-    assert!(queued.iter().all(Future::cancelled));
-    assert_eq!(runs.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(five.busy.result(), Ok(true));
+    assert!(five.queued.iter().all(Future::cancelled));
+    assert_eq!(five.runs.try_recv(), Err(TryRecvError::Disconnected));
 }
 
 #[test]
