@@ -232,28 +232,30 @@ fn a_failing_item_is_its_own_error_and_iteration_goes_on() {
     assert_eq!(results.next(), None);
 }
 
-#[test]
-fn buffer_size_zero_is_an_invalid_argument_then_the_end() {
+/// A `map` whose `setting` (`buffer_size` or `chunksize`) is zero yields
+/// one `InvalidArgument` naming it, then ends, having submitted nothing.
+fn zero_is_an_invalid_argument_then_the_end(setting: &str) {
     let executor = ThreadPoolExecutor::new(2);
     let (inputs, pulled) = counted(0..5);
-    let mut results = executor.map(|n: u8| n, inputs).buffer_size(0);
-    assert!(
-        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("buffer_size"))
-    );
+    let map = executor.map(|n: u8| n, inputs);
+    let mut results = match setting {
+        "buffer_size" => map.buffer_size(0),
+        "chunksize" => map.chunksize(0),
+        other => panic!("no such setting: {other}"),
+    };
+    assert!(matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains(setting)));
     assert_eq!(results.next(), None);
     assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
 }
 
 #[test]
+fn buffer_size_zero_is_an_invalid_argument_then_the_end() {
+    zero_is_an_invalid_argument_then_the_end("buffer_size");
+}
+
+#[test]
 fn chunksize_zero_is_an_invalid_argument_then_the_end() {
-    let executor = ThreadPoolExecutor::new(2);
-    let (inputs, pulled) = counted(0..5);
-    let mut results = executor.map(|n: u8| n, inputs).chunksize(0);
-    assert!(
-        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("chunksize"))
-    );
-    assert_eq!(results.next(), None);
-    assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
+    zero_is_an_invalid_argument_then_the_end("chunksize");
 }
 
 fn sometimes_fails(n: u32) -> u32 {

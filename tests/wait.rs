@@ -67,19 +67,26 @@ fn first_completed_returns_at_the_first_completion() {
     assert_eq!(b.result(), Ok(2));
 }
 
-#[test]
-fn first_completed_returns_at_once_if_a_future_is_already_done() {
+/// A held task and one already finished with `value` (failed, if
+/// negative): `wait(when)` must return at once, with the finished one
+/// alone done.
+fn returns_at_once_with_the_finished_one(when: ReturnWhen, value: i32) {
     let executor = ThreadPoolExecutor::new(2);
     let (pending, _release) = held(&executor, 1);
-    let done_already = finished(&executor, 2);
+    let done_already = finished(&executor, value);
     let all = [&pending, &done_already];
     let start = Instant::now();
-    let (done, not_done) = wait(all, ReturnWhen::FirstCompleted, Some(PATIENCE));
+    let (done, not_done) = wait(all, when, Some(PATIENCE));
     assert!(start.elapsed() < PROMPTLY, "took {:?}", start.elapsed());
     assert_eq!(
         (positions(&all, &done), positions(&all, &not_done)),
         (vec![1], vec![0])
     );
+}
+
+#[test]
+fn first_completed_returns_at_once_if_a_future_is_already_done() {
+    returns_at_once_with_the_finished_one(ReturnWhen::FirstCompleted, 2);
 }
 
 #[test]
@@ -103,17 +110,7 @@ fn first_exception_returns_at_the_first_failure() {
 
 #[test]
 fn first_exception_returns_at_once_if_a_future_already_failed() {
-    let executor = ThreadPoolExecutor::new(2);
-    let (pending, _release) = held(&executor, 1);
-    let failed = finished(&executor, -2);
-    let all = [&pending, &failed];
-    let start = Instant::now();
-    let (done, not_done) = wait(all, ReturnWhen::FirstException, Some(PATIENCE));
-    assert!(start.elapsed() < PROMPTLY, "took {:?}", start.elapsed());
-    assert_eq!(
-        (positions(&all, &done), positions(&all, &not_done)),
-        (vec![1], vec![0])
-    );
+    returns_at_once_with_the_finished_one(ReturnWhen::FirstException, -2);
 }
 
 #[test]
