@@ -11,9 +11,12 @@
 //! taskset -c 0 cargo bench --bench contention
 //! ```
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Instant;
 
+use common::{ident, median};
 use concurrent_futures::ThreadPoolExecutor;
 use crossbeam_channel::bounded;
 
@@ -21,15 +24,6 @@ const WORKERS: usize = 2;
 const REPS: usize = 9;
 const TRIPS: u64 = 3_000;
 const ITEMS: u64 = 20_000;
-
-fn ident(x: u64) -> u64 {
-    black_box(x)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 /// Microseconds per call of `f` over `n` calls.
 fn per_call(n: u64, mut f: impl FnMut(u64)) -> f64 {

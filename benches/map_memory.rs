@@ -12,6 +12,8 @@
 //! Run with `cargo bench --bench map_memory`; exits non-zero if a bound is
 //! broken. `ITEMS` may be overridden by the first argument that is a number.
 
+mod common;
+
 use std::cell::Cell;
 use std::hint::black_box;
 use std::rc::Rc;
@@ -26,12 +28,7 @@ const EAGER: u64 = 200_000;
 
 /// A `/proc/self/status` field in KiB (0 where there is no procfs).
 fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    common::status_kib(field).unwrap_or(0)
 }
 
 /// Runs `map` over `items` inputs, in chunks of `chunksize` (`None`: the

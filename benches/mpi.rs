@@ -35,7 +35,7 @@
 //!   rank spent inside tasks (100% = never waiting for work).
 //! - `map skew start|middle|end` (issue 21): on a pool of up to
 //!   [`SKEW_WORKERS`] ranks, the default `map` over [`SKEW_TOTAL`] inputs,
-//!   [`SKEW_SLOW`] of them sleeping [`SKEW_MILLIS`] at the start, in the
+//!   [`SKEW_SLOW`] of them sleeping [`common::SLOW_MILLIS`] at the start, in the
 //!   middle or at the end, the rest quick: the median of [`SKEW_RUNS`]
 //!   runs, beside the ideal schedule (the slow work spread evenly over the
 //!   ranks). Slow inputs sleep, like I/O, so that more ranks than cores
@@ -46,9 +46,11 @@
 //! Plain timing, not criterion: the figures sit beside the process pool's
 //! criterion figures in BENCHMARKS.md, measured the same way (per task).
 
-use std::hint::black_box;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{SLOW_MILLIS, ident, skewed_inputs, sleep_ms};
 use concurrent_futures::MpiPoolExecutor;
 
 const WORKERS: usize = 2;
@@ -64,11 +66,6 @@ const SKEW_WORKERS: usize = 4;
 const SKEW_RUNS: usize = 3;
 const SKEW_TOTAL: usize = 40_008;
 const SKEW_SLOW: usize = 8;
-const SKEW_MILLIS: u64 = 400;
-
-fn ident(x: u64) -> u64 {
-    black_box(x)
-}
 
 /// The best of `RUNS` runs of `f`, divided by `per`.
 fn best(per: u64, mut f: impl FnMut()) -> Duration {
@@ -93,30 +90,17 @@ fn nap(_: u64) -> (String, Duration) {
     (format!("{} rank {rank}", host.trim()), start.elapsed())
 }
 
-/// Sleeps `millis` (0: a quick input), and returns it.
-fn sleep_ms(millis: u64) -> u64 {
-    if millis > 0 {
-        std::thread::sleep(Duration::from_millis(millis));
-    }
-    millis
-}
-
 /// The `map skew` rows: a pool of its own, of up to [`SKEW_WORKERS`] ranks.
 fn skew() {
     let executor = MpiPoolExecutor::new(SKEW_WORKERS).expect("an MPI pool");
     let ranks = executor.max_workers();
-    let ideal = Duration::from_millis(SKEW_MILLIS) * (SKEW_SLOW / ranks) as u32;
+    let ideal = Duration::from_millis(SLOW_MILLIS) * (SKEW_SLOW / ranks) as u32;
     for (name, at) in [
         ("start", 0),
         ("middle", SKEW_TOTAL / 2),
         ("end", SKEW_TOTAL - SKEW_SLOW),
     ] {
-        let inputs: Vec<u64> = (0..SKEW_TOTAL)
-            .map(|i| match (at..at + SKEW_SLOW).contains(&i) {
-                true => SKEW_MILLIS,
-                false => 0,
-            })
-            .collect();
+        let inputs = skewed_inputs(SKEW_TOTAL, SKEW_SLOW, at);
         let mut times: Vec<Duration> = (0..SKEW_RUNS)
             .map(|_| {
                 let start = Instant::now();
@@ -124,7 +108,7 @@ fn skew() {
                     .map(sleep_ms, inputs.clone())
                     .map(Result::unwrap)
                     .sum();
-                assert_eq!(sum, SKEW_MILLIS * SKEW_SLOW as u64);
+                assert_eq!(sum, SLOW_MILLIS * SKEW_SLOW as u64);
                 start.elapsed()
             })
             .collect();

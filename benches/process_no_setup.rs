@@ -13,18 +13,13 @@
 #![cfg_attr(not(any(target_os = "linux", target_os = "macos", windows)), no_main)]
 #![cfg(any(target_os = "linux", target_os = "macos", windows))]
 
+mod common;
+
 use std::hint::black_box;
 
+use common::{ident, pid};
 use concurrent_futures::ProcessPoolExecutor;
 use criterion::{Criterion, criterion_group, criterion_main};
-
-fn ident(x: u64) -> u64 {
-    black_box(x)
-}
-
-fn pid(_: u64) -> u32 {
-    std::process::id()
-}
 
 fn process_no_setup(c: &mut Criterion) {
     let executor = ProcessPoolExecutor::new(2);

@@ -55,8 +55,10 @@ use std::hint::black_box;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
+use common::{ident, pid};
 use concurrent_futures::ProcessPoolExecutor;
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use serde::{Deserialize, Serialize};
 
 /// Worker processes in every pool measured here.
@@ -79,19 +81,9 @@ const MIX25_CHUNKSIZES: [usize; 3] = [100, 1_000, 10_000];
 /// The payload sizes of `process_bytes`, with their names.
 const BYTES: [(usize, &str); 2] = [(1 << 20, "1MiB"), (64 << 20, "64MiB")];
 
-/// The tiny task: the identity, opaque to the optimizer.
-fn ident(x: u64) -> u64 {
-    black_box(x)
-}
-
 /// The ~25 ns task of the `process_map` rows.
 fn mix25(x: u64) -> u64 {
     common::mix(x, MIX25_ROUNDS)
-}
-
-/// The worker's process id, to tell workers apart.
-fn pid(_: u64) -> u32 {
-    std::process::id()
 }
 
 /// A chunk of tiny tasks, for procspawn's stand-in for `map`.
@@ -329,53 +321,53 @@ fn process_submit_result(c: &mut Criterion) {
     group.sampling_mode(SamplingMode::Flat);
 
     let executor = ProcessPoolExecutor::new(WORKERS);
-    // Both workers started, so their channels count in `before`.
-    let warm: Vec<_> = (0..100).map(|i| executor.submit(ident, i)).collect();
-    warm.into_iter().for_each(|f| drop(f.result()));
-    let mut fds = Fds::new();
-    group.throughput(Throughput::Elements(PENDING));
-    group.bench_function(format!("ours_{}k_pending", PENDING / 1000), |b| {
-        b.iter_custom(|iters| {
-            batches(
-                iters,
-                PENDING,
-                &mut fds,
-                |i| executor.submit(ident, i),
-                |f| {
-                    black_box(f.result().expect("identity"));
-                },
-            )
-        });
-    });
-    fds.report("ours", PENDING);
+    submit_result_row(
+        &mut group,
+        format!("ours_{}k_pending", PENDING / 1000),
+        ("ours", PENDING),
+        |i| executor.submit(ident, i),
+        |f| {
+            black_box(f.result().expect("identity"));
+        },
+    );
     drop(executor);
 
     let pool = procspawn_pool();
-    let warm: Vec<_> = (0..100).map(|i| pool.spawn(i, ident)).collect();
-    warm.into_iter().for_each(|h| drop(h.join()));
-    let mut fds = Fds::new();
-    group.throughput(Throughput::Elements(PROCSPAWN_PENDING));
-    group.bench_function(
+    let fds = submit_result_row(
+        &mut group,
         format!("procspawn_pool_{}k_pending", PROCSPAWN_PENDING / 1000),
-        |b| {
-            b.iter_custom(|iters| {
-                batches(
-                    iters,
-                    PROCSPAWN_PENDING,
-                    &mut fds,
-                    |i| pool.spawn(i, ident),
-                    |h| {
-                        black_box(h.join().expect("identity"));
-                    },
-                )
-            });
+        ("procspawn", PROCSPAWN_PENDING),
+        |i| pool.spawn(i, ident),
+        |h| {
+            black_box(h.join().expect("identity"));
         },
     );
-    fds.report("procspawn", PROCSPAWN_PENDING);
     group.finish();
     if fds.before.is_some() {
         procspawn_attempt(&pool);
     }
+}
+
+/// The `process_submit_result` row `name` of `who`: a warm-up of 100
+/// tasks (so that every worker has started and its channel counts in
+/// `before`), then [`batches`] of `pending` tasks; prints the descriptor
+/// counts and returns them.
+fn submit_result_row<H>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: String,
+    (who, pending): (&str, u64),
+    mut submit: impl FnMut(u64) -> H,
+    mut take: impl FnMut(H),
+) -> Fds {
+    let warm: Vec<_> = (0..100).map(&mut submit).collect();
+    warm.into_iter().for_each(&mut take);
+    let mut fds = Fds::new();
+    group.throughput(Throughput::Elements(pending));
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| batches(iters, pending, &mut fds, &mut submit, &mut take));
+    });
+    fds.report(who, pending);
+    fds
 }
 
 /// One batch of [`PROCSPAWN_ATTEMPT`] pending procspawn tasks, outside

@@ -32,6 +32,8 @@
 //!   growth is the kernel's fault-around (16 pages mapped per page read,
 //!   pages already in memory): mapped, not copied, and no new memory.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -128,10 +130,7 @@ const PAGE: usize = 4096;
 
 /// A field of `/proc/self/status`, in KiB.
 fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status.lines().find(|l| l.starts_with(field)).expect(field);
-    let kib = line[field.len()..].trim().trim_end_matches("kB").trim();
-    kib.parse().expect("a number of kB")
+    common::status_kib(field).expect(field)
 }
 
 /// Reads one byte of each of the `pages` 4 KiB pages from `first` on;
@@ -142,8 +141,8 @@ fn touch((value, first, pages): (Shared<[u8]>, usize, usize)) -> (u32, u64, u64,
         .sum();
     (
         std::process::id(),
-        status_kib("RssShmem:"),
-        status_kib("RssAnon:"),
+        status_kib("RssShmem"),
+        status_kib("RssAnon"),
         sum,
     )
 }
@@ -189,8 +188,8 @@ fn gibibyte() {
             |n: u32| {
                 (
                     std::process::id(),
-                    status_kib("RssShmem:"),
-                    status_kib("RssAnon:"),
+                    status_kib("RssShmem"),
+                    status_kib("RssAnon"),
                     u64::from(n),
                 )
             },

@@ -20,26 +20,13 @@
 
 // The process pool runs on Linux, macOS and Windows; this bench needs no
 // peer crate, but compare.sh runs on Linux.
-use std::thread::sleep;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{SLOW_MILLIS, skewed_inputs, sleep_ms};
 use concurrent_futures::ProcessPoolExecutor;
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-
-/// Sleeps `millis` (0: a quick task), and returns it.
-fn task(millis: u64) -> u64 {
-    if millis > 0 {
-        sleep(Duration::from_millis(millis));
-    }
-    millis
-}
-
-/// `total` inputs, all quick but `slow` of 400 ms from index `at`.
-fn inputs(total: usize, slow: usize, at: usize) -> Vec<u64> {
-    (0..total)
-        .map(|i| if (at..at + slow).contains(&i) { 400 } else { 0 })
-        .collect()
-}
 
 fn skew(c: &mut Criterion) {
     let mut group = c.benchmark_group("process_skew");
@@ -54,8 +41,8 @@ fn skew(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let quick: Vec<_> = (0..2000).map(|_| four.submit(task, 0)).collect();
-                let slow: Vec<_> = (0..8).map(|_| four.submit(task, 400)).collect();
+                let quick: Vec<_> = (0..2000).map(|_| four.submit(sleep_ms, 0)).collect();
+                let slow: Vec<_> = (0..8).map(|_| four.submit(sleep_ms, SLOW_MILLIS)).collect();
                 for future in quick.iter().chain(&slow) {
                     future.result().expect("a task");
                 }
@@ -65,13 +52,13 @@ fn skew(c: &mut Criterion) {
     });
     let total = 40_008;
     for (name, at) in [("start", 0), ("middle", 20_000), ("end", total - 8)] {
-        let inputs = inputs(total, 8, at);
+        let inputs = skewed_inputs(total, 8, at);
         group.bench_function(format!("map_slow_{name}"), |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let sum: u64 = four.map(task, inputs.clone()).map(Result::unwrap).sum();
-                    assert_eq!(sum, 8 * 400);
+                    let sum: u64 = four.map(sleep_ms, inputs.clone()).map(Result::unwrap).sum();
+                    assert_eq!(sum, 8 * SLOW_MILLIS);
                 }
                 start.elapsed()
             });
@@ -85,8 +72,8 @@ fn skew(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                let long = two.submit(task, 3000);
-                let short: Vec<_> = (0..100).map(|_| two.submit(task, 20)).collect();
+                let long = two.submit(sleep_ms, 3000);
+                let short: Vec<_> = (0..100).map(|_| two.submit(sleep_ms, 20)).collect();
                 let mut before = 0;
                 for future in &short {
                     future.result().expect("a short task");

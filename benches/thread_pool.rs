@@ -31,8 +31,12 @@ use std::hint::black_box;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use common::ident;
 use concurrent_futures::ThreadPoolExecutor;
-use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use crossbeam_channel::{bounded, unbounded};
 use rayon::prelude::*;
 
@@ -79,9 +83,23 @@ fn task_of(duration: Duration) -> impl Fn(u64) -> u64 + Copy + Send + Sync + 'st
     move |x| common::mix(x, rounds)
 }
 
-/// The tiny task: the identity, opaque to the optimizer.
-fn ident(x: u64) -> u64 {
-    black_box(x)
+/// The peers that start a closure and hand nothing back: rayon's `spawn`
+/// and threadpool's `execute`, so that one row serves both (generic, so
+/// each pool's own call is measured, with nothing in between).
+trait Spawn {
+    fn start(&self, task: impl FnOnce() + Send + 'static);
+}
+
+impl Spawn for rayon::ThreadPool {
+    fn start(&self, task: impl FnOnce() + Send + 'static) {
+        self.spawn(task);
+    }
+}
+
+impl Spawn for threadpool::ThreadPool {
+    fn start(&self, task: impl FnOnce() + Send + 'static) {
+        self.execute(task);
+    }
 }
 
 fn rayon_pool() -> rayon::ThreadPool {
@@ -108,45 +126,26 @@ fn submit_result(c: &mut Criterion) {
     drop(executor);
 
     let pool = rayon_pool();
-    group.bench_function("rayon_spawn_channel_per_task", |b| {
-        b.iter(|| {
-            let receivers: Vec<_> = (0..BATCH)
-                .map(|i| {
-                    let (tx, rx) = bounded(1);
-                    pool.spawn(move || {
-                        let _ = tx.send(ident(i));
-                    });
-                    rx
-                })
-                .collect();
-            for rx in receivers {
-                black_box(rx.recv().expect("the task sends"));
-            }
-        });
-    });
-    group.bench_function("rayon_spawn_shared_channel", |b| {
-        b.iter(|| {
-            let (tx, rx) = unbounded();
-            for i in 0..BATCH {
-                let tx = tx.clone();
-                pool.spawn(move || {
-                    let _ = tx.send(ident(i));
-                });
-            }
-            for _ in 0..BATCH {
-                black_box(rx.recv().expect("the task sends"));
-            }
-        });
-    });
+    peer_submit_result(&mut group, "rayon_spawn", &pool);
     drop(pool);
 
     let pool = threadpool::ThreadPool::new(WORKERS);
-    group.bench_function("threadpool_execute_channel_per_task", |b| {
+    peer_submit_result(&mut group, "threadpool_execute", &pool);
+    pool.join();
+    group.finish();
+}
+
+/// The rows of `submit_result` for a peer: `BATCH` tasks started on
+/// `pool`, each sending its result back on a channel of its own
+/// (`{name}_channel_per_task`) or on one channel for all
+/// (`{name}_shared_channel`), then every result received.
+fn peer_submit_result(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, pool: &impl Spawn) {
+    group.bench_function(format!("{name}_channel_per_task"), |b| {
         b.iter(|| {
             let receivers: Vec<_> = (0..BATCH)
                 .map(|i| {
                     let (tx, rx) = bounded(1);
-                    pool.execute(move || {
+                    pool.start(move || {
                         let _ = tx.send(ident(i));
                     });
                     rx
@@ -157,12 +156,12 @@ fn submit_result(c: &mut Criterion) {
             }
         });
     });
-    group.bench_function("threadpool_execute_shared_channel", |b| {
+    group.bench_function(format!("{name}_shared_channel"), |b| {
         b.iter(|| {
             let (tx, rx) = unbounded();
             for i in 0..BATCH {
                 let tx = tx.clone();
-                pool.execute(move || {
+                pool.start(move || {
                     let _ = tx.send(ident(i));
                 });
             }
@@ -171,8 +170,6 @@ fn submit_result(c: &mut Criterion) {
             }
         });
     });
-    pool.join();
-    group.finish();
 }
 
 fn round_trip(c: &mut Criterion) {
@@ -192,33 +189,34 @@ fn round_trip(c: &mut Criterion) {
     drop(executor);
 
     let pool = rayon_pool();
-    group.bench_function("rayon_spawn_channel", |b| {
-        b.iter(|| {
-            i += 1;
-            let x = i;
-            let (tx, rx) = bounded(1);
-            pool.spawn(move || {
-                let _ = tx.send(ident(x));
-            });
-            rx.recv().expect("the task sends")
-        });
-    });
+    peer_round_trip(&mut group, "rayon_spawn_channel", &pool, &mut i);
     drop(pool);
 
     let pool = threadpool::ThreadPool::new(WORKERS);
-    group.bench_function("threadpool_execute_channel", |b| {
+    peer_round_trip(&mut group, "threadpool_execute_channel", &pool, &mut i);
+    pool.join();
+    group.finish();
+}
+
+/// The `round_trip` row `name` for a peer: one task started on `pool`,
+/// its result received on a channel of its own.
+fn peer_round_trip(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    pool: &impl Spawn,
+    i: &mut u64,
+) {
+    group.bench_function(name, |b| {
         b.iter(|| {
-            i += 1;
-            let x = i;
+            *i += 1;
+            let x = *i;
             let (tx, rx) = bounded(1);
-            pool.execute(move || {
+            pool.start(move || {
                 let _ = tx.send(ident(x));
             });
             rx.recv().expect("the task sends")
         });
     });
-    pool.join();
-    group.finish();
 }
 
 fn map(c: &mut Criterion) {
@@ -310,25 +308,28 @@ fn map_million(c: &mut Criterion) {
     let hash = task_of(Duration::from_nanos(50));
     let executor = ThreadPoolExecutor::new(WORKERS);
     let pool = rayon_pool();
-    group.bench_function("ours_default_hash50", |b| {
-        b.iter(|| black_box(collect_map(&executor, hash, MILLION, None)));
-    });
-    group.bench_function("rayon_hash50", |b| {
-        b.iter(|| {
-            let all: Vec<u64> = pool.install(|| (0..MILLION).into_par_iter().map(hash).collect());
-            black_box(all)
-        });
-    });
-    group.bench_function("ours_default_identity", |b| {
-        b.iter(|| black_box(collect_map(&executor, ident, MILLION, None)));
-    });
-    group.bench_function("rayon_identity", |b| {
-        b.iter(|| {
-            let all: Vec<u64> = pool.install(|| (0..MILLION).into_par_iter().map(ident).collect());
-            black_box(all)
-        });
-    });
+    million_rows(&mut group, (&executor, &pool), "hash50", hash);
+    million_rows(&mut group, (&executor, &pool), "identity", ident);
     group.finish();
+}
+
+/// The `map_million` rows of `task` (named `what`): our default `map`, and
+/// rayon's `par_iter` on its own pool, each collecting every result.
+fn million_rows(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    (executor, pool): (&ThreadPoolExecutor, &rayon::ThreadPool),
+    what: &str,
+    task: impl Fn(u64) -> u64 + Copy + Send + Sync + 'static,
+) {
+    group.bench_function(format!("ours_default_{what}"), |b| {
+        b.iter(|| black_box(collect_map(executor, task, MILLION, None)));
+    });
+    group.bench_function(format!("rayon_{what}"), |b| {
+        b.iter(|| {
+            let all: Vec<u64> = pool.install(|| (0..MILLION).into_par_iter().map(task).collect());
+            black_box(all)
+        });
+    });
 }
 
 fn map_duration(c: &mut Criterion) {

@@ -164,25 +164,34 @@ fn a_failure_is_handed_over_once_too() {
     assert_eq!(future.result(), Err(Error::ResultTaken));
 }
 
+/// Three threads of `s`, each blocked in `future.result_timeout`; returns
+/// once each has said it is about to call it.
+fn three_blocked_in_result<'s, T: Send>(
+    s: &'s thread::Scope<'s, '_>,
+    future: &'s Future<T>,
+) -> Vec<thread::ScopedJoinHandle<'s, Result<T, Error>>> {
+    let (waiting, wait_waiting) = mpsc::channel();
+    let waiters = (0..3)
+        .map(|_| {
+            let waiting = waiting.clone();
+            s.spawn(move || {
+                waiting.send(()).unwrap();
+                future.result_timeout(PATIENCE)
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        wait_waiting.recv().unwrap();
+    }
+    waiters
+}
+
 #[test]
 fn a_thread_blocked_in_result_is_woken_by_completion() {
     let executor = ThreadPoolExecutor::new(1);
     let (busy, release) = hold(&executor);
-    let (waiting, wait_waiting) = mpsc::channel();
     thread::scope(|s| {
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let waiting = waiting.clone();
-                let busy = &busy;
-                s.spawn(move || {
-                    waiting.send(()).unwrap();
-                    busy.result_timeout(PATIENCE)
-                })
-            })
-            .collect();
-        for _ in 0..3 {
-            wait_waiting.recv().unwrap();
-        }
+        let waiters = three_blocked_in_result(s, &busy);
         release.send(()).unwrap();
         let mut results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         results.sort_by_key(|r| r.is_err());
@@ -199,21 +208,8 @@ fn a_thread_blocked_in_result_is_woken_by_cancel() {
     let executor = ThreadPoolExecutor::new(1);
     let (_busy, _release) = hold(&executor);
     let queued = executor.submit(|()| "never", ());
-    let (waiting, wait_waiting) = mpsc::channel();
     thread::scope(|s| {
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let waiting = waiting.clone();
-                let queued = &queued;
-                s.spawn(move || {
-                    waiting.send(()).unwrap();
-                    queued.result_timeout(PATIENCE)
-                })
-            })
-            .collect();
-        for _ in 0..3 {
-            wait_waiting.recv().unwrap();
-        }
+        let waiters = three_blocked_in_result(s, &queued);
         assert!(queued.cancel());
         for waiter in waiters {
             assert_eq!(waiter.join().unwrap(), Err(Error::Cancelled));

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use concurrent_futures::{Error, LOOK_AHEAD_PER_WORKER, MAX_AUTO_CHUNKSIZE, ThreadPoolExecutor};
 
 mod common;
-use common::{Gates, PATIENCE, counted, held_task, pass};
+use common::{Gates, Order, PATIENCE, assert_never_ran, counted, held_task, pass};
 
 #[test]
 fn results_come_in_input_order_even_when_later_tasks_finish_first() {
@@ -119,28 +119,7 @@ fn the_default_look_ahead_is_bounded_too() {
 
 #[test]
 fn the_timeout_yields_timeout_once_then_ends() {
-    let executor = ThreadPoolExecutor::new(1);
-    let gates = Gates::new(1);
-    let (task, _started, ran) = held_task(&gates, 1);
-    // Item 0 is quick; the deadline only has to leave room for it. One
-    // input per chunk: an automatic chunk could hold item 1 and the next.
-    let mut results = executor
-        .map(task, 0..6)
-        .chunksize(1)
-        .buffer_size(6)
-        .timeout(Duration::from_secs(1));
-    assert_eq!(results.next(), Some(Ok(0)));
-    assert_eq!(results.next(), Some(Err(Error::Timeout)));
-    assert_eq!(results.next(), None);
-    assert_eq!(results.next(), None, "and stays ended");
-    gates.open(0);
-    executor.shutdown();
-    drop(results); // drops the task, and with it the senders
-    assert_eq!(
-        ran.try_recv(),
-        Err(TryRecvError::Disconnected),
-        "the items queued behind the held one were cancelled"
-    );
+    common::check_the_timeout_yields_timeout_once_then_ends(Order::Input);
 }
 
 #[test]
@@ -191,33 +170,12 @@ fn a_timeout_cancels_the_tasks_not_started() {
     gates.open(0);
     executor.shutdown();
     drop(results); // drops the task, and with it the senders
-    assert_eq!(
-        ran.try_recv(),
-        Err(TryRecvError::Disconnected),
-        "the queued tasks were cancelled, never run"
-    );
+    assert_never_ran(&ran, "the queued tasks were cancelled, never run");
 }
 
 #[test]
 fn dropping_the_iterator_cancels_the_tasks_not_started() {
-    let executor = ThreadPoolExecutor::new(1);
-    let gates = Gates::new(1);
-    // Item 0 is quick, item 1 is held, items 2..6 queue behind it, each
-    // its own chunk (an automatic chunk could hold item 1 and the next).
-    let (task, started, ran) = held_task(&gates, 1);
-    let (inputs, pulled) = counted(0..6);
-    let mut results = executor.map(task, inputs).chunksize(1).buffer_size(6);
-    assert_eq!(results.next(), Some(Ok(0)));
-    assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
-    started.recv_timeout(PATIENCE).unwrap();
-    drop(results);
-    gates.open(0);
-    executor.shutdown();
-    assert_eq!(
-        ran.try_recv(),
-        Err(TryRecvError::Disconnected),
-        "dropping the map cancelled the queued tasks"
-    );
+    common::check_dropping_the_iterator_cancels_the_tasks_not_started(Order::Input);
 }
 
 #[test]
@@ -274,28 +232,30 @@ fn a_failing_item_is_its_own_error_and_iteration_goes_on() {
     assert_eq!(results.next(), None);
 }
 
-#[test]
-fn buffer_size_zero_is_an_invalid_argument_then_the_end() {
+/// A `map` whose `setting` (`buffer_size` or `chunksize`) is zero yields
+/// one `InvalidArgument` naming it, then ends, having submitted nothing.
+fn zero_is_an_invalid_argument_then_the_end(setting: &str) {
     let executor = ThreadPoolExecutor::new(2);
     let (inputs, pulled) = counted(0..5);
-    let mut results = executor.map(|n: u8| n, inputs).buffer_size(0);
-    assert!(
-        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("buffer_size"))
-    );
+    let map = executor.map(|n: u8| n, inputs);
+    let mut results = match setting {
+        "buffer_size" => map.buffer_size(0),
+        "chunksize" => map.chunksize(0),
+        other => panic!("no such setting: {other}"),
+    };
+    assert!(matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains(setting)));
     assert_eq!(results.next(), None);
     assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
 }
 
 #[test]
+fn buffer_size_zero_is_an_invalid_argument_then_the_end() {
+    zero_is_an_invalid_argument_then_the_end("buffer_size");
+}
+
+#[test]
 fn chunksize_zero_is_an_invalid_argument_then_the_end() {
-    let executor = ThreadPoolExecutor::new(2);
-    let (inputs, pulled) = counted(0..5);
-    let mut results = executor.map(|n: u8| n, inputs).chunksize(0);
-    assert!(
-        matches!(results.next(), Some(Err(Error::InvalidArgument(m))) if m.contains("chunksize"))
-    );
-    assert_eq!(results.next(), None);
-    assert_eq!(pulled.load(Ordering::SeqCst), 0, "nothing was submitted");
+    zero_is_an_invalid_argument_then_the_end("chunksize");
 }
 
 fn sometimes_fails(n: u32) -> u32 {

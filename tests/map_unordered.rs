@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::TryRecvError;
-use std::time::Duration;
 
 use concurrent_futures::{Error, ThreadPoolExecutor};
 
 mod common;
-use common::{Gates, PATIENCE, counted, held_task, pass};
+use common::{Gates, Order, PATIENCE, counted, pass};
 
 /// A task whose item `n` blocks on gate `n / per_gate` when `n % per_gate`
 /// is the last of its group, then returns `n`.
@@ -148,51 +146,10 @@ fn a_panic_is_that_items_error_and_iteration_goes_on() {
 
 #[test]
 fn the_timeout_yields_timeout_once_ends_and_cancels_the_rest() {
-    let executor = ThreadPoolExecutor::new(1);
-    let gates = Gates::new(1);
-    // Item 0 is quick; item 1 is held; 2..6 queue behind it, each its own
-    // chunk (an automatic chunk could hold item 1 and the next).
-    let (task, _started, ran) = held_task(&gates, 1);
-    let mut results = executor
-        .map_unordered(task, 0..6)
-        .chunksize(1)
-        .buffer_size(6)
-        .timeout(Duration::from_secs(1));
-    assert_eq!(results.next(), Some(Ok(0)));
-    assert_eq!(results.next(), Some(Err(Error::Timeout)));
-    assert_eq!(results.next(), None);
-    assert_eq!(results.next(), None, "and stays ended");
-    gates.open(0);
-    executor.shutdown();
-    drop(results); // drops the task, and with it the senders
-    assert_eq!(
-        ran.try_recv(),
-        Err(TryRecvError::Disconnected),
-        "the items queued behind the held one were cancelled"
-    );
+    common::check_the_timeout_yields_timeout_once_then_ends(Order::Completion);
 }
 
 #[test]
 fn dropping_the_iterator_cancels_the_tasks_not_started() {
-    let executor = ThreadPoolExecutor::new(1);
-    let gates = Gates::new(1);
-    // Item 0 is quick, item 1 is held, items 2..6 queue behind it, each
-    // its own chunk (an automatic chunk could hold item 1 and the next).
-    let (task, started, ran) = held_task(&gates, 1);
-    let (inputs, pulled) = counted(0..6);
-    let mut results = executor
-        .map_unordered(task, inputs)
-        .chunksize(1)
-        .buffer_size(6);
-    assert_eq!(results.next(), Some(Ok(0)));
-    assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
-    started.recv_timeout(PATIENCE).unwrap();
-    drop(results);
-    gates.open(0);
-    executor.shutdown();
-    assert_eq!(
-        ran.try_recv(),
-        Err(TryRecvError::Disconnected),
-        "dropping the map cancelled the queued tasks"
-    );
+    common::check_dropping_the_iterator_cancels_the_tasks_not_started(Order::Completion);
 }

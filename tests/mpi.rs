@@ -29,7 +29,7 @@
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
-#[path = "common/process_harness.rs"]
+#[path = "common/harness.rs"]
 mod harness;
 #[path = "common/shared_forms.rs"]
 mod shared_forms;

@@ -11,8 +11,14 @@
 //!
 //! `.ci/run` does both. This program calls no `concurrent_futures::init()`:
 //! the comm form needs none (under `mpiexec`, `init()` would make the ranks
-//! a static world's instead). Run without `mpiexec`, as `cargo test` does,
-//! it checks only what needs no other rank.
+//! a static world's instead). The two are cases of the tests' one runner
+//! (`common/harness.rs`; the argument is its name filter), run on the main
+//! thread; run without `mpiexec`, as `cargo test` does, both are ignored.
+
+#[path = "common/process_fixtures.rs"]
+mod fixtures;
+#[path = "common/harness.rs"]
+mod harness;
 
 use concurrent_futures::{Error, MpiPoolExecutor};
 use mpi::collective::SystemOperation;
@@ -31,17 +37,17 @@ fn square_where(n: u64) -> (u64, u32, i32) {
 }
 
 fn main() {
-    let mode = std::env::args().nth(1).unwrap_or_default();
-    if std::env::var("OMPI_COMM_WORLD_SIZE").is_err() {
-        // cargo test runs it alone: only the checks that need no rank.
-        println!("mpi_comm: not under mpiexec; run `mpiexec -n 3 {{binary}} user|crate`");
-        return;
-    }
-    match mode.as_str() {
-        "user" => initialized_by_the_program(),
-        "crate" => initialized_by_the_comm_form(),
-        other => panic!("expected the argument user or crate, got {other:?}"),
-    }
+    // Alone, as `cargo test` runs it, there are no other ranks: both cases
+    // are listed, as ignored.
+    let alone = std::env::var("OMPI_COMM_WORLD_SIZE").is_err();
+    let cases: [(&'static str, fn()); 2] = [
+        ("user", initialized_by_the_program),
+        ("crate", initialized_by_the_comm_form),
+    ];
+    let trials = (cases.into_iter())
+        .map(|(name, case)| harness::trial(name, None, case).with_ignored_flag(alone))
+        .collect();
+    harness::conclude(&harness::arguments(), trials).exit()
 }
 
 /// Prints a passed step, with the rank, so that the output shows each.

@@ -132,16 +132,26 @@ fn chaos(n: u32, started: &Sender<u32>) -> u32 {
     }
 }
 
-#[test]
-fn no_future_is_left_unresolved_whatever_the_tasks_do() {
-    let executor = ThreadPoolExecutor::new(3);
-    let (started, _starts) = mpsc::channel();
-    let futures: Vec<Future<u32>> = (0..300)
+/// Submits [`chaos`] for inputs `0..count`, each reporting its start on
+/// `started`.
+fn submit_chaos(
+    executor: &ThreadPoolExecutor,
+    count: u32,
+    started: &mpsc::Sender<u32>,
+) -> Vec<Future<u32>> {
+    (0..count)
         .map(|n| {
             let started = started.clone();
             executor.submit(move |n| chaos(n, &started), n)
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn no_future_is_left_unresolved_whatever_the_tasks_do() {
+    let executor = ThreadPoolExecutor::new(3);
+    let (started, _starts) = mpsc::channel();
+    let futures = submit_chaos(&executor, 300, &started);
     // Cancel every fifth: each cancel either wins (pending) or loses (running
     // or done); both are fine, but the answer must match the outcome.
     let cancelled: Vec<bool> = futures
@@ -179,12 +189,7 @@ fn no_future_is_left_unresolved_whatever_the_tasks_do() {
 fn no_future_is_left_unresolved_when_shutdown_cancels_the_queue() {
     let executor = ThreadPoolExecutor::new(2);
     let (started, starts) = mpsc::channel();
-    let futures: Vec<Future<u32>> = (0..200)
-        .map(|n| {
-            let started = started.clone();
-            executor.submit(move |n| chaos(n, &started), n)
-        })
-        .collect();
+    let futures = submit_chaos(&executor, 200, &started);
     drop(started);
     executor.shutdown_with(Shutdown {
         wait: true,

@@ -30,6 +30,8 @@
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
+#[path = "common/harness.rs"]
+mod harness;
 
 use std::collections::HashSet;
 use std::sync::Once;
@@ -49,33 +51,15 @@ const PACE: Duration = Duration::from_millis(15);
 const STOPPED_FOR: Duration = Duration::from_millis(5);
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("process_faults: test");
-        return;
-    }
-    let filtered_out = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .any(|f| !"process_faults".contains(f.as_str()));
-    if filtered_out || args.iter().any(|a| a == "--ignored") {
-        println!("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 1 filtered out\n");
-        return;
-    }
     let number = |name: &str, default: u64| {
         std::env::var(name).map_or(default, |v| v.parse().expect("a number"))
     };
     let tasks = number("FAULT_TASKS", 10_000);
     let kills = number("FAULT_KILLS", 100);
     let seed = number("FAULT_SEED", u64::from(std::process::id()));
-    println!("\nrunning 1 test");
-    let start = Instant::now();
-    faults(tasks, kills, seed);
-    println!("test process_faults ... ok");
-    println!(
-        "\ntest result: ok. 1 passed; 0 failed; finished in {:.2}s\n",
-        start.elapsed().as_secs_f64()
-    );
+    // No time limit: the counts set how long it runs (CI bounds it).
+    let trial = harness::trial("process_faults", None, move || faults(tasks, kills, seed));
+    harness::conclude(&harness::arguments(), vec![trial]).exit()
 }
 
 fn expected(n: u64) -> u64 {
@@ -247,7 +231,7 @@ fn faults(tasks: u64, kills: u64, seed: u64) {
     killer_thread.join().unwrap();
 
     println!(
-        "faults: tasks={tasks} seed={seed} injected={} (sigkill={} sigsegv={} stop/cont={}) \
+        "\nfaults: tasks={tasks} seed={seed} injected={} (sigkill={} sigsegv={} stop/cont={}) \
          forked={} ok={ok} wrong={wrong} died_sigkill={died_kill} died_sigsegv={died_segv} \
          other_errors={} lost={} workers_used={} in {:.2} s",
         faults.total(),

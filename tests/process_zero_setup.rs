@@ -117,14 +117,11 @@ ten_tests!(
 #[test]
 fn ten_pools_in_parallel_print_only_libtests_lines() {
     TESTS_STARTED.fetch_add(1, Ordering::SeqCst);
-    let output = Command::new(std::env::current_exe().unwrap())
+    let mut again = Command::new(std::env::current_exe().unwrap());
+    again
         .args(["pool_in_test_", "--test-threads=10", "--color=never"])
-        .env(OVERLAP, "10")
-        .output()
-        .expect("run this test binary again");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        .env(OVERLAP, "10");
+    let (stdout, stderr) = fixtures::output_of(&mut again, "this test binary, run again");
     let mut lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
     let summary = lines.pop().unwrap_or_default();
     assert!(

@@ -50,6 +50,20 @@ fn release_later<'t>(
     });
 }
 
+/// The task [`release_later`] releases: it reports on `started`, waits
+/// for `gate` (at most [`PATIENCE`]), then counts itself in `ran`.
+fn held_task(
+    started: mpsc::Sender<()>,
+    gate: mpsc::Receiver<()>,
+    ran: &AtomicUsize,
+) -> impl FnOnce(()) + Send + '_ {
+    move |()| {
+        started.send(()).unwrap();
+        let _ = gate.recv_timeout(PATIENCE);
+        ran.fetch_add(1, SeqCst);
+    }
+}
+
 #[test]
 fn tasks_borrow_and_mutate_disjoint_chunks() {
     let executor = ThreadPoolExecutor::new(3);
@@ -76,14 +90,7 @@ fn the_scope_returns_only_after_every_task_ran() {
         release_later(t, wait_started, &released, release);
         executor.scope(|s| {
             let ran = &ran;
-            drop(s.submit(
-                move |()| {
-                    started.send(()).unwrap();
-                    let _ = gate.recv_timeout(PATIENCE);
-                    ran.fetch_add(1, SeqCst);
-                },
-                (),
-            ));
+            drop(s.submit(held_task(started, gate, ran), ()));
             for _ in 0..5 {
                 drop(s.submit(|()| ran.fetch_add(1, SeqCst), ()));
             }
@@ -136,14 +143,7 @@ fn a_panic_in_the_closure_goes_on_once_the_tasks_are_done() {
         panic::catch_unwind(AssertUnwindSafe(|| {
             executor.scope(|s| {
                 let ran = &ran;
-                drop(s.submit(
-                    move |()| {
-                        started.send(()).unwrap();
-                        let _ = gate.recv_timeout(PATIENCE);
-                        ran.fetch_add(1, SeqCst);
-                    },
-                    (),
-                ));
+                drop(s.submit(held_task(started, gate, ran), ()));
                 panic!("the closure fails");
             })
         }))

@@ -38,6 +38,53 @@ fn assert_still_blocked<T: std::fmt::Debug>(returned: &Receiver<T>, what: &str) 
     }
 }
 
+/// Runs `call` on another thread while tasks are held: it must still be
+/// blocked after [`GRACE`], and return within [`PATIENCE`] once every one
+/// of `releases` is sent. Returns what it returned.
+fn blocks_until_released<T: Send + std::fmt::Debug>(
+    what: &str,
+    releases: Vec<Sender<()>>,
+    call: impl FnOnce() -> T + Send,
+) -> T {
+    let (returned, call_returned) = mpsc::channel();
+    thread::scope(|s| {
+        // Owned here, so a failing assertion releases the tasks before the
+        // scope joins its threads.
+        let releases = releases;
+        s.spawn(move || returned.send(call()).unwrap());
+        assert_still_blocked(&call_returned, what);
+        for release in &releases {
+            release.send(()).unwrap();
+        }
+        (call_returned.recv_timeout(PATIENCE))
+            .unwrap_or_else(|_| panic!("{what} did not return once the tasks were released"))
+    })
+}
+
+/// A pool of one whose worker is held (`busy`, until `release`), with five
+/// [`spy`] tasks queued behind it, 0 to 4; `runs` hears each that runs.
+struct FiveQueued {
+    executor: ThreadPoolExecutor,
+    busy: Future<bool>,
+    release: Sender<()>,
+    queued: Vec<Future<u32>>,
+    runs: Receiver<u32>,
+}
+
+fn five_queued_behind_a_held_task() -> FiveQueued {
+    let executor = ThreadPoolExecutor::new(1);
+    let (busy, release) = hold(&executor);
+    let (ran, runs) = mpsc::channel();
+    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
+    FiveQueued {
+        executor,
+        busy,
+        release,
+        queued,
+        runs,
+    }
+}
+
 fn one(_: ()) -> u8 {
     1
 }
@@ -87,56 +134,36 @@ fn submit_after_shutdown_without_waiting_gives_shutdown() {
 
 #[test]
 fn shutdown_waits_for_running_and_queued_work() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
-    let (returned, shutdown_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
-            executor.shutdown();
-            returned.send(queued.iter().all(Future::done)).unwrap();
-        });
-        assert_still_blocked(&shutdown_returned, "shutdown()");
-        release.send(()).unwrap();
-        assert_eq!(
-            shutdown_returned.recv_timeout(PATIENCE),
-            Ok(true),
-            "when shutdown returns, all queued work has run"
-        );
+    let five = five_queued_behind_a_held_task();
+    let all_done = blocks_until_released("shutdown()", vec![five.release], || {
+        five.executor.shutdown();
+        five.queued.iter().all(Future::done)
     });
-    assert_eq!(busy.result(), Ok(true));
-    assert_eq!(runs.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
-    for (n, future) in (0..).zip(&queued) {
+    assert!(all_done, "when shutdown returns, all queued work has run");
+    assert_eq!(five.busy.result(), Ok(true));
+    assert_eq!(five.runs.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    for (n, future) in (0..).zip(&five.queued) {
         assert_eq!(future.result(), Ok(n));
     }
 }
 
 #[test]
 fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
-    executor.shutdown_with(Shutdown {
+    let five = five_queued_behind_a_held_task();
+    five.executor.shutdown_with(Shutdown {
         wait: false,
         cancel_futures: true,
     });
-    for future in &queued {
+    for future in &five.queued {
         assert!(future.cancelled(), "cancelled by the time shutdown returns");
         assert_eq!(future.result(), Err(Error::Cancelled));
     }
-    assert!(busy.running(), "the running task is not touched");
-    release.send(()).unwrap();
-    assert_eq!(busy.result_timeout(PATIENCE), Ok(true));
-    executor.shutdown();
+    assert!(five.busy.running(), "the running task is not touched");
+    five.release.send(()).unwrap();
+    assert_eq!(five.busy.result_timeout(PATIENCE), Ok(true));
+    five.executor.shutdown();
     assert_eq!(
-        runs.try_recv(),
+        five.runs.try_recv(),
         Err(TryRecvError::Disconnected),
         "no cancelled task ran"
     );
@@ -144,30 +171,25 @@ fn cancel_futures_cancels_queued_work_and_running_work_finishes() {
 
 #[test]
 fn cancel_futures_with_waiting_waits_only_for_the_running_task() {
-    let executor = ThreadPoolExecutor::new(1);
-    let (busy, release) = hold(&executor);
-    let (ran, runs) = mpsc::channel();
-    let queued: Vec<_> = (0..5).map(|n| spy(&executor, &ran, n)).collect();
-    drop(ran);
-    let (returned, shutdown_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
-            executor.shutdown_with(Shutdown {
+    let five = five_queued_behind_a_held_task();
+    let busy_done = blocks_until_released(
+        "shutdown_with(wait, cancel_futures)",
+        vec![five.release],
+        || {
+            five.executor.shutdown_with(Shutdown {
                 wait: true,
                 cancel_futures: true,
             });
-            returned.send(busy.done()).unwrap();
-        });
-        assert_still_blocked(&shutdown_returned, "shutdown_with(wait, cancel_futures)");
-        release.send(()).unwrap();
-        assert_eq!(shutdown_returned.recv_timeout(PATIENCE), Ok(true));
-    });
-    assert_eq!(busy.result(), Ok(true));
-    assert!(queued.iter().all(Future::cancelled));
-    assert_eq!(runs.try_recv(), Err(TryRecvError::Disconnected));
+            five.busy.done()
+        },
+    );
+    assert!(
+        busy_done,
+        "shutdown_with(wait) returned only once the running task was done"
+    );
+    assert_eq!(five.busy.result(), Ok(true));
+    assert!(five.queued.iter().all(Future::cancelled));
+    assert_eq!(five.runs.try_recv(), Err(TryRecvError::Disconnected));
 }
 
 #[test]
@@ -241,25 +263,11 @@ fn dropping_the_executor_waits_for_work_and_joins_every_thread() {
     }
     let queued: Vec<_> = (0..10).map(|n| executor.submit(|n: u32| n, n)).collect();
 
-    let (dropped, drop_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let releases = releases;
-        s.spawn(move || {
-            drop(executor);
-            dropped.send(()).unwrap();
-        });
-        assert_still_blocked(&drop_returned, "drop(executor)");
-        for release in &releases {
-            release.send(()).unwrap();
-        }
-        drop_returned.recv_timeout(PATIENCE).unwrap();
-        // Drop has returned: every thread has exited, no waiting needed.
-        let names: HashSet<String> = exits.try_iter().collect();
-        let expected: HashSet<String> = (0..3).map(|n| format!("dropped_{n}")).collect();
-        assert_eq!(names, expected, "every worker thread was joined");
-    });
+    blocks_until_released("drop(executor)", releases, move || drop(executor));
+    // Drop has returned: every thread has exited, no waiting needed.
+    let names: HashSet<String> = exits.try_iter().collect();
+    let expected: HashSet<String> = (0..3).map(|n| format!("dropped_{n}")).collect();
+    assert_eq!(names, expected, "every worker thread was joined");
     for future in &held {
         assert_eq!(future.result(), Ok(true));
     }
@@ -349,19 +357,11 @@ fn dropping_the_pool_after_a_shutdown_from_inside_still_waits_for_queued_work() 
     assert_eq!(from_inside.result_timeout(PATIENCE), Ok(()));
     wait_started.recv_timeout(PATIENCE).unwrap();
 
-    let (dropped, drop_returned) = mpsc::channel();
-    thread::scope(|s| {
-        // Owned here, so a failing assertion releases the task before the
-        // scope joins its threads.
-        let release = release;
-        s.spawn(|| {
-            drop(executor);
-            dropped.send(queued.done()).unwrap();
-        });
-        assert_still_blocked(&drop_returned, "drop(executor)");
-        release.send(()).unwrap();
-        assert_eq!(drop_returned.recv_timeout(PATIENCE), Ok(true));
+    let queued_done = blocks_until_released("drop(executor)", vec![release], || {
+        drop(executor);
+        queued.done()
     });
+    assert!(queued_done, "dropping the pool waited for the queued task");
 }
 
 #[test]

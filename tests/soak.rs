@@ -41,20 +41,22 @@
 
 #[path = "common/process_fixtures.rs"]
 mod fixtures;
+#[path = "common/harness.rs"]
+mod harness;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::fs;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use concurrent_futures::{
     Error, Executor, Future, ProcessPoolExecutor, Shutdown, ThreadPoolExecutor,
 };
-use fixtures::{PATIENCE, Scratch, block_until_released, wait_until};
+use fixtures::{EXPECTED, PATIENCE, Scratch, block_until_released, wait_until};
 
 /// Task indices per batch; futures of one batch are live at once.
 const BATCH: u64 = 1_000;
@@ -77,102 +79,42 @@ const RACE_EVERY_THREADS: u64 = 2;
 const RACE_EVERY_PROCESSES: u64 = 10;
 
 fn main() {
-    QUIET.call_once(quiet_expected_panics);
-    let mut args = std::env::args().skip(1);
-    let (mut ignored, mut list, mut exact, mut filters) = (false, false, false, Vec::new());
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--ignored" | "--include-ignored" => ignored = true,
-            "--list" => list = true,
-            "--exact" => exact = true,
-            "--skip" | "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
-                drop(args.next());
-            }
-            flag if flag.starts_with('-') => {}
-            filter => filters.push(filter.to_owned()),
-        }
-    }
-    let cases: [(&str, Case); 2] = [
-        ("thread_pool_soak", soak_threads),
-        ("process_pool_soak", soak_processes),
-    ];
-    let selected: Vec<_> = cases
-        .iter()
-        .filter(|(name, _)| {
-            filters.is_empty()
-                || filters
-                    .iter()
-                    .any(|f| *name == f || !exact && name.contains(f.as_str()))
-        })
-        .collect();
-    if list {
-        selected
-            .iter()
-            .for_each(|(name, _)| println!("{name}: test"));
-        return;
-    }
+    let args = harness::arguments();
+    // The full soak is the "ignored" run; plain `cargo test` runs the smoke
+    // count. Either way both cases are listed and picked by name.
+    let full = args.ignored || args.include_ignored;
     let tasks = match std::env::var("SOAK_TASKS") {
         Ok(n) => n.parse().expect("SOAK_TASKS is a number of tasks"),
-        Err(_) if ignored => FULL_TASKS,
+        Err(_) if full => FULL_TASKS,
         Err(_) => SMOKE_TASKS,
     };
-    println!(
-        "\nrunning {} soak cases, {tasks} tasks each",
-        selected.len()
-    );
-    let start = Instant::now();
+    // No time limit: the count sets how long a case runs (CI bounds it).
+    let trials = vec![
+        harness::trial("thread_pool_soak", None, move || soak_threads(tasks)),
+        harness::trial("process_pool_soak", None, move || soak_processes(tasks)),
+    ];
+    let trials = (trials.into_iter())
+        .map(|trial| trial.with_ignored_flag(full))
+        .collect();
     let before = Resources::now();
-    for (name, case) in &selected {
-        let case_start = Instant::now();
-        case(tasks);
-        println!(
-            "test {name} ... ok ({:.1} s)",
-            case_start.elapsed().as_secs_f64()
-        );
+    let conclusion = harness::conclude(&args, trials);
+    if conclusion.num_passed > 0 && !conclusion.has_failed() {
+        let after = Resources::settled(&before);
+        println!("soak totals: resources {}", before.compare(&after));
+        before.assert_back(&after, "after every pool was dropped");
     }
-    let after = Resources::settled(&before);
-    println!("soak totals: resources {}", before.compare(&after));
-    before.assert_back(&after, "after every pool was dropped");
-    println!(
-        "\ntest result: ok. {} passed; 0 failed; finished in {:.2}s\n",
-        selected.len(),
-        start.elapsed().as_secs_f64()
-    );
-}
-
-/// Installs [`quiet_expected_panics`]: in the test process before any pool,
-/// in a worker process by its first panicking task.
-static QUIET: Once = Once::new();
-
-/// A soak of one pool, given its task count.
-type Case = fn(u64);
-
-/// Silences the panics the soak causes on purpose (there are many); any
-/// other panic still reaches the hook that was there before.
-fn quiet_expected_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let expected = info
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.starts_with(PANIC_PREFIX));
-        if !expected {
-            default(info);
-        }
-    }));
+    conclusion.exit()
 }
 
 // ---- Tasks -----------------------------------------------------------------
-
-const PANIC_PREFIX: &str = "soak panic ";
 
 fn value(n: u64) -> u64 {
     n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5EED
 }
 
 fn panics(n: u64) -> u64 {
-    QUIET.call_once(quiet_expected_panics);
-    panic!("{PANIC_PREFIX}{n}")
+    fixtures::quiet_expected_panics(); // in a worker process, on its first panic
+    panic!("{EXPECTED}soak {n}")
 }
 
 /// Sleeps `millis`, far past [`TASK_TIMEOUT`].
@@ -241,7 +183,7 @@ fn settle<R: Debug>(future: &Future<R>) -> Result<R, Error> {
 
 fn check_panicked(outcome: Result<u64, Error>, n: u64) {
     match outcome {
-        Err(Error::Panicked { message, .. }) => assert_eq!(message, format!("{PANIC_PREFIX}{n}")),
+        Err(Error::Panicked { message, .. }) => assert_eq!(message, format!("{EXPECTED}soak {n}")),
         other => panic!("task {n} should have panicked, got {other:?}"),
     }
 }
@@ -437,6 +379,22 @@ fn check_memory(pool: &str, (warm, end, measured): (u64, u64, u64)) -> String {
     )
 }
 
+/// The end of one pool's soak, its pools dropped: prints the summary line
+/// `soak POOL: tasks=N ... lost=0 ...` (CI greps it), then fails if a
+/// future was lost, memory grew, or the resources are not back to
+/// `before`.
+fn report(pool: &str, tasks: u64, tally: &Tally, memory: (u64, u64, u64), before: &Resources) {
+    let memory = check_memory(pool, memory);
+    let after = Resources::settled(before);
+    println!(
+        "\nsoak {pool}: tasks={tasks} {} | {} | {memory}",
+        tally.summary(),
+        before.compare(&after)
+    );
+    assert_eq!(tally.futures, tally.resolved, "futures lost");
+    before.assert_back(&after, &format!("after every {pool} was dropped"));
+}
+
 // ---- The thread pool -------------------------------------------------------
 
 fn soak_threads(tasks: u64) {
@@ -455,15 +413,7 @@ fn soak_threads(tasks: u64) {
         }
     });
     drop(executor);
-    let memory = check_memory("thread pool", memory);
-    let after = Resources::settled(&before);
-    println!(
-        "soak thread pool: tasks={tasks} {} | {} | {memory}",
-        tally.summary(),
-        before.compare(&after)
-    );
-    assert_eq!(tally.futures, tally.resolved, "futures lost");
-    before.assert_back(&after, "after the thread pool was dropped");
+    report("thread pool", tasks, &tally, memory, &before);
 }
 
 /// On threads, a running task cannot be stopped: `cancel` says `false` and
@@ -531,15 +481,7 @@ fn soak_processes(tasks: u64) {
     drop(executor);
     drop(timeouts);
     drop(scratch);
-    let memory = check_memory("process pool", memory);
-    let after = Resources::settled(&before);
-    println!(
-        "soak process pool: tasks={tasks} {} | {} | {memory}",
-        tally.summary(),
-        before.compare(&after)
-    );
-    assert_eq!(tally.futures, tally.resolved, "futures lost");
-    before.assert_back(&after, "after the process pools were dropped");
+    report("process pool", tasks, &tally, memory, &before);
 }
 
 /// On processes, cancelling a running task kills its worker: `cancel` says

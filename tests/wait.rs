@@ -34,17 +34,19 @@ fn positions(all: &[&Future<i32>], some: &[&Future<i32>]) -> Vec<usize> {
     some.iter().map(|f| position(all, f)).collect()
 }
 
-#[test]
-fn first_completed_returns_at_the_first_completion() {
+/// Three held tasks, returning 1, `middle` and 3; `wait(when)` on another
+/// thread must return promptly once the middle one is released, with it
+/// alone done. Returns its future.
+fn returns_once_the_middle_task_ends(when: ReturnWhen, middle: i32) -> Future<i32> {
     let executor = ThreadPoolExecutor::new(3);
     let (a, _release_a) = held(&executor, 1);
-    let (b, release_b) = held(&executor, 2);
+    let (b, release_b) = held(&executor, middle);
     let (c, _release_c) = held(&executor, 3);
     let all = [&a, &b, &c];
     thread::scope(|s| {
         let waiter = s.spawn(|| {
             let start = Instant::now();
-            let (done, not_done) = wait(all, ReturnWhen::FirstCompleted, Some(PATIENCE));
+            let (done, not_done) = wait(all, when, Some(PATIENCE));
             (
                 positions(&all, &done),
                 positions(&all, &not_done),
@@ -56,21 +58,35 @@ fn first_completed_returns_at_the_first_completion() {
         assert_eq!((done, not_done), (vec![1], vec![0, 2]));
         assert!(took < PROMPTLY, "returned only after {took:?}");
     });
+    b
 }
 
 #[test]
-fn first_completed_returns_at_once_if_a_future_is_already_done() {
+fn first_completed_returns_at_the_first_completion() {
+    let b = returns_once_the_middle_task_ends(ReturnWhen::FirstCompleted, 2);
+    assert_eq!(b.result(), Ok(2));
+}
+
+/// A held task and one already finished with `value` (failed, if
+/// negative): `wait(when)` must return at once, with the finished one
+/// alone done.
+fn returns_at_once_with_the_finished_one(when: ReturnWhen, value: i32) {
     let executor = ThreadPoolExecutor::new(2);
     let (pending, _release) = held(&executor, 1);
-    let done_already = finished(&executor, 2);
+    let done_already = finished(&executor, value);
     let all = [&pending, &done_already];
     let start = Instant::now();
-    let (done, not_done) = wait(all, ReturnWhen::FirstCompleted, Some(PATIENCE));
+    let (done, not_done) = wait(all, when, Some(PATIENCE));
     assert!(start.elapsed() < PROMPTLY, "took {:?}", start.elapsed());
     assert_eq!(
         (positions(&all, &done), positions(&all, &not_done)),
         (vec![1], vec![0])
     );
+}
+
+#[test]
+fn first_completed_returns_at_once_if_a_future_is_already_done() {
+    returns_at_once_with_the_finished_one(ReturnWhen::FirstCompleted, 2);
 }
 
 #[test]
@@ -88,42 +104,13 @@ fn a_cancelled_future_counts_as_completed() {
 
 #[test]
 fn first_exception_returns_at_the_first_failure() {
-    let executor = ThreadPoolExecutor::new(3);
-    let (a, _release_a) = held(&executor, 1);
-    let (failing, release_failing) = held(&executor, -1);
-    let (c, _release_c) = held(&executor, 3);
-    let all = [&a, &failing, &c];
-    thread::scope(|s| {
-        let waiter = s.spawn(|| {
-            let start = Instant::now();
-            let (done, not_done) = wait(all, ReturnWhen::FirstException, Some(PATIENCE));
-            (
-                positions(&all, &done),
-                positions(&all, &not_done),
-                start.elapsed(),
-            )
-        });
-        release_failing.send(()).unwrap();
-        let (done, not_done, took) = waiter.join().unwrap();
-        assert_eq!((done, not_done), (vec![1], vec![0, 2]));
-        assert!(took < PROMPTLY, "returned only after {took:?}");
-    });
+    let failing = returns_once_the_middle_task_ends(ReturnWhen::FirstException, -1);
     assert!(matches!(failing.result(), Err(Error::Panicked { .. })));
 }
 
 #[test]
 fn first_exception_returns_at_once_if_a_future_already_failed() {
-    let executor = ThreadPoolExecutor::new(2);
-    let (pending, _release) = held(&executor, 1);
-    let failed = finished(&executor, -2);
-    let all = [&pending, &failed];
-    let start = Instant::now();
-    let (done, not_done) = wait(all, ReturnWhen::FirstException, Some(PATIENCE));
-    assert!(start.elapsed() < PROMPTLY, "took {:?}", start.elapsed());
-    assert_eq!(
-        (positions(&all, &done), positions(&all, &not_done)),
-        (vec![1], vec![0])
-    );
+    returns_at_once_with_the_finished_one(ReturnWhen::FirstException, -2);
 }
 
 #[test]

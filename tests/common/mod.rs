@@ -5,7 +5,7 @@
 //!
 //! Each thread-pool test file says `mod common;`. The process-pool tests do
 //! not use this module; they include `process_fixtures.rs` and
-//! `process_harness.rs` from this folder by `#[path]`.
+//! `harness.rs` from this folder by `#[path]`.
 
 // Every test binary compiles its own copy of this module and uses only part
 // of it; the rest would warn as dead code in that binary.
@@ -13,13 +13,13 @@
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use concurrent_futures::{Future, ReturnWhen, ThreadPoolExecutor, wait};
+use concurrent_futures::{Error, Future, Map, ReturnWhen, ThreadPoolExecutor, wait};
 
 /// Long enough that only a bug makes a test wait this long.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -185,6 +185,87 @@ pub fn held_task(
         n
     };
     (task, started, ran)
+}
+
+/// Which of the two maps a check shared by `map.rs` and `map_unordered.rs`
+/// runs.
+#[derive(Clone, Copy)]
+pub enum Order {
+    /// `map`: results in input order.
+    Input,
+    /// `map_unordered`: results as the tasks finish.
+    Completion,
+}
+
+/// `executor.map(task, inputs)` or `executor.map_unordered(task, inputs)`,
+/// as `order` says.
+pub fn map_in<F, A, R, I>(
+    executor: &ThreadPoolExecutor,
+    order: Order,
+    task: F,
+    inputs: I,
+) -> Map<'_, I::IntoIter, R>
+where
+    F: Fn(A) -> R + Send + Sync + 'static,
+    A: Send + 'static,
+    R: Send + 'static,
+    I: IntoIterator<Item = A>,
+{
+    match order {
+        Order::Input => executor.map(task, inputs),
+        Order::Completion => executor.map_unordered(task, inputs),
+    }
+}
+
+/// Fails unless no item after the held one of a [`held_task`] ever ran:
+/// `ran`'s senders, owned by the task, are all gone without a word.
+pub fn assert_never_ran(ran: &Receiver<usize>, what: &str) {
+    assert_eq!(ran.try_recv(), Err(TryRecvError::Disconnected), "{what}");
+}
+
+/// A map's timeout passes while item 1 is held: the map yields item 0,
+/// `Timeout` once, then ends for good, and the items queued behind the
+/// held one are cancelled, never run.
+pub fn check_the_timeout_yields_timeout_once_then_ends(order: Order) {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    // Item 0 is quick; item 1 is held; 2..6 queue behind it, each its own
+    // chunk (an automatic chunk could hold item 1 and the next). The
+    // deadline only has to leave room for item 0.
+    let (task, _started, ran) = held_task(&gates, 1);
+    let mut results = map_in(&executor, order, task, 0..6)
+        .chunksize(1)
+        .buffer_size(6)
+        .timeout(Duration::from_secs(1));
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(results.next(), Some(Err(Error::Timeout)));
+    assert_eq!(results.next(), None);
+    assert_eq!(results.next(), None, "and stays ended");
+    gates.open(0);
+    executor.shutdown();
+    drop(results); // drops the task, and with it the senders
+    assert_never_ran(&ran, "the items queued behind the held one were cancelled");
+}
+
+/// Dropping a map while item 1 is held cancels the items queued behind
+/// it: they never run.
+pub fn check_dropping_the_iterator_cancels_the_tasks_not_started(order: Order) {
+    let executor = ThreadPoolExecutor::new(1);
+    let gates = Gates::new(1);
+    // Item 0 is quick, item 1 is held, items 2..6 queue behind it, each
+    // its own chunk (an automatic chunk could hold item 1 and the next).
+    let (task, started, ran) = held_task(&gates, 1);
+    let (inputs, pulled) = counted(0..6);
+    let mut results = map_in(&executor, order, task, inputs)
+        .chunksize(1)
+        .buffer_size(6);
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(pulled.load(Ordering::SeqCst), 6, "all six were submitted");
+    started.recv_timeout(PATIENCE).unwrap();
+    drop(results);
+    gates.open(0);
+    executor.shutdown();
+    assert_never_ran(&ran, "dropping the map cancelled the queued tasks");
 }
 
 /// A waker that unparks the thread that made it and counts its wake-ups.

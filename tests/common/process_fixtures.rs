@@ -246,6 +246,17 @@ pub fn reported_pids(helper: &mut std::process::Child, label: &str) -> Vec<u32> 
     }
 }
 
+/// Runs `command` (`what` it is, for the message) to its end and returns
+/// its standard output and error, as text; fails, showing both, unless it
+/// exited successfully.
+pub fn output_of(command: &mut std::process::Command, what: &str) -> (String, String) {
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{what}: {stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 /// Those of `pids` still alive after up to `within` (polled): processes
 /// that the test started, which it kills before it returns them.
 pub fn survivors(pids: &[u32], within: Duration) -> Vec<u32> {

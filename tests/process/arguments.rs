@@ -32,7 +32,8 @@ fn a_task_sees_the_callers_arguments() {
         assert_eq!(settle(&executor.submit(arguments, ())), Ok(ours));
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
+    let mut probe = Command::new(std::env::current_exe().unwrap());
+    probe
         .args([
             "arguments::a_task_sees_the_callers_arguments",
             "--exact",
@@ -40,12 +41,8 @@ fn a_task_sees_the_callers_arguments() {
             "--skip",
             "no test, with spaces",
         ])
-        .env(PROBE, "1")
-        .output()
-        .expect("run the probe");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+        .env(PROBE, "1");
+    let (stdout, _) = fixtures::output_of(&mut probe, "the probe");
     // The probe ran the test, once: no worker ran libtest's main.
     assert_eq!(
         stdout

@@ -12,7 +12,7 @@
 //! as a helper (a parent to be killed, a process under a memory cap, a copy
 //! to be replaced on disk) or a probe, and those runs take their turn as
 //! `main` starts. The cases run one at a time (see
-//! `common/process_harness.rs`), each named `file::case`. Workers need
+//! `common/harness.rs`), each named `file::case`. Workers need
 //! nothing here: they serve before `main`.
 
 // Runs on Linux (natively, and on the portable Unix path that macOS takes)
@@ -28,7 +28,7 @@
 
 #[path = "../common/process_fixtures.rs"]
 mod fixtures;
-#[path = "../common/process_harness.rs"]
+#[path = "../common/harness.rs"]
 mod harness;
 
 mod adversarial;
