@@ -38,11 +38,14 @@
 //!    not match (corrupted, truncated, forged, or from another pool) is
 //!    refused before any offset is used.
 
-use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use siphasher::sip::SipHasher24;
+
 use super::codec::{self, Bulk};
+use super::decode;
 use crate::{Error, Payload, panic};
 
 /// The fixed point every offset is measured from.
@@ -195,17 +198,16 @@ impl Call {
         })
     }
 
-    /// The tag that proves the pair came from the parent holding `secret`.
+    /// The tag that proves the pair came from the parent holding `secret`:
+    /// SipHash-2-4 of the pair, keyed with the secret, a keyed MAC (SipHash
+    /// was designed as one). Without the key no one can make a valid tag
+    /// for a pair of their choosing.
     pub(crate) fn tag(&self, secret: &Secret) -> u64 {
-        // DefaultHasher::new() is SipHash with fixed keys; the secret comes
-        // first, so the tag cannot be made without it. Both sides run the
-        // same binary, hence the same hasher.
-        let mut hasher = DefaultHasher::new();
-        hasher.write_u64(secret.0[0]);
-        hasher.write_u64(secret.0[1]);
-        hasher.write_u64(self.trampoline);
-        hasher.write_u64(self.function);
-        hasher.finish()
+        let [k0, k1] = secret.0;
+        let mut mac = SipHasher24::new_with_keys(k0, k1);
+        mac.write_u64(self.trampoline);
+        mac.write_u64(self.function);
+        mac.finish()
     }
 
     /// Runs the task on each encoded argument that `may_start` allows,
@@ -255,7 +257,7 @@ impl Initializer {
         let mut encoded = Vec::new();
         let failure = match panic::catch(|| codec::append(arg, &mut encoded)) {
             Ok(Ok(())) => return Ok(Initializer { call, arg: encoded }),
-            Ok(Err(error)) => codec::explain(&error),
+            Ok(Err(error)) => decode::explain(&error),
             Err(panicked) => panicked.to_string(),
         };
         Err(Error::Serialization(format!(
@@ -901,6 +903,21 @@ mod tests {
         // SAFETY: as above.
         let ran = unsafe { Initializer::run(init.call, &mut Vec::new(), 0) };
         assert_eq!(ran, Ok(()));
+    }
+
+    /// The tag is SipHash-2-4 keyed with the secret: with the SipHash
+    /// paper's key (bytes 0 to 15) and message (bytes 0 to 15, here the
+    /// pair), it gives the paper's test vector.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn the_tag_is_siphash_keyed_with_the_secret() {
+        let bytes = 0x0706_0504_0302_0100_u64;
+        let more = 0x0f0e_0d0c_0b0a_0908_u64;
+        let call = Call {
+            trampoline: bytes,
+            function: more,
+        };
+        assert_eq!(call.tag(&Secret([bytes, more])), 0x3f2a_cc7f_57c2_9bdb);
     }
 
     #[test]
