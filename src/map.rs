@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select};
 
-use crate::future::{Notify, watch_key};
+use crate::future::watch::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
 use feed::{After, Batch, Feed};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use futures_core::Stream;
 
-use crate::future::{Notify, watch_key};
+use crate::future::watch::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
 

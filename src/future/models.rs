@@ -25,6 +25,7 @@
 //! [loom]: https://docs.rs/loom
 
 use super::*;
+use super::watch::watch_key;
 use crate::as_completed;
 
 use futures_core::Stream;
