@@ -45,7 +45,6 @@ use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
 use watch::{Notify, Watcher, register};

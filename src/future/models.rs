@@ -24,8 +24,8 @@
 //!
 //! [loom]: https://docs.rs/loom
 
-use super::*;
 use super::watch::watch_key;
+use super::*;
 use crate::as_completed;
 
 use futures_core::Stream;

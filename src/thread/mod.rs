@@ -1,13 +1,13 @@
-//! Layer: front end (the thread pool). May use `crew`, `map`, the crate's
+//! Layer: front end (the thread pool). May use `queue`, `map`, the crate's
 //! futures and `Executor`; no remote layer, no transport.
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
-//! The queue and the lazily started threads are a [`Crew`]; each thread runs
-//! [`job::run_jobs`]: the initializer, then job after job. Scoped tasks,
+//! The queue and the lazily started threads are a [`WorkQueue`]; each thread runs
+//! [`task::run_tasks`]: the initializer, then job after job. Scoped tasks,
 //! which borrow, are in [`scope`].
 
-mod job;
 mod scope;
+mod task;
 
 pub use scope::Scope;
 
@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::crew::Crew;
 use crate::future;
 use crate::map::{Map, Meter, Outcomes, Pending};
+use crate::work_queue::WorkQueue;
 use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
-use job::{Task, ThreadJob};
+use task::{Task, ThreadTask};
 
 /// How long each automatic chunk of a `map` should run: far above what
 /// queueing a chunk and waking its worker and the caller cost, even on a
@@ -59,7 +59,7 @@ const CHUNK_TARGET: Duration = Duration::from_millis(1);
 /// assert!(start.elapsed() < Duration::from_millis(300), "the three waits overlap");
 /// ```
 pub struct ThreadPoolExecutor {
-    crew: Arc<Crew<ThreadJob>>,
+    queue: Arc<WorkQueue<ThreadTask>>,
 }
 
 type Initializer = Arc<dyn Fn() + Send + Sync>;
@@ -108,7 +108,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(ThreadPoolExecutor::new(5).max_workers(), 5);
     /// ```
     pub fn max_workers(&self) -> usize {
-        self.crew.max_workers()
+        self.queue.max_workers()
     }
 
     /// Schedules `task(arg)` and returns a future for its result.
@@ -138,7 +138,7 @@ impl ThreadPoolExecutor {
         let (promise, future) = future::pair();
         #[cfg(feature = "tracing")]
         let task = crate::trace::in_span(task);
-        self.crew.enqueue(Box::new(Task { task, arg, promise }));
+        self.queue.enqueue(Box::new(Task { task, arg, promise }));
         future
     }
 
@@ -230,7 +230,7 @@ impl ThreadPoolExecutor {
     where
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
     {
-        scope::run(&self.crew, f)
+        scope::run(&self.queue, f)
     }
 
     /// Runs `task` on every item of `items`, in a few chunks per worker, and
@@ -258,7 +258,7 @@ impl ThreadPoolExecutor {
         T: Sync,
         R: Send,
     {
-        scope::map_slice(&self.crew, task, items)
+        scope::map_slice(&self.queue, task, items)
     }
 
     /// Runs `task` over tuples of arguments, yielding the results in input
@@ -358,7 +358,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(queued.result(), Err(Error::Cancelled));  // queued ones are cancelled
     /// ```
     pub fn shutdown_with(&self, how: Shutdown) {
-        self.crew.shutdown(how);
+        self.queue.shutdown(how);
     }
 }
 
@@ -408,7 +408,7 @@ impl Executor for ThreadPoolExecutor {
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ThreadPoolExecutor")
-            .field(&self.crew)
+            .field(&self.queue)
             .finish()
     }
 }
@@ -546,11 +546,11 @@ impl ThreadPoolBuilder {
         panic::install_hook();
         let initializer = self.initializer;
         Ok(ThreadPoolExecutor {
-            crew: Arc::new(Crew::new(
+            queue: Arc::new(WorkQueue::new(
                 self.max_workers,
                 name_prefix,
                 self.stack_size,
-                Arc::new(move |crew| job::run_jobs(crew, initializer.as_deref())),
+                Arc::new(move |queue| task::run_tasks(queue, initializer.as_deref())),
             )),
         })
     }
