@@ -1,5 +1,4 @@
-//! Layer: core. May use `future` and `map` (the types in its signatures);
-//! no pool, no transport.
+//! Layer: core. May use: `future` and `map` (the types in its signatures).
 //! The [`Executor`] trait: the contract every pool keeps.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Layer: core. May use `sync`, `panic` and `Error`; no pool, no transport.
+//! Layer: core. May use: `error`, `future::watch`, `panic` and `sync`.
 //! [`Future`]: the handle to a task's eventual result, and its producer side.
 //!
 //! A future is in one of five states. The worker moves it from pending to

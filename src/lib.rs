@@ -1,5 +1,6 @@
-// Layer: the crate root, above everything: declares the modules and the
-// public API. (Plain comments: the `//!` lines below are the crate's docs.)
+// Layer: root. May use: every module it declares. Declares the modules
+// and the public API. (Plain comments: the `//!` lines below are the
+// crate's docs.)
 //! Python's `concurrent.futures`, for Rust: run many tasks at once, on threads
 //! or on processes, behind one [`Executor`] trait, one [`Future`] and one `map`.
 //!
@@ -472,6 +473,8 @@ mod flat;
 mod future;
 pub mod guide;
 mod init;
+#[cfg(test)]
+mod layers;
 mod map;
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;

@@ -1,5 +1,6 @@
-//! Layer: core. May use `future`, `sync`, `panic` and `Error`; no pool, no
-//! transport. [`Map`]: the lazy, bounded iterator behind every executor's
+//! Layer: core. May use: `error`, `future`, `future::watch`, `map::feed`,
+//! `map::outcomes`, `map::sizing` and `sync`. [`Map`]: the lazy, bounded
+//! iterator behind every executor's
 //! `map`, `map_unordered` and `starmap`.
 //!
 //! In input order, the next chunk to yield is the oldest one submitted.

@@ -1,4 +1,4 @@
-//! Layer: pools. May use `error`, `executor` and `panic`. [`WorkQueue`]:
+//! Layer: pools. May use: `error`, `executor` and `panic`. [`WorkQueue`]:
 //! one pool's queue, and the lazily grown set of threads that serve it.
 //!
 //! The thread pool and the process transport are built on it. The thread

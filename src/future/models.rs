@@ -1,4 +1,4 @@
-//! Layer: core (tests only). May use `future` and `sync`.
+//! Layer: tests. May use: `future`, `future::watch`, `sync` and `wait`.
 //! Model checks of the state machine with [loom]: each model runs a race
 //! under every interleaving loom can reach, and
 //! asserts that the future resolves exactly once, that everything waiting on

@@ -1,4 +1,4 @@
-//! Layer: core. May use `sync`. How a completing future tells those who
+//! Layer: core. May use: `sync`. How a completing future tells those who
 //! watch it: the mechanism under [`wait`](crate::wait),
 //! [`as_completed`](crate::as_completed) and the unordered `map`. Each of
 //! them registers a [`Watcher`] on every future it waits for, all

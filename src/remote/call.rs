@@ -1,5 +1,5 @@
-//! Layer: remote (shared by every remote transport). May use `codec`, the
-//! crate's `panic` and `Error`; no transport. Naming a function so that
+//! Layer: remote. May use: `error`, `executor`, `panic`, `remote::codec`
+//! and `remote::decode`. Naming a function so that
 //! another run of the same executable can call it: the unsafe core.
 //!
 //! A serving process (a process pool's child, an MPI rank) is a fresh run

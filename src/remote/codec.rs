@@ -1,5 +1,5 @@
-//! Layer: remote. May use the crate's `Error` and `panic`, and `libc`'s
-//! `madvise` on Linux; no transport. The payload codec: task arguments and
+//! Layer: remote. May use: `error`, `panic`, `remote::decode`, and
+//! libc (its `madvise`, on Linux). The payload codec: task arguments and
 //! outcomes as bytes.
 //!
 //! Arguments and results are postcard. A vector of plain numbers (see

@@ -1,5 +1,5 @@
-//! Layer: remote. May use serde, postcard and the crate's `panic`; no
-//! transport. Decoding a task's result in the front end's process: user
+//! Layer: remote. May use: `panic`, serde and postcard. Decoding a task's
+//! result in the front end's process: user
 //! code (the result type's `Deserialize`) run on a transport's thread,
 //! under guard. Beside [`codec`](super::codec), which calls it; both
 //! transports' threads that decode get [`STACK_SIZE`].

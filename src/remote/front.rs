@@ -1,6 +1,7 @@
-//! Layer: remote. May use the rest of the remote layer, `map`, the crate's
-//! futures, `Executor` and `shared`'s collection of handles; no transport (a transport implements
-//! [`Transport`] instead). The one front end of every remote pool:
+//! Layer: remote. May use: `error`, `executor`, `future`, `map`,
+//! `remote::call`, `remote::codec`, `remote::message`, `remote::trace`,
+//! `remote::work` and `shared`. A transport implements [`Transport`]
+//! instead of importing it. The one front end of every remote pool:
 //! [`RemoteExecutor`], whose `submit`, `map`, `starmap`, `map_unordered`
 //! and shutdown are written once, with [`Executor`] implemented once, for
 //! the process pool and the MPI executor alike.

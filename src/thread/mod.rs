@@ -1,5 +1,6 @@
-//! Layer: front end (the thread pool). May use `queue`, `map`, the crate's
-//! futures and `Executor`; no remote layer, no transport.
+//! Layer: pools (the thread pool). May use: `error`, `executor`, `future`,
+//! `map`, `panic`, `spread`, `thread::scope`, `thread::task`, `trace` and
+//! `work_queue`.
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
 //! The queue and the lazily started threads are a [`WorkQueue`]; each thread runs

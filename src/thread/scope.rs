@@ -1,5 +1,5 @@
-//! Layer: the thread pool. May use `queue`, `job`, the crate's futures and
-//! `panic`; no remote layer, no transport.
+//! Layer: pools (the thread pool). May use: `error`, `future`, `map`,
+//! `panic`, `thread::task` and `work_queue`.
 //! [`Scope`]: tasks that borrow from the caller's stack, on the pool's
 //! threads.
 //!

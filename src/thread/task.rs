@@ -1,4 +1,5 @@
-//! Layer: the thread pool. May use `queue`, the crate's futures and `panic`.
+//! Layer: pools (the thread pool). May use: `error`, `future`, `panic` and
+//! `work_queue`.
 //! What a queue thread of the thread pool runs: the jobs it takes off the
 //! queue, and its loop ([`run_tasks`]).
 
