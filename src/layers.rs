@@ -372,10 +372,10 @@ fn ident_char(c: Option<char>) -> bool {
 /// `test`), blanked out line for line.
 fn without_tests(code: &str) -> String {
     let mut out = String::with_capacity(code.len());
-    let mut lines = code.lines().peekable();
+
     let mut skipping: Option<i64> = None;
     let mut test_attribute = false;
-    while let Some(line) = lines.next() {
+    for line in code.lines() {
         if let Some(depth) = skipping.as_mut() {
             *depth += line.matches('{').count() as i64 - line.matches('}').count() as i64;
             if *depth <= 0 {

@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::executor::forward_executor;
 use crate::future;
 use crate::map::{Map, Meter, Outcomes, Pending};
 use crate::work_queue::WorkQueue;
-use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
+use crate::{Error, Future, Shutdown, Spread, panic};
 use task::{Task, ThreadTask};
 
 /// How long each automatic chunk of a `map` should run: far above what
@@ -297,7 +298,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Like [`map`](Self::map), but yields each result as soon as its task
-    /// finishes, for throughput; see [`Executor::map_unordered`].
+    /// finishes, for throughput; see [`Executor::map_unordered`](crate::Executor::map_unordered).
     ///
     /// To know which input a result belongs to, have the task return it.
     ///
@@ -325,7 +326,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Stops taking tasks and waits for the queued ones to run; see
-    /// [`Executor::shutdown`]. Called by `Drop`.
+    /// [`Executor::shutdown`](crate::Executor::shutdown). Called by `Drop`.
     ///
     /// ```
     /// # use concurrent_futures::ThreadPoolExecutor;
@@ -377,34 +378,7 @@ impl Drop for ThreadPoolExecutor {
     }
 }
 
-impl Executor for ThreadPoolExecutor {
-    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
-        ThreadPoolExecutor::submit(self, task, arg)
-    }
-
-    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        ThreadPoolExecutor::map(self, task, inputs)
-    }
-
-    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        B: Payload,
-        R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-    {
-        ThreadPoolExecutor::starmap(self, task, inputs)
-    }
-
-    fn shutdown_with(&self, how: Shutdown) {
-        ThreadPoolExecutor::shutdown_with(self, how);
-    }
-}
+forward_executor!([] ThreadPoolExecutor);
 
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
