@@ -1,5 +1,6 @@
-//! Layer: above the pools (as the crate root is): may name each pool's
-//! public type and the [`Executor`] trait; no transport internals.
+//! Layer: root (above the pools, as the crate root is). May use:
+//! `executor`, `future`, `map`, `mpi`, `process` and `thread`. It names each
+//! pool's public type and the [`Executor`] trait, no transport's internals.
 //! [`AnyExecutor`]: a pool chosen at run time.
 
 use crate::{Executor, Future, Map, Payload, Shutdown, ThreadPoolExecutor};

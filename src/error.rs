@@ -1,4 +1,4 @@
-//! Layer: core. May use std and thiserror; nothing else of the crate.
+//! Layer: core. May use: std and thiserror only.
 //! The one error type of the crate.
 
 use std::fmt;

@@ -1,5 +1,4 @@
-//! Layer: core. May use `future` and `map` (the types in its signatures);
-//! no pool, no transport.
+//! Layer: core. May use: `future` and `map` (the types in its signatures).
 //! The [`Executor`] trait: the contract every pool keeps.
 
 use serde::Serialize;
@@ -364,3 +363,52 @@ pub trait Executor {
     /// ```
     fn shutdown_with(&self, how: Shutdown);
 }
+
+/// Implements [`Executor`] for a pool by its inherent methods of the same
+/// names, which every pool has so that its users need not import the
+/// trait: `forward_executor!([generics] Pool)`.
+macro_rules! forward_executor {
+    ([$($generics:tt)*] $pool:ty) => {
+        impl<$($generics)*> $crate::Executor for $pool {
+            fn submit<A: $crate::Payload, R: $crate::Payload>(
+                &self,
+                task: fn(A) -> R,
+                arg: A,
+            ) -> $crate::Future<R> {
+                <$pool>::submit(self, task, arg)
+            }
+
+            fn map<'e, A, R, I>(
+                &'e self,
+                task: fn(A) -> R,
+                inputs: I,
+            ) -> $crate::Map<'e, I::IntoIter, R>
+            where
+                A: $crate::Payload,
+                R: $crate::Payload,
+                I: IntoIterator<Item = A>,
+            {
+                <$pool>::map(self, task, inputs)
+            }
+
+            fn starmap<'e, A, B, R, I>(
+                &'e self,
+                task: fn(A, B) -> R,
+                inputs: I,
+            ) -> $crate::Map<'e, I::IntoIter, R>
+            where
+                A: $crate::Payload,
+                B: $crate::Payload,
+                R: $crate::Payload,
+                I: IntoIterator<Item = (A, B)>,
+            {
+                <$pool>::starmap(self, task, inputs)
+            }
+
+            fn shutdown_with(&self, how: $crate::Shutdown) {
+                <$pool>::shutdown_with(self, how);
+            }
+        }
+    };
+}
+pub(crate) use forward_executor;

@@ -1,4 +1,4 @@
-//! Layer: core. May use `future` and `Error`; no pool, no transport.
+//! Layer: core. May use: `error` and `future`.
 //! [`Future::flat_result`]: one `Result` for a task that returns one.
 
 use crate::{Error, Future};

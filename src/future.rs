@@ -1,4 +1,4 @@
-//! Layer: core. May use `sync`, `panic` and `Error`; no pool, no transport.
+//! Layer: core. May use: `error`, `future::watch`, `panic` and `sync`.
 //! [`Future`]: the handle to a task's eventual result, and its producer side.
 //!
 //! A future is in one of five states. The worker moves it from pending to
@@ -41,15 +41,13 @@ use std::hash::{Hash, Hasher};
 use std::hint;
 use std::pin::Pin;
 use std::sync::PoisonError;
-use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-
 use crate::sync::{self, Arc, AtomicU8, Condvar, Mutex, MutexGuard, Ordering};
 use crate::{Error, panic};
+use watch::{Notify, Watcher, register};
 
 /// How long `result()` yields, checking, before it sleeps.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(SPIN_MICROS);
@@ -189,61 +187,6 @@ impl<R> Slot<R> {
     }
 }
 
-/// A request to be told, by index, when a future completes.
-struct Watcher {
-    key: u64,
-    index: usize,
-    notify: Arc<Notify>,
-}
-
-/// Where the watchers of one `wait` or `as_completed` report: a channel of
-/// the indexes of completed futures, for a thread to block on, and the waker
-/// of a task polling that channel as a stream.
-pub(crate) struct Notify {
-    completed: Sender<usize>,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Notify {
-    /// A new `Notify` and the receiving end of its channel.
-    pub(crate) fn channel() -> (Arc<Self>, Receiver<usize>) {
-        let (completed, completions) = crossbeam_channel::unbounded();
-        let notify = Arc::new(Notify {
-            completed,
-            waker: Mutex::new(None),
-        });
-        (notify, completions)
-    }
-
-    /// Wakes `waker` at the next completion.
-    pub(crate) fn set_waker(&self, waker: &Waker) {
-        register(&mut self.waker_slot(), waker);
-    }
-
-    /// Reports that the future at `index` completed.
-    fn send(&self, index: usize) {
-        // The receiver may be gone (the waiter timed out); that is fine.
-        let _ = self.completed.send(index);
-        let waker = self.waker_slot().take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    fn waker_slot(&self) -> MutexGuard<'_, Option<Waker>> {
-        // Nothing panics while this lock is held.
-        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Stores `waker` in `slot`, unless the one there already wakes the same task.
-fn register(slot: &mut Option<Waker>, waker: &Waker) {
-    match slot {
-        Some(old) if old.will_wake(waker) => {}
-        _ => *slot = Some(waker.clone()),
-    }
-}
-
 /// Everything to tell once the state is terminal, gathered under the lock
 /// and then told after it is released.
 struct Wakeups<R> {
@@ -306,7 +249,7 @@ impl<R> Wakeups<R> {
             inner.ready.notify_all();
         }
         for watcher in self.watchers {
-            watcher.notify.send(watcher.index);
+            watcher.tell();
         }
         if let Some(waker) = self.waker {
             waker.wake();
@@ -736,32 +679,19 @@ impl<R> Future<R> {
             notify.send(index);
             return false;
         }
-        slot.watchers.push(Watcher {
-            key,
-            index,
-            notify: Arc::clone(notify),
-        });
+        slot.watchers.push(Watcher::new(key, index, notify));
         true
     }
 
     /// Withdraws the watchers registered under `key`.
     pub(crate) fn unwatch(&self, key: u64) {
-        self.inner.lock().watchers.retain(|w| w.key != key);
+        self.inner.lock().watchers.retain(|w| w.key() != key);
     }
 
     /// An address that is the same for every handle to this future.
     pub(crate) fn identity(&self) -> *const () {
         Arc::as_ptr(&self.inner).cast()
     }
-}
-
-/// A fresh key for one call of `wait` or `as_completed`.
-pub(crate) fn watch_key() -> u64 {
-    // std's atomic even under loom: a static needs a const constructor, and
-    // the key is no part of the state machine.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    // ORDERING: only uniqueness matters, which any ordering of an RMW gives.
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl<R> std::future::Future for Future<R> {
@@ -820,6 +750,7 @@ impl<R> fmt::Debug for Promise<R> {
 
 #[cfg(all(test, concurrent_futures_loom))]
 mod models;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-// Layer: documentation only; no code. (A plain comment: the `//!` lines
-// below are this public module's docs.)
+// Layer: docs. No code. (A plain comment: the `//!` lines below are this
+// public module's docs.)
 //! Coming from Python: every part of `concurrent.futures`, and its Rust form.
 //!
 //! This page walks through Python's `concurrent.futures` module (as of

@@ -1,6 +1,5 @@
-//! Layer: the crate's entry, above the transports. May use each transport's
-//! serving side; nothing uses it but the transports, which ask
-//! [`can_serve`]. Where a run of the program learns whether it was started
+//! Layer: entry. May use: `mpi::rank` and `process::child` (each
+//! transport's serving side). The transports ask it [`can_serve`]. Where a run of the program learns whether it was started
 //! to serve tasks: before `main`, on its own, for a process pool's child;
 //! in [`init`], for the MPI executor's ranks and as the explicit form.
 //!

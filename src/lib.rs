@@ -1,5 +1,6 @@
-// Layer: the crate root, above everything: declares the modules and the
-// public API. (Plain comments: the `//!` lines below are the crate's docs.)
+// Layer: root. May use: every module it declares. Declares the modules
+// and the public API. (Plain comments: the `//!` lines below are the
+// crate's docs.)
 //! Python's `concurrent.futures`, for Rust: run many tasks at once, on threads
 //! or on processes, behind one [`Executor`] trait, one [`Future`] and one `map`.
 //!
@@ -336,14 +337,14 @@
 //! what it may use, and no transport imports another.
 //!
 //! 1. **Front end.** [`ThreadPoolExecutor`] (`thread/`) runs tasks itself,
-//!    on a `Crew` of threads (`crew.rs`). Every other pool is one
+//!    on a `WorkQueue` of threads (`queue.rs`). Every other pool is one
 //!    [`RemoteExecutor`] (`remote/front.rs`) over a [`Transport`]:
 //!    `submit` and `map` name the function (`remote/call.rs`: offsets from
 //!    an anchor, and a tag keyed with the pool's secret), encode the
 //!    arguments (`remote/codec.rs`) and hand the transport one `Work`: a
 //!    task header, the bytes, and the futures its answer completes
 //!    (`remote/work.rs`).
-//! 2. **Transport.** The process pool (`process/`) queues it on a crew of
+//! 2. **Transport.** The process pool (`process/`) queues it on a queue of
 //!    manager threads, each driving one child over a private socket in
 //!    frames; the MPI executor (`mpi/`) hands it to the one hub thread
 //!    that owns MPI, which sends it to a leased rank. Everything about
@@ -466,13 +467,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod any;
-mod crew;
 mod error;
 mod executor;
 mod flat;
 mod future;
 pub mod guide;
 mod init;
+#[cfg(test)]
+mod layers;
 mod map;
 #[cfg(all(feature = "mpi", target_os = "linux"))]
 mod mpi;
@@ -488,6 +490,7 @@ mod thread;
 #[cfg(feature = "tracing")]
 mod trace;
 mod wait;
+mod work_queue;
 
 pub use any::AnyExecutor;
 pub use error::Error;

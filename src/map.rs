@@ -1,5 +1,6 @@
-//! Layer: core. May use `future`, `sync`, `panic` and `Error`; no pool, no
-//! transport. [`Map`]: the lazy, bounded iterator behind every executor's
+//! Layer: core. May use: `error`, `future`, `future::watch`, `map::feed`,
+//! `map::outcomes`, `map::sizing` and `sync`. [`Map`]: the lazy, bounded
+//! iterator behind every executor's
 //! `map`, `map_unordered` and `starmap`.
 //!
 //! In input order, the next chunk to yield is the oldest one submitted.
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select};
 
-use crate::future::{Notify, watch_key};
+use crate::future::watch::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
 use feed::{After, Batch, Feed};

@@ -1,4 +1,4 @@
-//! Layer: core. May use std and `Error`; nothing else of the crate.
+//! Layer: core. May use: `error`.
 //! Turning a task's panic into [`Error::Panicked`].
 //!
 //! The panic message is in the payload, but its location is only given to the

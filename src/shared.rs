@@ -1,6 +1,6 @@
-//! Layer: core. May use the crate's `Error` and `panic`, serde, postcard
-//! and bytemuck; no pool, no transport (a transport reads the table through
-//! the `pub(crate)` functions below). Its one platform part is `region`.
+//! Layer: core. May use: `error`, `panic`, `shared::region`, serde,
+//! postcard and bytemuck. A transport reads the table of values through
+//! the `pub(crate)` functions below. Its one platform part is `region`.
 //! [`Shared`]: a value put once and used by many tasks.
 //!
 //! Every handle points at an [`Inner`], kept in this process's table under
@@ -52,9 +52,19 @@ pub(crate) use region::Region;
 pub(crate) enum Region {}
 
 #[cfg(not(unix))]
-impl Bytes for Region {
+impl Region {
     fn bytes(&self) -> &[u8] {
         match *self {}
+    }
+}
+
+impl Bytes for Region {
+    fn bytes(&self) -> &[u8] {
+        Region::bytes(self)
+    }
+
+    fn region(&self) -> Option<&Region> {
+        Some(self)
     }
 }
 

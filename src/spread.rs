@@ -1,4 +1,4 @@
-//! Layer: core. May use std; nothing else of the crate.
+//! Layer: core. May use: std only.
 //! [`Spread`]: calling a function of several arguments with one tuple.
 
 /// A function of several arguments, called with one tuple of them: what

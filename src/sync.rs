@@ -1,4 +1,4 @@
-//! Layer: core. May use std, or loom under its cfg; nothing of the crate.
+//! Layer: core. May use: std, or loom under its cfg.
 //! The synchronization primitives of the future's state machine: std's in a
 //! normal build, [loom]'s when built with `--cfg concurrent_futures_loom`,
 //! for the model checks in `src/future/models.rs`.

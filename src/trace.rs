@@ -1,5 +1,5 @@
-//! Layer: core. May use `tracing` (feature `tracing`); nothing of the
-//! crate. The one `tracing` span every pool gives a task ([`task_span`]),
+//! Layer: core. May use: std and the tracing crate (feature `tracing`) only. The one
+//! `tracing` span every pool gives a task ([`task_span`]),
 //! and the thread pool's use of it ([`in_span`]). The remote pools' use,
 //! across processes, is `remote/trace.rs`.
 

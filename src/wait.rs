@@ -1,4 +1,4 @@
-//! Layer: core. May use `future`, `sync` and `Error`; no pool, no transport.
+//! Layer: core. May use: `error`, `future`, `future::watch` and `sync`.
 //! [`wait`] and [`as_completed`]: waiting on many futures at once.
 //!
 //! Both register a watcher on each future: a completing future sends its
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use futures_core::Stream;
 
-use crate::future::{Notify, watch_key};
+use crate::future::watch::{Notify, watch_key};
 use crate::sync::Arc;
 use crate::{Error, Future};
 

@@ -1,4 +1,4 @@
-//! Layer: core (tests only). May use `future` and `sync`.
+//! Layer: tests. May use: `future`, `future::watch`, `sync` and `wait`.
 //! Model checks of the state machine with [loom]: each model runs a race
 //! under every interleaving loom can reach, and
 //! asserts that the future resolves exactly once, that everything waiting on
@@ -24,6 +24,7 @@
 //!
 //! [loom]: https://docs.rs/loom
 
+use super::watch::watch_key;
 use super::*;
 use crate::as_completed;
 
@@ -166,7 +167,19 @@ fn cancel_vs_start_of_a_task_sent_ahead() {
 /// false the task ran and its value arrives.
 #[test]
 fn cancel_vs_a_worker_picking_the_task_up() {
-    model(|| {
+    cancel_vs_claim(Future::cancel);
+}
+
+/// The same race through `cancel_pending`, what `map` does to the inputs it
+/// abandons.
+#[test]
+fn cancel_pending_vs_a_worker_picking_the_task_up() {
+    cancel_vs_claim(Future::cancel_pending);
+}
+
+/// The race of `cancel` (one of the two forms) against a worker's `claim`.
+fn cancel_vs_claim(cancel: fn(&Future<u8>) -> bool) {
+    model(move || {
         let (promise, future) = pair::<u8>();
         let ran = Count::default();
         let worker = thread::spawn({
@@ -178,7 +191,7 @@ fn cancel_vs_a_worker_picking_the_task_up() {
                 }
             }
         });
-        let cancelled = future.cancel();
+        let cancelled = cancel(&future);
         worker.join().unwrap();
         assert_eq!(cancelled, future.cancelled());
         assert_eq!(ran.get(), usize::from(!cancelled));
@@ -190,32 +203,6 @@ fn cancel_vs_a_worker_picking_the_task_up() {
     });
 }
 
-/// The same race through `cancel_pending`, what `map` does to the inputs it
-/// abandons.
-#[test]
-fn cancel_pending_vs_a_worker_picking_the_task_up() {
-    model(|| {
-        let (promise, future) = pair::<u8>();
-        let ran = Count::default();
-        let worker = thread::spawn({
-            let ran = ran.clone();
-            move || {
-                if promise.claim() {
-                    ran.add();
-                    promise.complete(Ok(7));
-                }
-            }
-        });
-        let cancelled = future.cancel_pending();
-        worker.join().unwrap();
-        assert_eq!(cancelled, future.cancelled());
-        assert_eq!(ran.get(), usize::from(!cancelled));
-    });
-}
-
-/// Two threads blocked in `result()` while the worker completes: both wake
-/// (no lost wake-up: loom reports a deadlock otherwise), one with the value
-/// and the other with `ResultTaken`.
 #[test]
 fn every_blocked_result_wakes_on_complete() {
     model(|| {

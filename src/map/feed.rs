@@ -1,6 +1,6 @@
-//! [`Feed`]: the thread that pulls a `map`'s inputs. Layer: under
-//! [`Map`](super::Map), which asks it for inputs; uses std, crossbeam's
-//! channels and the crate's `panic` and [`Error`] only.
+//! Layer: core. May use: `error`, `map::sizing`, `panic` and
+//! crossbeam-channel. [`Feed`]: the thread that pulls a `map`'s inputs,
+//! for [`Map`](super::Map), which asks it for them.
 //!
 //! The input iterator is user code, and may block: on a channel, a socket,
 //! a slow computation. Pulled on the caller's thread, a blocked input would
@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use super::MAX_AUTO_CHUNKSIZE;
+use super::sizing::MAX_AUTO_CHUNKSIZE;
 use crate::{Error, panic};
 
 /// A request for `chunks` batches of up to `size` inputs each.

@@ -1,6 +1,6 @@
-//! [`Outcomes`]: the results of one `map` chunk, stored compactly. Layer:
-//! under [`Map`](super::Map), which yields them; the pools build them as
-//! their chunks finish. Uses std and the crate's [`Error`] only.
+//! Layer: core. May use: `error`. [`Outcomes`]: the results of one `map`
+//! chunk, stored compactly, for [`Map`](super::Map), which yields them;
+//! the pools build them as their chunks finish.
 
 use std::vec;
 

@@ -1,7 +1,8 @@
-//! The automatic chunk size of `map`: chunks sized from how long the tasks
-//! measurably take, as joblib's `batch_size='auto'` does. Layer: under
-//! [`Map`](super::Map), which asks it for each chunk's size; the pools time
-//! the chunks they run and report to its [`Meter`]. Uses std only.
+//! Layer: core. May use: `future` (how long a spin is). The automatic
+//! chunk size of `map`: chunks sized from how long the tasks measurably
+//! take, as joblib's `batch_size='auto'` does, for [`Map`](super::Map),
+//! which asks it for each chunk's size; the pools time the chunks they run
+//! and report to its [`Meter`].
 //!
 //! A chunk should run long enough that its fixed cost (the queue, the
 //! future, the wake-up; for a process, the pipe) is small beside its work,

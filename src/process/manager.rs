@@ -1,10 +1,10 @@
 //! Layer: process transport. May use `spawn`, `gate`, `arena`'s threshold,
-//! the remote layer's work, `crew` and the crate's futures. The manager:
-//! the crew thread that feeds one child process.
+//! the remote layer's work, `queue` and the crate's futures. The manager:
+//! the queue thread that feeds one child process.
 //!
 //! # Dispatch: who owns a task, and when it is claimed
 //!
-//! Submitted work waits in the pool's one queue (the crew's), where any
+//! Submitted work waits in the pool's one queue (the queue's), where any
 //! manager may take it. A manager whose child answers quickly (each answer
 //! within [`QUICK`]) sends it more calls ahead, a window that doubles with
 //! each quick answer up to [`IN_FLIGHT`] calls, written in one system call,
@@ -59,11 +59,11 @@ use super::gate::{Gate, before};
 use super::spawn::{ChildLink, Fault, Process};
 use super::sys;
 use crate::Error;
-use crate::crew::{Crew, Turn};
 use crate::future::Canceller;
 use crate::remote::codec::Bulk;
 use crate::remote::message::Answer;
 use crate::remote::work::Work;
+use crate::work_queue::{Busy, WorkQueue};
 
 /// The most calls in flight on one child (with a gate, without a per-task
 /// timeout): enough that a child of tiny tasks never waits for the
@@ -149,14 +149,14 @@ impl Flying {
 }
 
 /// The body of a manager thread.
-pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &PoolState) {
+pub(super) fn manage(queue: &Arc<WorkQueue<Queued>>, shared: &PoolState) {
     let mut window = Window { now: 1 };
     let mut link: Option<ChildLink> = None;
-    let mut seat = crew.seat();
-    while let Some((queued, turn)) = seat.next_job() {
+    let mut taker = queue.taker();
+    while let Some((queued, turn)) = taker.take() {
         let mut feed = Feed {
             shared,
-            crew,
+            queue,
             link: &mut link,
             waiting: VecDeque::from([Job::from(queued)]),
             flight: VecDeque::new(),
@@ -193,7 +193,7 @@ impl Window {
 /// One turn of a manager: the jobs it took, sent or to send.
 struct Feed<'a> {
     shared: &'a PoolState,
-    crew: &'a Arc<Crew<Queued>>,
+    queue: &'a Arc<WorkQueue<Queued>>,
     link: &'a mut Option<ChildLink>,
     /// Taken, not sent yet (or to send again), in order.
     waiting: VecDeque<Job>,
@@ -214,7 +214,7 @@ impl Feed<'_> {
     /// Sends and completes jobs until none is waiting or in flight, taking
     /// more off the queue while there is room; ends the `turn` just before
     /// completing the last.
-    fn run(&mut self, turn: Turn<'_, Queued>, window: &mut Window) -> Result<(), Exit> {
+    fn run(&mut self, turn: Busy<'_, Queued>, window: &mut Window) -> Result<(), Exit> {
         let mut last_answer = None;
         loop {
             if self.flight.is_empty() {
@@ -300,7 +300,7 @@ impl Feed<'_> {
     /// Sends waiting jobs, and takes more off the queue, while there is
     /// room in flight. A job with big bytes goes alone (it needs the arena
     /// lent), and so does every job once the child needs replacing.
-    fn send_some(&mut self, turn: &Turn<'_, Queued>, window: usize) -> Result<(), Exit> {
+    fn send_some(&mut self, turn: &Busy<'_, Queued>, window: usize) -> Result<(), Exit> {
         // Top up only once half the window is answered: several frames
         // per write, not one write per answer.
         if self.paused || self.flight.len() > window / 2 {
@@ -309,7 +309,7 @@ impl Feed<'_> {
         while self.flight.len() < window && !self.paused {
             let job = match self.waiting.pop_front() {
                 Some(job) => job,
-                None => match turn.another_job() {
+                None => match turn.take_another() {
                     Some(queued) => Job::from(queued),
                     None => return Ok(()),
                 },
@@ -374,12 +374,12 @@ impl Feed<'_> {
                     if self.shared.any_alive() =>
                 {
                     let jobs = std::iter::once(job).chain(self.waiting.drain(..));
-                    self.crew
+                    self.queue
                         .requeue_and_exit(jobs.map(Queued::from).collect(), error);
                     return Err(Exit);
                 }
                 Err(failed) => {
-                    fail(self.crew, job.work, failed);
+                    fail(self.queue, job.work, failed);
                     return Ok(());
                 }
             }
@@ -526,14 +526,14 @@ impl Feed<'_> {
     /// Completes `done` from the outcomes the child sent back, ending
     /// `turn` just before if given, and retires the child, with nothing
     /// more in flight, if it is done.
-    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Turn<'_, Queued>>) {
+    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Busy<'_, Queued>>) {
         let live = self.link.as_mut().expect("the child just answered");
         let Answered { mut job, .. } = done;
         job.work.results.ran_for(took);
         // The shared values it used are let go before its future resolves:
         // a caller that drops its last handle then frees the value now.
         drop(std::mem::take(&mut job.work.shared));
-        let idle = turn.map(Turn::end);
+        let idle = turn.map(Busy::end);
         // Decoding runs the result's Deserialize, and completing may run
         // its Drop: user code, each caught where it runs (see
         // `Results::deliver`). The outcomes' tail is decoded in the arena,
@@ -572,7 +572,7 @@ impl Feed<'_> {
                 && let Some(job) = flying.job.take()
             {
                 live.took_back();
-                give_away(self.crew, self.shared, job);
+                give_away(self.queue, self.shared, job);
             }
         }
     }
@@ -594,17 +594,17 @@ impl Feed<'_> {
     fn look_behind(&mut self) {
         let gate = Arc::clone(self.gate().expect("patience needs a gate"));
         let started = gate.started();
-        let cancelling = self.crew.cancelled();
+        let cancelling = self.queue.cancelled();
         let stuck = self.seen == Some(started);
         self.seen = Some(started);
-        if !(cancelling || stuck && self.crew.could_take_more()) {
+        if !(cancelling || stuck && self.queue.could_take_more()) {
             self.pause_if_taken(&gate);
             return;
         }
         // What was taken off the queue but not sent (it did not fit in the
         // channel beside the calls in flight) goes first.
         for job in self.waiting.drain(..) {
-            give_away(self.crew, self.shared, job);
+            give_away(self.queue, self.shared, job);
         }
         if !self.unstarted_behind(started) {
             return;
@@ -637,7 +637,7 @@ impl Feed<'_> {
         {
             head.count = job.work.header.count;
             give_away(
-                self.crew,
+                self.queue,
                 self.shared,
                 Job {
                     work: rest,
@@ -671,7 +671,7 @@ impl Feed<'_> {
 
     /// Gives `job` away: see [`give_away`].
     fn give_away(&self, job: Job) {
-        give_away(self.crew, self.shared, job);
+        give_away(self.queue, self.shared, job);
     }
 
     /// The child is lost (`fault` says how): it is killed if it may still
@@ -712,7 +712,7 @@ impl Feed<'_> {
             };
             match error {
                 // A cancelled future is resolved already; this is a no-op.
-                Some(error) => fail(self.crew, job.work, Failed::Call(error)),
+                Some(error) => fail(self.queue, job.work, Failed::Call(error)),
                 None => {
                     let mut job = job;
                     if !job.claimed {
@@ -761,24 +761,24 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(crew: &Arc<Crew<Queued>>, shared: &PoolState, mut job: Job) {
+fn give_away(queue: &Arc<WorkQueue<Queued>>, shared: &PoolState, mut job: Job) {
     if shared.is_stopping() {
         return;
     }
     if !job.claimed {
         job.work.results.release();
     }
-    crew.give_back([Queued::from(job)]);
+    queue.give_back([Queued::from(job)]);
 }
 
 /// Resolves `work` that got no outcomes, as `failed` says.
-fn fail(crew: &Crew<Queued>, work: Work, failed: Failed) {
+fn fail(queue: &WorkQueue<Queued>, work: Work, failed: Failed) {
     match failed {
         // Dropped unrun, its futures resolve as cancelled (or already are).
         Failed::Stopping => drop(work),
         Failed::Start(error) => {
             if let Error::BrokenExecutor { reason } = &error {
-                crew.break_pool(reason.clone());
+                queue.break_pool(reason.clone());
             }
             work.results.fail(error);
         }

@@ -1,11 +1,11 @@
-//! Layer: process transport. May use the remote layer, `crew`, the crate's
+//! Layer: process transport. May use the remote layer, `queue`, the crate's
 //! core and `init::can_serve`; never another transport. Tasks in
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
 //!
 //! - [`spawn`]: starting a child, the parent's side of the handshake, a
 //!   call, stopping it; a child process's lifecycle.
-//! - [`manager`]: the crew thread that feeds one child.
+//! - [`manager`]: the queue thread that feeds one child.
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
@@ -19,7 +19,7 @@
 //!   child dies with its pool (on Linux, on the portable Unix path, on
 //!   Windows).
 //!
-//! The queue and the lazily started manager threads are a [`Crew`], as in
+//! The queue and the lazily started manager threads are a [`WorkQueue`], as in
 //! the thread pool: one manager (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
 //! from the crate's constructor, before `main` (`init.rs`). The files
@@ -53,11 +53,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::crew::{self, Crew};
 use crate::remote::call::Secret;
 use crate::remote::decode;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
+use crate::work_queue::{self, WorkQueue};
 use crate::{Error, Shutdown, panic};
 #[cfg(fuzzing)]
 pub use frame::fuzz as fuzz_wire;
@@ -135,11 +135,11 @@ use spawn::{Process, Recipe};
 /// ```
 pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 
-/// How a [`ProcessPoolExecutor`] reaches its worker processes: a crew of
+/// How a [`ProcessPoolExecutor`] reaches its worker processes: a queue of
 /// manager threads, each driving one child over a private socket. You never
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
-    crew: Arc<Crew<Queued>>,
+    queue: Arc<WorkQueue<Queued>>,
     shared: Arc<PoolState>,
 }
 
@@ -201,7 +201,7 @@ pub(crate) struct Queued {
     resent: bool,
 }
 
-impl crew::Job for Queued {
+impl work_queue::Entry for Queued {
     fn fail(self, error: Error) {
         self.work.results.fail(error);
     }
@@ -216,7 +216,7 @@ impl sealed::Transport for ProcessTransport {
     type Settings = ProcessSettings;
 
     fn max_workers(&self) -> usize {
-        self.crew.max_workers()
+        self.queue.max_workers()
     }
 
     fn secret(&self) -> &Secret {
@@ -224,7 +224,7 @@ impl sealed::Transport for ProcessTransport {
     }
 
     fn send(&self, work: Work) {
-        self.crew.enqueue(Queued {
+        self.queue.enqueue(Queued {
             work,
             claimed: false,
             resent: false,
@@ -232,7 +232,7 @@ impl sealed::Transport for ProcessTransport {
     }
 
     fn shutdown(&self, how: Shutdown) {
-        self.crew.shutdown(how);
+        self.queue.shutdown(how);
     }
 
     fn one_input_per_task(&self) -> bool {
@@ -249,7 +249,7 @@ impl sealed::Transport for ProcessTransport {
 impl fmt::Debug for ProcessTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessTransport")
-            .field("crew", &self.crew)
+            .field("queue", &self.queue)
             .field("timeout", &self.shared.timeout)
             .field("max_tasks_per_child", &self.shared.max_tasks_per_child)
             .finish_non_exhaustive()
@@ -320,10 +320,10 @@ impl RemoteExecutor<ProcessTransport> {
     }
 
     fn stop_now(&self, signal: sys::Signal) {
-        let ProcessTransport { crew, shared } = &self.transport;
+        let ProcessTransport { queue, shared } = &self.transport;
         // ORDERING: Release pairs with the Acquire in `is_stopping`.
         shared.stopping.store(true, Ordering::Release);
-        crew.shutdown(Shutdown {
+        queue.shutdown(Shutdown {
             wait: false,
             cancel_futures: true,
         });
@@ -347,7 +347,7 @@ impl RemoteExecutor<ProcessTransport> {
             }
         }
         drop(processes);
-        crew.shutdown(Shutdown {
+        queue.shutdown(Shutdown {
             wait: true,
             cancel_futures: true,
         });
@@ -461,15 +461,15 @@ impl RemoteBuilder<ProcessTransport> {
             processes: Mutex::new(Vec::new()),
         });
         let manager_shared = Arc::clone(&shared);
-        let crew = Crew::new(
+        let queue = WorkQueue::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
             // Managers decode results: user code, as deep as the depth bound.
             Some(decode::STACK_SIZE),
-            Arc::new(move |crew| manager::manage(crew, &manager_shared)),
+            Arc::new(move |queue| manager::manage(queue, &manager_shared)),
         );
         let transport = ProcessTransport {
-            crew: Arc::new(crew),
+            queue: Arc::new(queue),
             shared,
         };
         Ok(RemoteExecutor::over(transport, self.chunksize))

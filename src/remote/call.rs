@@ -1,5 +1,5 @@
-//! Layer: remote (shared by every remote transport). May use `codec`, the
-//! crate's `panic` and `Error`; no transport. Naming a function so that
+//! Layer: remote. May use: `error`, `executor`, `panic`, `remote::codec`
+//! and `remote::decode`. Naming a function so that
 //! another run of the same executable can call it: the unsafe core.
 //!
 //! A serving process (a process pool's child, an MPI rank) is a fresh run
@@ -38,11 +38,14 @@
 //!    not match (corrupted, truncated, forged, or from another pool) is
 //!    refused before any offset is used.
 
-use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use siphasher::sip::SipHasher24;
+
 use super::codec::{self, Bulk};
+use super::decode;
 use crate::{Error, Payload, panic};
 
 /// The fixed point every offset is measured from.
@@ -195,17 +198,16 @@ impl Call {
         })
     }
 
-    /// The tag that proves the pair came from the parent holding `secret`.
+    /// The tag that proves the pair came from the parent holding `secret`:
+    /// SipHash-2-4 of the pair, keyed with the secret, a keyed MAC (SipHash
+    /// was designed as one). Without the key no one can make a valid tag
+    /// for a pair of their choosing.
     pub(crate) fn tag(&self, secret: &Secret) -> u64 {
-        // DefaultHasher::new() is SipHash with fixed keys; the secret comes
-        // first, so the tag cannot be made without it. Both sides run the
-        // same binary, hence the same hasher.
-        let mut hasher = DefaultHasher::new();
-        hasher.write_u64(secret.0[0]);
-        hasher.write_u64(secret.0[1]);
-        hasher.write_u64(self.trampoline);
-        hasher.write_u64(self.function);
-        hasher.finish()
+        let [k0, k1] = secret.0;
+        let mut mac = SipHasher24::new_with_keys(k0, k1);
+        mac.write_u64(self.trampoline);
+        mac.write_u64(self.function);
+        mac.finish()
     }
 
     /// Runs the task on each encoded argument that `may_start` allows,
@@ -255,7 +257,7 @@ impl Initializer {
         let mut encoded = Vec::new();
         let failure = match panic::catch(|| codec::append(arg, &mut encoded)) {
             Ok(Ok(())) => return Ok(Initializer { call, arg: encoded }),
-            Ok(Err(error)) => codec::explain(&error),
+            Ok(Err(error)) => decode::explain(&error),
             Err(panicked) => panicked.to_string(),
         };
         Err(Error::Serialization(format!(
@@ -645,46 +647,53 @@ mod tests {
 
     #[test]
     fn a_call_round_trips_within_one_process() {
-        let call = Call::of(double as fn(_) -> _).unwrap();
-        let mut args = Vec::new();
-        for n in [1_u32, 20] {
-            codec::append(&n, &mut args).unwrap();
-        }
-        let mut out = Vec::new();
-        // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe {
-            call.invoke(
-                2,
-                whole(&mut args, 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut || true,
-            )
-        };
-        let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
+        let outcomes = invoke_on(Call::of(double as fn(_) -> _).unwrap(), &[1_u32, 20]);
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
 
     #[test]
     fn a_two_argument_call_takes_a_tuple() {
         let call = Call::of(power as fn(_, _) -> _).unwrap();
+        let outcomes = invoke_on(call, &[(2_u64, 10_u32), (3, 3)]);
+        assert_eq!(outcomes, [Ok(1024), Ok(27)]);
+    }
+
+    /// Runs `call` in this process on each of `inputs`, as a worker would,
+    /// and decodes the outcomes.
+    fn invoke_on<A: serde::Serialize + 'static>(
+        call: Call,
+        inputs: &[A],
+    ) -> Vec<Result<u64, Error>> {
         let mut args = Vec::new();
-        for pair in [(2_u64, 10_u32), (3, 3)] {
-            codec::append(&pair, &mut args).unwrap();
+        for input in inputs {
+            codec::append(input, &mut args).unwrap();
         }
+        let count = u32::try_from(inputs.len()).unwrap();
+        let (_, out) = invoke(call, count, &mut args, 0, &mut || true);
+        codec::decode_outcomes::<u64>(&out, inputs.len()).unwrap()
+    }
+
+    /// Runs `call` in this process on the `count` arguments encoded in
+    /// `frame` from `start`, as a worker would: what ran, and the outcomes.
+    fn invoke(
+        call: Call,
+        count: u32,
+        frame: &mut Vec<u8>,
+        start: usize,
+        may_start: &mut dyn FnMut() -> bool,
+    ) -> (Ran, Vec<u8>) {
         let mut out = Vec::new();
-        // SAFETY: `call` was made by `Call::of` in this process.
-        unsafe {
+        // SAFETY: every test's `call` was made by `Call::of` in this process.
+        let ran = unsafe {
             call.invoke(
-                2,
-                whole(&mut args, 0),
+                count,
+                whole(frame, start),
                 &mut out,
                 &mut Bulk::default(),
-                &mut || true,
+                may_start,
             )
         };
-        let outcomes = codec::decode_outcomes::<u64>(&out, 2).unwrap();
-        assert_eq!(outcomes, [Ok(1024), Ok(27)]);
+        (ran, out)
     }
 
     #[test]
@@ -694,19 +703,8 @@ mod tests {
         }
         let mut frame = b"head".to_vec();
         codec::append(&vec![7_u8; 1000], &mut frame).unwrap();
-        let mut out = Vec::new();
-        // SAFETY: the call was made by `Call::of` in this process.
         let call = Call::of(len as fn(_) -> _).unwrap();
-        // SAFETY: as above.
-        unsafe {
-            call.invoke(
-                1,
-                whole(&mut frame, 4),
-                &mut out,
-                &mut Bulk::default(),
-                &mut || true,
-            )
-        };
+        let (_, out) = invoke(call, 1, &mut frame, 4, &mut || true);
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -733,17 +731,7 @@ mod tests {
             first_two.len()
         };
         let mut may_start = allowing(2);
-        let mut out = Vec::new();
-        // SAFETY: `call` was made by `Call::of` in this process.
-        let ran = unsafe {
-            call.invoke(
-                3,
-                whole(&mut args, 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut may_start,
-            )
-        };
+        let (ran, out) = invoke(call, 3, &mut args, 0, &mut may_start);
         assert_eq!(
             ran,
             Ran {
@@ -756,17 +744,7 @@ mod tests {
             [Ok(2), Ok(600)]
         );
         // Refused at once: nothing runs.
-        let mut out = Vec::new();
-        // SAFETY: as above.
-        let ran = unsafe {
-            call.invoke(
-                3,
-                whole(&mut args, 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut || false,
-            )
-        };
+        let (ran, out) = invoke(call, 3, &mut args, 0, &mut || false);
         assert_eq!(
             ran,
             Ran {
@@ -780,17 +758,7 @@ mod tests {
     #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
         let call = Call::of(double as fn(_) -> _).unwrap();
-        let mut out = Vec::new();
-        // SAFETY: `call` was made by `Call::of` in this process.
-        let ran = unsafe {
-            call.invoke(
-                1,
-                whole(&mut Vec::new(), 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut || true,
-            )
-        };
+        let (ran, out) = invoke(call, 1, &mut Vec::new(), 0, &mut || true);
         assert_eq!(ran.done, 1, "its outcome is the error");
         let outcomes = codec::decode_outcomes::<u64>(&out, 1).unwrap();
         assert!(
@@ -823,17 +791,7 @@ mod tests {
         for n in [1, 13, 2] {
             codec::append(&Unlucky(n), &mut args).unwrap();
         }
-        let mut out = Vec::new();
-        // SAFETY: `call` was made by `Call::of` in this process.
-        let ran = unsafe {
-            call.invoke(
-                3,
-                whole(&mut args, 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut || true,
-            )
-        };
+        let (ran, out) = invoke(call, 3, &mut args, 0, &mut || true);
         assert_eq!(ran.done, 3, "an outcome each");
         let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
         assert_eq!(outcomes[0], Ok(1), "the item before it stands");
@@ -849,17 +807,7 @@ mod tests {
         // The items after it that were taken back get no outcome here: they
         // run elsewhere.
         let mut may_start = allowing(2);
-        let mut out = Vec::new();
-        // SAFETY: as above.
-        let ran = unsafe {
-            call.invoke(
-                3,
-                whole(&mut args, 0),
-                &mut out,
-                &mut Bulk::default(),
-                &mut may_start,
-            )
-        };
+        let (ran, out) = invoke(call, 3, &mut args, 0, &mut may_start);
         assert_eq!(ran.done, 2, "an outcome for each item allowed");
         let outcomes = codec::decode_outcomes::<u8>(&out, 2).unwrap();
         assert!(
@@ -901,6 +849,21 @@ mod tests {
         // SAFETY: as above.
         let ran = unsafe { Initializer::run(init.call, &mut Vec::new(), 0) };
         assert_eq!(ran, Ok(()));
+    }
+
+    /// The tag is SipHash-2-4 keyed with the secret: with the SipHash
+    /// paper's key (bytes 0 to 15) and message (bytes 0 to 15, here the
+    /// pair), it gives the paper's test vector.
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn the_tag_is_siphash_keyed_with_the_secret() {
+        let bytes = 0x0706_0504_0302_0100_u64;
+        let more = 0x0f0e_0d0c_0b0a_0908_u64;
+        let call = Call {
+            trampoline: bytes,
+            function: more,
+        };
+        assert_eq!(call.tag(&Secret([bytes, more])), 0x3f2a_cc7f_57c2_9bdb);
     }
 
     #[test]

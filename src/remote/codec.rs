@@ -1,5 +1,5 @@
-//! Layer: remote. May use the crate's `Error` and `panic`, and `libc`'s
-//! `madvise` on Linux; no transport. The payload codec: task arguments and
+//! Layer: remote. May use: `error`, `panic`, `remote::decode`, and
+//! libc (its `madvise`, on Linux). The payload codec: task arguments and
 //! outcomes as bytes.
 //!
 //! Arguments and results are postcard. A vector of plain numbers (see
@@ -311,26 +311,6 @@ pub(crate) fn append<T: Serialize + 'static>(value: &T, out: &mut Vec<u8>) -> po
     )
 }
 
-/// A postcard error as text for [`Error::Serialization`], with the fix when
-/// the cause is a serde feature postcard cannot carry (see `Payload`'s docs).
-pub(crate) fn explain(error: &postcard::Error) -> String {
-    match error {
-        postcard::Error::WontImplement => format!(
-            "{error}: the type deserializes with `deserialize_any`, which needs a self-describing \
-             format, and postcard is not one; `#[serde(untagged)]` and `#[serde(tag = \"...\")]` \
-             enums, `#[serde(flatten)]` and `serde_json::Value` do this. Use an externally tagged \
-             enum (serde's default), write the flattened fields out, or send JSON as a `String`; \
-             the thread pool, which does not serialize, takes such types as they are"
-        ),
-        postcard::Error::SerializeSeqLengthUnknown => format!(
-            "{error}: the type serializes a map or sequence without saying its length first, as \
-             `#[serde(flatten)]` does, and postcard needs the length; write the flattened fields \
-             out, or collect into a `Vec` or map first"
-        ),
-        other => other.to_string(),
-    }
-}
-
 /// Appends a length as postcard does: a varint, seven bits a byte.
 pub(crate) fn append_len(mut len: usize, out: &mut Vec<u8>) {
     while len >= 0x80 {
@@ -365,7 +345,7 @@ pub(crate) fn take<T: DeserializeOwned + 'static>(bytes: &[u8]) -> postcard::Res
 pub(crate) fn take_arg<A: DeserializeOwned + 'static>(args: &[u8]) -> Result<(A, &[u8]), String> {
     let reason = match panic::catch(|| take::<A>(args)) {
         Ok(Ok(taken)) => return Ok(taken),
-        Ok(Err(error)) => explain(&error),
+        Ok(Err(error)) => decode::explain(&error),
         Err(panicked) => format!("its Deserialize impl panicked: {panicked}"),
     };
     Err(format!(
@@ -454,7 +434,7 @@ impl Failed {
     /// The task's error.
     fn into_error(self) -> Error {
         let reason = match self {
-            Failed::Postcard(error) => explain(&error),
+            Failed::Postcard(error) => decode::explain(&error),
             Failed::Panicked(panic) => panic.to_string(),
         };
         Error::Serialization(format!(
@@ -599,7 +579,7 @@ pub(crate) fn encode_outcome<R: Serialize + 'static>(outcome: Result<R, Error>, 
                 }
                 Ok(Err(error)) => format!(
                     "the task's result could not be serialized: {}",
-                    explain(&error)
+                    decode::explain(&error)
                 ),
                 Err(panic) => format!("the task's result could not be serialized: {panic}"),
             }
@@ -743,7 +723,7 @@ fn decode_outcomes_into<R: DeserializeOwned + 'static>(
             // The type, not the bytes: it cannot come out of postcard at all.
             postcard::Error::WontImplement => Error::Serialization(format!(
                 "{what} could not be deserialized: {}",
-                explain(&error)
+                decode::explain(&error)
             )),
             _ => Error::Protocol(format!("{what} did not decode: {error}")),
         })

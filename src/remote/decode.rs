@@ -1,5 +1,5 @@
-//! Layer: remote. May use serde, postcard and the crate's `panic`; no
-//! transport. Decoding a task's result in the front end's process: user
+//! Layer: remote. May use: `panic`, serde and postcard. Decoding a task's
+//! result in the front end's process: user
 //! code (the result type's `Deserialize`) run on a transport's thread,
 //! under guard. Beside [`codec`](super::codec), which calls it; both
 //! transports' threads that decode get [`STACK_SIZE`].
@@ -67,7 +67,7 @@ pub(crate) fn value<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, String> {
         // A type that needs `deserialize_any`: name the serde feature and
         // the fix, as the other directions do.
         Ok(Err(message)) if message == postcard::Error::WontImplement.to_string() => {
-            return Err(super::codec::explain(&postcard::Error::WontImplement));
+            return Err(explain(&postcard::Error::WontImplement));
         }
         Ok(Err(message)) => return Err(message),
         Err(panicked) => return Err(format!("its Deserialize impl panicked: {panicked}")),
@@ -83,6 +83,26 @@ pub(crate) fn value<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, String> {
     // A value of the wrong type: its Drop is user code too.
     panic::drop_caught(value);
     Err(reason)
+}
+
+/// A postcard error as text for [`Error::Serialization`](crate::Error::Serialization), with the fix when
+/// the cause is a serde feature postcard cannot carry (see `Payload`'s docs).
+pub(crate) fn explain(error: &postcard::Error) -> String {
+    match error {
+        postcard::Error::WontImplement => format!(
+            "{error}: the type deserializes with `deserialize_any`, which needs a self-describing \
+             format, and postcard is not one; `#[serde(untagged)]` and `#[serde(tag = \"...\")]` \
+             enums, `#[serde(flatten)]` and `serde_json::Value` do this. Use an externally tagged \
+             enum (serde's default), write the flattened fields out, or send JSON as a `String`; \
+             the thread pool, which does not serialize, takes such types as they are"
+        ),
+        postcard::Error::SerializeSeqLengthUnknown => format!(
+            "{error}: the type serializes a map or sequence without saying its length first, as \
+             `#[serde(flatten)]` does, and postcard needs the length; write the flattened fields \
+             out, or collect into a `Vec` or map first"
+        ),
+        other => other.to_string(),
+    }
 }
 
 /// What one decoding shares: the depth now, and the last message user code

@@ -1,6 +1,7 @@
-//! Layer: remote. May use the rest of the remote layer, `map`, the crate's
-//! futures, `Executor` and `shared`'s collection of handles; no transport (a transport implements
-//! [`Transport`] instead). The one front end of every remote pool:
+//! Layer: remote. May use: `error`, `executor`, `future`, `map`,
+//! `remote::call`, `remote::codec`, `remote::message`, `remote::trace`,
+//! `remote::work` and `shared`. A transport implements [`Transport`]
+//! instead of importing it. The one front end of every remote pool:
 //! [`RemoteExecutor`], whose `submit`, `map`, `starmap`, `map_unordered`
 //! and shutdown are written once, with [`Executor`] implemented once, for
 //! the process pool and the MPI executor alike.
@@ -13,9 +14,10 @@ use super::call::{Call, Initializer, Secret, Task};
 use super::codec::{self, Bulk};
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
+use crate::executor::forward_executor;
 use crate::future;
 use crate::map::{Map, Meter, Pending};
-use crate::{Error, Executor, Future, Payload, Shutdown, shared};
+use crate::{Error, Future, Payload, Shutdown, shared};
 
 /// How a [`RemoteExecutor`] reaches the processes that run its tasks: the
 /// process pool's children ([`ProcessTransport`](crate::ProcessTransport))
@@ -101,7 +103,7 @@ impl<T: Transport> RemoteExecutor<T> {
         self.transport.max_workers()
     }
 
-    /// Schedules `task(arg)` in a worker process; see [`Executor::submit`].
+    /// Schedules `task(arg)` in a worker process; see [`Executor::submit`](crate::Executor::submit).
     ///
     /// The argument is serialized here, before anything is sent: if that
     /// fails, the future holds [`Error::Serialization`]. On a process pool,
@@ -217,7 +219,7 @@ impl<T: Transport> RemoteExecutor<T> {
 
     /// Runs a function of two arguments over pairs of them in the worker
     /// processes, yielding the results in input order: Python's
-    /// `Pool.starmap`. See [`Executor::starmap`].
+    /// `Pool.starmap`. See [`Executor::starmap`](crate::Executor::starmap).
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -241,7 +243,7 @@ impl<T: Transport> RemoteExecutor<T> {
     }
 
     /// Like [`map`](Self::map), but yields each result as soon as its task
-    /// (or its chunk) finishes; see [`Executor::map_unordered`].
+    /// (or its chunk) finishes; see [`Executor::map_unordered`](crate::Executor::map_unordered).
     ///
     /// ```
     /// use concurrent_futures::ProcessPoolExecutor;
@@ -336,7 +338,7 @@ impl<T: Transport> RemoteExecutor<T> {
     }
 
     /// Stops taking tasks and waits for the queued ones; see
-    /// [`Executor::shutdown`]. A process pool's workers are gone
+    /// [`Executor::shutdown`](crate::Executor::shutdown). A process pool's workers are gone
     /// afterwards; MPI ranks are free for the next executor.
     ///
     /// ```
@@ -366,34 +368,7 @@ impl<T: Transport> Drop for RemoteExecutor<T> {
     }
 }
 
-impl<T: Transport> Executor for RemoteExecutor<T> {
-    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
-        RemoteExecutor::submit(self, task, arg)
-    }
-
-    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        RemoteExecutor::map(self, task, inputs)
-    }
-
-    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        B: Payload,
-        R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-    {
-        RemoteExecutor::starmap(self, task, inputs)
-    }
-
-    fn shutdown_with(&self, how: Shutdown) {
-        RemoteExecutor::shutdown_with(self, how);
-    }
-}
+forward_executor!([T: Transport] RemoteExecutor<T>);
 
 impl<T: Transport> fmt::Debug for RemoteExecutor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,4 +1,5 @@
-//! Layer: remote. May use `call` and the crate's `Error`; no transport.
+//! Layer: remote. May use: `error` and `remote::call`.
+//! The messages between a front end and a serving side, and their layouts.
 //! The messages between a front end and a serving side, and their layouts.
 //!
 //! Each message has a [`Kind`] (a transport carries it as it likes: a byte

@@ -1,6 +1,6 @@
-//! Layer: remote, between the front end and the transports. May use the
-//! crate's core (`future`, `map`, `Executor`, `Error`, `panic`); never a
-//! transport (`process`, `mpi`). Running a task in another run of this
+//! Layer: remote. May use: `remote::front`. Between the front end and the
+//! transports, never importing one (`process`, `mpi`). Running a task in
+//! another run of this
 //! same executable, whatever carries the bytes:
 //!
 //! - [`front`]: [`RemoteExecutor`], the one public front end, generic over a

@@ -1,5 +1,7 @@
-//! Layer: remote. May use the rest of the remote layer and the crate's
-//! `panic` and `shared` (to keep and release the values put here); no transport (a transport implements [`Endpoint`] instead).
+//! Layer: remote. May use: `panic`, `remote::call`, `remote::codec`,
+//! `remote::message`, `remote::trace` and `shared` (to keep and release the
+//! values put here). A transport implements [`Endpoint`] instead of
+//! importing it.
 //! The serving side's one loop, for a process pool's child and an MPI rank
 //! alike: the handshake, then task after task.
 //!

@@ -1,6 +1,6 @@
-//! Layer: remote. May use `work` (the [`Results`] a task completes), the
-//! crate's `Error`, `future`'s `Canceller` and `Hook`, and `trace` (the
-//! task's span); no transport. Built only with the cargo feature `tracing`.
+//! Layer: remote. May use: `error`, `future` (its `Canceller` and `Hook`),
+//! `remote::codec`, `remote::work` (the [`Results`] a task completes) and
+//! `trace` (the task's span). Built only with the cargo feature `tracing`.
 //! Tracing across processes: each task message gets a `tracing` span in
 //! the caller, and the task's own events, captured where it runs, are
 //! replayed there, under that span.

@@ -1,5 +1,5 @@
-//! Layer: remote. May use `codec`, `message`, `shared` and the crate's futures; no
-//! transport. What a transport carries for the front end: a [`Work`] (one
+//! Layer: remote. May use: `error`, `executor`, `future`, `map`, `panic`,
+//! `remote::codec`, `remote::message` and `shared`. What a transport carries for the front end: a [`Work`] (one
 //! task message: a lone task, or a chunk of a `map`) and the [`Results`]
 //! its answer completes.
 //!

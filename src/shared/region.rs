@@ -1,4 +1,4 @@
-//! Layer: core's platform part, below the transports. May use `libc`
+//! Layer: core (the platform part of `shared`). May use: std and libc
 //! only. Unix: the shared memory that holds a `Shared<[T]>`'s bytes, mapped
 //! read-only by the process that made it and by every worker it is handed
 //! to (a transport sends [`Region::fd`] with `SCM_RIGHTS`).
@@ -30,8 +30,6 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-
-use super::Bytes;
 
 /// Read-only shared memory holding a value's bytes.
 #[derive(Debug)]
@@ -106,15 +104,12 @@ impl Region {
     }
 }
 
-impl Bytes for Region {
-    fn bytes(&self) -> &[u8] {
+impl Region {
+    /// The value's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `base..base + len` is this region's mapping, alive until
         // it is dropped, readable, and never written again (module docs).
         unsafe { std::slice::from_raw_parts(self.base, self.len) }
-    }
-
-    fn region(&self) -> Option<&Region> {
-        Some(self)
     }
 }
 

@@ -1,13 +1,14 @@
-//! Layer: front end (the thread pool). May use `crew`, `map`, the crate's
-//! futures and `Executor`; no remote layer, no transport.
+//! Layer: pools (the thread pool). May use: `error`, `executor`, `future`,
+//! `map`, `panic`, `spread`, `thread::scope`, `thread::task`, `trace` and
+//! `work_queue`.
 //! [`ThreadPoolExecutor`]: tasks on a pool of threads in this process.
 //!
-//! The queue and the lazily started threads are a [`Crew`]; each thread runs
-//! [`job::run_jobs`]: the initializer, then job after job. Scoped tasks,
+//! The queue and the lazily started threads are a [`WorkQueue`]; each thread runs
+//! [`task::run_tasks`]: the initializer, then job after job. Scoped tasks,
 //! which borrow, are in [`scope`].
 
-mod job;
 mod scope;
+mod task;
 
 pub use scope::Scope;
 
@@ -16,11 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::crew::Crew;
+use crate::executor::forward_executor;
 use crate::future;
 use crate::map::{Map, Meter, Outcomes, Pending};
-use crate::{Error, Executor, Future, Payload, Shutdown, Spread, panic};
-use job::{Task, ThreadJob};
+use crate::work_queue::WorkQueue;
+use crate::{Error, Future, Shutdown, Spread, panic};
+use task::{Task, ThreadTask};
 
 /// How long each automatic chunk of a `map` should run: far above what
 /// queueing a chunk and waking its worker and the caller cost, even on a
@@ -59,7 +61,7 @@ const CHUNK_TARGET: Duration = Duration::from_millis(1);
 /// assert!(start.elapsed() < Duration::from_millis(300), "the three waits overlap");
 /// ```
 pub struct ThreadPoolExecutor {
-    crew: Arc<Crew<ThreadJob>>,
+    queue: Arc<WorkQueue<ThreadTask>>,
 }
 
 type Initializer = Arc<dyn Fn() + Send + Sync>;
@@ -108,7 +110,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(ThreadPoolExecutor::new(5).max_workers(), 5);
     /// ```
     pub fn max_workers(&self) -> usize {
-        self.crew.max_workers()
+        self.queue.max_workers()
     }
 
     /// Schedules `task(arg)` and returns a future for its result.
@@ -138,7 +140,7 @@ impl ThreadPoolExecutor {
         let (promise, future) = future::pair();
         #[cfg(feature = "tracing")]
         let task = crate::trace::in_span(task);
-        self.crew.enqueue(Box::new(Task { task, arg, promise }));
+        self.queue.enqueue(Box::new(Task { task, arg, promise }));
         future
     }
 
@@ -230,7 +232,7 @@ impl ThreadPoolExecutor {
     where
         F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
     {
-        scope::run(&self.crew, f)
+        scope::run(&self.queue, f)
     }
 
     /// Runs `task` on every item of `items`, in a few chunks per worker, and
@@ -258,7 +260,7 @@ impl ThreadPoolExecutor {
         T: Sync,
         R: Send,
     {
-        scope::map_slice(&self.crew, task, items)
+        scope::map_slice(&self.queue, task, items)
     }
 
     /// Runs `task` over tuples of arguments, yielding the results in input
@@ -296,7 +298,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Like [`map`](Self::map), but yields each result as soon as its task
-    /// finishes, for throughput; see [`Executor::map_unordered`].
+    /// finishes, for throughput; see [`Executor::map_unordered`](crate::Executor::map_unordered).
     ///
     /// To know which input a result belongs to, have the task return it.
     ///
@@ -324,7 +326,7 @@ impl ThreadPoolExecutor {
     }
 
     /// Stops taking tasks and waits for the queued ones to run; see
-    /// [`Executor::shutdown`]. Called by `Drop`.
+    /// [`Executor::shutdown`](crate::Executor::shutdown). Called by `Drop`.
     ///
     /// ```
     /// # use concurrent_futures::ThreadPoolExecutor;
@@ -358,7 +360,7 @@ impl ThreadPoolExecutor {
     /// assert_eq!(queued.result(), Err(Error::Cancelled));  // queued ones are cancelled
     /// ```
     pub fn shutdown_with(&self, how: Shutdown) {
-        self.crew.shutdown(how);
+        self.queue.shutdown(how);
     }
 }
 
@@ -376,39 +378,12 @@ impl Drop for ThreadPoolExecutor {
     }
 }
 
-impl Executor for ThreadPoolExecutor {
-    fn submit<A: Payload, R: Payload>(&self, task: fn(A) -> R, arg: A) -> Future<R> {
-        ThreadPoolExecutor::submit(self, task, arg)
-    }
-
-    fn map<'e, A, R, I>(&'e self, task: fn(A) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        R: Payload,
-        I: IntoIterator<Item = A>,
-    {
-        ThreadPoolExecutor::map(self, task, inputs)
-    }
-
-    fn starmap<'e, A, B, R, I>(&'e self, task: fn(A, B) -> R, inputs: I) -> Map<'e, I::IntoIter, R>
-    where
-        A: Payload,
-        B: Payload,
-        R: Payload,
-        I: IntoIterator<Item = (A, B)>,
-    {
-        ThreadPoolExecutor::starmap(self, task, inputs)
-    }
-
-    fn shutdown_with(&self, how: Shutdown) {
-        ThreadPoolExecutor::shutdown_with(self, how);
-    }
-}
+forward_executor!([] ThreadPoolExecutor);
 
 impl fmt::Debug for ThreadPoolExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ThreadPoolExecutor")
-            .field(&self.crew)
+            .field(&self.queue)
             .finish()
     }
 }
@@ -546,11 +521,11 @@ impl ThreadPoolBuilder {
         panic::install_hook();
         let initializer = self.initializer;
         Ok(ThreadPoolExecutor {
-            crew: Arc::new(Crew::new(
+            queue: Arc::new(WorkQueue::new(
                 self.max_workers,
                 name_prefix,
                 self.stack_size,
-                Arc::new(move |crew| job::run_jobs(crew, initializer.as_deref())),
+                Arc::new(move |queue| task::run_tasks(queue, initializer.as_deref())),
             )),
         })
     }

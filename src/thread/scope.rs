@@ -1,5 +1,5 @@
-//! Layer: the thread pool. May use `crew`, `job`, the crate's futures and
-//! `panic`; no remote layer, no transport.
+//! Layer: pools (the thread pool). May use: `error`, `future`, `map`,
+//! `panic`, `thread::task` and `work_queue`.
 //! [`Scope`]: tasks that borrow from the caller's stack, on the pool's
 //! threads.
 //!
@@ -24,8 +24,8 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::job::{Run, Task, ThreadJob};
-use crate::crew::{Crew, Turn};
+use super::task::{Run, Task, ThreadTask};
+use crate::work_queue::{Busy, WorkQueue};
 use crate::{Error, Future, future, map, panic};
 
 /// How many chunks `map_scoped` cuts per worker: a few, so that a worker
@@ -93,7 +93,7 @@ const CHUNKS_PER_WORKER: usize = 4;
 /// });
 /// ```
 pub struct Scope<'scope, 'env: 'scope> {
-    crew: &'scope Arc<Crew<ThreadJob>>,
+    queue: &'scope Arc<WorkQueue<ThreadTask>>,
     shared: Arc<Shared>,
     scope: PhantomData<&'scope mut &'scope ()>,
     env: PhantomData<&'env mut &'env ()>,
@@ -135,7 +135,7 @@ fn take(slot: &Slot) -> Option<Counted> {
 /// A job and the count that holds its scope open. Fields drop in order:
 /// the job first, then `_live`.
 struct Counted {
-    job: ThreadJob,
+    job: ThreadTask,
     _live: Live,
 }
 
@@ -163,12 +163,12 @@ impl Drop for Live {
 struct Ticket(Arc<Slot>);
 
 impl Run for Ticket {
-    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>) {
+    fn run(self: Box<Self>, busy: Option<Busy<'_, ThreadTask>>) {
         match take(&self.0) {
-            Some(Counted { job, _live }) => job.run(turn),
-            // The scope's thread took the job: this crew thread is idle
-            // again as the turn drops.
-            None => drop(turn),
+            Some(Counted { job, _live }) => job.run(busy),
+            // The scope's thread took the job: this queue thread is idle
+            // again as the busy drops.
+            None => drop(busy),
         }
     }
 
@@ -231,11 +231,11 @@ impl<'scope> Scope<'scope, '_> {
         // drops only after the job: they move together (`Counted`), and
         // every taker runs or drops `job` before `_live`. The job's `Slot`
         // may outlive the scope, but is empty by then.
-        let job = unsafe { std::mem::transmute::<Box<dyn Run + 'scope>, ThreadJob>(job) };
+        let job = unsafe { std::mem::transmute::<Box<dyn Run + 'scope>, ThreadTask>(job) };
         let slot = Arc::new(Mutex::new(Some(Counted { job, _live: live })));
         self.shared.lock().unstarted.push_back(Arc::clone(&slot));
         self.shared.changed.notify_all();
-        self.crew.enqueue(Box::new(Ticket(slot)));
+        self.queue.enqueue(Box::new(Ticket(slot)));
     }
 
     /// Runs every job no worker has started, then waits for the others to
@@ -273,12 +273,12 @@ impl<'scope> Scope<'scope, '_> {
 /// [`ThreadPoolExecutor::scope`](crate::ThreadPoolExecutor::scope): runs `f`
 /// with a new scope, then waits for its tasks, even if `f` panicked; then
 /// resumes `f`'s panic, or else one from dropping a job.
-pub(super) fn run<'env, F, T>(crew: &Arc<Crew<ThreadJob>>, f: F) -> T
+pub(super) fn run<'env, F, T>(queue: &Arc<WorkQueue<ThreadTask>>, f: F) -> T
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
 {
     let scope = Scope {
-        crew,
+        queue,
         shared: Arc::default(),
         scope: PhantomData,
         env: PhantomData,
@@ -293,7 +293,7 @@ where
 /// [`ThreadPoolExecutor::map_scoped`](crate::ThreadPoolExecutor::map_scoped):
 /// `f` over `items` in a few chunks per worker, one result per item.
 pub(super) fn map_slice<T, R>(
-    crew: &Arc<Crew<ThreadJob>>,
+    queue: &Arc<WorkQueue<ThreadTask>>,
     f: impl Fn(&T) -> R + Sync,
     items: &[T],
 ) -> Vec<Result<R, Error>>
@@ -303,10 +303,10 @@ where
 {
     let chunk_len = items
         .len()
-        .div_ceil(crew.max_workers() * CHUNKS_PER_WORKER)
+        .div_ceil(queue.max_workers() * CHUNKS_PER_WORKER)
         .max(1);
     let f = &f;
-    let chunks = run(crew, |s| {
+    let chunks = run(queue, |s| {
         items
             .chunks(chunk_len)
             .map(|chunk| {

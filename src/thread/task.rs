@@ -1,29 +1,30 @@
-//! Layer: the thread pool. May use `crew`, the crate's futures and `panic`.
-//! What a crew thread of the thread pool runs: the jobs it takes off the
-//! queue, and its loop ([`run_jobs`]).
+//! Layer: pools (the thread pool). May use: `error`, `future`, `panic` and
+//! `work_queue`.
+//! What a queue thread of the thread pool runs: the jobs it takes off the
+//! queue, and its loop ([`run_tasks`]).
 
 use std::sync::Arc;
 
-use crate::crew::{self, Crew, Turn};
 use crate::future::Promise;
+use crate::work_queue::{self, Busy, WorkQueue};
 use crate::{Error, panic};
 
 /// The thread pool's queue item: one task (a `map` chunk is one task too).
-pub(super) type ThreadJob = Box<dyn Run>;
+pub(super) type ThreadTask = Box<dyn Run>;
 
-/// A job a crew thread can run.
+/// A job a queue thread can run.
 pub(super) trait Run: Send {
-    /// Runs the task and completes its future. A crew thread passes its
-    /// turn and ends it just before the future completes; a scope's waiting
+    /// Runs the task and completes its future. A queue thread passes its
+    /// busy and ends it just before the future completes; a scope's waiting
     /// thread, which runs its own tasks and is never idle in the pool's
     /// count, passes `None`.
-    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>);
+    fn run(self: Box<Self>, busy: Option<Busy<'_, ThreadTask>>);
 
     /// Resolves the future with `error` without running the task.
     fn fail_unrun(self: Box<Self>, error: Error);
 }
 
-impl crew::Job for ThreadJob {
+impl work_queue::Entry for ThreadTask {
     fn fail(self, error: Error) {
         self.fail_unrun(error);
     }
@@ -42,7 +43,7 @@ where
     A: Send,
     R: Send,
 {
-    fn run(self: Box<Self>, turn: Option<Turn<'_, ThreadJob>>) {
+    fn run(self: Box<Self>, busy: Option<Busy<'_, ThreadTask>>) {
         let Task { task, arg, promise } = *self;
         let outcome = if promise.claim() {
             Some(panic::catch(|| task(arg)))
@@ -52,13 +53,13 @@ where
             // panic; a scope's own thread lets it go on to the scope's
             // caller, as `std::thread::scope` does.
             let unrun = move || drop((task, arg));
-            match turn {
+            match busy {
                 Some(_) => drop(panic::catch(unrun)),
                 None => unrun(),
             }
             None
         };
-        let idle = turn.map(Turn::end);
+        let idle = busy.map(Busy::end);
         if let Some(outcome) = outcome {
             let callbacks = promise.complete_deferring_callbacks(outcome);
             match idle {
@@ -75,20 +76,20 @@ where
     }
 }
 
-/// The body of a crew thread: run the initializer, then jobs until the
+/// The body of a queue thread: run the initializer, then jobs until the
 /// queue is closed and empty.
-pub(super) fn run_jobs(
-    crew: &Arc<Crew<ThreadJob>>,
+pub(super) fn run_tasks(
+    queue: &Arc<WorkQueue<ThreadTask>>,
     initializer: Option<&(dyn Fn() + Send + Sync)>,
 ) {
     if let Some(initializer) = initializer
         && let Err(error) = panic::catch(initializer)
     {
-        crew.break_pool(format!("a worker's initializer failed: {error}"));
+        queue.break_pool(format!("a worker's initializer failed: {error}"));
         return;
     }
-    let mut seat = crew.seat();
-    while let Some((job, turn)) = seat.next_job() {
-        job.run(Some(turn));
+    let mut taker = queue.taker();
+    while let Some((job, busy)) = taker.take() {
+        job.run(Some(busy));
     }
 }
