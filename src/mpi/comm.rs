@@ -20,7 +20,7 @@ use ::mpi::Rank;
 use ::mpi::environment;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 
-use super::{MpiPoolExecutor, MpiTransport, hub, rank};
+use super::{MpiPoolExecutor, MpiTransport, hub, worker};
 use crate::remote::{RemoteBuilder, RemoteExecutor};
 use crate::{Error, panic};
 
@@ -115,7 +115,7 @@ impl RemoteBuilder<MpiTransport> {
         }
         let comm = comm.duplicate();
         if comm.rank() != root {
-            return rank::serve_comm(&comm, root)
+            return worker::serve_comm(&comm, root)
                 .map(|()| None)
                 .map_err(|reason| Error::BrokenExecutor { reason });
         }

@@ -67,9 +67,11 @@ use ::mpi::topology::{Communicator, InterCommunicator, SimpleCommunicator};
 use ::mpi::{Rank, Tag};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use super::backoff::Backoff;
 use super::liveness::{self, Heard};
-use super::rank::Role;
-use super::{Backoff, Command, MpiSettings, Opened, ffi, tags};
+use super::role::{self, Role, WORKER_ARG};
+use super::settings::MpiSettings;
+use super::{ffi, tags};
 use crate::remote::call::{Initializer, Secret};
 use crate::remote::codec::Bulk;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
@@ -89,6 +91,41 @@ const EXIT_PATIENCE: Duration = Duration::from_secs(30);
 /// before it is asked to cut it. Automatic chunks aim at a millisecond, so
 /// uniform work is rarely cut.
 const PATIENCE: Duration = Duration::from_millis(2);
+
+/// What an executor asks of the hub.
+pub(crate) enum Command {
+    /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
+    /// [`MpiPoolBuilder`](super::MpiPoolBuilder)), spawned as `spawn` says
+    /// if spawned, each of which runs `initializer` before its first task
+    /// of the pool.
+    Open {
+        workers: Option<usize>,
+        spawn: MpiSettings,
+        initializer: Option<Initializer>,
+        reply: Sender<Result<Opened, Error>>,
+    },
+    /// Run `work` on pool `pool`.
+    Task { pool: u64, work: Work },
+    /// Take no more tasks for `pool`; cancel its queued ones if `cancel`;
+    /// answer on `reply` once its tasks are done and its ranks released.
+    Close {
+        pool: u64,
+        cancel: bool,
+        reply: Option<Sender<()>>,
+    },
+    /// The process is exiting: stop every rank and finalize MPI.
+    Finalize { reply: Sender<()> },
+}
+
+/// A new pool, as the hub made it.
+pub(crate) struct Opened {
+    /// Its number, which the executor's commands name.
+    pub(crate) pool: u64,
+    /// How many ranks run its tasks at once.
+    pub(crate) workers: usize,
+    /// The key of its task tags.
+    pub(crate) secret: Secret,
+}
 
 /// The hub's channel, or why it could not start.
 static MANAGER: OnceLock<Result<Sender<Command>, String>> = OnceLock::new();
@@ -391,7 +428,7 @@ impl Hub {
     /// [`greet_world`](Self::greet_world)); starts the thread that runs
     /// done callbacks.
     fn new(universe: Option<Universe>, comm: SimpleCommunicator) -> Result<Hub, String> {
-        let fingerprint = super::rank::fingerprint()
+        let fingerprint = role::fingerprint()
             .map_err(|error| format!("cannot identify this executable: {error}"))?;
         let (callbacks, deferred) = crossbeam_channel::unbounded::<Box<dyn FnOnce() + Send>>();
         let _ = thread::Builder::new()
@@ -572,7 +609,8 @@ impl Hub {
         let index = match free {
             Some(index) => index,
             None => {
-                let comm = ffi::spawn(workers, &spawn)?;
+                let (program, pairs) = spawn.spawn_args()?;
+                let comm = ffi::spawn(&program, WORKER_ARG, workers, &pairs)?;
                 let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
                 let hosts = match handshake(&comm, &ranks, &self.welcome) {
                     Ok(hosts) => hosts,

@@ -22,123 +22,40 @@
 //! another inode for the same program). Each message kind is an MPI tag
 //! ([`tags`]).
 
+mod backoff;
 mod comm;
 mod ffi;
 mod gate;
 mod hub;
 mod liveness;
-pub(crate) mod rank;
+mod role;
+mod settings;
+mod tags;
+mod worker;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::remote::call::{Initializer, Secret};
-use crate::remote::message::Kind;
+use self::hub::Command;
+use self::role::Role;
+use self::settings::MpiSettings;
+use crate::remote::call::Secret;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
 use crate::{Error, Shutdown, panic};
 
-/// The MPI tags of the messages between the hub and a rank: the remote
-/// layer's message kinds, and two more.
-mod tags {
-    use super::Kind;
-
-    /// The tag that carries messages of `kind`.
-    pub(crate) const fn of(kind: Kind) -> ::mpi::Tag {
-        kind as ::mpi::Tag
-    }
-
-    /// The kind a tag carries, if it carries one.
-    pub(crate) fn kind(tag: ::mpi::Tag) -> Option<Kind> {
-        u8::try_from(tag).ok().and_then(Kind::from_byte)
-    }
-
-    pub(crate) const HELLO: ::mpi::Tag = of(Kind::Hello);
-    pub(crate) const WELCOME: ::mpi::Tag = of(Kind::Welcome);
-    pub(crate) const READY: ::mpi::Tag = of(Kind::Ready);
-    pub(crate) const TASK: ::mpi::Tag = of(Kind::Task);
-    pub(crate) const OUTCOMES: ::mpi::Tag = of(Kind::Outcomes);
-    /// Stop serving. Empty: finalize MPI and exit. Not empty: a rank of
-    /// the static world died, so exit without `MPI_Finalize`, which would
-    /// wait for the dead rank for ever.
-    pub(crate) const STOP: ::mpi::Tag = 6;
-    /// Where a rank runs: `"<pid> <hostname>"`, sent with its `Hello`.
-    pub(crate) const WHERE: ::mpi::Tag = 7;
-    /// A rank running a task is alive (an empty message); see
-    /// [`liveness`](super::liveness).
-    pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
-    /// From the hub: cut the task message numbered as the body says (its
-    /// header's `first`, 4 bytes little-endian). From a rank running that
-    /// message: an
-    /// [`Answer`](crate::remote::message::Answer) saying how many of its
-    /// items run (see [`Gate::cut`](super::gate::Gate::cut)).
-    pub(crate) const CUT: ::mpi::Tag = 9;
-}
-
-/// What an executor asks of the hub.
-pub(crate) enum Command {
-    /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
-    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned, each of
-    /// which runs `initializer` before its first task of the pool.
-    Open {
-        workers: Option<usize>,
-        spawn: MpiSettings,
-        initializer: Option<Initializer>,
-        reply: Sender<Result<Opened, Error>>,
-    },
-    /// Run `work` on pool `pool`.
-    Task { pool: u64, work: Work },
-    /// Take no more tasks for `pool`; cancel its queued ones if `cancel`;
-    /// answer on `reply` once its tasks are done and its ranks released.
-    Close {
-        pool: u64,
-        cancel: bool,
-        reply: Option<Sender<()>>,
-    },
-    /// The process is exiting: stop every rank and finalize MPI.
-    Finalize { reply: Sender<()> },
-}
-
-/// A new pool, as the hub made it.
-pub(crate) struct Opened {
-    pool: u64,
-    workers: usize,
-    secret: Secret,
-}
-
-/// Polling without burning a shared core: a few yields, then sleeps that
-/// double from 10 µs up to 1 ms. Reset whenever something arrives.
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    polls: u32,
-}
-
-impl Backoff {
-    const YIELDS: u32 = 64;
-    const LONGEST: Duration = Duration::from_millis(1);
-
-    /// How long to wait before the next poll: `None` means just yield.
-    pub(crate) fn delay(&mut self) -> Option<Duration> {
-        self.polls = self.polls.saturating_add(1);
-        let sleeps = self.polls.checked_sub(Self::YIELDS)?;
-        Some((Duration::from_micros(10) * 2_u32.saturating_pow(sleeps.min(16))).min(Self::LONGEST))
-    }
-
-    /// Waits before the next poll.
-    pub(crate) fn pause(&mut self) {
-        match self.delay() {
-            None => thread::yield_now(),
-            Some(delay) => thread::sleep(delay),
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.polls = 0;
+/// Called by [`init`](crate::init): serves and exits if this run is an MPI
+/// worker; on rank 0 of a static world starts the hub; otherwise does
+/// nothing.
+pub(crate) fn serve_if_rank() {
+    match Role::of_this_process() {
+        Role::Alone => {}
+        Role::World { rank: 0, .. } => hub::start_for_world(),
+        Role::World { .. } => worker::serve_world(),
+        Role::Spawned => worker::serve_spawned(),
     }
 }
 
@@ -473,17 +390,6 @@ pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 /// ```
 pub const MPI_MAX_WORKERS_VAR: &str = "CONCURRENT_FUTURES_MPI_MAX_WORKERS";
 
-/// The settings only an MPI pool has: how spawn mode starts its ranks.
-/// `pub` only for the sealed trait's associated type; no user names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MpiSettings {
-    program: Option<PathBuf>,
-    /// `MPI_Info` pairs for `MPI_Comm_spawn`, the working directory's
-    /// `wdir` among them.
-    info: Vec<(String, String)>,
-    env: Vec<(String, String)>,
-}
-
 impl RemoteBuilder<MpiTransport> {
     /// Spawn mode: the program to start as workers, instead of this
     /// executable's path; for a cluster whose nodes hold the same build at
@@ -500,7 +406,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.program = Some(path.into());
+        self.settings.set_program(path.into());
         self
     }
 
@@ -528,7 +434,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.env.push((key.into(), value.into()));
+        self.settings.add_env(key.into(), value.into());
         self
     }
 
@@ -547,7 +453,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn info(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.info.push((key.into(), value.into()));
+        self.settings.add_info(key.into(), value.into());
         self
     }
 
