@@ -177,35 +177,41 @@ pub(crate) fn aborts_every_spawned_job() -> bool {
     )
 }
 
-/// Which communicator a rank is on, as the hub tells them apart:
-/// `None` for `MPI_COMM_WORLD`, else the index of a spawned group.
-pub(crate) type Comm = Option<usize>;
+/// Which communicator a worker is on, as the hub tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CommId {
+    /// The communicator of the serving ranks every pool shares: the static
+    /// world's, or the comm form's.
+    World,
+    /// The intercommunicator of the spawned group of this index.
+    Group(usize),
+}
 
 /// When the hub last heard from each busy rank.
 #[derive(Default)]
-pub(crate) struct Heard(HashMap<(Comm, Rank), Instant>);
+pub(crate) struct Heard(HashMap<(CommId, Rank), Instant>);
 
 impl Heard {
     /// `rank` of `comm` is alive now: it was handed work, or it beat.
-    pub(crate) fn alive(&mut self, comm: Comm, rank: Rank) {
+    pub(crate) fn alive(&mut self, comm: CommId, rank: Rank) {
         self.0.insert((comm, rank), Instant::now());
     }
 
     /// `rank` of `comm` answered: it is no longer watched.
-    pub(crate) fn answered(&mut self, comm: Comm, rank: Rank) {
+    pub(crate) fn answered(&mut self, comm: CommId, rank: Rank) {
         self.0.remove(&(comm, rank));
     }
 
     /// Whether `rank` of `comm`, watched since it was handed work, has
     /// been silent for longer than [`SILENCE`].
-    pub(crate) fn silent(&self, comm: Comm, rank: Rank) -> bool {
+    pub(crate) fn silent(&self, comm: CommId, rank: Rank) -> bool {
         self.0
             .get(&(comm, rank))
             .is_some_and(|last| last.elapsed() > SILENCE)
     }
 
     /// Receives every heartbeat that has arrived on `comm`.
-    pub(crate) fn receive<C: Communicator>(&mut self, key: Comm, comm: &C) {
+    pub(crate) fn receive<C: Communicator>(&mut self, key: CommId, comm: &C) {
         while let Some(status) = comm.any_process().immediate_probe_with_tag(tags::HEARTBEAT) {
             let rank = status.source_rank();
             let _: (Vec<u8>, _) = comm
@@ -223,17 +229,23 @@ mod tests {
     #[test]
     fn a_rank_is_silent_only_once_watched_and_quiet_for_long() {
         let mut heard = Heard::default();
-        assert!(!heard.silent(None, 1), "an unwatched rank is never silent");
-        heard.alive(None, 1);
-        assert!(!heard.silent(None, 1));
+        assert!(
+            !heard.silent(CommId::World, 1),
+            "an unwatched rank is never silent"
+        );
+        heard.alive(CommId::World, 1);
+        assert!(!heard.silent(CommId::World, 1));
         heard.0.insert(
-            (None, 1),
+            (CommId::World, 1),
             Instant::now() - SILENCE - Duration::from_millis(1),
         );
-        assert!(heard.silent(None, 1));
-        assert!(!heard.silent(Some(0), 1), "another communicator's rank 1");
-        heard.answered(None, 1);
-        assert!(!heard.silent(None, 1));
+        assert!(heard.silent(CommId::World, 1));
+        assert!(
+            !heard.silent(CommId::Group(0), 1),
+            "another communicator's rank 1"
+        );
+        heard.answered(CommId::World, 1);
+        assert!(!heard.silent(CommId::World, 1));
     }
 
     /// Set once the test's look has cut the task.
