@@ -1,6 +1,7 @@
-//! Layer: MPI transport. May use the hub, the rank's serving loop and the
-//! `mpi` crate's communicators; no other transport. The executor inside an
-//! existing MPI program: `mpi4py.futures.MPICommExecutor`.
+//! Layer: mpi. May use: `error`, `mpi`, `mpi::hub`, `mpi::worker`,
+//! `panic`, `remote`, std and the mpi crate's communicators.
+//! The executor inside an existing MPI program:
+//! `mpi4py.futures.MPICommExecutor`.
 //!
 //! Every rank of the user's communicator calls
 //! [`with_comm`](RemoteBuilder::with_comm). The communicator is duplicated

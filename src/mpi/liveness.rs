@@ -1,15 +1,14 @@
-//! Whether a busy rank is alive, wherever it runs: heartbeats over MPI.
+//! Layer: mpi. May use: `mpi::gate`, `mpi::tags`, `remote::call`, std,
+//! crossbeam-channel and the mpi crate's point-to-point calls.
+//! Whether a busy worker is alive, wherever it runs: heartbeats over MPI,
+//! and nothing of a particular host (no `/proc`, no pid). Between the hub
+//! and its workers: both sides use it.
 //!
-//! Layer: MPI transport, between its hub and its serving ranks; uses
-//! std, crossbeam-channel, the `mpi` crate's point-to-point calls and the
-//! rank's start `gate`, and nothing of a particular host (no `/proc`, no
-//! pid).
-//!
-//! A rank runs each task on a thread of its own ([`TaskThread`]), while
+//! A worker runs each task on a thread of its own ([`TaskThread`]), while
 //! its serving thread, the only one that calls MPI, sends the hub a
 //! [`tags::HEARTBEAT`] every [`BEAT`] until the outcomes are ready. The
-//! hub notes when it last heard from each busy rank ([`Heard`]): when
-//! it handed it the work, and at each heartbeat. A busy rank silent for
+//! hub notes when it last heard from each busy worker ([`Heard`]): when
+//! it handed it the work, and at each heartbeat. A busy worker silent for
 //! [`SILENCE`] has died, or its host is unreachable: Open MPI 4 (without
 //! its fault-tolerance extension, ULFM) offers no other way to learn it
 //! that works across hosts. Its `MPI_ERRORS_RETURN` does not help: a send

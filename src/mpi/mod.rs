@@ -1,19 +1,26 @@
-//! Layer: MPI transport. May use the remote layer, the crate's core and
-//! `init::init_called`; never another transport. [`MpiPoolExecutor`]:
-//! tasks on MPI ranks, like `mpi4py.futures`; the remote front end over
-//! [`MpiTransport`].
+//! Layer: mpi. May use: `error`, `executor`, `mpi::hub`, `mpi::role`,
+//! `mpi::settings`, `mpi::worker`, `panic`, `remote`, `remote::call`,
+//! `remote::work`, std and crossbeam-channel.
+//! [`MpiPoolExecutor`]: tasks on MPI ranks, like `mpi4py.futures`; the
+//! remote front end over [`MpiTransport`]. Its files, from the top down
+//! (each uses only files below it):
 //!
-//! - [`hub`]: the one thread of the parent that owns MPI: its event loop
-//!   and the leasing of ranks to executors.
-//! - [`comm`]: the executor inside an existing MPI program, over its
-//!   communicator (mpi4py's `MPICommExecutor`).
-//! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
-//!   endpoint for the remote layer's serve loop.
-//! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
-//!   host has died.
-//! - [`gate`]: a serving rank's start gate, where the hub's request to cut
-//!   a chunk takes back the items that have not started.
-//! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
+//! - this file and [`comm`]: the executor, and the executor inside an
+//!   existing MPI program, over its communicator (mpi4py's
+//!   `MPICommExecutor`).
+//! - [`hub`]: the one thread of the parent that owns MPI: its event loop,
+//!   its pools, its workers and the handshake with them.
+//! - [`worker`]: the worker's side, its endpoint for the remote layer's
+//!   serve loop.
+//! - [`liveness`]: heartbeats, how the hub learns that a busy worker on
+//!   any host has died.
+//! - [`gate`], [`tags`], [`backoff`], [`role`], [`settings`]: a worker's
+//!   start gate, where the hub's request to cut a chunk takes back the
+//!   items that have not started; the MPI tag of each message; polling
+//!   without burning a core; how [`init`](crate::init) tells a worker from
+//!   the parent; the spawn settings.
+//! - [`ffi`] (the `mpi sys` layer): the MPI calls the `mpi` crate has no
+//!   safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
 //! `Call::of`, a keyed tag, a count) and the encoded arguments, answered by
@@ -35,6 +42,7 @@ mod worker;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use crossbeam_channel::Sender;
@@ -42,20 +50,28 @@ use crossbeam_channel::Sender;
 use self::hub::Command;
 use self::role::Role;
 use self::settings::MpiSettings;
+use self::worker::{serve_spawned, serve_world};
 use crate::remote::call::Secret;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
 use crate::{Error, Shutdown, panic};
 
-/// Called by [`init`](crate::init): serves and exits if this run is an MPI
-/// worker; on rank 0 of a static world starts the hub; otherwise does
-/// nothing.
+/// Whether [`init`](crate::init) was called in this process: it calls
+/// [`serve_if_rank`] each time.
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+
+/// Called by [`init`](crate::init), each time: notes the call, then serves
+/// and exits if this run is an MPI worker; on rank 0 of a static world
+/// starts the hub; otherwise does nothing more.
 pub(crate) fn serve_if_rank() {
+    // ORDERING: Relaxed: only this thread's later pool creation reads it,
+    // or threads started after it, which synchronise with this one.
+    INIT_CALLED.store(true, Ordering::Relaxed);
     match Role::of_this_process() {
         Role::Alone => {}
         Role::World { rank: 0, .. } => hub::start_for_world(),
-        Role::World { .. } => worker::serve_world(),
-        Role::Spawned => worker::serve_spawned(),
+        Role::World { .. } => serve_world(),
+        Role::Spawned => serve_spawned(),
     }
 }
 
@@ -84,7 +100,7 @@ pub(crate) fn serve_if_rank() {
 /// A task goes to a rank only once that rank is free, so a queued task is
 /// pending (`running()` is false) and a cancel stops it without touching a
 /// rank. A `map` chunk that a rank has held for 2 ms while another rank
-/// idles is cut: right after its running input if that one has run 2 ms,
+/// is free is cut: right after its running input if that one has run 2 ms,
 /// else halfway through the inputs not started. The rest runs on the next
 /// free rank, so a slow input holds up only itself.
 ///
@@ -480,7 +496,8 @@ impl RemoteBuilder<MpiTransport> {
     /// ```
     pub fn build(self) -> Result<MpiPoolExecutor, Error> {
         self.check()?;
-        if !crate::init::init_called() {
+        // ORDERING: Relaxed: see `serve_if_rank`.
+        if !INIT_CALLED.load(Ordering::Relaxed) {
             return Err(Error::InitMissing);
         }
         panic::install_hook();

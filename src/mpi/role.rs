@@ -6,7 +6,7 @@
 //!
 //! A run of the program is an MPI worker in one of two ways:
 //!
-//! - **spawned**: an [`MpiPoolExecutor`](super::MpiPoolExecutor) started it
+//! - **spawned**: an `MpiPoolExecutor` started it
 //!   with `MPI_Comm_spawn`, passing [`WORKER_ARG`] as its only argument. It
 //!   serves the parent over the parent intercommunicator.
 //! - **a rank ≥ 1 of a static world**: the program runs under

@@ -27,11 +27,10 @@ pub(crate) const OUTCOMES: Tag = of(Kind::Outcomes);
 pub(crate) const STOP: Tag = 6;
 /// Where a worker runs: `"<pid> <hostname>"`, sent with its `Hello`.
 pub(crate) const WHERE: Tag = 7;
-/// A worker running a call is alive (an empty message); see
-/// [`liveness`](super::liveness).
+/// A worker running a call is alive (an empty message); see `liveness`.
 pub(crate) const HEARTBEAT: Tag = 8;
 /// From the hub: cut the task message numbered as the body says (its
 /// header's `first`, 4 bytes little-endian). From a worker running that
 /// message: an [`Answer`](crate::remote::message::Answer) saying how many
-/// of its items run (see [`Gate::cut`](super::gate::Gate::cut)).
+/// of its items run (see `gate`).
 pub(crate) const CUT: Tag = 9;

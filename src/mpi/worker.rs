@@ -103,8 +103,7 @@ enum Finalize {
     No,
 }
 
-/// A serving rank of the comm form
-/// ([`MpiPoolBuilder::with_comm`](super::MpiPoolBuilder::with_comm)):
+/// A serving rank of the comm form (`MpiPoolBuilder::with_comm`):
 /// serves the hub at rank `root` of `comm` until it says stop. `Err` says
 /// why it stopped early.
 pub(super) fn serve_comm<C: Communicator>(comm: &C, root: ::mpi::Rank) -> Result<(), String> {

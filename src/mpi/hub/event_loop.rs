@@ -39,8 +39,8 @@ const PATIENCE: Duration = Duration::from_millis(2);
 
 /// What an executor asks of the hub.
 pub(crate) enum Command {
-    /// Make a pool of up to `workers` workers (`None`: MPI's default, see
-    /// [`MpiPoolBuilder`](crate::mpi::MpiPoolBuilder)), spawned as `spawn`
+    /// Make a pool of up to `workers` workers (`None`: MPI's default, as
+    /// `MpiPoolBuilder` says), spawned as `spawn`
     /// says if spawned, each of which runs `initializer` before its first
     /// task of the pool.
     Open {
@@ -245,8 +245,8 @@ impl Hub {
         }
     }
 
-    /// A new pool of up to `workers` workers, or of the default size (see
-    /// [`MpiPoolBuilder`](crate::mpi::MpiPoolBuilder)); spawned as `spawn`
+    /// A new pool of up to `workers` workers, or of the default size (as
+    /// `MpiPoolBuilder` says); spawned as `spawn`
     /// says in spawn mode; each worker runs `initializer` before its first
     /// task of the pool.
     fn open(

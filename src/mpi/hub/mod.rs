@@ -6,8 +6,8 @@
 //! Open MPI's communicators are not `Send`, so a single thread initializes
 //! MPI, owns the universe and every communicator, and makes every MPI call
 //! of the parent side. Executors talk to it over a channel of [`Command`]s.
-//! It starts with the first [`MpiPoolExecutor`](super::MpiPoolExecutor) (or
-//! in [`init`](crate::init) on rank 0 of a static world) and lives until the
+//! It starts with the first `MpiPoolExecutor` (or
+//! in `init` on rank 0 of a static world) and lives until the
 //! process exits, when an `atexit` hook has it stop the workers and
 //! finalize MPI. MPI cannot be initialized twice in one process, so every
 //! executor of the process shares this thread; each executor is one *pool*
@@ -25,7 +25,7 @@
 //!   a backoff while work is out and blocking on the channel while none is.
 //!   Done callbacks run on a separate thread, so that a slow callback
 //!   never stalls MPI. Busy workers are watched through their heartbeats
-//!   ([`liveness`](super::liveness)): one silent for too long is dead, on
+//!   (`liveness`): one silent for too long is dead, on
 //!   whatever host it ran, and its pool is broken. Silence is judged after
 //!   the messages that arrived have been received, so a worker is never
 //!   taken for dead because the hub was slow to read it.
@@ -37,7 +37,7 @@
 //! A `map` chunk runs on one worker, but need not run there whole: when a
 //! worker has held a chunk for the loop's patience (2 ms) while a worker
 //! its pool could use is free, the hub asks it to cut the chunk (see
-//! [`gate`](super::gate)): right after the item running, if that one has
+//! `gate`): right after the item running, if that one has
 //! run for a while (a slow input), else halfway through the items not
 //! started (a chunk of quick ones, split with the free worker). The worker
 //! answers how many items run there; the rest becomes work of its own,
