@@ -122,12 +122,12 @@ impl RemoteBuilder<MpiTransport> {
         }
         panic::install_hook();
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let workers = self.max_workers_set.then_some(self.max_workers);
+        let max_workers = self.max_workers_set.then_some(self.max_workers);
         thread::scope(|scope| {
             let user = thread::Builder::new()
                 .name("concurrent-futures-mpi-comm-body".into())
                 .spawn_scoped(scope, move || {
-                    let executor = self.open(commands, workers)?;
+                    let executor = self.open(commands, max_workers)?;
                     let value = body(&executor);
                     drop(executor); // shuts down, waiting for its tasks
                     Ok(value)

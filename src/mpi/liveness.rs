@@ -191,32 +191,32 @@ pub(crate) enum CommId {
 pub(crate) struct Heard(HashMap<(CommId, Rank), Instant>);
 
 impl Heard {
-    /// `rank` of `comm` is alive now: it was handed work, or it beat.
-    pub(crate) fn alive(&mut self, comm: CommId, rank: Rank) {
-        self.0.insert((comm, rank), Instant::now());
+    /// `rank` of `comm_id` is alive now: it was handed work, or it beat.
+    pub(crate) fn alive(&mut self, comm_id: CommId, rank: Rank) {
+        self.0.insert((comm_id, rank), Instant::now());
     }
 
-    /// `rank` of `comm` answered: it is no longer watched.
-    pub(crate) fn answered(&mut self, comm: CommId, rank: Rank) {
-        self.0.remove(&(comm, rank));
+    /// `rank` of `comm_id` answered: it is no longer watched.
+    pub(crate) fn answered(&mut self, comm_id: CommId, rank: Rank) {
+        self.0.remove(&(comm_id, rank));
     }
 
-    /// Whether `rank` of `comm`, watched since it was handed work, has
+    /// Whether `rank` of `comm_id`, watched since it was handed work, has
     /// been silent for longer than [`SILENCE`].
-    pub(crate) fn silent(&self, comm: CommId, rank: Rank) -> bool {
+    pub(crate) fn silent(&self, comm_id: CommId, rank: Rank) -> bool {
         self.0
-            .get(&(comm, rank))
+            .get(&(comm_id, rank))
             .is_some_and(|last| last.elapsed() > SILENCE)
     }
 
     /// Receives every heartbeat that has arrived on `comm`.
-    pub(crate) fn receive<C: Communicator>(&mut self, key: CommId, comm: &C) {
+    pub(crate) fn receive<C: Communicator>(&mut self, comm_id: CommId, comm: &C) {
         while let Some(status) = comm.any_process().immediate_probe_with_tag(tags::HEARTBEAT) {
             let rank = status.source_rank();
             let _: (Vec<u8>, _) = comm
                 .process_at_rank(rank)
                 .receive_vec_with_tag(tags::HEARTBEAT);
-            self.alive(key, rank);
+            self.alive(comm_id, rank);
         }
     }
 }

@@ -243,7 +243,7 @@ pub type MpiPoolExecutor = RemoteExecutor<MpiTransport>;
 /// [`MpiPoolExecutor`].
 pub struct MpiTransport {
     pool: u64,
-    workers: usize,
+    max_workers: usize,
     secret: Secret,
     commands: Sender<Command>,
     /// Whether it takes tasks. Tasks are sent while holding it, so that none
@@ -274,7 +274,7 @@ impl sealed::Transport for MpiTransport {
     type Settings = MpiSettings;
 
     fn max_workers(&self) -> usize {
-        self.workers
+        self.max_workers
     }
 
     fn secret(&self) -> &Secret {
@@ -288,11 +288,11 @@ impl sealed::Transport for MpiTransport {
         if *intake == Intake::Closed {
             return work.results.fail(Error::Shutdown);
         }
-        let command = Command::Task {
+        let command = Command::Run {
             pool: self.pool,
             work,
         };
-        if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
+        if let Err(crossbeam_channel::SendError(Command::Run { work, .. })) =
             self.commands.send(command)
         {
             work.results.fail(Error::BrokenExecutor {
@@ -328,7 +328,7 @@ impl fmt::Debug for MpiTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MpiTransport")
             .field("pool", &self.pool)
-            .field("workers", &self.workers)
+            .field("max_workers", &self.max_workers)
             .finish_non_exhaustive()
     }
 }
@@ -502,19 +502,19 @@ impl RemoteBuilder<MpiTransport> {
         }
         panic::install_hook();
         let commands = hub::commands()?.clone();
-        let workers = match self.max_workers_set {
+        let max_workers = match self.max_workers_set {
             true => Some(self.max_workers),
             false => default_workers()?,
         };
-        self.open(commands, workers)
+        self.open(commands, max_workers)
     }
 
-    /// Asks the hub on `commands` for a pool of `workers` ranks (`None`:
-    /// its default), and makes the executor over it.
+    /// Asks the hub on `commands` for a pool of up to `max_workers` workers
+    /// (`None`: its default), and makes the executor over it.
     fn open(
         self,
         commands: Sender<Command>,
-        workers: Option<usize>,
+        max_workers: Option<usize>,
     ) -> Result<MpiPoolExecutor, Error> {
         let stopped = || Error::BrokenExecutor {
             reason: "the MPI hub thread has stopped".into(),
@@ -522,7 +522,7 @@ impl RemoteBuilder<MpiTransport> {
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
             .send(Command::Open {
-                workers,
+                max_workers,
                 spawn: self.settings,
                 initializer: self.initializer.and_then(Result::ok),
                 reply,
@@ -531,7 +531,7 @@ impl RemoteBuilder<MpiTransport> {
         let opened = opened.recv().map_err(|_| stopped())??;
         let transport = MpiTransport {
             pool: opened.pool,
-            workers: opened.workers,
+            max_workers: opened.max_workers,
             secret: opened.secret,
             commands,
             intake: Mutex::new(Intake::Open),

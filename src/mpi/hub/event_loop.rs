@@ -39,18 +39,18 @@ const PATIENCE: Duration = Duration::from_millis(2);
 
 /// What an executor asks of the hub.
 pub(crate) enum Command {
-    /// Make a pool of up to `workers` workers (`None`: MPI's default, as
-    /// `MpiPoolBuilder` says), spawned as `spawn`
+    /// Make a pool of up to `max_workers` workers (`None`: MPI's default,
+    /// as `MpiPoolBuilder` says), spawned as `spawn`
     /// says if spawned, each of which runs `initializer` before its first
     /// task of the pool.
     Open {
-        workers: Option<usize>,
+        max_workers: Option<usize>,
         spawn: MpiSettings,
         initializer: Option<Initializer>,
         reply: Sender<Result<Opened, Error>>,
     },
-    /// Run `work` on pool `pool`.
-    Task { pool: u64, work: Work },
+    /// Run `work` (a task or a chunk) on pool `pool`.
+    Run { pool: u64, work: Work },
     /// Take no more tasks for `pool`; cancel its queued ones if `cancel`;
     /// answer on `reply` once its tasks are done and its workers released.
     Close {
@@ -66,8 +66,8 @@ pub(crate) enum Command {
 pub(crate) struct Opened {
     /// Its number, which the executor's commands name.
     pub(crate) pool: u64,
-    /// How many workers run its tasks at once.
-    pub(crate) workers: usize,
+    /// How many workers run its work at once.
+    pub(crate) max_workers: usize,
     /// The key of its task tags.
     pub(crate) secret: Secret,
 }
@@ -198,14 +198,14 @@ impl Hub {
             if let Some(command) = command {
                 match command {
                     Command::Open {
-                        workers,
+                        max_workers,
                         spawn,
                         initializer,
                         reply,
                     } => {
-                        let _ = reply.send(self.open(workers, spawn, initializer));
+                        let _ = reply.send(self.open(max_workers, spawn, initializer));
                     }
-                    Command::Task { pool, work } => match self.pools.get_mut(&pool) {
+                    Command::Run { pool, work } => match self.pools.get_mut(&pool) {
                         Some(pool) => pool.accept(work),
                         None => work.results.fail(Error::Shutdown),
                     },
@@ -245,32 +245,36 @@ impl Hub {
         }
     }
 
-    /// A new pool of up to `workers` workers, or of the default size (as
+    /// A new pool of up to `max_workers` workers, or of the default size (as
     /// `MpiPoolBuilder` says); spawned as `spawn`
     /// says in spawn mode; each worker runs `initializer` before its first
     /// task of the pool.
     fn open(
         &mut self,
-        workers: Option<usize>,
+        max_workers: Option<usize>,
         spawn: MpiSettings,
         initializer: Option<Initializer>,
     ) -> Result<Opened, Error> {
         let id = self.next_pool;
         self.next_pool += 1;
-        let (comm, workers) = if self.workers.has_world() {
-            let share = self.workers.world_share(workers.unwrap_or(usize::MAX))?;
+        let (comm_id, max_workers) = if self.workers.has_world() {
+            let share = self
+                .workers
+                .world_share(max_workers.unwrap_or(usize::MAX))?;
             (CommId::World, share)
         } else {
-            let workers = workers.unwrap_or_else(|| self.universe_share());
+            let size = max_workers.unwrap_or_else(|| self.universe_share());
             let pools = &self.pools;
-            let in_use = |index| (pools.values()).any(|pool| pool.comm() == CommId::Group(index));
-            let group = (self.workers).group_for(workers, spawn, &self.welcome, in_use)?;
+            let in_use =
+                |index| (pools.values()).any(|pool| pool.comm_id() == CommId::Group(index));
+            let group = (self.workers).group_for(size, spawn, &self.welcome, in_use)?;
             (CommId::Group(group), self.workers.group_size(group))
         };
-        self.pools.insert(id, Pool::new(comm, workers, initializer));
+        self.pools
+            .insert(id, Pool::new(comm_id, max_workers, initializer));
         Ok(Opened {
             pool: id,
-            workers,
+            max_workers,
             secret: self.welcome.secret,
         })
     }
@@ -287,14 +291,14 @@ impl Hub {
     /// The static world's serving ranks that run no call: the pools' own
     /// records say which run one.
     fn free_world(&self) -> impl Iterator<Item = Rank> + '_ {
-        let world_pools = || (self.pools.values()).filter(|pool| pool.comm() == CommId::World);
+        let world_pools = || (self.pools.values()).filter(|pool| pool.comm_id() == CommId::World);
         (self.workers.serving_world()).filter(move |&rank| !world_pools().any(|p| p.runs_on(rank)))
     }
 
-    /// Sends `messages` to `rank` of `comm`.
-    fn send(&self, comm: CommId, rank: Rank, messages: &[(Tag, Vec<u8>)]) {
+    /// Sends `messages` to `rank` of the communicator `comm_id`.
+    fn send(&self, comm_id: CommId, rank: Rank, messages: &[(Tag, Vec<u8>)]) {
         for (tag, message) in messages {
-            match comm {
+            match comm_id {
                 CommId::World => {
                     (self.comm.process_at_rank(rank)).send_with_tag(&message[..], *tag)
                 }
@@ -320,8 +324,8 @@ impl Hub {
                 if !pool.has_room() {
                     continue;
                 }
-                let comm = pool.comm();
-                let free = match comm {
+                let comm_id = pool.comm_id();
+                let free = match comm_id {
                     CommId::World => self.free_world().next(),
                     CommId::Group(index) => (0..self.workers.group_comm(index).remote_size())
                         .find(|&rank| !pool.runs_on(rank)),
@@ -337,16 +341,16 @@ impl Hub {
                 work.header.first = self.numbered;
                 // The shared values the worker lacks, each once per worker;
                 // then one contiguous message: header, arguments, tail.
-                let known = self.known.entry((comm, rank)).or_default();
+                let known = self.known.entry((comm_id, rank)).or_default();
                 let mut messages = share(known, &work.shared);
                 let task = [&work.header.encode()[..], &work.args, work.bulk.bytes()].concat();
                 messages.push((tags::TASK, task));
-                self.send(comm, rank, &messages);
+                self.send(comm_id, rank, &messages);
                 self.pools
                     .get_mut(&id)
                     .expect("listed above")
                     .sent(rank, work);
-                self.heard.alive(comm, rank);
+                self.heard.alive(comm_id, rank);
                 self.served_last = Some(id);
                 sent = true;
             }
@@ -361,13 +365,13 @@ impl Hub {
         let free_world = self.free_world().count();
         let asks: Vec<(CommId, Rank, u32)> = (self.pools.values_mut())
             .flat_map(|pool| {
-                let comm = pool.comm();
+                let comm_id = pool.comm_id();
                 (pool.cuts_to_ask(free_world, PATIENCE).into_iter())
-                    .map(move |(rank, first)| (comm, rank, first))
+                    .map(move |(rank, first)| (comm_id, rank, first))
             })
             .collect();
-        for (comm, rank, first) in asks {
-            self.send(comm, rank, &[(tags::CUT, first.to_le_bytes().to_vec())]);
+        for (comm_id, rank, first) in asks {
+            self.send(comm_id, rank, &[(tags::CUT, first.to_le_bytes().to_vec())]);
         }
     }
 
@@ -393,13 +397,13 @@ impl Hub {
             else {
                 continue;
             };
-            let host = self.workers.mark_dead(pool.comm(), rank);
+            let host = self.workers.mark_dead(pool.comm_id(), rank);
             let reason = format!(
                 "MPI rank {rank} on host {host} sent no heartbeat for {:?} while running a task: \
                  it died, or its host is unreachable",
                 liveness::SILENCE
             );
-            if pool.comm() == CommId::World {
+            if pool.comm_id() == CommId::World {
                 let lost = pool.lose(rank);
                 pool.fail(lost.into_iter().collect(), &reason);
                 continue;
@@ -423,7 +427,7 @@ impl Hub {
     fn abort_spawned(&mut self, reason: &str) {
         for index in self.workers.abort_groups() {
             let users = (self.pools.values_mut())
-                .filter(|pool| pool.comm() == CommId::Group(index) && pool.broken().is_none());
+                .filter(|pool| pool.comm_id() == CommId::Group(index) && pool.broken().is_none());
             for pool in users {
                 pool.fail_all(reason);
             }
@@ -436,7 +440,7 @@ impl Hub {
     /// there was one.
     fn receive(&mut self) -> bool {
         let mut received = false;
-        let world_busy = (self.pools.values()).any(|p| p.comm() == CommId::World && p.is_busy());
+        let world_busy = (self.pools.values()).any(|p| p.comm_id() == CommId::World && p.is_busy());
         if world_busy {
             let world = &self.comm;
             self.heard.receive(CommId::World, world);
@@ -444,8 +448,8 @@ impl Hub {
             // first, and its outcomes say how many items ran either way.
             while let Some((rank, answer)) = receive_from_any(world, tags::CUT) {
                 received = true;
-                if let Some(pool) =
-                    (self.pools.values_mut()).find(|p| p.comm() == CommId::World && p.runs_on(rank))
+                if let Some(pool) = (self.pools.values_mut())
+                    .find(|p| p.comm_id() == CommId::World && p.runs_on(rank))
                 {
                     pool.cut_answered(rank, &answer);
                 }
@@ -453,15 +457,15 @@ impl Hub {
             while let Some((rank, outcomes)) = receive_from_any(world, tags::OUTCOMES) {
                 received = true;
                 // The worker is free again, whichever pool it served.
-                if let Some(pool) =
-                    (self.pools.values_mut()).find(|p| p.comm() == CommId::World && p.runs_on(rank))
+                if let Some(pool) = (self.pools.values_mut())
+                    .find(|p| p.comm_id() == CommId::World && p.runs_on(rank))
                 {
                     pool.answered(rank, &outcomes, &mut self.heard, &self.callbacks);
                 }
             }
         }
         for pool in self.pools.values_mut() {
-            let CommId::Group(index) = pool.comm() else {
+            let CommId::Group(index) = pool.comm_id() else {
                 continue;
             };
             let comm = self.workers.group_comm(index);

@@ -84,9 +84,9 @@ enum Life {
 /// One executor's workers and work.
 pub(super) struct Pool {
     /// The communicator its workers are on.
-    comm: CommId,
+    comm_id: CommId,
     /// The most workers that run its work at once.
-    workers: usize,
+    max_workers: usize,
     /// The call each busy worker runs.
     busy: HashMap<Rank, Busy>,
     queue: VecDeque<Work>,
@@ -102,11 +102,15 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// An open pool of up to `workers` workers on `comm`.
-    pub(super) fn new(comm: CommId, workers: usize, initializer: Option<Initializer>) -> Pool {
+    /// An open pool of up to `max_workers` workers on `comm_id`.
+    pub(super) fn new(
+        comm_id: CommId,
+        max_workers: usize,
+        initializer: Option<Initializer>,
+    ) -> Pool {
         Pool {
-            comm,
-            workers,
+            comm_id,
+            max_workers,
             busy: HashMap::new(),
             queue: VecDeque::new(),
             life: Life::Open,
@@ -117,8 +121,8 @@ impl Pool {
     }
 
     /// The communicator its workers are on.
-    pub(super) fn comm(&self) -> CommId {
-        self.comm
+    pub(super) fn comm_id(&self) -> CommId {
+        self.comm_id
     }
 
     /// Whether any of its workers runs a call.
@@ -133,7 +137,7 @@ impl Pool {
 
     /// Whether it may run one more call at once.
     pub(super) fn has_room(&self) -> bool {
-        self.busy.len() < self.workers
+        self.busy.len() < self.max_workers
     }
 
     /// `work` was just sent to `rank`. A chunk keeps its arguments, and the
@@ -168,8 +172,8 @@ impl Pool {
         if self.broken().is_some() {
             return Vec::new();
         }
-        let room = self.workers.saturating_sub(self.busy.len());
-        let free = match self.comm {
+        let room = self.max_workers.saturating_sub(self.busy.len());
+        let free = match self.comm_id {
             CommId::World => free_world.min(room),
             CommId::Group(_) => room,
         };
@@ -201,7 +205,7 @@ impl Pool {
         if self.broken().is_some() {
             return None;
         }
-        (self.busy.keys().copied()).find(|&rank| heard.silent(self.comm, rank))
+        (self.busy.keys().copied()).find(|&rank| heard.silent(self.comm_id, rank))
     }
 
     /// Takes back the call `rank` ran: the worker is gone.
@@ -347,7 +351,7 @@ impl Pool {
         let Some(Busy { mut work, sent, .. }) = self.busy.remove(&rank) else {
             return; // a stray message, ignored
         };
-        heard.answered(self.comm, rank);
+        heard.answered(self.comm_id, rank);
         let (outcomes, answer) = outcomes.split_at(outcomes.len().saturating_sub(Answer::LEN));
         let (first, count) = (work.header.first, work.header.count);
         let answer = (Answer::decode(answer).ok())

@@ -127,11 +127,11 @@ impl Workers {
     }
 
     /// How many of the static world's serving ranks a new pool of up to
-    /// `workers` may use at once: every pool shares the live ones.
-    pub(super) fn world_share(&self, workers: usize) -> Result<usize, Error> {
+    /// `max_workers` may use at once: every pool shares the live ones.
+    pub(super) fn world_share(&self, max_workers: usize) -> Result<usize, Error> {
         let live = self.serving_world().count();
         if live > 0 {
-            return Ok(workers.min(live));
+            return Ok(max_workers.min(live));
         }
         let reason = self.world.iter().find_map(|worker| match &worker.state {
             WorldState::Refused(reason) => Some(reason.clone()),
@@ -154,13 +154,13 @@ impl Workers {
             .map(|worker| worker.rank)
     }
 
-    /// A live group of `workers` ranks spawned as `spawn` says that
+    /// A live group of `size` ranks spawned as `spawn` says that
     /// `in_use` says no pool uses: one left by an earlier pool, or a new
     /// one. Reusing them saves a spawn (tenths of a second) per executor,
     /// and Open MPI's spawn and disconnect are its least robust paths.
     pub(super) fn group_for(
         &mut self,
-        workers: usize,
+        size: usize,
         spawn: MpiSettings,
         welcome: &Welcome,
         in_use: impl Fn(usize) -> bool,
@@ -168,14 +168,14 @@ impl Workers {
         let free = self.groups.iter().enumerate().position(|(index, group)| {
             group.state == GroupState::Live
                 && group.spawn == spawn
-                && usize::try_from(group.comm.remote_size()).ok() == Some(workers)
+                && usize::try_from(group.comm.remote_size()).ok() == Some(size)
                 && !in_use(index)
         });
         if let Some(index) = free {
             return Ok(index);
         }
         let (program, pairs) = spawn.spawn_args()?;
-        let comm = ffi::spawn(&program, WORKER_ARG, workers, &pairs)?;
+        let comm = ffi::spawn(&program, WORKER_ARG, size, &pairs)?;
         let ranks: Vec<Rank> = (0..comm.remote_size()).collect();
         let hosts = handshake(&comm, &ranks, welcome).map_err(|refused| {
             stop(&comm, &refused.serving);
