@@ -36,8 +36,8 @@ use super::gate::Gate;
 use super::tags;
 use crate::remote::call::Secret;
 
-/// What the task thread runs on a task message: the remote layer's
-/// `serve::run_task`, outcomes out, asking the last argument before each
+/// What the task thread runs on a task message: the worker's `run_task`
+/// (over the remote layer's), outcomes out, asking the last argument before each
 /// item whether it may start; or `Err` for a message it refuses.
 type RunTask =
     fn(&mut Vec<u8>, &Secret, &mut Vec<u8>, &mut dyn FnMut() -> bool) -> Result<(), String>;

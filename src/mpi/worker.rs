@@ -159,7 +159,7 @@ impl<C: Communicator> Endpoint for WorkerEndpoint<'_, C> {
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
         // shares with the others. A probe, then a receive of what it found
-        // (not a matched probe: see `hub::receive_from_any`).
+        // (not a matched probe: see the hub's `receive_from_any`).
         let status = loop {
             match hub.immediate_probe() {
                 // A request to cut a task that has finished since: it owes
@@ -200,12 +200,14 @@ impl<C: Communicator> Endpoint for WorkerEndpoint<'_, C> {
         outcomes: &mut Vec<u8>,
         _: &mut Bulk,
     ) -> Result<(), String> {
+        // A header that does not decode is refused, as `run_task` would.
+        let (first, count) = (TaskHeader::decode(body))
+            .map(|(header, _)| (header.first, header.count))
+            .map_err(|e| e.into_error().to_string())?;
         let tasks = match &mut self.tasks {
             Some(tasks) => tasks,
             tasks => tasks.insert(TaskThread::start(*secret, run_task)?),
         };
-        // A header that does not decode is refused on the task thread.
-        let (first, count) = TaskHeader::decode(body).map_or((0, 0), |(h, _)| (h.first, h.count));
         let (comm, hub) = (self.comm, self.hub);
         let beat = || liveness::beat(comm, hub);
         let look = |gate: &Gate, running: Duration| answer_cuts(comm, hub, first, gate, running);
@@ -253,8 +255,8 @@ fn run_task(
     outcomes: &mut Vec<u8>,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Result<(), String> {
-    // A header that does not decode is refused below.
-    let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
+    let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
+    let first = header.first;
     let mut bulk = Bulk::default();
     let ran = run_task_with_tail(body, &[], secret, outcomes, &mut bulk, may_start)?;
     outcomes.extend_from_slice(bulk.bytes());
