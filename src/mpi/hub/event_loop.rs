@@ -448,18 +448,14 @@ impl Hub {
             // first, and its outcomes say how many items ran either way.
             while let Some((rank, answer)) = receive_from_any(world, tags::CUT) {
                 received = true;
-                if let Some(pool) = (self.pools.values_mut())
-                    .find(|p| p.comm_id() == CommId::World && p.runs_on(rank))
-                {
+                if let Some(pool) = world_pool_of(&mut self.pools, rank) {
                     pool.cut_answered(rank, &answer);
                 }
             }
             while let Some((rank, outcomes)) = receive_from_any(world, tags::OUTCOMES) {
                 received = true;
                 // The worker is free again, whichever pool it served.
-                if let Some(pool) = (self.pools.values_mut())
-                    .find(|p| p.comm_id() == CommId::World && p.runs_on(rank))
-                {
+                if let Some(pool) = world_pool_of(&mut self.pools, rank) {
                     pool.answered(rank, &outcomes, &mut self.heard, &self.callbacks);
                 }
             }
@@ -511,6 +507,12 @@ impl Hub {
         }
         self.workers.stop_all(&self.comm)
     }
+}
+
+/// The pool whose call the static world's `rank` runs, if any (a message
+/// from a rank that runs none is stray, and ignored).
+fn world_pool_of(pools: &mut BTreeMap<u64, Pool>, rank: Rank) -> Option<&mut Pool> {
+    (pools.values_mut()).find(|pool| pool.comm_id() == CommId::World && pool.runs_on(rank))
 }
 
 /// One arrived message with `tag`, if any: its sender and bytes.
