@@ -163,7 +163,7 @@ pub fn init() {
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
     crate::process::child::serve_if_child(false);
     #[cfg(all(feature = "mpi", target_os = "linux"))]
-    crate::mpi::rank::serve_if_rank();
+    crate::mpi::serve_if_rank();
 }
 
 /// Whether [`init`] was called in this process.

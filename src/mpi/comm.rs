@@ -1,6 +1,7 @@
-//! Layer: MPI transport. May use the hub, the rank's serving loop and the
-//! `mpi` crate's communicators; no other transport. The executor inside an
-//! existing MPI program: `mpi4py.futures.MPICommExecutor`.
+//! Layer: mpi. May use: `error`, `mpi`, `mpi::hub`, `mpi::worker`,
+//! `panic`, `remote`, std and the mpi crate's communicators.
+//! The executor inside an existing MPI program:
+//! `mpi4py.futures.MPICommExecutor`.
 //!
 //! Every rank of the user's communicator calls
 //! [`with_comm`](RemoteBuilder::with_comm). The communicator is duplicated
@@ -20,7 +21,7 @@ use ::mpi::Rank;
 use ::mpi::environment;
 use ::mpi::topology::{Communicator, SimpleCommunicator};
 
-use super::{MpiPoolExecutor, MpiTransport, hub, rank};
+use super::{MpiPoolExecutor, MpiTransport, hub, worker};
 use crate::remote::{RemoteBuilder, RemoteExecutor};
 use crate::{Error, panic};
 
@@ -115,18 +116,18 @@ impl RemoteBuilder<MpiTransport> {
         }
         let comm = comm.duplicate();
         if comm.rank() != root {
-            return rank::serve_comm(&comm, root)
+            return worker::serve_comm(&comm, root)
                 .map(|()| None)
                 .map_err(|reason| Error::BrokenExecutor { reason });
         }
         panic::install_hook();
         let (commands, inbox) = crossbeam_channel::unbounded();
-        let workers = self.max_workers_set.then_some(self.max_workers);
+        let max_workers = self.max_workers_set.then_some(self.max_workers);
         thread::scope(|scope| {
             let user = thread::Builder::new()
                 .name("concurrent-futures-mpi-comm-body".into())
                 .spawn_scoped(scope, move || {
-                    let executor = self.open(commands, workers)?;
+                    let executor = self.open(commands, max_workers)?;
                     let value = body(&executor);
                     drop(executor); // shuts down, waiting for its tasks
                     Ok(value)

@@ -1,20 +1,20 @@
-//! Layer: MPI transport. May use the `mpi` crate's raw bindings and
-//! `libc`; nothing else of this crate but `Error`, the pool's spawn
-//! settings and the rank's [`WORKER_ARG`]. The MPI calls the `mpi` crate
-//! has no form of that returns errors, each in a safe function: spawning
-//! ranks with their `MPI_Info`, the error handler, error strings; and the
-//! process exit hook that finalizes MPI.
+//! Layer: mpi sys. May use: `error`, std, libc and the mpi crate's raw
+//! bindings.
+//! The MPI calls the `mpi` crate has no form of that returns errors, each
+//! in a safe function: spawning workers with their `MPI_Info`, the error
+//! handler, error strings; and the process exit hook that finalizes MPI.
 //! Every `unsafe` block of the MPI transport is here. Only the hub thread
-//! calls these, after it initialized MPI.
+//! calls these, after it initialized MPI. The bottom of the transport: it
+//! takes plain values (a path, an argument, `MPI_Info` pairs), not the
+//! pool's settings.
 
 use std::ffi::{CString, c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use ::mpi::ffi;
 use ::mpi::topology::InterCommunicator;
 
-use super::MpiSettings;
-use super::rank::WORKER_ARG;
 use crate::Error;
 
 /// Registers `hook` to run at process exit; `false` if it could not be.
@@ -66,27 +66,19 @@ impl Drop for Info {
     }
 }
 
-/// Starts `workers` copies of this executable (or of the program `spawn`
-/// names) with `MPI_Comm_spawn`, with `spawn`'s info keys and environment.
-pub(super) fn spawn(workers: usize, spawn: &MpiSettings) -> Result<InterCommunicator, Error> {
+/// Starts `workers` copies of `program`, each with the one argument `arg`,
+/// with `MPI_Comm_spawn` and the `MPI_Info` of `pairs`.
+pub(super) fn spawn(
+    program: &Path,
+    arg: &str,
+    workers: usize,
+    pairs: &[(String, String)],
+) -> Result<InterCommunicator, Error> {
     let failed = |reason: String| Error::SpawnFailed { reason };
-    let program = match &spawn.program {
-        Some(program) => program.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| failed(format!("cannot find this executable: {e}")))?,
-    };
     let program = CString::new(program.as_os_str().as_bytes())
         .map_err(|_| failed("the program's path contains a NUL byte".into()))?;
-    let mut pairs = spawn.info.clone();
-    if !spawn.env.is_empty() {
-        // Open MPI's key: one `NAME=VALUE` a line.
-        let lines: Vec<String> = (spawn.env.iter())
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        pairs.push(("env".into(), lines.join("\n")));
-    }
-    let info = Info::of(&pairs).map_err(|e| failed(format!("the spawn settings: {e}")))?;
-    let arg = CString::new(WORKER_ARG).expect("no NUL");
+    let info = Info::of(pairs).map_err(|e| failed(format!("the spawn settings: {e}")))?;
+    let arg = CString::new(arg).map_err(|_| failed(format!("{arg:?} contains a NUL byte")))?;
     let mut argv = [arg.as_ptr().cast_mut(), std::ptr::null_mut()];
     let count = c_int::try_from(workers)
         .map_err(|_| failed(format!("{workers} workers are more than MPI can spawn")))?;

@@ -1,8 +1,9 @@
-//! Layer: MPI transport, at its bottom. Uses std only. A serving rank's
-//! start gate: one word shared by its serving thread and its task thread,
-//! which decides, for each item of the task message being run, whether the
-//! task thread starts it or the hub takes it back (a `map` chunk cut after
-//! its running item, its rest given to other ranks).
+//! Layer: mpi. May use: std only.
+//! A worker's start gate: one word shared by its serving thread and its
+//! task thread, which decides, for each item of the task message being
+//! run, whether the task thread starts it or the hub takes it back (a
+//! `map` chunk cut after its running item, its rest given to other
+//! workers).
 //!
 //! The word holds two counts of the message's items: `allowed`, how many
 //! may start, and `started`, how many have. The serving thread sets both
@@ -23,11 +24,11 @@
 //! run are exactly the `allowed` a cut leaves. A cut is made only once an
 //! item has started (never before a chunk's first): right after the item
 //! running, if it is slow, else halfway through the items not started, so
-//! that a chunk of quick items splits evenly between two ranks.
+//! that a chunk of quick items splits evenly between two workers.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A rank's start gate; see the module docs.
+/// A worker's start gate; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     /// `allowed` in the high half, `started` in the low half.

@@ -1,15 +1,14 @@
-//! Whether a busy rank is alive, wherever it runs: heartbeats over MPI.
+//! Layer: mpi. May use: `mpi::gate`, `mpi::tags`, `remote::call`, std,
+//! crossbeam-channel and the mpi crate's point-to-point calls.
+//! Whether a busy worker is alive, wherever it runs: heartbeats over MPI,
+//! and nothing of a particular host (no `/proc`, no pid). Between the hub
+//! and its workers: both sides use it.
 //!
-//! Layer: MPI transport, between its hub and its serving ranks; uses
-//! std, crossbeam-channel, the `mpi` crate's point-to-point calls and the
-//! rank's start `gate`, and nothing of a particular host (no `/proc`, no
-//! pid).
-//!
-//! A rank runs each task on a thread of its own ([`TaskThread`]), while
+//! A worker runs each task on a thread of its own ([`TaskThread`]), while
 //! its serving thread, the only one that calls MPI, sends the hub a
 //! [`tags::HEARTBEAT`] every [`BEAT`] until the outcomes are ready. The
-//! hub notes when it last heard from each busy rank ([`Heard`]): when
-//! it handed it the work, and at each heartbeat. A busy rank silent for
+//! hub notes when it last heard from each busy worker ([`Heard`]): when
+//! it handed it the work, and at each heartbeat. A busy worker silent for
 //! [`SILENCE`] has died, or its host is unreachable: Open MPI 4 (without
 //! its fault-tolerance extension, ULFM) offers no other way to learn it
 //! that works across hosts. Its `MPI_ERRORS_RETURN` does not help: a send
@@ -37,8 +36,8 @@ use super::gate::Gate;
 use super::tags;
 use crate::remote::call::Secret;
 
-/// What the task thread runs on a task message: the remote layer's
-/// `serve::run_task`, outcomes out, asking the last argument before each
+/// What the task thread runs on a task message: the worker's `run_task`
+/// (over the remote layer's), outcomes out, asking the last argument before each
 /// item whether it may start; or `Err` for a message it refuses.
 type RunTask =
     fn(&mut Vec<u8>, &Secret, &mut Vec<u8>, &mut dyn FnMut() -> bool) -> Result<(), String>;
@@ -177,41 +176,47 @@ pub(crate) fn aborts_every_spawned_job() -> bool {
     )
 }
 
-/// Which communicator a rank is on, as the hub tells them apart:
-/// `None` for `MPI_COMM_WORLD`, else the index of a spawned group.
-pub(crate) type Comm = Option<usize>;
+/// Which communicator a worker is on, as the hub tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum CommId {
+    /// The communicator of the serving ranks every pool shares: the static
+    /// world's, or the comm form's.
+    World,
+    /// The intercommunicator of the spawned group of this index.
+    Group(usize),
+}
 
 /// When the hub last heard from each busy rank.
 #[derive(Default)]
-pub(crate) struct Heard(HashMap<(Comm, Rank), Instant>);
+pub(crate) struct Heard(HashMap<(CommId, Rank), Instant>);
 
 impl Heard {
-    /// `rank` of `comm` is alive now: it was handed work, or it beat.
-    pub(crate) fn alive(&mut self, comm: Comm, rank: Rank) {
-        self.0.insert((comm, rank), Instant::now());
+    /// `rank` of `comm_id` is alive now: it was handed work, or it beat.
+    pub(crate) fn alive(&mut self, comm_id: CommId, rank: Rank) {
+        self.0.insert((comm_id, rank), Instant::now());
     }
 
-    /// `rank` of `comm` answered: it is no longer watched.
-    pub(crate) fn answered(&mut self, comm: Comm, rank: Rank) {
-        self.0.remove(&(comm, rank));
+    /// `rank` of `comm_id` answered: it is no longer watched.
+    pub(crate) fn answered(&mut self, comm_id: CommId, rank: Rank) {
+        self.0.remove(&(comm_id, rank));
     }
 
-    /// Whether `rank` of `comm`, watched since it was handed work, has
+    /// Whether `rank` of `comm_id`, watched since it was handed work, has
     /// been silent for longer than [`SILENCE`].
-    pub(crate) fn silent(&self, comm: Comm, rank: Rank) -> bool {
+    pub(crate) fn silent(&self, comm_id: CommId, rank: Rank) -> bool {
         self.0
-            .get(&(comm, rank))
+            .get(&(comm_id, rank))
             .is_some_and(|last| last.elapsed() > SILENCE)
     }
 
     /// Receives every heartbeat that has arrived on `comm`.
-    pub(crate) fn receive<C: Communicator>(&mut self, key: Comm, comm: &C) {
+    pub(crate) fn receive<C: Communicator>(&mut self, comm_id: CommId, comm: &C) {
         while let Some(status) = comm.any_process().immediate_probe_with_tag(tags::HEARTBEAT) {
             let rank = status.source_rank();
             let _: (Vec<u8>, _) = comm
                 .process_at_rank(rank)
                 .receive_vec_with_tag(tags::HEARTBEAT);
-            self.alive(key, rank);
+            self.alive(comm_id, rank);
         }
     }
 }
@@ -223,17 +228,23 @@ mod tests {
     #[test]
     fn a_rank_is_silent_only_once_watched_and_quiet_for_long() {
         let mut heard = Heard::default();
-        assert!(!heard.silent(None, 1), "an unwatched rank is never silent");
-        heard.alive(None, 1);
-        assert!(!heard.silent(None, 1));
+        assert!(
+            !heard.silent(CommId::World, 1),
+            "an unwatched rank is never silent"
+        );
+        heard.alive(CommId::World, 1);
+        assert!(!heard.silent(CommId::World, 1));
         heard.0.insert(
-            (None, 1),
+            (CommId::World, 1),
             Instant::now() - SILENCE - Duration::from_millis(1),
         );
-        assert!(heard.silent(None, 1));
-        assert!(!heard.silent(Some(0), 1), "another communicator's rank 1");
-        heard.answered(None, 1);
-        assert!(!heard.silent(None, 1));
+        assert!(heard.silent(CommId::World, 1));
+        assert!(
+            !heard.silent(CommId::Group(0), 1),
+            "another communicator's rank 1"
+        );
+        heard.answered(CommId::World, 1);
+        assert!(!heard.silent(CommId::World, 1));
     }
 
     /// Set once the test's look has cut the task.

@@ -1,19 +1,26 @@
-//! Layer: MPI transport. May use the remote layer, the crate's core and
-//! `init::init_called`; never another transport. [`MpiPoolExecutor`]:
-//! tasks on MPI ranks, like `mpi4py.futures`; the remote front end over
-//! [`MpiTransport`].
+//! Layer: mpi. May use: `error`, `executor`, `mpi::hub`, `mpi::role`,
+//! `mpi::settings`, `mpi::worker`, `panic`, `remote`, `remote::call`,
+//! `remote::work`, std and crossbeam-channel.
+//! [`MpiPoolExecutor`]: tasks on MPI ranks, like `mpi4py.futures`; the
+//! remote front end over [`MpiTransport`]. Its files, from the top down
+//! (each uses only files below it):
 //!
-//! - [`hub`]: the one thread of the parent that owns MPI: its event loop
-//!   and the leasing of ranks to executors.
-//! - [`comm`]: the executor inside an existing MPI program, over its
-//!   communicator (mpi4py's `MPICommExecutor`).
-//! - [`rank`]: how [`init`](crate::init) recognises a serving rank, and its
-//!   endpoint for the remote layer's serve loop.
-//! - [`liveness`]: heartbeats, how the hub learns that a busy rank on any
-//!   host has died.
-//! - [`gate`]: a serving rank's start gate, where the hub's request to cut
-//!   a chunk takes back the items that have not started.
-//! - [`ffi`]: the MPI calls the `mpi` crate has no safe form of.
+//! - this file and [`comm`]: the executor, and the executor inside an
+//!   existing MPI program, over its communicator (mpi4py's
+//!   `MPICommExecutor`).
+//! - [`hub`]: the one thread of the parent that owns MPI: its event loop,
+//!   its pools, its workers and the handshake with them.
+//! - [`worker`]: the worker's side, its endpoint for the remote layer's
+//!   serve loop.
+//! - [`liveness`]: heartbeats, how the hub learns that a busy worker on
+//!   any host has died.
+//! - [`gate`], [`tags`], [`backoff`], [`role`], [`settings`]: a worker's
+//!   start gate, where the hub's request to cut a chunk takes back the
+//!   items that have not started; the MPI tag of each message; polling
+//!   without burning a core; how [`init`](crate::init) tells a worker from
+//!   the parent; the spawn settings.
+//! - [`ffi`] (the `mpi sys` layer): the MPI calls the `mpi` crate has no
+//!   safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
 //! `Call::of`, a keyed tag, a count) and the encoded arguments, answered by
@@ -22,123 +29,49 @@
 //! another inode for the same program). Each message kind is an MPI tag
 //! ([`tags`]).
 
+mod backoff;
 mod comm;
 mod ffi;
 mod gate;
 mod hub;
 mod liveness;
-pub(crate) mod rank;
+mod role;
+mod settings;
+mod tags;
+mod worker;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::thread;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::remote::call::{Initializer, Secret};
-use crate::remote::message::Kind;
+use self::hub::Command;
+use self::role::Role;
+use self::settings::MpiSettings;
+use self::worker::{serve_spawned, serve_world};
+use crate::remote::call::Secret;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
 use crate::{Error, Shutdown, panic};
 
-/// The MPI tags of the messages between the hub and a rank: the remote
-/// layer's message kinds, and two more.
-mod tags {
-    use super::Kind;
+/// Whether [`init`](crate::init) was called in this process: it calls
+/// [`serve_if_rank`] each time.
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
-    /// The tag that carries messages of `kind`.
-    pub(crate) const fn of(kind: Kind) -> ::mpi::Tag {
-        kind as ::mpi::Tag
-    }
-
-    /// The kind a tag carries, if it carries one.
-    pub(crate) fn kind(tag: ::mpi::Tag) -> Option<Kind> {
-        u8::try_from(tag).ok().and_then(Kind::from_byte)
-    }
-
-    pub(crate) const HELLO: ::mpi::Tag = of(Kind::Hello);
-    pub(crate) const WELCOME: ::mpi::Tag = of(Kind::Welcome);
-    pub(crate) const READY: ::mpi::Tag = of(Kind::Ready);
-    pub(crate) const TASK: ::mpi::Tag = of(Kind::Task);
-    pub(crate) const OUTCOMES: ::mpi::Tag = of(Kind::Outcomes);
-    /// Stop serving. Empty: finalize MPI and exit. Not empty: a rank of
-    /// the static world died, so exit without `MPI_Finalize`, which would
-    /// wait for the dead rank for ever.
-    pub(crate) const STOP: ::mpi::Tag = 6;
-    /// Where a rank runs: `"<pid> <hostname>"`, sent with its `Hello`.
-    pub(crate) const WHERE: ::mpi::Tag = 7;
-    /// A rank running a task is alive (an empty message); see
-    /// [`liveness`](super::liveness).
-    pub(crate) const HEARTBEAT: ::mpi::Tag = 8;
-    /// From the hub: cut the task message numbered as the body says (its
-    /// header's `first`, 4 bytes little-endian). From a rank running that
-    /// message: an
-    /// [`Answer`](crate::remote::message::Answer) saying how many of its
-    /// items run (see [`Gate::cut`](super::gate::Gate::cut)).
-    pub(crate) const CUT: ::mpi::Tag = 9;
-}
-
-/// What an executor asks of the hub.
-pub(crate) enum Command {
-    /// Make a pool of up to `workers` ranks (`None`: MPI's default, see
-    /// [`MpiPoolBuilder`]), spawned as `spawn` says if spawned, each of
-    /// which runs `initializer` before its first task of the pool.
-    Open {
-        workers: Option<usize>,
-        spawn: MpiSettings,
-        initializer: Option<Initializer>,
-        reply: Sender<Result<Opened, Error>>,
-    },
-    /// Run `work` on pool `pool`.
-    Task { pool: u64, work: Work },
-    /// Take no more tasks for `pool`; cancel its queued ones if `cancel`;
-    /// answer on `reply` once its tasks are done and its ranks released.
-    Close {
-        pool: u64,
-        cancel: bool,
-        reply: Option<Sender<()>>,
-    },
-    /// The process is exiting: stop every rank and finalize MPI.
-    Finalize { reply: Sender<()> },
-}
-
-/// A new pool, as the hub made it.
-pub(crate) struct Opened {
-    pool: u64,
-    workers: usize,
-    secret: Secret,
-}
-
-/// Polling without burning a shared core: a few yields, then sleeps that
-/// double from 10 µs up to 1 ms. Reset whenever something arrives.
-#[derive(Debug, Default)]
-pub(crate) struct Backoff {
-    polls: u32,
-}
-
-impl Backoff {
-    const YIELDS: u32 = 64;
-    const LONGEST: Duration = Duration::from_millis(1);
-
-    /// How long to wait before the next poll: `None` means just yield.
-    pub(crate) fn delay(&mut self) -> Option<Duration> {
-        self.polls = self.polls.saturating_add(1);
-        let sleeps = self.polls.checked_sub(Self::YIELDS)?;
-        Some((Duration::from_micros(10) * 2_u32.saturating_pow(sleeps.min(16))).min(Self::LONGEST))
-    }
-
-    /// Waits before the next poll.
-    pub(crate) fn pause(&mut self) {
-        match self.delay() {
-            None => thread::yield_now(),
-            Some(delay) => thread::sleep(delay),
-        }
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.polls = 0;
+/// Called by [`init`](crate::init), each time: notes the call, then serves
+/// and exits if this run is an MPI worker; on rank 0 of a static world
+/// starts the hub; otherwise does nothing more.
+pub(crate) fn serve_if_rank() {
+    // ORDERING: Relaxed: only this thread's later pool creation reads it,
+    // or threads started after it, which synchronise with this one.
+    INIT_CALLED.store(true, Ordering::Relaxed);
+    match Role::of_this_process() {
+        Role::Alone => {}
+        Role::World { rank: 0, .. } => hub::start_for_world(),
+        Role::World { .. } => serve_world(),
+        Role::Spawned => serve_spawned(),
     }
 }
 
@@ -167,7 +100,7 @@ impl Backoff {
 /// A task goes to a rank only once that rank is free, so a queued task is
 /// pending (`running()` is false) and a cancel stops it without touching a
 /// rank. A `map` chunk that a rank has held for 2 ms while another rank
-/// idles is cut: right after its running input if that one has run 2 ms,
+/// is free is cut: right after its running input if that one has run 2 ms,
 /// else halfway through the inputs not started. The rest runs on the next
 /// free rank, so a slow input holds up only itself.
 ///
@@ -310,7 +243,7 @@ pub type MpiPoolExecutor = RemoteExecutor<MpiTransport>;
 /// [`MpiPoolExecutor`].
 pub struct MpiTransport {
     pool: u64,
-    workers: usize,
+    max_workers: usize,
     secret: Secret,
     commands: Sender<Command>,
     /// Whether it takes tasks. Tasks are sent while holding it, so that none
@@ -341,7 +274,7 @@ impl sealed::Transport for MpiTransport {
     type Settings = MpiSettings;
 
     fn max_workers(&self) -> usize {
-        self.workers
+        self.max_workers
     }
 
     fn secret(&self) -> &Secret {
@@ -355,11 +288,11 @@ impl sealed::Transport for MpiTransport {
         if *intake == Intake::Closed {
             return work.results.fail(Error::Shutdown);
         }
-        let command = Command::Task {
+        let command = Command::Run {
             pool: self.pool,
             work,
         };
-        if let Err(crossbeam_channel::SendError(Command::Task { work, .. })) =
+        if let Err(crossbeam_channel::SendError(Command::Run { work, .. })) =
             self.commands.send(command)
         {
             work.results.fail(Error::BrokenExecutor {
@@ -395,7 +328,7 @@ impl fmt::Debug for MpiTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MpiTransport")
             .field("pool", &self.pool)
-            .field("workers", &self.workers)
+            .field("max_workers", &self.max_workers)
             .finish_non_exhaustive()
     }
 }
@@ -473,17 +406,6 @@ pub type MpiPoolBuilder = RemoteBuilder<MpiTransport>;
 /// ```
 pub const MPI_MAX_WORKERS_VAR: &str = "CONCURRENT_FUTURES_MPI_MAX_WORKERS";
 
-/// The settings only an MPI pool has: how spawn mode starts its ranks.
-/// `pub` only for the sealed trait's associated type; no user names it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MpiSettings {
-    program: Option<PathBuf>,
-    /// `MPI_Info` pairs for `MPI_Comm_spawn`, the working directory's
-    /// `wdir` among them.
-    info: Vec<(String, String)>,
-    env: Vec<(String, String)>,
-}
-
 impl RemoteBuilder<MpiTransport> {
     /// Spawn mode: the program to start as workers, instead of this
     /// executable's path; for a cluster whose nodes hold the same build at
@@ -500,7 +422,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
-        self.settings.program = Some(path.into());
+        self.settings.set_program(path.into());
         self
     }
 
@@ -528,7 +450,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.env.push((key.into(), value.into()));
+        self.settings.add_env(key.into(), value.into());
         self
     }
 
@@ -547,7 +469,7 @@ impl RemoteBuilder<MpiTransport> {
     /// # Ok::<(), concurrent_futures::Error>(())
     /// ```
     pub fn info(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.settings.info.push((key.into(), value.into()));
+        self.settings.add_info(key.into(), value.into());
         self
     }
 
@@ -574,24 +496,25 @@ impl RemoteBuilder<MpiTransport> {
     /// ```
     pub fn build(self) -> Result<MpiPoolExecutor, Error> {
         self.check()?;
-        if !crate::init::init_called() {
+        // ORDERING: Relaxed: see `serve_if_rank`.
+        if !INIT_CALLED.load(Ordering::Relaxed) {
             return Err(Error::InitMissing);
         }
         panic::install_hook();
         let commands = hub::commands()?.clone();
-        let workers = match self.max_workers_set {
+        let max_workers = match self.max_workers_set {
             true => Some(self.max_workers),
             false => default_workers()?,
         };
-        self.open(commands, workers)
+        self.open(commands, max_workers)
     }
 
-    /// Asks the hub on `commands` for a pool of `workers` ranks (`None`:
-    /// its default), and makes the executor over it.
+    /// Asks the hub on `commands` for a pool of up to `max_workers` workers
+    /// (`None`: its default), and makes the executor over it.
     fn open(
         self,
         commands: Sender<Command>,
-        workers: Option<usize>,
+        max_workers: Option<usize>,
     ) -> Result<MpiPoolExecutor, Error> {
         let stopped = || Error::BrokenExecutor {
             reason: "the MPI hub thread has stopped".into(),
@@ -599,7 +522,7 @@ impl RemoteBuilder<MpiTransport> {
         let (reply, opened) = crossbeam_channel::bounded(1);
         commands
             .send(Command::Open {
-                workers,
+                max_workers,
                 spawn: self.settings,
                 initializer: self.initializer.and_then(Result::ok),
                 reply,
@@ -608,7 +531,7 @@ impl RemoteBuilder<MpiTransport> {
         let opened = opened.recv().map_err(|_| stopped())??;
         let transport = MpiTransport {
             pool: opened.pool,
-            workers: opened.workers,
+            max_workers: opened.max_workers,
             secret: opened.secret,
             commands,
             intake: Mutex::new(Intake::Open),

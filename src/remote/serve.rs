@@ -21,8 +21,6 @@
 
 use super::call::{Args, Fingerprint, Initializer, Ran, Secret};
 use super::codec::Bulk;
-#[cfg(feature = "mpi")]
-use super::message::Answer;
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::panic;
 use crate::shared::{self, Region};
@@ -168,35 +166,10 @@ fn handshake(endpoint: &mut impl Endpoint, fingerprint: Fingerprint) -> Result<S
     }
 }
 
-/// Runs one task message, leaving one outcome per item in `outcomes`;
-/// `Err` (nothing called) if the message cannot be trusted. For MPI,
-/// which carries messages whole: a result's bulk joins the outcomes, and
-/// an [`Answer`] (which message, how many of its items ran: those
-/// `may_start` allowed) ends them.
-#[cfg(feature = "mpi")]
-pub(crate) fn run_task(
-    body: &mut Vec<u8>,
-    secret: &Secret,
-    outcomes: &mut Vec<u8>,
-    may_start: &mut dyn FnMut() -> bool,
-) -> Result<(), String> {
-    // A header that does not decode is refused below.
-    let first = TaskHeader::decode(body).map_or(0, |(header, _)| header.first);
-    let mut bulk = Bulk::default();
-    let ran = run_task_with_tail(body, &[], secret, outcomes, &mut bulk, may_start)?;
-    outcomes.extend_from_slice(bulk.bytes());
-    let answer = Answer {
-        first,
-        done: ran.done,
-        consumed: ran.consumed as u64,
-    };
-    outcomes.extend_from_slice(&answer.encode());
-    Ok(())
-}
-
-/// [`run_task`] for a message whose last bytes came apart, in `tail`; a
-/// lone plain-vector result is left in `bulk`, to be sent after
-/// `outcomes`. Asks `may_start` before each item, and stops at the first
+/// Runs one task message, whose last bytes may have come apart, in `tail`,
+/// leaving one outcome per item in `outcomes`; `Err` (nothing called) if
+/// the message cannot be trusted. A lone plain-vector result is left in
+/// `bulk`, to be sent after `outcomes`. Asks `may_start` before each item, and stops at the first
 /// it refuses: returns how much ran.
 pub(crate) fn run_task_with_tail(
     body: &mut Vec<u8>,

@@ -1,104 +1,36 @@
-//! Layer: MPI transport. May use the remote layer's `serve`, `call`,
-//! `message` and codec's `Bulk`, `liveness` and `gate`; no other transport. The rank's side: how
-//! [`init`](crate::init) recognises a serving rank, and its endpoint for the
-//! remote layer's serve loop.
-//!
-//! A run of the program is an MPI worker in one of two ways:
-//!
-//! - **spawned**: an [`MpiPoolExecutor`](super::MpiPoolExecutor) started it
-//!   with `MPI_Comm_spawn`, passing [`WORKER_ARG`] as its only argument. It
-//!   serves the parent over the parent intercommunicator.
-//! - **a rank ≥ 1 of a static world**: the program runs under
-//!   `mpiexec -n N` with N > 1 (Open MPI's `OMPI_COMM_WORLD_SIZE`/`_RANK`,
-//!   or the `PMI_SIZE`/`PMI_RANK` of MPICH's Hydra), or `srun --mpi=pmix`
-//!   (`SLURM_STEP_NUM_TASKS` and `PMIX_RANK`). It serves rank 0 over
-//!   `MPI_COMM_WORLD`. Rank 0 returns from `init` to run `main`, with the
-//!   hub thread already started, so that the serving ranks are told to
-//!   stop when rank 0's program ends, whether or not it used them.
-//!
-//! Either way the rank serves with the remote layer's loop
-//! ([`serve`](crate::remote::serve)), through its [`Endpoint`] over the
-//! communicator, until the hub says stop: the handshake, then task after
-//! task. Each task runs on a thread of its own while the serving thread
-//! sends heartbeats, so that the hub can tell a long task from a dead rank
-//! ([`liveness`](super::liveness)), and answers the hub's requests to cut
-//! a chunk after its running item ([`gate`](super::gate)), saying how many
-//! of its items run: the hub gives the rest to other ranks. A task whose
-//! tag does not match ends the service, as on every transport: nothing it
-//! names is called.
+//! Layer: mpi. May use: `mpi::backoff`, `mpi::gate`, `mpi::liveness`,
+//! `mpi::role`, `mpi::tags`, `remote::call`, `remote::codec`,
+//! `remote::message`, `remote::serve`, std and the mpi crate.
+//! The worker's side: a spawned run or a rank ≥ 1 of a static world (see
+//! [`role`](super::role)) serves with the remote layer's loop
+//! ([`serve`](crate::remote::serve)), through its [`WorkerEndpoint`] over
+//! the communicator, until the hub says stop: the handshake, then task
+//! after task. Each task runs on a thread of its own while the serving
+//! thread sends heartbeats, so that the hub can tell a long task from a
+//! dead worker ([`liveness`](super::liveness)), and answers the hub's
+//! requests to cut a chunk after its running item ([`gate`](super::gate)),
+//! saying how many of its items run: the hub gives the rest to other
+//! workers. A task whose tag does not match ends the service, as on every
+//! transport: nothing it names is called.
 
-use std::env;
 use std::time::Duration;
 
 use ::mpi::point_to_point::{Destination, Source};
 use ::mpi::topology::Communicator;
 
+use super::backoff::Backoff;
 use super::gate::Gate;
 use super::liveness::{self, TaskThread};
-use super::{Backoff, tags};
-use crate::remote::call::{Fingerprint, Secret};
+use super::role::{WORKER_ARG, fingerprint};
+use super::tags;
+use crate::remote::call::Secret;
 use crate::remote::codec::Bulk;
 use crate::remote::message::{Answer, Kind, TaskHeader};
-use crate::remote::serve::{self, Endpoint};
+use crate::remote::serve::{self, Endpoint, run_task_with_tail};
 
 /// How long an item must have run for a cut to take back every item after
 /// it, rather than half of them: about the hub's patience with a chunk.
 const SLOW: Duration = Duration::from_millis(2);
-
-/// The argument a spawned worker is started with.
-pub(crate) const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";
-
-/// How this run of the program takes part in MPI, as far as the launcher's
-/// environment and arguments tell before MPI is initialized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Spawned by an `MpiPoolExecutor`: serve the parent.
-    Spawned,
-    /// Rank `rank` of a static world of `size > 1` processes.
-    World { rank: usize, size: usize },
-    /// Not launched as part of a larger MPI job.
-    Alone,
-}
-
-impl Role {
-    pub(crate) fn of_this_process() -> Role {
-        if env::args_os().nth(1).is_some_and(|arg| arg == WORKER_ARG) {
-            return Role::Spawned;
-        }
-        let number = |names: [&str; 2]| {
-            names
-                .iter()
-                .find_map(|name| env::var(name).ok()?.parse::<usize>().ok())
-        };
-        // Slurm's `srun --mpi=pmix` sets no Open MPI variable: its PMIx
-        // rank, and the step's size. (A batch script's own run has no
-        // PMIx rank: it is alone.)
-        let srun = |name: &str| env::var_os("PMIX_RANK").and(number([name, name]));
-        let size =
-            number(["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]).or_else(|| srun("SLURM_STEP_NUM_TASKS"));
-        let rank = number(["OMPI_COMM_WORLD_RANK", "PMI_RANK"]).or_else(|| srun("PMIX_RANK"));
-        match (size, rank) {
-            (Some(size), Some(rank)) if size > 1 && rank < size => Role::World { rank, size },
-            _ => Role::Alone,
-        }
-    }
-}
-
-/// Called by [`init`](crate::init): serves and exits if this run is an MPI
-/// worker; on rank 0 of a static world starts the hub; otherwise does
-/// nothing.
-pub(crate) fn serve_if_rank() {
-    let code = match Role::of_this_process() {
-        Role::Alone => return,
-        Role::World { rank: 0, .. } => {
-            super::hub::start_for_world();
-            return;
-        }
-        Role::Spawned => serve_spawned(),
-        Role::World { .. } => serve_world(),
-    };
-    std::process::exit(code);
-}
 
 fn report(result: Result<(), String>) -> i32 {
     match result {
@@ -113,7 +45,17 @@ fn report(result: Result<(), String>) -> i32 {
     }
 }
 
-fn serve_spawned() -> i32 {
+/// Serves the parent that spawned this run, then exits.
+pub(super) fn serve_spawned() -> ! {
+    std::process::exit(spawned())
+}
+
+/// Serves rank 0 of the static world, then exits.
+pub(super) fn serve_world() -> ! {
+    std::process::exit(world())
+}
+
+fn spawned() -> i32 {
     let Some(universe) = ::mpi::initialize() else {
         return report(Err("MPI was already initialized".into()));
     };
@@ -140,7 +82,7 @@ fn serve_spawned() -> i32 {
     report(result.map(drop))
 }
 
-fn serve_world() -> i32 {
+fn world() -> i32 {
     let Some(universe) = ::mpi::initialize() else {
         return report(Err("MPI was already initialized".into()));
     };
@@ -161,30 +103,7 @@ enum Finalize {
     No,
 }
 
-/// This executable's fingerprint as the MPI transport measures it: its
-/// contents, equal for equal files wherever they lie, for ranks on other
-/// machines, which see another device and inode for the same program.
-/// Reads the whole file once (a few milliseconds for a typical binary).
-pub(super) fn fingerprint() -> std::io::Result<Fingerprint> {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let bytes = std::fs::read("/proc/self/exe")?;
-    // Two independent 64-bit hashes (SipHash with two fixed keys, the
-    // same in every run of this binary) make a 128-bit digest.
-    let mut hashes = [DefaultHasher::new(), DefaultHasher::new()];
-    hashes[1].write_u64(0x6d70_6920_7261_6e6b);
-    for hasher in &mut hashes {
-        bytes.hash(hasher);
-    }
-    Ok(Fingerprint::new([
-        bytes.len() as u64,
-        hashes[0].finish(),
-        hashes[1].finish(),
-        u64::from_le_bytes(*b"contents"),
-    ]))
-}
-
-/// A serving rank of the comm form
-/// ([`MpiPoolBuilder::with_comm`](super::MpiPoolBuilder::with_comm)):
+/// A serving rank of the comm form (`MpiPoolBuilder::with_comm`):
 /// serves the hub at rank `root` of `comm` until it says stop. `Err` says
 /// why it stopped early.
 pub(super) fn serve_comm<C: Communicator>(comm: &C, root: ::mpi::Rank) -> Result<(), String> {
@@ -199,7 +118,7 @@ fn serve_hub<C: Communicator>(comm: &C, hub_rank: ::mpi::Rank) -> Result<Finaliz
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let place = format!("{} {}", std::process::id(), host.trim());
     hub.send_with_tag(place.as_bytes(), tags::WHERE);
-    let mut rank = Rank {
+    let mut endpoint = WorkerEndpoint {
         comm,
         hub: hub_rank,
         tasks: None,
@@ -207,13 +126,13 @@ fn serve_hub<C: Communicator>(comm: &C, hub_rank: ::mpi::Rank) -> Result<Finaliz
     };
     // A refused rank says why on its own host too, reported or not: there
     // the user may be reading only that host's output.
-    serve::serve(&mut rank, fingerprint).map_err(|stopped| stopped.reason)?;
-    Ok(rank.finalize)
+    serve::serve(&mut endpoint, fingerprint).map_err(|stopped| stopped.reason)?;
+    Ok(endpoint.finalize)
 }
 
-/// A serving rank's end of the communicator: messages to and from the
-/// hub's rank, each kind under its tag.
-struct Rank<'c, C> {
+/// A worker's end of the communicator: messages to and from the hub's
+/// rank, each kind under its tag.
+struct WorkerEndpoint<'c, C> {
     comm: &'c C,
     /// The hub's rank in `comm`.
     hub: ::mpi::Rank,
@@ -223,7 +142,7 @@ struct Rank<'c, C> {
     finalize: Finalize,
 }
 
-impl<C: Communicator> Endpoint for Rank<'_, C> {
+impl<C: Communicator> Endpoint for WorkerEndpoint<'_, C> {
     fn send(&mut self, kind: Kind, parts: &[&[u8]]) -> Result<(), String> {
         let hub = self.comm.process_at_rank(self.hub);
         match parts {
@@ -240,7 +159,7 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         // Polling with a backoff, not a blocking probe: Open MPI's blocking
         // calls spin, which would steal the core an oversubscribed rank
         // shares with the others. A probe, then a receive of what it found
-        // (not a matched probe: see `hub::receive_from_any`).
+        // (not a matched probe: see the hub's `receive_from_any`).
         let status = loop {
             match hub.immediate_probe() {
                 // A request to cut a task that has finished since: it owes
@@ -273,7 +192,7 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
     /// [`BEAT`](liveness::BEAT) while it runs, and an answer to each
     /// request to cut it.
     /// Nothing comes apart (see `receive`), and `bulk` stays empty:
-    /// `run_task` joins a result's bulk to the outcomes.
+    /// [`run_task`] joins a result's bulk to the outcomes.
     fn execute(
         &mut self,
         body: &mut Vec<u8>,
@@ -281,12 +200,14 @@ impl<C: Communicator> Endpoint for Rank<'_, C> {
         outcomes: &mut Vec<u8>,
         _: &mut Bulk,
     ) -> Result<(), String> {
+        // A header that does not decode is refused, as `run_task` would.
+        let (first, count) = (TaskHeader::decode(body))
+            .map(|(header, _)| (header.first, header.count))
+            .map_err(|e| e.into_error().to_string())?;
         let tasks = match &mut self.tasks {
             Some(tasks) => tasks,
-            tasks => tasks.insert(TaskThread::start(*secret, serve::run_task)?),
+            tasks => tasks.insert(TaskThread::start(*secret, run_task)?),
         };
-        // A header that does not decode is refused on the task thread.
-        let (first, count) = TaskHeader::decode(body).map_or((0, 0), |(h, _)| (h.first, h.count));
         let (comm, hub) = (self.comm, self.hub);
         let beat = || liveness::beat(comm, hub);
         let look = |gate: &Gate, running: Duration| answer_cuts(comm, hub, first, gate, running);
@@ -321,4 +242,29 @@ fn answer_cuts<C: Communicator>(
         };
         hub.send_with_tag(&answer.encode()[..], tags::CUT);
     }
+}
+
+/// Runs one task message (on the task thread), leaving one outcome per
+/// item in `outcomes`; `Err` (nothing called) if the message cannot be
+/// trusted. MPI carries messages whole: a result's bulk joins the
+/// outcomes, and an [`Answer`] (which message, how many of its items ran:
+/// those `may_start` allowed) ends them.
+fn run_task(
+    body: &mut Vec<u8>,
+    secret: &Secret,
+    outcomes: &mut Vec<u8>,
+    may_start: &mut dyn FnMut() -> bool,
+) -> Result<(), String> {
+    let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
+    let first = header.first;
+    let mut bulk = Bulk::default();
+    let ran = run_task_with_tail(body, &[], secret, outcomes, &mut bulk, may_start)?;
+    outcomes.extend_from_slice(bulk.bytes());
+    let answer = Answer {
+        first,
+        done: ran.done,
+        consumed: ran.consumed as u64,
+    };
+    outcomes.extend_from_slice(&answer.encode());
+    Ok(())
 }
