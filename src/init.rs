@@ -56,7 +56,7 @@
 //!     thread (as they did from `init()` in `main`, with the same stack);
 //!     on Windows, whose first thread has only the 1 or 2 MiB that the
 //!     executable's header reserves, on a thread of 16 MiB that the first
-//!     one waits for (`process/windows.rs`). A panic message names it
+//!     one waits for (`process/sys/windows.rs`). A panic message names it
 //!     `<unnamed>` rather than `main`.
 //!   - Constructors of other crates (`ctor`, `inventory`) in the program may
 //!     or may not have run: their order is the link order. A task that

@@ -41,7 +41,7 @@ use crate::remote::codec::Bulk;
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
 #[cfg(unix)]
-use {super::frame::ReceiveFd, crate::shared::Region};
+use {super::sys::ReceiveFd, crate::shared::Region};
 
 /// The environment variable that marks a child; its value starts with the
 /// pool's pid.
@@ -105,7 +105,10 @@ fn spawned_by_pool() -> Option<(u32, String)> {
 
 /// Serves the pool until it closes the channel.
 fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
-    let (reader, writer, gate) = sys::take_channel(pool, rest)?;
+    let (reader, writer, page) = sys::take_channel(pool, rest)?;
+    let gate = page.map(Gate::adopt).transpose().map_err(|e| {
+        format!("the start gate could not be mapped ({e}): not the pool's private channel")
+    })?;
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     sys::watch_for_forks();
     let mut endpoint = Channel {

@@ -29,7 +29,8 @@
 
 use std::io::{self, BufReader, IoSlice, Read, Write};
 
-use super::arena::{self, Arena, Descriptor};
+use super::arena::{self, Arena};
+use super::sys::{Descriptor, ReceiveFd, SendFd};
 use crate::Error;
 use crate::remote::message::{Kind, Malformed};
 #[cfg(fuzzing)]
@@ -86,19 +87,6 @@ const IN_ARENA: u8 = 0x80;
 const NEW_ARENA: u8 = 0x40;
 /// The kind byte's flag: the arena is lent with this task, until its answer.
 const LENT: u8 = 0x20;
-
-/// A channel's writing side that can hand over a descriptor.
-pub(crate) trait SendFd: Write {
-    /// Writes some of `bytes` (at least one, or fails) with `fd` attached.
-    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize>;
-}
-
-/// A channel's reading side that keeps a descriptor handed over with its
-/// bytes.
-pub(crate) trait ReceiveFd: Read {
-    /// The descriptor received, if one is waiting.
-    fn received_fd(&mut self) -> Option<Descriptor>;
-}
 
 /// Writes one message, with the arena in hand: as [`write_frame`], except
 /// that a last part (the last that is not empty) of at least

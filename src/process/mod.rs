@@ -27,26 +27,13 @@
 //! `platform` (Linux, macOS) and `windows`, under the same names, with the
 //! remote layer above unchanged.
 
-#[cfg(unix)]
 mod arena;
 pub(crate) mod child;
 mod frame;
 mod gate;
 mod manager;
-#[cfg(unix)]
-mod platform;
 mod spawn;
-#[cfg(windows)]
-mod windows;
-
-/// The system calls under the transport: the Unix ones, or the Windows ones.
-#[cfg(unix)]
-use platform as sys;
-#[cfg(windows)]
-use windows as sys;
-/// No arenas on Windows yet: every payload takes the pipe.
-#[cfg(windows)]
-use windows::arena;
+mod sys;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,13 +1,13 @@
-//! Layer: process transport, at its bottom. May use `std`, `libc`,
-//! `crossbeam-channel`, and `arena`'s descriptor passing and `frame`'s
-//! traits for it only. The Unix half of the transport's system
-//! calls (the Windows half is `windows.rs`, with the same names):
+//! Layer: process sys. May use: `process::sys::handover`, std, libc and
+//! crossbeam-channel. The Unix half of the transport's system calls (the
+//! Windows half is `windows.rs`, with the same names; `mod.rs` lists them):
 //! starting a child with its private channel, signalling and reaping it,
 //! a channel end with a deadline, and the child's side of taking the
 //! channel; and what differs between the Unixes the process pool runs on:
 //! where the executable is, who holds the other end of a socket, and how a
-//! child learns that its pool died. The logic above these calls
-//! (`spawn`, `child`) is the same on every platform.
+//! child learns that its pool died. Descriptor passing is `unix/passing.rs`,
+//! shared memory `unix/memory.rs`. The logic above these calls (`spawn`,
+//! `child`) is the same on every platform.
 //!
 //! Two paths:
 //!
@@ -44,9 +44,15 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::arena;
-use super::frame::{ReceiveFd, SendFd};
-use super::gate::Gate;
+use super::handover::{Descriptor, Page, ReceiveFd, SendFd};
+#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
+use passing::FdReader;
+use passing::{receive, send_with_fd};
+
+mod memory;
+mod passing;
+
+pub(crate) use memory::*;
 
 pub(crate) use std::os::unix::process::parent_id;
 
@@ -108,9 +114,9 @@ pub(crate) struct OsChild(Child);
 /// process's pid and its private channel: two fresh socket pairs, one
 /// each way. The child's end of the calls' pair is its standard input,
 /// and the first bytes on it carry the child's end of the answers' pair.
-/// Then come the child's start [`Gate`]'s descriptor, if one could be
-/// made (one byte, with or without it). Returns the child with the pool's
-/// ends (reader, writer) and its gate.
+/// Then comes the child's start gate's `page`, if the pool could make one
+/// (one byte, with or without it). Returns the child with the pool's ends
+/// (reader, writer).
 ///
 /// One pair each way, not one pair both ways, because a Unix socket has
 /// one wait queue for its readers and writers, and reading bytes wakes the
@@ -119,27 +125,22 @@ pub(crate) struct OsChild(Child);
 /// answer, and the manager reading the answer woke the child waiting for
 /// its next call, for nothing. A serial round trip took 4.2 context
 /// switches on Linux; with a pair each way, 2.0.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
+pub(crate) fn launch(
+    marker: &str,
+    page: Option<&Page>,
+) -> io::Result<(OsChild, Deadline, Deadline)> {
     let spawning = spawning();
     let (calls, theirs) = UnixStream::pair()?;
     let (answers, answering) = UnixStream::pair()?;
     // Everything that can fail comes before the spawn. The answers' end
     // and the gate wait in the calls' socket until the child takes them;
     // if the child dies first, they go with the socket.
-    arena::send_with_fd(calls.as_fd(), &[0], answering.as_fd())?;
+    send_with_fd(calls.as_fd(), &[0], answering.as_fd())?;
     drop(answering);
-    // Without a gate (no shared memory here), the pool sends one call at a
-    // time: correct, only slower for tiny tasks.
-    let gate = match Gate::create() {
-        Ok((gate, fd)) => {
-            arena::send_with_fd(calls.as_fd(), &[1], fd.as_fd())?;
-            Some(gate)
-        }
-        Err(_) => {
-            (&calls).write_all(&[0])?;
-            None
-        }
-    };
+    match page {
+        Some(page) => drop(send_with_fd(calls.as_fd(), &[1], page.as_fd())?),
+        None => (&calls).write_all(&[0])?,
+    }
     let mut command = Command::new(executable()?);
     // The caller's arguments, so that a task's `std::env::args` gives them;
     // they never reach a `main`, as a worker serves before it (`init.rs`).
@@ -159,12 +160,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     // the channel would never report end-of-file when the child dies.
     drop(command);
     drop(spawning);
-    Ok((
-        OsChild(child),
-        Deadline::new(answers),
-        Deadline::new(calls),
-        gate,
-    ))
+    Ok((OsChild(child), Deadline::new(answers), Deadline::new(calls)))
 }
 
 impl OsChild {
@@ -299,27 +295,27 @@ impl Deadline {
 impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm(UnixStream::set_read_timeout)?;
-        arena::receive(self.stream.as_fd(), buf, &mut self.received)
+        receive(self.stream.as_fd(), buf, &mut self.received)
     }
 }
 
 impl ReceiveFd for Deadline {
-    fn received_fd(&mut self) -> Option<OwnedFd> {
+    fn received_fd(&mut self) -> Option<Descriptor> {
         self.received.take()
     }
 }
 
 impl SendFd for Deadline {
-    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
+    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
         self.arm(UnixStream::set_write_timeout)?;
-        arena::send_with_fd(self.stream.as_fd(), bytes, fd.as_fd())
+        send_with_fd(self.stream.as_fd(), bytes, fd.as_fd())
     }
 }
 
 /// The child's writing end hands its arena over the same way.
 impl SendFd for UnixStream {
-    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
-        arena::send_with_fd(self.as_fd(), bytes, fd.as_fd())
+    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
+        send_with_fd(self.as_fd(), bytes, fd.as_fd())
     }
 }
 
@@ -491,12 +487,13 @@ pub(crate) type ChildWriter = UnixStream;
 /// The child's side: takes the private channel off standard input (a
 /// close-on-exec copy; `/dev/null` takes descriptor 0) and the answers'
 /// end that comes first on it, checks that the pool process made both, and
-/// ties this child to the pool; then the start gate, if the pool made one.
+/// ties this child to the pool; then the start gate's page, if the pool
+/// made one.
 /// The marker's `rest` is empty on Unix.
 pub(crate) fn take_channel(
     pool: u32,
     _rest: &str,
-) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
+) -> Result<(Reader, ChildWriter, Option<Page>), String> {
     let stdin = io::stdin();
     // `try_clone_to_owned` duplicates with close-on-exec set.
     let channel = stdin
@@ -520,23 +517,20 @@ pub(crate) fn take_channel(
     };
     made_by_pool(&calls, "standard input")?;
     let mut received = None;
-    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
+    let read = receive(calls.as_fd(), &mut [0], &mut received);
     let answers = match (read, received) {
         (Ok(1), Some(fd)) => UnixStream::from(fd),
         _ => return Err("the private channel did not start with its answers' end".into()),
     };
     made_by_pool(&answers, "the channel's answers' end")?;
     let mut received = None;
-    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
-    let gate = match (read, received) {
-        (Ok(1), Some(fd)) => {
-            Some(Gate::adopt(fd).map_err(|e| format!("cannot map the start gate: {e}"))?)
-        }
-        (Ok(1), None) => None,
+    let read = receive(calls.as_fd(), &mut [0], &mut received);
+    let page = match (read, received) {
+        (Ok(1), page) => page,
         _ => return Err("the private channel did not carry its start gate".into()),
     };
     let reader = tie_to_pool(pool, calls)?;
-    Ok((reader, answers, gate))
+    Ok((reader, answers, page))
 }
 
 /// The pid of the process that made the other end of `channel`.
@@ -606,7 +600,7 @@ mod linux {
 
     /// How a child reads its channel: directly, keeping a descriptor the
     /// pool hands over (an arena).
-    pub(crate) type Reader = super::super::arena::FdReader;
+    pub(crate) type Reader = super::FdReader;
 
     /// Asks the kernel to signal this child when the pool's thread that
     /// started it ends (`PR_SET_PDEATHSIG`), even if the pool was killed
@@ -703,7 +697,7 @@ mod portable {
                     // A descriptor (a shared value's memory) comes with the
                     // bytes it was sent with.
                     let mut fd = None;
-                    match crate::process::arena::receive(stream.as_fd(), &mut buffer, &mut fd) {
+                    match super::receive(stream.as_fd(), &mut buffer, &mut fd) {
                         Ok(0) => break,
                         Ok(n) => {
                             if chunks.send((buffer[..n].to_vec(), fd)).is_err() {
@@ -747,7 +741,7 @@ mod portable {
         fd: Option<OwnedFd>,
     }
 
-    impl crate::process::frame::ReceiveFd for Watched {
+    impl super::ReceiveFd for Watched {
         fn received_fd(&mut self) -> Option<OwnedFd> {
             self.fd.take()
         }

@@ -1,7 +1,7 @@
-//! Layer: process transport, at its bottom. May use `std`,
-//! `windows-sys` and the crate's exit codes for killed workers (`error.rs`)
-//! only. The Windows half of the transport's system calls,
-//! with the names of the Unix half (`platform.rs`): starting a child with
+//! Layer: process sys. May use: `error`, `process::sys::handover`, std and
+//! windows-sys. The Windows half of the transport's system calls, with
+//! the names of the Unix half (`unix.rs`; `mod.rs` lists them), and the
+//! crate's exit codes for killed workers (`error`): starting a child with
 //! its private channel, stopping and reaping it, a channel end with a
 //! deadline, and the child's side of taking the channel.
 //!
@@ -46,9 +46,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 use std::{env, ptr, thread};
 
-use super::gate::Gate;
+use super::handover::{Descriptor, Page, ReceiveFd, SendFd};
 
-use super::frame::{ReceiveFd, SendFd};
+mod memory;
+
+pub(crate) use memory::*;
 
 use windows_sys::Wdk::System::Threading::{NtQueryInformationProcess, ProcessBasicInformation};
 use windows_sys::Win32::Foundation::{
@@ -173,9 +175,13 @@ pub(crate) struct OsChild {
 
 /// Starts a run of [`executable`] as a child with `marker` set to this
 /// process's pid and the values of its channel's handles and of its start
-/// gate's section; returns it with the pool's ends of the channel (reader,
-/// writer) and its gate. See the module docs.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
+/// gate's section (`page`, which Windows needs: without it the launch
+/// fails); returns it with the pool's ends of the channel (reader,
+/// writer). See the module docs.
+pub(crate) fn launch(
+    marker: &str,
+    page: Option<&Page>,
+) -> io::Result<(OsChild, Deadline, Deadline)> {
     let spawning = spawning();
     let (child_reads, pool_writes) = pipe()?;
     let (pool_reads, child_writes) = pipe()?;
@@ -189,7 +195,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     let stdin = inheritable(null.as_raw_handle())?;
     let stdout = inheritable(std_handle(STD_OUTPUT_HANDLE).unwrap_or(null.as_raw_handle()))?;
     let stderr = inheritable(std_handle(STD_ERROR_HANDLE).unwrap_or(null.as_raw_handle()))?;
-    let (gate, section) = Gate::create()?;
+    let section = page.ok_or_else(|| io::Error::other("no start gate could be made"))?;
     let section = inheritable(section.as_raw_handle())?;
     let list =
         [&reads, &writes, &stdin, &stdout, &stderr, &section].map(AsRawHandle::as_raw_handle);
@@ -286,7 +292,7 @@ pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, O
     }
     let reader = Deadline::new(pool_reads, Arc::clone(&job));
     let writer = Deadline::new(pool_writes, Arc::clone(&job));
-    Ok((OsChild { process, job }, reader, writer, Some(gate)))
+    Ok((OsChild { process, job }, reader, writer))
 }
 
 impl OsChild {
@@ -514,80 +520,33 @@ impl Drop for Deadline {
     }
 }
 
-/// Big payloads take the pipe on Windows: there is no arena (a file
-/// mapping duplicated into the child would be one), so no descriptor is
-/// ever handed over and [`arena::Arena`] has no values.
 /// Windows has no `fork()`: a worker is never copied.
 pub(crate) fn watch_for_forks() {}
 
 /// Nothing to end: see [`watch_for_forks`].
 pub(crate) fn end_if_forked() {}
 
-pub(crate) mod arena {
-    use std::io;
-
-    /// What would hand an arena over; there is none.
-    #[derive(Debug)]
-    pub(crate) enum Descriptor {}
-
-    /// Shared memory for big payloads; none can be made here.
-    #[derive(Debug)]
-    pub(crate) enum Arena {}
-
-    /// Payloads at least this big would go through an arena.
-    pub(crate) const THRESHOLD: usize = 256 << 10;
-    /// The largest payload an arena would take.
-    pub(crate) const MAX: usize = 1 << 30;
-
-    impl Arena {
-        /// Fails: every payload takes the pipe.
-        pub(crate) fn create(_len: usize) -> io::Result<(Arena, Descriptor)> {
-            Err(io::ErrorKind::Unsupported.into())
-        }
-
-        /// Unreachable: no descriptor exists to adopt.
-        pub(crate) fn adopt(fd: Descriptor) -> io::Result<Arena> {
-            match fd {}
-        }
-
-        pub(crate) fn len(&self) -> usize {
-            match *self {}
-        }
-
-        pub(crate) fn view_mut(&mut self, _len: usize) -> &mut [u8] {
-            match *self {}
-        }
-
-        pub(crate) fn view(&self, _len: usize) -> &[u8] {
-            match *self {}
-        }
-    }
-
-    /// Never called with an arena to keep memory for: there is none.
-    pub(crate) fn keep_freed(_len: usize) {}
-}
-
 impl SendFd for Deadline {
-    fn send_fd(&mut self, _bytes: &[u8], fd: &arena::Descriptor) -> io::Result<usize> {
+    fn send_fd(&mut self, _bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
         match *fd {}
     }
 }
 
 impl ReceiveFd for Deadline {
-    fn received_fd(&mut self) -> Option<arena::Descriptor> {
+    fn received_fd(&mut self) -> Option<Descriptor> {
         None
     }
 }
 
 /// A child's ends of the pipes hand nothing over either.
 impl SendFd for File {
-    fn send_fd(&mut self, _bytes: &[u8], fd: &arena::Descriptor) -> io::Result<usize> {
+    fn send_fd(&mut self, _bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
         match *fd {}
     }
 }
 
 impl ReceiveFd for File {
-    fn received_fd(&mut self) -> Option<arena::Descriptor> {
+    fn received_fd(&mut self) -> Option<Descriptor> {
         None
     }
 }
@@ -792,7 +751,7 @@ pub(crate) type ChildWriter = File;
 pub(crate) fn take_channel(
     _pool: u32,
     rest: &str,
-) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
+) -> Result<(Reader, ChildWriter, Option<Page>), String> {
     let values: Vec<usize> = rest.split(':').map_while(|v| v.parse().ok()).collect();
     let &[read, write, section] = &values[..] else {
         return Err("the marker names no handles: not the pool's private channel".into());
@@ -829,9 +788,6 @@ pub(crate) fn take_channel(
     // `main`, or in `init()`): ours to own. If it is not a section, mapping
     // it fails.
     let section = unsafe { OwnedHandle::from_raw_handle(section as RawHandle) };
-    let gate = Gate::adopt(section).map_err(|e| {
-        format!("the start gate could not be mapped ({e}): not the pool's private channel")
-    })?;
     // SAFETY: two distinct pipe handles, checked above, that the pool had
     // this process inherit for this alone and named in the marker; no code
     // of this program has seen them (this runs before `main`, or in
@@ -841,7 +797,7 @@ pub(crate) fn take_channel(
         (
             File::from_raw_handle(read as RawHandle),
             File::from_raw_handle(write as RawHandle),
-            Some(gate),
+            Some(section),
         )
     })
 }
