@@ -49,17 +49,17 @@
 //! never started fails (a call sent again once and lost again fails).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::PoolState;
-use super::Queued;
 use super::arena;
 use super::gate::{Gate, before};
+use super::spawn::Recipe;
 use super::spawn::{ChildLink, Fault, Process};
 use super::sys;
 use crate::Error;
-use crate::crew::{Crew, Turn};
+use crate::crew::{self, Crew, Turn};
 use crate::future::Canceller;
 use crate::remote::codec::Bulk;
 use crate::remote::message::Answer;
@@ -85,51 +85,142 @@ const QUICK: Duration = Duration::from_millis(1);
 /// before that work is taken back for the other workers.
 const PATIENCE: Duration = Duration::from_millis(2);
 
-/// Work a manager took, not given back yet.
-struct Job {
+/// What the transport and its manager threads share.
+pub(super) struct PoolState {
+    /// How to start a child, or why children cannot be started at all.
+    pub(super) recipe: Recipe,
+    /// The per-task timeout, if any.
+    pub(super) timeout: Option<Duration>,
+    pub(super) max_tasks_per_child: Option<usize>,
+    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
+    stopping: AtomicBool,
+    /// The live child processes, for `terminate_workers`/`kill_workers`.
+    processes: Mutex<Vec<Weak<Process>>>,
+}
+
+impl PoolState {
+    pub(super) fn new(
+        recipe: Recipe,
+        timeout: Option<Duration>,
+        max_tasks_per_child: Option<usize>,
+    ) -> Self {
+        PoolState {
+            recipe,
+            timeout,
+            max_tasks_per_child,
+            stopping: AtomicBool::new(false),
+            processes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tells every manager to run nothing more (`terminate_workers`,
+    /// `kill_workers`).
+    pub(super) fn stop(&self) {
+        // ORDERING: Release pairs with the Acquire in `is_stopping`.
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// The live child processes, forgotten here: the caller stops them.
+    pub(super) fn take_processes(&self) -> Vec<Arc<Process>> {
+        let processes = std::mem::take(
+            &mut *self
+                .processes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        processes.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn is_stopping(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
+        // that misses the flag still has its child killed there.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether any child process of the pool is still there to run work.
+    fn any_alive(&self) -> bool {
+        let processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.iter().any(|p| p.strong_count() > 0)
+    }
+
+    /// Remembers a new child's process, forgetting dead ones.
+    fn register(&self, process: &Arc<Process>) {
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(process));
+    }
+}
+
+/// Work in the pool's queue, or taken off it by a manager: what the front
+/// end sent, whether its future was claimed already (a later part of a
+/// `map` chunk, or work that came back from a manager that could start no
+/// child), and how far it got toward a child.
+pub(crate) struct QueuedWork {
     work: Work,
-    /// Whether its future was claimed (a later part of a `map` chunk, or
-    /// work that came back from a manager that could start no child).
     claimed: bool,
-    /// Whether it was sent to a child already, which died before starting
-    /// it: if it is lost again, it fails.
-    resent: bool,
+    delivery: Delivery,
 }
 
-impl From<Queued> for Job {
-    fn from(queued: Queued) -> Self {
-        Job {
-            work: queued.work,
-            claimed: queued.claimed,
-            resent: queued.resent,
+impl QueuedWork {
+    /// Work the front end just sent: pending, never sent to a child.
+    pub(super) fn new(work: Work) -> Self {
+        QueuedWork {
+            work,
+            claimed: false,
+            delivery: Delivery::New,
         }
     }
 }
 
-impl From<Job> for Queued {
-    fn from(job: Job) -> Self {
-        Queued {
-            work: job.work,
-            claimed: job.claimed,
-            resent: job.resent,
-        }
+impl crew::Job for QueuedWork {
+    fn fail(self, error: Error) {
+        self.work.results.fail(error);
     }
+}
+
+/// How far work got toward a child: what happens to it when its child
+/// dies before answering.
+///
+/// ```text
+///          its frame went out whole, alone (the oldest call)
+///   New ─────────────────────────────────────────────▶ Delivered
+///    │                                                     │
+///    │ its child died before starting it (the gate says so; │ its child died: without a
+///    │ without a gate, only a call not Delivered)           │ gate it may have started,
+///    ▼                                  ◀───────────────────┘ so it fails; with one, as New
+///  Resent ──its child died before starting it again──▶ fails
+/// ```
+///
+/// Work cut off a chunk, and work given back, keep or start at `New`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Not known to have reached a child whole.
+    New,
+    /// Sent whole, alone, to the current child: without a gate, it may
+    /// have started there.
+    Delivered,
+    /// Sent to a child that died before starting it: if it is lost again,
+    /// it fails.
+    Resent,
 }
 
 /// A call sent to the child, waiting for its answer.
 struct Flying {
     /// `None` once taken back and given away: the child still owes an
     /// answer, which must say that nothing ran.
-    job: Option<Job>,
+    job: Option<QueuedWork>,
     /// The number of its first item on the gate, and how many items the
     /// child should answer for.
     first: u32,
     count: u32,
     /// Until when its outcomes may take (a per-task timeout).
     deadline: Option<Instant>,
-    /// Whether its frame went out whole: without a gate, whether the child
-    /// may have started it.
-    delivered: bool,
     /// When it was sent.
     sent: Instant,
 }
@@ -149,7 +240,7 @@ impl Flying {
 }
 
 /// The body of a manager thread.
-pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &PoolState) {
+pub(super) fn manage(crew: &Arc<Crew<QueuedWork>>, shared: &PoolState) {
     let mut window = Window { now: 1 };
     let mut link: Option<ChildLink> = None;
     let mut seat = crew.seat();
@@ -158,7 +249,7 @@ pub(super) fn manage(crew: &Arc<Crew<Queued>>, shared: &PoolState) {
             shared,
             crew,
             link: &mut link,
-            waiting: VecDeque::from([Job::from(queued)]),
+            waiting: VecDeque::from([queued]),
             flight: VecDeque::new(),
             paused: false,
             seen: None,
@@ -193,10 +284,10 @@ impl Window {
 /// One turn of a manager: the jobs it took, sent or to send.
 struct Feed<'a> {
     shared: &'a PoolState,
-    crew: &'a Arc<Crew<Queued>>,
+    crew: &'a Arc<Crew<QueuedWork>>,
     link: &'a mut Option<ChildLink>,
     /// Taken, not sent yet (or to send again), in order.
-    waiting: VecDeque<Job>,
+    waiting: VecDeque<QueuedWork>,
     /// Sent, oldest first: the oldest is the one the child runs.
     flight: VecDeque<Flying>,
     /// Whether items in flight were taken back: nothing more is sent until
@@ -214,7 +305,7 @@ impl Feed<'_> {
     /// Sends and completes jobs until none is waiting or in flight, taking
     /// more off the queue while there is room; ends the `turn` just before
     /// completing the last.
-    fn run(&mut self, turn: Turn<'_, Queued>, window: &mut Window) -> Result<(), Exit> {
+    fn run(&mut self, turn: Turn<'_, QueuedWork>, window: &mut Window) -> Result<(), Exit> {
         let mut last_answer = None;
         loop {
             if self.flight.is_empty() {
@@ -300,7 +391,7 @@ impl Feed<'_> {
     /// Sends waiting jobs, and takes more off the queue, while there is
     /// room in flight. A job with big bytes goes alone (it needs the arena
     /// lent), and so does every job once the child needs replacing.
-    fn send_some(&mut self, turn: &Turn<'_, Queued>, window: usize) -> Result<(), Exit> {
+    fn send_some(&mut self, turn: &Turn<'_, QueuedWork>, window: usize) -> Result<(), Exit> {
         // Top up only once half the window is answered: several frames
         // per write, not one write per answer.
         if self.paused || self.flight.len() > window / 2 {
@@ -310,7 +401,7 @@ impl Feed<'_> {
             let job = match self.waiting.pop_front() {
                 Some(job) => job,
                 None => match turn.another_job() {
-                    Some(queued) => Job::from(queued),
+                    Some(queued) => queued,
                     None => return Ok(()),
                 },
             };
@@ -334,31 +425,23 @@ impl Feed<'_> {
         Ok(())
     }
 
-    /// Whether the child must be replaced before the next call: a cancel
-    /// killed it, it sent outcomes that did not decode, or it has served
-    /// its `max_tasks_per_child`.
+    /// Whether the child must be replaced before the next call (see
+    /// `ChildLink::needs_replacing`).
     fn needs_new_child(&self) -> bool {
-        self.link.as_ref().is_some_and(|live| {
-            live.process.was_killed()
-                || live.distrusted
-                || (self.shared.max_tasks_per_child).is_some_and(|max| live.calls >= max)
-        })
+        (self.link.as_ref())
+            .is_some_and(|live| live.needs_replacing(self.shared.max_tasks_per_child))
     }
 
-    /// Retires the child (killing it first if it is not to be trusted).
+    /// Retires the child (killed first if it is not to be trusted).
     fn retire(&mut self) {
-        let old = self.link.take().expect("a child to retire");
-        if old.distrusted {
-            old.process.kill(sys::KILL);
-        }
-        old.retire();
+        self.link.take().expect("a child to retire").retire();
     }
 
     /// Sends `job` to the child (starting one if there is none, replacing
     /// one that must be, with nothing in flight), or fails it. The oldest
     /// call in flight is claimed as it is sent; one sent behind others
     /// stays pending, with a hook that takes it back on a cancel.
-    fn send(&mut self, mut job: Job) -> Result<(), Exit> {
+    fn send(&mut self, mut job: QueuedWork) -> Result<(), Exit> {
         let lend = self.flight.is_empty();
         if lend && self.needs_new_child() {
             self.retire();
@@ -374,8 +457,7 @@ impl Feed<'_> {
                     if self.shared.any_alive() =>
                 {
                     let jobs = std::iter::once(job).chain(self.waiting.drain(..));
-                    self.crew
-                        .requeue_and_exit(jobs.map(Queued::from).collect(), error);
+                    self.crew.requeue_and_exit(jobs.collect(), error);
                     return Err(Exit);
                 }
                 Err(failed) => {
@@ -452,13 +534,15 @@ impl Feed<'_> {
         let parts = [&work.args[..], work.bulk.bytes()];
         let sent = (live.share(&work.shared, deadline))
             .and_then(|()| live.send(&work.header, parts, placed, lend, deadline));
+        if lend && sent.is_ok() && job.delivery == Delivery::New {
+            job.delivery = Delivery::Delivered;
+        }
         // A failed write shows when the answers are read (see `run`).
         self.flight.push_back(Flying {
             job: Some(job),
             first,
             count,
             deadline,
-            delivered: lend && sent.is_ok(),
             sent: Instant::now(),
         });
         Ok(())
@@ -526,7 +610,7 @@ impl Feed<'_> {
     /// Completes `done` from the outcomes the child sent back, ending
     /// `turn` just before if given, and retires the child, with nothing
     /// more in flight, if it is done.
-    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Turn<'_, Queued>>) {
+    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Turn<'_, QueuedWork>>) {
         let live = self.link.as_mut().expect("the child just answered");
         let Answered { mut job, .. } = done;
         job.work.results.ran_for(took);
@@ -545,7 +629,9 @@ impl Feed<'_> {
         // Outcomes that did not decode (the future got the protocol
         // error): the child is not to be trusted with more calls; those in
         // flight are answered first.
-        live.distrusted |= delivered.is_err();
+        if delivered.is_err() {
+            live.distrust();
+        }
         if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
             match &idle {
                 Some(idle) => idle.busy_while(callbacks),
@@ -639,10 +725,10 @@ impl Feed<'_> {
             give_away(
                 self.crew,
                 self.shared,
-                Job {
+                QueuedWork {
                     work: rest,
                     claimed: true,
-                    resent: false,
+                    delivery: Delivery::New,
                 },
             );
         }
@@ -670,7 +756,7 @@ impl Feed<'_> {
     }
 
     /// Gives `job` away: see [`give_away`].
-    fn give_away(&self, job: Job) {
+    fn give_away(&self, job: QueuedWork) {
         give_away(self.crew, self.shared, job);
     }
 
@@ -693,21 +779,20 @@ impl Feed<'_> {
         // handles closed) before any future hears of its death.
         let last_started = bad.gate.as_ref().map(|gate| gate.started());
         bad.retire();
-        let started = |flying: &Flying| match last_started {
-            Some(last) => !before(last, flying.first),
-            None => flying.delivered,
-        };
         for (index, flying) in std::mem::take(&mut self.flight).into_iter().enumerate() {
-            let ran = started(&flying);
             let Some(job) = flying.job else {
                 continue;
+            };
+            let ran = match last_started {
+                Some(last) => !before(last, flying.first),
+                None => job.delivery == Delivery::Delivered,
             };
             let error = match &fault {
                 Fault::Protocol(error) => Some(error.clone()),
                 Fault::TimedOut if index == 0 => Some(Error::TaskTimedOut {
                     limit: self.shared.timeout.unwrap_or_default(),
                 }),
-                _ if ran || job.resent => Some(death.clone()),
+                _ if ran || job.delivery == Delivery::Resent => Some(death.clone()),
                 _ => None,
             };
             match error {
@@ -719,7 +804,7 @@ impl Feed<'_> {
                         // Its hook was for the dead child's gate.
                         job.work.results.release();
                     }
-                    job.resent = true;
+                    job.delivery = Delivery::Resent;
                     self.waiting.push_back(job);
                 }
             }
@@ -731,7 +816,7 @@ impl Feed<'_> {
 
 /// The answer to one call, whose items all ran.
 struct Answered {
-    job: Job,
+    job: QueuedWork,
     sent: Instant,
 }
 
@@ -761,18 +846,18 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(crew: &Arc<Crew<Queued>>, shared: &PoolState, mut job: Job) {
+fn give_away(crew: &Arc<Crew<QueuedWork>>, shared: &PoolState, mut job: QueuedWork) {
     if shared.is_stopping() {
         return;
     }
     if !job.claimed {
         job.work.results.release();
     }
-    crew.give_back([Queued::from(job)]);
+    crew.give_back([job]);
 }
 
 /// Resolves `work` that got no outcomes, as `failed` says.
-fn fail(crew: &Crew<Queued>, work: Work, failed: Failed) {
+fn fail(crew: &Crew<QueuedWork>, work: Work, failed: Failed) {
     match failed {
         // Dropped unrun, its futures resolve as cancelled (or already are).
         Failed::Stopping => drop(work),

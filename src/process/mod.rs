@@ -36,11 +36,10 @@ mod spawn;
 mod sys;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::crew::{self, Crew};
+use crate::crew::Crew;
 use crate::remote::call::Secret;
 use crate::remote::decode;
 use crate::remote::work::Work;
@@ -48,7 +47,8 @@ use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, seal
 use crate::{Error, Shutdown, panic};
 #[cfg(fuzzing)]
 pub use frame::fuzz as fuzz_wire;
-use spawn::{Process, Recipe};
+use manager::{PoolState, QueuedWork};
+use spawn::Recipe;
 
 /// A pool of worker processes for CPU-bound work, and for work that must be
 /// isolated: a crash, an abort or a leak takes down one worker, never your
@@ -126,7 +126,7 @@ pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 /// manager threads, each driving one child over a private socket. You never
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
-    crew: Arc<Crew<Queued>>,
+    crew: Arc<Crew<QueuedWork>>,
     shared: Arc<PoolState>,
 }
 
@@ -138,61 +138,6 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 /// How often `terminate_workers` looks whether the workers have ended
 /// within the grace period.
 const GRACE_CHECK: Duration = Duration::from_millis(5);
-
-/// What the transport and its manager threads share.
-struct PoolState {
-    /// How to start a child, or why children cannot be started at all.
-    recipe: Recipe,
-    timeout: Option<Duration>,
-    max_tasks_per_child: Option<usize>,
-    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
-    stopping: AtomicBool,
-    /// The live child processes, for `terminate_workers`/`kill_workers`.
-    processes: Mutex<Vec<Weak<Process>>>,
-}
-
-impl PoolState {
-    fn is_stopping(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
-        // that misses the flag still has its child killed there.
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Whether any child process of the pool is still there to run work.
-    fn any_alive(&self) -> bool {
-        let processes = self
-            .processes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        processes.iter().any(|p| p.strong_count() > 0)
-    }
-
-    /// Remembers a new child's process, forgetting dead ones.
-    fn register(&self, process: &Arc<Process>) {
-        let mut processes = self
-            .processes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        processes.retain(|p| p.strong_count() > 0);
-        processes.push(Arc::downgrade(process));
-    }
-}
-
-/// What the manager threads' queue holds: a [`Work`], whether its future
-/// was claimed already (the rest of a `map` chunk cut on a busy worker, or
-/// work that came back from a manager that could start no child), and
-/// whether it was sent to a child that died before starting it.
-pub(crate) struct Queued {
-    work: Work,
-    claimed: bool,
-    resent: bool,
-}
-
-impl crew::Job for Queued {
-    fn fail(self, error: Error) {
-        self.work.results.fail(error);
-    }
-}
 
 impl Transport for ProcessTransport {}
 
@@ -211,11 +156,7 @@ impl sealed::Transport for ProcessTransport {
     }
 
     fn send(&self, work: Work) {
-        self.crew.enqueue(Queued {
-            work,
-            claimed: false,
-            resent: false,
-        });
+        self.crew.enqueue(QueuedWork::new(work));
     }
 
     fn shutdown(&self, how: Shutdown) {
@@ -308,19 +249,12 @@ impl RemoteExecutor<ProcessTransport> {
 
     fn stop_now(&self, signal: sys::Signal) {
         let ProcessTransport { crew, shared } = &self.transport;
-        // ORDERING: Release pairs with the Acquire in `is_stopping`.
-        shared.stopping.store(true, Ordering::Release);
+        shared.stop();
         crew.shutdown(Shutdown {
             wait: false,
             cancel_futures: true,
         });
-        let processes = std::mem::take(
-            &mut *shared
-                .processes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let processes: Vec<_> = processes.iter().filter_map(Weak::upgrade).collect();
+        let processes = shared.take_processes();
         for process in &processes {
             process.kill(signal);
         }
@@ -436,17 +370,12 @@ impl RemoteBuilder<ProcessTransport> {
             reason: format!("cannot identify this executable: {error}"),
         })?;
         panic::install_hook();
-        let shared = Arc::new(PoolState {
-            recipe: Recipe {
-                fingerprint,
-                secret: Secret::random(),
-                initializer: self.initializer.and_then(Result::ok),
-            },
-            timeout,
-            max_tasks_per_child,
-            stopping: AtomicBool::new(false),
-            processes: Mutex::new(Vec::new()),
-        });
+        let recipe = Recipe {
+            fingerprint,
+            secret: Secret::random(),
+            initializer: self.initializer.and_then(Result::ok),
+        };
+        let shared = Arc::new(PoolState::new(recipe, timeout, max_tasks_per_child));
         let manager_shared = Arc::clone(&shared);
         let crew = Crew::new(
             self.max_workers,

@@ -67,7 +67,7 @@ pub(crate) struct ChildLink {
     writer: Deadline,
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
-    pub(crate) body: Vec<u8>,
+    body: Vec<u8>,
     /// How many of the outcomes' last bytes lie in the arena (see `tail`).
     in_arena: usize,
     /// Task frames to write together (see `send`).
@@ -77,10 +77,8 @@ pub(crate) struct ChildLink {
     arena: Option<Arena>,
     /// A new arena not handed over yet: it goes with the next task frame.
     handing: Option<Descriptor>,
-    /// Calls made to this worker, for `max_tasks_per_child`.
-    pub(crate) calls: usize,
-    /// Whether it sent outcomes that did not decode: it gets no more calls.
-    pub(crate) distrusted: bool,
+    /// Whether it may take more calls (see [`Health`]).
+    health: Health,
     /// Where this child starts the items sent to it (none: one call at a
     /// time, each claimed as it is sent).
     pub(crate) gate: Option<Arc<Gate>>,
@@ -90,6 +88,30 @@ pub(crate) struct ChildLink {
     allowed: u32,
     /// The ids of the shared values put in this child (see `share`).
     known: HashSet<u64>,
+}
+
+/// Whether a worker may take more calls. Its own record, changed only
+/// here; with its process's [`Life`] it decides when the worker is
+/// replaced ([`ChildLink::needs_replacing`]).
+///
+/// ```text
+///                   send ──▶ calls + 1
+///                   ┌─────┐
+///                   ▼     │
+///   start ──▶ Serving { calls } ──outcomes that did not decode──▶ Distrusted
+///                   ▲     │                                     (killed when
+///                   └─────┘                                       retired)
+///                   took_back ──▶ calls - 1
+/// ```
+///
+/// A serving worker is replaced, with nothing in flight, once its calls
+/// reach `max_tasks_per_child` or a cancel killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// It takes calls; `calls` made so far, for `max_tasks_per_child`.
+    Serving { calls: usize },
+    /// It sent outcomes that did not decode: it gets no more calls.
+    Distrusted,
 }
 
 /// Why a call did not return outcomes.
@@ -138,8 +160,7 @@ impl ChildLink {
             staged: Vec::new(),
             arena: None,
             handing: None,
-            calls: 0,
-            distrusted: false,
+            health: Health::Serving { calls: 0 },
             gate: gate.map(Arc::new),
             next_item: 1,
             allowed: 0,
@@ -243,10 +264,30 @@ impl ChildLink {
         allowed
     }
 
+    /// Its outcomes did not decode: the child gets no more calls, and is
+    /// killed when retired.
+    pub(crate) fn distrust(&mut self) {
+        self.health = Health::Distrusted;
+    }
+
+    /// Whether the child must be replaced before its next call: a cancel
+    /// killed it, it sent outcomes that did not decode, or it has served
+    /// `max_calls` (`max_tasks_per_child`).
+    pub(crate) fn needs_replacing(&self, max_calls: Option<usize>) -> bool {
+        match self.health {
+            Health::Distrusted => true,
+            Health::Serving { calls } => {
+                self.process.was_killed() || max_calls.is_some_and(|max| calls >= max)
+            }
+        }
+    }
+
     /// A call sent to this child was taken back before it started: it does
     /// not count toward `max_tasks_per_child`.
     pub(crate) fn took_back(&mut self) {
-        self.calls = self.calls.saturating_sub(1);
+        if let Health::Serving { calls } = &mut self.health {
+            *calls = calls.saturating_sub(1);
+        }
     }
 
     /// With every call answered, the child has passed every item sent:
@@ -274,7 +315,9 @@ impl ChildLink {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         debug_assert!(lend || placed.is_none(), "placed in an arena not lent");
-        self.calls += 1;
+        if let Health::Serving { calls } = &mut self.health {
+            *calls += 1;
+        }
         // The arena is about to be lent again: what it held is gone.
         self.in_arena = 0;
         let parts = [&header.encode()[..], args, tail];
@@ -416,8 +459,12 @@ impl ChildLink {
         }
     }
 
-    /// Lets the child finish: closing the channel makes it exit. Waits for it.
+    /// Lets the child finish: closing the channel makes it exit (a
+    /// distrusted one is killed first). Waits for it.
     pub(crate) fn retire(self) {
+        if self.health == Health::Distrusted {
+            self.process.kill(sys::KILL);
+        }
         let ChildLink {
             writer,
             reader,
@@ -515,7 +562,7 @@ impl Process {
     }
 
     /// Whether someone killed the child.
-    pub(crate) fn was_killed(&self) -> bool {
+    fn was_killed(&self) -> bool {
         matches!(
             self.lock().life,
             Life::Killed { .. } | Life::Reaped { sent: Some(_), .. }
