@@ -122,7 +122,7 @@ extern "C" fn before_main() {
     // ORDERING: read later by this thread, or by threads started after this
     // point, which synchronise with their start.
     BEFORE_MAIN_RAN.store(true, Ordering::Relaxed);
-    crate::process::child::serve_if_child(true);
+    crate::process::worker_side::serve_if_child(true);
 }
 
 /// Turns this run of the program into a worker, if it was started as one;
@@ -162,7 +162,7 @@ pub fn init() {
     // started after it, which synchronise with this one.
     INIT_CALLED.store(true, Ordering::Relaxed);
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    crate::process::child::serve_if_child(false);
+    crate::process::worker_side::serve_if_child(false);
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::mpi::rank::serve_if_rank();
 }

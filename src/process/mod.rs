@@ -3,37 +3,37 @@
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
 //!
-//! - [`spawn`]: starting a child, the parent's side of the handshake, a
+//! - [`pool_side`]: starting a child, the parent's side of the handshake, a
 //!   call, stopping it; a child process's lifecycle.
-//! - [`manager`]: the crew thread that feeds one child.
+//! - [`dispatch`]: the crew thread that feeds one child.
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
 //! - [`gate`]: the word shared with each child that decides whether a call
 //!   sent ahead starts there or is taken back.
-//! - [`child`]: the child's side: how a run knows it is one, and its
+//! - [`worker_side`]: the child's side: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
-//! - `platform` (Unix) and `windows` (Windows), one of them built as
+//! - `sys/unix` (Unix) and `windows` (Windows), one of them built as
 //!   `sys`: the system calls below the rest: starting, stopping and reaping
 //!   a child, its channel, the executable's path and identity, and how a
 //!   child dies with its pool (on Linux, on the portable Unix path, on
 //!   Windows).
 //!
-//! The queue and the lazily started manager threads are a [`Crew`], as in
-//! the thread pool: one manager (and so one child process) per
+//! The queue and the lazily started dispatcher threads are a [`Crew`], as in
+//! the thread pool: one dispatcher (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
 //! from the crate's constructor, before `main` (`init.rs`). The files
 //! above `sys` are the same on every platform; what differs lives in
-//! `platform` (Linux, macOS) and `windows`, under the same names, with the
+//! `sys/unix` (Linux, macOS) and `windows`, under the same names, with the
 //! remote layer above unchanged.
 
 mod arena;
-pub(crate) mod child;
+mod dispatch;
 mod frame;
 mod gate;
-mod manager;
-mod spawn;
+mod pool_side;
 mod sys;
+pub(crate) mod worker_side;
 
 use std::fmt;
 use std::sync::Arc;
@@ -45,10 +45,10 @@ use crate::remote::decode;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
 use crate::{Error, Shutdown, panic};
+use dispatch::{PoolState, QueuedWork};
 #[cfg(fuzzing)]
 pub use frame::fuzz as fuzz_wire;
-use manager::{PoolState, QueuedWork};
-use spawn::Recipe;
+use pool_side::Recipe;
 
 /// A pool of worker processes for CPU-bound work, and for work that must be
 /// isolated: a crash, an abort or a leak takes down one worker, never your
@@ -73,7 +73,7 @@ use spawn::Recipe;
 /// just as it finished, fails the second with [`Error::WorkerDied`]; an
 /// idle worker's death fails nothing.)
 ///
-/// Tiny tasks: while a worker answers quickly, its manager thread sends it
+/// Tiny tasks: while a worker answers quickly, its dispatcher thread sends it
 /// several tasks at once (up to 32, written in one system call), and
 /// fewer again as soon as one is slow; with a per-task timeout, one at a
 /// time. A task sent ahead stays pending (`running()` is false, and
@@ -123,7 +123,7 @@ use spawn::Recipe;
 pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 
 /// How a [`ProcessPoolExecutor`] reaches its worker processes: a crew of
-/// manager threads, each driving one child over a private socket. You never
+/// dispatcher threads, each driving one child over a private socket. You never
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
     crew: Arc<Crew<QueuedWork>>,
@@ -167,7 +167,7 @@ impl sealed::Transport for ProcessTransport {
         self.shared.timeout.is_some()
     }
 
-    /// Straight into the child's arena (where there is none, the manager
+    /// Straight into the child's arena (where there is none, the dispatcher
     /// encodes it into memory of its own).
     fn encodes_in_place(&self) -> bool {
         true
@@ -366,7 +366,7 @@ impl RemoteBuilder<ProcessTransport> {
             timeout,
         } = self.settings;
         at_least_one("max_tasks_per_child", max_tasks_per_child.unwrap_or(1))?;
-        let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
+        let fingerprint = worker_side::fingerprint().map_err(|error| Error::SpawnFailed {
             reason: format!("cannot identify this executable: {error}"),
         })?;
         panic::install_hook();
@@ -380,9 +380,9 @@ impl RemoteBuilder<ProcessTransport> {
         let crew = Crew::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
-            // Managers decode results: user code, as deep as the depth bound.
+            // Dispatchers decode results: user code, as deep as the depth bound.
             Some(decode::STACK_SIZE),
-            Arc::new(move |crew| manager::manage(crew, &manager_shared)),
+            Arc::new(move |crew| dispatch::run(crew, &manager_shared)),
         );
         let transport = ProcessTransport {
             crew: Arc::new(crew),

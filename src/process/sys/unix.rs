@@ -1,13 +1,13 @@
 //! Layer: process sys. May use: `process::sys::handover`, std, libc and
 //! crossbeam-channel. The Unix half of the transport's system calls (the
-//! Windows half is `windows.rs`, with the same names; `mod.rs` lists them):
+//! Windows half is `sys/windows.rs`, with the same names; `mod.rs` lists them):
 //! starting a child with its private channel, signalling and reaping it,
 //! a channel end with a deadline, and the child's side of taking the
 //! channel; and what differs between the Unixes the process pool runs on:
 //! where the executable is, who holds the other end of a socket, and how a
 //! child learns that its pool died. Descriptor passing is `unix/passing.rs`,
-//! shared memory `unix/memory.rs`. The logic above these calls (`spawn`,
-//! `child`) is the same on every platform.
+//! shared memory `unix/memory.rs`. The logic above these calls (`pool_side`,
+//! `worker_side`) is the same on every platform.
 //!
 //! Two paths:
 //!
@@ -121,14 +121,14 @@ pub(crate) struct OsChild(Child);
 /// One pair each way, not one pair both ways, because a Unix socket has
 /// one wait queue for its readers and writers, and reading bytes wakes the
 /// sender's socket's writers ("room to write"): on a shared pair, the
-/// child reading a call woke the manager waiting on that socket for the
-/// answer, and the manager reading the answer woke the child waiting for
+/// child reading a call woke the dispatcher waiting on that socket for the
+/// answer, and the dispatcher reading the answer woke the child waiting for
 /// its next call, for nothing. A serial round trip took 4.2 context
 /// switches on Linux; with a pair each way, 2.0.
 pub(crate) fn launch(
     marker: &str,
     page: Option<&Page>,
-) -> io::Result<(OsChild, Deadline, Deadline)> {
+) -> io::Result<(OsChild, ChannelEnd, ChannelEnd)> {
     let spawning = spawning();
     let (calls, theirs) = UnixStream::pair()?;
     let (answers, answering) = UnixStream::pair()?;
@@ -160,7 +160,11 @@ pub(crate) fn launch(
     // the channel would never report end-of-file when the child dies.
     drop(command);
     drop(spawning);
-    Ok((OsChild(child), Deadline::new(answers), Deadline::new(calls)))
+    Ok((
+        OsChild(child),
+        ChannelEnd::new(answers),
+        ChannelEnd::new(calls),
+    ))
 }
 
 impl OsChild {
@@ -221,7 +225,7 @@ impl OsChild {
 /// One end of a worker's channel, with an optional deadline for its reads
 /// or writes: the socket's own timeouts.
 #[derive(Debug)]
-pub(crate) struct Deadline {
+pub(crate) struct ChannelEnd {
     stream: UnixStream,
     deadline: Option<Instant>,
     /// Whether the socket has a timeout set (a syscall to change).
@@ -230,9 +234,9 @@ pub(crate) struct Deadline {
     received: Option<OwnedFd>,
 }
 
-impl Deadline {
+impl ChannelEnd {
     fn new(stream: UnixStream) -> Self {
-        Deadline {
+        ChannelEnd {
             stream,
             deadline: None,
             timeout_set: false,
@@ -292,20 +296,20 @@ impl Deadline {
     }
 }
 
-impl Read for Deadline {
+impl Read for ChannelEnd {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.arm(UnixStream::set_read_timeout)?;
         receive(self.stream.as_fd(), buf, &mut self.received)
     }
 }
 
-impl ReceiveFd for Deadline {
+impl ReceiveFd for ChannelEnd {
     fn received_fd(&mut self) -> Option<Descriptor> {
         self.received.take()
     }
 }
 
-impl SendFd for Deadline {
+impl SendFd for ChannelEnd {
     fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
         self.arm(UnixStream::set_write_timeout)?;
         send_with_fd(self.stream.as_fd(), bytes, fd.as_fd())
@@ -319,7 +323,7 @@ impl SendFd for UnixStream {
     }
 }
 
-impl Write for Deadline {
+impl Write for ChannelEnd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm(UnixStream::set_write_timeout)?;
         self.stream.write(buf)
@@ -594,7 +598,7 @@ mod linux {
     }
 
     /// How many bytes of calls the channel surely holds before the child
-    /// reads them (see the manager's `IN_FLIGHT_BYTES`): a Unix socket's
+    /// reads them (see the dispatcher's `IN_FLIGHT_BYTES`): a Unix socket's
     /// buffer takes some 200 KiB on Linux.
     pub(crate) const UNREAD_BYTES: usize = 64 << 10;
 
@@ -671,7 +675,7 @@ mod portable {
     }
 
     /// How many bytes of calls the channel surely holds before the child
-    /// reads them (see the manager's `IN_FLIGHT_BYTES`): macOS gives a
+    /// reads them (see the dispatcher's `IN_FLIGHT_BYTES`): macOS gives a
     /// Unix stream socket 8 KiB each way by default
     /// (`net.local.stream.sendspace`, `recvspace`).
     pub(crate) const UNREAD_BYTES: usize = 4 << 10;

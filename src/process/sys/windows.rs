@@ -25,7 +25,7 @@
 //!   `kill_workers`, `terminate_workers`) is `TerminateJobObject`, with an
 //!   exit code that says which ([`KILL`], [`TERMINATE`]); it is what a
 //!   process group and its signal are on Unix.
-//! - **Deadlines:** pipes have no timeouts. A [`Deadline`] with a time set
+//! - **Deadlines:** pipes have no timeouts. A [`ChannelEnd`] with a time set
 //!   is registered with one watcher thread, which terminates the worker's
 //!   job when the time comes; the blocked read or write then fails, and is
 //!   reported as timed out.
@@ -181,7 +181,7 @@ pub(crate) struct OsChild {
 pub(crate) fn launch(
     marker: &str,
     page: Option<&Page>,
-) -> io::Result<(OsChild, Deadline, Deadline)> {
+) -> io::Result<(OsChild, ChannelEnd, ChannelEnd)> {
     let spawning = spawning();
     let (child_reads, pool_writes) = pipe()?;
     let (pool_reads, child_writes) = pipe()?;
@@ -290,8 +290,8 @@ pub(crate) fn launch(
         unsafe { TerminateProcess(process.as_raw_handle(), KILL) };
         return Err(error);
     }
-    let reader = Deadline::new(pool_reads, Arc::clone(&job));
-    let writer = Deadline::new(pool_writes, Arc::clone(&job));
+    let reader = ChannelEnd::new(pool_reads, Arc::clone(&job));
+    let writer = ChannelEnd::new(pool_writes, Arc::clone(&job));
     Ok((OsChild { process, job }, reader, writer))
 }
 
@@ -431,7 +431,7 @@ impl Drop for AttributeList {
 /// How many bytes of calls the channel surely holds before the child reads
 /// them: none. An anonymous pipe's buffer size is only "a suggestion" to
 /// the system, so a call waits until the one before it is answered, and
-/// the manager and its child can never both block writing.
+/// the dispatcher and its child can never both block writing.
 pub(crate) const UNREAD_BYTES: usize = 0;
 
 /// One end of a worker's channel, with an optional deadline for its reads
@@ -439,7 +439,7 @@ pub(crate) const UNREAD_BYTES: usize = 0;
 /// makes a blocked read or write fail; such a failure past the deadline is
 /// reported as a timeout.
 #[derive(Debug)]
-pub(crate) struct Deadline {
+pub(crate) struct ChannelEnd {
     pipe: File,
     job: Arc<Job>,
     deadline: Option<Instant>,
@@ -447,9 +447,9 @@ pub(crate) struct Deadline {
     watched: Option<Entry>,
 }
 
-impl Deadline {
+impl ChannelEnd {
     fn new(pipe: File, job: Arc<Job>) -> Self {
-        Deadline {
+        ChannelEnd {
             pipe,
             job,
             deadline: None,
@@ -472,7 +472,7 @@ impl Deadline {
     /// Whether bytes can be read before `until` (or the pipe broke): a
     /// wait that, unlike a read with a deadline (which ends the worker),
     /// never stops in the middle of a frame. An anonymous pipe has nothing
-    /// to wait on, so it looks every 100 µs; the manager waits so only
+    /// to wait on, so it looks every 100 µs; the dispatcher waits so only
     /// while a chunk or calls wait behind a running item.
     pub(crate) fn readable_by(&self, until: Instant) -> bool {
         loop {
@@ -514,7 +514,7 @@ impl Deadline {
     }
 }
 
-impl Drop for Deadline {
+impl Drop for ChannelEnd {
     fn drop(&mut self) {
         self.set(None);
     }
@@ -526,13 +526,13 @@ pub(crate) fn watch_for_forks() {}
 /// Nothing to end: see [`watch_for_forks`].
 pub(crate) fn end_if_forked() {}
 
-impl SendFd for Deadline {
+impl SendFd for ChannelEnd {
     fn send_fd(&mut self, _bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
         match *fd {}
     }
 }
 
-impl ReceiveFd for Deadline {
+impl ReceiveFd for ChannelEnd {
     fn received_fd(&mut self) -> Option<Descriptor> {
         None
     }
@@ -551,7 +551,7 @@ impl ReceiveFd for File {
     }
 }
 
-impl Read for Deadline {
+impl Read for ChannelEnd {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.passed() {
             return Err(io::ErrorKind::TimedOut.into());
@@ -561,7 +561,7 @@ impl Read for Deadline {
     }
 }
 
-impl Write for Deadline {
+impl Write for ChannelEnd {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.passed() {
             return Err(io::ErrorKind::TimedOut.into());

@@ -1,5 +1,5 @@
 //! Layer: process transport. May use the remote layer's messages and
-//! codec's `Deferred`, `frame`, `gate`, `child`'s marker, `init::can_serve`
+//! codec's `Deferred`, `frame`, `gate`, `worker_side`'s marker, `init::can_serve`
 //! and `shared`'s values to put in a child. The parent's side of one
 //! child process: starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it.
@@ -8,7 +8,7 @@
 //! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
 //! executable this process started from even if the file was since rebuilt
 //! or moved. The system calls that start, stop and reap a child are
-//! `sys`'s (`platform` on Unix, `windows` on Windows); the lifecycle and
+//! `sys`'s (`sys/unix` on Unix, `windows` on Windows); the lifecycle and
 //! the protocol here are the same everywhere.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
@@ -28,10 +28,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::arena::Arena;
-use super::child::MARKER;
 use super::frame::{self, FrameError};
 use super::gate::Gate;
-use super::sys::{self, Deadline, Descriptor, OsChild, Signal, Status};
+use super::sys::{self, ChannelEnd, Descriptor, OsChild, Signal, Status};
+use super::worker_side::MARKER;
 use crate::Error;
 use crate::init::can_serve;
 use crate::remote::call::{Fingerprint, Initializer, Secret};
@@ -60,11 +60,11 @@ pub(crate) struct Recipe {
 }
 
 /// The parent's link to one live child: its process and channel, owned by
-/// one manager thread.
+/// one dispatcher thread.
 #[derive(Debug)]
-pub(crate) struct ChildLink {
-    reader: BufReader<Deadline>,
-    writer: Deadline,
+pub(crate) struct Worker {
+    reader: BufReader<ChannelEnd>,
+    writer: ChannelEnd,
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     body: Vec<u8>,
@@ -92,7 +92,7 @@ pub(crate) struct ChildLink {
 
 /// Whether a worker may take more calls. Its own record, changed only
 /// here; with its process's [`Life`] it decides when the worker is
-/// replaced ([`ChildLink::needs_replacing`]).
+/// replaced ([`Worker::needs_replacing`]).
 ///
 /// ```text
 ///                   send ──▶ calls + 1
@@ -127,14 +127,14 @@ pub(crate) enum Fault {
     Protocol(Error),
 }
 
-impl ChildLink {
+impl Worker {
     /// Starts a worker and completes the handshake. `spawned` sees the
     /// process as soon as it exists, before the handshake (which runs the
     /// initializer, however long it takes), so that it can be killed.
     pub(crate) fn start(
         recipe: &Recipe,
         spawned: impl FnOnce(&Arc<Process>),
-    ) -> Result<ChildLink, Error> {
+    ) -> Result<Worker, Error> {
         if !can_serve() {
             return Err(Error::InitMissing);
         }
@@ -146,7 +146,7 @@ impl ChildLink {
         };
         let (child, reading, writing) = sys::launch(MARKER, page.as_ref()).map_err(spawn_failed)?;
         drop(page);
-        let mut link = ChildLink {
+        let mut link = Worker {
             reader: BufReader::new(reading),
             writer: writing,
             process: Arc::new(Process {
@@ -465,7 +465,7 @@ impl ChildLink {
         if self.health == Health::Distrusted {
             self.process.kill(sys::KILL);
         }
-        let ChildLink {
+        let Worker {
             writer,
             reader,
             process,
@@ -480,17 +480,17 @@ impl ChildLink {
 /// Puts a shared value's memory in a child: its descriptor goes with the
 /// frame (Linux).
 #[cfg(unix)]
-fn put_region(writer: &mut Deadline, header: &[u8], region: &Region) -> io::Result<()> {
+fn put_region(writer: &mut ChannelEnd, header: &[u8], region: &Region) -> io::Result<()> {
     frame::write_frame_with_fd(writer, Kind::Put, &[header], region.fd())
 }
 
 /// Elsewhere there is no shared memory to put.
 #[cfg(windows)]
-fn put_region(_: &mut Deadline, _: &[u8], region: &Region) -> io::Result<()> {
+fn put_region(_: &mut ChannelEnd, _: &[u8], region: &Region) -> io::Result<()> {
     match *region {}
 }
 
-/// A worker's process: shared between its manager and cancellers, which
+/// A worker's process: shared between its dispatcher and cancellers, which
 /// kill it. Every kill happens under the lock, before the reap, so a pid
 /// (and the process group of the same number) is never signalled after it
 /// could have been reused.
@@ -601,7 +601,7 @@ impl Process {
 }
 
 impl Drop for Process {
-    /// A worker nobody retired (its manager unwound, say) is killed and
+    /// A worker nobody retired (its dispatcher unwound, say) is killed and
     /// reaped here: no zombie, no orphan.
     fn drop(&mut self) {
         if !matches!(self.lock().life, Life::Reaped { .. }) {
