@@ -220,7 +220,7 @@
 //! Windows, and checks them for macOS. The process pool (and the remote
 //! layer under it) is built on Linux, macOS and Windows; macOS takes a
 //! portable Unix path (`process/sys/unix.rs`) that CI also runs on Linux,
-//! and Windows its own system calls (`process/sys/windows.rs`: anonymous pipes
+//! and Windows its own system calls (`process/sys/windows/`: anonymous pipes
 //! inherited by the one child, a kill-on-close Job object per worker),
 //! whose process-pool tests CI runs under Wine. The MPI executor is built
 //! on Linux only: elsewhere `MpiPoolExecutor` does not exist, so code that
@@ -365,7 +365,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in three files, the process
-//! transport in seven, the MPI transport (feature `mpi`) in one, the
+//! transport in ten, the MPI transport (feature `mpi`) in one, the
 //! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -409,7 +409,8 @@
 //!   dispositions and an empty mask, `getpgid`/`setpgid` so a worker can
 //!   kill its own group from outside it as it exits, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
 //!   on the other end).
-//! - `process/sys/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
+//! - `process/sys/windows/` (Windows; `launch.rs`, `job_object.rs`,
+//!   `channel.rs`, `worker_side.rs`): `CreatePipe`, `DuplicateHandle` for
 //!   the inheritable copies of one spawn, the attribute list with the
 //!   handles the child may inherit, `GetCommandLineW` for the command line
 //!   the child gets (the pool's own), `CreateProcessW` (then the child is put

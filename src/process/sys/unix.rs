@@ -1,5 +1,5 @@
-//! Layer: process sys. May use: `process::sys::handover`, std, libc and
-//! crossbeam-channel. The Unix half of the transport's system calls (the
+//! Layer: process sys. May use: `process::sys::handover`,
+//! `process::sys::unix::passing`, std, libc and crossbeam-channel. The Unix half of the transport's system calls (the
 //! Windows half is `sys/windows.rs`, with the same names; `mod.rs` lists them):
 //! starting a child with its private channel, signalling and reaping it,
 //! a channel end with a deadline, and the child's side of taking the
@@ -45,8 +45,6 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::handover::{Descriptor, Page, ReceiveFd, SendFd};
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-use passing::FdReader;
 use passing::{receive, send_with_fd};
 
 mod memory;
@@ -604,7 +602,7 @@ mod linux {
 
     /// How a child reads its channel: directly, keeping a descriptor the
     /// pool hands over (an arena).
-    pub(crate) type Reader = super::FdReader;
+    pub(crate) type Reader = crate::process::sys::unix::passing::FdReader;
 
     /// Asks the kernel to signal this child when the pool's thread that
     /// started it ends (`PR_SET_PDEATHSIG`), even if the pool was killed
@@ -701,7 +699,11 @@ mod portable {
                     // A descriptor (a shared value's memory) comes with the
                     // bytes it was sent with.
                     let mut fd = None;
-                    match super::receive(stream.as_fd(), &mut buffer, &mut fd) {
+                    match crate::process::sys::unix::passing::receive(
+                        stream.as_fd(),
+                        &mut buffer,
+                        &mut fd,
+                    ) {
                         Ok(0) => break,
                         Ok(n) => {
                             if chunks.send((buffer[..n].to_vec(), fd)).is_err() {
@@ -721,7 +723,7 @@ mod portable {
                 while parent_id() == pool {
                     thread::sleep(ORPHAN_CHECK);
                 }
-                super::exit_with_group(0);
+                crate::process::sys::unix::exit_with_group(0);
             })
             .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
         Ok(Watched {
@@ -745,7 +747,7 @@ mod portable {
         fd: Option<OwnedFd>,
     }
 
-    impl super::ReceiveFd for Watched {
+    impl crate::process::sys::handover::ReceiveFd for Watched {
         fn received_fd(&mut self) -> Option<OwnedFd> {
             self.fd.take()
         }

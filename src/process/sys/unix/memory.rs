@@ -78,7 +78,7 @@ mod linux {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-    use super::{check, size};
+    use crate::process::sys::unix::memory::{check, map, size, unmap};
 
     const SEALS: libc::c_int = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
@@ -123,11 +123,11 @@ mod linux {
     /// Maps `len` bytes of an arena's memory, shared, pre-faulted, not
     /// inherited by fork.
     pub(crate) fn map_arena(fd: &OwnedFd, len: usize) -> io::Result<*mut u8> {
-        let base = super::map(fd, len, libc::MAP_SHARED | libc::MAP_POPULATE)?;
+        let base = map(fd, len, libc::MAP_SHARED | libc::MAP_POPULATE)?;
         // SAFETY: `base..base + len` is the mapping just made, ours alone.
         if unsafe { libc::madvise(base.cast(), len, libc::MADV_DONTFORK) } != 0 {
             let error = io::Error::last_os_error();
-            super::unmap(base, len);
+            unmap(base, len);
             return Err(error);
         }
         Ok(base)
