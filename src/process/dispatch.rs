@@ -1,6 +1,9 @@
-//! Layer: process transport. May use `pool_side`, `gate`, `arena`'s threshold,
-//! the remote layer's work, `crew` and the crate's futures. The dispatcher:
-//! the crew thread that feeds one child process.
+//! Layer: process. May use: `crew`, `error`, `future`, `process::arena`,
+//! `process::gate`, `process::pool_side`, `process::sys`, `remote::codec`,
+//! `remote::message`, `remote::work`. The dispatcher: the crew thread that
+//! sends work to one worker (a child process) and completes it from the
+//! answers; and what the dispatchers share ([`PoolState`]) and queue
+//! ([`QueuedWork`]).
 //!
 //! # Dispatch: who owns a task, and when it is claimed
 //!

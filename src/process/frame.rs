@@ -1,5 +1,7 @@
-//! Layer: process transport. May use the remote layer's messages; no other
-//! transport. The frames on a child's private channel.
+//! Layer: process. May use: `error`, `process::arena`, `process::sys`,
+//! `remote::codec`, `remote::message`, `shared`. The frames on a worker's
+//! private channel (`remote::codec` and `shared` only for the fuzzing
+//! entry).
 //!
 //! Every message is a frame: an 8-byte little-endian length, one kind byte
 //! (the message's [`Kind`]), then the body (the length counts the kind byte
@@ -32,12 +34,11 @@ use std::io::{self, BufReader, IoSlice, Read, Write};
 use super::arena::{self, Arena};
 use super::sys::{Descriptor, ReceiveFd, SendFd};
 use crate::Error;
-use crate::remote::message::{Kind, Malformed};
 #[cfg(fuzzing)]
-use crate::remote::{
-    codec,
-    message::{Answer, Hello, TaskHeader, Welcome, decode_ready},
-};
+use crate::remote::codec;
+#[cfg(fuzzing)]
+use crate::remote::message::{Answer, Hello, TaskHeader, Welcome, decode_ready};
+use crate::remote::message::{Kind, Malformed};
 
 /// Why a frame could not be read.
 #[derive(Debug)]

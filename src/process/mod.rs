@@ -1,17 +1,19 @@
-//! Layer: process transport. May use the remote layer, `crew`, the crate's
-//! core and `init::can_serve`; never another transport. Tasks in
+//! Layer: process. May use: `crew`, `error`, `executor`, `panic`, `remote`,
+//! `remote::call`, `remote::decode`, `remote::work`. Tasks in
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
 //!
-//! - [`pool_side`]: starting a child, the parent's side of the handshake, a
-//!   call, stopping it; a child process's lifecycle.
-//! - [`dispatch`]: the crew thread that feeds one child.
+//! - [`dispatch`]: the crew thread (a dispatcher) that sends work to one
+//!   worker and completes it from the answers; the pool's shared state and
+//!   its queue's record of work, with its delivery state.
+//! - [`pool_side`]: the pool's side of one worker's link: starting it, the
+//!   handshake, a call, stopping it; a worker's process and health.
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
 //! - [`gate`]: the word shared with each child that decides whether a call
 //!   sent ahead starts there or is taken back.
-//! - [`worker_side`]: the child's side: how a run knows it is one, and its
+//! - [`worker_side`]: the worker's side of the link: how a run knows it is one, and its
 //!   endpoint for the remote layer's serve loop.
 //! - `sys/unix` (Unix) and `windows` (Windows), one of them built as
 //!   `sys`: the system calls below the rest: starting, stopping and reaping

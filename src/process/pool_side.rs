@@ -1,14 +1,16 @@
-//! Layer: process transport. May use the remote layer's messages and
-//! codec's `Deferred`, `frame`, `gate`, `worker_side`'s marker, `init::can_serve`
-//! and `shared`'s values to put in a child. The parent's side of one
-//! child process: starting it, the handshake, calls over its channel
-//! (several in flight, answered in order), and stopping it.
+//! Layer: process. May use: `error`, `init`, `process::arena`,
+//! `process::frame`, `process::gate`, `process::sys`, `process::worker_side`,
+//! `remote::call`, `remote::codec`, `remote::message`, `shared`. The pool's
+//! side of the link to one worker (a child process; `worker_side` is the
+//! other side): starting it, the handshake, calls over its channel
+//! (several in flight, answered in order), and stopping it; its process's
+//! [`Life`] and its [`Health`]. (`init` only for `can_serve`.)
 //!
 //! Children are fresh runs of the executable (not `fork()` of a
 //! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
 //! executable this process started from even if the file was since rebuilt
 //! or moved. The system calls that start, stop and reap a child are
-//! `sys`'s (`sys/unix` on Unix, `windows` on Windows); the lifecycle and
+//! `sys`'s (`sys/unix.rs` on Unix, `sys/windows/` on Windows); the lifecycle and
 //! the protocol here are the same everywhere.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:

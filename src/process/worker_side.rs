@@ -1,7 +1,9 @@
-//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call`,
-//! `message` and codec's `Bulk`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
-//! the program knows it is a process pool's child, and its endpoint for the
-//! remote layer's serve loop. The crate's constructor (before `main`, see
+//! Layer: process. May use: `process::arena`, `process::frame`,
+//! `process::gate`, `process::sys`, `remote::call`, `remote::codec`,
+//! `remote::message`, `remote::serve`, `shared`. The worker's side of the
+//! link (`pool_side` is the pool's): how a run of the program knows it is
+//! a process pool's child, and its endpoint for the remote layer's serve
+//! loop. The crate's constructor (before `main`, see
 //! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
 //!
 //! A child is a fresh run of the program, started by the pool with the
