@@ -414,13 +414,14 @@ impl Batch<'_> {
             let puts = (self.worker.as_ref()).map_or(0, |live| live.put_bytes(&queued.work.shared));
             let payload = queued.work.args.len() + queued.work.bulk.len();
             let bytes = payload + puts;
-            let alone = payload >= arena::THRESHOLD || self.needs_new_child();
+            let replace = self.needs_new_child();
+            let alone = payload >= arena::THRESHOLD || replace;
             let in_flight_bytes: usize = self.in_flight.iter().map(Call::bytes).sum();
             if !self.in_flight.is_empty() && (alone || in_flight_bytes + bytes > IN_FLIGHT_BYTES) {
                 self.waiting.push_front(queued);
                 return Ok(());
             }
-            self.send(queued)?;
+            self.send(queued, replace)?;
             if alone {
                 return Ok(());
             }
@@ -444,9 +445,9 @@ impl Batch<'_> {
     /// one that must be, with nothing in flight), or fails it. The oldest
     /// call in flight is claimed as it is sent; one sent behind others
     /// stays pending, with a hook that takes it back on a cancel.
-    fn send(&mut self, mut queued: QueuedWork) -> Result<(), Exit> {
+    fn send(&mut self, mut queued: QueuedWork, replace: bool) -> Result<(), Exit> {
         let lend = self.in_flight.is_empty();
-        if lend && self.needs_new_child() {
+        if lend && replace {
             self.retire();
         }
         if self.worker.is_none() {
@@ -535,8 +536,7 @@ impl Batch<'_> {
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
         let work = &queued.work;
         let parts = [&work.args[..], work.bulk.bytes()];
-        let sent = (live.share(&work.shared, deadline))
-            .and_then(|()| live.send(&work.header, parts, placed, lend, deadline));
+        let sent = live.send(&work.shared, &work.header, parts, placed, lend, deadline);
         if lend && sent.is_ok() && queued.delivery == Delivery::New {
             queued.delivery = Delivery::Delivered;
         }
@@ -624,11 +624,11 @@ impl Batch<'_> {
         // Decoding runs the result's Deserialize, and completing may run
         // its Drop: user code, each caught where it runs (see
         // `Results::deliver`). The outcomes' tail is decoded in the arena,
-        // before anything more is sent to this child (see `Worker::tail`);
-        // a plain-vector result may take the memory of the job's own
+        // before anything more is sent to this child (see `Worker::answer`);
+        // a plain-vector result may take the memory of the work's own
         // argument, sent already and never sent again.
-        let delivered =
-            (queued.work.results).deliver(live.outcomes(), live.tail(), &mut queued.work.bulk);
+        let (outcomes, tail) = live.answer();
+        let delivered = (queued.work.results).deliver(outcomes, tail, &mut queued.work.bulk);
         // Outcomes that did not decode (the future got the protocol
         // error): the child is not to be trusted with more calls; those in
         // flight are answered first.

@@ -70,7 +70,7 @@ pub(crate) struct Worker {
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
     body: Vec<u8>,
-    /// How many of the outcomes' last bytes lie in the arena (see `tail`).
+    /// How many of the outcomes' last bytes lie in the arena (see `answer`).
     in_arena: usize,
     /// Task frames to write together (see `send`).
     staged: Vec<u8>,
@@ -306,10 +306,13 @@ impl Worker {
     /// `lend` (no other call in flight on this child), the frame lends the
     /// arena and goes out now, and big bytes through the arena; else it is
     /// staged, to go out with the others in one write at the next
-    /// [`flush`](Self::flush). The deadline covers sending: a worker that
-    /// stops reading (stopped, or stuck) must not hold the call forever.
+    /// [`flush`](Self::flush). First the child is readied for the values
+    /// of `shared` that the call uses ([`share`](Self::share)). The deadline
+    /// covers sending: a worker that stops reading (stopped, or stuck) must
+    /// not hold the call forever.
     pub(crate) fn send(
         &mut self,
+        shared: &[Arc<shared::Inner>],
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
         placed: Option<usize>,
@@ -317,6 +320,7 @@ impl Worker {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         debug_assert!(lend || placed.is_none(), "placed in an arena not lent");
+        self.share(shared, deadline)?;
         if let Health::Serving { calls } = &mut self.health {
             *calls += 1;
         }
@@ -357,7 +361,7 @@ impl Worker {
     /// `shared` it does not have yet (now, after the staged frames). So a
     /// value crosses to each child at most once, and a child that replaces
     /// one gets it again.
-    pub(crate) fn share(
+    fn share(
         &mut self,
         shared: &[Arc<shared::Inner>],
         deadline: Option<Instant>,
@@ -417,7 +421,7 @@ impl Worker {
     /// Waits, until `deadline`, for the answer to the oldest call in
     /// flight: which items ran, whose outcomes are left in `self.body`
     /// (after the answer: see [`outcomes`](Self::outcomes)) and in the
-    /// arena (see [`tail`](Self::tail)).
+    /// arena (see [`answer`](Self::answer)).
     pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Answer, Fault> {
         self.reader.get_mut().set(deadline);
         self.in_arena = 0;
@@ -445,20 +449,18 @@ impl Worker {
         !self.reader.buffer().is_empty() || self.reader.get_ref().readable_by(until)
     }
 
-    /// The outcomes of the answer just received.
-    pub(crate) fn outcomes(&self) -> &[u8] {
-        self.body.get(Answer::LEN..).unwrap_or_default()
-    }
-
-    /// The outcomes' last bytes, where they came apart: in the arena, to
-    /// decode in place. Call only before the next [`send`](Self::send):
-    /// the arena is this side's until then (see `arena`), and the borrow
-    /// of `self` makes sure the bytes are not used past it.
-    pub(crate) fn tail(&self) -> &[u8] {
-        match &self.arena {
+    /// The outcomes of the answer just received, and their last bytes,
+    /// where they came apart: in the arena, to decode in place. Call only
+    /// before the next [`send`](Self::send): the arena is this side's until
+    /// then (see `arena`), and the borrow of `self` makes sure the bytes
+    /// are not used past it.
+    pub(crate) fn answer(&self) -> (&[u8], &[u8]) {
+        let outcomes = self.body.get(Answer::LEN..).unwrap_or_default();
+        let tail = match &self.arena {
             Some(arena) => arena.view(self.in_arena),
             None => &[],
-        }
+        };
+        (outcomes, tail)
     }
 
     /// Lets the child finish: closing the channel makes it exit (a
