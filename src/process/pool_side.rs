@@ -239,8 +239,8 @@ impl Worker {
     }
 
     /// Numbers the `count` items of a call about to be sent: the number of
-    /// the first. The child may start them once [`allow_sent`]
-    /// (Self::allow_sent) says so.
+    /// the first. The child may start them once
+    /// [`allow_sent`](Self::allow_sent) says so.
     pub(crate) fn number(&mut self, count: u32) -> u32 {
         let first = self.next_item;
         self.next_item = first.wrapping_add(count.max(1));
@@ -420,8 +420,7 @@ impl Worker {
 
     /// Waits, until `deadline`, for the answer to the oldest call in
     /// flight: which items ran, whose outcomes are left in `self.body`
-    /// (after the answer: see [`outcomes`](Self::outcomes)) and in the
-    /// arena (see [`answer`](Self::answer)).
+    /// (after the answer) and in the arena (see [`answer`](Self::answer)).
     pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Answer, Fault> {
         self.reader.get_mut().set(deadline);
         self.in_arena = 0;
