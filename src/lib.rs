@@ -365,7 +365,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in three files, the process
-//! transport in ten, the MPI transport (feature `mpi`) in one, the
+//! transport in twelve, the MPI transport (feature `mpi`) in one, the
 //! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -398,7 +398,8 @@
 //!   uninitialized room before setting its length; and `madvise` for huge
 //!   pages under a big fresh buffer (Linux), a hint that never changes what
 //!   the memory holds.
-//! - `process/sys/unix.rs` (Unix): the system calls std has no safe form
+//! - `process/sys/unix/` (Unix; `launch.rs`, `channel.rs`,
+//!   `worker_side.rs`): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
 //!   `dup2` to take the channel off standard input, `kill` for a signal
 //!   other than SIGKILL and for a child's whole process group,
@@ -456,7 +457,7 @@
 //!   two aligned `AtomicU64`s in it, one written by each side; sequentially
 //!   consistent operations on them decide, for each item, whether the child
 //!   starts it or the pool takes it back (the module docs give the argument).
-//!   `sys/unix.rs` also installs a `pthread_atfork` handler in workers and
+//!   `sys/unix/worker_side.rs` also installs a `pthread_atfork` handler in workers and
 //!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing
