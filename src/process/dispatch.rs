@@ -284,7 +284,7 @@ impl CallLimit {
     }
 }
 
-/// One turn of a dispatcher: the jobs it took, sent or to send.
+/// One turn of a dispatcher: the work it took, sent or to send.
 struct Batch<'a> {
     shared: &'a PoolState,
     crew: &'a Arc<Crew<QueuedWork>>,
@@ -305,7 +305,7 @@ struct Batch<'a> {
 struct Exit;
 
 impl Batch<'_> {
-    /// Sends and completes jobs until none is waiting or in flight, taking
+    /// Sends and completes work until none is waiting or in flight, taking
     /// more off the queue while there is room; ends the `turn` just before
     /// completing the last.
     fn run(&mut self, turn: Turn<'_, QueuedWork>, limit: &mut CallLimit) -> Result<(), Exit> {
@@ -391,9 +391,10 @@ impl Batch<'_> {
                 || self.in_flight[0].count > 1 && self.unstarted_behind(gate.started()))
     }
 
-    /// Sends waiting jobs, and takes more off the queue, while there is
-    /// room in flight. A job with big bytes goes alone (it needs the arena
-    /// lent), and so does every job once the child needs replacing.
+    /// Sends waiting work, and takes more off the queue, while there is
+    /// room in flight. Work with big bytes goes alone (it needs the arena
+    /// lent), and so does all work once the child needs replacing (asked
+    /// once per work, and passed to `send` as `replace`).
     fn send_some(&mut self, turn: &Turn<'_, QueuedWork>, limit: usize) -> Result<(), Exit> {
         // Top up only once half the window is answered: several frames
         // per write, not one write per answer.
@@ -441,7 +442,7 @@ impl Batch<'_> {
         self.worker.take().expect("a child to retire").retire();
     }
 
-    /// Sends `job` to the child (starting one if there is none, replacing
+    /// Sends `queued` to the child (starting one if there is none, replacing
     /// one that must be, with nothing in flight), or fails it. The oldest
     /// call in flight is claimed as it is sent; one sent behind others
     /// stays pending, with a hook that takes it back on a cancel.
@@ -760,7 +761,7 @@ impl Batch<'_> {
         }
     }
 
-    /// Gives `job` away: see [`give_away`].
+    /// Gives `queued` away: see [`give_away`].
     fn give_away(&self, queued: QueuedWork) {
         give_away(self.crew, self.shared, queued);
     }

@@ -13,21 +13,21 @@
 //!   channel (Linux; elsewhere, the channel carries them).
 //! - [`gate`]: the word shared with each child that decides whether a call
 //!   sent ahead starts there or is taken back.
-//! - [`worker_side`]: the worker's side of the link: how a run knows it is one, and its
-//!   endpoint for the remote layer's serve loop.
-//! - `sys/unix` (Unix) and `windows` (Windows), one of them built as
-//!   `sys`: the system calls below the rest: starting, stopping and reaping
-//!   a child, its channel, the executable's path and identity, and how a
-//!   child dies with its pool (on Linux, on the portable Unix path, on
-//!   Windows).
+//! - [`worker_side`]: the worker's side of the link: how a run knows it
+//!   is one, and its endpoint for the remote layer's serve loop.
+//! - `sys`: the system calls below the rest, which import nothing above
+//!   them: `sys/unix` (Linux, and the portable path macOS takes) or
+//!   `sys/windows`, under the same names (`sys/mod.rs` lists them):
+//!   starting, stopping and reaping a child, its channel, descriptors
+//!   passed on it, shared memory, the executable's path and identity, and
+//!   how a child dies with its pool.
 //!
 //! The queue and the lazily started dispatcher threads are a [`Crew`], as in
 //! the thread pool: one dispatcher (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
 //! from the crate's constructor, before `main` (`init.rs`). The files
 //! above `sys` are the same on every platform; what differs lives in
-//! `sys/unix` (Linux, macOS) and `windows`, under the same names, with the
-//! remote layer above unchanged.
+//! `sys`, with the remote layer above unchanged.
 
 mod arena;
 mod dispatch;
@@ -378,13 +378,13 @@ impl RemoteBuilder<ProcessTransport> {
             initializer: self.initializer.and_then(Result::ok),
         };
         let shared = Arc::new(PoolState::new(recipe, timeout, max_tasks_per_child));
-        let manager_shared = Arc::clone(&shared);
+        let dispatch_shared = Arc::clone(&shared);
         let crew = Crew::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
             // Dispatchers decode results: user code, as deep as the depth bound.
             Some(decode::STACK_SIZE),
-            Arc::new(move |crew| dispatch::run(crew, &manager_shared)),
+            Arc::new(move |crew| dispatch::run(crew, &dispatch_shared)),
         );
         let transport = ProcessTransport {
             crew: Arc::new(crew),
