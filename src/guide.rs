@@ -522,7 +522,7 @@
 //!   silenced); doctests and benches get nothing. Here libtest never runs in
 //!   a worker. What a worker does without because it never reaches `main`
 //!   (std's stack-overflow message, the `main` thread name) is listed at
-//!   the top of `src/init.rs`; [`init()`](crate::init) stays as the
+//!   the top of `src/process/constructor.rs`; [`init()`](crate::init) stays as the
 //!   explicit form and for the MPI executor's ranks.
 //!   Python's tutorials warn Windows users in particular about the guard:
 //!   there, and on macOS since Python 3.8, a worker imports the main module

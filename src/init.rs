@@ -1,128 +1,8 @@
-//! Layer: entry. May use: `mpi::rank` and `process::child` (each
-//! transport's serving side). The transports ask it [`can_serve`]. Where a run of the program learns whether it was started
-//! to serve tasks: before `main`, on its own, for a process pool's child;
-//! in [`init`], for the MPI executor's ranks and as the explicit form.
-//!
-//! # Serving before `main`
-//!
-//! A process pool's child is a fresh run of the program. If it reached
-//! `main`, a program would have to call [`init`] first, and a test binary,
-//! a doctest, a bench or a library that does not own `main` could not. So
-//! the child's side is entered from a constructor: [`BEFORE_MAIN`], a
-//! function pointer in the platform's table of functions that run before
-//! `main` (`.init_array` on ELF systems such as Linux, `__mod_init_func` on
-//! macOS, `.CRT$XCU` on Windows). It looks at one environment variable and,
-//! in a run that the child's checks prove to be a worker (the variable
-//! names its parent *and* standard input is that parent's private channel),
-//! serves until the pool is done and exits the process. Neither the
-//! program's `main` nor libtest's ever runs there, so a worker runs no test
-//! and prints nothing of its own. Every other run pays one environment look
-//! up and goes on to `main`.
-//!
-//! ## What this relies on
-//!
-//! std documents its use before `main` as best effort, not guaranteed; so
-//! here is what a worker uses and what it does without, checked by the
-//! process-pool tests on each platform CI runs.
-//!
-//! - **The loader is done:** on Linux (glibc) the program's constructors run
-//!   from `__libc_start_main`, on Windows from the C runtime's
-//!   `mainCRTStartup`, not under the loader's lock, so tasks may start
-//!   threads and load libraries. (Checked for Windows under Wine: a thread
-//!   spawned and joined, `catch_unwind`, the environment and `print!` all
-//!   work from a `.CRT$XCU` entry of a `windows-gnu` program.) On macOS dyld
-//!   runs it; CI cannot run macOS programs, so a task there that loads a
-//!   library while dyld initialises the program is unchecked.
-//!
-//! - **Initialised before `main`:** the C runtime and the loader are done
-//!   with this executable's libraries (constructors run after those of the
-//!   libraries it links); std's allocator, environment, files, sockets,
-//!   threads, thread-locals, `catch_unwind` and panic hooks need no set-up
-//!   of std's own, and `std::env::args` is filled on Linux (glibc, by
-//!   std's own earlier constructor), macOS and Windows.
-//! - **Not initialised, because std does it in `main`'s prologue
-//!   (`lang_start`):**
-//!   - SIGPIPE is not yet ignored: the child ignores it when it proves
-//!     itself a worker, as `lang_start` would, so a task writing to a
-//!     closed pipe gets an error, not a signal.
-//!   - std's stack-overflow handler is not installed: a task that overflows
-//!     its stack kills its worker with SIGSEGV (Windows: status
-//!     `0xC00000FD`, or, as seen under Wine, `0xC0000409` when std aborts
-//!     as the exception leaves the worker's thread), which its future
-//!     reports as [`Error::WorkerDied`](crate::Error::WorkerDied), without
-//!     std's "has overflowed its stack" line.
-//!   - The thread has no name: on Unix tasks run on the process's first
-//!     thread (as they did from `init()` in `main`, with the same stack);
-//!     on Windows, whose first thread has only the 1 or 2 MiB that the
-//!     executable's header reserves, on a thread of 16 MiB that the first
-//!     one waits for (`process/windows.rs`). A panic message names it
-//!     `<unnamed>` rather than `main`.
-//!   - Constructors of other crates (`ctor`, `inventory`) in the program may
-//!     or may not have run: their order is the link order. A task that
-//!     needs one must not rely on it in a worker.
-//! - **Panics:** every task, initializer and serde call runs under the
-//!   crate's catch, as in any worker. A panic that escaped anyway would
-//!   stop at the `extern "C"` boundary and abort the worker (a crash its
-//!   pool reports), never unwind into the C runtime.
-//! - **Output:** a task's `print!` goes to the worker's standard output,
-//!   the pool's own terminal or pipe, line-buffered as in `main`; leaving
-//!   through `std::process::exit` flushes it.
-//! - **Linking:** a linker keeps an object file of a library only if
-//!   something in it is used, and the constructor table alone is not a
-//!   use. [`can_serve`], which the process pool calls before it starts a
-//!   child, names [`BEFORE_MAIN`], so every program that can start a worker
-//!   contains it.
-//!
-//! Where no constructor runs (a platform without such a table, a linker
-//! that dropped it anyway), [`can_serve`] says so and the pool fails with
-//! [`Error::InitMissing`](crate::Error::InitMissing) instead of starting
-//! children that would run `main` again.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static INIT_CALLED: AtomicBool = AtomicBool::new(false);
-
-/// Set by [`before_main`]: the constructor ran in this process.
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-static BEFORE_MAIN_RAN: AtomicBool = AtomicBool::new(false);
-
-/// The constructor, in the platform's table of functions to run before
-/// `main`. The C runtime passes ELF and Mach-O constructors `argc`, `argv`
-/// and `envp`; a C function that takes no arguments may ignore them, as C
-/// constructors do.
-#[used]
-#[cfg_attr(
-    all(unix, not(target_vendor = "apple")),
-    // SAFETY: `.init_array` holds pointers to `extern "C" fn()`s that the
-    // C runtime calls once, before `main`: this static is one such pointer,
-    // and `before_main` is sound to call then (see the module docs).
-    unsafe(link_section = ".init_array")
-)]
-#[cfg_attr(
-    target_vendor = "apple",
-    // SAFETY: as for `.init_array`; dyld calls `__mod_init_func` entries.
-    unsafe(link_section = "__DATA,__mod_init_func")
-)]
-#[cfg_attr(
-    windows,
-    // SAFETY: as for `.init_array`; the C runtime (MSVC's and mingw's)
-    // calls the `.CRT$XCU` entries, between `__xc_a` and `__xc_z`, before
-    // `main`, from `mainCRTStartup`, after the loader is done.
-    unsafe(link_section = ".CRT$XCU")
-)]
-// Built where the process pool is (Linux, macOS, Windows).
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-static BEFORE_MAIN: extern "C" fn() = before_main;
-
-/// Runs before `main` in every run of the program: serves if this run is a
-/// process pool's child, which never returns; otherwise returns at once.
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-extern "C" fn before_main() {
-    // ORDERING: read later by this thread, or by threads started after this
-    // point, which synchronise with their start.
-    BEFORE_MAIN_RAN.store(true, Ordering::Relaxed);
-    crate::process::child::serve_if_child(true);
-}
+//! Layer: entry. May use: `mpi` and `process::constructor` (each
+//! transport's serving side). [`init`]: where a run of the program learns
+//! whether it was started to serve tasks, explicitly. A process pool's
+//! child learns it on its own, before `main`
+//! (`src/process/constructor.rs`); an MPI executor's ranks learn it here.
 
 /// Turns this run of the program into a worker, if it was started as one;
 /// otherwise returns at once. A process pool needs no call to it; the MPI
@@ -131,7 +11,7 @@ extern "C" fn before_main() {
 /// This is the explicit form of Python's `if __name__ == "__main__":`
 /// guard. A worker of a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor)
 /// is a fresh run of your program that starts serving before `main` (the
-/// top of `src/init.rs` says what it relies on), so plain programs,
+/// top of `src/process/constructor.rs` says what it relies on), so plain programs,
 /// `#[test]`s, doctests, benches and libraries need nothing. Calling
 /// `init()` there is harmless: in your own run it returns at once.
 ///
@@ -157,42 +37,8 @@ extern "C" fn before_main() {
 // this lint but make rustdoc warn that the doctest's main is not run.)
 #[allow(clippy::needless_doctest_main)]
 pub fn init() {
-    // ORDERING: only this thread's later pool creation reads it, or threads
-    // started after it, which synchronise with this one.
-    INIT_CALLED.store(true, Ordering::Relaxed);
     #[cfg(any(target_os = "linux", target_os = "macos", windows))]
-    crate::process::child::serve_if_child(false);
+    crate::process::constructor::init();
     #[cfg(all(feature = "mpi", target_os = "linux"))]
     crate::mpi::serve_if_rank();
-}
-
-/// Whether [`init`] was called in this process.
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-pub(crate) fn init_called() -> bool {
-    INIT_CALLED.load(Ordering::Relaxed)
-}
-
-/// Whether a run of this program, started as a process pool's child, will
-/// serve: the constructor ran here (so it runs in the child, the same
-/// executable), or [`init`] was called.
-#[cfg(any(target_os = "linux", target_os = "macos", windows))]
-pub(crate) fn can_serve() -> bool {
-    // Naming the constructor's table entry keeps its object file in every
-    // program that can start a worker (see "Linking" in the module docs).
-    std::hint::black_box(&BEFORE_MAIN);
-    // ORDERING: see `before_main`.
-    BEFORE_MAIN_RAN.load(Ordering::Relaxed) || init_called()
-}
-
-#[cfg(all(test, any(target_os = "linux", target_os = "macos", windows)))]
-mod tests {
-    use super::*;
-
-    /// This unit-test binary has libtest's `main`, which calls no `init()`:
-    /// only the constructor can have set the flag, before `main`.
-    #[test]
-    fn the_constructor_ran_before_main() {
-        assert!(BEFORE_MAIN_RAN.load(Ordering::Relaxed));
-        assert!(can_serve());
-    }
 }

@@ -7,7 +7,9 @@
 //! as text (comments and strings left out, unit-test modules too), finds
 //! each file's imports (`use crate::…`, `use super::…`, a child module's
 //! path, and inline `crate::…` and `super::…` paths, a name that `lib.rs`
-//! re-exports counting as the module that defines it), and checks:
+//! re-exports counting as the module that defines it; a `pub use` of a
+//! child module's item is part of declaring that child, as `mod` is, and
+//! no import), and checks:
 //!
 //! - the list is exact: every module imported is listed, and every module
 //!   listed is imported;
@@ -435,8 +437,13 @@ fn paths_named(code: &str, module: &str, modules: &BTreeSet<String>) -> Vec<(Vec
             statement = Some((trimmed.to_owned(), number + 1));
         }
         if let Some((text, at)) = statement {
+            // `pub use child::Item` shows a child's item as this module's
+            // own: part of declaring the child, as `mod child;` is.
+            let face = text.starts_with("pub");
             for path in use_paths(&text).into_iter().chain(inline_paths(&text)) {
-                if let Some(path) = absolute(&path, &scope, here.len(), modules) {
+                if let Some(path) = absolute(&path, &scope, here.len(), modules)
+                    && !(face && path.len() > here.len() && path.starts_with(&here))
+                {
                     found.push((path, at));
                 }
             }
@@ -730,6 +737,13 @@ fn the_reader_finds_imports_in_every_form() {
             "5:a::d::Z"
         ]
     );
+    // A parent's `pub use` of its child is part of declaring it.
+    let parent = strip("pub(crate) use b::X;\nuse c::Y;\n");
+    let found: Vec<String> = paths_named(&parent, "a", &modules)
+        .into_iter()
+        .map(|(p, _)| p.join("::"))
+        .collect();
+    assert_eq!(found, ["a::c::Y"]);
     let (layer, listed) =
         header("//! Layer: core. May use: `a::b`, std and\n//! `d`. Then prose.\n").unwrap();
     assert_eq!(layer, "core");

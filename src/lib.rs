@@ -220,8 +220,8 @@
 //! whose `std` has threads; CI runs them on Linux and, under Wine, on
 //! Windows, and checks them for macOS. The process pool (and the remote
 //! layer under it) is built on Linux, macOS and Windows; macOS takes a
-//! portable Unix path (`process/platform.rs`) that CI also runs on Linux,
-//! and Windows its own system calls (`process/windows.rs`: anonymous pipes
+//! portable Unix path (`process/sys/unix.rs`) that CI also runs on Linux,
+//! and Windows its own system calls (`process/sys/windows/`: anonymous pipes
 //! inherited by the one child, a kill-on-close Job object per worker),
 //! whose process-pool tests CI runs under Wine. The MPI executor is built
 //! on Linux only: elsewhere `MpiPoolExecutor` does not exist, so code that
@@ -366,7 +366,7 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in three files, the process
-//! transport in five, the MPI transport (feature `mpi`) in one, the
+//! transport in twelve, the MPI transport (feature `mpi`) in one, the
 //! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
 //!
 //! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
@@ -399,7 +399,8 @@
 //!   uninitialized room before setting its length; and `madvise` for huge
 //!   pages under a big fresh buffer (Linux), a hint that never changes what
 //!   the memory holds.
-//! - `process/platform.rs` (Unix): the system calls std has no safe form
+//! - `process/sys/unix/` (Unix; `launch.rs`, `channel.rs`,
+//!   `worker_side.rs`): the system calls std has no safe form
 //!   of (`signal` to ignore SIGPIPE in a child that starts before `main`,
 //!   `dup2` to take the channel off standard input, `kill` for a signal
 //!   other than SIGKILL and for a child's whole process group,
@@ -410,7 +411,8 @@
 //!   dispositions and an empty mask, `getpgid`/`setpgid` so a worker can
 //!   kill its own group from outside it as it exits, and `SO_PEERCRED` or, on macOS, `LOCAL_PEERPID` to check who is
 //!   on the other end).
-//! - `process/windows.rs` (Windows): `CreatePipe`, `DuplicateHandle` for
+//! - `process/sys/windows/` (Windows; `launch.rs`, `job_object.rs`,
+//!   `channel.rs`, `worker_side.rs`): `CreatePipe`, `DuplicateHandle` for
 //!   the inheritable copies of one spawn, the attribute list with the
 //!   handles the child may inherit, `GetCommandLineW` for the command line
 //!   the child gets (the pool's own), `CreateProcessW` (then the child is put
@@ -421,10 +423,15 @@
 //!   pid; and in the child, taking ownership of the two inherited pipe
 //!   handles named by the marker, once they are checked to be pipes and
 //!   not the standard handles, and made non-inheritable.
+//! - `process/sys/unix/passing.rs` (Unix): `sendmsg`/`recvmsg` with
+//!   `SCM_RIGHTS`, to hand a descriptor over with a frame's bytes.
+//! - `process/sys/unix/memory.rs` (Unix) and `process/sys/windows/memory.rs`
+//!   (Windows): shared memory for arenas and start gates: `memfd_create`,
+//!   sealing, `shm_open`/`shm_unlink`, `mmap`/`munmap`, `madvise`, in a
+//!   worker `mallopt` (glibc's two thresholds, see `arena::keep_freed`);
+//!   on Windows `CreateFileMappingW`, `MapViewOfFile`, `UnmapViewOfFile`.
 //! - `process/arena.rs`: the memory a pool shares with one child for big
-//!   payloads (Linux): `memfd_create`, sealing, `mmap`/`munmap`, `madvise`,
-//!   `sendmsg`/`recvmsg` with `SCM_RIGHTS` to hand it over, and in a worker
-//!   `mallopt` (glibc's two thresholds, see `arena::keep_freed`); and the
+//!   payloads (Linux): the
 //!   slices over the shared mapping that payloads are encoded into and
 //!   decoded out of (`Arena::view_mut`, `Arena::view`). A slice lives only
 //!   while the protocol gives this side the memory: the writer writes
@@ -445,13 +452,13 @@
 //!   can reach them and nobody can write or shrink them after (the seals,
 //!   or no writable descriptor left); the region's `Send`/`Sync` rest on
 //!   the same argument.
-//! - `process/gate.rs` (Unix): each child's start gate, a page of memory
+//! - `process/gate.rs`: each child's start gate, a page of memory
 //!   shared with the pool (a sealed `memfd` on Linux, an unlinked
-//!   `shm_open` object elsewhere), mapped with `mmap` and used only through
+//!   `shm_open` object elsewhere, a section on Windows: `sys`'s), used only through
 //!   two aligned `AtomicU64`s in it, one written by each side; sequentially
 //!   consistent operations on them decide, for each item, whether the child
 //!   starts it or the pool takes it back (the module docs give the argument).
-//!   `platform.rs` also installs a `pthread_atfork` handler in workers and
+//!   `sys/unix/worker_side.rs` also installs a `pthread_atfork` handler in workers and
 //!   ends a forked copy with `_exit` before it can speak on the channel.
 //! - `mpi/ffi.rs`: the MPI calls the `mpi` crate has no form of that
 //!   returns errors: `MPI_Comm_spawn` with its error codes (so a failing

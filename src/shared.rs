@@ -1,4 +1,4 @@
-//! Layer: core. May use: `error`, `panic`, `shared::region`, serde,
+//! Layer: core. May use: `error`, `panic`, serde,
 //! postcard and bytemuck. A transport reads the table of values through
 //! the `pub(crate)` functions below. Its one platform part is `region`.
 //! [`Shared`]: a value put once and used by many tasks.

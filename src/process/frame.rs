@@ -1,5 +1,7 @@
-//! Layer: process transport. May use the remote layer's messages; no other
-//! transport. The frames on a child's private channel.
+//! Layer: process. May use: `error`, `process::arena`, `process::sys`,
+//! `remote::codec`, `remote::message`, `shared`. The frames on a worker's
+//! private channel (`remote::codec` and `shared` only for the fuzzing
+//! entry).
 //!
 //! Every message is a frame: an 8-byte little-endian length, one kind byte
 //! (the message's [`Kind`]), then the body (the length counts the kind byte
@@ -29,14 +31,14 @@
 
 use std::io::{self, BufReader, IoSlice, Read, Write};
 
-use super::arena::{self, Arena, Descriptor};
+use super::arena::{self, Arena};
+use super::sys::{Descriptor, ReceiveFd, SendFd};
 use crate::Error;
-use crate::remote::message::{Kind, Malformed};
 #[cfg(fuzzing)]
-use crate::remote::{
-    codec,
-    message::{Answer, Hello, TaskHeader, Welcome, decode_ready},
-};
+use crate::remote::codec;
+#[cfg(fuzzing)]
+use crate::remote::message::{Answer, Hello, TaskHeader, Welcome, decode_ready};
+use crate::remote::message::{Kind, Malformed};
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -86,19 +88,6 @@ const IN_ARENA: u8 = 0x80;
 const NEW_ARENA: u8 = 0x40;
 /// The kind byte's flag: the arena is lent with this task, until its answer.
 const LENT: u8 = 0x20;
-
-/// A channel's writing side that can hand over a descriptor.
-pub(crate) trait SendFd: Write {
-    /// Writes some of `bytes` (at least one, or fails) with `fd` attached.
-    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize>;
-}
-
-/// A channel's reading side that keeps a descriptor handed over with its
-/// bytes.
-pub(crate) trait ReceiveFd: Read {
-    /// The descriptor received, if one is waiting.
-    fn received_fd(&mut self) -> Option<Descriptor>;
-}
 
 /// Writes one message, with the arena in hand: as [`write_frame`], except
 /// that a last part (the last that is not empty) of at least

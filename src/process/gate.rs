@@ -1,6 +1,5 @@
-//! Layer: process transport, at its bottom beside `platform` and
-//! `windows`. May use `std`, `libc` and `windows-sys` only. The start
-//! gate: a page of memory shared by the pool and one child, which decides,
+//! Layer: process. May use: `process::sys`.
+//! The start gate: a page of memory shared by the pool and one child, which decides,
 //! once for each item the pool sent ahead, whether the child starts it or
 //! the pool takes it back.
 //!
@@ -37,9 +36,9 @@
 //! Numbers wrap at 2^32; they are compared as distances, and far fewer than
 //! 2^31 items are ever in flight.
 //!
-//! The page is a sealed `memfd` on Linux, an unlinked POSIX shared memory
-//! object on the other Unixes, and a section backed by the paging file on
-//! Windows, handed to the child as its handle (a descriptor passed with
+//! The page is `sys`'s (`page`, `map_page`): a sealed `memfd` on Linux, an
+//! unlinked POSIX shared memory object on the other Unixes, and a section
+//! backed by the paging file on Windows, handed to the child as its handle (a descriptor passed with
 //! `SCM_RIGHTS`, or a handle it inherits). Each side maps it and closes the
 //! handle, so a task of the child cannot reach it through one. What the
 //! child writes there is only a claim: the pool never takes a number from
@@ -49,12 +48,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// What hands a gate's page to the child: a descriptor, or a handle.
-#[cfg(unix)]
-pub(crate) type Page = std::os::fd::OwnedFd;
-/// What hands a gate's page to the child: a descriptor, or a handle.
-#[cfg(windows)]
-pub(crate) type Page = std::os::windows::io::OwnedHandle;
+use super::sys::{self, Page};
 
 /// Whether item `a` comes before item `b`, with wrapping numbers.
 pub(crate) fn before(a: u32, b: u32) -> bool {
@@ -72,7 +66,7 @@ const TAKEN: u64 = 1 << 32;
 /// One child's start gate, mapped in this process.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    /// The start of a shared mapping of `LEN` bytes (made by `sys::map`),
+    /// The start of a shared mapping of `LEN` bytes (made by `sys::map_page`),
     /// ours until drop.
     base: *mut u8,
 }
@@ -88,15 +82,15 @@ impl Gate {
     /// A new gate (nothing sent, nothing started), and the page's handle
     /// to hand to the child, which maps it with [`Gate::adopt`].
     pub(crate) fn create() -> io::Result<(Gate, Page)> {
-        let page = sys::shared_page()?;
-        let base = sys::map(&page)?;
+        let page = sys::page(LEN)?;
+        let base = sys::map_page(&page, LEN)?;
         Ok((Gate { base }, page))
     }
 
     /// Maps the gate whose page the pool handed over.
     pub(crate) fn adopt(page: Page) -> io::Result<Gate> {
-        sys::check(&page)?;
-        let base = sys::map(&page)?;
+        sys::check_page(&page, LEN)?;
+        let base = sys::map_page(&page, LEN)?;
         Ok(Gate { base })
     }
 
@@ -197,193 +191,7 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        sys::unmap(self.base);
-    }
-}
-
-/// Mapping a page, on every Unix.
-#[cfg(unix)]
-mod unix {
-    use super::*;
-    use std::os::fd::{AsRawFd, OwnedFd};
-
-    /// Whether the page handed over is one gate's size.
-    pub(super) fn check(fd: &OwnedFd) -> io::Result<()> {
-        // SAFETY: all-zero is a valid stat (plain integers).
-        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `stat` is valid for writes; the descriptor is ours.
-        if unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        match usize::try_from(stat.st_size) {
-            Ok(LEN) => Ok(()),
-            _ => Err(io::Error::other(
-                "the start gate handed over has the wrong size",
-            )),
-        }
-    }
-
-    /// Maps the page, shared, read-write.
-    pub(super) fn map(fd: &OwnedFd) -> io::Result<*mut u8> {
-        // SAFETY: a fresh mapping chosen by the kernel (no address given)
-        // of a descriptor we own, `LEN` bytes long; it aliases no Rust
-        // object.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                LEN,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(base.cast())
-    }
-
-    /// Unmaps what [`map`] mapped.
-    pub(super) fn unmap(base: *mut u8) {
-        // SAFETY: `base` is the start of a mapping `map` made, of `LEN`
-        // bytes, which its one owner (a Gate being dropped) no longer uses.
-        unsafe { libc::munmap(base.cast(), LEN) };
-    }
-}
-
-#[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
-mod sys {
-    pub(super) use super::unix::{check, map, unmap};
-    use super::*;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    /// A close-on-exec memfd of `LEN` bytes, sealed at that size, so that
-    /// neither side can shrink it under the other's mapping.
-    pub(super) fn shared_page() -> io::Result<OwnedFd> {
-        let len = LEN;
-        let name = c"concurrent-futures-gate";
-        // SAFETY: `name` is a NUL-terminated string; memfd_create only reads it.
-        let raw = unsafe {
-            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: memfd_create just returned this descriptor, owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-        // SAFETY: ftruncate and fcntl take a descriptor we own and integers.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0
-        // SAFETY: as above.
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(fd)
-    }
-}
-
-#[cfg(all(
-    unix,
-    not(all(target_os = "linux", not(concurrent_futures_portable_unix)))
-))]
-mod sys {
-    pub(super) use super::unix::{check, map, unmap};
-    use super::*;
-    use std::hash::{BuildHasher, RandomState};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-    /// A POSIX shared memory object of `LEN` bytes under a random name,
-    /// unlinked at once: only the descriptor reaches it.
-    pub(super) fn shared_page() -> io::Result<OwnedFd> {
-        let len = LEN;
-        for _ in 0..8 {
-            // Short: macOS allows names of at most 31 bytes.
-            let random = RandomState::new().hash_one(std::process::id()) as u32;
-            let name = std::ffi::CString::new(format!("/cf-gate-{random:08x}"))
-                .expect("no NUL in the name");
-            let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
-            // SAFETY: `name` is NUL-terminated; shm_open only reads it.
-            let raw = unsafe { libc::shm_open(name.as_ptr(), flags, 0o600 as libc::c_uint) };
-            if raw < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::AlreadyExists {
-                    continue;
-                }
-                return Err(error);
-            }
-            // SAFETY: shm_open just returned this descriptor, owned by nobody else.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: `name` is NUL-terminated; the object is ours.
-            unsafe { libc::shm_unlink(name.as_ptr()) };
-            // SAFETY: ftruncate takes a descriptor we own and an integer.
-            if unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            return Ok(fd);
-        }
-        Err(io::ErrorKind::AlreadyExists.into())
-    }
-}
-
-/// The page on Windows: a section backed by the paging file.
-#[cfg(windows)]
-mod sys {
-    use super::*;
-    use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
-    use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
-    use windows_sys::Win32::System::Memory::{
-        CreateFileMappingW, FILE_MAP_ALL_ACCESS, MEMORY_MAPPED_VIEW_ADDRESS, MapViewOfFile,
-        PAGE_READWRITE, UnmapViewOfFile,
-    };
-
-    /// A fresh section of `LEN` bytes, with no name: only its handle
-    /// reaches it.
-    pub(super) fn shared_page() -> io::Result<OwnedHandle> {
-        // SAFETY: no name and no security attributes (null pointers); the
-        // paging file backs it (INVALID_HANDLE_VALUE); plain integers else.
-        let raw = unsafe {
-            CreateFileMappingW(
-                INVALID_HANDLE_VALUE,
-                std::ptr::null(),
-                PAGE_READWRITE,
-                0,
-                LEN as u32,
-                std::ptr::null(),
-            )
-        };
-        if raw.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: CreateFileMappingW just returned this handle, owned by
-        // nobody else.
-        Ok(unsafe { OwnedHandle::from_raw_handle(raw) })
-    }
-
-    /// Nothing to check before mapping: a view of `LEN` bytes of a smaller
-    /// section fails to map.
-    pub(super) fn check(_: &OwnedHandle) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// Maps a view of the section's `LEN` bytes, read-write.
-    pub(super) fn map(section: &OwnedHandle) -> io::Result<*mut u8> {
-        // SAFETY: a fresh view chosen by the system of a section handle we
-        // own; it aliases no Rust object.
-        let view =
-            unsafe { MapViewOfFile(section.as_raw_handle(), FILE_MAP_ALL_ACCESS, 0, 0, LEN) };
-        if view.Value.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(view.Value.cast())
-    }
-
-    /// Unmaps what [`map`] mapped.
-    pub(super) fn unmap(base: *mut u8) {
-        // SAFETY: `base` is the start of a view `map` made, which its one
-        // owner (a Gate being dropped) no longer uses.
-        unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: base.cast() }) };
+        sys::unmap(self.base, LEN);
     }
 }
 

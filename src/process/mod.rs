@@ -1,67 +1,58 @@
-//! Layer: process transport. May use the remote layer, `queue`, the crate's
-//! core and `init::can_serve`; never another transport. Tasks in
+//! Layer: process. May use: `work_queue`, `error`, `executor`, `panic`, `remote`,
+//! `remote::call`, `remote::decode`, `remote::work`, `process::dispatch`,
+//! `process::pool_side`, `process::sys`, `process::worker_side`. Tasks in
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
 //!
-//! - [`spawn`]: starting a child, the parent's side of the handshake, a
-//!   call, stopping it; a child process's lifecycle.
-//! - [`manager`]: the queue thread that feeds one child.
+//! - [`dispatch`]: the queue thread (a dispatcher) that sends work to one
+//!   worker and completes it from the answers; the pool's shared state and
+//!   its queue's record of work, with its delivery state.
+//! - [`pool_side`]: the pool's side of one worker's link: starting it, the
+//!   handshake, a call, stopping it; a worker's process and health.
 //! - [`frame`]: the frames on the private channel.
 //! - [`arena`]: the shared memory that big payloads take instead of the
 //!   channel (Linux; elsewhere, the channel carries them).
 //! - [`gate`]: the word shared with each child that decides whether a call
 //!   sent ahead starts there or is taken back.
-//! - [`child`]: the child's side: how a run knows it is one, and its
-//!   endpoint for the remote layer's serve loop.
-//! - `platform` (Unix) and `windows` (Windows), one of them built as
-//!   `sys`: the system calls below the rest: starting, stopping and reaping
-//!   a child, its channel, the executable's path and identity, and how a
-//!   child dies with its pool (on Linux, on the portable Unix path, on
-//!   Windows).
+//! - [`worker_side`]: the worker's side of the link: how a run knows it
+//!   is one, and its endpoint for the remote layer's serve loop.
+//! - `sys`: the system calls below the rest, which import nothing above
+//!   them: `sys/unix` (Linux, and the portable path macOS takes) or
+//!   `sys/windows`, under the same names (`sys/mod.rs` lists them):
+//!   starting, stopping and reaping a child, its channel, descriptors
+//!   passed on it, shared memory, the executable's path and identity, and
+//!   how a child dies with its pool.
 //!
-//! The queue and the lazily started manager threads are a [`WorkQueue`], as in
-//! the thread pool: one manager (and so one child process) per
+//! The queue and the lazily started dispatcher threads are a [`WorkQueue`], as in
+//! the thread pool: one dispatcher (and so one child process) per
 //! `max_workers`, started when a submit finds no idle one. A child serves
-//! from the crate's constructor, before `main` (`init.rs`). The files
+//! from the crate's constructor, before `main` (`constructor.rs`). The files
 //! above `sys` are the same on every platform; what differs lives in
-//! `platform` (Linux, macOS) and `windows`, under the same names, with the
-//! remote layer above unchanged.
+//! `sys`, with the remote layer above unchanged.
 
-#[cfg(unix)]
 mod arena;
-pub(crate) mod child;
+pub(crate) mod constructor;
+mod dispatch;
 mod frame;
 mod gate;
-mod manager;
-#[cfg(unix)]
-mod platform;
-mod spawn;
-#[cfg(windows)]
-mod windows;
-
-/// The system calls under the transport: the Unix ones, or the Windows ones.
-#[cfg(unix)]
-use platform as sys;
-#[cfg(windows)]
-use windows as sys;
-/// No arenas on Windows yet: every payload takes the pipe.
-#[cfg(windows)]
-use windows::arena;
+mod pool_side;
+mod sys;
+mod worker_side;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::remote::call::Secret;
 use crate::remote::decode;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
-use crate::work_queue::{self, WorkQueue};
+use crate::work_queue::WorkQueue;
 use crate::{Error, Shutdown, panic};
+use dispatch::{PoolState, QueuedWork};
 #[cfg(fuzzing)]
 pub use frame::fuzz as fuzz_wire;
-use spawn::{Process, Recipe};
+use pool_side::Recipe;
 
 /// A pool of worker processes for CPU-bound work, and for work that must be
 /// isolated: a crash, an abort or a leak takes down one worker, never your
@@ -86,7 +77,7 @@ use spawn::{Process, Recipe};
 /// just as it finished, fails the second with [`Error::WorkerDied`]; an
 /// idle worker's death fails nothing.)
 ///
-/// Tiny tasks: while a worker answers quickly, its manager thread sends it
+/// Tiny tasks: while a worker answers quickly, its dispatcher thread sends it
 /// several tasks at once (up to 32, written in one system call), and
 /// fewer again as soon as one is slow; with a per-task timeout, one at a
 /// time. A task sent ahead stays pending (`running()` is false, and
@@ -136,10 +127,10 @@ use spawn::{Process, Recipe};
 pub type ProcessPoolExecutor = RemoteExecutor<ProcessTransport>;
 
 /// How a [`ProcessPoolExecutor`] reaches its worker processes: a queue of
-/// manager threads, each driving one child over a private socket. You never
+/// dispatcher threads, each driving one child over a private socket. You never
 /// name it; it is the type parameter behind [`ProcessPoolExecutor`].
 pub struct ProcessTransport {
-    queue: Arc<WorkQueue<Queued>>,
+    queue: Arc<WorkQueue<QueuedWork>>,
     shared: Arc<PoolState>,
 }
 
@@ -151,61 +142,6 @@ const TERMINATE_GRACE: Duration = Duration::from_secs(1);
 /// How often `terminate_workers` looks whether the workers have ended
 /// within the grace period.
 const GRACE_CHECK: Duration = Duration::from_millis(5);
-
-/// What the transport and its manager threads share.
-struct PoolState {
-    /// How to start a child, or why children cannot be started at all.
-    recipe: Recipe,
-    timeout: Option<Duration>,
-    max_tasks_per_child: Option<usize>,
-    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
-    stopping: AtomicBool,
-    /// The live child processes, for `terminate_workers`/`kill_workers`.
-    processes: Mutex<Vec<Weak<Process>>>,
-}
-
-impl PoolState {
-    fn is_stopping(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release in `stop_now`; a manager
-        // that misses the flag still has its child killed there.
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Whether any child process of the pool is still there to run work.
-    fn any_alive(&self) -> bool {
-        let processes = self
-            .processes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        processes.iter().any(|p| p.strong_count() > 0)
-    }
-
-    /// Remembers a new child's process, forgetting dead ones.
-    fn register(&self, process: &Arc<Process>) {
-        let mut processes = self
-            .processes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        processes.retain(|p| p.strong_count() > 0);
-        processes.push(Arc::downgrade(process));
-    }
-}
-
-/// What the manager threads' queue holds: a [`Work`], whether its future
-/// was claimed already (the rest of a `map` chunk cut on a busy worker, or
-/// work that came back from a manager that could start no child), and
-/// whether it was sent to a child that died before starting it.
-pub(crate) struct Queued {
-    work: Work,
-    claimed: bool,
-    resent: bool,
-}
-
-impl work_queue::Entry for Queued {
-    fn fail(self, error: Error) {
-        self.work.results.fail(error);
-    }
-}
 
 impl Transport for ProcessTransport {}
 
@@ -224,11 +160,7 @@ impl sealed::Transport for ProcessTransport {
     }
 
     fn send(&self, work: Work) {
-        self.queue.enqueue(Queued {
-            work,
-            claimed: false,
-            resent: false,
-        });
+        self.queue.enqueue(QueuedWork::new(work));
     }
 
     fn shutdown(&self, how: Shutdown) {
@@ -239,7 +171,7 @@ impl sealed::Transport for ProcessTransport {
         self.shared.timeout.is_some()
     }
 
-    /// Straight into the child's arena (where there is none, the manager
+    /// Straight into the child's arena (where there is none, the dispatcher
     /// encodes it into memory of its own).
     fn encodes_in_place(&self) -> bool {
         true
@@ -321,19 +253,12 @@ impl RemoteExecutor<ProcessTransport> {
 
     fn stop_now(&self, signal: sys::Signal) {
         let ProcessTransport { queue, shared } = &self.transport;
-        // ORDERING: Release pairs with the Acquire in `is_stopping`.
-        shared.stopping.store(true, Ordering::Release);
+        shared.stop();
         queue.shutdown(Shutdown {
             wait: false,
             cancel_futures: true,
         });
-        let processes = std::mem::take(
-            &mut *shared
-                .processes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let processes: Vec<_> = processes.iter().filter_map(Weak::upgrade).collect();
+        let processes = shared.take_processes();
         for process in &processes {
             process.kill(signal);
         }
@@ -445,28 +370,23 @@ impl RemoteBuilder<ProcessTransport> {
             timeout,
         } = self.settings;
         at_least_one("max_tasks_per_child", max_tasks_per_child.unwrap_or(1))?;
-        let fingerprint = child::fingerprint().map_err(|error| Error::SpawnFailed {
+        let fingerprint = worker_side::fingerprint().map_err(|error| Error::SpawnFailed {
             reason: format!("cannot identify this executable: {error}"),
         })?;
         panic::install_hook();
-        let shared = Arc::new(PoolState {
-            recipe: Recipe {
-                fingerprint,
-                secret: Secret::random(),
-                initializer: self.initializer.and_then(Result::ok),
-            },
-            timeout,
-            max_tasks_per_child,
-            stopping: AtomicBool::new(false),
-            processes: Mutex::new(Vec::new()),
-        });
-        let manager_shared = Arc::clone(&shared);
+        let recipe = Recipe {
+            fingerprint,
+            secret: Secret::random(),
+            initializer: self.initializer.and_then(Result::ok),
+        };
+        let shared = Arc::new(PoolState::new(recipe, timeout, max_tasks_per_child));
+        let dispatch_shared = Arc::clone(&shared);
         let queue = WorkQueue::new(
             self.max_workers,
             "ProcessPoolExecutor-manager".to_owned(),
-            // Managers decode results: user code, as deep as the depth bound.
+            // Dispatchers decode results: user code, as deep as the depth bound.
             Some(decode::STACK_SIZE),
-            Arc::new(move |queue| manager::manage(queue, &manager_shared)),
+            Arc::new(move |queue| dispatch::run(queue, &dispatch_shared)),
         );
         let transport = ProcessTransport {
             queue: Arc::new(queue),

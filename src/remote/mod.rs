@@ -1,4 +1,5 @@
-//! Layer: remote. May use: `remote::front`. Between the front end and the
+//! Layer: remote. May use: no module (it declares the layer's files and
+//! shows `front`'s types as its own). Between the front end and the
 //! transports, never importing one (`process`, `mpi`). Running a task in
 //! another run of this
 //! same executable, whatever carries the bytes:

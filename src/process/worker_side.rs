@@ -1,8 +1,10 @@
-//! Layer: process transport. May use `shared`'s region, the remote layer's `serve`, `call`,
-//! `message` and codec's `Bulk`, `frame`, `gate` and `sys`; no other transport. The child's side: how a run of
-//! the program knows it is a process pool's child, and its endpoint for the
-//! remote layer's serve loop. The crate's constructor (before `main`, see
-//! `init.rs`) and [`init`](crate::init) call [`serve_if_child`].
+//! Layer: process. May use: `process::arena`, `process::frame`,
+//! `process::gate`, `process::sys`, `remote::call`, `remote::codec`,
+//! `remote::message`, `remote::serve`, `shared`. The worker's side of the
+//! link (`pool_side` is the pool's): how a run of the program knows it is
+//! a process pool's child, and its endpoint for the remote layer's serve
+//! loop. The crate's constructor (before `main`) and
+//! [`init`](crate::init) call [`serve_if_child`], both through `constructor`.
 //!
 //! A child is a fresh run of the program, started by the pool with the
 //! program's own arguments (for its tasks' `std::env::args`), the
@@ -41,7 +43,7 @@ use crate::remote::codec::Bulk;
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
 #[cfg(unix)]
-use {super::frame::ReceiveFd, crate::shared::Region};
+use {super::sys::ReceiveFd, crate::shared::Region};
 
 /// The environment variable that marks a child; its value starts with the
 /// pool's pid.
@@ -105,7 +107,10 @@ fn spawned_by_pool() -> Option<(u32, String)> {
 
 /// Serves the pool until it closes the channel.
 fn serve_pool(pool: u32, rest: &str) -> Result<(), Stopped> {
-    let (reader, writer, gate) = sys::take_channel(pool, rest)?;
+    let (reader, writer, page) = sys::take_channel(pool, rest)?;
+    let gate = page.map(Gate::adopt).transpose().map_err(|e| {
+        format!("the start gate could not be mapped ({e}): not the pool's private channel")
+    })?;
     let fingerprint = fingerprint().map_err(|e| format!("cannot identify the executable: {e}"))?;
     sys::watch_for_forks();
     let mut endpoint = Channel {

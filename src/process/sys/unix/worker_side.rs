@@ -1,348 +1,28 @@
-//! Layer: process transport, at its bottom. May use `std`, `libc`,
-//! `crossbeam-channel`, and `arena`'s descriptor passing and `frame`'s
-//! traits for it only. The Unix half of the transport's system
-//! calls (the Windows half is `windows.rs`, with the same names):
-//! starting a child with its private channel, signalling and reaping it,
-//! a channel end with a deadline, and the child's side of taking the
-//! channel; and what differs between the Unixes the process pool runs on:
-//! where the executable is, who holds the other end of a socket, and how a
-//! child learns that its pool died. The logic above these calls
-//! (`spawn`, `child`) is the same on every platform.
-//!
-//! Two paths:
-//!
-//! - **Linux** uses what only Linux has: `/proc/self/exe`, which reaches
-//!   the running image even if its file was since replaced, and
-//!   `prctl(PR_SET_PDEATHSIG)`, so that the kernel signals a child whose
-//!   pool dies, which then kills its process group (itself included).
-//! - **The portable Unix path**, which macOS takes, and which Linux takes
-//!   when built with `RUSTFLAGS="--cfg concurrent_futures_portable_unix"`
-//!   (CI runs the process-pool suite so): [`std::env::current_exe`], and a
-//!   watchdog thread that owns the read side of the child's channel
-//!   ([`Watched`]). When the pool's end closes, the serve loop sees the end
-//!   of the channel as on Linux, and if the pool died rather than retired
-//!   this child, the watchdog ends the child at once, even mid-task, with
-//!   its process group (see [`exit_with_group`]). That
-//!   needs the pool's end of a channel
-//!   to be in the pool alone: macOS has no `SOCK_CLOEXEC`, so a child
-//!   spawned between a socket's creation and its close-on-exec flag would
-//!   inherit it and keep it open; this crate's spawns are serialised
-//!   ([`spawning`]), though a child that another thread of the program
-//!   starts at that moment can still inherit one.
-//!
-//! [`peer_pid`] is the one call that differs by system on both paths:
-//! `SO_PEERCRED` on Linux, `LOCAL_PEERPID` on macOS.
+//! Layer: process sys. May use: `process::sys::handover`,
+//! `process::sys::unix::passing`, std, libc and crossbeam-channel.
+//! A Unix worker's side: taking its channel off standard input and
+//! checking who made it, dying with its pool (Linux: `PR_SET_PDEATHSIG`;
+//! the portable path: a watchdog thread), its signals, ending copies that
+//! a task forked, and how it exits with its process group.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
-use super::arena;
-use super::frame::{ReceiveFd, SendFd};
-use super::gate::Gate;
-
-pub(crate) use std::os::unix::process::parent_id;
+use super::passing::{receive, send_with_fd};
+use crate::process::sys::handover::{Descriptor, Page, SendFd};
 
 #[cfg(all(target_os = "linux", not(concurrent_futures_portable_unix)))]
 pub(crate) use linux::*;
 #[cfg(not(all(target_os = "linux", not(concurrent_futures_portable_unix))))]
 pub(crate) use portable::*;
 
-/// Held while a channel is made and a child spawned, so that no child of
-/// this process starts between a socket's creation and its close-on-exec
-/// flag. Linux sets the flag atomically and would not need it; macOS
-/// cannot, and one rule for both costs a lock around a spawn.
-pub(crate) fn spawning() -> MutexGuard<'static, ()> {
-    static SPAWNING: Mutex<()> = Mutex::new(());
-    SPAWNING.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// How the pool stops a child: a signal, sent to the child's whole
-/// process group.
-pub(crate) type Signal = libc::c_int;
-/// What `kill_workers`, a cancel and a timeout send.
-pub(crate) const KILL: Signal = libc::SIGKILL;
-/// What `terminate_workers` sends.
-pub(crate) const TERMINATE: Signal = libc::SIGTERM;
-/// How a child ended.
-pub(crate) type Status = ExitStatus;
-
-/// A dead worker's exit code and signal, as `Error::WorkerDied` reports
-/// them: from its exit status, or, when that was discarded (SIGCHLD
-/// ignored), the signal the pool itself sent it, if any.
-pub(crate) fn code_and_signal(
-    status: Option<Status>,
-    sent: Option<Signal>,
-) -> (Option<i32>, Option<i32>) {
-    (
-        status.and_then(|s| s.code()),
-        status
-            .and_then(|s| s.signal())
-            .or_else(|| status.is_none().then_some(sent).flatten()),
-    )
-}
-
-/// How a child ended, in words.
-pub(crate) fn describe(status: Status) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(signal)) => format!("was killed by signal {signal}"),
-        _ => "ended".to_owned(),
-    }
-}
-
-/// A started child: the leader of its own process group, not reaped yet
-/// (its pid, and so its group's id, cannot be reused while this lives
-/// unreaped).
-#[derive(Debug)]
-pub(crate) struct OsChild(Child);
-
-/// Starts a run of [`executable`] as a child with `marker` set to this
-/// process's pid and its private channel: two fresh socket pairs, one
-/// each way. The child's end of the calls' pair is its standard input,
-/// and the first bytes on it carry the child's end of the answers' pair.
-/// Then come the child's start [`Gate`]'s descriptor, if one could be
-/// made (one byte, with or without it). Returns the child with the pool's
-/// ends (reader, writer) and its gate.
-///
-/// One pair each way, not one pair both ways, because a Unix socket has
-/// one wait queue for its readers and writers, and reading bytes wakes the
-/// sender's socket's writers ("room to write"): on a shared pair, the
-/// child reading a call woke the manager waiting on that socket for the
-/// answer, and the manager reading the answer woke the child waiting for
-/// its next call, for nothing. A serial round trip took 4.2 context
-/// switches on Linux; with a pair each way, 2.0.
-pub(crate) fn launch(marker: &str) -> io::Result<(OsChild, Deadline, Deadline, Option<Gate>)> {
-    let spawning = spawning();
-    let (calls, theirs) = UnixStream::pair()?;
-    let (answers, answering) = UnixStream::pair()?;
-    // Everything that can fail comes before the spawn. The answers' end
-    // and the gate wait in the calls' socket until the child takes them;
-    // if the child dies first, they go with the socket.
-    arena::send_with_fd(calls.as_fd(), &[0], answering.as_fd())?;
-    drop(answering);
-    // Without a gate (no shared memory here), the pool sends one call at a
-    // time: correct, only slower for tiny tasks.
-    let gate = match Gate::create() {
-        Ok((gate, fd)) => {
-            arena::send_with_fd(calls.as_fd(), &[1], fd.as_fd())?;
-            Some(gate)
-        }
-        Err(_) => {
-            (&calls).write_all(&[0])?;
-            None
-        }
-    };
-    let mut command = Command::new(executable()?);
-    // The caller's arguments, so that a task's `std::env::args` gives them;
-    // they never reach a `main`, as a worker serves before it (`init.rs`).
-    let mut args = std::env::args_os();
-    if let Some(name) = args.next() {
-        command.arg0(name);
-    }
-    command.args(args);
-    let child = command
-        .env(marker, std::process::id().to_string())
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        // Its own process group (setpgid in the child before exec), so
-        // that stopping the worker stops whatever its tasks started too.
-        .process_group(0)
-        .spawn()?;
-    // The command holds the child's end of the channel: drop it now, or
-    // the channel would never report end-of-file when the child dies.
-    drop(command);
-    drop(spawning);
-    Ok((
-        OsChild(child),
-        Deadline::new(answers),
-        Deadline::new(calls),
-        gate,
-    ))
-}
-
-impl OsChild {
-    /// Sends `sig` to the child's process group. The caller guarantees the
-    /// child is not reaped yet.
-    pub(crate) fn signal(&mut self, sig: Signal) {
-        let Ok(pid) = libc::pid_t::try_from(self.0.id()) else {
-            return;
-        };
-        // SAFETY: kill(2) touches no memory of ours; `pid` is our own child,
-        // not yet reaped (the caller's guarantee), so it still names that
-        // process, and -pid the group it leads (it joined it before exec),
-        // and no other.
-        if unsafe { libc::kill(-pid, sig) } != 0 {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, sig) };
-        }
-    }
-
-    /// Waits for the child to exit, kills what is left of its process
-    /// group, and reaps it. The caller calls this once.
-    pub(crate) fn reap(&mut self) -> Option<Status> {
-        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
-            // Wait for the exit but leave the worker a zombie: until it is
-            // reaped, its pid, and so its group's id, cannot be reused.
-            // (With SIGCHLD ignored there is no zombie; waitid then fails
-            // and the group is left alone rather than risk a reused id.)
-            let exited = loop {
-                // SAFETY: siginfo_t is plain integers, for which all zeroes
-                // is a valid value.
-                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                // SAFETY: `info` is a valid siginfo_t for waitid to fill in;
-                // `pid` is our own unreaped child (the caller reaps once).
-                let status = unsafe {
-                    libc::waitid(
-                        libc::P_PID,
-                        pid as libc::id_t,
-                        &mut info,
-                        libc::WEXITED | libc::WNOWAIT,
-                    )
-                };
-                match status {
-                    0 => break true,
-                    _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                    _ => break false,
-                }
-            };
-            if exited {
-                // SAFETY: kill(2) touches no memory of ours; the group id is
-                // our unreaped worker's pid, so it names that group only.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-        }
-        self.0.wait().ok()
-    }
-}
-
-/// One end of a worker's channel, with an optional deadline for its reads
-/// or writes: the socket's own timeouts.
-#[derive(Debug)]
-pub(crate) struct Deadline {
-    stream: UnixStream,
-    deadline: Option<Instant>,
-    /// Whether the socket has a timeout set (a syscall to change).
-    timeout_set: bool,
-    /// A descriptor the child handed over (an arena), not yet taken.
-    received: Option<OwnedFd>,
-}
-
-impl Deadline {
-    fn new(stream: UnixStream) -> Self {
-        Deadline {
-            stream,
-            deadline: None,
-            timeout_set: false,
-            received: None,
-        }
-    }
-
-    /// Sets (or, with `None`, lifts) the deadline of the reads or writes
-    /// that follow; past it they fail with a timeout.
-    pub(crate) fn set(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-    }
-
-    /// Whether bytes can be read before `until` (or the channel closed):
-    /// a wait that, unlike a read with a deadline, never stops in the
-    /// middle of a frame.
-    pub(crate) fn readable_by(&self, until: Instant) -> bool {
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let millis = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-            let mut poll = libc::pollfd {
-                fd: self.stream.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: `poll` is one valid pollfd, for the call's duration,
-            // of a descriptor we own.
-            match unsafe { libc::poll(&mut poll, 1, millis) } {
-                0 => return false,
-                n if n > 0 => return true,
-                _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                // A failing poll: let the read say what is wrong.
-                _ => return true,
-            }
-        }
-    }
-
-    /// Sets the socket's timeout (for reads or for writes, as `set` does)
-    /// to what is left until the deadline.
-    fn arm(&mut self, set: fn(&UnixStream, Option<Duration>) -> io::Result<()>) -> io::Result<()> {
-        match self.deadline {
-            None if self.timeout_set => {
-                set(&self.stream, None)?;
-                self.timeout_set = false;
-            }
-            None => {}
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                set(&self.stream, Some(left))?;
-                self.timeout_set = true;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Read for Deadline {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.arm(UnixStream::set_read_timeout)?;
-        arena::receive(self.stream.as_fd(), buf, &mut self.received)
-    }
-}
-
-impl ReceiveFd for Deadline {
-    fn received_fd(&mut self) -> Option<OwnedFd> {
-        self.received.take()
-    }
-}
-
-impl SendFd for Deadline {
-    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
-        self.arm(UnixStream::set_write_timeout)?;
-        arena::send_with_fd(self.stream.as_fd(), bytes, fd.as_fd())
-    }
-}
-
 /// The child's writing end hands its arena over the same way.
 impl SendFd for UnixStream {
-    fn send_fd(&mut self, bytes: &[u8], fd: &OwnedFd) -> io::Result<usize> {
-        arena::send_with_fd(self.as_fd(), bytes, fd.as_fd())
+    fn send_fd(&mut self, bytes: &[u8], fd: &Descriptor) -> io::Result<usize> {
+        send_with_fd(self.as_fd(), bytes, fd.as_fd())
     }
-}
-
-impl Write for Deadline {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.arm(UnixStream::set_write_timeout)?;
-        self.stream.write(buf)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.arm(UnixStream::set_write_timeout)?;
-        self.stream.write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The identity of the file at `path`: device, inode and size.
-pub(crate) fn file_identity(path: &Path) -> io::Result<[u64; 3]> {
-    let file = fs::metadata(path)?;
-    Ok([file.dev(), file.ino(), file.size()])
 }
 
 /// What a child sets up before `main` that std would set up in `main`'s
@@ -491,12 +171,13 @@ pub(crate) type ChildWriter = UnixStream;
 /// The child's side: takes the private channel off standard input (a
 /// close-on-exec copy; `/dev/null` takes descriptor 0) and the answers'
 /// end that comes first on it, checks that the pool process made both, and
-/// ties this child to the pool; then the start gate, if the pool made one.
+/// ties this child to the pool; then the start gate's page, if the pool
+/// made one.
 /// The marker's `rest` is empty on Unix.
 pub(crate) fn take_channel(
     pool: u32,
     _rest: &str,
-) -> Result<(Reader, ChildWriter, Option<Gate>), String> {
+) -> Result<(Reader, ChildWriter, Option<Page>), String> {
     let stdin = io::stdin();
     // `try_clone_to_owned` duplicates with close-on-exec set.
     let channel = stdin
@@ -520,23 +201,20 @@ pub(crate) fn take_channel(
     };
     made_by_pool(&calls, "standard input")?;
     let mut received = None;
-    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
+    let read = receive(calls.as_fd(), &mut [0], &mut received);
     let answers = match (read, received) {
         (Ok(1), Some(fd)) => UnixStream::from(fd),
         _ => return Err("the private channel did not start with its answers' end".into()),
     };
     made_by_pool(&answers, "the channel's answers' end")?;
     let mut received = None;
-    let read = arena::receive(calls.as_fd(), &mut [0], &mut received);
-    let gate = match (read, received) {
-        (Ok(1), Some(fd)) => {
-            Some(Gate::adopt(fd).map_err(|e| format!("cannot map the start gate: {e}"))?)
-        }
-        (Ok(1), None) => None,
+    let read = receive(calls.as_fd(), &mut [0], &mut received);
+    let page = match (read, received) {
+        (Ok(1), page) => page,
         _ => return Err("the private channel did not carry its start gate".into()),
     };
     let reader = tie_to_pool(pool, calls)?;
-    Ok((reader, answers, gate))
+    Ok((reader, answers, page))
 }
 
 /// The pid of the process that made the other end of `channel`.
@@ -592,21 +270,10 @@ mod linux {
     use std::io;
     use std::os::unix::net::UnixStream;
     use std::os::unix::process::parent_id;
-    use std::path::PathBuf;
-
-    /// The executable a child is started from: the parent's own image.
-    pub(crate) fn executable() -> io::Result<PathBuf> {
-        Ok(PathBuf::from("/proc/self/exe"))
-    }
-
-    /// How many bytes of calls the channel surely holds before the child
-    /// reads them (see the manager's `IN_FLIGHT_BYTES`): a Unix socket's
-    /// buffer takes some 200 KiB on Linux.
-    pub(crate) const UNREAD_BYTES: usize = 64 << 10;
 
     /// How a child reads its channel: directly, keeping a descriptor the
     /// pool hands over (an arena).
-    pub(crate) type Reader = super::super::arena::FdReader;
+    pub(crate) type Reader = crate::process::sys::unix::passing::FdReader;
 
     /// Asks the kernel to signal this child when the pool's thread that
     /// started it ends (`PR_SET_PDEATHSIG`), even if the pool was killed
@@ -662,25 +329,10 @@ mod portable {
     use std::os::fd::{AsFd, OwnedFd};
     use std::os::unix::net::UnixStream;
     use std::os::unix::process::parent_id;
-    use std::path::PathBuf;
+    use std::thread;
     use std::time::Duration;
-    use std::{env, thread};
 
     use crossbeam_channel::{Receiver, bounded};
-
-    /// The executable a child is started from: the path this process was
-    /// started from. Unlike `/proc/self/exe`, the file there may have been
-    /// replaced since; the handshake's fingerprint then differs, and the
-    /// pool refuses the child (`Error::BrokenExecutor`).
-    pub(crate) fn executable() -> io::Result<PathBuf> {
-        env::current_exe()
-    }
-
-    /// How many bytes of calls the channel surely holds before the child
-    /// reads them (see the manager's `IN_FLIGHT_BYTES`): macOS gives a
-    /// Unix stream socket 8 KiB each way by default
-    /// (`net.local.stream.sendspace`, `recvspace`).
-    pub(crate) const UNREAD_BYTES: usize = 4 << 10;
 
     /// How a child reads its channel: through the watchdog.
     pub(crate) type Reader = Watched;
@@ -703,7 +355,11 @@ mod portable {
                     // A descriptor (a shared value's memory) comes with the
                     // bytes it was sent with.
                     let mut fd = None;
-                    match crate::process::arena::receive(stream.as_fd(), &mut buffer, &mut fd) {
+                    match crate::process::sys::unix::passing::receive(
+                        stream.as_fd(),
+                        &mut buffer,
+                        &mut fd,
+                    ) {
                         Ok(0) => break,
                         Ok(n) => {
                             if chunks.send((buffer[..n].to_vec(), fd)).is_err() {
@@ -723,7 +379,7 @@ mod portable {
                 while parent_id() == pool {
                     thread::sleep(ORPHAN_CHECK);
                 }
-                super::exit_with_group(0);
+                crate::process::sys::unix::worker_side::exit_with_group(0);
             })
             .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
         Ok(Watched {
@@ -747,7 +403,7 @@ mod portable {
         fd: Option<OwnedFd>,
     }
 
-    impl crate::process::frame::ReceiveFd for Watched {
+    impl crate::process::sys::handover::ReceiveFd for Watched {
         fn received_fd(&mut self) -> Option<OwnedFd> {
             self.fd.take()
         }

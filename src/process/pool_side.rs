@@ -1,14 +1,16 @@
-//! Layer: process transport. May use the remote layer's messages and
-//! codec's `Deferred`, `frame`, `gate`, `child`'s marker, `init::can_serve`
-//! and `shared`'s values to put in a child. The parent's side of one
-//! child process: starting it, the handshake, calls over its channel
-//! (several in flight, answered in order), and stopping it.
+//! Layer: process. May use: `error`, `process::arena`, `process::constructor`,
+//! `process::frame`, `process::gate`, `process::sys`, `process::worker_side`,
+//! `remote::call`, `remote::codec`, `remote::message`, `shared`. The pool's
+//! side of the link to one worker (a child process; `worker_side` is the
+//! other side): starting it, the handshake, calls over its channel
+//! (several in flight, answered in order), and stopping it; its process's
+//! [`Life`] and its [`Health`].
 //!
 //! Children are fresh runs of the executable (not `fork()` of a
 //! multi-threaded parent): on Linux `/proc/self/exe`, which reaches the
 //! executable this process started from even if the file was since rebuilt
 //! or moved. The system calls that start, stop and reap a child are
-//! `sys`'s (`platform` on Unix, `windows` on Windows); the lifecycle and
+//! `sys`'s (`sys/unix.rs` on Unix, `sys/windows/` on Windows); the lifecycle and
 //! the protocol here are the same everywhere.
 //!
 //! A child's lifecycle ([`Life`]), under its [`Process`]'s lock:
@@ -27,13 +29,13 @@ use std::io::{self, BufReader};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::arena::{Arena, Descriptor};
-use super::child::MARKER;
+use super::arena::Arena;
+use super::constructor::can_serve;
 use super::frame::{self, FrameError};
 use super::gate::Gate;
-use super::sys::{self, Deadline, OsChild, Signal, Status};
+use super::sys::{self, ChannelEnd, Descriptor, OsChild, Signal, Status};
+use super::worker_side::MARKER;
 use crate::Error;
-use crate::init::can_serve;
 use crate::remote::call::{Fingerprint, Initializer, Secret};
 use crate::remote::codec::Deferred;
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
@@ -60,15 +62,15 @@ pub(crate) struct Recipe {
 }
 
 /// The parent's link to one live child: its process and channel, owned by
-/// one manager thread.
+/// one dispatcher thread.
 #[derive(Debug)]
-pub(crate) struct ChildLink {
-    reader: BufReader<Deadline>,
-    writer: Deadline,
+pub(crate) struct Worker {
+    reader: BufReader<ChannelEnd>,
+    writer: ChannelEnd,
     pub(crate) process: Arc<Process>,
     /// The last frame received; the outcomes of the last call.
-    pub(crate) body: Vec<u8>,
-    /// How many of the outcomes' last bytes lie in the arena (see `tail`).
+    body: Vec<u8>,
+    /// How many of the outcomes' last bytes lie in the arena (see `answer`).
     in_arena: usize,
     /// Task frames to write together (see `send`).
     staged: Vec<u8>,
@@ -77,10 +79,8 @@ pub(crate) struct ChildLink {
     arena: Option<Arena>,
     /// A new arena not handed over yet: it goes with the next task frame.
     handing: Option<Descriptor>,
-    /// Calls made to this worker, for `max_tasks_per_child`.
-    pub(crate) calls: usize,
-    /// Whether it sent outcomes that did not decode: it gets no more calls.
-    pub(crate) distrusted: bool,
+    /// Whether it may take more calls (see [`Health`]).
+    health: Health,
     /// Where this child starts the items sent to it (none: one call at a
     /// time, each claimed as it is sent).
     pub(crate) gate: Option<Arc<Gate>>,
@@ -90,6 +90,30 @@ pub(crate) struct ChildLink {
     allowed: u32,
     /// The ids of the shared values put in this child (see `share`).
     known: HashSet<u64>,
+}
+
+/// Whether a worker may take more calls. Its own record, changed only
+/// here; with its process's [`Life`] it decides when the worker is
+/// replaced ([`Worker::needs_replacing`]).
+///
+/// ```text
+///                   send ──▶ calls + 1
+///                   ┌─────┐
+///                   ▼     │
+///   start ──▶ Serving { calls } ──outcomes that did not decode──▶ Distrusted
+///                   ▲     │                                     (killed when
+///                   └─────┘                                       retired)
+///                   took_back ──▶ calls - 1
+/// ```
+///
+/// A serving worker is replaced, with nothing in flight, once its calls
+/// reach `max_tasks_per_child` or a cancel killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    /// It takes calls; `calls` made so far, for `max_tasks_per_child`.
+    Serving { calls: usize },
+    /// It sent outcomes that did not decode: it gets no more calls.
+    Distrusted,
 }
 
 /// Why a call did not return outcomes.
@@ -105,19 +129,26 @@ pub(crate) enum Fault {
     Protocol(Error),
 }
 
-impl ChildLink {
+impl Worker {
     /// Starts a worker and completes the handshake. `spawned` sees the
     /// process as soon as it exists, before the handshake (which runs the
     /// initializer, however long it takes), so that it can be killed.
     pub(crate) fn start(
         recipe: &Recipe,
         spawned: impl FnOnce(&Arc<Process>),
-    ) -> Result<ChildLink, Error> {
+    ) -> Result<Worker, Error> {
         if !can_serve() {
             return Err(Error::InitMissing);
         }
-        let (child, reading, writing, gate) = sys::launch(MARKER).map_err(spawn_failed)?;
-        let mut link = ChildLink {
+        // Without a gate (no shared memory here), the pool sends one call at
+        // a time: correct, only slower for tiny tasks. (Windows needs one.)
+        let (gate, page) = match Gate::create() {
+            Ok((gate, page)) => (Some(gate), Some(page)),
+            Err(_) => (None, None),
+        };
+        let (child, reading, writing) = sys::launch(MARKER, page.as_ref()).map_err(spawn_failed)?;
+        drop(page);
+        let mut link = Worker {
             reader: BufReader::new(reading),
             writer: writing,
             process: Arc::new(Process {
@@ -131,8 +162,7 @@ impl ChildLink {
             staged: Vec::new(),
             arena: None,
             handing: None,
-            calls: 0,
-            distrusted: false,
+            health: Health::Serving { calls: 0 },
             gate: gate.map(Arc::new),
             next_item: 1,
             allowed: 0,
@@ -209,8 +239,8 @@ impl ChildLink {
     }
 
     /// Numbers the `count` items of a call about to be sent: the number of
-    /// the first. The child may start them once [`allow_sent`]
-    /// (Self::allow_sent) says so.
+    /// the first. The child may start them once
+    /// [`allow_sent`](Self::allow_sent) says so.
     pub(crate) fn number(&mut self, count: u32) -> u32 {
         let first = self.next_item;
         self.next_item = first.wrapping_add(count.max(1));
@@ -236,10 +266,30 @@ impl ChildLink {
         allowed
     }
 
+    /// Its outcomes did not decode: the child gets no more calls, and is
+    /// killed when retired.
+    pub(crate) fn distrust(&mut self) {
+        self.health = Health::Distrusted;
+    }
+
+    /// Whether the child must be replaced before its next call: a cancel
+    /// killed it, it sent outcomes that did not decode, or it has served
+    /// `max_calls` (`max_tasks_per_child`).
+    pub(crate) fn needs_replacing(&self, max_calls: Option<usize>) -> bool {
+        match self.health {
+            Health::Distrusted => true,
+            Health::Serving { calls } => {
+                self.process.was_killed() || max_calls.is_some_and(|max| calls >= max)
+            }
+        }
+    }
+
     /// A call sent to this child was taken back before it started: it does
     /// not count toward `max_tasks_per_child`.
     pub(crate) fn took_back(&mut self) {
-        self.calls = self.calls.saturating_sub(1);
+        if let Health::Serving { calls } = &mut self.health {
+            *calls = calls.saturating_sub(1);
+        }
     }
 
     /// With every call answered, the child has passed every item sent:
@@ -256,10 +306,13 @@ impl ChildLink {
     /// `lend` (no other call in flight on this child), the frame lends the
     /// arena and goes out now, and big bytes through the arena; else it is
     /// staged, to go out with the others in one write at the next
-    /// [`flush`](Self::flush). The deadline covers sending: a worker that
-    /// stops reading (stopped, or stuck) must not hold the call forever.
+    /// [`flush`](Self::flush). First the child is readied for the values
+    /// of `shared` that the call uses ([`share`](Self::share)). The deadline
+    /// covers sending: a worker that stops reading (stopped, or stuck) must
+    /// not hold the call forever.
     pub(crate) fn send(
         &mut self,
+        shared: &[Arc<shared::Inner>],
         header: &TaskHeader,
         [args, tail]: [&[u8]; 2],
         placed: Option<usize>,
@@ -267,7 +320,10 @@ impl ChildLink {
         deadline: Option<Instant>,
     ) -> Result<(), Fault> {
         debug_assert!(lend || placed.is_none(), "placed in an arena not lent");
-        self.calls += 1;
+        self.share(shared, deadline)?;
+        if let Health::Serving { calls } = &mut self.health {
+            *calls += 1;
+        }
         // The arena is about to be lent again: what it held is gone.
         self.in_arena = 0;
         let parts = [&header.encode()[..], args, tail];
@@ -305,7 +361,7 @@ impl ChildLink {
     /// `shared` it does not have yet (now, after the staged frames). So a
     /// value crosses to each child at most once, and a child that replaces
     /// one gets it again.
-    pub(crate) fn share(
+    fn share(
         &mut self,
         shared: &[Arc<shared::Inner>],
         deadline: Option<Instant>,
@@ -364,8 +420,7 @@ impl ChildLink {
 
     /// Waits, until `deadline`, for the answer to the oldest call in
     /// flight: which items ran, whose outcomes are left in `self.body`
-    /// (after the answer: see [`outcomes`](Self::outcomes)) and in the
-    /// arena (see [`tail`](Self::tail)).
+    /// (after the answer) and in the arena (see [`answer`](Self::answer)).
     pub(crate) fn receive(&mut self, deadline: Option<Instant>) -> Result<Answer, Fault> {
         self.reader.get_mut().set(deadline);
         self.in_arena = 0;
@@ -393,25 +448,27 @@ impl ChildLink {
         !self.reader.buffer().is_empty() || self.reader.get_ref().readable_by(until)
     }
 
-    /// The outcomes of the answer just received.
-    pub(crate) fn outcomes(&self) -> &[u8] {
-        self.body.get(Answer::LEN..).unwrap_or_default()
-    }
-
-    /// The outcomes' last bytes, where they came apart: in the arena, to
-    /// decode in place. Call only before the next [`send`](Self::send):
-    /// the arena is this side's until then (see `arena`), and the borrow
-    /// of `self` makes sure the bytes are not used past it.
-    pub(crate) fn tail(&self) -> &[u8] {
-        match &self.arena {
+    /// The outcomes of the answer just received, and their last bytes,
+    /// where they came apart: in the arena, to decode in place. Call only
+    /// before the next [`send`](Self::send): the arena is this side's until
+    /// then (see `arena`), and the borrow of `self` makes sure the bytes
+    /// are not used past it.
+    pub(crate) fn answer(&self) -> (&[u8], &[u8]) {
+        let outcomes = self.body.get(Answer::LEN..).unwrap_or_default();
+        let tail = match &self.arena {
             Some(arena) => arena.view(self.in_arena),
             None => &[],
-        }
+        };
+        (outcomes, tail)
     }
 
-    /// Lets the child finish: closing the channel makes it exit. Waits for it.
+    /// Lets the child finish: closing the channel makes it exit (a
+    /// distrusted one is killed first). Waits for it.
     pub(crate) fn retire(self) {
-        let ChildLink {
+        if self.health == Health::Distrusted {
+            self.process.kill(sys::KILL);
+        }
+        let Worker {
             writer,
             reader,
             process,
@@ -426,17 +483,17 @@ impl ChildLink {
 /// Puts a shared value's memory in a child: its descriptor goes with the
 /// frame (Linux).
 #[cfg(unix)]
-fn put_region(writer: &mut Deadline, header: &[u8], region: &Region) -> io::Result<()> {
+fn put_region(writer: &mut ChannelEnd, header: &[u8], region: &Region) -> io::Result<()> {
     frame::write_frame_with_fd(writer, Kind::Put, &[header], region.fd())
 }
 
 /// Elsewhere there is no shared memory to put.
 #[cfg(windows)]
-fn put_region(_: &mut Deadline, _: &[u8], region: &Region) -> io::Result<()> {
+fn put_region(_: &mut ChannelEnd, _: &[u8], region: &Region) -> io::Result<()> {
     match *region {}
 }
 
-/// A worker's process: shared between its manager and cancellers, which
+/// A worker's process: shared between its dispatcher and cancellers, which
 /// kill it. Every kill happens under the lock, before the reap, so a pid
 /// (and the process group of the same number) is never signalled after it
 /// could have been reused.
@@ -508,7 +565,7 @@ impl Process {
     }
 
     /// Whether someone killed the child.
-    pub(crate) fn was_killed(&self) -> bool {
+    fn was_killed(&self) -> bool {
         matches!(
             self.lock().life,
             Life::Killed { .. } | Life::Reaped { sent: Some(_), .. }
@@ -547,7 +604,7 @@ impl Process {
 }
 
 impl Drop for Process {
-    /// A worker nobody retired (its manager unwound, say) is killed and
+    /// A worker nobody retired (its dispatcher unwound, say) is killed and
     /// reaped here: no zombie, no orphan.
     fn drop(&mut self) {
         if !matches!(self.lock().life, Life::Reaped { .. }) {

@@ -1,37 +1,40 @@
-//! Layer: process transport. May use `spawn`, `gate`, `arena`'s threshold,
-//! the remote layer's work, `queue` and the crate's futures. The manager:
-//! the queue thread that feeds one child process.
+//! Layer: process. May use: `work_queue`, `error`, `future`, `process::arena`,
+//! `process::gate`, `process::pool_side`, `process::sys`, `remote::codec`,
+//! `remote::message`, `remote::work`. The dispatcher: the queue thread that
+//! sends work to one worker (a child process) and completes it from the
+//! answers; and what the dispatchers share ([`PoolState`]) and queue
+//! ([`QueuedWork`]).
 //!
 //! # Dispatch: who owns a task, and when it is claimed
 //!
-//! Submitted work waits in the pool's one queue (the queue's), where any
-//! manager may take it. A manager whose child answers quickly (each answer
+//! Submitted work waits in the pool's one queue (its [`WorkQueue`]), where any
+//! dispatcher may take it. A dispatcher whose child answers quickly (each answer
 //! within [`QUICK`]) sends it more calls ahead, a window that doubles with
 //! each quick answer up to [`IN_FLIGHT`] calls, written in one system call,
-//! so that a child of tiny tasks never waits for its manager. Work sent
+//! so that a child of tiny tasks never waits for its dispatcher. Work sent
 //! ahead still belongs to nobody until the child starts it: the child's
 //! start [`Gate`] decides, item by item, whether the child starts an item
 //! or the pool takes it back, and exactly one of the two happens.
 //!
 //! ```text
 //!            take               send ahead            the child starts it
-//!  queue ──────────▶ manager ──────────────▶ in flight ────────────────────▶ running
+//!  queue ──────────▶ dispatcher ──────────────▶ in flight ────────────────────▶ running
 //!    ▲   (pending)              (pending, the          (claimed: running(),
 //!    │                           future holds           a cancel of a lone
 //!    │                           a hook)                task kills the child)
 //!    │                            │
-//!    └──── given back ◀───────────┘ taken back on the gate: by the manager,
+//!    └──── given back ◀───────────┘ taken back on the gate: by the dispatcher,
 //!          (pending again)          when an item has run PATIENCE with work
 //!                                   behind it; or by a cancel (then dropped)
 //! ```
 //!
 //! - A task in flight is pending: `running()` is false and a cancel takes it
 //!   back from the gate (it never starts, and no process is killed); the
-//!   manager claims it only when it is the oldest in flight, the one the
+//!   dispatcher claims it only when it is the oldest in flight, the one the
 //!   child runs.
 //! - When the item that the child runs takes longer than [`PATIENCE`] and
-//!   work waits behind it on the same child, the manager takes that work
-//!   back and gives it to the queue of work given back, which every manager
+//!   work waits behind it on the same child, the dispatcher takes that work
+//!   back and gives it to the queue of work given back, which every dispatcher
 //!   serves first. A `map` chunk is cut after its running item: the items
 //!   after it go back the same way, as work of their own, and their
 //!   outcomes complete the same future.
@@ -49,33 +52,33 @@
 //! never started fails (a call sent again once and lost again fails).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use super::PoolState;
-use super::Queued;
 use super::arena;
 use super::gate::{Gate, before};
-use super::spawn::{ChildLink, Fault, Process};
+use super::pool_side::Recipe;
+use super::pool_side::{Fault, Process, Worker};
 use super::sys;
 use crate::Error;
 use crate::future::Canceller;
 use crate::remote::codec::Bulk;
 use crate::remote::message::Answer;
 use crate::remote::work::Work;
-use crate::work_queue::{Busy, WorkQueue};
+use crate::work_queue::{self, Busy, WorkQueue};
 
 /// The most calls in flight on one child (with a gate, without a per-task
 /// timeout): enough that a child of tiny tasks never waits for the
-/// manager; work behind a slow item is taken back after [`PATIENCE`].
+/// dispatcher; work behind a slow item is taken back after [`PATIENCE`].
 const IN_FLIGHT: usize = 32;
 
 /// The most bytes of calls in flight on one child. The channel's buffer
 /// must hold every call the child has not read yet: a child that answers
-/// while the manager still writes would otherwise block on its answer, and
-/// the manager on its write, for good. So it is what the channel is sure
+/// while the dispatcher still writes would otherwise block on its answer, and
+/// the dispatcher on its write, for good. So it is what the channel is sure
 /// to hold ([`sys::UNREAD_BYTES`]). A call alone may be any size, as the
-/// manager reads its answer only after writing it.
+/// dispatcher reads its answer only after writing it.
 const IN_FLIGHT_BYTES: usize = sys::UNREAD_BYTES;
 
 /// An answer within this long of its call's turn keeps the window growing.
@@ -85,61 +88,152 @@ const QUICK: Duration = Duration::from_millis(1);
 /// before that work is taken back for the other workers.
 const PATIENCE: Duration = Duration::from_millis(2);
 
-/// Work a manager took, not given back yet.
-struct Job {
+/// What the transport and its dispatcher threads share.
+pub(super) struct PoolState {
+    /// How to start a child, or why children cannot be started at all.
+    pub(super) recipe: Recipe,
+    /// The per-task timeout, if any.
+    pub(super) timeout: Option<Duration>,
+    pub(super) max_tasks_per_child: Option<usize>,
+    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
+    stopping: AtomicBool,
+    /// The live child processes, for `terminate_workers`/`kill_workers`.
+    processes: Mutex<Vec<Weak<Process>>>,
+}
+
+impl PoolState {
+    pub(super) fn new(
+        recipe: Recipe,
+        timeout: Option<Duration>,
+        max_tasks_per_child: Option<usize>,
+    ) -> Self {
+        PoolState {
+            recipe,
+            timeout,
+            max_tasks_per_child,
+            stopping: AtomicBool::new(false),
+            processes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tells every dispatcher to run nothing more (`terminate_workers`,
+    /// `kill_workers`).
+    pub(super) fn stop(&self) {
+        // ORDERING: Release pairs with the Acquire in `is_stopping`.
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// The live child processes, forgotten here: the caller stops them.
+    pub(super) fn take_processes(&self) -> Vec<Arc<Process>> {
+        let processes = std::mem::take(
+            &mut *self
+                .processes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        processes.iter().filter_map(Weak::upgrade).collect()
+    }
+
+    fn is_stopping(&self) -> bool {
+        // ORDERING: Acquire pairs with the Release in `stop_now`; a dispatcher
+        // that misses the flag still has its child killed there.
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Whether any child process of the pool is still there to run work.
+    fn any_alive(&self) -> bool {
+        let processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.iter().any(|p| p.strong_count() > 0)
+    }
+
+    /// Remembers a new child's process, forgetting dead ones.
+    fn register(&self, process: &Arc<Process>) {
+        let mut processes = self
+            .processes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        processes.retain(|p| p.strong_count() > 0);
+        processes.push(Arc::downgrade(process));
+    }
+}
+
+/// Work in the pool's queue, or taken off it by a dispatcher: what the front
+/// end sent, whether its future was claimed already (a later part of a
+/// `map` chunk, or work that came back from a dispatcher that could start no
+/// child), and how far it got toward a child.
+pub(crate) struct QueuedWork {
     work: Work,
-    /// Whether its future was claimed (a later part of a `map` chunk, or
-    /// work that came back from a manager that could start no child).
     claimed: bool,
-    /// Whether it was sent to a child already, which died before starting
-    /// it: if it is lost again, it fails.
-    resent: bool,
+    delivery: Delivery,
 }
 
-impl From<Queued> for Job {
-    fn from(queued: Queued) -> Self {
-        Job {
-            work: queued.work,
-            claimed: queued.claimed,
-            resent: queued.resent,
+impl QueuedWork {
+    /// Work the front end just sent: pending, never sent to a child.
+    pub(super) fn new(work: Work) -> Self {
+        QueuedWork {
+            work,
+            claimed: false,
+            delivery: Delivery::New,
         }
     }
 }
 
-impl From<Job> for Queued {
-    fn from(job: Job) -> Self {
-        Queued {
-            work: job.work,
-            claimed: job.claimed,
-            resent: job.resent,
-        }
+impl work_queue::Entry for QueuedWork {
+    fn fail(self, error: Error) {
+        self.work.results.fail(error);
     }
+}
+
+/// How far work got toward a child: what happens to it when its child
+/// dies before answering.
+///
+/// ```text
+///          its frame went out whole, alone (the oldest call)
+///   New ─────────────────────────────────────────────▶ Delivered
+///    │                                                     │
+///    │ its child died before starting it (the gate says so; │ its child died: without a
+///    │ without a gate, only a call not Delivered)           │ gate it may have started,
+///    ▼                                  ◀───────────────────┘ so it fails; with one, as New
+///  Resent ──its child died before starting it again──▶ fails
+/// ```
+///
+/// Work cut off a chunk, and work given back, keep or start at `New`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Not known to have reached a child whole.
+    New,
+    /// Sent whole, alone, to the current child: without a gate, it may
+    /// have started there.
+    Delivered,
+    /// Sent to a child that died before starting it: if it is lost again,
+    /// it fails.
+    Resent,
 }
 
 /// A call sent to the child, waiting for its answer.
-struct Flying {
+struct Call {
     /// `None` once taken back and given away: the child still owes an
     /// answer, which must say that nothing ran.
-    job: Option<Job>,
+    queued: Option<QueuedWork>,
     /// The number of its first item on the gate, and how many items the
     /// child should answer for.
     first: u32,
     count: u32,
     /// Until when its outcomes may take (a per-task timeout).
     deadline: Option<Instant>,
-    /// Whether its frame went out whole: without a gate, whether the child
-    /// may have started it.
-    delivered: bool,
     /// When it was sent.
     sent: Instant,
 }
 
-impl Flying {
+impl Call {
     /// The bytes of its frame, near enough.
     fn bytes(&self) -> usize {
-        self.job
+        self.queued
             .as_ref()
-            .map_or(0, |job| job.work.args.len() + job.work.bulk.len())
+            .map_or(0, |queued| queued.work.args.len() + queued.work.bulk.len())
     }
 
     /// Whether item `item` is one of this call's.
@@ -148,36 +242,36 @@ impl Flying {
     }
 }
 
-/// The body of a manager thread.
-pub(super) fn manage(queue: &Arc<WorkQueue<Queued>>, shared: &PoolState) {
-    let mut window = Window { now: 1 };
-    let mut link: Option<ChildLink> = None;
+/// The body of a dispatcher thread.
+pub(super) fn run(queue: &Arc<WorkQueue<QueuedWork>>, shared: &PoolState) {
+    let mut limit = CallLimit { now: 1 };
+    let mut worker: Option<Worker> = None;
     let mut taker = queue.taker();
-    while let Some((queued, turn)) = taker.take() {
-        let mut feed = Feed {
+    while let Some((queued, busy)) = taker.take() {
+        let mut batch = Batch {
             shared,
             queue,
-            link: &mut link,
-            waiting: VecDeque::from([Job::from(queued)]),
-            flight: VecDeque::new(),
+            worker: &mut worker,
+            waiting: VecDeque::from([queued]),
+            in_flight: VecDeque::new(),
             paused: false,
             seen: None,
         };
-        if feed.run(turn, &mut window).is_err() {
+        if batch.run(busy, &mut limit).is_err() {
             return; // no room for a child: the work went back to the queue
         }
     }
-    if let Some(link) = link {
-        link.retire();
+    if let Some(worker) = worker {
+        worker.retire();
     }
 }
 
-/// How many calls a manager may have in flight on its child now.
-struct Window {
+/// How many calls a dispatcher may have in flight on its child now.
+struct CallLimit {
     now: usize,
 }
 
-impl Window {
+impl CallLimit {
     /// Grows after an answer that came within [`QUICK`] of its call's turn
     /// (its sending, or the previous answer), up to `max`, and shrinks to
     /// one call after a slower one.
@@ -190,15 +284,15 @@ impl Window {
     }
 }
 
-/// One turn of a manager: the jobs it took, sent or to send.
-struct Feed<'a> {
+/// One turn of a dispatcher: the work it took, sent or to send.
+struct Batch<'a> {
     shared: &'a PoolState,
-    queue: &'a Arc<WorkQueue<Queued>>,
-    link: &'a mut Option<ChildLink>,
+    queue: &'a Arc<WorkQueue<QueuedWork>>,
+    worker: &'a mut Option<Worker>,
     /// Taken, not sent yet (or to send again), in order.
-    waiting: VecDeque<Job>,
+    waiting: VecDeque<QueuedWork>,
     /// Sent, oldest first: the oldest is the one the child runs.
-    flight: VecDeque<Flying>,
+    in_flight: VecDeque<Call>,
     /// Whether items in flight were taken back: nothing more is sent until
     /// the child has answered them all.
     paused: bool,
@@ -207,37 +301,37 @@ struct Feed<'a> {
     seen: Option<u32>,
 }
 
-/// The manager could start no child, and put its work back on the queue.
+/// The dispatcher could start no child, and put its work back on the queue.
 struct Exit;
 
-impl Feed<'_> {
-    /// Sends and completes jobs until none is waiting or in flight, taking
-    /// more off the queue while there is room; ends the `turn` just before
+impl Batch<'_> {
+    /// Sends and completes work until none is waiting or in flight, taking
+    /// more off the queue while there is room; ends `busy` just before
     /// completing the last.
-    fn run(&mut self, turn: Busy<'_, Queued>, window: &mut Window) -> Result<(), Exit> {
+    fn run(&mut self, busy: Busy<'_, QueuedWork>, limit: &mut CallLimit) -> Result<(), Exit> {
         let mut last_answer = None;
         loop {
-            if self.flight.is_empty() {
+            if self.in_flight.is_empty() {
                 self.resume();
             }
-            self.send_some(&turn, window.now)?;
-            if self.flight.is_empty() {
+            self.send_some(&busy, limit.now)?;
+            if self.in_flight.is_empty() {
                 if self.waiting.is_empty() {
                     return Ok(());
                 }
                 continue;
             }
             let patience = self.waits_behind().then(|| Instant::now() + PATIENCE);
-            let live = self.link.as_mut().expect("calls in flight, so a child");
+            let live = self.worker.as_mut().expect("calls in flight, so a child");
             // The calls staged since may start, unless a cancel took back
             // calls meanwhile (then the child skips them, and they go).
             if !live.allow_sent() {
                 self.pause();
             }
-            let live = self.link.as_mut().expect("calls in flight, so a child");
+            let live = self.worker.as_mut().expect("calls in flight, so a child");
             // A failed write is not the end yet: the child may have answered
             // calls before it died, and those answers are still to read.
-            let _ = live.flush(self.flight.back().and_then(|f| f.deadline));
+            let _ = live.flush(self.in_flight.back().and_then(|f| f.deadline));
             // Patience runs only without a per-task timeout.
             if let Some(patience) = patience
                 && !live.answer_by(patience)
@@ -245,7 +339,7 @@ impl Feed<'_> {
                 self.look_behind();
                 continue;
             }
-            let deadline = self.flight[0].deadline;
+            let deadline = self.in_flight[0].deadline;
             match live.receive(deadline) {
                 Ok(answer) => {
                     let Some(done) = self.answered(answer) else {
@@ -254,16 +348,16 @@ impl Feed<'_> {
                     let now = Instant::now();
                     // It ran from its sending (its child started and
                     // greeted by then) or the answer before it, if later.
-                    let turn_began = last_answer.map_or(done.sent, |last| done.sent.max(last));
-                    window.answered(now - turn_began, self.max_in_flight());
+                    let busy_since = last_answer.map_or(done.sent, |last| done.sent.max(last));
+                    limit.answered(now - busy_since, self.max_in_flight());
                     last_answer = Some(now);
                     self.next_runs();
-                    if self.flight.is_empty() && self.waiting.is_empty() {
-                        // The turn ends just before the last completion.
-                        self.complete(done, now - turn_began, Some(turn));
+                    if self.in_flight.is_empty() && self.waiting.is_empty() {
+                        // The thread counts as idle just before the last completion.
+                        self.complete(done, now - busy_since, Some(busy));
                         return Ok(());
                     }
-                    self.complete(done, now - turn_began, None);
+                    self.complete(done, now - busy_since, None);
                 }
                 Err(fault) => self.lost(fault),
             }
@@ -273,7 +367,7 @@ impl Feed<'_> {
     /// How many calls may be in flight on this child: one at a time without
     /// a gate or with a per-task timeout.
     fn max_in_flight(&self) -> usize {
-        let gate = self.link.as_ref().is_none_or(|live| live.gate.is_some());
+        let gate = self.worker.as_ref().is_none_or(|live| live.gate.is_some());
         match gate && self.shared.timeout.is_none() {
             true => IN_FLIGHT,
             false => 1,
@@ -281,7 +375,7 @@ impl Feed<'_> {
     }
 
     fn gate(&self) -> Option<&Arc<Gate>> {
-        self.link.as_ref().and_then(|live| live.gate.as_ref())
+        self.worker.as_ref().and_then(|live| live.gate.as_ref())
     }
 
     /// Whether work waits behind the item this child runs: other calls,
@@ -293,40 +387,42 @@ impl Feed<'_> {
         };
         self.shared.timeout.is_none()
             && (!self.waiting.is_empty()
-                || self.flight.len() > 1
-                || self.flight[0].count > 1 && self.unstarted_behind(gate.started()))
+                || self.in_flight.len() > 1
+                || self.in_flight[0].count > 1 && self.unstarted_behind(gate.started()))
     }
 
-    /// Sends waiting jobs, and takes more off the queue, while there is
-    /// room in flight. A job with big bytes goes alone (it needs the arena
-    /// lent), and so does every job once the child needs replacing.
-    fn send_some(&mut self, turn: &Busy<'_, Queued>, window: usize) -> Result<(), Exit> {
+    /// Sends waiting work, and takes more off the queue, while there is
+    /// room in flight. Work with big bytes goes alone (it needs the arena
+    /// lent), and so does all work once the child needs replacing (asked
+    /// once per work, and passed to `send` as `replace`).
+    fn send_some(&mut self, busy: &Busy<'_, QueuedWork>, limit: usize) -> Result<(), Exit> {
         // Top up only once half the window is answered: several frames
         // per write, not one write per answer.
-        if self.paused || self.flight.len() > window / 2 {
+        if self.paused || self.in_flight.len() > limit / 2 {
             return Ok(());
         }
-        while self.flight.len() < window && !self.paused {
-            let job = match self.waiting.pop_front() {
-                Some(job) => job,
-                None => match turn.take_another() {
-                    Some(queued) => Job::from(queued),
+        while self.in_flight.len() < limit && !self.paused {
+            let queued = match self.waiting.pop_front() {
+                Some(queued) => queued,
+                None => match busy.take_another() {
+                    Some(queued) => queued,
                     None => return Ok(()),
                 },
             };
             // The shared values the child lacks go before the call, written
             // at once: with calls in flight they could fill the channel
             // while the child, busy, does not read it.
-            let puts = (self.link.as_ref()).map_or(0, |live| live.put_bytes(&job.work.shared));
-            let payload = job.work.args.len() + job.work.bulk.len();
+            let puts = (self.worker.as_ref()).map_or(0, |live| live.put_bytes(&queued.work.shared));
+            let payload = queued.work.args.len() + queued.work.bulk.len();
             let bytes = payload + puts;
-            let alone = payload >= arena::THRESHOLD || self.needs_new_child();
-            let flying_bytes: usize = self.flight.iter().map(Flying::bytes).sum();
-            if !self.flight.is_empty() && (alone || flying_bytes + bytes > IN_FLIGHT_BYTES) {
-                self.waiting.push_front(job);
+            let replace = self.needs_new_child();
+            let alone = payload >= arena::THRESHOLD || replace;
+            let in_flight_bytes: usize = self.in_flight.iter().map(Call::bytes).sum();
+            if !self.in_flight.is_empty() && (alone || in_flight_bytes + bytes > IN_FLIGHT_BYTES) {
+                self.waiting.push_front(queued);
                 return Ok(());
             }
-            self.send(job)?;
+            self.send(queued, replace)?;
             if alone {
                 return Ok(());
             }
@@ -334,62 +430,53 @@ impl Feed<'_> {
         Ok(())
     }
 
-    /// Whether the child must be replaced before the next call: a cancel
-    /// killed it, it sent outcomes that did not decode, or it has served
-    /// its `max_tasks_per_child`.
+    /// Whether the child must be replaced before the next call (see
+    /// `Worker::needs_replacing`).
     fn needs_new_child(&self) -> bool {
-        self.link.as_ref().is_some_and(|live| {
-            live.process.was_killed()
-                || live.distrusted
-                || (self.shared.max_tasks_per_child).is_some_and(|max| live.calls >= max)
-        })
+        (self.worker.as_ref())
+            .is_some_and(|live| live.needs_replacing(self.shared.max_tasks_per_child))
     }
 
-    /// Retires the child (killing it first if it is not to be trusted).
+    /// Retires the child (killed first if it is not to be trusted).
     fn retire(&mut self) {
-        let old = self.link.take().expect("a child to retire");
-        if old.distrusted {
-            old.process.kill(sys::KILL);
-        }
-        old.retire();
+        self.worker.take().expect("a child to retire").retire();
     }
 
-    /// Sends `job` to the child (starting one if there is none, replacing
+    /// Sends `queued` to the child (starting one if there is none, replacing
     /// one that must be, with nothing in flight), or fails it. The oldest
     /// call in flight is claimed as it is sent; one sent behind others
     /// stays pending, with a hook that takes it back on a cancel.
-    fn send(&mut self, mut job: Job) -> Result<(), Exit> {
-        let lend = self.flight.is_empty();
-        if lend && self.needs_new_child() {
+    fn send(&mut self, mut queued: QueuedWork, replace: bool) -> Result<(), Exit> {
+        let lend = self.in_flight.is_empty();
+        if lend && replace {
             self.retire();
         }
-        if self.link.is_none() {
+        if self.worker.is_none() {
             match start(self.shared) {
-                Ok(started) => *self.link = Some(started),
+                Ok(started) => *self.worker = Some(started),
                 // No room for a new child (out of descriptors, processes or
                 // memory) while other children of the pool live: the work
-                // goes back to the queue for one of them, and this manager
+                // goes back to the queue for one of them, and this dispatcher
                 // ends. Only when no child lives does the work fail.
                 Err(Failed::Start(error @ Error::SpawnFailed { .. }))
                     if self.shared.any_alive() =>
                 {
-                    let jobs = std::iter::once(job).chain(self.waiting.drain(..));
-                    self.queue
-                        .requeue_and_exit(jobs.map(Queued::from).collect(), error);
+                    let all = std::iter::once(queued).chain(self.waiting.drain(..));
+                    self.queue.requeue_and_exit(all.collect(), error);
                     return Err(Exit);
                 }
                 Err(failed) => {
-                    fail(self.queue, job.work, failed);
+                    fail(self.queue, queued.work, failed);
                     return Ok(());
                 }
             }
         }
-        let live = self.link.as_mut().expect("started above");
+        let live = self.worker.as_mut().expect("started above");
         // A big argument left unencoded goes straight into the arena, which
         // is the pool's with nothing in flight; else into memory of its own.
         // Its Serialize failing fails the task, before anything is sent.
         let mut placed = None;
-        if let Bulk::Deferred(deferred) = &job.work.bulk {
+        if let Bulk::Deferred(deferred) = &queued.work.bulk {
             let encoded = match lend.then(|| live.place(deferred)).flatten() {
                 Some(in_arena) => in_arena.map(|len| {
                     placed = Some(len);
@@ -400,47 +487,47 @@ impl Feed<'_> {
             match encoded {
                 Ok(None) => {}
                 Ok(Some(bytes)) => {
-                    job.work.args = bytes;
-                    job.work.bulk = Bulk::default();
+                    queued.work.args = bytes;
+                    queued.work.bulk = Bulk::default();
                 }
                 Err(error) => {
-                    job.work.results.fail(error);
+                    queued.work.results.fail(error);
                     return Ok(());
                 }
             }
         }
-        let count = job.work.header.count;
+        let count = queued.work.header.count;
         let first = live.number(count);
         // The oldest call goes now: the child may start it. (With nothing
         // in flight, nothing was taken back since the last resume.)
         if lend && !live.allow_sent() {
-            self.waiting.push_front(job);
+            self.waiting.push_front(queued);
             self.pause();
             return Ok(());
         }
-        job.work.header.first = first;
-        let held = match (&job.claimed, lend, &live.gate) {
+        queued.work.header.first = first;
+        let held = match (&queued.claimed, lend, &live.gate) {
             // Claimed on a child that died before starting it: its cancel
             // must now reach this child.
             (true, _, _) => {
                 if lend {
                     live.process.set_running(Some(first));
                 }
-                let canceller = canceller(&job.work, &live.process, first);
-                job.work.results.rehome(canceller)
+                let canceller = canceller(&queued.work, &live.process, first);
+                queued.work.results.rehome(canceller)
             }
             (false, true, _) | (false, false, None) => {
                 live.process.set_running(Some(first));
-                let claimed = claim(&mut job.work, &live.process, first);
+                let claimed = claim(&mut queued.work, &live.process, first);
                 if !claimed {
                     live.process.set_running(None);
                 }
-                job.claimed = claimed;
+                queued.claimed = claimed;
                 claimed
             }
             (false, false, Some(gate)) => {
                 let gate = Arc::clone(gate);
-                (job.work.results).hold(Box::new(move || gate.take_back(first)))
+                (queued.work.results).hold(Box::new(move || gate.take_back(first)))
             }
         };
         if !held {
@@ -448,17 +535,18 @@ impl Feed<'_> {
             return Ok(());
         }
         let deadline = (self.shared.timeout).and_then(|t| Instant::now().checked_add(t));
-        let work = &job.work;
+        let work = &queued.work;
         let parts = [&work.args[..], work.bulk.bytes()];
-        let sent = (live.share(&work.shared, deadline))
-            .and_then(|()| live.send(&work.header, parts, placed, lend, deadline));
+        let sent = live.send(&work.shared, &work.header, parts, placed, lend, deadline);
+        if lend && sent.is_ok() && queued.delivery == Delivery::New {
+            queued.delivery = Delivery::Delivered;
+        }
         // A failed write shows when the answers are read (see `run`).
-        self.flight.push_back(Flying {
-            job: Some(job),
+        self.in_flight.push_back(Call {
+            queued: Some(queued),
             first,
             count,
             deadline,
-            delivered: lend && sent.is_ok(),
             sent: Instant::now(),
         });
         Ok(())
@@ -468,10 +556,10 @@ impl Feed<'_> {
     /// the call had been given away (its answer says nothing ran), or if
     /// the answer broke the protocol (then the child was dropped).
     fn answered(&mut self, answer: Answer) -> Option<Answered> {
-        let head = &self.flight[0];
+        let head = &self.in_flight[0];
         // A call still here was claimed as the oldest in flight, and runs
         // whole; one given away was taken back before it started.
-        let expected = match &head.job {
+        let expected = match &head.queued {
             Some(_) => head.count,
             None => 0,
         };
@@ -483,76 +571,78 @@ impl Feed<'_> {
             self.lost(Fault::Protocol(error));
             return None;
         }
-        let flying = self.flight.pop_front().expect("in flight");
-        let Some(job) = flying.job else {
+        let call = self.in_flight.pop_front().expect("in flight");
+        let Some(queued) = call.queued else {
             self.next_runs();
             return None;
         };
         Some(Answered {
-            job,
-            sent: flying.sent,
+            queued,
+            sent: call.sent,
         })
     }
 
     /// The oldest call in flight is now the one the child runs: it is
     /// claimed, unless a cancel took it back (then it goes, at once).
     fn next_runs(&mut self) {
-        let live = self.link.as_ref().expect("a child answered");
-        let Some(next) = self.flight.front_mut() else {
+        let live = self.worker.as_ref().expect("a child answered");
+        let Some(next) = self.in_flight.front_mut() else {
             live.process.set_running(None);
             return;
         };
         let first = next.first;
-        let Some(job) = &mut next.job else {
+        let Some(queued) = &mut next.queued else {
             live.process.set_running(None);
             return;
         };
         live.process.set_running(Some(first));
-        if job.claimed {
+        if queued.claimed {
             return;
         }
         let allowed = live.gate.as_ref().is_none_or(|gate| gate.allows(first));
-        if allowed && claim(&mut job.work, &live.process, first) {
-            job.claimed = true;
+        if allowed && claim(&mut queued.work, &live.process, first) {
+            queued.claimed = true;
             return;
         }
         live.process.set_running(None);
         // Taken back: the child will skip it, and its answer is owed.
-        let job = next.job.take().expect("checked above");
-        self.link.as_mut().expect("a child answered").took_back();
-        self.give_away(job);
+        let queued = next.queued.take().expect("checked above");
+        self.worker.as_mut().expect("a child answered").took_back();
+        self.give_away(queued);
     }
 
     /// Completes `done` from the outcomes the child sent back, ending
-    /// `turn` just before if given, and retires the child, with nothing
+    /// `busy` just before if given, and retires the child, with nothing
     /// more in flight, if it is done.
-    fn complete(&mut self, done: Answered, took: Duration, turn: Option<Busy<'_, Queued>>) {
-        let live = self.link.as_mut().expect("the child just answered");
-        let Answered { mut job, .. } = done;
-        job.work.results.ran_for(took);
+    fn complete(&mut self, done: Answered, took: Duration, busy: Option<Busy<'_, QueuedWork>>) {
+        let live = self.worker.as_mut().expect("the child just answered");
+        let Answered { mut queued, .. } = done;
+        queued.work.results.ran_for(took);
         // The shared values it used are let go before its future resolves:
         // a caller that drops its last handle then frees the value now.
-        drop(std::mem::take(&mut job.work.shared));
-        let idle = turn.map(Busy::end);
+        drop(std::mem::take(&mut queued.work.shared));
+        let idle = busy.map(Busy::end);
         // Decoding runs the result's Deserialize, and completing may run
         // its Drop: user code, each caught where it runs (see
         // `Results::deliver`). The outcomes' tail is decoded in the arena,
-        // before anything more is sent to this child (see `ChildLink::tail`);
-        // a plain-vector result may take the memory of the job's own
+        // before anything more is sent to this child (see `Worker::answer`);
+        // a plain-vector result may take the memory of the work's own
         // argument, sent already and never sent again.
-        let delivered =
-            (job.work.results).deliver(live.outcomes(), live.tail(), &mut job.work.bulk);
+        let (outcomes, tail) = live.answer();
+        let delivered = (queued.work.results).deliver(outcomes, tail, &mut queued.work.bulk);
         // Outcomes that did not decode (the future got the protocol
         // error): the child is not to be trusted with more calls; those in
         // flight are answered first.
-        live.distrusted |= delivered.is_err();
+        if delivered.is_err() {
+            live.distrust();
+        }
         if let Some(callbacks) = delivered.unwrap_or_else(|callbacks| callbacks) {
             match &idle {
                 Some(idle) => idle.busy_while(callbacks),
                 None => callbacks(),
             }
         }
-        if self.flight.is_empty() && self.needs_new_child() {
+        if self.in_flight.is_empty() && self.needs_new_child() {
             self.retire();
         }
     }
@@ -561,25 +651,25 @@ impl Feed<'_> {
     /// flight; what a cancel took back goes now.
     fn pause(&mut self) {
         self.paused = true;
-        let Some(live) = self.link.as_mut() else {
+        let Some(live) = self.worker.as_mut() else {
             return;
         };
         let Some(gate) = live.gate.clone() else {
             return;
         };
-        for flying in self.flight.iter_mut().skip(1) {
-            if !gate.allows(flying.first)
-                && let Some(job) = flying.job.take()
+        for call in self.in_flight.iter_mut().skip(1) {
+            if !gate.allows(call.first)
+                && let Some(queued) = call.queued.take()
             {
                 live.took_back();
-                give_away(self.queue, self.shared, job);
+                give_away(self.queue, self.shared, queued);
             }
         }
     }
 
     /// Every call in flight was answered: items may start again.
     fn resume(&mut self) {
-        if let Some(live) = self.link.as_mut() {
+        if let Some(live) = self.worker.as_mut() {
             live.resume();
         }
         self.paused = false;
@@ -603,8 +693,8 @@ impl Feed<'_> {
         }
         // What was taken off the queue but not sent (it did not fit in the
         // channel beside the calls in flight) goes first.
-        for job in self.waiting.drain(..) {
-            give_away(self.queue, self.shared, job);
+        for queued in self.waiting.drain(..) {
+            give_away(self.queue, self.shared, queued);
         }
         if !self.unstarted_behind(started) {
             return;
@@ -616,12 +706,12 @@ impl Feed<'_> {
         // back what follows, so it is tried again from where the child is.
         let mut started = started;
         let from = loop {
-            let head = &self.flight[0];
+            let head = &self.in_flight[0];
             let mut from = match before(started, head.first) {
                 true => head.first.wrapping_add(1),
                 false => started.wrapping_add(1),
             };
-            if let Some(running) = self.flight.iter().skip(1).find(|f| f.holds(started)) {
+            if let Some(running) = self.in_flight.iter().skip(1).find(|f| f.holds(started)) {
                 from = running.first.wrapping_add(running.count);
             }
             if gate.take_back(from) {
@@ -630,19 +720,21 @@ impl Feed<'_> {
             started = gate.started();
         };
         // A chunk's unstarted rest goes as work of its own.
-        let head = &mut self.flight[0];
+        let head = &mut self.in_flight[0];
         if head.holds(from)
-            && let Some(job) = &mut head.job
-            && let Some(rest) = job.work.split_off(from.wrapping_sub(head.first) as usize)
+            && let Some(queued) = &mut head.queued
+            && let Some(rest) = queued
+                .work
+                .split_off(from.wrapping_sub(head.first) as usize)
         {
-            head.count = job.work.header.count;
+            head.count = queued.work.header.count;
             give_away(
                 self.queue,
                 self.shared,
-                Job {
+                QueuedWork {
                     work: rest,
                     claimed: true,
-                    resent: false,
+                    delivery: Delivery::New,
                 },
             );
         }
@@ -652,26 +744,26 @@ impl Feed<'_> {
     /// Whether calls in flight hold items after `started` that may not have
     /// started: later calls, or the rest of the oldest one.
     fn unstarted_behind(&self, started: u32) -> bool {
-        let head = &self.flight[0];
+        let head = &self.in_flight[0];
         let last = head.first.wrapping_add(head.count.max(1) - 1);
-        self.flight.len() > 1 || head.job.is_some() && before(started, last)
+        self.in_flight.len() > 1 || head.queued.is_some() && before(started, last)
     }
 
     /// Pauses if a cancel took back calls in flight.
     fn pause_if_taken(&mut self, gate: &Gate) {
         if self
-            .flight
+            .in_flight
             .iter()
             .skip(1)
-            .any(|f| f.job.is_some() && !gate.allows(f.first))
+            .any(|f| f.queued.is_some() && !gate.allows(f.first))
         {
             self.pause();
         }
     }
 
-    /// Gives `job` away: see [`give_away`].
-    fn give_away(&self, job: Job) {
-        give_away(self.queue, self.shared, job);
+    /// Gives `queued` away: see [`give_away`].
+    fn give_away(&self, queued: QueuedWork) {
+        give_away(self.queue, self.shared, queued);
     }
 
     /// The child is lost (`fault` says how): it is killed if it may still
@@ -682,7 +774,7 @@ impl Feed<'_> {
     /// every call in flight fails.
     fn lost(&mut self, fault: Fault) {
         let bad = self
-            .link
+            .worker
             .take()
             .expect("a call was made, so a child exists");
         if matches!(fault, Fault::TimedOut | Fault::Protocol(_)) {
@@ -693,34 +785,33 @@ impl Feed<'_> {
         // handles closed) before any future hears of its death.
         let last_started = bad.gate.as_ref().map(|gate| gate.started());
         bad.retire();
-        let started = |flying: &Flying| match last_started {
-            Some(last) => !before(last, flying.first),
-            None => flying.delivered,
-        };
-        for (index, flying) in std::mem::take(&mut self.flight).into_iter().enumerate() {
-            let ran = started(&flying);
-            let Some(job) = flying.job else {
+        for (index, call) in std::mem::take(&mut self.in_flight).into_iter().enumerate() {
+            let Some(queued) = call.queued else {
                 continue;
+            };
+            let ran = match last_started {
+                Some(last) => !before(last, call.first),
+                None => queued.delivery == Delivery::Delivered,
             };
             let error = match &fault {
                 Fault::Protocol(error) => Some(error.clone()),
                 Fault::TimedOut if index == 0 => Some(Error::TaskTimedOut {
                     limit: self.shared.timeout.unwrap_or_default(),
                 }),
-                _ if ran || job.resent => Some(death.clone()),
+                _ if ran || queued.delivery == Delivery::Resent => Some(death.clone()),
                 _ => None,
             };
             match error {
                 // A cancelled future is resolved already; this is a no-op.
-                Some(error) => fail(self.queue, job.work, Failed::Call(error)),
+                Some(error) => fail(self.queue, queued.work, Failed::Call(error)),
                 None => {
-                    let mut job = job;
-                    if !job.claimed {
+                    let mut queued = queued;
+                    if !queued.claimed {
                         // Its hook was for the dead child's gate.
-                        job.work.results.release();
+                        queued.work.results.release();
                     }
-                    job.resent = true;
-                    self.waiting.push_back(job);
+                    queued.delivery = Delivery::Resent;
+                    self.waiting.push_back(queued);
                 }
             }
         }
@@ -731,7 +822,7 @@ impl Feed<'_> {
 
 /// The answer to one call, whose items all ran.
 struct Answered {
-    job: Job,
+    queued: QueuedWork,
     sent: Instant,
 }
 
@@ -757,22 +848,22 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 }
 
 /// Gives work taken back (or sent to a child that died before starting it)
-/// to the queue of work given back, for the next manager free: its future
+/// to the queue of work given back, for the next dispatcher free: its future
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(queue: &Arc<WorkQueue<Queued>>, shared: &PoolState, mut job: Job) {
+fn give_away(queue: &Arc<WorkQueue<QueuedWork>>, shared: &PoolState, mut queued: QueuedWork) {
     if shared.is_stopping() {
         return;
     }
-    if !job.claimed {
-        job.work.results.release();
+    if !queued.claimed {
+        queued.work.results.release();
     }
-    queue.give_back([Queued::from(job)]);
+    queue.give_back([queued]);
 }
 
 /// Resolves `work` that got no outcomes, as `failed` says.
-fn fail(queue: &WorkQueue<Queued>, work: Work, failed: Failed) {
+fn fail(queue: &WorkQueue<QueuedWork>, work: Work, failed: Failed) {
     match failed {
         // Dropped unrun, its futures resolve as cancelled (or already are).
         Failed::Stopping => drop(work),
@@ -798,12 +889,12 @@ enum Failed {
 
 /// Starts a child, registered with the pool from the moment it exists, so
 /// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
-fn start(shared: &PoolState) -> Result<ChildLink, Failed> {
-    let started = ChildLink::start(&shared.recipe, |process| shared.register(process));
+fn start(shared: &PoolState) -> Result<Worker, Failed> {
+    let started = Worker::start(&shared.recipe, |process| shared.register(process));
     if shared.is_stopping() {
-        if let Ok(link) = started {
-            link.process.kill(sys::KILL);
-            link.retire();
+        if let Ok(worker) = started {
+            worker.process.kill(sys::KILL);
+            worker.retire();
         }
         return Err(Failed::Stopping);
     }
