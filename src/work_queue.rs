@@ -14,10 +14,16 @@
 //! The queue's lifecycle is [`Intake`]; once closed it never opens again:
 //!
 //! ```text
-//! Open ──shutdown──▶ ShutDown
-//!   │                   │
+//! Open ──shutdown──▶ ShutDown ──stop──▶ Stopped
+//!   │ │                 │                  ▲
+//!   │ └─────────────────┼───────stop───────┤
 //!   └──break_pool──▶ Broken ◀──break_pool──┘
+//!                     └─────────stop───────┘
 //! ```
+//!
+//! `Stopped` is a process pool whose workers `terminate_workers` or
+//! `kill_workers` stop: nothing runs again there, not even work given back,
+//! and no new worker starts.
 //!
 //! Work that a process manager sent ahead and took back (its child was
 //! busy) goes to a second queue, of work [given back](WorkQueue::give_back),
@@ -81,6 +87,8 @@ pub(crate) struct WorkQueue<J> {
 enum Intake<J> {
     Open(Sender<Option<J>>),
     ShutDown,
+    /// Its pool stops its workers: nothing is to run again.
+    Stopped,
     /// The pool broke, for this reason.
     Broken(String),
 }
@@ -145,7 +153,7 @@ impl<J: Entry> WorkQueue<J> {
             Intake::Broken(reason) => Error::BrokenExecutor {
                 reason: reason.clone(),
             },
-            Intake::ShutDown => Error::Shutdown,
+            Intake::ShutDown | Intake::Stopped => Error::Shutdown,
             Intake::Open(sender) => {
                 // The receiver lives in `self.channel`, so the send cannot fail.
                 let _ = sender.send(Some(entry));
@@ -245,7 +253,7 @@ impl<J: Entry> WorkQueue<J> {
             Intake::Open(_) => entries
                 .into_iter()
                 .for_each(|entry| self.put_back(&state, entry)),
-            Intake::ShutDown | Intake::Broken(_) => {
+            Intake::ShutDown | Intake::Stopped | Intake::Broken(_) => {
                 drop(state);
                 entries
                     .into_iter()
@@ -347,7 +355,7 @@ impl<J: Entry> WorkQueue<J> {
     pub(crate) fn break_pool(&self, reason: String) {
         {
             let mut state = self.lock();
-            if !matches!(state.intake, Intake::Broken(_)) {
+            if !matches!(state.intake, Intake::Broken(_) | Intake::Stopped) {
                 state.intake = Intake::Broken(reason.clone());
             }
         }
@@ -355,6 +363,28 @@ impl<J: Entry> WorkQueue<J> {
         while let Some(entry) = self.try_next() {
             entry.fail(error.clone());
         }
+    }
+
+    /// Closes the queue for good and cancels everything in it, work given
+    /// back later included: its pool is stopping its workers, and nothing
+    /// is to run again (see [`stopped`](Self::stopped)).
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn stop(&self) {
+        {
+            let mut state = self.lock();
+            state.intake = Intake::Stopped;
+            state.cancelled = true;
+        }
+        while let Some(entry) = self.try_next() {
+            let _ = panic::catch(move || drop(entry));
+        }
+    }
+
+    /// Whether [`stop`](Self::stop) was called: a process pool's
+    /// dispatcher then starts no child and drops what it holds unrun.
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    pub(crate) fn stopped(&self) -> bool {
+        matches!(self.lock().intake, Intake::Stopped)
     }
 
     /// Closes the queue, as `how` says. With `wait`, returns once every
@@ -612,7 +642,7 @@ mod tests {
     }
 
     #[test]
-    fn a_seat_counts_its_thread_idle_exactly_when_it_waits() {
+    fn a_taker_counts_its_thread_idle_exactly_when_it_waits() {
         // No thread of its own (max_workers 0): this test's thread sits.
         let queue = Arc::new(WorkQueue::new(0, "test".into(), None, Arc::new(|_| ())));
         queue.enqueue(Nothing);
@@ -638,6 +668,51 @@ mod tests {
         assert_eq!(idle(&queue), 0, "the thread left");
     }
 
+    /// An entry that counts how it ended: failed (with which error), or
+    /// dropped unrun.
+    struct Counted(std::sync::mpsc::Sender<Option<Error>>);
+
+    impl Entry for Counted {
+        fn fail(self, error: Error) {
+            let _ = self.0.send(Some(error));
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            let _ = self.0.send(None);
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos", windows))]
+    #[test]
+    fn a_stopped_queue_runs_nothing_again_and_stays_stopped() {
+        let queue = Arc::new(WorkQueue::new(0, "test".into(), None, Arc::new(|_| ())));
+        let (report, ended) = std::sync::mpsc::channel();
+        queue.enqueue(Counted(report.clone()));
+        assert!(!queue.stopped());
+        queue.stop();
+        assert!(queue.stopped());
+        assert!(
+            matches!(ended.try_recv(), Ok(None)),
+            "queued: dropped unrun"
+        );
+        queue.give_back([Counted(report.clone())]);
+        assert!(
+            matches!(ended.try_recv(), Ok(None)),
+            "given back: dropped unrun"
+        );
+        queue.enqueue(Counted(report.clone()));
+        assert!(
+            matches!(ended.try_recv(), Ok(Some(Error::Shutdown))),
+            "refused"
+        );
+        queue.break_pool("a child failed to start".into());
+        queue.shutdown(Shutdown::default());
+        assert!(queue.stopped(), "neither a break nor a shutdown undoes it");
+        assert!(queue.try_next().is_none());
+    }
+
     /// An entry that panics its queue thread (outside any task's catch) or
     /// reports that it ran.
     enum Test {
@@ -650,7 +725,7 @@ mod tests {
     }
 
     #[test]
-    fn a_job_queued_while_a_thread_takes_another_gets_a_thread() {
+    fn an_entry_queued_while_a_thread_takes_another_gets_a_thread() {
         // The race, one step at a time on this test's thread, which acts
         // as a queue thread through the queue's own steps: it waits (idle),
         // takes an entry off the queue, and before it counts itself busy a
@@ -661,7 +736,7 @@ mod tests {
         // once under heavy load).
         let body: Body<Test> = Arc::new(|queue: &Arc<WorkQueue<Test>>| {
             let mut taker = queue.taker();
-            while let Some((entry, _turn)) = taker.take() {
+            while let Some((entry, _busy)) = taker.take() {
                 if let Test::Report(done) = entry {
                     let _ = done.send(());
                 }
@@ -683,10 +758,10 @@ mod tests {
     }
 
     #[test]
-    fn a_crew_thread_that_panics_is_replaced() {
+    fn a_queue_thread_that_panics_is_replaced() {
         let body: Body<Test> = Arc::new(|queue: &Arc<WorkQueue<Test>>| {
             let mut taker = queue.taker();
-            while let Some((entry, _turn)) = taker.take() {
+            while let Some((entry, _busy)) = taker.take() {
                 match entry {
                     // resume_unwind: an unwind without the hook's message.
                     Test::Panic => std::panic::resume_unwind(Box::new("a bug outside every catch")),

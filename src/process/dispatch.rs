@@ -52,7 +52,6 @@
 //! never started fails (a call sent again once and lost again fails).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -95,8 +94,6 @@ pub(super) struct PoolState {
     /// The per-task timeout, if any.
     pub(super) timeout: Option<Duration>,
     pub(super) max_tasks_per_child: Option<usize>,
-    /// Set by `terminate_workers`/`kill_workers`: run nothing more.
-    stopping: AtomicBool,
     /// The live child processes, for `terminate_workers`/`kill_workers`.
     processes: Mutex<Vec<Weak<Process>>>,
 }
@@ -111,16 +108,8 @@ impl PoolState {
             recipe,
             timeout,
             max_tasks_per_child,
-            stopping: AtomicBool::new(false),
             processes: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Tells every dispatcher to run nothing more (`terminate_workers`,
-    /// `kill_workers`).
-    pub(super) fn stop(&self) {
-        // ORDERING: Release pairs with the Acquire in `is_stopping`.
-        self.stopping.store(true, Ordering::Release);
     }
 
     /// The live child processes, forgotten here: the caller stops them.
@@ -132,12 +121,6 @@ impl PoolState {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         processes.iter().filter_map(Weak::upgrade).collect()
-    }
-
-    fn is_stopping(&self) -> bool {
-        // ORDERING: Acquire pairs with the Release in `stop_now`; a dispatcher
-        // that misses the flag still has its child killed there.
-        self.stopping.load(Ordering::Acquire)
     }
 
     /// Whether any child process of the pool is still there to run work.
@@ -452,7 +435,7 @@ impl Batch<'_> {
             self.retire();
         }
         if self.worker.is_none() {
-            match start(self.shared) {
+            match start(self.queue, self.shared) {
                 Ok(started) => *self.worker = Some(started),
                 // No room for a new child (out of descriptors, processes or
                 // memory) while other children of the pool live: the work
@@ -662,7 +645,7 @@ impl Batch<'_> {
                 && let Some(queued) = call.queued.take()
             {
                 live.took_back();
-                give_away(self.queue, self.shared, queued);
+                give_away(self.queue, queued);
             }
         }
     }
@@ -694,7 +677,7 @@ impl Batch<'_> {
         // What was taken off the queue but not sent (it did not fit in the
         // channel beside the calls in flight) goes first.
         for queued in self.waiting.drain(..) {
-            give_away(self.queue, self.shared, queued);
+            give_away(self.queue, queued);
         }
         if !self.unstarted_behind(started) {
             return;
@@ -730,7 +713,6 @@ impl Batch<'_> {
             head.count = queued.work.header.count;
             give_away(
                 self.queue,
-                self.shared,
                 QueuedWork {
                     work: rest,
                     claimed: true,
@@ -763,7 +745,7 @@ impl Batch<'_> {
 
     /// Gives `queued` away: see [`give_away`].
     fn give_away(&self, queued: QueuedWork) {
-        give_away(self.queue, self.shared, queued);
+        give_away(self.queue, queued);
     }
 
     /// The child is lost (`fault` says how): it is killed if it may still
@@ -852,8 +834,8 @@ fn canceller(work: &Work, process: &Arc<Process>, first: u32) -> Option<Cancelle
 /// is pending again (if it was not claimed), with no hook. When the pool
 /// is stopping, it is dropped unrun instead (its future resolves as
 /// cancelled).
-fn give_away(queue: &Arc<WorkQueue<QueuedWork>>, shared: &PoolState, mut queued: QueuedWork) {
-    if shared.is_stopping() {
+fn give_away(queue: &Arc<WorkQueue<QueuedWork>>, mut queued: QueuedWork) {
+    if queue.stopped() {
         return;
     }
     if !queued.claimed {
@@ -888,10 +870,13 @@ enum Failed {
 }
 
 /// Starts a child, registered with the pool from the moment it exists, so
-/// that `terminate_workers`/`kill_workers` can stop it even mid-handshake.
-fn start(shared: &PoolState) -> Result<Worker, Failed> {
+/// that `terminate_workers`/`kill_workers` can stop it even mid-handshake:
+/// either this check sees the queue stopped, or `stop_now`, which stops
+/// the queue before it takes the registered processes, sees this child
+/// (both under locks, so one of the two comes first).
+fn start(queue: &WorkQueue<QueuedWork>, shared: &PoolState) -> Result<Worker, Failed> {
     let started = Worker::start(&shared.recipe, |process| shared.register(process));
-    if shared.is_stopping() {
+    if queue.stopped() {
         if let Ok(worker) = started {
             worker.process.kill(sys::KILL);
             worker.retire();

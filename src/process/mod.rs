@@ -253,11 +253,7 @@ impl RemoteExecutor<ProcessTransport> {
 
     fn stop_now(&self, signal: sys::Signal) {
         let ProcessTransport { queue, shared } = &self.transport;
-        shared.stop();
-        queue.shutdown(Shutdown {
-            wait: false,
-            cancel_futures: true,
-        });
+        queue.stop();
         let processes = shared.take_processes();
         for process in &processes {
             process.kill(signal);
