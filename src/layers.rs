@@ -71,6 +71,8 @@ struct File {
     paths: Vec<(Vec<String>, usize)>,
 }
 
+// Under miri it would only be slow: it reads text, with no unsafe code.
+#[cfg_attr(miri, ignore)]
 #[test]
 fn every_file_imports_exactly_what_its_header_says() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -712,6 +714,7 @@ fn circles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
     state.found
 }
 
+#[cfg_attr(miri, ignore)]
 #[test]
 fn the_reader_finds_imports_in_every_form() {
     let modules: BTreeSet<String> = ["", "a", "a::b", "a::c", "d"].map(str::to_owned).into();

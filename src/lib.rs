@@ -339,7 +339,7 @@
 //! 1. **Front end.** [`ThreadPoolExecutor`] (`thread/`) runs tasks itself,
 //!    on a `WorkQueue` of threads (`queue.rs`). Every other pool is one
 //!    [`RemoteExecutor`] (`remote/front.rs`) over a [`Transport`]:
-//!    `submit` and `map` name the function (`remote/call.rs`: offsets from
+//!    `submit` and `map` name the function (`remote/function.rs`: offsets from
 //!    an anchor, and a tag keyed with the pool's secret), encode the
 //!    arguments (`remote/codec.rs`) and hand the transport one `Work`: a
 //!    task header, the bytes, and the futures its answer completes
@@ -378,13 +378,13 @@
 //!   so the pool's `'static` queue can hold it. Each task is boxed with a
 //!   count that drops only after the task has been run or dropped, and
 //!   `scope` does not return or unwind until that count is zero.
-//! - `remote/call.rs`: turning a function's offset, received from the
+//! - `remote/function.rs`: turning a function's offset, received from the
 //!   front end, back into a function pointer. It is trusted only after the
 //!   handshake proved both sides run the same executable, and after the
 //!   task's keyed tag proved the offsets came from this pool. The rule
 //!   that makes offsets meaningful: **a task function must lie in the same
 //!   image as the anchor** (the executable, not a shared library: no
-//!   `-C prefer-dynamic`, `dylib` crate or plugin). `Call::of` checks it
+//!   `-C prefer-dynamic`, `dylib` crate or plugin). `FunctionRef::of` checks it
 //!   with `dladdr` (on Windows `GetModuleHandleExW` with
 //!   `GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS`, whose module handle is its
 //!   image base) at `submit` and refuses the task otherwise; it also

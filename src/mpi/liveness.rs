@@ -1,4 +1,4 @@
-//! Layer: mpi. May use: `mpi::gate`, `mpi::tags`, `remote::call`, std,
+//! Layer: mpi. May use: `mpi::gate`, `mpi::tags`, `remote::function`, std,
 //! crossbeam-channel and the mpi crate's point-to-point calls.
 //! Whether a busy worker is alive, wherever it runs: heartbeats over MPI,
 //! and nothing of a particular host (no `/proc`, no pid). Between the hub
@@ -34,7 +34,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::gate::Gate;
 use super::tags;
-use crate::remote::call::Secret;
+use crate::remote::function::Secret;
 
 /// What the task thread runs on a task message: the worker's `run_task`
 /// (over the remote layer's), outcomes out, asking the last argument before each

@@ -1,5 +1,5 @@
 //! Layer: mpi. May use: `error`, `executor`, `mpi::hub`, `mpi::role`,
-//! `mpi::settings`, `mpi::worker`, `panic`, `remote`, `remote::call`,
+//! `mpi::settings`, `mpi::worker`, `panic`, `remote`, `remote::function`,
 //! `remote::work`, std and crossbeam-channel.
 //! [`MpiPoolExecutor`]: tasks on MPI ranks, like `mpi4py.futures`; the
 //! remote front end over [`MpiTransport`]. Its files, from the top down
@@ -23,7 +23,7 @@
 //!   safe form of.
 //!
 //! Tasks travel as in every remote pool: a task header (the offsets of
-//! `Call::of`, a keyed tag, a count) and the encoded arguments, answered by
+//! `FunctionRef::of`, a keyed tag, a count) and the encoded arguments, answered by
 //! the encoded outcomes, after the remote layer's handshake, with a
 //! fingerprint of the executable's *contents* (ranks on other machines see
 //! another inode for the same program). Each message kind is an MPI tag
@@ -51,7 +51,7 @@ use self::hub::Command;
 use self::role::Role;
 use self::settings::MpiSettings;
 use self::worker::{serve_spawned, serve_world};
-use crate::remote::call::Secret;
+use crate::remote::function::Secret;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, sealed};
 use crate::{Error, Shutdown, panic};

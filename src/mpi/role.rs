@@ -1,4 +1,4 @@
-//! Layer: mpi. May use: `remote::call` and std.
+//! Layer: mpi. May use: `remote::function` and std.
 //! How this run of the program takes part in MPI ([`Role`]), as far as the
 //! launcher's environment and arguments tell before MPI is initialized,
 //! and the fingerprint by which the hub and its workers prove they run the
@@ -19,7 +19,7 @@
 
 use std::env;
 
-use crate::remote::call::Fingerprint;
+use crate::remote::function::Fingerprint;
 
 /// The argument a spawned worker is started with.
 pub(crate) const WORKER_ARG: &str = "--concurrent-futures-mpi-worker";

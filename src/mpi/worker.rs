@@ -1,5 +1,5 @@
 //! Layer: mpi. May use: `mpi::backoff`, `mpi::gate`, `mpi::liveness`,
-//! `mpi::role`, `mpi::tags`, `remote::call`, `remote::codec`,
+//! `mpi::role`, `mpi::tags`, `remote::function`, `remote::codec`,
 //! `remote::message`, `remote::serve`, std and the mpi crate.
 //! The worker's side: a spawned run or a rank ≥ 1 of a static world (see
 //! [`role`](super::role)) serves with the remote layer's loop
@@ -23,8 +23,8 @@ use super::gate::Gate;
 use super::liveness::{self, TaskThread};
 use super::role::{WORKER_ARG, fingerprint};
 use super::tags;
-use crate::remote::call::Secret;
 use crate::remote::codec::Bulk;
+use crate::remote::function::Secret;
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, run_task_with_tail};
 

@@ -1,5 +1,5 @@
 //! Layer: process. May use: `work_queue`, `error`, `executor`, `panic`, `remote`,
-//! `remote::call`, `remote::decode`, `remote::work`, `process::dispatch`,
+//! `remote::function`, `remote::decode`, `remote::work`, `process::dispatch`,
 //! `process::pool_side`, `process::sys`, `process::worker_side`. Tasks in
 //! separate worker processes: [`ProcessPoolExecutor`], the remote front end
 //! over [`ProcessTransport`].
@@ -43,8 +43,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::remote::call::Secret;
 use crate::remote::decode;
+use crate::remote::function::Secret;
 use crate::remote::work::Work;
 use crate::remote::{RemoteBuilder, RemoteExecutor, Transport, at_least_one, sealed};
 use crate::work_queue::WorkQueue;

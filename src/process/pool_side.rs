@@ -1,6 +1,6 @@
 //! Layer: process. May use: `error`, `process::arena`, `process::constructor`,
 //! `process::frame`, `process::gate`, `process::sys`, `process::worker_side`,
-//! `remote::call`, `remote::codec`, `remote::message`, `shared`. The pool's
+//! `remote::function`, `remote::codec`, `remote::message`, `shared`. The pool's
 //! side of the link to one worker (a child process; `worker_side` is the
 //! other side): starting it, the handshake, calls over its channel
 //! (several in flight, answered in order), and stopping it; its process's
@@ -36,8 +36,8 @@ use super::gate::Gate;
 use super::sys::{self, ChannelEnd, Descriptor, OsChild, Signal, Status};
 use super::worker_side::MARKER;
 use crate::Error;
-use crate::remote::call::{Fingerprint, Initializer, Secret};
 use crate::remote::codec::Deferred;
+use crate::remote::function::{Fingerprint, Initializer, Secret};
 use crate::remote::message::{self, Answer, Hello, Kind, TaskHeader, Welcome};
 use crate::shared::{self, Region, Wire};
 
@@ -211,7 +211,7 @@ impl Worker {
         let welcome = Welcome {
             fingerprint: recipe.fingerprint,
             secret: recipe.secret,
-            initializer: recipe.initializer.as_ref().map(|init| init.call),
+            initializer: recipe.initializer.as_ref().map(|init| init.function),
         };
         let arg = recipe
             .initializer
@@ -449,7 +449,7 @@ impl Worker {
     }
 
     /// The outcomes of the answer just received, and their last bytes,
-    /// where they came apart: in the arena, to decode in place. Call only
+    /// where they came apart: in the arena, to decode in place. FunctionRef only
     /// before the next [`send`](Self::send): the arena is this side's until
     /// then (see `arena`), and the borrow of `self` makes sure the bytes
     /// are not used past it.

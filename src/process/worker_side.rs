@@ -1,5 +1,5 @@
 //! Layer: process. May use: `process::arena`, `process::frame`,
-//! `process::gate`, `process::sys`, `remote::call`, `remote::codec`,
+//! `process::gate`, `process::sys`, `remote::function`, `remote::codec`,
 //! `remote::message`, `remote::serve`, `shared`. The worker's side of the
 //! link (`pool_side` is the pool's): how a run of the program knows it is
 //! a process pool's child, and its endpoint for the remote layer's serve
@@ -38,8 +38,8 @@ use super::arena::{self, Arena};
 use super::frame::{self, FrameError};
 use super::gate::Gate;
 use super::sys;
-use crate::remote::call::{Fingerprint, Secret};
 use crate::remote::codec::Bulk;
+use crate::remote::function::{Fingerprint, Secret};
 use crate::remote::message::{Answer, Kind, TaskHeader};
 use crate::remote::serve::{self, Endpoint, Stopped};
 #[cfg(unix)]
@@ -85,7 +85,7 @@ pub(crate) fn serve_if_child(before_main: bool) {
 /// is left out: `touch` changes it, not the bytes, and would make every
 /// new worker a stranger. Where the path is not `/proc/self/exe`, the file
 /// at the path may have been replaced; the code-layout half of the
-/// fingerprint (see `remote::call`) still tells most rebuilds apart.
+/// fingerprint (see `remote::function`) still tells most rebuilds apart.
 pub(crate) fn fingerprint() -> io::Result<Fingerprint> {
     let [a, b, c] = sys::file_identity(&sys::executable()?)?;
     Ok(Fingerprint::new([

@@ -1,5 +1,5 @@
 //! Layer: remote. May use: `error`, `executor`, `future`, `map`,
-//! `remote::call`, `remote::codec`, `remote::message`, `remote::trace`,
+//! `remote::function`, `remote::codec`, `remote::message`, `remote::trace`,
 //! `remote::work` and `shared`. A transport implements [`Transport`]
 //! instead of importing it. The one front end of every remote pool:
 //! [`RemoteExecutor`], whose `submit`, `map`, `starmap`, `map_unordered`
@@ -10,8 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::call::{Call, Initializer, Secret, Task};
 use super::codec::{self, Bulk};
+use super::function::{FunctionRef, Initializer, Secret, TaskFn};
 use super::message::TaskHeader;
 use super::work::{Chunk, One, Results, Work};
 use crate::executor::forward_executor;
@@ -84,7 +84,7 @@ pub struct RemoteExecutor<T: Transport> {
 const CHUNK_TARGET: Duration = Duration::from_millis(1);
 
 impl<T: Transport> RemoteExecutor<T> {
-    /// A front end over `transport`. Call `panic::install_hook` before, as
+    /// A front end over `transport`. FunctionRef `panic::install_hook` before, as
     /// every pool's build does.
     pub(crate) fn over(transport: T, chunksize: Option<usize>) -> Self {
         RemoteExecutor {
@@ -171,17 +171,17 @@ impl<T: Transport> RemoteExecutor<T> {
         self.submit_task(task, arg)
     }
 
-    /// [`submit`](Self::submit), for a task of any [`Task`] type.
-    fn submit_task<F: Task>(&self, task: F, arg: F::Args) -> Future<F::Output> {
+    /// [`submit`](Self::submit), for a task of any [`TaskFn`] type.
+    fn submit_task<F: TaskFn>(&self, task: F, arg: F::Args) -> Future<F::Output> {
         let (promise, future) = future::pair();
         let defer = self.transport.encodes_in_place();
-        let encoded = Call::of(task).and_then(|call| {
+        let encoded = FunctionRef::of(task).and_then(|function| {
             let (encoded, shared) = shared::collect(|| codec::encode_lone(arg, defer));
-            Ok((call, encoded?, shared?))
+            Ok((function, encoded?, shared?))
         });
         match encoded {
-            Ok((call, (args, bulk), shared)) => self.send(
-                call,
+            Ok((function, (args, bulk), shared)) => self.send(
+                function,
                 1,
                 (args, Vec::new(), bulk),
                 shared,
@@ -266,13 +266,13 @@ impl<T: Transport> RemoteExecutor<T> {
         self.map(task, inputs).unordered()
     }
 
-    /// [`map`](Self::map), for a task of any [`Task`] type. A chunk of one
+    /// [`map`](Self::map), for a task of any [`TaskFn`] type. A chunk of one
     /// input goes as a lone task, which a cancel can stop while it runs.
-    fn map_task<F: Task, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
+    fn map_task<F: TaskFn, I>(&self, task: F, inputs: I) -> Map<'_, I::IntoIter, F::Output>
     where
         I: IntoIterator<Item = F::Args>,
     {
-        let call = Call::of(task);
+        let function = FunctionRef::of(task);
         let submit = move |chunk: &mut Vec<F::Args>, meter: Option<&Arc<Meter>>| {
             if chunk.len() == 1 && meter.is_none() {
                 let arg = chunk.pop().expect("one item");
@@ -281,9 +281,9 @@ impl<T: Transport> RemoteExecutor<T> {
             let len = chunk.len();
             let (future, encoded) = Chunk::encode(chunk, meter);
             if let Some(chunk) = encoded {
-                match &call {
-                    Ok(call) => self.send(
-                        *call,
+                match &function {
+                    Ok(function) => self.send(
+                        *function,
                         chunk.sent,
                         (chunk.args, chunk.ends, Bulk::default()),
                         chunk.shared,
@@ -310,7 +310,7 @@ impl<T: Transport> RemoteExecutor<T> {
     /// Hands one task message to the transport.
     fn send(
         &self,
-        call: Call,
+        function: FunctionRef,
         count: usize,
         (args, ends, bulk): (Vec<u8>, Vec<usize>, Bulk),
         shared: Vec<Arc<shared::Inner>>,
@@ -319,8 +319,8 @@ impl<T: Transport> RemoteExecutor<T> {
         #[cfg(feature = "tracing")]
         let (trace, results) = super::trace::begin(count, args.len() + bulk.bytes().len(), results);
         let header = TaskHeader {
-            call,
-            tag: call.tag(self.transport.secret()),
+            function,
+            tag: function.tag(self.transport.secret()),
             count: u32::try_from(count).unwrap_or(u32::MAX),
             // The transport numbers the items as it sends them, if it does.
             first: 0,

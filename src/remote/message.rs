@@ -1,4 +1,4 @@
-//! Layer: remote. May use: `error` and `remote::call`.
+//! Layer: remote. May use: `error` and `remote::function`.
 //! The messages between a front end and a serving side, and their layouts.
 //! The messages between a front end and a serving side, and their layouts.
 //!
@@ -27,7 +27,7 @@
 //! Decoding never trusts a length: every read is bounds checked, and a bad
 //! body is a [`Malformed`], never a panic. Nothing here is `unsafe`.
 
-use super::call::{Call, Fingerprint, Secret};
+use super::function::{Fingerprint, FunctionRef, Secret};
 use crate::Error;
 
 /// Bumped whenever a message's layout changes.
@@ -175,13 +175,13 @@ impl Hello {
 }
 
 /// The front end's answer: who it is, the key for task tags, the
-/// initializer (named as [`Initializer`](super::call::Initializer) names
+/// initializer (named as [`Initializer`](super::function::Initializer) names
 /// it). The initializer's encoded argument follows the encoded `Welcome`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Welcome {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) secret: Secret,
-    pub(crate) initializer: Option<Call>,
+    pub(crate) initializer: Option<FunctionRef>,
 }
 
 impl Welcome {
@@ -211,7 +211,7 @@ impl Welcome {
         let secret = Secret([fields.u64()?, fields.u64()?]);
         let initializer = match fields.u8()? {
             0 => None,
-            1 => Some(Call {
+            1 => Some(FunctionRef {
                 trampoline: fields.u64()?,
                 function: fields.u64()?,
             }),
@@ -232,7 +232,7 @@ impl Welcome {
 /// The head of a task message; the encoded arguments follow it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TaskHeader {
-    pub(crate) call: Call,
+    pub(crate) function: FunctionRef,
     pub(crate) tag: u64,
     pub(crate) count: u32,
     /// The number of the message's first item on its serving side (the
@@ -250,8 +250,8 @@ impl TaskHeader {
 
     pub(crate) fn encode(&self) -> [u8; Self::LEN] {
         let mut out = [0; Self::LEN];
-        out[..8].copy_from_slice(&self.call.trampoline.to_le_bytes());
-        out[8..16].copy_from_slice(&self.call.function.to_le_bytes());
+        out[..8].copy_from_slice(&self.function.trampoline.to_le_bytes());
+        out[8..16].copy_from_slice(&self.function.function.to_le_bytes());
         out[16..24].copy_from_slice(&self.tag.to_le_bytes());
         out[24..28].copy_from_slice(&self.count.to_le_bytes());
         out[28..32].copy_from_slice(&self.first.to_le_bytes());
@@ -266,7 +266,7 @@ impl TaskHeader {
     pub(crate) fn decode(body: &[u8]) -> Result<(Self, &[u8]), Malformed> {
         let mut fields = Fields(body);
         let header = TaskHeader {
-            call: Call {
+            function: FunctionRef {
                 trampoline: fields.u64()?,
                 function: fields.u64()?,
             },
@@ -341,7 +341,7 @@ mod tests {
         let welcome = Welcome {
             fingerprint,
             secret: Secret([7, 8]),
-            initializer: Some(Call {
+            initializer: Some(FunctionRef {
                 trampoline: 9,
                 function: 10,
             }),
@@ -361,7 +361,7 @@ mod tests {
         );
         assert!(Welcome::decode(&[&alone.encode()[..], b"!"].concat()).is_err());
         let header = TaskHeader {
-            call: Call {
+            function: FunctionRef {
                 trampoline: 1,
                 function: 2,
             },

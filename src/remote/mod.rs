@@ -6,7 +6,7 @@
 //!
 //! - [`front`]: [`RemoteExecutor`], the one public front end, generic over a
 //!   [`Transport`] (how the bytes travel);
-//! - [`call`]: naming a function by offsets, tags and fingerprints: the
+//! - [`function`]: naming a function by offsets, tags and fingerprints: the
 //!   unsafe core;
 //! - [`codec`]: arguments and outcomes as bytes, and [`decode`]: a result's
 //!   `Deserialize` under guard (depth, messages, panics);
@@ -22,10 +22,10 @@
 //! its channel and its processes: that is where platform-specific code
 //! lives.
 
-pub(crate) mod call;
 pub(crate) mod codec;
 pub(crate) mod decode;
 mod front;
+pub(crate) mod function;
 pub(crate) mod message;
 pub(crate) mod serve;
 #[cfg(feature = "tracing")]

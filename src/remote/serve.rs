@@ -1,4 +1,4 @@
-//! Layer: remote. May use: `panic`, `remote::call`, `remote::codec`,
+//! Layer: remote. May use: `panic`, `remote::function`, `remote::codec`,
 //! `remote::message`, `remote::trace` and `shared` (to keep and release the
 //! values put here). A transport implements [`Endpoint`] instead of
 //! importing it.
@@ -19,8 +19,8 @@
 //! [`Shared`](crate::Shared) that the tasks after it use, and a `Release`
 //! takes values back (see `shared`); neither is answered.
 
-use super::call::{Args, Fingerprint, Initializer, Ran, Secret};
 use super::codec::Bulk;
+use super::function::{Args, Fingerprint, Initializer, Ran, Secret};
 use super::message::{Hello, Kind, TaskHeader, Welcome};
 use crate::panic;
 use crate::shared::{self, Region};
@@ -180,7 +180,7 @@ pub(crate) fn run_task_with_tail(
     may_start: &mut dyn FnMut() -> bool,
 ) -> Result<Ran, String> {
     let (header, _) = TaskHeader::decode(body).map_err(|e| e.into_error().to_string())?;
-    if header.tag != header.call.tag(secret) {
+    if header.tag != header.function.tag(secret) {
         return Err(
             "refused a task whose tag does not match: it did not come from this pool".into(),
         );
@@ -191,9 +191,9 @@ pub(crate) fn run_task_with_tail(
     let capture = super::trace::Capture::start(header.trace);
     // SAFETY: the fingerprints (executable and code layout) matched at the
     // handshake, and the tag proves that the front end holding this
-    // session's secret made this call with `Call::of` (see `remote::call`).
+    // session's secret made this call with `FunctionRef::of` (see `remote::function`).
     let ran = unsafe {
-        header.call.invoke(
+        header.function.invoke(
             header.count,
             Args {
                 frame: body,

@@ -1,6 +1,6 @@
 //! Layer: mpi. May use: `error`, `mpi::backoff`, `mpi::hub::pool`,
 //! `mpi::hub::workers`, `mpi::liveness`, `mpi::role`, `mpi::settings`,
-//! `mpi::tags`, `remote::call`, `remote::message`, `remote::work`,
+//! `mpi::tags`, `remote::function`, `remote::message`, `remote::work`,
 //! `shared`, std, crossbeam-channel and the mpi crate.
 //! The hub's event loop ([`Hub::serve`]): the executors' [`Command`]s in,
 //! work out to free workers, outcomes, heartbeats and answers to cuts back,
@@ -24,7 +24,7 @@ use crate::mpi::liveness::{self, CommId, Heard};
 use crate::mpi::role;
 use crate::mpi::settings::MpiSettings;
 use crate::mpi::tags;
-use crate::remote::call::{Initializer, Secret};
+use crate::remote::function::{Initializer, Secret};
 use crate::remote::message::{Kind, Welcome};
 use crate::remote::work::Work;
 use crate::{Error, shared};

@@ -1,5 +1,5 @@
 //! Layer: mpi. May use: `error`, `future`, `mpi::liveness`,
-//! `remote::call`, `remote::codec`, `remote::message`, `remote::work`,
+//! `remote::function`, `remote::codec`, `remote::message`, `remote::work`,
 //! std, crossbeam-channel and the mpi crate.
 //! One executor's share of the hub ([`Pool`]): its queue, the calls its
 //! workers run ([`Busy`], with whether a chunk may be cut: [`Cut`]), its
@@ -13,8 +13,8 @@ use ::mpi::Rank;
 use crossbeam_channel::Sender;
 
 use crate::mpi::liveness::{CommId, Heard};
-use crate::remote::call::{Initializer, Secret};
 use crate::remote::codec::Bulk;
+use crate::remote::function::{Initializer, Secret};
 use crate::remote::message::{Answer, TaskHeader};
 use crate::remote::work::{One, Work};
 use crate::{Error, Future, future};
@@ -446,8 +446,8 @@ impl Pool {
 fn initializer_work(initializer: &Initializer, secret: &Secret) -> (Work, Future<()>) {
     let (promise, future) = future::pair();
     let header = TaskHeader {
-        call: initializer.call,
-        tag: initializer.call.tag(secret),
+        function: initializer.function,
+        tag: initializer.function.tag(secret),
         count: 1,
         first: 0,
         #[cfg(feature = "tracing")]

@@ -10,7 +10,7 @@
 //! copied into several codegen units):
 //!
 //! - the **trampoline**: [`run::<T>`], monomorphised for the task's
-//!   function pointer type `T` (a [`Task`]: `fn(A) -> R`, or `fn(A, B) -> R`
+//!   function pointer type `T` (a [`TaskFn`]: `fn(A) -> R`, or `fn(A, B) -> R`
 //!   for `starmap`), which decodes the arguments, calls the task and encodes
 //!   the outcomes;
 //! - the **function**: the user's `fn(A) -> R` or `fn(A, B) -> R`.
@@ -19,12 +19,12 @@
 //! `fn(A)` is a task whose result is `()`, its argument encoded once.
 //!
 //! Turning a distance back into a function pointer is the only `unsafe` here
-//! ([`function_at`], used by [`Call::invoke`] and [`run`]). It is sound only
+//! ([`function_at`], used by [`FunctionRef::invoke`] and [`run`]). It is sound only
 //! if the serving side runs the same binary, the pair really came from
-//! [`Call::of`], and both functions lie in the same image as the anchor.
+//! [`FunctionRef::of`], and both functions lie in the same image as the anchor.
 //! Three checks stand before it:
 //!
-//! 1. [`Call::of`] refuses a function outside the anchor's image (one in a
+//! 1. [`FunctionRef::of`] refuses a function outside the anchor's image (one in a
 //!    dynamic library: `-C prefer-dynamic`, a `dylib` crate, a plugin),
 //!    whose distance from the anchor differs from run to run; and it
 //!    refuses every task when the anchor itself is not in the program's
@@ -92,7 +92,7 @@ fn offset(address: usize) -> u64 {
 
 /// The address `offset` bytes from the anchor, as a pointer. Its provenance
 /// is whatever was exposed at that address: in the process that made the
-/// offset, the function's own (the `as usize` casts in [`Call::of`] expose
+/// offset, the function's own (the `as usize` casts in [`FunctionRef::of`] expose
 /// it), which is what lets miri run a call within one process.
 fn address(offset: u64) -> *const () {
     std::ptr::with_exposed_provenance((&ANCHOR as *const u8 as usize).wrapping_add(offset as usize))
@@ -117,7 +117,7 @@ unsafe fn function_at<F: Copy>(address: *const ()) -> F {
 /// A task's function pointer type: what [`run`] calls, one trampoline body
 /// for every arity. [`run`] turns an address back into a `Self`, so this
 /// must be implemented for function pointer types only.
-pub(crate) trait Task: Copy + Send + Sync + 'static {
+pub(crate) trait TaskFn: Copy + Send + Sync + 'static {
     /// The one value the task is called with: its argument, or the tuple of
     /// its arguments.
     type Args: Payload;
@@ -129,7 +129,7 @@ pub(crate) trait Task: Copy + Send + Sync + 'static {
     fn call(self, args: Self::Args) -> Self::Output;
 }
 
-impl<R: Payload> Task for fn() -> R {
+impl<R: Payload> TaskFn for fn() -> R {
     type Args = ();
     type Output = R;
 
@@ -142,7 +142,7 @@ impl<R: Payload> Task for fn() -> R {
     }
 }
 
-impl<A: Payload, R: Payload> Task for fn(A) -> R {
+impl<A: Payload, R: Payload> TaskFn for fn(A) -> R {
     type Args = A;
     type Output = R;
 
@@ -155,7 +155,7 @@ impl<A: Payload, R: Payload> Task for fn(A) -> R {
     }
 }
 
-impl<A: Payload, B: Payload, R: Payload> Task for fn(A, B) -> R {
+impl<A: Payload, B: Payload, R: Payload> TaskFn for fn(A, B) -> R {
     type Args = (A, B);
     type Output = R;
 
@@ -170,21 +170,21 @@ impl<A: Payload, B: Payload, R: Payload> Task for fn(A, B) -> R {
 
 /// A function, named by offsets, that a worker of the same binary can call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Call {
+pub(crate) struct FunctionRef {
     pub(crate) trampoline: u64,
     pub(crate) function: u64,
 }
 
-impl Call {
+impl FunctionRef {
     /// Names `task`, with the trampoline for its type.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if the task's function lies outside the
     /// image that holds the anchor: see [`in_anchor_image`].
-    pub(crate) fn of<T: Task>(task: T) -> Result<Self, Error> {
+    pub(crate) fn of<T: TaskFn>(task: T) -> Result<Self, Error> {
         let trampoline: Trampoline = run::<T>;
-        Call::checked(trampoline as usize, task.address())
+        FunctionRef::checked(trampoline as usize, task.address())
     }
 
     fn checked(trampoline: usize, function: usize) -> Result<Self, Error> {
@@ -192,7 +192,7 @@ impl Call {
         for address in [function, trampoline] {
             in_anchor_image(address)?;
         }
-        Ok(Call {
+        Ok(FunctionRef {
             trampoline: offset(trampoline),
             function: offset(function),
         })
@@ -215,9 +215,9 @@ impl Call {
     ///
     /// # Safety
     ///
-    /// `self` must have been made by [`Call::of`] in a process running this
+    /// `self` must have been made by [`FunctionRef::of`] in a process running this
     /// same executable: the worker checks the [`Fingerprint`] at the
-    /// handshake and the [`tag`](Call::tag) of every task before calling.
+    /// handshake and the [`tag`](FunctionRef::tag) of every task before calling.
     pub(crate) unsafe fn invoke(
         self,
         count: u32,
@@ -240,7 +240,7 @@ impl Call {
 /// encoded once, when the pool is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Initializer {
-    pub(crate) call: Call,
+    pub(crate) function: FunctionRef,
     /// The encoded argument: empty for a `fn()`.
     pub(crate) arg: Vec<u8>,
 }
@@ -250,13 +250,18 @@ impl Initializer {
     ///
     /// # Errors
     ///
-    /// As [`Call::of`]; [`Error::Serialization`] if `arg` does not
+    /// As [`FunctionRef::of`]; [`Error::Serialization`] if `arg` does not
     /// serialize (its `Serialize` impl fails or panics).
-    pub(crate) fn of<F: Task<Output = ()>>(function: F, arg: &F::Args) -> Result<Self, Error> {
-        let call = Call::of(function)?;
+    pub(crate) fn of<F: TaskFn<Output = ()>>(function: F, arg: &F::Args) -> Result<Self, Error> {
+        let named = FunctionRef::of(function)?;
         let mut encoded = Vec::new();
         let failure = match panic::catch(|| codec::append(arg, &mut encoded)) {
-            Ok(Ok(())) => return Ok(Initializer { call, arg: encoded }),
+            Ok(Ok(())) => {
+                return Ok(Initializer {
+                    function: named,
+                    arg: encoded,
+                });
+            }
             Ok(Err(error)) => decode::explain(&error),
             Err(panicked) => panicked.to_string(),
         };
@@ -279,14 +284,18 @@ impl Initializer {
         }
     }
 
-    /// Runs the initializer `call` on its encoded argument, `frame[start..]`
+    /// Runs the initializer `named` on its encoded argument, `frame[start..]`
     /// (taking the buffer if it likes, as a task does); `Err` says why it
     /// failed.
     ///
     /// # Safety
     ///
-    /// As for [`Call::invoke`], with a `call` made by [`Initializer::of`].
-    pub(crate) unsafe fn run(call: Call, frame: &mut Vec<u8>, start: usize) -> Result<(), String> {
+    /// As for [`FunctionRef::invoke`], with a `named` made by [`Initializer::of`].
+    pub(crate) unsafe fn run(
+        named: FunctionRef,
+        frame: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), String> {
         let (mut out, mut bulk) = (Vec::new(), Bulk::default());
         let args = Args {
             frame,
@@ -294,7 +303,7 @@ impl Initializer {
             tail: &[],
         };
         // SAFETY: this function's contract is `invoke`'s.
-        unsafe { call.invoke(1, args, &mut out, &mut bulk, &mut || true) };
+        unsafe { named.invoke(1, args, &mut out, &mut bulk, &mut || true) };
         match codec::decode_outcomes_with_tail::<()>(&out, bulk.bytes(), 1, &mut Bulk::default()) {
             Ok(mut outcomes) => (outcomes.pop())
                 .unwrap_or_else(|| Err(Error::Protocol("the initializer gave no outcome".into())))
@@ -307,7 +316,7 @@ impl Initializer {
 /// The trampoline for tasks of type `T`: decode, call, encode, per item,
 /// while `may_start` allows the next. A panic, or an argument or a result
 /// that fails to (de)serialize, is that item's outcome.
-fn run<T: Task>(
+fn run<T: TaskFn>(
     function: *const (),
     count: u32,
     Args { frame, start, tail }: Args<'_>,
@@ -315,10 +324,10 @@ fn run<T: Task>(
     bulk: &mut Bulk,
     may_start: &mut dyn FnMut() -> bool,
 ) -> Ran {
-    // SAFETY: `function` is anchor + the offset `Call::of::<T>` took of a
-    // `T` (a function pointer type, as `Task` requires), and this is the
-    // trampoline `Call::of` paired with it, so the address is a function of
-    // exactly this type (see `Call::invoke`).
+    // SAFETY: `function` is anchor + the offset `FunctionRef::of::<T>` took of a
+    // `T` (a function pointer type, as `TaskFn` requires), and this is the
+    // trampoline `FunctionRef::of` paired with it, so the address is a function of
+    // exactly this type (see `FunctionRef::invoke`).
     let task = unsafe { function_at::<T>(function) };
     let nothing = Ran {
         done: 0,
@@ -395,7 +404,7 @@ fn run<T: Task>(
     }
 }
 
-/// A per-pool random key for [`Call::tag`].
+/// A per-pool random key for [`FunctionRef::tag`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Secret(pub(crate) [u64; 2]);
 
@@ -647,21 +656,21 @@ mod tests {
 
     #[test]
     fn a_call_round_trips_within_one_process() {
-        let outcomes = invoke_on(Call::of(double as fn(_) -> _).unwrap(), &[1_u32, 20]);
+        let outcomes = invoke_on(FunctionRef::of(double as fn(_) -> _).unwrap(), &[1_u32, 20]);
         assert_eq!(outcomes, [Ok(2), Ok(40)]);
     }
 
     #[test]
     fn a_two_argument_call_takes_a_tuple() {
-        let call = Call::of(power as fn(_, _) -> _).unwrap();
-        let outcomes = invoke_on(call, &[(2_u64, 10_u32), (3, 3)]);
+        let named = FunctionRef::of(power as fn(_, _) -> _).unwrap();
+        let outcomes = invoke_on(named, &[(2_u64, 10_u32), (3, 3)]);
         assert_eq!(outcomes, [Ok(1024), Ok(27)]);
     }
 
-    /// Runs `call` in this process on each of `inputs`, as a worker would,
+    /// Runs `named` in this process on each of `inputs`, as a worker would,
     /// and decodes the outcomes.
     fn invoke_on<A: serde::Serialize + 'static>(
-        call: Call,
+        named: FunctionRef,
         inputs: &[A],
     ) -> Vec<Result<u64, Error>> {
         let mut args = Vec::new();
@@ -669,23 +678,23 @@ mod tests {
             codec::append(input, &mut args).unwrap();
         }
         let count = u32::try_from(inputs.len()).unwrap();
-        let (_, out) = invoke(call, count, &mut args, 0, &mut || true);
+        let (_, out) = invoke(named, count, &mut args, 0, &mut || true);
         codec::decode_outcomes::<u64>(&out, inputs.len()).unwrap()
     }
 
-    /// Runs `call` in this process on the `count` arguments encoded in
+    /// Runs `named` in this process on the `count` arguments encoded in
     /// `frame` from `start`, as a worker would: what ran, and the outcomes.
     fn invoke(
-        call: Call,
+        named: FunctionRef,
         count: u32,
         frame: &mut Vec<u8>,
         start: usize,
         may_start: &mut dyn FnMut() -> bool,
     ) -> (Ran, Vec<u8>) {
         let mut out = Vec::new();
-        // SAFETY: every test's `call` was made by `Call::of` in this process.
+        // SAFETY: every test's `named` was made by `FunctionRef::of` in this process.
         let ran = unsafe {
-            call.invoke(
+            named.invoke(
                 count,
                 whole(frame, start),
                 &mut out,
@@ -703,8 +712,8 @@ mod tests {
         }
         let mut frame = b"head".to_vec();
         codec::append(&vec![7_u8; 1000], &mut frame).unwrap();
-        let call = Call::of(len as fn(_) -> _).unwrap();
-        let (_, out) = invoke(call, 1, &mut frame, 4, &mut || true);
+        let named = FunctionRef::of(len as fn(_) -> _).unwrap();
+        let (_, out) = invoke(named, 1, &mut frame, 4, &mut || true);
         assert_eq!(
             codec::decode_outcomes::<usize>(&out, 1).unwrap(),
             [Ok(1000)]
@@ -719,7 +728,7 @@ mod tests {
 
     #[test]
     fn a_chunk_stops_where_it_may_not_start_the_next_item() {
-        let call = Call::of(double as fn(_) -> _).unwrap();
+        let named = FunctionRef::of(double as fn(_) -> _).unwrap();
         let mut args = Vec::new();
         for n in [1_u32, 300, 5] {
             codec::append(&n, &mut args).unwrap();
@@ -731,7 +740,7 @@ mod tests {
             first_two.len()
         };
         let mut may_start = allowing(2);
-        let (ran, out) = invoke(call, 3, &mut args, 0, &mut may_start);
+        let (ran, out) = invoke(named, 3, &mut args, 0, &mut may_start);
         assert_eq!(
             ran,
             Ran {
@@ -744,7 +753,7 @@ mod tests {
             [Ok(2), Ok(600)]
         );
         // Refused at once: nothing runs.
-        let (ran, out) = invoke(call, 3, &mut args, 0, &mut || false);
+        let (ran, out) = invoke(named, 3, &mut args, 0, &mut || false);
         assert_eq!(
             ran,
             Ran {
@@ -757,8 +766,8 @@ mod tests {
 
     #[test]
     fn truncated_arguments_are_an_error_not_a_call() {
-        let call = Call::of(double as fn(_) -> _).unwrap();
-        let (ran, out) = invoke(call, 1, &mut Vec::new(), 0, &mut || true);
+        let named = FunctionRef::of(double as fn(_) -> _).unwrap();
+        let (ran, out) = invoke(named, 1, &mut Vec::new(), 0, &mut || true);
         assert_eq!(ran.done, 1, "its outcome is the error");
         let outcomes = codec::decode_outcomes::<u64>(&out, 1).unwrap();
         assert!(
@@ -786,12 +795,12 @@ mod tests {
     #[test]
     fn an_argument_whose_deserialize_panics_fails_its_item_and_the_rest_of_its_chunk() {
         panic::install_hook();
-        let call = Call::of(unlucky as fn(_) -> _).unwrap();
+        let named = FunctionRef::of(unlucky as fn(_) -> _).unwrap();
         let mut args = Vec::new();
         for n in [1, 13, 2] {
             codec::append(&Unlucky(n), &mut args).unwrap();
         }
-        let (ran, out) = invoke(call, 3, &mut args, 0, &mut || true);
+        let (ran, out) = invoke(named, 3, &mut args, 0, &mut || true);
         assert_eq!(ran.done, 3, "an outcome each");
         let outcomes = codec::decode_outcomes::<u8>(&out, 3).unwrap();
         assert_eq!(outcomes[0], Ok(1), "the item before it stands");
@@ -807,7 +816,7 @@ mod tests {
         // The items after it that were taken back get no outcome here: they
         // run elsewhere.
         let mut may_start = allowing(2);
-        let (ran, out) = invoke(call, 3, &mut args, 0, &mut may_start);
+        let (ran, out) = invoke(named, 3, &mut args, 0, &mut may_start);
         assert_eq!(ran.done, 2, "an outcome for each item allowed");
         let outcomes = codec::decode_outcomes::<u8>(&out, 2).unwrap();
         assert!(
@@ -831,14 +840,14 @@ mod tests {
         let mut frame = b"head".to_vec();
         frame.extend_from_slice(&init.arg);
         // SAFETY: the call was made by `Initializer::of` in this process.
-        let ran = unsafe { Initializer::run(init.call, &mut frame, 4) };
+        let ran = unsafe { Initializer::run(init.function, &mut frame, 4) };
         assert_eq!(ran, Ok(()));
         // ORDERING: as in `remember`.
         assert_eq!(SEEN.load(Ordering::Relaxed), 42);
         let init = Initializer::of(remember as fn(_), &13_usize).unwrap();
         let mut frame = init.arg.clone();
         // SAFETY: as above.
-        let failed = unsafe { Initializer::run(init.call, &mut frame, 0) }.unwrap_err();
+        let failed = unsafe { Initializer::run(init.function, &mut frame, 0) }.unwrap_err();
         assert!(
             failed.starts_with("it panicked at ") && failed.ends_with("no table of 13 today"),
             "{failed}"
@@ -847,7 +856,7 @@ mod tests {
         let init = Initializer::of((|| ()) as fn(), &()).unwrap();
         assert!(init.arg.is_empty());
         // SAFETY: as above.
-        let ran = unsafe { Initializer::run(init.call, &mut Vec::new(), 0) };
+        let ran = unsafe { Initializer::run(init.function, &mut Vec::new(), 0) };
         assert_eq!(ran, Ok(()));
     }
 
@@ -859,24 +868,24 @@ mod tests {
     fn the_tag_is_siphash_keyed_with_the_secret() {
         let bytes = 0x0706_0504_0302_0100_u64;
         let more = 0x0f0e_0d0c_0b0a_0908_u64;
-        let call = Call {
+        let named = FunctionRef {
             trampoline: bytes,
             function: more,
         };
-        assert_eq!(call.tag(&Secret([bytes, more])), 0x3f2a_cc7f_57c2_9bdb);
+        assert_eq!(named.tag(&Secret([bytes, more])), 0x3f2a_cc7f_57c2_9bdb);
     }
 
     #[test]
     fn tags_depend_on_the_secret_and_the_pair() {
         let secret = Secret::random();
-        let call = Call::of(double as fn(_) -> _).unwrap();
-        assert_eq!(call.tag(&secret), call.tag(&secret));
-        assert_ne!(call.tag(&secret), call.tag(&Secret::random()));
-        let other = Call {
-            function: call.function + 1,
-            ..call
+        let named = FunctionRef::of(double as fn(_) -> _).unwrap();
+        assert_eq!(named.tag(&secret), named.tag(&secret));
+        assert_ne!(named.tag(&secret), named.tag(&Secret::random()));
+        let other = FunctionRef {
+            function: named.function + 1,
+            ..named
         };
-        assert_ne!(call.tag(&secret), other.tag(&secret));
+        assert_ne!(named.tag(&secret), other.tag(&secret));
     }
 
     #[test]
@@ -913,8 +922,8 @@ mod tests {
             };
             (function.expect("kernel32 exports it") as usize, "kernel32")
         };
-        let error =
-            Call::checked(run::<fn(u32) -> u64> as Trampoline as usize, foreign).unwrap_err();
+        let error = FunctionRef::checked(run::<fn(u32) -> u64> as Trampoline as usize, foreign)
+            .unwrap_err();
         assert!(
             matches!(&error, Error::InvalidArgument(m) if m.to_lowercase().contains(library)),
             "{error:?}"
@@ -922,8 +931,8 @@ mod tests {
         // The same check passes the program's own functions, again and
         // again (the second time from the memo).
         for _ in 0..2 {
-            Call::of(double as fn(_) -> _).unwrap();
-            Call::of((|| ()) as fn()).unwrap();
+            FunctionRef::of(double as fn(_) -> _).unwrap();
+            FunctionRef::of((|| ()) as fn()).unwrap();
         }
     }
 }
