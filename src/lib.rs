@@ -331,33 +331,87 @@
 //!   host's `main`; use a [`ThreadPoolExecutor`] there. Where the unsafe
 //!   code is, and why each block is sound, is listed below.
 //!
-//! # For maintainers: how a task flows
+//! # For maintainers: the layers, how a task flows, and the words
 //!
-//! The source is in layers; each file's first comment names its own and
-//! what it may use, and no transport imports another.
+//! `ls src/` reads from the bottom up. Each file's first comment names its
+//! layer and every module of the crate it imports (`Layer: … May use: …`);
+//! a unit test (`src/layers.rs`, run alone with `cargo test --lib layers`)
+//! holds every header to the code, so that a layer uses only the layers
+//! below it and no two files import each other, through any number of
+//! files between. No transport imports another.
 //!
-//! 1. **Front end.** [`ThreadPoolExecutor`] (`thread/`) runs tasks itself,
-//!    on a `WorkQueue` of threads (`queue.rs`). Every other pool is one
-//!    [`RemoteExecutor`] (`remote/front.rs`) over a [`Transport`]:
-//!    `submit` and `map` name the function (`remote/function.rs`: offsets from
-//!    an anchor, and a tag keyed with the pool's secret), encode the
-//!    arguments (`remote/codec.rs`) and hand the transport one `Work`: a
-//!    task header, the bytes, and the futures its answer completes
-//!    (`remote/work.rs`).
-//! 2. **Transport.** The process pool (`process/`) queues it on a queue of
-//!    manager threads, each driving one child over a private socket in
-//!    frames; the MPI executor (`mpi/`) hands it to the one hub thread
-//!    that owns MPI, which sends it to a leased rank. Everything about
-//!    processes, channels and the platform lives here.
-//! 3. **Serving side.** A child or a rank is this same program, which
-//!    `init.rs` sends to its transport's endpoint: a child from a
-//!    constructor before `main`, a rank from [`init`]; from there
-//!    both run the remote layer's one loop (`remote/serve.rs`): the
-//!    handshake (`remote/message.rs`), then, per task, the tag check, the
-//!    call, and the encoded outcomes.
-//! 4. **Back.** The transport returns the outcomes to `Work`'s results,
-//!    which decode them and complete the futures; done callbacks run
-//!    counted busy, so that work they submit finds another thread.
+//! | layer | files | may use |
+//! |---|---|---|
+//! | core | `error`, `panic`, `sync`, `future` (and `future/watch`), `map/`, `wait`, `executor`, `flat`, `spread`, `trace`, `shared/` | core |
+//! | pools | `work_queue`, `thread/` | core |
+//! | remote | `remote/` | core |
+//! | process sys | `process/sys/` (`unix/`, `windows/`, the same file names) | core |
+//! | process | the rest of `process/` | core, pools, remote, process sys |
+//! | mpi sys | `mpi/ffi` | core |
+//! | mpi | the rest of `mpi/` | core, remote, mpi sys |
+//! | entry | `init` | core, the transports |
+//! | root | `lib`, `any` | everything |
+//!
+//! How one task flows:
+//!
+//! 1. **Front end.** [`ThreadPoolExecutor`] (`thread/`) runs tasks itself:
+//!    it puts each on its `WorkQueue` (`work_queue.rs`),
+//!    whose threads run it. Every other pool is one [`RemoteExecutor`]
+//!    (`remote/front.rs`) over a [`Transport`]: `submit` and `map` name
+//!    the function (`remote/function.rs`: a `FunctionRef` of offsets from an
+//!    anchor, and a tag keyed with the pool's secret), encode the arguments
+//!    (`remote/codec.rs`) and hand the transport one `Work`: a task header,
+//!    the bytes, and the futures its answer completes (`remote/work.rs`).
+//! 2. **Transport.** The process pool (`process/`) puts the work on its
+//!    work queue; a dispatcher thread (`dispatch.rs`) takes it and sends it
+//!    as a call to its worker (`pool_side.rs`), in frames (`frame.rs`) over
+//!    a private channel, big parts through shared memory (`arena.rs`), with
+//!    a start gate (`gate.rs`) that decides whether the worker starts each
+//!    item or the pool takes it back; the system calls are in `sys/`. The
+//!    MPI executor (`mpi/`) hands the work to the one hub thread that owns
+//!    MPI (`mpi/hub/`), which sends it to a free worker rank.
+//! 3. **Serving side.** A worker is this same program: a child process
+//!    serves from the crate's constructor before `main`
+//!    (`process/constructor.rs`, then `process/worker_side.rs`), an MPI
+//!    rank from [`init`] (`mpi/worker.rs`). Both run the remote layer's one
+//!    loop (`remote/serve.rs`): the handshake (`remote/message.rs`), then,
+//!    per task, the tag check, the call of the function, and the encoded
+//!    outcomes.
+//! 4. **Back.** The transport hands the answer to `Work`'s results, which
+//!    decode it and complete the futures; done callbacks run with the
+//!    queue thread counted busy, so that work they submit finds another
+//!    thread.
+//!
+//! The words, one thing each:
+//!
+//! - **task**: one call of the user's function on one argument (one
+//!   `submit`); **item**: one input of a `map`; **chunk**: several items
+//!   sent as one message.
+//! - **work** (`Work`): what the front end hands a transport: one task
+//!   message (a task or a chunk) and the results its answer completes.
+//! - **worker**: what runs work: a thread of the thread pool, a child
+//!   process, an MPI rank (the process pool's `Worker` is the pool's side
+//!   of one child; MPI's `WorkerEndpoint` the rank's side).
+//! - **call**: work sent to a worker, until its **answer** comes back
+//!   (in flight: the dispatcher's `Call`); a function is *named* by a
+//!   `FunctionRef`, whose type is a `TaskFn`.
+//! - **work queue** (`WorkQueue`): a pool's queue and the threads that
+//!   serve it; it holds **entries**; a queue thread is **idle** (waiting)
+//!   or **busy** (`Busy`). A **dispatcher** is a process pool's queue
+//!   thread, which drives one child; the **hub** is the MPI executor's one
+//!   thread.
+//! - **pool side** / **worker side**: the two ends of one link between the
+//!   process pool and a child; **channel**: the private socket pair (pipes
+//!   on Windows) between them; **frame**: one message on it; **arena**:
+//!   the memory they share for big payloads; **start gate**: the page they
+//!   share to decide who starts an item; **region**: a `Shared` value's
+//!   read-only memory.
+//! - **take back**: the pool takes back an item sent ahead that has not
+//!   started; **give back**: it returns that work to the queue; **cut**:
+//!   a `map` chunk split after its running item, the rest taken back.
+//! - **life** (`Life`): where a child process is (running, exited,
+//!   reaped); **health** (`Health`): whether it may take more calls;
+//!   **delivery** (`Delivery`): where an in-flight call's message is.
 //!
 //! # Where the unsafe code is
 //!
@@ -366,10 +420,11 @@
 //! waiters and wakers) is model-checked under every interleaving with loom;
 //! see `future.rs` for the command. The thread pool has one block, for
 //! scoped tasks; the remote layer has it in three files, the process
-//! transport in twelve, the MPI transport (feature `mpi`) in one, the
-//! crate's entry in one, and [`Shared`]'s shared memory in one. Each block has a `// SAFETY:` comment:
+//! transport in thirteen (ten of them its system calls, under `sys/`), the
+//! MPI transport (feature `mpi`) in one, and [`Shared`]'s shared memory in
+//! one. Each block has a `// SAFETY:` comment:
 //!
-//! - `init.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
+//! - `process/constructor.rs`, `BEFORE_MAIN`: the `link_section` that puts the worker's
 //!   entry in the platform's table of constructors, run before `main`
 //!   (`.init_array`, `__mod_init_func`, `.CRT$XCU`). The
 //!   module docs list what is and is not set up by then, and what a worker
