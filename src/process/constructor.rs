@@ -1,8 +1,9 @@
 //! Layer: process. May use: `process::worker_side`. The crate's
 //! constructor: how a process pool's child starts serving before `main`
 //! ([`BEFORE_MAIN`]), and whether a child of this program will serve
-//! ([`can_serve`], which the pool asks before it starts one).
-//! [`init`](crate::init) tells it through [`init`] too.
+//! ([`can_serve`], which the pool asks before it starts one). The
+//! crate's [`init`](crate::init) comes here too, through this file's
+//! [`init`].
 //!
 //! # Serving before `main`
 //!
