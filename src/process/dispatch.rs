@@ -469,10 +469,7 @@ impl Batch<'_> {
             };
             match encoded {
                 Ok(None) => {}
-                Ok(Some(bytes)) => {
-                    queued.work.args = bytes;
-                    queued.work.bulk = Bulk::default();
-                }
+                Ok(Some(bytes)) => queued.work.set_encoded_arg(bytes),
                 Err(error) => {
                     queued.work.results.fail(error);
                     return Ok(());
@@ -488,7 +485,7 @@ impl Batch<'_> {
             self.pause();
             return Ok(());
         }
-        queued.work.header.first = first;
+        queued.work.number_from(first);
         let held = match (&queued.claimed, lend, &live.gate) {
             // Claimed on a child that died before starting it: its cancel
             // must now reach this child.

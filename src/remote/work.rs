@@ -37,6 +37,20 @@ pub(crate) struct Work {
 }
 
 impl Work {
+    /// Numbers its items from `first` on, as the transport sends them (a
+    /// transport that numbers the items it sends does; see `TaskHeader`).
+    pub(crate) fn number_from(&mut self, first: u32) {
+        self.header.first = first;
+    }
+
+    /// Takes its argument encoded by the transport rather than at
+    /// `submit` (a big lone argument whose encoding was deferred): the
+    /// bytes replace the deferred bulk.
+    pub(crate) fn set_encoded_arg(&mut self, args: Vec<u8>) {
+        self.args = args;
+        self.bulk = Bulk::default();
+    }
+
     /// Cuts a chunk after its first `at` items (0 < `at` < its count): the
     /// items from `at` on become work of their own, already claimed,
     /// whose outcomes complete the same future. `None` for a lone task.

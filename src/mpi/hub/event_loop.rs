@@ -338,7 +338,7 @@ impl Hub {
                     continue;
                 };
                 self.numbered = self.numbered.wrapping_add(1);
-                work.header.first = self.numbered;
+                work.number_from(self.numbered);
                 // The shared values the worker lacks, each once per worker;
                 // then one contiguous message: header, arguments, tail.
                 let known = self.known.entry((comm_id, rank)).or_default();
